@@ -1,0 +1,1 @@
+"""Metrics of (graph, mask) pairs, comparisons across methods, and plots."""

@@ -1,0 +1,391 @@
+"""The weighted layered DAG at unit granularity.
+
+Nodes are *units*: the input features or channels, the neurons of linear layers and the
+channels of conv layers. Units come in :class:`UnitGroup` s (all units of one tensor), and
+the groups are in topological order. Edges come in two kinds:
+
+* :class:`Layer`: the edge bundles of one parameterised layer (``nn.Linear`` or
+  ``nn.ConvNd``). The bundle of edge ``u -> v`` is the set of weight elements connecting
+  unit ``u`` of the source group to unit ``v`` of the destination group: the kernel
+  ``W[v, u]`` of a conv, the single weight ``W[v, u]`` of a linear layer, or, after a
+  flatten, the ``k`` columns of the linear weight that read channel ``u``. The weights are
+  stored as an array of shape ``(n_dst, n_src, k)`` that is a reshape of the parameter
+  (same element order), so a mask of that shape reshapes straight to the parameter's.
+* :class:`Shortcut`: identity edges of weight 1 from unit ``c`` of one group to unit
+  ``c`` of another (a residual identity shortcut).
+
+Per-unit scales (BatchNorm in eval mode, scalar multiplications) are attached to the edges
+that cross them: ``out_scale`` on the destination side (a scale applied to the sum arriving
+at a unit) and ``in_scale`` on the source side (a scale applied to a unit's value before a
+layer reads it). With all scales 1 this is exactly the data model of DESIGN.md.
+
+The graph is built by :func:`netgraph.from_torch`; it holds a float32 copy of the weights,
+so later changes to the model do not change it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterator, Mapping, Union
+
+import numpy as np
+
+from .errors import InvalidInputError, MaskMismatchError
+
+
+@dataclass(eq=False)
+class UnitGroup:
+    """All units of one tensor: a node set of the DAG.
+
+    Attributes
+    ----------
+    index : int
+        Position in topological order.
+    name : str
+        Name of the traced operation whose output these units are (``"input"`` for the
+        input).
+    size : int
+        Number of units.
+    kind : {"input", "hidden", "output"}
+    """
+
+    index: int
+    name: str
+    size: int
+    kind: str = "hidden"
+
+
+@dataclass(eq=False)
+class Layer:
+    """The edge bundles of one parameterised layer.
+
+    Attributes
+    ----------
+    index : int
+        Position among the graph's layers (topological order).
+    name : str
+        Qualified module name, as in ``model.named_modules()``.
+    kind : {"conv", "linear"}
+    param : str
+        Name of the weight parameter, as in ``model.named_parameters()``.
+    param_shape : tuple of int
+        Shape of that parameter.
+    src, dst : int
+        Indices of the source and destination unit groups.
+    weight : ndarray, shape (n_dst, n_src, k)
+        The weights as bundles, a reshape of the parameter.
+    in_scale, out_scale : ndarray or None
+        Per-unit scales on the source side (length ``n_src``) and destination side
+        (length ``n_dst``); ``None`` means all ones.
+    """
+
+    index: int
+    name: str
+    kind: str
+    param: str
+    param_shape: tuple
+    src: int
+    dst: int
+    weight: np.ndarray
+    in_scale: np.ndarray | None = None
+    out_scale: np.ndarray | None = None
+
+    @property
+    def n_dst(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def n_src(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def k(self) -> int:
+        """Number of parameter elements in each edge bundle."""
+        return self.weight.shape[2]
+
+    @property
+    def numel(self) -> int:
+        return self.weight.size
+
+    @cached_property
+    def abs_sum(self) -> np.ndarray:
+        """``sum |w|`` of each bundle, shape ``(n_dst, n_src)``, float64."""
+        return np.abs(self.weight).sum(axis=2, dtype=np.float64)
+
+    @cached_property
+    def sq_sum(self) -> np.ndarray:
+        """``sum w^2`` of each bundle, shape ``(n_dst, n_src)``, float64."""
+        w = self.weight.astype(np.float64)
+        return np.einsum("ijk,ijk->ij", w, w)
+
+    def bundle_elements(self, v: int, u: int) -> tuple:
+        """Indices into the parameter of the elements of bundle ``u -> v``.
+
+        Returns a tuple of index arrays, usable as ``param[idx]``.
+
+        Examples
+        --------
+        >>> import torch, netgraph
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(),
+        ...                             torch.nn.Linear(3 * 4 * 4, 5))
+        >>> g = netgraph.from_torch(model, (2, 6, 6))
+        >>> conv, fc = g.layers
+        >>> [len(i) for i in conv.bundle_elements(v=1, u=0)], conv.k
+        ([9, 9, 9, 9], 9)
+        >>> fc.bundle_elements(v=4, u=2)[1].tolist()  # columns reading channel 2
+        [32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47]
+        """
+        if not (0 <= v < self.n_dst and 0 <= u < self.n_src):
+            raise IndexError(
+                f"bundle ({u} -> {v}) outside layer {self.name!r} with {self.n_src} source "
+                f"and {self.n_dst} destination units"
+            )
+        flat = (v * self.n_src + u) * self.k + np.arange(self.k)
+        return np.unravel_index(flat, self.param_shape)
+
+
+@dataclass(eq=False)
+class Shortcut:
+    """Identity edges ``c -> c`` of weight 1 between two groups of equal size.
+
+    ``scale`` (length ``size`` or ``None``) is a per-unit factor on these edges, from
+    scale operations (e.g. BatchNorm) on either side of the shortcut.
+    """
+
+    index: int
+    src: int
+    dst: int
+    size: int
+    scale: np.ndarray | None = None
+    kind: str = "identity"
+
+    @property
+    def name(self) -> str:
+        return f"shortcut{self.index}"
+
+    @property
+    def in_scale(self) -> np.ndarray | None:
+        return self.scale
+
+    @property
+    def out_scale(self) -> None:
+        return None
+
+
+Edge = Union[Layer, Shortcut]
+
+
+@dataclass(eq=False)
+class NetGraph:
+    """A network as a weighted layered DAG of units.
+
+    Build one with :func:`netgraph.from_torch`. Algorithms (flows, sparsifiers, metrics)
+    are plain functions taking the graph first.
+
+    Attributes
+    ----------
+    groups : list of UnitGroup
+        Node sets in topological order; ``groups[0]`` is the input, ``groups[-1]`` the output.
+    layers : list of Layer
+        Parameterised layers in topological order.
+    shortcuts : list of Shortcut
+        Identity shortcut edges.
+    input_shape : tuple of int
+        Shape of one input sample (without the batch dimension).
+    model_spec : dict
+        How to rebuild the model (zoo name or factory, input shape, seed), when known.
+    """
+
+    groups: list
+    layers: list
+    shortcuts: list = field(default_factory=list)
+    input_shape: tuple = ()
+    model_spec: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self._in = [[] for _ in self.groups]
+        self._out = [[] for _ in self.groups]
+        for e in [*self.layers, *self.shortcuts]:
+            if not e.src < e.dst:
+                raise ValueError(f"edge {e.name} goes from group {e.src} to {e.dst}: not topological")
+            self._in[e.dst].append(e)
+            self._out[e.src].append(e)
+        for lst in (*self._in, *self._out):
+            lst.sort(key=lambda e: (isinstance(e, Shortcut), e.index))
+        names = [layer.param for layer in self.layers]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"parameters used by several layers (shared weights): {dup}")
+        self._by_param = {layer.param: layer for layer in self.layers}
+
+    # -- structure --------------------------------------------------------------
+    @property
+    def input_group(self) -> UnitGroup:
+        return self.groups[0]
+
+    @property
+    def output_group(self) -> UnitGroup:
+        return self.groups[-1]
+
+    def edges_into(self, group: int) -> list:
+        """Layers and shortcuts whose destination is ``group`` (layers first)."""
+        return self._in[group]
+
+    def edges_out_of(self, group: int) -> list:
+        """Layers and shortcuts whose source is ``group`` (layers first)."""
+        return self._out[group]
+
+    def edges(self) -> Iterator[Edge]:
+        """All layers and shortcuts."""
+        yield from self.layers
+        yield from self.shortcuts
+
+    def layer(self, name: str) -> Layer:
+        """The layer with module name or parameter name ``name``."""
+        if name in self._by_param:
+            return self._by_param[name]
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer named {name!r}; layers: {[l.name for l in self.layers]}")
+
+    @property
+    def num_weights(self) -> int:
+        """Number of prunable weights (elements of conv and linear weights)."""
+        return int(sum(layer.numel for layer in self.layers))
+
+    @property
+    def num_units(self) -> int:
+        return int(sum(g.size for g in self.groups))
+
+    @property
+    def num_edges(self) -> int:
+        """Number of unit-level edges: ``(u, v)`` bundles of the layers plus identity edges."""
+        return int(sum(l.n_src * l.n_dst for l in self.layers) + sum(s.size for s in self.shortcuts))
+
+    @property
+    def param_names(self) -> list:
+        return [layer.param for layer in self.layers]
+
+    # -- masks ------------------------------------------------------------------
+    def dense_masks(self) -> list:
+        """All-true masks, one ``(n_dst, n_src, k)`` bool array per layer."""
+        return [np.ones(layer.weight.shape, dtype=bool) for layer in self.layers]
+
+    def layer_masks(self, masks) -> list:
+        """Per-layer bool arrays of shape ``(n_dst, n_src, k)`` for a mask set.
+
+        ``masks`` may be ``None`` (dense), a :class:`~netgraph.MaskSet` or a mapping from
+        parameter name to a bool tensor/array of the parameter's shape, or a list of
+        arrays already in layer form. A mapping must have exactly the graph's parameters.
+
+        Raises
+        ------
+        MaskMismatchError
+            If a parameter is missing, unknown, or its mask has the wrong shape.
+        """
+        if masks is None:
+            return self.dense_masks()
+        if isinstance(masks, (list, tuple)):
+            if len(masks) != len(self.layers):
+                raise MaskMismatchError(
+                    f"got {len(masks)} layer masks for a graph with {len(self.layers)} layers"
+                )
+            out = []
+            for layer, m in zip(self.layers, masks):
+                m = np.asarray(m)
+                if m.size != layer.numel:
+                    raise MaskMismatchError(
+                        f"mask for {layer.param!r} has {m.size} elements, the parameter "
+                        f"{tuple(layer.param_shape)} has {layer.numel}"
+                    )
+                out.append(m.reshape(layer.weight.shape).astype(bool, copy=False))
+            return out
+        if not isinstance(masks, Mapping):
+            raise InvalidInputError(
+                f"masks must be None, a MaskSet, a dict name -> tensor or a list of arrays, "
+                f"got {type(masks).__name__}"
+            )
+        missing = [p for p in self.param_names if p not in masks]
+        extra = [p for p in masks if p not in self._by_param]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"no mask for parameters {missing[:5]}{'...' if len(missing) > 5 else ''}")
+            if extra:
+                parts.append(f"masks for parameters the graph does not have {extra[:5]}"
+                             f"{'...' if len(extra) > 5 else ''}")
+            raise MaskMismatchError("mask set does not fit this graph: " + "; ".join(parts))
+        out = []
+        for layer in self.layers:
+            m = masks[layer.param]
+            m = m.detach().cpu().numpy() if hasattr(m, "detach") else np.asarray(m)
+            if tuple(m.shape) != tuple(layer.param_shape):
+                raise MaskMismatchError(
+                    f"mask for {layer.param!r} has shape {tuple(m.shape)}, "
+                    f"the parameter has shape {tuple(layer.param_shape)}"
+                )
+            out.append(m.reshape(layer.weight.shape).astype(bool, copy=False))
+        return out
+
+    def masks_to_params(self, layer_masks) -> dict:
+        """Turn per-layer ``(n_dst, n_src, k)`` masks into ``{param name: bool ndarray}``."""
+        return {
+            layer.param: np.asarray(m, dtype=bool).reshape(layer.param_shape)
+            for layer, m in zip(self.layers, layer_masks)
+        }
+
+    # -- summaries and interop ----------------------------------------------------
+    def summary(self) -> dict:
+        """A JSON-ready description: groups, layers, counts and dense flows."""
+        from .flows import log10_path_kernel_trace, log10_synflow_R
+
+        return {
+            "model": self.model_spec.get("name"),
+            "input_shape": list(self.input_shape),
+            "prunable_weights": self.num_weights,
+            "units": self.num_units,
+            "edges": self.num_edges,
+            "inputs": self.input_group.size,
+            "outputs": self.output_group.size,
+            "layers": [
+                {
+                    "name": l.name,
+                    "kind": l.kind,
+                    "param": l.param,
+                    "shape": list(l.param_shape),
+                    "units": l.n_dst,
+                    "in_units": l.n_src,
+                    "weights": l.numel,
+                    "src_group": l.src,
+                    "dst_group": l.dst,
+                }
+                for l in self.layers
+            ],
+            "shortcuts": [
+                {"src_group": s.src, "dst_group": s.dst, "units": s.size} for s in self.shortcuts
+            ],
+            "log10_synflow_R": log10_synflow_R(self),
+            "log10_path_kernel_trace": log10_path_kernel_trace(self),
+        }
+
+    def to_networkx(self, masks=None, **kwargs):
+        """See :func:`netgraph.interop.to_networkx`."""
+        from .interop import to_networkx
+
+        return to_networkx(self, masks, **kwargs)
+
+    def to_igraph(self, masks=None, **kwargs):
+        """See :func:`netgraph.interop.to_igraph`."""
+        from .interop import to_igraph
+
+        return to_igraph(self, masks, **kwargs)
+
+    def __repr__(self) -> str:
+        name = self.model_spec.get("name") or "model"
+        return (
+            f"NetGraph({name}: {len(self.groups)} unit groups, {self.num_units} units, "
+            f"{len(self.layers)} layers, {len(self.shortcuts)} shortcuts, "
+            f"{self.num_weights} prunable weights)"
+        )

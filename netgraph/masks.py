@@ -1,0 +1,272 @@
+"""Mask sets: parameter name -> boolean tensor, with metadata, files and application.
+
+A mask file is a plain dict ``{"masks": {name: bool tensor}, "meta": {...}}`` written with
+``torch.save``, so anyone can read it without this library::
+
+    blob = torch.load("masks.pt", weights_only=True)
+    for name, mask in blob["masks"].items(): ...
+
+``meta`` holds the method, requested and achieved density, seed, model spec, library
+version and ``"format": "netgraph-masks/1"``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Mapping, MutableMapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.utils import prune
+
+from ._version import __version__
+from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
+
+FORMAT = "netgraph-masks/1"
+
+
+def _to_bool_tensor(name, value) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        value = torch.from_numpy(np.ascontiguousarray(value))
+    if not isinstance(value, torch.Tensor):
+        raise InvalidInputError(f"mask for {name!r} must be a tensor or array, got {type(value).__name__}")
+    if value.dtype != torch.bool:
+        if value.is_floating_point() or value.is_complex() or value.dtype in (
+            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
+        ):
+            ok = ((value == 0) | (value == 1)).all()
+            if not bool(ok):
+                raise InvalidInputError(f"mask for {name!r} has values other than 0 and 1")
+        value = value != 0
+    return value.detach().cpu()
+
+
+def _jsonable(obj):
+    """Metadata restricted to what ``torch.load(weights_only=True)`` reads back."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+
+
+def _split(name: str):
+    path, _, attr = name.rpartition(".")
+    return path, attr
+
+
+class MaskSet(MutableMapping):
+    """Boolean masks keyed by parameter name, plus metadata.
+
+    Values are validated on insertion: keys are strings, values are boolean tensors
+    (0/1 numeric tensors or arrays are converted).
+
+    Parameters
+    ----------
+    masks : mapping, optional
+        Parameter name (as in ``model.named_parameters()``) to mask of the parameter's shape.
+    meta : dict, optional
+        Metadata saved with the masks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from netgraph import MaskSet
+    >>> model = torch.nn.Linear(4, 2)
+    >>> ms = MaskSet({"weight": torch.tensor([[1, 0, 0, 1], [0, 0, 0, 1]])}, meta={"method": "hand"})
+    >>> ms.density
+    0.375
+    >>> ms.apply(model)  # through torch.nn.utils.prune: pruned weights stay zero
+    >>> int((model.weight == 0).sum())
+    5
+    """
+
+    def __init__(self, masks: Mapping | None = None, meta: dict | None = None):
+        self._masks: dict = {}
+        self.meta: dict = dict(meta or {})
+        for k, v in (masks or {}).items():
+            self[k] = v
+
+    # -- mapping --------------------------------------------------------------------
+    def __getitem__(self, key):
+        return self._masks[key]
+
+    def __setitem__(self, key, value):
+        if not isinstance(key, str):
+            raise InvalidInputError(f"mask keys are parameter names (str), got {key!r}")
+        self._masks[key] = _to_bool_tensor(key, value)
+
+    def __delitem__(self, key):
+        del self._masks[key]
+
+    def __iter__(self):
+        return iter(self._masks)
+
+    def __len__(self):
+        return len(self._masks)
+
+    def __repr__(self):
+        method = self.meta.get("method", "?")
+        return f"MaskSet({len(self)} parameters, method={method}, density={self.density:.6g})"
+
+    # -- counts -----------------------------------------------------------------------
+    @property
+    def num_kept(self) -> int:
+        return int(sum(int(m.sum()) for m in self._masks.values()))
+
+    @property
+    def num_total(self) -> int:
+        return int(sum(m.numel() for m in self._masks.values()))
+
+    @property
+    def density(self) -> float:
+        """Kept fraction of the masked parameters."""
+        total = self.num_total
+        return self.num_kept / total if total else 0.0
+
+    @property
+    def sparsity(self) -> float:
+        """Pruned fraction: ``1 - density``."""
+        return 1.0 - self.density
+
+    def report(self) -> list:
+        """Per-parameter ``{"param", "shape", "kept", "total", "density"}`` records."""
+        return [
+            {"param": n, "shape": list(m.shape), "kept": int(m.sum()), "total": m.numel(),
+             "density": float(m.sum()) / m.numel()}
+            for n, m in self._masks.items()
+        ]
+
+    # -- files ------------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write ``{"masks": ..., "meta": ...}`` with ``torch.save``."""
+        meta = dict(self.meta)
+        meta.setdefault("library_version", __version__)
+        meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        meta["format"] = FORMAT
+        meta["kept"] = self.num_kept
+        meta["total"] = self.num_total
+        meta["achieved_density"] = self.density
+        blob = {"masks": dict(self._masks), "meta": _jsonable(meta)}
+        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+        torch.save(blob, path)
+
+    @classmethod
+    def load(cls, path) -> "MaskSet":
+        """Read a mask file written by :meth:`save`.
+
+        Raises
+        ------
+        NotAMaskFileError
+            If the file does not exist, cannot be read safely by
+            ``torch.load(weights_only=True)``, or is not a mask file.
+        """
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise NotAMaskFileError(f"{path}: no such file")
+        try:
+            blob = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as exc:
+            raise NotAMaskFileError(
+                f"{path} is not a mask file: torch.load(weights_only=True) failed ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        if not isinstance(blob, dict) or not isinstance(blob.get("masks"), dict):
+            keys = list(blob)[:5] if isinstance(blob, dict) else type(blob).__name__
+            raise NotAMaskFileError(
+                f"{path} is not a mask file: expected a dict with keys 'masks' and 'meta', found {keys}"
+            )
+        meta = blob.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise NotAMaskFileError(f"{path} is not a mask file: 'meta' is a {type(meta).__name__}, not a dict")
+        bad = [k for k, v in blob["masks"].items() if not isinstance(v, torch.Tensor) or v.dtype != torch.bool]
+        if bad:
+            raise NotAMaskFileError(f"{path} is not a mask file: entries {bad[:5]} are not bool tensors")
+        return cls(blob["masks"], meta)
+
+    # -- models -------------------------------------------------------------------------
+    def _resolve(self, model: nn.Module, name: str):
+        path, attr = _split(name)
+        try:
+            module = model.get_submodule(path) if path else model
+        except AttributeError:
+            module = None
+        t = getattr(module, attr, None) if module is not None else None
+        if not isinstance(t, torch.Tensor):
+            raise MaskMismatchError(
+                f"mask for parameter {name!r} does not fit the model: the model has no such parameter"
+            )
+        return module, attr, t
+
+    def check(self, model: nn.Module, strict: bool = True) -> None:
+        """Raise :class:`MaskMismatchError` unless every mask fits a parameter of ``model``.
+
+        The message names the parameter and both shapes. With ``strict=True`` (default)
+        every conv and linear weight of the model must also have a mask, so that a mask
+        made for a smaller model is not applied to part of a larger one.
+        """
+        if strict:
+            uncovered = [n for n in prunable_parameter_names(model) if n not in self._masks]
+            if uncovered:
+                model_meta = self.meta.get("model")
+                made_for = model_meta.get("name") if isinstance(model_meta, dict) else None
+                raise MaskMismatchError(
+                    f"mask set does not cover {len(uncovered)} conv/linear weights of the model, e.g. "
+                    f"{uncovered[:3]}" + (f" (the masks were made for {made_for!r})" if made_for else "")
+                    + "; pass strict=False to mask only some parameters"
+                )
+        for name, m in self._masks.items():
+            _, _, t = self._resolve(model, name)
+            if tuple(t.shape) != tuple(m.shape):
+                raise MaskMismatchError(
+                    f"mask for parameter {name!r} has shape {tuple(m.shape)} but the model's parameter "
+                    f"has shape {tuple(t.shape)}"
+                )
+
+    def apply(self, model: nn.Module, how: str = "prune", strict: bool = True) -> None:
+        """Apply the masks to ``model`` in place.
+
+        ``how="prune"`` (default) uses ``torch.nn.utils.prune.custom_from_mask``, so
+        pruned weights stay zero through ordinary training; ``how="multiply"`` zeroes the
+        pruned weights once (they may grow back under training). Masks move to each
+        parameter's device; the model is modified in place. ``strict`` as in :meth:`check`.
+        """
+        if how not in ("prune", "multiply"):
+            raise InvalidInputError(f"unknown how {how!r}; accepted: 'prune', 'multiply'")
+        self.check(model, strict)
+        for name, m in self._masks.items():
+            module, attr, t = self._resolve(model, name)
+            mask = m.to(t.device)
+            if how == "prune":
+                prune.custom_from_mask(module, name=attr, mask=mask)
+            else:
+                with torch.no_grad():
+                    t.mul_(mask.to(t.dtype))
+
+    @classmethod
+    def from_graph(cls, graph, layer_masks, meta: dict | None = None) -> "MaskSet":
+        """Mask set from per-layer ``(n_dst, n_src, k)`` arrays of a :class:`NetGraph`."""
+        masks = {n: torch.from_numpy(np.ascontiguousarray(m)) for n, m in graph.masks_to_params(layer_masks).items()}
+        meta = dict(meta or {})
+        meta.setdefault("model", graph.model_spec)
+        meta.setdefault("library_version", __version__)
+        return cls(masks, meta)
+
+
+def prunable_parameter_names(model: nn.Module) -> list:
+    """Names of the conv and linear weights of ``model`` (``.weight``, even when pruned)."""
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return [f"{n}.weight" if n else "weight" for n, m in model.named_modules() if isinstance(m, layers)]
+
+
+def load_masks(path) -> MaskSet:
+    """Read a mask file (see :meth:`MaskSet.load`)."""
+    return MaskSet.load(path)
+
+
+def remove_pruning(model: nn.Module) -> nn.Module:
+    """Make pruning permanent: ``torch.nn.utils.prune.remove`` on every pruned tensor."""
+    for module in model.modules():
+        for hook in list(module._forward_pre_hooks.values()):
+            if isinstance(hook, prune.BasePruningMethod):
+                prune.remove(module, hook._tensor_name)
+    return model

@@ -1,0 +1,61 @@
+"""The command line: models, graph (JSON keys), user models, clean errors."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from netgraph.cli import main
+
+
+@pytest.fixture
+def run():
+    runner = CliRunner()
+
+    def _run(*args, ok=True):
+        res = runner.invoke(main, list(args), catch_exceptions=False)
+        if ok:
+            assert res.exit_code == 0, res.output
+        return res
+
+    return _run
+
+
+def test_models_lists_the_zoo_with_counts(run):
+    rows = json.loads(run("models", "--json").output)
+    by = {r["name"]: r for r in rows}
+    assert by["vgg19"]["prunable_weights"] == 20_024_000
+    assert by["resnet20"]["prunable_weights"] == 270_896
+    assert by["resnet18"]["prunable_weights"] == 11_261_632
+    assert "resnet18" in run("models").output
+
+
+@pytest.mark.parametrize("name,conv,linear,weights", [
+    ("vgg19", 16, 1, 20_024_000), ("resnet20", 21, 1, 270_896), ("resnet18", 20, 1, 11_261_632),
+])
+def test_graph_json(run, name, conv, linear, weights):
+    out = json.loads(run("graph", "--model", name, "--json").output)
+    assert out["prunable_weights"] == weights
+    kinds = [l["kind"] for l in out["layers"]]
+    assert kinds.count("conv") == conv and kinds.count("linear") == linear
+    assert all({"name", "kind", "units"} <= set(l) for l in out["layers"])
+    assert out["log10_synflow_R"] > 0 and out["log10_path_kernel_trace"] > 0
+
+
+def test_graph_user_model(run):
+    out = json.loads(run("graph", "--model", "tests.models:tiny_mlp", "--input-shape", "6", "--json").output)
+    assert [l["units"] for l in out["layers"]] == [5, 4, 3]
+    assert out["prunable_weights"] == 6 * 5 + 5 * 4 + 4 * 3
+    text = run("graph", "--model", "tests.models:tiny_mlp", "--input-shape", "6").output
+    assert "log10 SynFlow R" in text
+
+
+def test_unsupported_user_model_is_a_clean_error(run):
+    res = run("graph", "--model", "tests.models:lstm_model", "--input-shape", "5,4", ok=False)
+    assert res.exit_code == 2
+    assert "LSTM" in res.output and "Traceback" not in res.output
+
+
+def test_unknown_model_is_a_clean_error(run):
+    res = run("graph", "--model", "nope", ok=False)
+    assert res.exit_code == 2 and "unknown model 'nope'" in res.output
