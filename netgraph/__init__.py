@@ -21,6 +21,7 @@ from .graph import Layer, NetGraph, Shortcut, UnitGroup
 from .trace import from_torch
 from .masks import MaskSet, load_masks
 from . import flows, zoo
+from .sparsifiers import sparsify
 
 __all__ = [
     "__version__",
@@ -29,6 +30,7 @@ __all__ = [
     "zoo",
     "MaskSet",
     "load_masks",
+    "sparsify",
     "NetGraph",
     "Layer",
     "Shortcut",

@@ -1,0 +1,104 @@
+"""Sparsifiers: one entry point, :func:`sparsify`, over a registry of methods.
+
+>>> import netgraph
+>>> model = netgraph.zoo.build("digits_mlp", seed=0)
+>>> ms = netgraph.sparsify(model, "synflow", density=0.1, seed=0, input_shape=(1, 8, 8))
+>>> ms.num_kept == round(0.1 * 6464)
+True
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch.nn as nn
+
+from .._validate import check_density, target_count
+from ..errors import InvalidInputError
+from ..graph import NetGraph
+from ..masks import MaskSet
+from .registry import Context, check_options, get, methods, names, register
+
+__all__ = ["sparsify", "names", "methods", "get", "register", "Context"]
+
+
+def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, input_shape=None,
+             data=None, progress: bool = False, **options) -> MaskSet:
+    """Build a sparse mask with a registered method.
+
+    Parameters
+    ----------
+    model_or_graph : torch.nn.Module or NetGraph
+        The network. Data-dependent methods (``snip``, ``grasp``) need the module.
+    method : str
+        One of :func:`names`: ``phew``, ``synflow``, ``synflow-l2``, ``random``,
+        ``magnitude``, ``snip``, ``grasp``.
+    density : float
+        Kept fraction of the prunable (conv and linear) weights, in (0, 1].
+    seed : int
+        Seed of every random choice the method makes; the same seed gives the same mask.
+    input_shape : tuple, optional
+        Shape of one input sample; required when a module is given.
+    data : optional
+        For data-dependent methods: a ``(inputs, labels)`` pair of tensors or an iterable
+        of such batches (e.g. a ``DataLoader``).
+    progress : bool
+        Show a progress bar for long methods.
+    **options
+        Method options (see ``netgraph.sparsifiers.get(method).options``).
+
+    Returns
+    -------
+    MaskSet
+        Masks for every conv and linear weight, with metadata (method, options, density
+        requested and achieved, seed, model spec, time taken, method details).
+
+    Raises
+    ------
+    InvalidInputError
+        Unknown method or option, density outside (0, 1], a data-dependent method
+        without data, NaN/inf weights.
+    """
+    m = get(method)
+    density = check_density(density)
+    opts = check_options(m, options)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise InvalidInputError(f"seed must be an integer, got {seed!r}")
+    model = None
+    if isinstance(model_or_graph, NetGraph):
+        graph = model_or_graph
+    elif isinstance(model_or_graph, nn.Module):
+        model = model_or_graph
+        if input_shape is None:
+            raise InvalidInputError("input_shape is required when sparsifying a torch model, e.g. input_shape=(3, 32, 32)")
+        from ..trace import from_torch
+
+        graph = from_torch(model, input_shape)
+    else:
+        raise InvalidInputError(
+            f"sparsify takes a torch.nn.Module or a NetGraph, got {type(model_or_graph).__name__}"
+        )
+    if m.needs_data:
+        if model is None:
+            raise InvalidInputError(f"method {method!r} needs the torch model (not a graph) and data")
+        if data is None:
+            raise InvalidInputError(
+                f"method {method!r} is data-dependent: pass data=(inputs, labels) or a DataLoader "
+                "(CLI: --data random or --data digits)"
+            )
+    ctx = Context(graph=graph, density=density, target=target_count(density, graph.num_weights), seed=seed,
+                  model=model, data=data, progress=progress)
+    t0 = time.perf_counter()
+    layer_masks = m.fn(ctx, **opts)
+    seconds = time.perf_counter() - t0
+    meta = {
+        "method": method,
+        "options": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in opts.items()},
+        "density": density,
+        "target": ctx.target,
+        "seed": seed,
+        "model": graph.model_spec,
+        "seconds": round(seconds, 4),
+        "details": ctx.info,
+    }
+    return MaskSet.from_graph(graph, layer_masks, meta)

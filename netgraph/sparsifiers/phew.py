@@ -1,0 +1,1 @@
+"""PHEW (placeholder until written)."""

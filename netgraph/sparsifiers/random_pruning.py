@@ -1,0 +1,86 @@
+"""Random masks: uniform per layer, uniform over all weights, or Erdős–Rényi-Kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import Context, register
+
+
+def allocate(sizes, densities, total: int) -> np.ndarray:
+    """Integer per-layer counts near ``sizes * densities`` summing exactly to ``total``.
+
+    Largest-remainder rounding; no layer gets more than its size.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    ideal = np.minimum(np.asarray(densities, dtype=np.float64), 1.0) * sizes
+    counts = np.minimum(np.floor(ideal).astype(np.int64), sizes)
+    left = int(total - counts.sum())
+    rem = ideal - counts
+    order = np.argsort(-rem, kind="stable")
+    while left > 0:
+        progressed = False
+        for i in order:
+            if left == 0:
+                break
+            if counts[i] < sizes[i]:
+                counts[i] += 1
+                left -= 1
+                progressed = True
+        if not progressed:
+            break
+    return counts
+
+
+def erk_densities(graph, target: int) -> np.ndarray:
+    """Erdős–Rényi-Kernel per-layer densities (Evci et al. 2020), scaled to ``target``.
+
+    ``density_l`` is proportional to ``sum(shape_l) / prod(shape_l)`` of the weight
+    tensor; layers that would exceed 1 are made dense and the rest rescaled.
+    """
+    sizes = np.array([l.numel for l in graph.layers], dtype=np.float64)
+    raw = np.array([sum(l.param_shape) / np.prod(l.param_shape) for l in graph.layers])
+    dense = np.zeros(len(sizes), dtype=bool)
+    while True:
+        budget = target - sizes[dense].sum()
+        eps = budget / (raw[~dense] * sizes[~dense]).sum()
+        d = np.where(dense, 1.0, eps * raw)
+        over = (~dense) & (d > 1.0)
+        if not over.any():
+            return d
+        dense |= over
+
+
+def _scatter(ctx: Context, counts) -> list:
+    rng = ctx.rng()
+    masks = []
+    for layer, c in zip(ctx.graph.layers, counts):
+        m = np.zeros(layer.numel, dtype=bool)
+        m[rng.choice(layer.numel, size=int(c), replace=False)] = True
+        masks.append(m.reshape(layer.weight.shape))
+    return masks
+
+
+@register(
+    "random",
+    options={"distribution": "uniform"},
+    choices={"distribution": ("uniform", "global", "erk")},
+    description="Random mask: 'uniform' (same density in every layer), 'global' (uniform over all "
+                "weights), 'erk' (Erdős–Rényi-Kernel layer densities).",
+)
+def random_masks(ctx: Context, distribution: str = "uniform") -> list:
+    g = ctx.graph
+    sizes = [l.numel for l in g.layers]
+    if distribution == "global":
+        rng = ctx.rng()
+        chosen = rng.choice(g.num_weights, size=ctx.target, replace=False)
+        flat = np.zeros(g.num_weights, dtype=bool)
+        flat[chosen] = True
+        out, off = [], 0
+        for layer in g.layers:
+            out.append(flat[off:off + layer.numel].reshape(layer.weight.shape))
+            off += layer.numel
+        return out
+    dens = np.full(len(sizes), ctx.density) if distribution == "uniform" else erk_densities(g, ctx.target)
+    ctx.info["layer_densities"] = [float(x) for x in dens]
+    return _scatter(ctx, allocate(sizes, dens, ctx.target))

@@ -1,0 +1,1 @@
+"""SNIP and GraSP (placeholder)."""
