@@ -114,6 +114,98 @@ def graph_cmd(model_name, input_shape, seed, as_json):
                f"log10 path-kernel trace {summary['log10_path_kernel_trace']:.4f}  ({summary['seconds']} s)")
 
 
+def _parse_options(method, pairs):
+    from .sparsifiers import get
+    from .sparsifiers.registry import parse_option_value
+
+    m = get(method)
+    opts = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"options look like key=value, got {pair!r}")
+        opts[key.strip().replace("-", "_")] = parse_option_value(m, key.strip().replace("-", "_"), value)
+    return opts
+
+
+def prune_data(kind, graph, samples, seed, echo):
+    """Batches for data-dependent methods: 'random' Gaussian inputs or scikit-learn digits."""
+    from .data import digits_prune_batch, random_batch
+
+    if kind == "random":
+        echo(f"data: {samples} standard-normal random inputs with random labels (no real data)")
+        return random_batch(graph.input_shape, graph.output_group.size, samples, seed)
+    echo("data: scikit-learn digits, 10 training images per class")
+    return digits_prune_batch(graph.input_shape, per_class=max(1, samples // 10), seed=seed)
+
+
+@main.command("methods")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def methods_cmd(as_json):
+    """List the sparsification methods and their options."""
+    from .sparsifiers import methods
+
+    rows = [{"method": m.name, "options": ", ".join(f"{k}={v!r}" for k, v in m.options.items()) or "-",
+             "data": "yes" if m.needs_data else "no", "description": m.description}
+            for m in methods().values()]
+    if as_json:
+        _echo_json(rows)
+    else:
+        for r in rows:
+            click.echo(f"{r['method']}  (needs data: {r['data']})\n  options: {r['options']}\n  {r['description']}")
+
+
+@main.command("prune")
+@model_options
+@click.option("--method", required=True, help="Sparsification method (see `netgraph methods`).")
+@click.option("--density", type=float, required=True, help="Kept fraction of weights, in (0, 1].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the mask file here.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Method option, e.g. -o bias=uniform -o kernel_conserved=true (repeatable).")
+@click.option("--data", "data_kind", type=click.Choice(["random", "digits"]), default=None,
+              help="Data for snip/grasp: Gaussian random inputs, or scikit-learn digits.")
+@click.option("--data-samples", type=int, default=100, show_default=True, help="Samples in the pruning batch.")
+@click.option("--init-seed", type=int, default=None, help="Seed of the model's initialisation (default: --seed).")
+@click.option("--quiet", is_flag=True, help="No progress bar; print only the summary line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the mask report as JSON.")
+@_fail_cleanly
+def prune_cmd(model_name, input_shape, seed, method, density, out, options, data_kind, data_samples, init_seed,
+              quiet, as_json):
+    """Build a sparse mask and report it (kept weights per layer, density, time)."""
+    from .sparsifiers import get, sparsify
+
+    m = get(method)
+    opts = _parse_options(method, options)
+    echo = (lambda *a: None) if (quiet or as_json) else click.echo
+    model, g = zoo.graph_of(model_name, input_shape, seed if init_seed is None else init_seed)
+    data = None
+    if m.needs_data:
+        if data_kind is None:
+            raise click.UsageError(f"method {method!r} is data-dependent: add --data random or --data digits")
+        data = prune_data(data_kind, g, data_samples, seed, echo)
+    t0 = time.perf_counter()
+    ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), **opts)
+    seconds = time.perf_counter() - t0
+    ms.meta["model"] = dict(g.model_spec, init_seed=seed if init_seed is None else init_seed)
+    if out:
+        ms.save(out)
+    report = {"method": method, "options": ms.meta["options"], "density": density,
+              "achieved_density": ms.density, "kept": ms.num_kept, "target": ms.meta["target"],
+              "total": ms.num_total, "seconds": round(seconds, 3), "out": out, "layers": ms.report(),
+              "details": ms.meta.get("details", {})}
+    if as_json:
+        _echo_json(report)
+        return
+    if not quiet:
+        rows = [{"param": r["param"], "kept": r["kept"], "total": r["total"], "density": r["density"]}
+                for r in report["layers"]]
+        click.echo(format_table(rows, ["param", "kept", "total", "density"]))
+    over = ms.num_kept - ms.meta["target"]
+    click.echo(f"{method}: kept {ms.num_kept} of {ms.num_total} weights, density {ms.density:.6g} "
+               f"(asked {density:g}{f', {over:+d} weights' if over else ', exact'}) in {seconds:.2f} s"
+               + (f"; wrote {out}" if out else ""))
+
+
 @main.command("demo")
 @click.option("--quiet", is_flag=True, help="Less output.")
 @click.pass_context

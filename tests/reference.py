@@ -66,8 +66,10 @@ def autograd_path_kernel_trace(model, input_shape, masks=None):
     return R2, total
 
 
-def autograd_synflow_prune(model, input_shape, density, iterations):
-    """Iterative SynFlow by autograd, global threshold, exponential schedule.
+def autograd_synflow_prune(model, input_shape, density, iterations, power=1, form="abs_grad"):
+    """Iterative SynFlow (power=1) or SynFlow-L2 (power=2) by autograd, global threshold,
+    exponential schedule. SynFlow-L2 scores: |w| dR2/d(w^2) ("abs_grad") or
+    w dR2/dw = 2 w^2 dR2/d(w^2) ("w_grad").
 
     Ties are broken like the library (lower position in each layer's bundle order first)
     only up to what the test needs: with continuous random weights there are none.
@@ -78,7 +80,12 @@ def autograd_synflow_prune(model, input_shape, density, iterations):
     total = sum(m.numel() for m in masks.values())
     for t in range(1, iterations + 1):
         keep = int(round(total * density ** (t / iterations)))
-        _, scores = autograd_synflow_scores(model, input_shape, masks)
+        _, grads, _ = autograd_flow(model, input_shape, power, masks)
+        params = dict(model.named_parameters())
+        scores = {}
+        for n, g in grads.items():
+            w = params[n].detach().double().abs()
+            scores[n] = (w * g if form == "abs_grad" else 2 * w * w * g).numpy()
         flat = torch.cat([torch.from_numpy(scores[n]).flatten().where(masks[n].flatten(), torch.tensor(-1.0, dtype=torch.double)) for n in masks])
         order = torch.argsort(flat, descending=True, stable=True)
         new = torch.zeros_like(flat, dtype=torch.bool)

@@ -59,3 +59,47 @@ def test_unsupported_user_model_is_a_clean_error(run):
 def test_unknown_model_is_a_clean_error(run):
     res = run("graph", "--model", "nope", ok=False)
     assert res.exit_code == 2 and "unknown model 'nope'" in res.output
+
+
+def test_prune_writes_a_mask_file_and_reports(run, tmp_path):
+    out = tmp_path / "m.pt"
+    res = run("prune", "--model", "resnet20", "--method", "phew", "--density", "0.05", "--seed", "1",
+              "--out", str(out), "--quiet")
+    assert "phew: kept" in res.output and "density 0.05" in res.output and out.exists()
+    import torch
+
+    blob = torch.load(out, weights_only=True)
+    assert blob["meta"]["method"] == "phew" and blob["meta"]["model"]["name"] == "resnet20"
+    rep = json.loads(run("prune", "--model", "resnet20", "--method", "synflow", "--density", "0.05",
+                         "-o", "iterations=10", "--json").output)
+    assert rep["kept"] == round(0.05 * 270_896) == rep["target"]
+    assert len(rep["layers"]) == 22 and rep["options"]["iterations"] == 10
+
+
+def test_prune_data_dependent_needs_data(run):
+    res = run("prune", "--model", "digits_cnn", "--method", "snip", "--density", "0.1", ok=False)
+    assert res.exit_code == 2 and "--data" in res.output
+    res = run("prune", "--model", "digits_cnn", "--method", "snip", "--density", "0.1", "--data", "digits")
+    assert "scikit-learn digits" in res.output
+    res = run("prune", "--model", "resnet20", "--method", "snip", "--density", "0.1", "--data", "random",
+              "--data-samples", "8")
+    assert "random inputs" in res.output
+    res = run("prune", "--model", "resnet20", "--method", "snip", "--density", "0.1", "--data", "digits", ok=False)
+    assert res.exit_code == 2 and "digits" in res.output
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--density", "1.5"], "density must be in (0, 1]"),
+    (["--density", "0.1", "-o", "bias=nope"], "must be one of"),
+    (["--density", "0.1", "-o", "nokey"], "key=value"),
+    (["--density", "0.1", "-o", "kernel_conserved=maybe"], "true/false"),
+])
+def test_prune_bad_input(run, args, words):
+    res = run("prune", "--model", "resnet20", "--method", "phew", *args, ok=False)
+    assert res.exit_code == 2 and words in res.output
+
+
+def test_methods_lists_options(run):
+    rows = json.loads(run("methods", "--json").output)
+    phew = next(r for r in rows if r["method"] == "phew")
+    assert "bias='magnitude'" in phew["options"] and phew["data"] == "no"

@@ -23,7 +23,7 @@ __all__ = ["sparsify", "names", "methods", "get", "register", "Context"]
 
 
 def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, input_shape=None,
-             data=None, progress: bool = False, **options) -> MaskSet:
+             data=None, progress: bool = False, graph: NetGraph | None = None, **options) -> MaskSet:
     """Build a sparse mask with a registered method.
 
     Parameters
@@ -44,6 +44,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         of such batches (e.g. a ``DataLoader``).
     progress : bool
         Show a progress bar for long methods.
+    graph : NetGraph, optional
+        The graph of the given module, if already built (saves tracing it again).
     **options
         Method options (see ``netgraph.sparsifiers.get(method).options``).
 
@@ -69,11 +71,13 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         graph = model_or_graph
     elif isinstance(model_or_graph, nn.Module):
         model = model_or_graph
-        if input_shape is None:
-            raise InvalidInputError("input_shape is required when sparsifying a torch model, e.g. input_shape=(3, 32, 32)")
-        from ..trace import from_torch
+        if graph is None:
+            if input_shape is None:
+                raise InvalidInputError(
+                    "input_shape is required when sparsifying a torch model, e.g. input_shape=(3, 32, 32)")
+            from ..trace import from_torch
 
-        graph = from_torch(model, input_shape)
+            graph = from_torch(model, input_shape)
     else:
         raise InvalidInputError(
             f"sparsify takes a torch.nn.Module or a NetGraph, got {type(model_or_graph).__name__}"

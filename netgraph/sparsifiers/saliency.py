@@ -1,1 +1,76 @@
-"""SNIP and GraSP (placeholder)."""
+"""Data-dependent baselines computed with torch autograd on caller-provided batches.
+
+* SNIP (Lee et al. 2019): score ``|w * dL/dw|`` with cross-entropy gradients summed over
+  the batches; keep the largest.
+* GraSP (Wang et al. 2020): with ``g`` the gradient of the loss (logits divided by a
+  temperature) and ``H g`` its Hessian-gradient product, the score is ``-w * Hg``;
+  GraSP removes the *highest* scores, i.e. keeps the largest ``w * Hg``.
+
+Both work on a copy of the model (the caller's model and its BatchNorm statistics are left
+untouched). ``bn_mode="train"`` (default, as in the PHEW authors' code) normalises with
+batch statistics; ``"eval"`` uses the running statistics (as the Synaptic-Flow code).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data import as_batches
+from ._select import check_scores, top_k_masks
+from .registry import Context, register
+
+
+def _setup(ctx: Context, bn_mode: str):
+    model = copy.deepcopy(ctx.model)
+    model.train(bn_mode == "train")
+    params = dict(model.named_parameters())
+    weights = [params[l.param] for l in ctx.graph.layers]
+    device = weights[0].device
+    batches = [(x.to(device), y.to(device)) for x, y in as_batches(ctx.data, ctx.graph.input_shape)]
+    return model, weights, batches
+
+
+def _layer_shaped(ctx, arrays):
+    return [a.reshape(l.weight.shape) for a, l in zip(arrays, ctx.graph.layers)]
+
+
+@register(
+    "snip", options={"bn_mode": "train"}, choices={"bn_mode": ("train", "eval")}, needs_data=True,
+    description="SNIP (Lee et al. 2019): keep the largest |w dL/dw| on the given batches.",
+)
+def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
+    model, weights, batches = _setup(ctx, bn_mode)
+    model.zero_grad()
+    for x, y in batches:
+        F.cross_entropy(model(x), y).backward()
+    scores = [(w.detach() * w.grad).abs().double().cpu().numpy() for w in weights]
+    check_scores("snip", scores)
+    return top_k_masks(_layer_shaped(ctx, scores), ctx.target)
+
+
+@register(
+    "grasp", options={"bn_mode": "train", "temperature": 200.0}, choices={"bn_mode": ("train", "eval")},
+    needs_data=True,
+    description="GraSP (Wang et al. 2020): score -w Hg (gradient flow); keep the lowest scores.",
+)
+def grasp_masks(ctx: Context, bn_mode: str = "train", temperature: float = 200.0) -> list:
+    model, weights, batches = _setup(ctx, bn_mode)
+    T = float(temperature)
+    g = [torch.zeros_like(w) for w in weights]
+    for x, y in batches:
+        grads = torch.autograd.grad(F.cross_entropy(model(x) / T, y), weights)
+        for acc, gr in zip(g, grads):
+            acc += gr
+    model.zero_grad()
+    for x, y in batches:
+        grads = torch.autograd.grad(F.cross_entropy(model(x) / T, y), weights, create_graph=True)
+        z = sum((gr * gs).sum() for gr, gs in zip(grads, g))
+        z.backward()
+    hg = [(w.detach() * w.grad).double().cpu().numpy() for w in weights]  # w * Hg = -score
+    check_scores("grasp", hg)
+    ctx.info["score"] = "-w*Hg (kept: lowest)"
+    return top_k_masks(_layer_shaped(ctx, hg), ctx.target)
