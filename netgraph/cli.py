@@ -38,8 +38,23 @@ def model_options(fn):
     return fn
 
 
+def _jsonable(obj):
+    """Plain JSON: numpy scalars to Python, non-finite floats to null."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _echo_json(obj):
-    click.echo(json.dumps(obj, indent=2, default=float))
+    click.echo(json.dumps(_jsonable(obj), indent=2))
 
 
 def format_table(rows, columns, floatfmt="{:.4g}") -> str:
@@ -206,12 +221,127 @@ def prune_cmd(model_name, input_shape, seed, method, density, out, options, data
                + (f"; wrote {out}" if out else ""))
 
 
+def split_methods(text: str) -> list:
+    """``"phew:bias=uniform,kernel_conserved=true,synflow"`` -> two method specs."""
+    out = []
+    for tok in filter(None, (t.strip() for t in text.split(","))):
+        if "=" in tok and ":" not in tok and out:
+            out[-1] += "," + tok
+        else:
+            out.append(tok)
+    return out
+
+
+def _floats(text: str, what: str) -> list:
+    try:
+        return [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise click.UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None
+
+
+@main.command("analyze")
+@click.argument("mask_file", type=click.Path(dir_okay=False))
+@click.option("--model", "model_name", default=None, help="Model to analyse against (default: the one in the file).")
+@click.option("--input-shape", default=None, metavar="C,H,W", help="Input shape (user models).")
+@click.option("--seed", type=int, default=None, help="Model initialisation seed (default: the file's).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_fail_cleanly
+def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
+    """Measure a saved mask: widths, bottleneck, connectivity, path diversity."""
+    import analysis
+
+    from .errors import MaskMismatchError
+    from .masks import MaskSet
+
+    ms = MaskSet.load(mask_file)
+    spec = ms.meta.get("model") if isinstance(ms.meta.get("model"), dict) else {}
+    name = model_name or spec.get("name")
+    if not name:
+        raise click.UsageError(f"{mask_file} does not say which model it was made for; pass --model")
+    shape = input_shape or (None if model_name else spec.get("input_shape"))
+    init = seed if seed is not None else spec.get("init_seed", spec.get("seed", 0))
+    _, g = zoo.graph_of(name, shape, int(init))
+    try:
+        lm = g.layer_masks(ms)
+    except MaskMismatchError as exc:
+        made = spec.get("name")
+        raise MaskMismatchError(f"{mask_file} (made for {made!r}) does not fit model {name!r}: {exc}") from None
+    rec = analysis.measure(g, lm)
+    layers = analysis.layer_table(g, lm)
+    if as_json:
+        _echo_json({"file": mask_file, "model": name, "method": ms.meta.get("method"), "summary": rec,
+                    "layers": layers})
+        return
+    click.echo(f"{mask_file}: {ms.meta.get('method', '?')} mask of {name}, "
+               f"{rec['kept']} of {rec['total']} weights (density {rec['density']:.6g})")
+    click.echo(format_table(layers, ["layer", "kind", "kept", "density", "effective", "active_units", "units"]))
+    click.echo(format_table([{"metric": k, "value": v} for k, v in rec.items()], ["metric", "value"]))
+
+
+@main.command("compare")
+@model_options
+@click.option("--methods", default="phew,synflow,synflow-l2,random", show_default=True,
+              help="Comma-separated methods; options as phew:bias=uniform,kernel_conserved=true.")
+@click.option("--densities", default="0.1,0.05,0.02,0.01", show_default=True, help="Comma-separated densities.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (0..N-1).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--data", "data_kind", type=click.Choice(["random", "digits"]), default=None,
+              help="Data for snip/grasp.")
+@click.option("--no-max-flow", is_flag=True, help="Skip the max-flow metrics (min vertex cut, disjoint paths).")
+@click.option("--formats", default="png,svg", show_default=True, help="Figure formats.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_fail_cleanly
+def compare_cmd(model_name, input_shape, seed, methods, densities, seeds, out_dir, data_kind, no_max_flow, formats,
+                quiet):
+    """Masks for methods x densities x seeds: results.csv, summary.md and plots."""
+    import shlex
+
+    import analysis
+
+    t0 = time.perf_counter()
+    df = analysis.compare(model_name, split_methods(methods), _floats(densities, "--densities"), seeds,
+                          input_shape=input_shape, data=data_kind, progress=not quiet, max_flow=not no_max_flow)
+    command = "netgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    files = analysis.write_comparison(df, out_dir, formats=tuple(f for f in formats.split(",") if f),
+                                      command=command)
+    click.echo(f"{len(df)} runs in {time.perf_counter() - t0:.1f} s; wrote {len(files)} files to {out_dir}")
+
+
 @main.command("demo")
-@click.option("--quiet", is_flag=True, help="Less output.")
-@click.pass_context
-def demo_cmd(ctx, quiet):
-    """The main job on built-in defaults (what `make demo` runs)."""
-    ctx.invoke(graph_cmd, model_name="resnet20", input_shape=None, seed=0, as_json=False)
+@click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write the tables and figures.")
+@click.option("--models", default="resnet20,vgg19", show_default=True, help="Comma-separated zoo models.")
+@click.option("--densities", default="0.1,0.02,0.005", show_default=True, help="Comma-separated densities.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def demo_cmd(out_dir, models, densities, quiet):
+    """The main job on built-in defaults: PHEW vs SynFlow-L2 (random for reference).
+
+    For each model and density: build the masks, measure them, print a comparison
+    (path-kernel trace, bottleneck, layer widths, wasted weights, time) and write
+    results.csv, summary.md and figures under OUT.
+    """
+    import os
+
+    import analysis
+
+    dens = _floats(densities, "--densities")
+    for name in filter(None, models.split(",")):
+        _, g = zoo.graph_of(name)
+        click.echo(f"\n== {name}: {len(g.layers)} layers, {g.num_units} units, {g.num_weights:,} prunable weights")
+        df = analysis.compare(name, ["phew", "synflow-l2", "random"], dens, seeds=1, progress=not quiet)
+        rows = [{"method": r.method, "density": r.target_density, "kept": r.kept, "seconds": r.seconds,
+                 "log10_PK_trace": r.log10_path_kernel_trace, "bottleneck": r.bottleneck_width,
+                 "mean_width": r.mean_width_fraction, "on_path": r.effective_fraction}
+                for r in df.itertuples()]
+        click.echo(format_table(rows, list(rows[0])))
+        for d in dens:
+            cell = df[df["target_density"] == d].set_index("method")
+            p, s2 = cell.loc["phew"], cell.loc["synflow-l2"]
+            click.echo(f"  at {d:g}: PK trace PHEW/SynFlow-L2 = 10^{p.log10_path_kernel_trace - s2.log10_path_kernel_trace:+.2f}; "
+                       f"mean layer width PHEW {p.mean_width_fraction:.0%} vs SynFlow-L2 {s2.mean_width_fraction:.0%}; "
+                       f"bottleneck {p.bottleneck_width} vs {s2.bottleneck_width} units")
+        files = analysis.write_comparison(df, os.path.join(out_dir, name), command=f"netgraph demo --models {name}")
+        click.echo(f"  wrote {len(files)} files to {os.path.join(out_dir, name)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

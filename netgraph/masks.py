@@ -166,9 +166,9 @@ class MaskSet(MutableMapping):
         try:
             blob = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:
+            first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else ""
             raise NotAMaskFileError(
-                f"{path} is not a mask file: torch.load(weights_only=True) failed ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+                f"{path} is not a mask file: torch.load(weights_only=True) failed ({type(exc).__name__}: {first})"
             ) from None
         if not isinstance(blob, dict) or not isinstance(blob.get("masks"), dict):
             keys = list(blob)[:5] if isinstance(blob, dict) else type(blob).__name__

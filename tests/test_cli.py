@@ -103,3 +103,45 @@ def test_methods_lists_options(run):
     rows = json.loads(run("methods", "--json").output)
     phew = next(r for r in rows if r["method"] == "phew")
     assert "bias='magnitude'" in phew["options"] and phew["data"] == "no"
+
+
+def test_analyze_saved_mask(run, tmp_path):
+    out = tmp_path / "p.pt"
+    run("prune", "--model", "resnet20", "--method", "phew", "--density", "0.02", "--out", str(out), "--quiet")
+    rep = json.loads(run("analyze", str(out), "--json").output)
+    assert rep["method"] == "phew" and rep["summary"]["effective_fraction"] == 1.0
+    assert len(rep["layers"]) == 22 and rep["summary"]["bottleneck_width"] > 0
+    text = run("analyze", str(out)).output
+    assert "active_units" in text and "min_vertex_cut" in text
+
+
+def test_analyze_errors(run, tmp_path):
+    out = tmp_path / "p.pt"
+    run("prune", "--model", "resnet20", "--method", "random", "--density", "0.02", "--out", str(out), "--quiet")
+    res = run("analyze", str(out), "--model", "vgg11", ok=False)
+    assert res.exit_code == 2 and "made for 'resnet20'" in res.output and "does not fit" in res.output
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"corrupted \x00\x13 bytes")
+    res = run("analyze", str(bad), ok=False)
+    assert res.exit_code == 2 and "not a mask file" in res.output
+    res = run("analyze", str(tmp_path / "missing.pt"), ok=False)
+    assert res.exit_code == 2 and "no such file" in res.output
+
+
+def test_compare_command(run, tmp_path):
+    res = run("compare", "--model", "digits_mlp", "--methods", "phew,phew:bias=uniform,kernel_conserved=true,random",
+              "--densities", "0.2,0.05", "--seeds", "1", "--out", str(tmp_path), "--quiet")
+    assert "6 runs" in res.output
+    assert (tmp_path / "results.csv").exists() and (tmp_path / "widths.svg").exists()
+    assert "phew:bias=uniform,kernel_conserved=true" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--methods", ""], "method list is empty"),
+    (["--densities", "0.1,2"], "density must be in (0, 1]"),
+    (["--densities", "a,b"], "comma-separated numbers"),
+    (["--methods", "nope"], "unknown method"),
+])
+def test_compare_bad_input(run, tmp_path, args, words):
+    res = run("compare", "--model", "digits_mlp", "--out", str(tmp_path), "--quiet", *args, ok=False)
+    assert res.exit_code == 2 and words in res.output

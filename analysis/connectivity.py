@@ -1,0 +1,179 @@
+"""Connectivity of a mask: which units and weights lie on input-output paths, and cuts.
+
+A unit is *active* when it lies on at least one input-output path of kept weights: it can
+be reached from an input and it reaches an output. Both are read off the path-counting
+flows (:func:`netgraph.flows.path_flows` with ``weights="count"``): ``F(v) > 0`` and
+``B(v) > 0``. A kept weight is *effective* when it joins two active units; the others are
+dead (Vysogorets & Kempe, 2021).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from netgraph.errors import InvalidInputError
+from netgraph.flows import path_flows
+
+
+def active_units(graph, masks=None) -> list:
+    """Boolean array per unit group: units on some input-output path of kept weights.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> g = netgraph.from_torch(model, (2,))
+    >>> lm = g.dense_masks(); lm[1][0, 0, 0] = False  # hidden unit 0 loses its way out
+    >>> [a.tolist() for a in active_units(g, lm)]
+    [[True, True], [False, True, True], [True]]
+    """
+    fl = path_flows(graph, "count", masks)
+    return [(f > 0) & (b > 0) for f, b in zip(fl.forward, fl.backward)]
+
+
+def effective_weights(graph, masks=None, active=None) -> list:
+    """Per layer, the kept elements that lie on an input-output path (``(n_dst, n_src, k)``)."""
+    if active is None:
+        active = active_units(graph, masks)
+    out = []
+    for layer, m in zip(graph.layers, graph.layer_masks(masks)):
+        live = active[layer.dst][:, None] & active[layer.src][None, :]
+        out.append(m & live[:, :, None])
+    return out
+
+
+def connectivity(graph, masks=None) -> dict:
+    """Connectivity summary of a mask.
+
+    Keys: ``kept``, ``effective`` (kept weights on an input-output path), ``dead``,
+    ``effective_fraction`` (effective / kept: 1 when no kept weight is wasted),
+    ``effective_density`` (effective / all prunable weights, Vysogorets & Kempe 2021),
+    ``collapsed_layers`` (names of layers with no effective weight), ``inputs_connected`` and
+    ``outputs_connected`` (input units that reach an output, output units reached from an
+    input), ``connected`` (at least one input-output path).
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> g = netgraph.from_torch(model, (2,))
+    >>> lm = g.dense_masks(); lm[1][0, 0, 0] = False
+    >>> c = connectivity(g, lm)
+    >>> c["kept"], c["effective"], c["dead"], c["effective_fraction"]
+    (8, 6, 2, 0.75)
+    """
+    layer_masks = graph.layer_masks(masks)
+    active = active_units(graph, layer_masks)
+    eff = effective_weights(graph, layer_masks, active)
+    kept = int(sum(int(m.sum()) for m in layer_masks))
+    ne = int(sum(int(e.sum()) for e in eff))
+    return {
+        "kept": kept,
+        "effective": ne,
+        "dead": kept - ne,
+        "effective_fraction": ne / kept if kept else 0.0,
+        "effective_density": ne / graph.num_weights,
+        "collapsed_layers": [l.name for l, e in zip(graph.layers, eff) if not e.any()],
+        "inputs_connected": int(active[0].sum()),
+        "outputs_connected": int(active[-1].sum()),
+        "connected": bool(active[-1].any()),
+    }
+
+
+def min_vertex_cut(graph, masks=None, backend: str = "scipy"):
+    """Fewest hidden units whose removal disconnects every input from every output.
+
+    Input and output units are not removable (with 3 input channels the answer would
+    otherwise never exceed 3). Computed as a maximum flow with each hidden unit split into
+    an in- and an out-vertex joined by an edge of capacity 1, restricted to active units.
+
+    Parameters
+    ----------
+    backend : {"scipy", "igraph"}
+        ``scipy.sparse.csgraph.maximum_flow`` (Dinic, integer capacities; fastest) or
+        ``igraph.Graph.maxflow_value``.
+
+    Returns
+    -------
+    int or None
+        0 when the mask leaves no input-output path; None when some input-output path
+        has no hidden unit to cut.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3),
+    ...                             torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> min_vertex_cut(netgraph.from_torch(model, (2,)))
+    3
+    """
+    return _max_flow(graph, masks, split_units=True, backend=backend)
+
+
+def _unit_edges(graph, layer_masks, active):
+    """Kept unit-level edges between active units, as global vertex ids."""
+    from netgraph.interop import unit_offsets
+
+    off = unit_offsets(graph)
+    src, dst = [], []
+    for layer, m in zip(graph.layers, layer_masks):
+        live = m.any(axis=2) & active[layer.dst][:, None] & active[layer.src][None, :]
+        v, u = np.nonzero(live)
+        src.append(off[layer.src] + u)
+        dst.append(off[layer.dst] + v)
+    for sc in graph.shortcuts:
+        keep = np.flatnonzero(active[sc.src] & active[sc.dst])
+        src.append(off[sc.src] + keep)
+        dst.append(off[sc.dst] + keep)
+    return np.concatenate(src).astype(np.int64), np.concatenate(dst).astype(np.int64), off
+
+
+def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
+    layer_masks = graph.layer_masks(masks)
+    active = active_units(graph, layer_masks)
+    n_units = graph.num_units
+    if not active[0].any():
+        return 0
+    src, dst, off = _unit_edges(graph, layer_masks, active)
+    big = n_units + len(src) + 1
+    inputs = off[0] + np.flatnonzero(active[0])
+    outputs = off[-1] + np.flatnonzero(active[-1])
+    if split_units:
+        # unit i -> vertices 2i (in) and 2i+1 (out); hidden units have capacity 1
+        is_end = np.zeros(n_units, dtype=bool)
+        is_end[inputs] = True
+        is_end[outputs] = True
+        units = np.concatenate([off[g.index] + np.flatnonzero(a) for g, a in zip(graph.groups, active)])
+        e_src = [2 * units, 2 * src + 1]
+        e_dst = [2 * units + 1, 2 * dst]
+        e_cap = [np.where(is_end[units], big, 1), np.full(len(src), big)]
+        S, T = 2 * n_units, 2 * n_units + 1
+        e_src += [np.full(len(inputs), S), 2 * outputs + 1]
+        e_dst += [2 * inputs, np.full(len(outputs), T)]
+        n_vertices = 2 * n_units + 2
+    else:
+        e_src, e_dst, e_cap = [src], [dst], [np.ones(len(src), dtype=np.int64)]
+        S, T = n_units, n_units + 1
+        e_src += [np.full(len(inputs), S), outputs]
+        e_dst += [inputs, np.full(len(outputs), T)]
+        n_vertices = n_units + 2
+    e_cap += [np.full(len(inputs), big), np.full(len(outputs), big)]
+    es, ed, ec = (np.concatenate(x).astype(np.int64) for x in (e_src, e_dst, e_cap))
+    if backend == "igraph":
+        import igraph as ig
+
+        G = ig.Graph(n=n_vertices, edges=np.column_stack([es, ed]), directed=True)
+        value = int(round(G.maxflow_value(S, T, capacity=ec.astype(float).tolist())))
+    elif backend == "scipy":
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import maximum_flow
+
+        cap = csr_matrix((ec.astype(np.int32), (es, ed)), shape=(n_vertices, n_vertices))
+        value = int(maximum_flow(cap, S, T, method="dinic").flow_value)
+    else:
+        raise InvalidInputError(f"unknown backend {backend!r}; accepted: 'scipy', 'igraph'")
+    if split_units and value >= big:
+        return None
+    return value
+
+

@@ -1,0 +1,57 @@
+"""Path diversity of a mask: how many input-output paths, how heavy, how evenly spread."""
+
+from __future__ import annotations
+
+import math
+
+from netgraph import flows
+
+from .connectivity import _max_flow
+
+
+def edge_disjoint_paths(graph, masks=None, backend: str = "scipy") -> int:
+    """Maximum number of edge-disjoint input-output paths in the unit graph (max flow).
+
+    Each kept unit-level edge ``(u, v)`` (any number of kept elements) has capacity 1;
+    inputs and outputs are joined to a super-source and super-sink.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    >>> edge_disjoint_paths(netgraph.from_torch(model, (2,)))
+    6
+    """
+    return _max_flow(graph, masks, split_units=False, backend=backend)
+
+
+def path_diversity(graph, masks=None, max_flow: bool = True) -> dict:
+    """Path statistics of a mask, all from the flow programme (and one max flow).
+
+    Keys: ``log10_paths`` (number of input-output paths through kept weights),
+    ``log10_synflow_R`` (sum over paths of the product of ``|w|``), ``log10_R2`` (of
+    ``w^2``), ``log10_path_kernel_trace``, ``path_entropy`` (nats, unit paths weighted by
+    products of ``sum |w|``), ``log10_effective_paths`` (``H / ln 10``: ``exp(H)`` is the
+    effective number of paths), ``edge_disjoint_paths`` (unless ``max_flow=False``).
+    Logarithms are ``-inf`` when the mask disconnects the network.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> d = path_diversity(netgraph.from_torch(model, (2,)))
+    >>> round(10 ** d["log10_paths"]), d["edge_disjoint_paths"]
+    (6, 3)
+    """
+    H, _ = flows.path_entropy(graph, masks)
+    out = {
+        "log10_paths": flows.log10_num_paths(graph, masks),
+        "log10_synflow_R": flows.log10_synflow_R(graph, masks),
+        "log10_R2": flows.log10_R2(graph, masks),
+        "log10_path_kernel_trace": flows.log10_path_kernel_trace(graph, masks),
+        "path_entropy": H,
+        "log10_effective_paths": H / math.log(10),
+    }
+    if max_flow:
+        out["edge_disjoint_paths"] = edge_disjoint_paths(graph, masks)
+    return out

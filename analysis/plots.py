@@ -1,0 +1,139 @@
+"""Figures from a results table (:func:`analysis.compare` or :func:`analysis.read_results`).
+
+Every function takes the table and returns a :class:`matplotlib.figure.Figure` (never
+calls ``plt.show()``; no pyplot state is touched, so this works headless and inside other
+applications). Colours are fixed per method across figures. Use :func:`save` to write PNG
+and SVG.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+_STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
+
+
+def _palette(methods) -> dict:
+    methods = list(dict.fromkeys(methods))
+    colours = sns.color_palette("tab10", max(10, len(methods)))
+    return {m: colours[i] for i, m in enumerate(methods)}
+
+
+def _title(df, what):
+    models = ", ".join(dict.fromkeys(df["model"]))
+    seeds = df.groupby(["model", "method", "target_density"]).size().max()
+    return f"{what} - {models} ({seeds} seed{'s' if seeds > 1 else ''}; mean ± sd)"
+
+
+def _new_figure(width=6.4, height=4.2, ncols=1, nrows=1, **kw):
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
+    """Active units per layer, one panel per density, the dense width drawn dashed."""
+    if model is not None:
+        df = df[df["model"] == model]
+    rows = []
+    for _, r in df.iterrows():
+        for i, (name, units, w) in enumerate(zip(r["layer_names"], r["layer_units"], r["layer_widths"])):
+            rows.append({"method": r["method"], "density": r["target_density"], "seed": r["seed"], "layer": i,
+                         "name": name, "units": units, "active": w})
+    long = pd.DataFrame(rows)
+    dens = sorted(long["density"].unique(), reverse=True)
+    ncols = min(len(dens), 2)
+    nrows = int(np.ceil(len(dens) / ncols))
+    pal = _palette(df["method"])
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(5.2, 3.6, ncols, nrows, sharey=True)
+        for ax, d in zip(axes.flat, dens):
+            part = long[long["density"] == d]
+            dense = part.groupby("layer")["units"].first()
+            ax.plot(dense.index, dense.values, ls="--", color="black", lw=1.2, label="dense width")
+            sns.lineplot(data=part, x="layer", y="active", hue="method", palette=pal, errorbar="sd",
+                         marker="o", markersize=3.5, ax=ax, legend=ax is axes.flat[0])
+            ax.set_title(f"density {d:g} ({d * 100:g}% of weights)")
+            ax.set_xlabel("layer (topological order)")
+            ax.set_ylabel("active units (on an input-output path)")
+            ax.set_ylim(bottom=0)
+        for ax in list(axes.flat)[len(dens):]:
+            ax.set_visible(False)
+        first = axes.flat[0]
+        if first.get_legend() is not None:
+            handles, labels = first.get_legend_handles_labels()
+            first.get_legend().remove()
+            fig.legend(handles, labels, loc="outside right upper", title="method")
+        fig.suptitle(_title(df, "Layer widths"))
+    return fig
+
+
+def plot_metric(df: pd.DataFrame, metric: str, ylabel: str, title: str, logy: bool = False,
+                diagonal: bool = False) -> Figure:
+    """``metric`` against target density (log x axis), one line per method."""
+    pal = _palette(df["method"])
+    data = df.copy()
+    data[metric] = pd.to_numeric(data[metric], errors="coerce").replace([np.inf, -np.inf], np.nan)
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure()
+        ax = axes[0, 0]
+        sns.lineplot(data=data, x="target_density", y=metric, hue="method", palette=pal, errorbar="sd",
+                     marker="o", ax=ax)
+        _density_axis(ax, data["target_density"])
+        if logy:
+            ax.set_yscale("log")
+        if diagonal:
+            lim = [data["target_density"].min(), data["target_density"].max()]
+            ax.plot(lim, lim, ls="--", color="grey", lw=1, label="no dead weights (y = x)")
+            ax.legend(title="method")
+        ax.set_xlabel("density: kept weights (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(_title(df, title), fontsize=10)
+    return fig
+
+
+def _density_axis(ax, densities):
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = sorted(set(float(d) for d in densities))
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x * 100:g}%"))
+
+
+def standard_figures(df: pd.DataFrame) -> dict:
+    """The comparison figures, keyed by file stem."""
+    figs = {}
+    for model in dict.fromkeys(df["model"]):
+        part = df[df["model"] == model]
+        prefix = "" if df["model"].nunique() == 1 else f"{model}_"
+        figs[prefix + "widths"] = plot_width_profile(part)
+        figs[prefix + "paths"] = plot_metric(part, "log10_paths", "log10 input-output paths",
+                                             "Input-output paths vs density")
+        figs[prefix + "path_kernel_trace"] = plot_metric(part, "log10_path_kernel_trace",
+                                                         "log10 path-kernel trace Tr(Π)",
+                                                         "Path-kernel trace vs density")
+        figs[prefix + "bottleneck"] = plot_metric(part, "bottleneck_width",
+                                                  "bottleneck: fewest active units in a layer",
+                                                  "Bottleneck width vs density")
+        figs[prefix + "effective_density"] = plot_metric(
+            part, "effective_density", "effective density: on-path weights / all",
+            "Effective density vs density", logy=True, diagonal=True)
+    return figs
+
+
+def save(fig: Figure, stem, formats=("png", "svg"), dpi: int = 150) -> list:
+    """Write ``fig`` as ``stem.png`` / ``stem.svg``; returns the paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = f"{stem}.{fmt}"
+        fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+        paths.append(path)
+    return paths

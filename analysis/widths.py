@@ -1,0 +1,68 @@
+"""Layer widths: kept weights, active units per layer, and the bottleneck layer."""
+
+from __future__ import annotations
+
+from .connectivity import active_units, effective_weights
+
+
+def layer_table(graph, masks=None) -> list:
+    """One record per layer: kept weights, density, active units against dense width.
+
+    Keys: ``layer``, ``index``, ``kind``, ``param``, ``kept``, ``total``, ``density``,
+    ``effective`` (kept weights on an input-output path), ``dead`` (kept but not on any
+    path), ``active_units``, ``units`` (dense width of the layer's output), ``active_inputs``
+    (active units among the layer's inputs), ``in_units``.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> g = netgraph.from_torch(model, (2,))
+    >>> [(r["layer"], r["kept"], r["active_units"]) for r in layer_table(g)]
+    [('0', 6, 3), ('2', 3, 1)]
+    """
+    layer_masks = graph.layer_masks(masks)
+    active = active_units(graph, layer_masks)
+    eff = effective_weights(graph, layer_masks, active)
+    rows = []
+    for layer, m, e in zip(graph.layers, layer_masks, eff):
+        kept = int(m.sum())
+        ne = int(e.sum())
+        rows.append({
+            "layer": layer.name, "index": layer.index, "kind": layer.kind, "param": layer.param,
+            "kept": kept, "total": layer.numel, "density": kept / layer.numel, "effective": ne,
+            "dead": kept - ne, "active_units": int(active[layer.dst].sum()), "units": layer.n_dst,
+            "active_inputs": int(active[layer.src].sum()), "in_units": layer.n_src,
+        })
+    return rows
+
+
+def bottleneck(graph, masks=None) -> dict:
+    """The narrowest hidden layer: fewest active units over the groups between input and output.
+
+    Returns ``{"width": int, "layer": name, "fraction": width / dense width}``; ``width``
+    is 0 when the mask disconnects the network. The output layer (e.g. 10 classes) is not
+    a candidate. For a network without hidden units, width is None.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3),
+    ...                             torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> g = netgraph.from_torch(model, (2,))
+    >>> bottleneck(g)
+    {'width': 3, 'layer': '2', 'fraction': 1.0}
+    """
+    active = active_units(graph, masks)
+    best = None
+    for g in graph.groups[1:-1]:
+        w = int(active[g.index].sum())
+        if best is None or w < best[0]:
+            best = (w, g)
+    if best is None:
+        return {"width": None, "layer": None, "fraction": None}
+    w, g = best
+    layer = next((l.name for l in graph.layers if l.dst == g.index), g.name)
+    return {"width": w, "layer": layer, "fraction": w / g.size}
+
+
