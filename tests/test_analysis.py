@@ -79,7 +79,13 @@ def _networkx_reference(g, lm):
     G = g.to_networkx(lm)
     ins = [v for v, d in G.nodes(data=True) if d["kind"] == "input"]
     outs = [v for v, d in G.nodes(data=True) if d["kind"] == "output"]
-    n_paths = sum(1 for s in ins for t in outs for _ in nx.all_simple_paths(G, s, t))
+    ways = {v: 1 if v in ins else 0 for v in G}
+    for v in nx.topological_sort(G):
+        for w in G.successors(v):
+            ways[w] += ways[v]
+    n_paths = sum(ways[t] for t in outs)
+    if n_paths < 2000:  # small enough to enumerate: check the DP against networkx's enumeration
+        assert n_paths == sum(1 for s in ins for t in outs for _ in nx.all_simple_paths(G, s, t))
     reach = set(ins).union(*(nx.descendants(G, s) for s in ins))
     coreach = set(outs).union(*(nx.ancestors(G, t) for t in outs))
     active = reach & coreach
@@ -93,7 +99,7 @@ def _networkx_reference(g, lm):
     cut = None
     if not n_paths:
         cut = 0
-    elif len(hidden) <= 12:  # brute force: smallest set of hidden units whose removal disconnects
+    elif len(hidden) <= 8:  # brute force: smallest set of hidden units whose removal disconnects
         for k in range(len(hidden) + 1):
             for removed in itertools.combinations(hidden, k):
                 K = H.copy()
