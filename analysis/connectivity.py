@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from netgraph.errors import InvalidInputError
-from netgraph.flows import path_flows
+from netgraph.flows import aggregates, path_flows
 
 
 def active_units(graph, masks=None) -> list:
@@ -62,10 +62,9 @@ def connectivity(graph, masks=None) -> dict:
     >>> c["kept"], c["effective"], c["dead"], c["effective_fraction"]
     (8, 6, 2, 0.75)
     """
-    layer_masks = graph.layer_masks(masks)
-    active = active_units(graph, layer_masks)
-    eff = effective_weights(graph, layer_masks, active)
-    kept = int(sum(int(m.sum()) for m in layer_masks))
+    active = active_units(graph, masks)
+    eff = effective_weights(graph, masks, active)
+    kept = int(sum(int(a.sum()) for a in aggregates(graph, "count", masks)))
     ne = int(sum(int(e.sum()) for e in eff))
     return {
         "kept": kept,
@@ -110,14 +109,14 @@ def min_vertex_cut(graph, masks=None, backend: str = "scipy"):
     return _max_flow(graph, masks, split_units=True, backend=backend)
 
 
-def _unit_edges(graph, layer_masks, active):
+def _unit_edges(graph, masks, active):
     """Kept unit-level edges between active units, as global vertex ids."""
     from netgraph.interop import unit_offsets
 
     off = unit_offsets(graph)
     src, dst = [], []
-    for layer, m in zip(graph.layers, layer_masks):
-        live = m.any(axis=2) & active[layer.dst][:, None] & active[layer.src][None, :]
+    for layer, count in zip(graph.layers, aggregates(graph, "count", masks)):
+        live = (count > 0) & active[layer.dst][:, None] & active[layer.src][None, :]
         v, u = np.nonzero(live)
         src.append(off[layer.src] + u)
         dst.append(off[layer.dst] + v)
@@ -129,12 +128,11 @@ def _unit_edges(graph, layer_masks, active):
 
 
 def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
-    layer_masks = graph.layer_masks(masks)
-    active = active_units(graph, layer_masks)
+    active = active_units(graph, masks)
     n_units = graph.num_units
     if not active[0].any():
         return 0
-    src, dst, off = _unit_edges(graph, layer_masks, active)
+    src, dst, off = _unit_edges(graph, masks, active)
     big = n_units + len(src) + 1
     inputs = off[0] + np.flatnonzero(active[0])
     outputs = off[-1] + np.flatnonzero(active[-1])

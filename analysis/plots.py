@@ -73,27 +73,99 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
     return fig
 
 
+def _metric_on(ax, data, metric, ylabel, pal, logy=False, diagonal=False, legend=True):
+    data = data.copy()
+    data[metric] = pd.to_numeric(data[metric], errors="coerce").replace([np.inf, -np.inf], np.nan)
+    sns.lineplot(data=data, x="target_density", y=metric, hue="method", palette=pal, errorbar="sd",
+                 marker="o", ax=ax, legend=legend)
+    _density_axis(ax, data["target_density"])
+    if logy:
+        ax.set_yscale("log")
+    if diagonal:
+        lim = [data["target_density"].min(), data["target_density"].max()]
+        ax.plot(lim, lim, ls="--", color="grey", lw=1, label="no dead weights (y = x)")
+        if legend:
+            ax.legend(title="method")
+    ax.set_xlabel("density: kept weights (log scale)")
+    ax.set_ylabel(ylabel)
+
+
 def plot_metric(df: pd.DataFrame, metric: str, ylabel: str, title: str, logy: bool = False,
                 diagonal: bool = False) -> Figure:
     """``metric`` against target density (log x axis), one line per method."""
-    pal = _palette(df["method"])
-    data = df.copy()
-    data[metric] = pd.to_numeric(data[metric], errors="coerce").replace([np.inf, -np.inf], np.nan)
     with sns.axes_style("whitegrid", _STYLE):
         fig, axes = _new_figure()
         ax = axes[0, 0]
-        sns.lineplot(data=data, x="target_density", y=metric, hue="method", palette=pal, errorbar="sd",
-                     marker="o", ax=ax)
-        _density_axis(ax, data["target_density"])
-        if logy:
-            ax.set_yscale("log")
-        if diagonal:
-            lim = [data["target_density"].min(), data["target_density"].max()]
-            ax.plot(lim, lim, ls="--", color="grey", lw=1, label="no dead weights (y = x)")
-            ax.legend(title="method")
-        ax.set_xlabel("density: kept weights (log scale)")
-        ax.set_ylabel(ylabel)
+        _metric_on(ax, df, metric, ylabel, _palette(df["method"]), logy, diagonal)
         ax.set_title(_title(df, title), fontsize=10)
+    return fig
+
+
+def plot_metric_grid(df: pd.DataFrame, metric: str, ylabel: str, title: str, logy: bool = False,
+                     diagonal: bool = False) -> Figure:
+    """Like :func:`plot_metric` with one panel per model and one legend."""
+    models = list(dict.fromkeys(df["model"]))
+    pal = _palette(df["method"])
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
+        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+            _metric_on(ax, df[df["model"] == model], metric, ylabel, pal, logy, diagonal, legend=i == 0)
+            ax.set_title(model)
+        _shared_legend(fig, axes.flat[0])
+        fig.suptitle(_title(df, title))
+    return fig
+
+
+def _shared_legend(fig, ax):
+    if ax.get_legend() is not None:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        fig.legend(handles, labels, loc="outside right upper", title="method")
+
+
+def plot_accuracy(df: pd.DataFrame) -> Figure:
+    """Test accuracy against density, one panel per model; dense accuracy as a dashed line."""
+    models = list(dict.fromkeys(df["model"]))
+    sparse = df[df["method"] != "dense"]
+    pal = _palette(sparse["method"])
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
+        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+            part = sparse[sparse["model"] == model]
+            _metric_on(ax, part, "test_acc", "test accuracy", pal, legend=i == 0)
+            dense = df[(df["model"] == model) & (df["method"] == "dense")]["test_acc"]
+            if len(dense):
+                ax.axhline(dense.mean(), ls="--", color="black", lw=1.2, label="dense")
+                if i == 0:
+                    ax.legend(title="method")
+            ax.set_title(model)
+        _shared_legend(fig, axes.flat[0])
+        fig.suptitle(_title(sparse, "Test accuracy vs density (digits)"))
+    return fig
+
+
+def plot_loss_curves(df: pd.DataFrame, density: float) -> Figure:
+    """Training loss per epoch at one density (dense for reference), one panel per model."""
+    models = list(dict.fromkeys(df["model"]))
+    rows = []
+    for r in df.itertuples():
+        if r.method == "dense" or np.isclose(r.target_density, density):
+            for epoch, loss in enumerate(r.loss_curve):
+                rows.append({"model": r.model, "method": r.method, "seed": r.seed, "epoch": epoch, "loss": loss})
+    long = pd.DataFrame(rows)
+    pal = _palette(df["method"])
+    pal["dense"] = (0.0, 0.0, 0.0)
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
+        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+            sns.lineplot(data=long[long["model"] == model], x="epoch", y="loss", hue="method", palette=pal,
+                         errorbar="sd", ax=ax, legend=i == 0)
+            ax.set_yscale("log")
+            ax.set_xlabel("epoch (0 = at initialization)")
+            ax.set_ylabel("training cross-entropy (nats, log scale)")
+            ax.set_title(model)
+        _shared_legend(fig, axes.flat[0])
+        fig.suptitle(_title(df[df["method"] != "dense"], f"Training loss at density {density:g}"))
     return fig
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from netgraph.flows import MaskedGraph
+
 from .connectivity import connectivity, min_vertex_cut
 from .paths import path_diversity
 from .widths import bottleneck, layer_table
@@ -16,7 +18,7 @@ def measure(graph, masks=None, max_flow: bool = True) -> dict:
     ``connected``); ``bottleneck_width``, ``bottleneck_layer``, ``bottleneck_fraction``,
     ``mean_width_fraction`` (active units over dense width, averaged over layers),
     ``min_vertex_cut``; the :func:`~analysis.paths.path_diversity` keys. ``max_flow=False``
-    skips the two max-flow metrics.
+    skips the two max-flow metrics (their keys are then None).
 
     Examples
     --------
@@ -26,8 +28,8 @@ def measure(graph, masks=None, max_flow: bool = True) -> dict:
     >>> rec["effective_fraction"], rec["connected"]
     (1.0, True)
     """
-    lm = graph.layer_masks(masks)
-    kept = int(sum(int(m.sum()) for m in lm))
+    lm = MaskedGraph(graph, masks)  # aggregates and flows computed once, shared by every metric
+    kept = int(sum(int(a.sum()) for a in lm.aggregates("count")))
     rec = {"kept": kept, "total": graph.num_weights, "density": kept / graph.num_weights}
     conn = connectivity(graph, lm)
     conn["collapsed_layers"] = len(conn["collapsed_layers"])
@@ -39,4 +41,5 @@ def measure(graph, masks=None, max_flow: bool = True) -> dict:
     rec["mean_width_fraction"] = sum(r["active_units"] / r["units"] for r in rows) / len(rows)
     rec["min_vertex_cut"] = min_vertex_cut(graph, lm) if max_flow else None
     rec.update(path_diversity(graph, lm, max_flow=max_flow))
+    rec.setdefault("edge_disjoint_paths", None)  # the same keys whether or not max flows ran
     return rec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from netgraph.flows import aggregates
+
 from .connectivity import active_units, effective_weights
 
 
@@ -21,12 +23,11 @@ def layer_table(graph, masks=None) -> list:
     >>> [(r["layer"], r["kept"], r["active_units"]) for r in layer_table(g)]
     [('0', 6, 3), ('2', 3, 1)]
     """
-    layer_masks = graph.layer_masks(masks)
-    active = active_units(graph, layer_masks)
-    eff = effective_weights(graph, layer_masks, active)
+    active = active_units(graph, masks)
+    eff = effective_weights(graph, masks, active)
     rows = []
-    for layer, m, e in zip(graph.layers, layer_masks, eff):
-        kept = int(m.sum())
+    for layer, count, e in zip(graph.layers, aggregates(graph, "count", masks), eff):
+        kept = int(count.sum())
         ne = int(e.sum())
         rows.append({
             "layer": layer.name, "index": layer.index, "kind": layer.kind, "param": layer.param,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 
@@ -305,6 +306,54 @@ def compare_cmd(model_name, input_shape, seed, methods, densities, seeds, out_di
     files = analysis.write_comparison(df, out_dir, formats=tuple(f for f in formats.split(",") if f),
                                       command=command)
     click.echo(f"{len(df)} runs in {time.perf_counter() - t0:.1f} s; wrote {len(files)} files to {out_dir}")
+
+
+@main.command("reproduce")
+@click.option("--study", type=click.Choice(["topology", "training"]), required=True,
+              help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study.")
+@click.option("--out", "out_dir", default="docs/reproduction", show_default=True, type=click.Path(file_okay=False))
+@click.option("--quick", is_flag=True, help="The reduced version (one small model, few densities, one seed).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def reproduce_cmd(study, out_dir, quick, quiet):
+    """Measure the PHEW paper's claims; write tables, a claims table and figures to OUT."""
+    import shlex
+
+    from analysis import reproduce
+
+    command = "netgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    t0 = time.perf_counter()
+    if study == "topology":
+        cfg = reproduce.QUICK_TOPOLOGY if quick else reproduce.TopologyStudy()
+        df = reproduce.run_topology(cfg, out_dir, progress=not quiet, command=command)
+        claims = reproduce.topology_claims(df)
+    else:
+        cfg = reproduce.QUICK_TRAINING if quick else reproduce.TrainingStudy()
+        df = reproduce.run_training(cfg, out_dir, progress=not quiet, command=command)
+        claims = reproduce.training_claims(df, cfg)
+    for c in claims:
+        click.echo(f"[{c['holds']}] {c['claim']}: {c['measured']}")
+    click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study}.md")
+
+
+@main.command("sweep")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Sweep directory (default: <name>-sweep next to the config).")
+@click.option("--resume", is_flag=True, help="Continue: skip the runs already recorded.")
+@click.option("--retry-failed", is_flag=True, help="With --resume, run the failed runs again.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Local Dask worker processes.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Submit to a running Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of a local cluster.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_fail_cleanly
+def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, quiet):
+    """Run a resumable grid from a YAML/TOML CONFIG; results in SQLite (see docs/sweeps.md)."""
+    from analysis.sweep import run_sweep
+
+    res = run_sweep(config, out_dir, resume=resume, retry_failed=retry_failed, workers=workers,
+                    scheduler=scheduler, progress=not quiet)
+    click.echo(f"{res.total} runs: {res.skipped} already recorded, {res.done} finished, {res.failed} failed "
+               f"in {res.seconds:.1f} s; results in {os.path.join(res.directory, 'results.sqlite')}")
 
 
 @main.command("demo")

@@ -46,22 +46,69 @@ def aggregates(graph: NetGraph, weights: str = "abs", masks=None) -> list:
 
     ``weights`` is ``"abs"`` (sum of kept ``|w|``), ``"square"`` (sum of kept ``w^2``) or
     ``"count"`` (number of kept elements). ``masks`` is anything
-    :meth:`NetGraph.layer_masks` accepts; ``None`` means dense.
+    :meth:`NetGraph.layer_masks` accepts (``None`` means dense), or a :class:`MaskedGraph`,
+    whose cached aggregates are returned.
     """
     check_choice("weights", weights, WEIGHTS)
-    out = []
+    if isinstance(masks, MaskedGraph):
+        return masks.aggregates(weights)
     layer_masks = None if masks is None else graph.layer_masks(masks)
+    out = []
     for i, layer in enumerate(graph.layers):
         m = None if layer_masks is None else layer_masks[i]
         if weights == "count":
-            a = np.full((layer.n_dst, layer.n_src), float(layer.k)) if m is None else m.sum(axis=2, dtype=np.float64)
+            if m is None:
+                a = np.full((layer.n_dst, layer.n_src), float(layer.k))
+            else:  # exact small integers; a float32 matrix-vector product is the fast reduction
+                a = (m.reshape(-1, layer.k).astype(np.float32) @ np.ones(layer.k, np.float32))
+                a = a.astype(np.float64).reshape(layer.n_dst, layer.n_src)
         elif m is None:
             a = layer.abs_sum if weights == "abs" else layer.sq_sum
         else:
-            w = np.abs(layer.weight) if weights == "abs" else np.square(layer.weight.astype(np.float64))
-            a = np.where(m, w, 0).sum(axis=2, dtype=np.float64)
+            w = layer.weight.astype(np.float64)
+            w = np.abs(w, out=w) if weights == "abs" else np.square(w, out=w)
+            a = np.einsum("ijk,ijk->ij", w, m)
         out.append(a)
     return out
+
+
+class MaskedGraph:
+    """A graph with one mask, whose aggregates and flows are computed once each.
+
+    Pass it wherever a function takes ``masks`` (every function of :mod:`netgraph.flows`
+    and :mod:`analysis`) to share the work between many metrics of the same mask;
+    :func:`analysis.measure` does this.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> g = netgraph.from_torch(model, (3,))
+    >>> mg = MaskedGraph(g, None)
+    >>> path_flows(g, "count", mg) is path_flows(g, "count", mg)
+    True
+    """
+
+    _is_masked_graph = True
+
+    def __init__(self, graph: NetGraph, masks=None):
+        if isinstance(masks, MaskedGraph):
+            masks = masks.layer_masks
+        self.graph = graph
+        self.layer_masks = None if masks is None else graph.layer_masks(masks)
+        self._aggregates: dict = {}
+        self._flows: dict = {}
+
+    def aggregates(self, weights: str) -> list:
+        if weights not in self._aggregates:
+            self._aggregates[weights] = aggregates(self.graph, weights, self.layer_masks)
+        return self._aggregates[weights]
+
+    def flows(self, weights: str) -> "Flows":
+        if weights not in self._flows:
+            self._flows[weights] = flows_from_aggregates(self.graph, self.aggregates(weights), _POWER[weights],
+                                                         weights)
+        return self._flows[weights]
 
 
 def _scale(s, p):
@@ -222,6 +269,9 @@ def path_flows(graph: NetGraph, weights: str = "abs", masks=None) -> Flows:
     >>> round(path_flows(g, "count").R)  # 3 * 4 * 2 input-output paths
     24
     """
+    check_choice("weights", weights, WEIGHTS)
+    if isinstance(masks, MaskedGraph):
+        return masks.flows(weights)
     return flows_from_aggregates(graph, aggregates(graph, weights, masks), _POWER[weights], weights)
 
 

@@ -277,14 +277,16 @@ class NetGraph:
         """Per-layer bool arrays of shape ``(n_dst, n_src, k)`` for a mask set.
 
         ``masks`` may be ``None`` (dense), a :class:`~netgraph.MaskSet` or a mapping from
-        parameter name to a bool tensor/array of the parameter's shape, or a list of
-        arrays already in layer form. A mapping must have exactly the graph's parameters.
+        parameter name to a bool tensor/array of the parameter's shape, a list of arrays
+        already in layer form, or a :class:`~netgraph.flows.MaskedGraph`. A mapping must have exactly the graph's parameters.
 
         Raises
         ------
         MaskMismatchError
             If a parameter is missing, unknown, or its mask has the wrong shape.
         """
+        if getattr(masks, "_is_masked_graph", False):
+            masks = masks.layer_masks
         if masks is None:
             return self.dense_masks()
         if isinstance(masks, (list, tuple)):

@@ -241,3 +241,11 @@ def test_mask_files_from_sparsify_load_into_torch(r20, tmp_path):
     assert blob["meta"]["details"]["walks"] > 0
     MaskSet.load(tmp_path / "p.pt").apply(model)
     assert math.isclose(float((model.fc.weight != 0).float().mean()), float(ms["fc.weight"].float().mean()))
+
+
+def test_phew_max_walks_is_a_hard_cap(r20):
+    _, g = r20
+    with pytest.raises(InvalidInputError, match="after 5 walks"):
+        netgraph.sparsify(g, "phew", 0.05, max_walks=5)
+    ms = netgraph.sparsify(g, "phew", 0.0001, max_walks=100)
+    assert ms.meta["details"]["walks"] <= 100

@@ -295,7 +295,7 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
     bar = tqdm(total=ctx.target, initial=count, desc="phew", unit="w", disable=not ctx.progress, leave=False)
     while count < ctx.target:
         need = ctx.target - count
-        B = int(min(1 << 17, max(256, math.ceil(1.2 * need / max(per_walk, 0.05)) + 64)))
+        B = int(min(1 << 17, max(256, math.ceil(1.2 * need / max(per_walk, 0.05)) + 64), max_walks - walks_done))
         ids = walks_done + np.arange(B)
         fwd, bwd = ids[ids % 2 == 0], ids[ids % 2 == 1]
         w1, e1 = wg.walk("forward", (fwd // 2) % n_in, fwd, rng, kernel_conserved)
@@ -322,7 +322,7 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
         bar.update(uniq.size)
         per_walk = max(uniq.size / B, 0.01)
         stalled = stalled + 1 if uniq.size == 0 else 0
-        if stalled >= 3 or walks_done >= max_walks:
+        if stalled >= 3 or walks_done >= max_walks:  # max_walks is a hard cap on the walks taken
             bar.close()
             raise InvalidInputError(
                 f"PHEW cannot reach density {ctx.density:g}: after {walks_done} walks it keeps {count} of "

@@ -202,7 +202,11 @@ def _prune_step(states, cs, keep_count: int, form: str, pool, sample_rows: int =
 
 
 class _Serial:
-    """Executor stand-in for small graphs, where threads cost more than they save."""
+    """Executor stand-in for small graphs, where threads cost more than they save.
+
+    Large graphs use one thread per core, or ``NETGRAPH_NUM_THREADS`` threads when that
+    environment variable is set (sweep workers set it to 1).
+    """
 
     map = staticmethod(map)
 
@@ -211,7 +215,7 @@ class _Serial:
 
 
 def _pool(num_weights: int):
-    workers = min(4, os.cpu_count() or 1)
+    workers = min(4, int(os.environ.get("NETGRAPH_NUM_THREADS", 0)) or os.cpu_count() or 1)
     if num_weights < 2_000_000 or workers < 2:
         return _Serial()
     return ThreadPoolExecutor(max_workers=workers)
