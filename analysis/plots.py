@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 _STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
@@ -60,6 +61,7 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
                          marker="o", markersize=3.5, ax=ax, legend=ax is axes.flat[0])
             ax.set_title(f"density {d:g} ({d * 100:g}% of weights)")
             ax.set_xlabel("layer (topological order)")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("active units (on an input-output path)")
             ax.set_ylim(bottom=0)
         for ax in list(axes.flat)[len(dens):]:
@@ -153,7 +155,7 @@ def plot_loss_curves(df: pd.DataFrame, density: float) -> Figure:
             for epoch, loss in enumerate(r.loss_curve):
                 rows.append({"model": r.model, "method": r.method, "seed": r.seed, "epoch": epoch, "loss": loss})
     long = pd.DataFrame(rows)
-    pal = _palette(df["method"])
+    pal = _palette(df.loc[df["method"] != "dense", "method"])  # same colours as the other figures
     pal["dense"] = (0.0, 0.0, 0.0)
     with sns.axes_style("whitegrid", _STYLE):
         fig, axes = _new_figure(4.8, 3.8, len(models), 1)

@@ -331,6 +331,14 @@ class NetGraph:
             out.append(m.reshape(layer.weight.shape).astype(bool, copy=False))
         return out
 
+    def split_flat(self, flat: np.ndarray) -> list:
+        """Per-layer ``(n_dst, n_src, k)`` views of an array over all weights in layer order."""
+        out, off = [], 0
+        for layer in self.layers:
+            out.append(flat[off:off + layer.numel].reshape(layer.weight.shape))
+            off += layer.numel
+        return out
+
     def masks_to_params(self, layer_masks) -> dict:
         """Turn per-layer ``(n_dst, n_src, k)`` masks into ``{param name: bool ndarray}``."""
         return {

@@ -245,9 +245,8 @@ def phew_walks(graph: NetGraph, n_walks: int, direction: str = "forward", seed: 
 
 def _initial_state(ctx: Context, init_mask) -> np.ndarray:
     g = ctx.graph
-    kept = np.zeros(g.num_weights, dtype=bool)
     if init_mask is None:
-        return kept
+        return np.zeros(g.num_weights, dtype=bool)
     if isinstance(init_mask, str):
         from ..masks import MaskSet
 
@@ -256,11 +255,7 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
         lms = g.layer_masks(init_mask)
     except MaskMismatchError as exc:
         raise MaskMismatchError(f"init_mask does not fit the graph: {exc}") from None
-    off = 0
-    for layer, m in zip(g.layers, lms):
-        kept[off:off + layer.numel] = m.ravel()
-        off += layer.numel
-    return kept
+    return np.concatenate([m.ravel() for m in lms])
 
 
 @register(
@@ -332,8 +327,4 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
     bar.close()
     ctx.info.update({"walks": walks_done, "forward_walks": (walks_done + 1) // 2,
                      "backward_walks": walks_done // 2, "kept": count, "overshoot": count - ctx.target})
-    out, off = [], 0
-    for layer in g.layers:
-        out.append(kept[off:off + layer.numel].reshape(layer.weight.shape))
-        off += layer.numel
-    return out
+    return g.split_flat(kept)

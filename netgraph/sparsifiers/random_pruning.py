@@ -76,11 +76,7 @@ def random_masks(ctx: Context, distribution: str = "uniform") -> list:
         chosen = rng.choice(g.num_weights, size=ctx.target, replace=False)
         flat = np.zeros(g.num_weights, dtype=bool)
         flat[chosen] = True
-        out, off = [], 0
-        for layer in g.layers:
-            out.append(flat[off:off + layer.numel].reshape(layer.weight.shape))
-            off += layer.numel
-        return out
+        return g.split_flat(flat)
     dens = np.full(len(sizes), ctx.density) if distribution == "uniform" else erk_densities(g, ctx.target)
     ctx.info["layer_densities"] = [float(x) for x in dens]
     return _scatter(ctx, allocate(sizes, dens, ctx.target))
