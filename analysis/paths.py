@@ -19,8 +19,8 @@ def edge_disjoint_paths(graph, masks=None, backend: str = "scipy") -> int:
     --------
     >>> import torch, netgraph
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
-    >>> edge_disjoint_paths(netgraph.from_torch(model, (2,)))
-    6
+    >>> edge_disjoint_paths(netgraph.from_torch(model, (2,)))  # limited by the 2 x 4 input edges
+    8
     """
     return _max_flow(graph, masks, split_units=False, backend=backend)
 

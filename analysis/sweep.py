@@ -119,10 +119,13 @@ def _load_file(path: str) -> dict:
     if not os.path.isfile(path):
         raise SweepConfigError(f"sweep config {path}: no such file")
     text = open(path, encoding="utf-8").read()
+    if path.endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise SweepConfigError(f"sweep config {path}: TOML needs Python 3.11+ (tomllib); use YAML") from None
     try:
         if path.endswith(".toml"):
-            import tomllib
-
             raw = tomllib.loads(text)
         else:
             import yaml

@@ -114,7 +114,7 @@ CASES = {
     "phew resnet20 10%": (case_phew, ("resnet20", 0.1), "PHEW mask (authors' code: 2.48 s)", 0.3),
     "phew resnet18 1%": (case_phew, ("resnet18", 0.01), "PHEW mask, Tiny-ImageNet shapes", 2.0),
     "synflow vgg19 1%": (case_synflow_vs_autograd, ("vgg19", 0.01),
-                         "SynFlow, 100 iterations (Synaptic-Flow's code: 72 s); vs 100 autograd passes", None),
+                         "SynFlow, 100 iterations (Synaptic-Flow's code: 72 s); vs 100 autograd passes", ("ratio", 1.0)),
     "metrics vgg19 1%": (case_metrics, ("vgg19", 0.01), "all analysis metrics of one mask", 3.0),
     "sweep resnet20 200 runs": (case_sweep_throughput, (), "data-free sweep grid (5 methods x 5 densities x 8 "
                                 "seeds), 2 local Dask workers vs 1", ("speedup", 1.6)),

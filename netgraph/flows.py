@@ -154,7 +154,7 @@ class Flows:
         """Natural log of :math:`R` (``-inf`` if no path survives)."""
         out = len(self.graph.groups) - 1
         total = float(self.forward[out].sum())
-        return -math.inf if total <= 0 else self.forward_scale[out] + math.log(total)
+        return -math.inf if total <= 0 else float(self.forward_scale[out]) + math.log(total)
 
     @property
     def log10_R(self) -> float:
@@ -191,7 +191,7 @@ class Flows:
             f = f * si
         if so is not None:
             b = b * so
-        offset = self.forward_scale[layer.src] + self.backward_scale[layer.dst]
+        offset = float(self.forward_scale[layer.src] + self.backward_scale[layer.dst])
         if relative:
             offset -= self.log_R
         return np.outer(b, f), offset
@@ -440,5 +440,5 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
             ls = np.log(np.where(s > 0, s, 1.0))
             t = float((flows.forward[e.src] * s * ls * flows.backward[e.dst]).sum())
         acc += t * math.exp(flows.forward_scale[e.src] + flows.backward_scale[e.dst] - logZ)
-    H = logZ - acc
+    H = float(logZ - acc)
     return H, math.exp(H) if H < 709 else math.inf

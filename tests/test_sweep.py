@@ -127,3 +127,22 @@ def test_malformed_and_missing_files(tmp_path):
     toml.write_text('models = ["digits_mlp"]\nmethods = ["phew"]\ndensities = [0.1]\nseeds = [3]\n')
     cfg = load_config(str(toml))
     assert cfg.seeds == [3] and cfg.name == "grid"
+
+
+def test_submits_to_a_running_scheduler(tmp_path):
+    from dask.distributed import LocalCluster
+
+    cfg = {"models": ["digits_mlp"], "methods": ["phew", "random"], "densities": [0.1, 0.02], "seeds": 1}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:
+        res = run_sweep(_write(tmp_path, cfg), str(tmp_path / "out"), scheduler=cluster.scheduler_address,
+                        report=False)
+    assert res.done == 4 and res.failed == 0
+    assert len(read_sweep(str(tmp_path / "out"))) == 4
+
+
+@pytest.mark.parametrize("name", ["sweep.yaml", "sweep-train.yaml"])
+def test_documented_example_configs_are_valid(name):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_config(os.path.join(here, "docs", "examples", name))
+    assert cfg.expand("/tmp/unused")
