@@ -415,7 +415,7 @@ def _layer(b: _Builder, node, mod, x: _Value, out_shape, fail) -> _Value:
         if mod.groups != 1:
             fail(node, f"grouped/depthwise convolution with groups={mod.groups}; only groups=1")
         if x.flat_k != 1 or len(x.spatial) != mod.weight.dim() - 2:
-            fail(node, f"a conv applied to a tensor that is not a (batch, channels, *spatial) map")
+            fail(node, "a conv applied to a tensor that is not a (batch, channels, *spatial) map")
         if x.n != mod.in_channels:
             fail(node, f"expects {mod.in_channels} input channels, the input has {x.n} units")
         w = _weight_array(node, mod, param)

@@ -2,7 +2,6 @@
 
 import networkx as nx
 import numpy as np
-import torch
 
 import netgraph
 from netgraph import flows

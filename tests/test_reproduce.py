@@ -3,7 +3,6 @@
 import json
 
 import pandas as pd
-import pytest
 import torch
 from click.testing import CliRunner
 

@@ -11,7 +11,7 @@ import netgraph
 from netgraph import MaskSet, flows, zoo
 from netgraph.data import digits_prune_batch, random_batch
 from netgraph.errors import InvalidInputError, MaskMismatchError
-from netgraph.sparsifiers import get, names
+from netgraph.sparsifiers import names
 from netgraph.sparsifiers.phew import phew_walks
 from tests import models as M
 from tests.reference import autograd_synflow_prune

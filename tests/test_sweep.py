@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-import torch
 import yaml
 
 from analysis.sweep import SweepConfigError, load_config, read_sweep, run_sweep

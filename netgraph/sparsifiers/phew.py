@@ -68,7 +68,7 @@ class _Table:
         # blocks: (edge, matrix (n, m) of weights or None for identity)
         cols_edge, cols_unit, mats = [], [], []
         n_layers = sum(1 for _, M in blocks if M is not None)
-        for i, (edge, M) in enumerate(blocks):
+        for i, (_, M) in enumerate(blocks):
             if M is None:
                 M = np.ones((n, 1))
                 cols_unit.append(np.array([-1]))

@@ -162,10 +162,10 @@ def _prune_step(states, cs, keep_count: int, form: str, pool, sample_rows: int =
     n = sample.size
     q = keep_count / valid * n
     margin = 6.0 * math.sqrt(max(q * (1 - q / max(n, 1)), 1.0)) + 16
-    hi = sample[int(q - margin)] if q - margin >= 1 else np.inf
-    lo = sample[int(q + margin)] if q + margin < n - 1 else -np.inf
+    sampled = (sample[int(q + margin)] if q + margin < n - 1 else -np.inf,
+               sample[int(q - margin)] if q - margin >= 1 else np.inf)
 
-    for lo, hi in ((lo, hi), (-np.inf, np.inf)):
+    for lo, hi in (sampled, (-np.inf, np.inf)):  # the sampled bracket, then (if it missed) everything
         def classify(sc_, lo=lo, hi=hi):
             s, c = sc_
             row_lo, row_hi = _row_bounds(s, c, form)
@@ -192,7 +192,7 @@ def _prune_step(states, cs, keep_count: int, form: str, pool, sample_rows: int =
 
     counts = list(pool.map(count, zip(states, parts)))
     need = keep_count - sum(int(m.sum()) for m in counts)
-    for (full, straddle, sc, _, _), m_new in zip(parts, counts):  # ties, in position order
+    for (_, straddle, sc, _, _), m_new in zip(parts, counts):  # ties, in position order
         if need <= 0:
             break
         ties = np.flatnonzero(sc.ravel() == tau)[:need]
