@@ -190,13 +190,6 @@ SUMMARY_METRICS = [
 ]
 
 
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation per (model, method, target density)."""
-    cols = [c for c, _ in SUMMARY_METRICS if c in df]
-    g = df.groupby(["model", "method", "target_density"], sort=False)[cols]
-    return g.agg(["mean", "std"])
-
-
 def summary_markdown(df: pd.DataFrame) -> str:
     """A Markdown table of mean ± std per method and density."""
     cols = [(c, name) for c, name in SUMMARY_METRICS if c in df]
