@@ -29,6 +29,13 @@ from .widths import layer_table
 LIST_COLUMNS = ("layer_names", "layer_units", "layer_widths", "layer_kept")
 
 
+def layer_columns(graph, masks) -> dict:
+    """The per-layer list columns of a results row (names, dense and active widths, kept)."""
+    rows = layer_table(graph, masks)
+    return {"layer_names": [r["layer"] for r in rows], "layer_units": [r["units"] for r in rows],
+            "layer_widths": [r["active_units"] for r in rows], "layer_kept": [r["kept"] for r in rows]}
+
+
 def parse_method(spec) -> tuple:
     """``"phew"`` or ``"phew:bias=uniform,kernel_conserved=true"`` -> ``(label, name, options)``.
 
@@ -72,14 +79,10 @@ def _seeds(seeds) -> list:
 
 def _data_for(kind, graph, seed):
     if kind is None or not isinstance(kind, str):
-        return kind
-    from netgraph.data import digits_prune_batch, random_batch
+        return kind  # caller's own (inputs, labels) or batches
+    from netgraph.data import prune_batch
 
-    if kind == "random":
-        return random_batch(graph.input_shape, graph.output_group.size, 100, seed)
-    if kind == "digits":
-        return digits_prune_batch(graph.input_shape, per_class=10, seed=seed)
-    raise InvalidInputError(f"data must be 'random', 'digits', or (inputs, labels); got {kind!r}")
+    return prune_batch(kind, graph, seed)
 
 
 def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), densities=(0.1, 0.05, 0.02, 0.01),
@@ -144,13 +147,9 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
                 ms = sparsify(net, name, d, seed, graph=g, data=batch, **opts)
                 t1 = time.perf_counter()
                 mg = MaskedGraph(g, ms)
-                rec = measure(g, mg, max_flow=max_flow)
-                layers = layer_table(g, mg)
+                rec = {**measure(g, mg, max_flow=max_flow), **layer_columns(g, mg)}
                 row = {"model": model, "method": label, "base_method": name, "target_density": d, "seed": seed,
-                       **rec, "seconds": t1 - t0, "measure_seconds": time.perf_counter() - t1,
-                       "layer_names": [r["layer"] for r in layers], "layer_units": [r["units"] for r in layers],
-                       "layer_widths": [r["active_units"] for r in layers],
-                       "layer_kept": [r["kept"] for r in layers]}
+                       **rec, "seconds": t1 - t0, "measure_seconds": time.perf_counter() - t1}
                 rows.append(row)
                 if callback is not None:
                     callback(row)

@@ -45,7 +45,7 @@ from netgraph._validate import check_density
 from netgraph.data import DIGITS_SHAPES
 from netgraph.errors import InvalidInputError, NetgraphError
 
-from .compare import LIST_COLUMNS, parse_method
+from .compare import LIST_COLUMNS, layer_columns, parse_method
 from .training import TrainConfig
 
 KEYS = {"name", "models", "methods", "densities", "seeds", "data", "max_flow", "save_masks", "train"}
@@ -89,6 +89,13 @@ class Run:
     def spec(self) -> dict:
         return {"model": self.model, "method": self.method, "options": self.options, "density": self.density,
                 "seed": self.seed, "data": self.data, "max_flow": self.max_flow, "train": self.train}
+
+    def header(self) -> dict:
+        """The identity columns of this run's row."""
+        return {"run_hash": self.hash, "sweep": self.sweep, "model": self.model["name"], "method": self.label,
+                "base_method": self.method, "options": json.dumps(self.options, sort_keys=True),
+                "target_density": self.density, "seed": self.seed,
+                "config": json.dumps(self.spec(), sort_keys=True), "library_version": __version__}
 
     @property
     def hash(self) -> str:
@@ -242,29 +249,22 @@ def execute(run: Run) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    row = {"run_hash": run.hash, "sweep": run.sweep, "model": run.model["name"], "method": run.label,
-           "base_method": run.method, "options": json.dumps(run.options, sort_keys=True),
-           "target_density": run.density, "seed": run.seed, "config": json.dumps(run.spec(), sort_keys=True),
-           "library_version": __version__, "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    row = {**run.header(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         import analysis
-        from netgraph.data import digits, digits_prune_batch, random_batch
+        from netgraph.data import digits, prune_batch
         from netgraph.sparsifiers import get, sparsify
 
         from .training import train
 
         net, g = _graph(run.model["name"], tuple(run.model["input_shape"]), run.seed)
-        data = None
-        if get(run.method).needs_data:
-            data = (random_batch(g.input_shape, g.output_group.size, 100, run.seed) if run.data == "random"
-                    else digits_prune_batch(g.input_shape, 10, run.seed))
+        data = prune_batch(run.data, g, run.seed) if get(run.method).needs_data else None
         t0 = time.perf_counter()
         masks = sparsify(net, run.method, run.density, run.seed, graph=g, data=data, **run.options)
         row["seconds"] = time.perf_counter() - t0
         if run.masks_dir:
             os.makedirs(run.masks_dir, exist_ok=True)
             path = os.path.join(run.masks_dir, f"{run.hash}.pt")
-            masks.meta["model"] = dict(g.model_spec, init_seed=run.seed)
             masks.save(path)
             row["mask_path"] = path
         t1 = time.perf_counter()
@@ -272,13 +272,9 @@ def execute(run: Run) -> dict:
 
         mg = MaskedGraph(g, masks)
         rec = analysis.measure(g, mg, max_flow=run.max_flow)
-        layers = analysis.layer_table(g, mg)
+        row["layers"] = json.dumps(layer_columns(g, mg))
         row["measure_seconds"] = time.perf_counter() - t1
         row.update({k: rec.get(k) for k in METRICS})
-        row["layers"] = json.dumps({"layer_names": [r["layer"] for r in layers],
-                                    "layer_units": [r["units"] for r in layers],
-                                    "layer_widths": [r["active_units"] for r in layers],
-                                    "layer_kept": [r["kept"] for r in layers]})
         if run.train is not None:
             res = train(net, masks, digits(tuple(run.model["input_shape"])), TrainConfig(**run.train), run.seed)
             row.update({"test_acc": res["final_test_acc"], "final_train_loss": res["final_train_loss"],
@@ -307,8 +303,6 @@ def connect(path: str) -> sqlite3.Connection:
 def _sql_value(v):
     if isinstance(v, float) and v != v:
         return None
-    if isinstance(v, float) and v in (float("inf"), float("-inf")):
-        return v
     if hasattr(v, "item"):
         return v.item()
     return v
@@ -429,17 +423,12 @@ def _dispatch(todo, handle, workers: int, scheduler: str | None) -> None:
                                host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
         client = Client(cluster)
     try:
-        futures = [client.submit(execute, run, key=f"run-{run.hash}", pure=False) for run in todo]
+        futures = {client.submit(execute, run, key=f"run-{run.hash}", pure=False): run for run in todo}
         for fut in as_completed(futures):
             try:
                 row = fut.result()
             except Exception as exc:  # a worker died: record the run as failed
-                run = todo[futures.index(fut)]
-                row = {"run_hash": run.hash, "sweep": run.sweep, "model": run.model["name"], "method": run.label,
-                       "base_method": run.method, "options": json.dumps(run.options, sort_keys=True),
-                       "target_density": run.density, "seed": run.seed,
-                       "config": json.dumps(run.spec(), sort_keys=True), "status": "failed",
-                       "error": f"{type(exc).__name__}: {exc}", "library_version": __version__}
+                row = {**futures[fut].header(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
             handle(row)
             fut.release()
     finally:

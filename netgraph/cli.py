@@ -146,13 +146,13 @@ def _parse_options(method, pairs):
 
 def prune_data(kind, graph, samples, seed, echo):
     """Batches for data-dependent methods: 'random' Gaussian inputs or scikit-learn digits."""
-    from .data import digits_prune_batch, random_batch
+    from .data import prune_batch
 
     if kind == "random":
         echo(f"data: {samples} standard-normal random inputs with random labels (no real data)")
-        return random_batch(graph.input_shape, graph.output_group.size, samples, seed)
-    echo("data: scikit-learn digits, 10 training images per class")
-    return digits_prune_batch(graph.input_shape, per_class=max(1, samples // 10), seed=seed)
+    else:
+        echo(f"data: scikit-learn digits, {max(1, samples // 10)} training images per class")
+    return prune_batch(kind, graph, seed, samples)
 
 
 @main.command("methods")
@@ -202,7 +202,6 @@ def prune_cmd(model_name, input_shape, seed, method, density, out, options, data
     t0 = time.perf_counter()
     ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), **opts)
     seconds = time.perf_counter() - t0
-    ms.meta["model"] = dict(g.model_spec, init_seed=seed if init_seed is None else init_seed)
     if out:
         ms.save(out)
     report = {"method": method, "options": ms.meta["options"], "density": density,
@@ -260,7 +259,7 @@ def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
     if not name:
         raise click.UsageError(f"{mask_file} does not say which model it was made for; pass --model")
     shape = input_shape or (None if model_name else spec.get("input_shape"))
-    init = seed if seed is not None else spec.get("init_seed", spec.get("seed", 0))
+    init = seed if seed is not None else spec.get("seed", 0)  # the model spec's seed is its init seed
     _, g = zoo.graph_of(name, shape, int(init))
     try:
         lm = g.layer_masks(ms)

@@ -48,6 +48,20 @@ def digits_prune_batch(input_shape=(1, 8, 8), per_class: int = 10, seed: int = 0
     return xtr[idx], ytr[idx]
 
 
+def prune_batch(kind: str, graph, seed: int = 0, samples: int = 100):
+    """The pruning batch for data-dependent methods, for a graph's input shape.
+
+    ``kind="random"``: ``samples`` standard-normal inputs with random labels over the
+    graph's outputs (no real signal); ``kind="digits"``: ``samples // 10`` training images
+    per digit.
+    """
+    if kind == "random":
+        return random_batch(graph.input_shape, graph.output_group.size, samples, seed)
+    if kind == "digits":
+        return digits_prune_batch(graph.input_shape, per_class=max(1, samples // 10), seed=seed)
+    raise InvalidInputError(f"data must be 'random' or 'digits', got {kind!r}")
+
+
 def as_batches(data, input_shape=None):
     """Normalise ``data`` to a list of ``(inputs, labels)`` tensor pairs, validated."""
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):

@@ -263,7 +263,6 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
     options={"bias": "magnitude", "kernel_conserved": False, "branch": "weighted", "init_mask": None,
              "max_walks": 0},
     choices={"bias": BIASES, "branch": BRANCHES},
-    exact=False,
     description="PHEW (Patil & Dovrolis 2021): alternating forward/backward random walks biased by "
                 "|w| ('magnitude'), or 'uniform', 'inverse' (1/|w|), 'square' (w^2); kernel_conserved "
                 "keeps whole kernels; branch 'weighted' or 'authors'; init_mask grows a sparser mask.",

@@ -43,18 +43,17 @@ class Method:
     options: dict
     description: str
     needs_data: bool = False
-    exact: bool = True  # keeps exactly round(density * prunable) weights
     choices: dict = field(default_factory=dict)
 
 
 _METHODS: dict = {}
 
 
-def register(name, *, options=None, description="", needs_data=False, exact=True, choices=None):
+def register(name, *, options=None, description="", needs_data=False, choices=None):
     """Decorator registering ``fn(ctx, **options)`` as method ``name``."""
 
     def deco(fn):
-        _METHODS[name] = Method(name, fn, dict(options or {}), description, needs_data, exact, dict(choices or {}))
+        _METHODS[name] = Method(name, fn, dict(options or {}), description, needs_data, dict(choices or {}))
         return fn
 
     return deco
