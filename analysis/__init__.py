@@ -10,7 +10,7 @@ reach back into the sparsifiers.
 32
 """
 
-from .connectivity import active_units, connectivity, effective_weights, min_vertex_cut
+from .connectivity import active_units, connectivity, effective_counts, effective_weights, min_vertex_cut
 from .paths import edge_disjoint_paths, path_diversity
 from .summary import measure
 from .widths import bottleneck, layer_table
@@ -20,6 +20,7 @@ __all__ = [
     "bottleneck",
     "connectivity",
     "edge_disjoint_paths",
+    "effective_counts",
     "effective_weights",
     "layer_table",
     "measure",

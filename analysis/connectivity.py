@@ -42,6 +42,18 @@ def effective_weights(graph, masks=None, active=None) -> list:
     return out
 
 
+def effective_counts(graph, masks=None, active=None) -> list:
+    """Per layer, the number of effective elements of each bundle, ``(n_dst, n_src)``.
+
+    The bundle-level form of :func:`effective_weights`: kept elements of bundles joining
+    two active units. O(bundles), where the element masks are O(weights).
+    """
+    if active is None:
+        active = active_units(graph, masks)
+    return [count * (active[layer.dst][:, None] & active[layer.src][None, :])
+            for layer, count in zip(graph.layers, aggregates(graph, "count", masks))]
+
+
 def connectivity(graph, masks=None) -> dict:
     """Connectivity summary of a mask.
 
@@ -63,7 +75,7 @@ def connectivity(graph, masks=None) -> dict:
     (8, 6, 2, 0.75)
     """
     active = active_units(graph, masks)
-    eff = effective_weights(graph, masks, active)
+    eff = effective_counts(graph, masks, active)
     kept = int(sum(int(a.sum()) for a in aggregates(graph, "count", masks)))
     ne = int(sum(int(e.sum()) for e in eff))
     return {
@@ -111,20 +123,12 @@ def min_vertex_cut(graph, masks=None, backend: str = "scipy"):
 
 def _unit_edges(graph, masks, active):
     """Kept unit-level edges between active units, as global vertex ids."""
-    from netgraph.interop import unit_offsets
+    from netgraph.interop import edge_arrays, unit_offsets
 
-    off = unit_offsets(graph)
-    src, dst = [], []
-    for layer, count in zip(graph.layers, aggregates(graph, "count", masks)):
-        live = (count > 0) & active[layer.dst][:, None] & active[layer.src][None, :]
-        v, u = np.nonzero(live)
-        src.append(off[layer.src] + u)
-        dst.append(off[layer.dst] + v)
-    for sc in graph.shortcuts:
-        keep = np.flatnonzero(active[sc.src] & active[sc.dst])
-        src.append(off[sc.src] + keep)
-        dst.append(off[sc.dst] + keep)
-    return np.concatenate(src).astype(np.int64), np.concatenate(dst).astype(np.int64), off
+    e = edge_arrays(graph, masks, weights=False)
+    live = np.concatenate(active)
+    keep = live[e["src"]] & live[e["dst"]]
+    return e["src"][keep].astype(np.int64), e["dst"][keep].astype(np.int64), unit_offsets(graph)
 
 
 def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from netgraph.flows import aggregates
 
-from .connectivity import active_units, effective_weights
+from .connectivity import active_units, effective_counts
 
 
 def layer_table(graph, masks=None) -> list:
@@ -24,7 +24,7 @@ def layer_table(graph, masks=None) -> list:
     [('0', 6, 3), ('2', 3, 1)]
     """
     active = active_units(graph, masks)
-    eff = effective_weights(graph, masks, active)
+    eff = effective_counts(graph, masks, active)
     rows = []
     for layer, count, e in zip(graph.layers, aggregates(graph, "count", masks), eff):
         kept = int(count.sum())

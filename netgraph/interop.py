@@ -29,14 +29,14 @@ def unit_offsets(graph: NetGraph) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(sizes)[:-1]])
 
 
-def edge_arrays(graph: NetGraph, masks=None) -> dict:
+def edge_arrays(graph: NetGraph, masks=None, weights: bool = True) -> dict:
     """All kept unit-level edges as arrays: ``src``, ``dst`` (global vertex ids),
-    ``abs_sum``, ``sq_sum``, ``count``, ``layer`` (index into ``graph.layers``, -1 for
-    identity shortcuts)."""
+    ``abs_sum``, ``sq_sum`` (only with ``weights=True``), ``count``, ``layer`` (index into
+    ``graph.layers``, -1 for identity shortcuts)."""
     off = unit_offsets(graph)
-    A = aggregates(graph, "abs", masks)
-    S = aggregates(graph, "square", masks)
     C = aggregates(graph, "count", masks)
+    A = aggregates(graph, "abs", masks) if weights else C
+    S = aggregates(graph, "square", masks) if weights else C
     parts = []
     for layer, a, s, c in zip(graph.layers, A, S, C):
         v, u = np.nonzero(c)
@@ -47,9 +47,10 @@ def edge_arrays(graph: NetGraph, masks=None) -> dict:
         one = np.ones(sc.size)
         parts.append((off[sc.src] + u, off[sc.dst] + u, one, one, one, np.full(sc.size, -1)))
     keys = ("src", "dst", "abs_sum", "sq_sum", "count", "layer")
-    if not parts:
-        return {k: np.zeros(0) for k in keys}
-    return {k: np.concatenate([p[i] for p in parts]) for i, k in enumerate(keys)}
+    out = {k: np.concatenate([p[i] for p in parts]) if parts else np.zeros(0) for i, k in enumerate(keys)}
+    if not weights:
+        del out["abs_sum"], out["sq_sum"]
+    return out
 
 
 def _vertex_attrs(graph: NetGraph):
