@@ -158,10 +158,10 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     return pd.DataFrame(rows)
 
 
-def to_csv(df: pd.DataFrame, path) -> None:
+def to_csv(df: pd.DataFrame, path, list_columns=LIST_COLUMNS) -> None:
     """Write a results table, list columns as JSON strings."""
     out = df.copy()
-    for c in LIST_COLUMNS:
+    for c in list_columns:
         if c in out:
             out[c] = out[c].map(json.dumps)
     out.to_csv(path, index=False)

@@ -232,12 +232,7 @@ def run_training(study: TrainingStudy = TrainingStudy(), out_dir="docs/reproduct
     seconds = time.perf_counter() - t0
     df = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
-    out = df.copy()
-    import json
-
-    for c in ("loss_curve", "acc_curve"):
-        out[c] = out[c].map(json.dumps)
-    out.to_csv(os.path.join(out_dir, "training_results.csv"), index=False)
+    to_csv(df, os.path.join(out_dir, "training_results.csv"), list_columns=("loss_curve", "acc_curve"))
     figs = training_figures(df, study)
     for stem, fig in figs.items():
         plots.save(fig, os.path.join(out_dir, stem), ("png",))

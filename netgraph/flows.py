@@ -168,12 +168,6 @@ class Flows:
         except OverflowError:
             return math.inf
 
-    def values(self, group: int, direction: str = "forward") -> np.ndarray:
-        """:math:`F` or :math:`B` on a group, as plain float64 (may overflow to inf)."""
-        vec, sc = (self.forward, self.forward_scale) if direction == "forward" else (self.backward, self.backward_scale)
-        with np.errstate(over="ignore"):
-            return vec[group] * np.exp(sc[group])
-
     def bundle_factor(self, layer: Layer, relative: bool = True):
         r"""Per-bundle gradient factor of a layer.
 
