@@ -32,7 +32,7 @@ def path_diversity(graph, masks=None, max_flow: bool = True) -> dict:
     ``log10_synflow_R`` (sum over paths of the product of ``|w|``), ``log10_R2`` (of
     ``w^2``), ``log10_path_kernel_trace``, ``path_entropy`` (nats, unit paths weighted by
     products of ``sum |w|``), ``log10_effective_paths`` (``H / ln 10``: ``exp(H)`` is the
-    effective number of paths), ``edge_disjoint_paths`` (unless ``max_flow=False``).
+    effective number of paths), ``edge_disjoint_paths`` (None with ``max_flow=False``).
     Logarithms are ``-inf`` when the mask disconnects the network.
 
     Examples
@@ -52,6 +52,5 @@ def path_diversity(graph, masks=None, max_flow: bool = True) -> dict:
         "path_entropy": H,
         "log10_effective_paths": H / math.log(10),
     }
-    if max_flow:
-        out["edge_disjoint_paths"] = edge_disjoint_paths(graph, masks)
+    out["edge_disjoint_paths"] = edge_disjoint_paths(graph, masks) if max_flow else None
     return out

@@ -41,5 +41,4 @@ def measure(graph, masks=None, max_flow: bool = True) -> dict:
     rec["mean_width_fraction"] = sum(r["active_units"] / r["units"] for r in rows) / len(rows)
     rec["min_vertex_cut"] = min_vertex_cut(graph, lm) if max_flow else None
     rec.update(path_diversity(graph, lm, max_flow=max_flow))
-    rec.setdefault("edge_disjoint_paths", None)  # the same keys whether or not max flows ran
     return rec
