@@ -19,7 +19,7 @@ import pandas as pd
 from netgraph import zoo
 from netgraph._validate import check_density
 from netgraph.errors import InvalidInputError
-from netgraph.flows import MaskedGraph
+from netgraph.masked import as_masked
 from netgraph.sparsifiers import get, sparsify
 from netgraph.sparsifiers.registry import check_options, parse_option_value
 
@@ -146,7 +146,7 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
                 t0 = time.perf_counter()
                 ms = sparsify(net, name, d, seed, graph=g, data=batch, **opts)
                 t1 = time.perf_counter()
-                mg = MaskedGraph(g, ms)
+                mg = as_masked(g, ms)
                 rec = {**measure(g, mg, max_flow=max_flow), **layer_columns(g, mg)}
                 row = {"model": model, "method": label, "base_method": name, "target_density": d, "seed": seed,
                        **rec, "seconds": t1 - t0, "measure_seconds": time.perf_counter() - t1}

@@ -13,6 +13,7 @@ import numpy as np
 
 from netgraph.errors import InvalidInputError
 from netgraph.flows import aggregates, path_flows
+from netgraph.masked import as_masked
 
 
 def active_units(graph, masks=None) -> list:
@@ -36,7 +37,7 @@ def effective_weights(graph, masks=None, active=None) -> list:
     if active is None:
         active = active_units(graph, masks)
     out = []
-    for layer, m in zip(graph.layers, graph.layer_masks(masks)):
+    for layer, m in zip(graph.layers, as_masked(graph, masks).masks_or_dense()):
         live = active[layer.dst][:, None] & active[layer.src][None, :]
         out.append(m & live[:, :, None])
     return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netgraph.flows import MaskedGraph
+from netgraph.masked import as_masked
 
 from .connectivity import connectivity, min_vertex_cut
 from .paths import path_diversity
@@ -28,7 +28,7 @@ def measure(graph, masks=None, max_flow: bool = True) -> dict:
     >>> rec["effective_fraction"], rec["connected"]
     (1.0, True)
     """
-    lm = MaskedGraph(graph, masks)  # aggregates and flows computed once, shared by every metric
+    lm = as_masked(graph, masks)  # aggregates and flows computed once, shared by every metric
     kept = int(sum(int(a.sum()) for a in lm.aggregates("count")))
     rec = {"kept": kept, "total": graph.num_weights, "density": kept / graph.num_weights}
     conn = connectivity(graph, lm)

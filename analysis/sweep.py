@@ -268,9 +268,9 @@ def execute(run: Run) -> dict:
             masks.save(path)
             row["mask_path"] = path
         t1 = time.perf_counter()
-        from netgraph.flows import MaskedGraph
+        from netgraph.masked import as_masked
 
-        mg = MaskedGraph(g, masks)
+        mg = as_masked(g, masks)
         rec = analysis.measure(g, mg, max_flow=run.max_flow)
         row["layers"] = json.dumps(layer_columns(g, mg))
         row["measure_seconds"] = time.perf_counter() - t1

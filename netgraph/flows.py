@@ -35,80 +35,25 @@ import numpy as np
 
 from ._validate import check_choice
 from .graph import Layer, NetGraph
+from .masked import WEIGHTS, MaskedGraph, as_masked
 
-WEIGHTS = ("abs", "square", "count")
+__all__ = ["WEIGHTS", "MaskedGraph", "as_masked", "aggregates", "path_flows", "flows_from_aggregates", "Flows",
+           "log10_synflow_R", "log10_R2", "log10_num_paths", "log10_path_kernel_trace", "path_kernel_trace",
+           "synflow_scores", "synflow_l2_scores", "element_scores", "path_entropy"]
 _POWER = {"abs": 1, "square": 2, "count": 0}
 LOG10E = math.log10(math.e)
 
 
 def aggregates(graph: NetGraph, weights: str = "abs", masks=None) -> list:
-    """Per-layer bundle aggregates ``(n_dst, n_src)`` (float64) under a mask.
+    """Per-layer bundle aggregates (float64) under a mask, shape ``layer.weight.shape[:2]``.
 
     ``weights`` is ``"abs"`` (sum of kept ``|w|``), ``"square"`` (sum of kept ``w^2``) or
     ``"count"`` (number of kept elements). ``masks`` is anything
-    :meth:`NetGraph.layer_masks` accepts (``None`` means dense), or a :class:`MaskedGraph`,
-    whose cached aggregates are returned.
+    :func:`~netgraph.masked.as_masked` accepts (``None`` means dense); the result is cached
+    on the masked graph.
     """
     check_choice("weights", weights, WEIGHTS)
-    if isinstance(masks, MaskedGraph):
-        return masks.aggregates(weights)
-    layer_masks = None if masks is None else graph.layer_masks(masks)
-    out = []
-    for i, layer in enumerate(graph.layers):
-        m = None if layer_masks is None else layer_masks[i]
-        if weights == "count":
-            if m is None:
-                a = np.full((layer.n_dst, layer.n_src), float(layer.k))
-            else:  # exact small integers; a float32 matrix-vector product is the fast reduction
-                a = (m.reshape(-1, layer.k).astype(np.float32) @ np.ones(layer.k, np.float32))
-                a = a.astype(np.float64).reshape(layer.n_dst, layer.n_src)
-        elif m is None:
-            a = layer.abs_sum if weights == "abs" else layer.sq_sum
-        else:
-            w = layer.weight.astype(np.float64)
-            w = np.abs(w, out=w) if weights == "abs" else np.square(w, out=w)
-            a = np.einsum("ijk,ijk->ij", w, m)
-        out.append(a)
-    return out
-
-
-class MaskedGraph:
-    """A graph with one mask, whose aggregates and flows are computed once each.
-
-    Pass it wherever a function takes ``masks`` (every function of :mod:`netgraph.flows`
-    and :mod:`analysis`) to share the work between many metrics of the same mask;
-    :func:`analysis.measure` does this.
-
-    Examples
-    --------
-    >>> import torch, netgraph
-    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    >>> g = netgraph.from_torch(model, (3,))
-    >>> mg = MaskedGraph(g, None)
-    >>> path_flows(g, "count", mg) is path_flows(g, "count", mg)
-    True
-    """
-
-    _is_masked_graph = True
-
-    def __init__(self, graph: NetGraph, masks=None):
-        if isinstance(masks, MaskedGraph):
-            masks = masks.layer_masks
-        self.graph = graph
-        self.layer_masks = None if masks is None else graph.layer_masks(masks)
-        self._aggregates: dict = {}
-        self._flows: dict = {}
-
-    def aggregates(self, weights: str) -> list:
-        if weights not in self._aggregates:
-            self._aggregates[weights] = aggregates(self.graph, weights, self.layer_masks)
-        return self._aggregates[weights]
-
-    def flows(self, weights: str) -> "Flows":
-        if weights not in self._flows:
-            self._flows[weights] = flows_from_aggregates(self.graph, self.aggregates(weights), _POWER[weights],
-                                                         weights)
-        return self._flows[weights]
+    return as_masked(graph, masks).aggregates(weights)
 
 
 def _scale(s, p):
@@ -209,7 +154,7 @@ def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str 
             si = _scale(e.in_scale, power)
             if si is not None:
                 x = x * si
-            y = agg_of[e.index] @ x if isinstance(e, Layer) else x
+            y = e.push(agg_of.get(e.index) if isinstance(e, Layer) else None, x)
             so = _scale(e.out_scale, power)
             if so is not None:
                 y = y * so
@@ -227,7 +172,7 @@ def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str 
             so = _scale(e.out_scale, power)
             if so is not None:
                 y = y * so
-            x = agg_of[e.index].T @ y if isinstance(e, Layer) else y
+            x = e.pull(agg_of.get(e.index) if isinstance(e, Layer) else None, y)
             si = _scale(e.in_scale, power)
             if si is not None:
                 x = x * si
@@ -264,9 +209,9 @@ def path_flows(graph: NetGraph, weights: str = "abs", masks=None) -> Flows:
     24
     """
     check_choice("weights", weights, WEIGHTS)
-    if isinstance(masks, MaskedGraph):
-        return masks.flows(weights)
-    return flows_from_aggregates(graph, aggregates(graph, weights, masks), _POWER[weights], weights)
+    mg = as_masked(graph, masks)
+    return mg.cached(("flows", weights),
+                     lambda: flows_from_aggregates(graph, mg.aggregates(weights), _POWER[weights], weights))
 
 
 # -- quantities ---------------------------------------------------------------------
@@ -291,9 +236,10 @@ def log10_num_paths(graph: NetGraph, masks=None) -> float:
 
 
 def _log_path_kernel_trace(graph: NetGraph, masks=None, flows: Flows | None = None) -> float:
+    mg = as_masked(graph, masks)
     if flows is None:
-        flows = path_flows(graph, "square", masks)
-    counts = aggregates(graph, "count", masks)
+        flows = path_flows(graph, "square", mg)
+    counts = mg.aggregates("count")
     logs = []
     for layer, cnt in zip(graph.layers, counts):
         c, off = flows.bundle_factor(layer, relative=False)
@@ -336,7 +282,7 @@ def element_scores(graph: NetGraph, flows: Flows, element_weight, masks=None, re
     ``element_weight(layer)`` returns an array of shape ``(n_dst, n_src, k)``. Pruned
     elements (``masks`` false) score 0.
     """
-    layer_masks = None if masks is None else graph.layer_masks(masks)
+    layer_masks = as_masked(graph, masks).layer_masks
     out = {}
     for i, layer in enumerate(graph.layers):
         c, off = flows.bundle_factor(layer, relative=relative)

@@ -119,6 +119,18 @@ class Layer:
         w = self.weight.astype(np.float64)
         return np.einsum("ijk,ijk->ij", w, w)
 
+    def push(self, agg: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Forward matrix-vector product: ``y[v] = sum_u agg[v, u] x[u]`` over this layer's bundles.
+
+        ``agg`` has the shape of the bundle matrix (``weight.shape[:2]``), ``x`` one value
+        per source unit; returns one value per destination unit.
+        """
+        return agg @ x
+
+    def pull(self, agg: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Backward product: ``x[u] = sum_v agg[v, u] y[v]`` (the transpose of :meth:`push`)."""
+        return agg.T @ y
+
     def bundle_elements(self, v: int, u: int) -> tuple:
         """Indices into the parameter of the elements of bundle ``u -> v``.
 
@@ -167,6 +179,14 @@ class Shortcut:
     @property
     def in_scale(self) -> np.ndarray | None:
         return self.scale
+
+    def push(self, agg, x: np.ndarray) -> np.ndarray:
+        """Forward along the identity edges (``agg`` is unused: every edge weighs 1)."""
+        return x
+
+    def pull(self, agg, y: np.ndarray) -> np.ndarray:
+        """Backward along the identity edges."""
+        return y
 
     @property
     def out_scale(self) -> None:
@@ -278,15 +298,14 @@ class NetGraph:
 
         ``masks`` may be ``None`` (dense), a :class:`~netgraph.MaskSet` or a mapping from
         parameter name to a bool tensor/array of the parameter's shape, a list of arrays
-        already in layer form, or a :class:`~netgraph.flows.MaskedGraph`. A mapping must have exactly the graph's parameters.
+        already in layer form. A mapping must have exactly the graph's parameters. (Functions
+        that read masks go through :func:`netgraph.masked.as_masked`, which calls this once.)
 
         Raises
         ------
         MaskMismatchError
             If a parameter is missing, unknown, or its mask has the wrong shape.
         """
-        if getattr(masks, "_is_masked_graph", False):
-            masks = masks.layer_masks
         if masks is None:
             return self.dense_masks()
         if isinstance(masks, (list, tuple)):
