@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   virtual environment + CPU torch + this package, then the main job
+#   make demo   virtual environment + torch/torchvision + this package, then the main job
 #   make test   the same set-up, then the test suite (fast and medium tests)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,9 +10,10 @@ STAMP  := $(VENV)/.netgraph-installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# The CPU build of torch lies on this machine's disk; a bare `torch` would pull CUDA.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[test]"
+	# torch 2.14.1 and torchvision 0.29.1 lie on this machine's disk (a bare `torch` would
+	# pull another CUDA build); torchvision and timm are the model sources of the coverage tests.
+	$(BIN)/python -c "import torchvision" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e ".[test,models]"
 	touch $(STAMP)
 
 demo: $(STAMP)
