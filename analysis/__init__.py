@@ -1,8 +1,19 @@
-"""Metrics of (graph, mask) pairs, comparisons across methods, and plots.
+"""Metrics of (graph, mask) pairs; plots, experiments and the CLI in layers above them.
 
-Metrics are plain functions of a :class:`netgraph.NetGraph` and a mask (a
-:class:`netgraph.MaskSet`, a dict, per-layer arrays, or ``None`` for dense); they never
-reach back into the sparsifiers.
+Layers, each importing only from those before it (``docs/architecture.md``)::
+
+    netgraph (core) <- analysis metrics <- analysis.plots <- analysis.experiments <- analysis.cli
+
+* metrics: ``connectivity``, ``widths``, ``paths`` (plain functions of a graph and a mask),
+  ``table`` (the metric table: every metric declared once) and ``summary`` (``measure``);
+* ``plots``: results tables -> matplotlib figures;
+* ``experiments``: one run (``run_one``), comparison grids, sweeps, reproduction studies,
+  training;
+* ``cli``: the ``netgraph`` command.
+
+This package namespace offers the metrics, and (loaded on first use) ``compare``,
+``write_comparison``, ``read_results``, ``read_sweep``, ``run_one`` and ``plots``. Inside
+the project, modules import the module that owns a name, never this namespace.
 
 >>> import netgraph, analysis
 >>> g = netgraph.from_torch(netgraph.zoo.build("digits_mlp"), (1, 8, 8))
@@ -10,25 +21,39 @@ reach back into the sparsifiers.
 32
 """
 
+from importlib import import_module
+
 from .connectivity import active_units, connectivity, effective_counts, effective_weights, min_vertex_cut
 from .paths import edge_disjoint_paths, path_diversity
 from .summary import measure
+from .table import METRICS, Metric, get_metric, metric_keys, register_metric
 from .widths import bottleneck, layer_table
 
+# Names of the upper layers offered here for convenience; imported on first use, so that
+# importing the metrics never imports the experiments.
+_LAZY = {
+    "compare": "analysis.experiments.compare",
+    "write_comparison": "analysis.experiments.compare",
+    "read_results": "analysis.experiments.compare",
+    "summary_markdown": "analysis.experiments.compare",
+    "to_csv": "analysis.experiments.compare",
+    "read_sweep": "analysis.experiments.sweep_db",
+    "run_sweep": "analysis.experiments.sweep",
+    "run_one": "analysis.experiments.run",
+    "plots": "analysis.plots",
+}
+
 __all__ = [
-    "active_units",
-    "bottleneck",
-    "connectivity",
-    "edge_disjoint_paths",
-    "effective_counts",
-    "effective_weights",
-    "layer_table",
-    "measure",
-    "min_vertex_cut",
-    "path_diversity",
+    "METRICS", "Metric", "active_units", "bottleneck", "connectivity", "edge_disjoint_paths", "effective_counts",
+    "effective_weights", "get_metric", "layer_table", "measure", "metric_keys", "min_vertex_cut", "path_diversity",
+    "register_metric", *_LAZY,
 ]
 
-from .compare import compare, read_results, summary_markdown, to_csv, write_comparison  # noqa: E402
-from . import plots  # noqa: E402
 
-__all__ += ["compare", "read_results", "summary_markdown", "to_csv", "write_comparison", "plots"]
+def __getattr__(name):
+    if name in _LAZY:
+        module = import_module(_LAZY[name])
+        value = module if name == "plots" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'analysis' has no attribute {name!r}")

@@ -16,6 +16,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from .table import label_of
+
 _STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
 
@@ -92,9 +94,18 @@ def _metric_on(ax, data, metric, ylabel, pal, logy=False, diagonal=False, legend
     ax.set_ylabel(ylabel)
 
 
-def plot_metric(df: pd.DataFrame, metric: str, ylabel: str, title: str, logy: bool = False,
-                diagonal: bool = False) -> Figure:
-    """``metric`` against target density (log x axis), one line per method."""
+def _labels(metric, ylabel, title):
+    ylabel = ylabel or label_of(metric)
+    return ylabel, title or f"{ylabel} vs density"
+
+
+def plot_metric(df: pd.DataFrame, metric: str, ylabel: str | None = None, title: str | None = None,
+                logy: bool = False, diagonal: bool = False) -> Figure:
+    """``metric`` against target density (log x axis), one line per method.
+
+    The axis label and title default to the metric table's label of ``metric``.
+    """
+    ylabel, title = _labels(metric, ylabel, title)
     with sns.axes_style("whitegrid", _STYLE):
         fig, axes = _new_figure()
         ax = axes[0, 0]
@@ -103,9 +114,10 @@ def plot_metric(df: pd.DataFrame, metric: str, ylabel: str, title: str, logy: bo
     return fig
 
 
-def plot_metric_grid(df: pd.DataFrame, metric: str, ylabel: str, title: str, logy: bool = False,
-                     diagonal: bool = False) -> Figure:
+def plot_metric_grid(df: pd.DataFrame, metric: str, ylabel: str | None = None, title: str | None = None,
+                     logy: bool = False, diagonal: bool = False) -> Figure:
     """Like :func:`plot_metric` with one panel per model and one legend."""
+    ylabel, title = _labels(metric, ylabel, title)
     models = list(dict.fromkeys(df["model"]))
     pal = _palette(df["method"])
     with sns.axes_style("whitegrid", _STYLE):
@@ -181,6 +193,16 @@ def _density_axis(ax, densities):
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x * 100:g}%"))
 
 
+#: The metrics of a comparison's standard figures: (metric key, file stem, plot options).
+STANDARD_METRICS = (
+    ("log10_paths", "paths", {}),
+    ("log10_path_kernel_trace", "path_kernel_trace", {}),
+    ("bottleneck_width", "bottleneck", {}),
+    ("bottleneck_fraction", "bottleneck_fraction", {}),
+    ("effective_density", "effective_density", {"logy": True, "diagonal": True}),
+)
+
+
 def standard_figures(df: pd.DataFrame) -> dict:
     """The comparison figures, keyed by file stem."""
     figs = {}
@@ -188,17 +210,8 @@ def standard_figures(df: pd.DataFrame) -> dict:
         part = df[df["model"] == model]
         prefix = "" if df["model"].nunique() == 1 else f"{model}_"
         figs[prefix + "widths"] = plot_width_profile(part)
-        figs[prefix + "paths"] = plot_metric(part, "log10_paths", "log10 input-output paths",
-                                             "Input-output paths vs density")
-        figs[prefix + "path_kernel_trace"] = plot_metric(part, "log10_path_kernel_trace",
-                                                         "log10 path-kernel trace Tr(Π)",
-                                                         "Path-kernel trace vs density")
-        figs[prefix + "bottleneck"] = plot_metric(part, "bottleneck_width",
-                                                  "bottleneck: fewest active units in a layer",
-                                                  "Bottleneck width vs density")
-        figs[prefix + "effective_density"] = plot_metric(
-            part, "effective_density", "effective density: on-path weights / all",
-            "Effective density vs density", logy=True, diagonal=True)
+        for metric, stem, opts in STANDARD_METRICS:
+            figs[prefix + stem] = plot_metric(part, metric, **opts)
     return figs
 
 

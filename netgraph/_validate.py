@@ -29,12 +29,25 @@ def check_density(density) -> float:
     return d
 
 
-def check_choice(name: str, value, choices) -> str:
-    """Raise a clear error if ``value`` is not one of ``choices``."""
-    if value not in choices:
-        raise InvalidInputError(
-            f"unknown {name} {value!r}; accepted: {', '.join(map(repr, choices))}"
-        )
+def check_choice(name: str, value, choices, where: str = ""):
+    """Return ``value`` if it is one of ``choices``, else raise one clear line.
+
+    The one validator of named choices in the API (the CLI uses ``click.Choice`` built
+    from the same tuples). ``where`` says whose choice it is, e.g. ``" of method 'phew'"``.
+
+    >>> check_choice("weights", "abs", ("abs", "square"))
+    'abs'
+    >>> check_choice("bias", "nope", ("magnitude", "uniform"), " of method 'phew'")
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: bias='nope' of method 'phew' must be one of 'magnitude', 'uniform'
+    """
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable values against a set
+        ok = False
+    if not ok:
+        raise InvalidInputError(f"{name}={value!r}{where} must be one of {', '.join(map(repr, choices))}")
     return value
 
 

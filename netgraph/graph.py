@@ -365,40 +365,7 @@ class NetGraph:
             for layer, m in zip(self.layers, layer_masks)
         }
 
-    # -- summaries and interop ----------------------------------------------------
-    def summary(self) -> dict:
-        """A JSON-ready description: groups, layers, counts and dense flows."""
-        from .flows import log10_path_kernel_trace, log10_synflow_R
-
-        return {
-            "model": self.model_spec.get("name"),
-            "input_shape": list(self.input_shape),
-            "prunable_weights": self.num_weights,
-            "units": self.num_units,
-            "edges": self.num_edges,
-            "inputs": self.input_group.size,
-            "outputs": self.output_group.size,
-            "layers": [
-                {
-                    "name": l.name,
-                    "kind": l.kind,
-                    "param": l.param,
-                    "shape": list(l.param_shape),
-                    "units": l.n_dst,
-                    "in_units": l.n_src,
-                    "weights": l.numel,
-                    "src_group": l.src,
-                    "dst_group": l.dst,
-                }
-                for l in self.layers
-            ],
-            "shortcuts": [
-                {"src_group": s.src, "dst_group": s.dst, "units": s.size} for s in self.shortcuts
-            ],
-            "log10_synflow_R": log10_synflow_R(self),
-            "log10_path_kernel_trace": log10_path_kernel_trace(self),
-        }
-
+    # -- interop ----------------------------------------------------------------
     def to_networkx(self, masks=None, **kwargs):
         """See :func:`netgraph.interop.to_networkx`."""
         from .interop import to_networkx

@@ -13,7 +13,6 @@ version and ``"format": "netgraph-masks/1"``.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from collections.abc import Mapping, MutableMapping
 
@@ -22,6 +21,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
+from ._json import plain
 from ._version import __version__
 from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
 
@@ -42,11 +42,6 @@ def _to_bool_tensor(name, value) -> torch.Tensor:
                 raise InvalidInputError(f"mask for {name!r} has values other than 0 and 1")
         value = value != 0
     return value.detach().cpu()
-
-
-def _jsonable(obj):
-    """Metadata restricted to what ``torch.load(weights_only=True)`` reads back."""
-    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
 def _split(name: str):
@@ -146,7 +141,7 @@ class MaskSet(MutableMapping):
         meta["kept"] = self.num_kept
         meta["total"] = self.num_total
         meta["achieved_density"] = self.density
-        blob = {"masks": dict(self._masks), "meta": _jsonable(meta)}
+        blob = {"masks": dict(self._masks), "meta": plain(meta, nonfinite="keep")}
         os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
         torch.save(blob, path)
 

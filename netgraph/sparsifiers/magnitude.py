@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._select import top_k_masks
-from .registry import Context, register
+from .base import Context, method
 
 
-@register("magnitude", description="Keep the globally largest |w| (ties by position).")
+@method("magnitude", description="Keep the globally largest |w| (ties by position).")
 def magnitude_masks(ctx: Context) -> list:
     return top_k_masks([np.abs(l.weight) for l in ctx.graph.layers], ctx.target)

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
-from .registry import Context, register
+from .base import Context, method
 
 BIASES = ("magnitude", "uniform", "inverse", "square")
 BRANCHES = ("weighted", "authors")
@@ -258,7 +258,7 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
     return np.concatenate([m.ravel() for m in lms])
 
 
-@register(
+@method(
     "phew",
     options={"bias": "magnitude", "kernel_conserved": False, "branch": "weighted", "init_mask": None,
              "max_walks": 0},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import Context, register
+from .base import Context, method
 
 
 def allocate(sizes, densities, total: int) -> np.ndarray:
@@ -61,7 +61,7 @@ def _scatter(ctx: Context, counts) -> list:
     return masks
 
 
-@register(
+@method(
     "random",
     options={"distribution": "uniform"},
     choices={"distribution": ("uniform", "global", "erk")},

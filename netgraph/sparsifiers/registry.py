@@ -7,78 +7,49 @@ and options against this table before calling it, and the CLI builds its help fr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import numpy as np
-
+from .._validate import check_choice
 from ..errors import InvalidInputError
+from . import magnitude, phew, random_pruning, saliency, synflow
+from .base import Context, Method, method
+
+__all__ = ["Context", "Method", "get", "names", "methods", "register", "check_options", "parse_option_value"]
 
 
-@dataclass
-class Context:
-    """What a method receives: the graph, the target, the seed and the optional extras.
-
-    Methods write anything worth reporting (walk counts, iterations...) into ``info``;
-    it ends up in the mask file's metadata.
-    """
-
-    graph: Any
-    density: float
-    target: int
-    seed: int
-    model: Any = None
-    data: Any = None
-    progress: bool = False
-    info: dict = field(default_factory=dict)
-
-    def rng(self) -> np.random.Generator:
-        return np.random.default_rng(self.seed)
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    fn: Callable
-    options: dict
-    description: str
-    needs_data: bool = False
-    choices: dict = field(default_factory=dict)
-
-
-_METHODS: dict = {}
+_METHODS: dict = {
+    obj.method_spec.name: obj.method_spec
+    for module in (phew, synflow, random_pruning, magnitude, saliency)
+    for obj in vars(module).values()
+    if isinstance(getattr(obj, "method_spec", None), Method)
+}
 
 
 def register(name, *, options=None, description="", needs_data=False, choices=None):
-    """Decorator registering ``fn(ctx, **options)`` as method ``name``."""
+    """Decorator registering a user's ``fn(ctx, **options)`` as method ``name``.
+
+    The method is then available to :func:`netgraph.sparsify`, the CLI, comparisons and
+    sweeps, with option validation.
+    """
 
     def deco(fn):
-        _METHODS[name] = Method(name, fn, dict(options or {}), description, needs_data, dict(choices or {}))
+        fn = method(name, options=options, description=description, needs_data=needs_data, choices=choices)(fn)
+        _METHODS[name] = fn.method_spec
         return fn
 
     return deco
 
 
-def _ensure_loaded():
-    # Importing the method modules fills the registry.
-    from . import magnitude, phew, random_pruning, saliency, synflow  # noqa: F401
-
-
 def get(name: str) -> Method:
     """The method registered as ``name`` (a clear error naming the known ones)."""
-    _ensure_loaded()
     if name not in _METHODS:
         raise InvalidInputError(f"unknown method {name!r}; available: {', '.join(sorted(_METHODS))}")
     return _METHODS[name]
 
 
 def names() -> list:
-    _ensure_loaded()
     return sorted(_METHODS)
 
 
 def methods() -> dict:
-    _ensure_loaded()
     return dict(_METHODS)
 
 
@@ -92,10 +63,7 @@ def check_options(method: Method, options: dict) -> dict:
         )
     merged = {**method.options, **options}
     for k, allowed in method.choices.items():
-        if merged[k] not in allowed:
-            raise InvalidInputError(
-                f"option {k}={merged[k]!r} of method {method.name!r} must be one of {', '.join(map(repr, allowed))}"
-            )
+        check_choice(f"option {k}", merged[k], allowed, f" of method {method.name!r}")
     return merged
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from ..data import as_batches
 from ._select import check_scores, top_k_masks
-from .registry import Context, register
+from .base import Context, method
 
 
 def _setup(ctx: Context, bn_mode: str):
@@ -37,7 +37,7 @@ def _layer_shaped(ctx, arrays):
     return [a.reshape(l.weight.shape) for a, l in zip(arrays, ctx.graph.layers)]
 
 
-@register(
+@method(
     "snip", options={"bn_mode": "train"}, choices={"bn_mode": ("train", "eval")}, needs_data=True,
     description="SNIP (Lee et al. 2019): keep the largest |w dL/dw| on the given batches.",
 )
@@ -51,7 +51,7 @@ def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
     return top_k_masks(_layer_shaped(ctx, scores), ctx.target)
 
 
-@register(
+@method(
     "grasp", options={"bn_mode": "train", "temperature": 200.0}, choices={"bn_mode": ("train", "eval")},
     needs_data=True,
     description="GraSP (Wang et al. 2020): score -w Hg (gradient flow); keep the lowest scores.",

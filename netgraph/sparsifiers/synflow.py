@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
-from .registry import Context, register
+from .base import Context, method
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 
@@ -249,7 +249,7 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int)
     return masks
 
 
-@register(
+@method(
     "synflow",
     options={"iterations": 100},
     description="Iterative SynFlow (Tanaka et al. 2020): scores |w| dR/d|w| from graph flows, "
@@ -259,7 +259,7 @@ def synflow_masks(ctx: Context, iterations: int = 100) -> list:
     return iterative_flow_pruning(ctx, power=1, form="abs_grad", iterations=iterations)
 
 
-@register(
+@method(
     "synflow-l2",
     options={"iterations": 100, "form": "abs_grad"},
     choices={"form": ("abs_grad", "w_grad")},

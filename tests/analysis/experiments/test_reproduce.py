@@ -7,10 +7,10 @@ import torch
 from click.testing import CliRunner
 
 import netgraph
-from analysis import reproduce
-from analysis.training import TrainConfig, train
+from analysis.experiments import reproduce
+from analysis.experiments.training import TrainConfig, train
 from netgraph import zoo
-from netgraph.cli import main
+from analysis.cli import main
 from netgraph.data import digits
 
 

@@ -11,59 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pandas as pd
 
-from netgraph import zoo
 from netgraph._validate import check_density
 from netgraph.errors import InvalidInputError
-from netgraph.masked import as_masked
-from netgraph.sparsifiers import get, sparsify
-from netgraph.sparsifiers.registry import check_options, parse_option_value
+from netgraph.sparsifiers import get
 
-from .summary import measure
-from .widths import layer_table
+from ..table import METRICS
+from .run import LIST_COLUMNS, DENSE, layer_columns, model_graph, parse_method, run_one
 
-LIST_COLUMNS = ("layer_names", "layer_units", "layer_widths", "layer_kept")
-
-
-def layer_columns(graph, masks) -> dict:
-    """The per-layer list columns of a results row (names, dense and active widths, kept)."""
-    rows = layer_table(graph, masks)
-    return {"layer_names": [r["layer"] for r in rows], "layer_units": [r["units"] for r in rows],
-            "layer_widths": [r["active_units"] for r in rows], "layer_kept": [r["kept"] for r in rows]}
-
-
-def parse_method(spec) -> tuple:
-    """``"phew"`` or ``"phew:bias=uniform,kernel_conserved=true"`` -> ``(label, name, options)``.
-
-    A ``(name, options)`` pair or a ``(label, name, options)`` triple passes through
-    (validated).
-    """
-    if isinstance(spec, (tuple, list)):
-        if len(spec) == 2:
-            name, opts = spec
-            label = name if not opts else f"{name}:" + ",".join(f"{k}={v}" for k, v in opts.items())
-        else:
-            label, name, opts = spec
-        m = get(name)
-        check_options(m, dict(opts))
-        return label, name, dict(opts)
-    if not isinstance(spec, str) or not spec.strip():
-        raise InvalidInputError(f"a method is a name like 'phew' or 'phew:bias=uniform', got {spec!r}")
-    name, _, rest = spec.strip().partition(":")
-    m = get(name)
-    opts = {}
-    for pair in filter(None, rest.split(",")):
-        k, sep, v = pair.partition("=")
-        if not sep:
-            raise InvalidInputError(f"method options look like key=value, got {pair!r} in {spec!r}")
-        k = k.strip().replace("-", "_")
-        opts[k] = parse_option_value(m, k, v.strip())
-    check_options(m, opts)
-    return spec.strip(), name, opts
+__all__ = ["compare", "to_csv", "read_results", "summary_markdown", "write_comparison", "parse_method",
+           "layer_columns", "LIST_COLUMNS"]
 
 
 def _seeds(seeds) -> list:
@@ -92,11 +52,11 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
 
     Parameters
     ----------
-    model : str
-        A zoo name or ``"pkg.module:factory"``; seed ``s`` initialises the model with ``s``
-        and runs every method with ``s``.
-    methods : sequence
-        Method specs: ``"phew"``, ``"phew:bias=uniform"`` (an ablation) or ``(name, options)``.
+    model : str or torch.nn.Module
+        A zoo name or ``"pkg.module:factory"`` (seed ``s`` initialises the model with ``s``
+        and runs every method with ``s``), or a module (used as it is; give ``input_shape``).
+    methods : str or sequence
+        One method spec or several: ``"phew"``, ``"phew:bias=uniform"`` (an ablation) or ``(name, options)``.
     densities : sequence of float
         Kept fractions in (0, 1].
     seeds : int or sequence of int
@@ -122,6 +82,8 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     InvalidInputError
         An empty method list, an unknown method or option, a density outside (0, 1].
     """
+    if isinstance(methods, str):
+        methods = [methods]
     specs = [parse_method(m) for m in methods]
     if not specs:
         raise InvalidInputError("the method list is empty; give at least one method, e.g. phew,synflow")
@@ -132,24 +94,19 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     from tqdm.auto import tqdm
 
     rows = []
-    bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {model}", disable=not progress)
+    bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
+               disable=not progress)
     for seed in seed_list:
-        net, g = zoo.graph_of(model, input_shape, seed)
+        built = model_graph(model, input_shape, seed)
         batch = None
         for label, name, opts in specs:
-            if get(name).needs_data:
+            if name != DENSE and get(name).needs_data:
                 if data is None:
                     raise InvalidInputError(f"method {name!r} needs data: pass data='random' or 'digits'")
-                batch = batch if batch is not None else _data_for(data, g, seed)
+                batch = batch if batch is not None else _data_for(data, built[1], seed)
             for d in dens:
                 bar.set_postfix_str(f"{label} @ {d:g}, seed {seed}")
-                t0 = time.perf_counter()
-                ms = sparsify(net, name, d, seed, graph=g, data=batch, **opts)
-                t1 = time.perf_counter()
-                mg = as_masked(g, ms)
-                rec = {**measure(g, mg, max_flow=max_flow), **layer_columns(g, mg)}
-                row = {"model": model, "method": label, "base_method": name, "target_density": d, "seed": seed,
-                       **rec, "seconds": t1 - t0, "measure_seconds": time.perf_counter() - t1}
+                row = run_one(model, (label, name, opts), d, seed, data=batch, max_flow=max_flow, built=built).row
                 rows.append(row)
                 if callback is not None:
                     callback(row)
@@ -176,22 +133,15 @@ def read_results(path) -> pd.DataFrame:
     return df
 
 
-SUMMARY_METRICS = [
-    ("density", "density"),
-    ("log10_paths", "log10 paths"),
-    ("log10_path_kernel_trace", "log10 PK trace"),
-    ("bottleneck_width", "bottleneck"),
-    ("min_vertex_cut", "min cut"),
-    ("mean_width_fraction", "mean width"),
-    ("effective_fraction", "eff. fraction"),
-    ("log10_effective_paths", "log10 eff. paths"),
-    ("seconds", "seconds"),
-]
+def _summary_columns(df) -> list:
+    """The headline metrics of the metric table (plus the method's time) present in ``df``."""
+    cols = [(m.key, m.key) for m in METRICS if m.headline] + [("seconds", "seconds")]
+    return [(c, name) for c, name in cols if c in df]
 
 
 def summary_markdown(df: pd.DataFrame) -> str:
     """A Markdown table of mean ± std per method and density."""
-    cols = [(c, name) for c, name in SUMMARY_METRICS if c in df]
+    cols = _summary_columns(df)
     lines = []
     for model, part in df.groupby("model", sort=False):
         n = part.groupby(["method", "target_density"]).size().max()
@@ -215,7 +165,7 @@ def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command:
 
     Returns the list of files written.
     """
-    from . import plots
+    from .. import plots
 
     os.makedirs(out_dir, exist_ok=True)
     written = []

@@ -19,13 +19,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from netgraph import zoo
 from netgraph.data import digits, digits_prune_batch
-from netgraph.sparsifiers import get, sparsify
+from netgraph.sparsifiers import get
 
-from . import plots
-from .compare import compare, parse_method, to_csv
-from .summary import measure
+from .. import plots
+from .compare import compare, to_csv
+from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
 # -- studies ----------------------------------------------------------------------------
@@ -83,15 +82,11 @@ def topology_figures(df: pd.DataFrame) -> dict:
         part = df[(df["model"] == model) & df["method"].isin(["phew", "synflow-l2"])]
         if len(part):
             figs[f"widths_{model}"] = plots.plot_width_profile(part)
-    figs["path_kernel_trace"] = plots.plot_metric_grid(df, "log10_path_kernel_trace", "log10 path-kernel trace Tr(Π)",
-                                                       "Path-kernel trace vs density")
-    figs["bottleneck"] = plots.plot_metric_grid(df, "bottleneck_width", "bottleneck: fewest active units in a layer",
-                                                "Bottleneck width vs density")
-    figs["mean_width"] = plots.plot_metric_grid(df, "mean_width_fraction", "active units / dense width (layer mean)",
-                                                "Layer width vs density")
-    figs["effective_density"] = plots.plot_metric_grid(df, "effective_density",
-                                                       "effective density: on-path weights / all",
-                                                       "Effective density vs density", logy=True, diagonal=True)
+    for metric, stem, opts in (("log10_path_kernel_trace", "path_kernel_trace", {}),
+                               ("bottleneck_width", "bottleneck", {}),
+                               ("mean_width_fraction", "mean_width", {}),
+                               ("effective_density", "effective_density", {"logy": True, "diagonal": True})):
+        figs[stem] = plots.plot_metric_grid(df, metric, **opts)
     return figs
 
 
@@ -204,28 +199,25 @@ def run_training(study: TrainingStudy = TrainingStudy(), out_dir="docs/reproduct
     t0 = time.perf_counter()
     for model_name in study.models:
         for seed in range(study.seeds):
-            net, g = zoo.graph_of(model_name, None, seed)
+            built = model_graph(model_name, None, seed)
             prune_batch = digits_prune_batch((1, 8, 8), per_class=10, seed=seed)
-            runs = [("dense", None, 1.0, None)] + [(label, name, d, opts) for label, name, opts in specs
-                                                   for d in study.densities]
-            for label, name, d, opts in runs:
+            runs = [((DENSE, DENSE, {}), 1.0)] + [(spec, d) for spec in specs for d in study.densities]
+            for (label, name, opts), d in runs:
                 bar.set_postfix_str(f"{model_name} {label} @ {d:g}, seed {seed}")
-                if name is None:
-                    masks, rec = None, measure(g, None, max_flow=False)
-                else:
-                    masks = sparsify(net, name, d, seed, graph=g,
-                                     data=prune_batch if get(name).needs_data else None, **opts)
-                    rec = measure(g, masks, max_flow=False)
-                res = train(net, masks, data, study.config, seed)
+                needs = name != DENSE and get(name).needs_data
+                res = run_one(model_name, (label, name, opts), d, seed, data=prune_batch if needs else None,
+                              max_flow=False, built=built)
+                rec = res.row
+                tr = train(built[0], res.masks, data, study.config, seed)
                 row = {"model": model_name, "method": label, "target_density": d, "seed": seed,
                        "density": rec["density"], "log10_path_kernel_trace": rec["log10_path_kernel_trace"],
                        "bottleneck_width": rec["bottleneck_width"], "mean_width_fraction": rec["mean_width_fraction"],
-                       "effective_fraction": rec["effective_fraction"], "test_acc": res["final_test_acc"],
-                       "final_train_loss": res["final_train_loss"], "train_seconds": res["seconds"],
-                       "loss_curve": res["train_loss"], "acc_curve": res["test_acc"]}
+                       "effective_fraction": rec["effective_fraction"], "test_acc": tr["final_test_acc"],
+                       "final_train_loss": tr["final_train_loss"], "train_seconds": tr["seconds"],
+                       "loss_curve": tr["train_loss"], "acc_curve": tr["test_acc"]}
                 for e in study.early_epochs:
-                    if e < len(res["train_loss"]):
-                        row[f"loss_epoch{e}"] = res["train_loss"][e]
+                    if e < len(tr["train_loss"]):
+                        row[f"loss_epoch{e}"] = tr["train_loss"][e]
                 rows.append(row)
                 bar.update(1)
     bar.close()

@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from netgraph.cli import main
+from analysis.cli import main
 
 
 @pytest.fixture

@@ -71,38 +71,45 @@ def train(model, masks, data, config: TrainConfig = TrainConfig(), seed: int = 0
     xtr, ytr, xte, yte = data
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
+    # Dropout draws from torch's global generator: seed it inside fork_rng, so the caller's
+    # random state is the same before and after (no global state changes).
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = copy.deepcopy(model)
-        if masks is not None:
-            masks.apply(net)
-        opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                              weight_decay=config.weight_decay, nesterov=config.nesterov)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
-        gen = torch.Generator().manual_seed(seed)
-        t0 = time.perf_counter()
-        losses = [evaluate(net, xtr, ytr)[0]]
-        accs = [evaluate(net, xte, yte)[1]]
-        for _ in range(config.epochs):
-            net.train()
-            perm = torch.randperm(len(xtr), generator=gen)
-            total = 0.0
-            for i in range(0, len(xtr), config.batch_size):
-                idx = perm[i:i + config.batch_size]
-                opt.zero_grad()
-                loss = F.cross_entropy(net(xtr[idx]), ytr[idx])
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            sched.step()
-            losses.append(total / len(xtr))
-            accs.append(evaluate(net, xte, yte)[1])
-        if masks is not None:
-            for name, m in masks.items():
-                mod = net.get_submodule(name.rpartition(".")[0])
-                if bool((getattr(mod, name.rpartition(".")[2])[~m.to(torch.bool)] != 0).any()):
-                    raise RuntimeError(f"pruned weights of {name} moved during training")
-        return {"train_loss": losses, "test_acc": accs, "final_test_acc": accs[-1],
-                "final_train_loss": losses[-1], "seconds": time.perf_counter() - t0}
-    finally:
-        torch.set_num_threads(threads)
+        try:
+            return _train(model, masks, xtr, ytr, xte, yte, config, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _train(model, masks, xtr, ytr, xte, yte, config: TrainConfig, seed: int) -> dict:
+    net = copy.deepcopy(model)
+    if masks is not None:
+        masks.apply(net)
+    opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay, nesterov=config.nesterov)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    losses = [evaluate(net, xtr, ytr)[0]]
+    accs = [evaluate(net, xte, yte)[1]]
+    for _ in range(config.epochs):
+        net.train()
+        perm = torch.randperm(len(xtr), generator=gen)
+        total = 0.0
+        for i in range(0, len(xtr), config.batch_size):
+            idx = perm[i:i + config.batch_size]
+            opt.zero_grad()
+            loss = F.cross_entropy(net(xtr[idx]), ytr[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        sched.step()
+        losses.append(total / len(xtr))
+        accs.append(evaluate(net, xte, yte)[1])
+    if masks is not None:
+        for name, m in masks.items():
+            mod = net.get_submodule(name.rpartition(".")[0])
+            if bool((getattr(mod, name.rpartition(".")[2])[~m.to(torch.bool)] != 0).any()):
+                raise RuntimeError(f"pruned weights of {name} moved during training")
+    return {"train_loss": losses, "test_acc": accs, "final_test_acc": accs[-1],
+            "final_train_loss": losses[-1], "seconds": time.perf_counter() - t0}

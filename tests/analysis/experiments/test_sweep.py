@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from analysis.sweep import SweepConfigError, load_config, read_sweep, run_sweep
+from analysis.experiments.sweep import SweepConfigError, load_config, read_sweep, run_sweep
 from netgraph import MaskSet
 from netgraph.errors import InvalidInputError
 
@@ -66,7 +66,7 @@ def test_sigkill_mid_grid_then_resume(tmp_path):
     path = _write(tmp_path, cfg)
     out = tmp_path / "out"
     db = out / "results.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "netgraph.cli", "sweep", path, "--out", str(out), "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "analysis.cli.main", "sweep", path, "--out", str(out), "--workers", "2",
                              "--quiet"], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     before = []
@@ -142,6 +142,6 @@ def test_submits_to_a_running_scheduler(tmp_path):
 
 @pytest.mark.parametrize("name", ["sweep.yaml", "sweep-train.yaml"])
 def test_documented_example_configs_are_valid(name):
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from tests import ROOT as here
     cfg = load_config(os.path.join(here, "docs", "examples", name))
     assert cfg.expand("/tmp/unused")

@@ -1,0 +1,211 @@
+"""Commands about one model and one mask: models, graph, methods, metrics, prune, analyze."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from netgraph import flows, zoo
+
+from .common import echo_json, fail_cleanly, format_table, model_options, parse_options, prune_data
+
+
+def describe_graph(graph) -> dict:
+    """A JSON-ready description of a graph: groups, layers, counts and dense flows."""
+    return {
+        "model": graph.model_spec.get("name"),
+        "input_shape": list(graph.input_shape),
+        "prunable_weights": graph.num_weights,
+        "units": graph.num_units,
+        "edges": graph.num_edges,
+        "inputs": graph.input_group.size,
+        "outputs": graph.output_group.size,
+        "layers": [
+            {
+                "name": l.name,
+                "kind": l.kind,
+                "param": l.param,
+                "shape": list(l.param_shape),
+                "units": l.n_dst,
+                "in_units": l.n_src,
+                "weights": l.numel,
+                "src_group": l.src,
+                "dst_group": l.dst,
+            }
+            for l in graph.layers
+        ],
+        "shortcuts": [
+            {"src_group": s.src, "dst_group": s.dst, "units": s.size} for s in graph.shortcuts
+        ],
+        "log10_synflow_R": flows.log10_synflow_R(graph),
+        "log10_path_kernel_trace": flows.log10_path_kernel_trace(graph),
+    }
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models_cmd(as_json):
+    """List the model zoo with parameter counts."""
+    rows = []
+    for name in zoo.names():
+        e = zoo.entry(name)
+        m = e.factory()
+        prunable = sum(p.numel() for p in m.parameters() if p.dim() > 1)
+        rows.append({"name": name, "input_shape": "x".join(map(str, e.input_shape)), "classes": e.num_classes,
+                     "prunable_weights": prunable, "parameters": sum(p.numel() for p in m.parameters()),
+                     "description": e.description})
+    if as_json:
+        echo_json(rows)
+    else:
+        click.echo(format_table(rows, ["name", "input_shape", "classes", "prunable_weights", "parameters",
+                                       "description"]))
+
+
+@click.command("graph")
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_cleanly
+def graph_cmd(model_name, input_shape, seed, as_json):
+    """Describe a model's unit graph: layers, units, edges, dense flows."""
+    t0 = time.perf_counter()
+    _, g = zoo.graph_of(model_name, input_shape, seed)
+    summary = describe_graph(g)
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(f"{model_name}: input {'x'.join(map(str, g.input_shape))}, {len(g.layers)} layers "
+               f"({sum(l.kind == 'conv' for l in g.layers)} conv, {sum(l.kind == 'linear' for l in g.layers)} linear), "
+               f"{len(g.shortcuts)} identity shortcuts")
+    click.echo(format_table(summary["layers"], ["name", "kind", "in_units", "units", "weights", "src_group",
+                                                "dst_group"]))
+    click.echo(f"units {summary['units']}  edges {summary['edges']}  prunable weights {summary['prunable_weights']}")
+    click.echo(f"log10 SynFlow R {summary['log10_synflow_R']:.4f}  "
+               f"log10 path-kernel trace {summary['log10_path_kernel_trace']:.4f}  ({summary['seconds']} s)")
+
+
+@click.command("methods")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def methods_cmd(as_json):
+    """List the sparsification methods and their options."""
+    from netgraph.sparsifiers import methods
+
+    rows = [{"method": m.name, "options": ", ".join(f"{k}={v!r}" for k, v in m.options.items()) or "-",
+             "data": "yes" if m.needs_data else "no", "description": m.description}
+            for m in methods().values()]
+    if as_json:
+        echo_json(rows)
+    else:
+        for r in rows:
+            click.echo(f"{r['method']}  (needs data: {r['data']})\n  options: {r['options']}\n  {r['description']}")
+
+
+@click.command("prune")
+@model_options
+@click.option("--method", required=True, help="Sparsification method (see `netgraph methods`).")
+@click.option("--density", type=float, required=True, help="Kept fraction of weights, in (0, 1].")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the mask file here.")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Method option, e.g. -o bias=uniform -o kernel_conserved=true (repeatable).")
+@click.option("--data", "data_kind", type=click.Choice(["random", "digits"]), default=None,
+              help="Data for snip/grasp: Gaussian random inputs, or scikit-learn digits.")
+@click.option("--data-samples", type=int, default=100, show_default=True, help="Samples in the pruning batch.")
+@click.option("--init-seed", type=int, default=None, help="Seed of the model's initialisation (default: --seed).")
+@click.option("--quiet", is_flag=True, help="No progress bar; print only the summary line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the mask report as JSON.")
+@fail_cleanly
+def prune_cmd(model_name, input_shape, seed, method, density, out, options, data_kind, data_samples, init_seed,
+              quiet, as_json):
+    """Build a sparse mask and report it (kept weights per layer, density, time)."""
+    from netgraph.sparsifiers import get, sparsify
+
+    m = get(method)
+    opts = parse_options(method, options)
+    echo = (lambda *a: None) if (quiet or as_json) else click.echo
+    model, g = zoo.graph_of(model_name, input_shape, seed if init_seed is None else init_seed)
+    data = None
+    if m.needs_data:
+        if data_kind is None:
+            raise click.UsageError(f"method {method!r} is data-dependent: add --data random or --data digits")
+        data = prune_data(data_kind, g, data_samples, seed, echo)
+    t0 = time.perf_counter()
+    ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), **opts)
+    seconds = time.perf_counter() - t0
+    if out:
+        ms.save(out)
+    report = {"method": method, "options": ms.meta["options"], "density": density,
+              "achieved_density": ms.density, "kept": ms.num_kept, "target": ms.meta["target"],
+              "total": ms.num_total, "seconds": round(seconds, 3), "out": out, "layers": ms.report(),
+              "details": ms.meta.get("details", {})}
+    if as_json:
+        echo_json(report)
+        return
+    if not quiet:
+        rows = [{"param": r["param"], "kept": r["kept"], "total": r["total"], "density": r["density"]}
+                for r in report["layers"]]
+        click.echo(format_table(rows, ["param", "kept", "total", "density"]))
+    over = ms.num_kept - ms.meta["target"]
+    click.echo(f"{method}: kept {ms.num_kept} of {ms.num_total} weights, density {ms.density:.6g} "
+               f"(asked {density:g}{f', {over:+d} weights' if over else ', exact'}) in {seconds:.2f} s"
+               + (f"; wrote {out}" if out else ""))
+
+
+@click.command("metrics")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--markdown", is_flag=True, help="Print the Markdown table of docs/metrics.md.")
+def metrics_cmd(as_json, markdown):
+    """List the metrics of a mask (the metric table): key, unit, direction, description."""
+    from ..table import METRICS, markdown as table_markdown
+
+    if markdown:
+        click.echo(table_markdown(), nl=False)
+        return
+    rows = [{"key": m.key, "unit": m.unit,
+             "better": {True: "higher", False: "lower", None: "-"}[m.higher_is_better],
+             "description": m.description} for m in METRICS]
+    if as_json:
+        echo_json(rows)
+    else:
+        click.echo(format_table(rows, ["key", "unit", "better", "description"]))
+
+
+@click.command("analyze")
+@click.argument("mask_file", type=click.Path(dir_okay=False))
+@click.option("--model", "model_name", default=None, help="Model to analyse against (default: the one in the file).")
+@click.option("--input-shape", default=None, metavar="C,H,W", help="Input shape (user models).")
+@click.option("--seed", type=int, default=None, help="Model initialisation seed (default: the file's).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_cleanly
+def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
+    """Measure a saved mask: widths, bottleneck, connectivity, path diversity."""
+    from netgraph.errors import MaskMismatchError
+    from netgraph.masked import as_masked
+    from netgraph.masks import MaskSet
+
+    from ..summary import measure
+    from ..widths import layer_table
+
+    ms = MaskSet.load(mask_file)
+    spec = ms.meta.get("model") if isinstance(ms.meta.get("model"), dict) else {}
+    name = model_name or spec.get("name")
+    if not name:
+        raise click.UsageError(f"{mask_file} does not say which model it was made for; pass --model")
+    shape = input_shape or (None if model_name else spec.get("input_shape"))
+    init = seed if seed is not None else spec.get("seed", 0)  # the model spec's seed is its init seed
+    _, g = zoo.graph_of(name, shape, int(init))
+    try:
+        mg = as_masked(g, ms)
+    except MaskMismatchError as exc:
+        made = spec.get("name")
+        raise MaskMismatchError(f"{mask_file} (made for {made!r}) does not fit model {name!r}: {exc}") from None
+    rec = measure(g, mg)
+    layers = layer_table(g, mg)
+    if as_json:
+        echo_json({"file": mask_file, "model": name, "method": ms.meta.get("method"), "summary": rec,
+                    "layers": layers})
+        return
+    click.echo(f"{mask_file}: {ms.meta.get('method', '?')} mask of {name}, "
+               f"{rec['kept']} of {rec['total']} weights (density {rec['density']:.6g})")
+    click.echo(format_table(layers, ["layer", "kind", "kept", "density", "effective", "active_units", "units"]))
+    click.echo(format_table([{"metric": k, "value": v} for k, v in rec.items()], ["metric", "value"]))

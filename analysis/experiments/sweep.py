@@ -1,0 +1,187 @@
+"""Resumable experiment grids: a config file, SQLite results, Dask execution.
+
+A sweep is a grid ``models x methods x densities x seeds`` (optionally with training),
+described by a YAML or TOML file::
+
+    name: resnet20-grid
+    models: [resnet20]                       # zoo names, or {name: pkg.mod:factory, input_shape: [3, 32, 32]}
+    methods: [phew, synflow, "phew:bias=uniform", {name: phew, options: {bias: inverse}}]
+    densities: [0.1, 0.05, 0.02, 0.01]
+    seeds: 3                                 # a count (0..n-1) or a list
+    data: digits                             # for snip/grasp: random | digits
+    max_flow: true                           # compute the max-flow metrics
+    save_masks: true                         # write every mask under <dir>/masks/
+    train: {epochs: 20, lr: 0.1}             # optional: train each mask on digits
+
+Each run builds its mask, saves it, measures it with :func:`analysis.measure`, trains it
+if asked, and becomes one row of the ``runs`` table of ``<dir>/results.sqlite``: the run's
+config and its hash, every metric, timings, library version, mask file path, status and
+error text. Only the coordinating process writes the database (one row per finished run,
+committed at once, WAL journal), so a crash or a kill loses at most the runs in flight;
+``resume=True`` skips the runs already recorded (failed runs only with
+``retry_failed=True``).
+
+Runs execute on Dask distributed: a local cluster of ``workers`` processes by default, or
+a running cluster at ``scheduler`` (then the sweep directory must be on a filesystem the
+workers share, or ``save_masks: false``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+
+from netgraph.errors import InvalidInputError
+
+from .run import LIST_COLUMNS, model_graph, run_one
+from .sweep_config import Run, SweepConfig, SweepConfigError, load_config
+from .sweep_db import connect, read_sweep, record, recorded
+from .training import TrainConfig
+
+__all__ = ["run_sweep", "load_config", "read_sweep", "execute", "Run", "SweepConfig", "SweepConfigError",
+           "SweepResult"]
+
+
+def execute(run: Run) -> dict:
+    """Build, save, measure (and train) one run; never raises: failures become rows."""
+    os.environ.setdefault("NETGRAPH_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    row = {**run.header(), "worker": f"{socket.gethostname()}:{os.getpid()}"}
+    try:
+        from netgraph.data import digits, prune_batch
+        from netgraph.sparsifiers import get
+
+        from .training import train
+
+        built = model_graph(run.model["name"], tuple(run.model["input_shape"]), run.seed)
+        data = prune_batch(run.data, built[1], run.seed) if get(run.method).needs_data else None
+        res = run_one(run.model["name"], (run.label, run.method, run.options), run.density, run.seed, data=data,
+                      max_flow=run.max_flow, built=built)
+        out = dict(res.row)
+        layers = {k: out.pop(k) for k in LIST_COLUMNS}
+        for k in ("model", "method", "base_method", "target_density", "seed"):
+            out.pop(k)  # the header's identity columns stand
+        row.update(out)
+        row["layers"] = json.dumps(layers)
+        if run.masks_dir:
+            os.makedirs(run.masks_dir, exist_ok=True)
+            path = os.path.join(run.masks_dir, f"{run.hash}.pt")
+            res.masks.save(path)
+            row["mask_path"] = path
+        if run.train is not None:
+            tr = train(built[0], res.masks, digits(tuple(run.model["input_shape"])), TrainConfig(**run.train),
+                       run.seed)
+            row.update({"test_acc": tr["final_test_acc"], "final_train_loss": tr["final_train_loss"],
+                        "train_seconds": tr["seconds"],
+                        "curves": json.dumps({"loss_curve": tr["train_loss"], "acc_curve": tr["test_acc"]})})
+        row["status"] = "done"
+    except Exception as exc:  # recorded, and the grid goes on
+        row["status"] = "failed"
+        row["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+    row["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return row
+
+
+# -- the driver -------------------------------------------------------------------------
+
+
+@dataclass
+class SweepResult:
+    directory: str
+    total: int
+    skipped: int
+    done: int
+    failed: int
+    seconds: float
+
+
+def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry_failed: bool = False,
+              workers: int = 2, scheduler: str | None = None, progress: bool = False,
+              report: bool = True) -> SweepResult:
+    """Run (or resume) a sweep; see the module docstring.
+
+    Raises
+    ------
+    SweepConfigError
+        For a bad config (before any run starts).
+    InvalidInputError
+        If ``out_dir`` already holds results and ``resume`` is false.
+    """
+    cfg = config if isinstance(config, SweepConfig) else load_config(config)
+    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(cfg.source or ".")), f"{cfg.name}-sweep")
+    os.makedirs(out_dir, exist_ok=True)
+    db = connect(os.path.join(out_dir, "results.sqlite"))
+    have = recorded(db)
+    if have and not resume:
+        db.close()
+        raise InvalidInputError(
+            f"{out_dir} already holds {len(have)} recorded runs; pass resume (--resume) to continue that sweep "
+            "or choose another directory")
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump({"name": cfg.name, "source": cfg.source, "models": cfg.models,
+                   "methods": [list(m) for m in cfg.methods], "densities": cfg.densities, "seeds": cfg.seeds,
+                   "data": cfg.data, "max_flow": cfg.max_flow, "train": cfg.train}, f, indent=2)
+    runs = cfg.expand(out_dir)
+    todo = [r for r in runs if have.get(r.hash) != "done" and (retry_failed or have.get(r.hash) != "failed")]
+    skipped = len(runs) - len(todo)
+    t0 = time.perf_counter()
+    done = failed = 0
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(runs), initial=skipped, desc=f"sweep {cfg.name}", disable=not progress)
+
+    def handle(row):
+        nonlocal done, failed
+        record(db, row)
+        done += row["status"] == "done"
+        failed += row["status"] == "failed"
+        bar.update(1)
+        bar.set_postfix(finished=done, failed=failed, remaining=len(todo) - done - failed)
+
+    try:
+        if todo:
+            _dispatch(todo, handle, workers, scheduler)
+    finally:
+        bar.close()
+        db.close()
+    if report:
+        df = read_sweep(out_dir)
+        ok = df[df["status"] == "done"]
+        if len(ok):
+            from .compare import write_comparison
+
+            write_comparison(ok, out_dir, formats=("png",), command=f"netgraph sweep {cfg.source}")
+    return SweepResult(out_dir, len(runs), skipped, done, failed, time.perf_counter() - t0)
+
+
+def _dispatch(todo, handle, workers: int, scheduler: str | None) -> None:
+    """Run ``execute`` over ``todo`` on Dask; ``handle`` each row as it completes."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if scheduler:
+        client, cluster = Client(scheduler), None
+    else:
+        if workers < 1:
+            raise InvalidInputError(f"workers must be at least 1, got {workers}")
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+        client = Client(cluster)
+    try:
+        futures = {client.submit(execute, run, key=f"run-{run.hash}", pure=False): run for run in todo}
+        for fut in as_completed(futures):
+            try:
+                row = fut.result()
+            except Exception as exc:  # a worker died: record the run as failed
+                row = {**futures[fut].header(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            handle(row)
+            fut.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
