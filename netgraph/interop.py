@@ -17,10 +17,14 @@ beyond that, or the vectorised functions of :mod:`netgraph.flows` and :mod:`anal
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .flows import aggregates
-from .graph import NetGraph
+from .masked import as_masked
+
+if TYPE_CHECKING:  # the graph's to_networkx/to_igraph call into this module
+    from .graph import NetGraph
 
 
 def unit_offsets(graph: NetGraph) -> np.ndarray:
@@ -34,9 +38,10 @@ def edge_arrays(graph: NetGraph, masks=None, weights: bool = True) -> dict:
     ``abs_sum``, ``sq_sum`` (only with ``weights=True``), ``count``, ``layer`` (index into
     ``graph.layers``, -1 for identity shortcuts)."""
     off = unit_offsets(graph)
-    C = aggregates(graph, "count", masks)
-    A = aggregates(graph, "abs", masks) if weights else C
-    S = aggregates(graph, "square", masks) if weights else C
+    mg = as_masked(graph, masks)
+    C = mg.aggregates("count")
+    A = mg.aggregates("abs") if weights else C
+    S = mg.aggregates("square") if weights else C
     parts = []
     for layer, a, s, c in zip(graph.layers, A, S, C):
         v, u = np.nonzero(c)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import warnings
 from collections.abc import Mapping, MutableMapping
 
 import numpy as np
@@ -68,7 +69,7 @@ class MaskSet(MutableMapping):
     >>> from netgraph import MaskSet
     >>> model = torch.nn.Linear(4, 2)
     >>> ms = MaskSet({"weight": torch.tensor([[1, 0, 0, 1], [0, 0, 0, 1]])}, meta={"method": "hand"})
-    >>> ms.density
+    >>> ms.achieved_density
     0.375
     >>> ms.apply(model)  # through torch.nn.utils.prune: pruned weights stay zero
     >>> int((model.weight == 0).sum())
@@ -101,7 +102,7 @@ class MaskSet(MutableMapping):
 
     def __repr__(self):
         method = self.meta.get("method", "?")
-        return f"MaskSet({len(self)} parameters, method={method}, density={self.density:.6g})"
+        return f"MaskSet({len(self)} parameters, method={method}, achieved density={self.achieved_density:.6g})"
 
     # -- counts -----------------------------------------------------------------------
     @property
@@ -113,15 +114,23 @@ class MaskSet(MutableMapping):
         return int(sum(m.numel() for m in self._masks.values()))
 
     @property
-    def density(self) -> float:
-        """Kept fraction of the masked parameters."""
+    def achieved_density(self) -> float:
+        """Kept fraction of the masked parameters (what the mask achieves; the density a
+        method was asked for is ``meta["density"]``)."""
         total = self.num_total
         return self.num_kept / total if total else 0.0
 
     @property
+    def density(self) -> float:
+        """Deprecated alias of :attr:`achieved_density` (removed in the next release)."""
+        warnings.warn("MaskSet.density is renamed achieved_density (the asked density is meta['density'])",
+                      DeprecationWarning, stacklevel=2)
+        return self.achieved_density
+
+    @property
     def sparsity(self) -> float:
-        """Pruned fraction: ``1 - density``."""
-        return 1.0 - self.density
+        """Pruned fraction: ``1 - achieved_density``."""
+        return 1.0 - self.achieved_density
 
     def report(self) -> list:
         """Per-parameter ``{"param", "shape", "kept", "total", "density"}`` records."""
@@ -140,7 +149,7 @@ class MaskSet(MutableMapping):
         meta["format"] = FORMAT
         meta["kept"] = self.num_kept
         meta["total"] = self.num_total
-        meta["achieved_density"] = self.density
+        meta["achieved_density"] = self.achieved_density
         blob = {"masks": dict(self._masks), "meta": plain(meta, nonfinite="keep")}
         os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
         torch.save(blob, path)

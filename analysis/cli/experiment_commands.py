@@ -112,6 +112,7 @@ def demo_cmd(out_dir, models, densities, quiet):
         df = compare(name, ["phew", "synflow-l2", "random"], dens, seeds=1, progress=not quiet)
         rows = [{"method": r.method, "density": r.target_density, "kept": r.kept, "seconds": r.seconds,
                  "log10_PK_trace": r.log10_path_kernel_trace, "bottleneck": r.bottleneck_width,
+                 "bottleneck_frac": r.bottleneck_fraction,
                  "mean_width": r.mean_width_fraction, "on_path": r.effective_fraction}
                 for r in df.itertuples()]
         click.echo(format_table(rows, list(rows[0])))
@@ -120,6 +121,7 @@ def demo_cmd(out_dir, models, densities, quiet):
             p, s2 = cell.loc["phew"], cell.loc["synflow-l2"]
             click.echo(f"  at {d:g}: PK trace PHEW/SynFlow-L2 = 10^{p.log10_path_kernel_trace - s2.log10_path_kernel_trace:+.2f}; "
                        f"mean layer width PHEW {p.mean_width_fraction:.0%} vs SynFlow-L2 {s2.mean_width_fraction:.0%}; "
-                       f"bottleneck {p.bottleneck_width} vs {s2.bottleneck_width} units")
+                       f"bottleneck {p.bottleneck_width} ({p.bottleneck_fraction:.0%} of dense) vs "
+                       f"{s2.bottleneck_width} ({s2.bottleneck_fraction:.0%}) units")
         files = write_comparison(df, os.path.join(out_dir, name), command=f"netgraph demo --models {name}")
         click.echo(f"  wrote {len(files)} files to {os.path.join(out_dir, name)}")

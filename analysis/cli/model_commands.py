@@ -135,7 +135,7 @@ def prune_cmd(model_name, input_shape, seed, method, density, out, options, data
     if out:
         ms.save(out)
     report = {"method": method, "options": ms.meta["options"], "density": density,
-              "achieved_density": ms.density, "kept": ms.num_kept, "target": ms.meta["target"],
+              "achieved_density": ms.achieved_density, "kept": ms.num_kept, "target": ms.meta["target"],
               "total": ms.num_total, "seconds": round(seconds, 3), "out": out, "layers": ms.report(),
               "details": ms.meta.get("details", {})}
     if as_json:
@@ -146,7 +146,7 @@ def prune_cmd(model_name, input_shape, seed, method, density, out, options, data
                 for r in report["layers"]]
         click.echo(format_table(rows, ["param", "kept", "total", "density"]))
     over = ms.num_kept - ms.meta["target"]
-    click.echo(f"{method}: kept {ms.num_kept} of {ms.num_total} weights, density {ms.density:.6g} "
+    click.echo(f"{method}: kept {ms.num_kept} of {ms.num_total} weights, density {ms.achieved_density:.6g} "
                f"(asked {density:g}{f', {over:+d} weights' if over else ', exact'}) in {seconds:.2f} s"
                + (f"; wrote {out}" if out else ""))
 

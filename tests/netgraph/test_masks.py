@@ -34,7 +34,9 @@ def test_round_trip_and_plain_torch_load(tmp_path):
     assert list(back) == list(ms)
     for n in ms:
         assert back[n].dtype == torch.bool and torch.equal(back[n], ms[n])
-    assert back.density == pytest.approx(ms.density)
+    assert back.achieved_density == pytest.approx(ms.achieved_density)
+    with pytest.warns(DeprecationWarning, match="achieved_density"):
+        assert back.density == back.achieved_density
 
 
 def test_apply_with_prune_keeps_pruned_weights_at_zero_through_training():

@@ -1,0 +1,73 @@
+"""The metric table is the one list of metrics: a new entry reaches every report."""
+
+import json
+import os
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+import analysis
+import netgraph
+from analysis import table
+from analysis.cli import main
+from analysis.experiments import sweep
+from tests import ROOT
+
+
+@pytest.fixture
+def dummy_metric():
+    saved = list(table.METRICS)
+    yield table.register_metric(table.Metric(
+        "dummy_units_per_layer", lambda mg: mg.graph.num_units / len(mg.graph.layers), "units", True,
+        "a dummy metric added by a test", "units per layer"))
+    table.METRICS[:] = saved
+
+
+def test_a_new_metric_appears_everywhere(dummy_metric, tmp_path):
+    key = dummy_metric.key
+    g = netgraph.from_torch(netgraph.zoo.build("digits_mlp"), (1, 8, 8))
+    expected = g.num_units / len(g.layers)
+    # 1. analyze --json
+    ms = netgraph.sparsify(g, "random", 0.2, seed=0)
+    ms.save(tmp_path / "m.pt")
+    res = CliRunner().invoke(main, ["analyze", str(tmp_path / "m.pt"), "--model", "digits_mlp", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["summary"][key] == pytest.approx(expected)
+    # 2. the comparison CSV
+    df = analysis.compare("digits_mlp", ["random"], [0.2], seeds=1)
+    analysis.write_comparison(df, tmp_path / "cmp", formats=())
+    assert analysis.read_results(tmp_path / "cmp" / "results.csv")[key].tolist() == [pytest.approx(expected)]
+    # 3. a new sweep database
+    out = tmp_path / "sw"
+    cfg = sweep.load_config({"name": "d", "models": ["digits_mlp"], "methods": ["random"], "densities": [0.2],
+                             "seeds": 1, "save_masks": False})
+    db = sweep.connect(str(tmp_path / "new.sqlite"))
+    sweep.record(db, sweep.execute(cfg.expand(str(out))[0]))
+    cols = [r[1] for r in db.execute("PRAGMA table_info(runs)")]
+    (value,) = db.execute(f"SELECT {key} FROM runs").fetchone()
+    db.close()
+    assert key in cols and value == pytest.approx(expected)
+    # 4. the generated docs table
+    assert f"| `{key}` | units | higher | a dummy metric added by a test |" in table.markdown()
+    # and the plots' axis labels
+    assert table.label_of(key) == "units per layer"
+
+
+def test_docs_metric_table_is_generated_from_the_table():
+    with open(os.path.join(ROOT, "docs", "metrics.md"), encoding="utf-8") as f:
+        assert f.read() == table.markdown(), "docs/metrics.md is stale: run `netgraph metrics --markdown > docs/metrics.md`"
+
+
+def test_every_metric_is_declared_once_and_complete():
+    keys = table.metric_keys()
+    assert len(keys) == len(set(keys))
+    for m in table.METRICS:
+        assert m.unit and m.description and m.label and m.higher_is_better in (True, False, None)
+    g = netgraph.from_torch(netgraph.zoo.build("digits_mlp"), (1, 8, 8))
+    assert list(analysis.measure(g)) == keys
+
+
+def test_register_metric_rejects_other_things():
+    with pytest.raises(netgraph.InvalidInputError, match="Metric"):
+        table.register_metric({"key": "x"})
