@@ -90,7 +90,7 @@ def case_metrics(name, density):
 def case_sweep_throughput():
     import tempfile
 
-    from analysis.sweep import load_config, run_sweep
+    from analysis.experiments.sweep import load_config, run_sweep
 
     cfg = load_config({"name": "throughput", "models": ["resnet20"],
                        "methods": ["phew", "synflow", "synflow-l2", "random", "magnitude"],
