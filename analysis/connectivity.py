@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from netgraph.errors import InvalidInputError
+from netgraph._validate import check_choice
 from netgraph.flows import aggregates, path_flows
 from netgraph.masked import as_masked
 
@@ -132,7 +132,11 @@ def _unit_edges(graph, masks, active):
     return e["src"][keep].astype(np.int64), e["dst"][keep].astype(np.int64), unit_offsets(graph)
 
 
+MAX_FLOW_BACKENDS = ("scipy", "igraph")
+
+
 def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
+    check_choice("backend", backend, MAX_FLOW_BACKENDS)
     active = active_units(graph, masks)
     n_units = graph.num_units
     if not active[0].any():
@@ -173,8 +177,8 @@ def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
 
         cap = csr_matrix((ec.astype(np.int32), (es, ed)), shape=(n_vertices, n_vertices))
         value = int(maximum_flow(cap, S, T, method="dinic").flow_value)
-    else:
-        raise InvalidInputError(f"unknown backend {backend!r}; accepted: 'scipy', 'igraph'")
+    else:  # pragma: no cover - checked on entry
+        raise AssertionError(backend)
     if split_units and value >= big:
         return None
     return value

@@ -5,9 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ._validate import check_choice
 from .errors import InvalidInputError
 
 DIGITS_SHAPES = ((1, 8, 8), (8, 8), (64,))
+#: Pruning data the CLI and sweeps can make: Gaussian noise, or scikit-learn digits.
+PRUNE_DATA = ("random", "digits")
 
 
 def random_batch(input_shape, num_classes: int, n: int = 100, seed: int = 0):
@@ -59,7 +62,7 @@ def prune_batch(kind: str, graph, seed: int = 0, samples: int = 100):
         return random_batch(graph.input_shape, graph.output_group.size, samples, seed)
     if kind == "digits":
         return digits_prune_batch(graph.input_shape, per_class=max(1, samples // 10), seed=seed)
-    raise InvalidInputError(f"data must be 'random' or 'digits', got {kind!r}")
+    check_choice("data", kind, PRUNE_DATA)
 
 
 def as_batches(data, input_shape=None):

@@ -23,6 +23,7 @@ import torch.nn as nn
 from torch.nn.utils import prune
 
 from ._json import plain
+from ._validate import check_choice
 from ._version import __version__
 from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
 
@@ -43,6 +44,10 @@ def _to_bool_tensor(name, value) -> torch.Tensor:
                 raise InvalidInputError(f"mask for {name!r} has values other than 0 and 1")
         value = value != 0
     return value.detach().cpu()
+
+
+#: How :meth:`MaskSet.apply` applies masks.
+APPLY_MODES = ("prune", "multiply")
 
 
 def _split(name: str):
@@ -234,8 +239,7 @@ class MaskSet(MutableMapping):
         pruned weights once (they may grow back under training). Masks move to each
         parameter's device; the model is modified in place. ``strict`` as in :meth:`check`.
         """
-        if how not in ("prune", "multiply"):
-            raise InvalidInputError(f"unknown how {how!r}; accepted: 'prune', 'multiply'")
+        check_choice("how", how, APPLY_MODES)
         self.check(model, strict)
         for name, m in self._masks.items():
             module, attr, t = self._resolve(model, name)

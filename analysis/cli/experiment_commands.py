@@ -9,6 +9,9 @@ import time
 import click
 
 from netgraph import zoo
+from netgraph.data import PRUNE_DATA
+
+from ..experiments.reproduce import STUDIES
 
 from .common import fail_cleanly, floats, format_table, model_options, split_methods
 
@@ -20,7 +23,7 @@ from .common import fail_cleanly, floats, format_table, model_options, split_met
 @click.option("--densities", default="0.1,0.05,0.02,0.01", show_default=True, help="Comma-separated densities.")
 @click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (0..N-1).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
-@click.option("--data", "data_kind", type=click.Choice(["random", "digits"]), default=None,
+@click.option("--data", "data_kind", type=click.Choice(PRUNE_DATA), default=None,
               help="Data for snip/grasp.")
 @click.option("--no-max-flow", is_flag=True, help="Skip the max-flow metrics (min vertex cut, disjoint paths).")
 @click.option("--formats", default="png,svg", show_default=True, help="Figure formats.")
@@ -43,7 +46,7 @@ def compare_cmd(model_name, input_shape, seed, methods, densities, seeds, out_di
 
 
 @click.command("reproduce")
-@click.option("--study", type=click.Choice(["topology", "training"]), required=True,
+@click.option("--study", type=click.Choice(STUDIES), required=True,
               help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study.")
 @click.option("--out", "out_dir", default="docs/reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quick", is_flag=True, help="The reduced version (one small model, few densities, one seed).")

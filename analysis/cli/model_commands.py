@@ -7,6 +7,8 @@ import time
 import click
 
 from netgraph import flows, zoo
+from netgraph.data import PRUNE_DATA
+from netgraph.masks import prunable_parameter_names
 
 from .common import echo_json, fail_cleanly, format_table, model_options, parse_options, prune_data
 
@@ -51,7 +53,8 @@ def models_cmd(as_json):
     for name in zoo.names():
         e = zoo.entry(name)
         m = e.factory()
-        prunable = sum(p.numel() for p in m.parameters() if p.dim() > 1)
+        params = dict(m.named_parameters())
+        prunable = sum(params[n].numel() for n in prunable_parameter_names(m))
         rows.append({"name": name, "input_shape": "x".join(map(str, e.input_shape)), "classes": e.num_classes,
                      "prunable_weights": prunable, "parameters": sum(p.numel() for p in m.parameters()),
                      "description": e.description})
@@ -108,7 +111,7 @@ def methods_cmd(as_json):
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the mask file here.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. -o bias=uniform -o kernel_conserved=true (repeatable).")
-@click.option("--data", "data_kind", type=click.Choice(["random", "digits"]), default=None,
+@click.option("--data", "data_kind", type=click.Choice(PRUNE_DATA), default=None,
               help="Data for snip/grasp: Gaussian random inputs, or scikit-learn digits.")
 @click.option("--data-samples", type=int, default=100, show_default=True, help="Samples in the pruning batch.")
 @click.option("--init-seed", type=int, default=None, help="Seed of the model's initialisation (default: --seed).")

@@ -27,6 +27,9 @@ from .compare import compare, to_csv
 from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
+#: The studies of `netgraph reproduce --study`.
+STUDIES = ("topology", "training")
+
 # -- studies ----------------------------------------------------------------------------
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from netgraph import __version__, zoo
 from netgraph._validate import check_density
-from netgraph.data import DIGITS_SHAPES
+from netgraph.data import DIGITS_SHAPES, PRUNE_DATA
 from netgraph.errors import InvalidInputError, NetgraphError
 from netgraph.sparsifiers import get
 
@@ -160,8 +160,8 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
         bad("seeds", f"must be a positive count or a list of integers, got {seeds!r}")
     seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
     data = raw.get("data")
-    if data not in (None, "random", "digits"):
-        bad("data", f"must be 'random' or 'digits', got {data!r}")
+    if data is not None and data not in PRUNE_DATA:
+        bad("data", f"must be one of {', '.join(map(repr, PRUNE_DATA))}, got {data!r}")
     needs = [label for label, name, _ in methods if get(name).needs_data]
     if needs and data is None:
         bad("data", f"methods {needs} need data: add data: random or data: digits")

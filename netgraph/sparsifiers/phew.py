@@ -32,6 +32,7 @@ import math
 
 import numpy as np
 
+from .._validate import check_choice
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
 from .base import Context, method
@@ -231,8 +232,7 @@ def phew_walks(graph: NetGraph, n_walks: int, direction: str = "forward", seed: 
     >>> len(w)  # every walk takes one weight per layer
     10
     """
-    if direction not in ("forward", "backward"):
-        raise InvalidInputError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    check_choice("direction", direction, ("forward", "backward"))
     wg = WalkGraph(graph, bias, branch)
     n0 = graph.groups[0 if direction == "forward" else -1].size
     ids = np.arange(n_walks)
