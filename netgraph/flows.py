@@ -276,25 +276,37 @@ def path_kernel_trace(graph: NetGraph, masks=None) -> float:
         return math.inf
 
 
-def element_scores(graph: NetGraph, flows: Flows, element_weight, masks=None, relative=False) -> dict:
+def element_scores(graph: NetGraph, flows: Flows, element_weight, masks=None, relative=False, log=False) -> dict:
     """``element_weight(layer) * bundle factor`` per element, as ``{param: array}``.
 
-    ``element_weight(layer)`` returns an array of shape ``(n_dst, n_src, k)``. Pruned
-    elements (``masks`` false) score 0.
+    ``element_weight(layer)`` returns a non-negative array of the layer's weight shape.
+    The product is formed in log space, so a factor past float64's range never raises:
+    with ``log=True`` the natural logarithms are returned (``-inf`` for a zero score),
+    otherwise the scores (``inf`` only where the true score exceeds float64). Pruned
+    elements (``masks`` false) score 0 (``-inf`` in log form). With ``relative=True`` on a
+    mask that leaves no input-output path, every score is 0: no weight carries flow.
     """
     layer_masks = as_masked(graph, masks).layer_masks
+    dead = relative and not math.isfinite(flows.log_R)
     out = {}
     for i, layer in enumerate(graph.layers):
-        c, off = flows.bundle_factor(layer, relative=relative)
-        with np.errstate(over="ignore"):
-            s = element_weight(layer) * (c * math.exp(off))[:, :, None]
+        ew = element_weight(layer)
+        if dead:
+            s = np.full(ew.shape, -np.inf)
+        else:
+            c, off = flows.bundle_factor(layer, relative=relative)
+            with np.errstate(divide="ignore"):
+                s = np.log(ew) + (np.log(c) + off)[:, :, None]
         if layer_masks is not None:
-            s = np.where(layer_masks[i], s, 0.0)
+            s = np.where(layer_masks[i], s, -np.inf)
+        if not log:
+            with np.errstate(over="ignore"):
+                s = np.exp(s)
         out[layer.param] = s.reshape(layer.param_shape)
     return out
 
 
-def synflow_scores(graph: NetGraph, masks=None, *, relative: bool = False) -> dict:
+def synflow_scores(graph: NetGraph, masks=None, *, relative: bool = False, log: bool = False) -> dict:
     r"""SynFlow scores :math:`|w| \, \partial R / \partial |w|` of every weight.
 
     Parameters
@@ -305,6 +317,10 @@ def synflow_scores(graph: NetGraph, masks=None, *, relative: bool = False) -> di
     relative : bool
         Return :math:`\partial \log R / \partial \log |w|` (scores divided by :math:`R`),
         which never overflows; on a chain network each layer's relative scores sum to 1.
+        Zero everywhere when the mask leaves no input-output path.
+    log : bool
+        Return natural logarithms of the scores (``-inf`` for zero), for networks whose
+        scores pass float64's range.
 
     Returns
     -------
@@ -317,15 +333,17 @@ def synflow_scores(graph: NetGraph, masks=None, *, relative: bool = False) -> di
     mode) on networks without zero padding; see the exactness tests.
     """
     flows = path_flows(graph, "abs", masks)
-    return element_scores(graph, flows, lambda l: np.abs(l.weight.astype(np.float64)), masks, relative)
+    return element_scores(graph, flows, lambda l: np.abs(l.weight.astype(np.float64)), masks, relative, log)
 
 
-def synflow_l2_scores(graph: NetGraph, masks=None, *, form: str = "abs_grad", relative: bool = False) -> dict:
+def synflow_l2_scores(graph: NetGraph, masks=None, *, form: str = "abs_grad", relative: bool = False,
+                      log: bool = False) -> dict:
     r"""SynFlow-L2 scores of every weight.
 
     ``form="abs_grad"`` (default, the PHEW authors' form): :math:`|w| \, \partial R_2 / \partial (w^2)`.
     ``form="w_grad"``: :math:`w \, \partial R_2 / \partial w = 2 w^2 \, \partial R_2 / \partial (w^2)`.
-    The two rank weights differently.
+    The two rank weights differently. ``relative`` and ``log`` as in :func:`synflow_scores`
+    (the squared flows pass float64's range sooner than R does).
     """
     check_choice("form", form, ("abs_grad", "w_grad"))
     flows = path_flows(graph, "square", masks)
@@ -333,7 +351,7 @@ def synflow_l2_scores(graph: NetGraph, masks=None, *, form: str = "abs_grad", re
         ew = lambda l: np.abs(l.weight.astype(np.float64))  # noqa: E731
     else:
         ew = lambda l: 2.0 * np.square(l.weight.astype(np.float64))  # noqa: E731
-    return element_scores(graph, flows, ew, masks, relative)
+    return element_scores(graph, flows, ew, masks, relative, log)
 
 
 def path_entropy(graph: NetGraph, masks=None) -> tuple:
@@ -360,7 +378,7 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
     flows = path_flows(graph, "abs", masks)
     logZ = flows.log_R
     if not math.isfinite(logZ):
-        return 0.0, 0.0
+        return -math.inf, 0.0  # no path: zero effective paths, not one
     acc = 0.0
     for e in graph.edges():
         if isinstance(e, Layer):

@@ -9,7 +9,7 @@ per unit and one edge per kept ``(u, v)`` bundle, with the aggregates as edge at
 * ``layer``: the layer's module name (``"shortcutN"`` for identity edges).
 
 Size guide, measured on a 2-core machine: a dense VGG19 (5,517 units, 2.23 M edges) takes
-about 4 s and 760 MB as a ``networkx.DiGraph`` and about 1 s and 140 MB as an
+about 4 s and 760 MB as a ``networkx.MultiDiGraph`` and about 1 s and 140 MB as an
 ``igraph.Graph``. networkx is comfortable up to a few hundred thousand edges (ResNet-20
 has 0.03 M dense edges; sparse masks of VGG19 at 1% density about 0.15 M); use igraph
 beyond that, or the vectorised functions of :mod:`netgraph.flows` and :mod:`analysis`.
@@ -70,12 +70,16 @@ def _layer_names(graph: NetGraph, layer_idx):
 
 
 def to_networkx(graph: NetGraph, masks=None):
-    """The unit-level DAG as a ``networkx.DiGraph``.
+    """The unit-level DAG as a ``networkx.MultiDiGraph``.
 
     Vertices are integers ``offset[group] + unit`` with attributes ``group``, ``unit`` and
     ``kind`` (input/hidden/output); edges carry ``abs_sum``, ``sq_sum``, ``count`` and
-    ``layer``. Only bundles with at least one kept element are edges. See the module
-    docstring for the sizes at which this is sensible.
+    ``layer``, and their key is the layer's name. Only bundles with at least one kept
+    element are edges. Two edges may join the same pair of units (a layer and an identity
+    shortcut between the same unit groups, as in ``y = conv(x) + x``): a multigraph keeps
+    both, so the edge count equals the graph's and no weight is merged away. Use
+    ``networkx.DiGraph(G)`` for a simple graph (it keeps one of the parallel edges). See
+    the module docstring for the sizes at which this is sensible.
 
     Examples
     --------
@@ -87,7 +91,7 @@ def to_networkx(graph: NetGraph, masks=None):
     """
     import networkx as nx
 
-    G = nx.DiGraph()
+    G = nx.MultiDiGraph()
     group, unit = _vertex_attrs(graph)
     kinds = [graph.groups[g].kind for g in group]
     G.add_nodes_from((i, {"group": int(g), "unit": int(u), "kind": k})
@@ -95,7 +99,7 @@ def to_networkx(graph: NetGraph, masks=None):
     e = edge_arrays(graph, masks)
     names = _layer_names(graph, e["layer"].astype(int))
     G.add_edges_from(
-        (int(s), int(d), {"abs_sum": float(a), "sq_sum": float(q), "count": int(c), "layer": n})
+        (int(s), int(d), n, {"abs_sum": float(a), "sq_sum": float(q), "count": int(c), "layer": n})
         for s, d, a, q, c, n in zip(e["src"], e["dst"], e["abs_sum"], e["sq_sum"], e["count"], names)
     )
     return G

@@ -9,6 +9,9 @@
 Both work on a copy of the model (the caller's model and its BatchNorm statistics are left
 untouched). ``bn_mode="train"`` (default, as in the PHEW authors' code) normalises with
 batch statistics; ``"eval"`` uses the running statistics (as the Synaptic-Flow code).
+In train mode dropout is active; its draws come from torch's generator seeded with the
+method's seed inside ``torch.random.fork_rng``, so the same seed gives the same mask and
+the caller's random state is left as it was.
 """
 
 from __future__ import annotations
@@ -37,10 +40,24 @@ def _layer_shaped(ctx, arrays):
     return [a.reshape(l.weight.shape) for a, l in zip(arrays, ctx.graph.layers)]
 
 
+def _seeded(fn):
+    """Run ``fn(ctx, ...)`` with torch's generator seeded by ``ctx.seed`` (dropout draws),
+    restoring the caller's random state afterwards."""
+
+    def wrapper(ctx: Context, *args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(ctx.seed)
+            return fn(ctx, *args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
 @method(
     "snip", options={"bn_mode": "train"}, choices={"bn_mode": ("train", "eval")}, needs_data=True,
     description="SNIP (Lee et al. 2019): keep the largest |w dL/dw| on the given batches.",
 )
+@_seeded
 def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
     model, weights, batches = _setup(ctx, bn_mode)
     model.zero_grad()
@@ -56,6 +73,7 @@ def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
     needs_data=True,
     description="GraSP (Wang et al. 2020): score -w Hg (gradient flow); keep the lowest scores.",
 )
+@_seeded
 def grasp_masks(ctx: Context, bn_mode: str = "train", temperature: float = 200.0) -> list:
     model, weights, batches = _setup(ctx, bn_mode)
     T = float(temperature)

@@ -76,7 +76,7 @@ def test_disconnected_mask():
 
 
 def _networkx_reference(g, lm):
-    G = g.to_networkx(lm)
+    G = nx.DiGraph(g.to_networkx(lm))  # unit paths: parallel edges count once here
     ins = [v for v, d in G.nodes(data=True) if d["kind"] == "input"]
     outs = [v for v, d in G.nodes(data=True) if d["kind"] == "output"]
     ways = {v: 1 if v in ins else 0 for v in G}
