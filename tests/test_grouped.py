@@ -276,13 +276,13 @@ def _check_contract(model, shape, g, method, opts, density, data=None):
     pruned = copy.deepcopy(model)
     ms.apply(pruned, how="multiply")
     with torch.no_grad():
-        out = pruned.eval()(torch.ones(2, *shape))
+        out = pruned.eval()(torch.ones(1, *shape))
     assert torch.isfinite(out).all()
     params = dict(pruned.named_parameters())
     assert all(int((params[p] != 0).sum()) <= int(ms[p].sum()) for p in ms)
     rec = analysis.measure(g, ms, max_flow=False)
     assert rec["kept"] == ms.num_kept and rec["total"] == g.num_weights
-    if method in ("phew", "synflow", "synflow-l2"):  # path-based methods never disconnect at 20%
+    if method in ("phew", "synflow", "synflow-l2"):  # path-based methods keep the net connected
         assert rec["connected"] and rec["log10_paths"] > 0
     return ms
 
@@ -315,3 +315,37 @@ def test_erk_treats_a_grouped_conv_as_its_blocks():
     assert d[1] == 1.0 or d[1] / d[3] == pytest.approx(raw[0] / raw[2])
     assert d[1] > d[2] > d[3]
     assert float(np.dot(d, [l.numel for l in g.layers])) == pytest.approx(round(0.1 * g.num_weights))
+
+
+# -- torchvision models with grouped and depthwise convs -----------------------------------
+
+TV_METHODS = [("phew", {}), ("synflow", {"iterations": 5}), ("synflow-l2", {"iterations": 5}),
+              ("random", {}), ("random", {"distribution": "erk"}), ("magnitude", {}), ("snip", {}), ("grasp", {})]
+
+
+def _torchvision_contract(name, density, size, methods=TV_METHODS):
+    torchvision = pytest.importorskip("torchvision")
+    from netgraph.data import random_batch
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(num_classes=10)  # random init, never pretrained
+    shape = (3, size, size)
+    g = netgraph.from_torch(model, shape)
+    assert any(l.groups > 1 for l in g.layers)
+    assert g.num_edges == sum(l.n_dst * l.n_in for l in g.layers) + sum(s.size for s in g.shortcuts)
+    data = random_batch(shape, 10, n=2, seed=0)
+    for method, opts in methods:
+        _check_contract(model, shape, g, method, opts, density,
+                        data=data if method in ("snip", "grasp") else None)
+
+
+def test_torchvision_mobilenet_v2_every_method():
+    """GraSP's double backward through 17 depthwise convs is the slow part: it runs in the
+    slow test below (and on the small grouped nets above)."""
+    _torchvision_contract("mobilenet_v2", 0.01, 32, [m for m in TV_METHODS if m[0] != "grasp"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnext50_32x4d"])
+def test_torchvision_grouped_models_every_method_at_64px(name):
+    _torchvision_contract(name, 0.01, 64)
