@@ -164,7 +164,7 @@ class Layer:
         Examples
         --------
         >>> import torch, netgraph
-        >>> g = netgraph.from_torch(torch.nn.Conv2d(4, 6, 1, groups=2), (4, 3, 3))
+        >>> g = netgraph.from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1, groups=2)), (4, 3, 3))
         >>> g.layers[0].src_index().tolist()
         [[0, 1], [0, 1], [0, 1], [2, 3], [2, 3], [2, 3]]
         """
@@ -229,7 +229,7 @@ class Layer:
         In a grouped conv, source unit ``u`` is input index ``u - group * n_in`` of the
         parameter:
 
-        >>> dw = netgraph.from_torch(torch.nn.Conv2d(4, 8, 3, groups=4), (4, 5, 5)).layers[0]
+        >>> dw = netgraph.from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=4)), (4, 5, 5)).layers[0]
         >>> [i.tolist() for i in dw.bundle_elements(v=5, u=2)][:2]
         [[5, 5, 5, 5, 5, 5, 5, 5, 5], [0, 0, 0, 0, 0, 0, 0, 0, 0]]
         """
