@@ -260,7 +260,8 @@ def test_phew_steps_through_a_grouped_layer_stay_in_the_group():
         assert np.abs(z).max() < 5, (direction, np.abs(z).max())
 
 
-DATA_FREE = [("phew", {}), ("phew", {"kernel_conserved": True}), ("synflow", {"iterations": 10}),
+DATA_FREE = [("phew", {}), ("phew", {"kernel_conserved": True}), ("phew", {"branch": "authors"}),
+             ("phew", {"bias": "uniform"}), ("synflow", {"iterations": 10}),
              ("synflow-l2", {"iterations": 10}), ("random", {}), ("random", {"distribution": "erk"}),
              ("random", {"distribution": "global"}), ("magnitude", {})]
 
