@@ -33,25 +33,25 @@ def active_units(graph, masks=None) -> list:
 
 
 def effective_weights(graph, masks=None, active=None) -> list:
-    """Per layer, the kept elements that lie on an input-output path (``(n_dst, n_src, k)``)."""
+    """Per layer, the kept elements that lie on an input-output path (``(n_dst, n_in, k)``)."""
     if active is None:
         active = active_units(graph, masks)
     out = []
     for layer, m in zip(graph.layers, as_masked(graph, masks).masks_or_dense()):
-        live = active[layer.dst][:, None] & active[layer.src][None, :]
+        live = active[layer.dst][:, None] & layer.gather(active[layer.src])
         out.append(m & live[:, :, None])
     return out
 
 
 def effective_counts(graph, masks=None, active=None) -> list:
-    """Per layer, the number of effective elements of each bundle, ``(n_dst, n_src)``.
+    """Per layer, the number of effective elements of each bundle, ``(n_dst, n_in)``.
 
     The bundle-level form of :func:`effective_weights`: kept elements of bundles joining
     two active units. O(bundles), where the element masks are O(weights).
     """
     if active is None:
         active = active_units(graph, masks)
-    return [count * (active[layer.dst][:, None] & active[layer.src][None, :])
+    return [count * (active[layer.dst][:, None] & layer.gather(active[layer.src]))
             for layer, count in zip(graph.layers, aggregates(graph, "count", masks))]
 
 

@@ -22,8 +22,9 @@ For an edge aggregate :math:`a(u, v)` and the per-unit scales :math:`s`:
 Identity shortcuts are edges of aggregate 1. Each group's flow vector is stored as
 ``vec * exp(log_scale)`` with ``max(vec) = 1``, so nothing overflows float64 however deep
 the network (a dense VGG19 has about 4e40 paths; deeper nets pass 1e308). Every
-matrix-vector product runs over the ``(n_dst, n_src)`` bundle matrix of a layer: the cost
-is O(edges), never O(paths).
+matrix-vector product runs over the ``(n_dst, n_in)`` bundle matrix of a layer (block by
+block for a grouped conv, see :meth:`netgraph.Layer.push`): the cost is O(edges), never
+O(paths).
 """
 
 from __future__ import annotations
@@ -116,8 +117,9 @@ class Flows:
     def bundle_factor(self, layer: Layer, relative: bool = True):
         r"""Per-bundle gradient factor of a layer.
 
-        Returns ``(c, log_offset)`` where ``c`` has shape ``(n_dst, n_src)`` and
-        ``c[v, u] * exp(log_offset)`` is :math:`s_{in}(u)^p F(u)\, s_{out}(v)^p B(v)`, the
+        Returns ``(c, log_offset)`` where ``c`` has the bundle shape ``(n_dst, n_in)`` and
+        ``c[v, j] * exp(log_offset)`` is :math:`s_{in}(u)^p F(u)\, s_{out}(v)^p B(v)` with
+        ``u = layer.src_index()[v, j]``, the
         derivative of :math:`R` with respect to the aggregate of bundle ``(u, v)``. With
         ``relative=True`` the offset is relative to :math:`R` (so ``c * exp(offset)`` is
         :math:`\partial \log R / \partial a`).
@@ -133,7 +135,7 @@ class Flows:
         offset = float(self.forward_scale[layer.src] + self.backward_scale[layer.dst])
         if relative:
             offset -= self.log_R
-        return np.outer(b, f), offset
+        return b[:, None] * layer.gather(f), offset
 
 
 def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str = "custom") -> Flows:
@@ -279,7 +281,7 @@ def path_kernel_trace(graph: NetGraph, masks=None) -> float:
 def element_scores(graph: NetGraph, flows: Flows, element_weight, masks=None, relative=False, log=False) -> dict:
     """``element_weight(layer) * bundle factor`` per element, as ``{param: array}``.
 
-    ``element_weight(layer)`` returns a non-negative array of the layer's weight shape.
+    ``element_weight(layer)`` returns a non-negative array of shape ``(n_dst, n_in, k)``.
     The product is formed in log space, so a factor past float64's range never raises:
     with ``log=True`` the natural logarithms are returned (``-inf`` for a zero score),
     otherwise the scores (``inf`` only where the true score exceeds float64). Pruned
@@ -385,12 +387,12 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
             a = flows.aggregates[e.index]
             si = np.ones(e.n_src) if e.in_scale is None else e.in_scale
             so = np.ones(e.n_dst) if e.out_scale is None else e.out_scale
-            a = so[:, None] * a * si[None, :]
-            f = flows.forward[e.src]
+            a = so[:, None] * a * e.gather(si)
+            f = e.gather(flows.forward[e.src])
             b = flows.backward[e.dst]
             with np.errstate(divide="ignore", invalid="ignore"):
                 la = np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), 0.0)
-            t = float((b[:, None] * (a * la) * f[None, :]).sum())
+            t = float((b[:, None] * (a * la) * f).sum())
         else:
             if e.scale is None:
                 continue

@@ -252,7 +252,7 @@ class MaskSet(MutableMapping):
 
     @classmethod
     def from_graph(cls, graph, layer_masks, meta: dict | None = None) -> "MaskSet":
-        """Mask set from per-layer ``(n_dst, n_src, k)`` arrays of a :class:`NetGraph`."""
+        """Mask set from per-layer ``(n_dst, n_in, k)`` arrays of a :class:`NetGraph`."""
         masks = {n: torch.from_numpy(np.ascontiguousarray(m)) for n, m in graph.masks_to_params(layer_masks).items()}
         meta = dict(meta or {})
         meta.setdefault("model", graph.model_spec)

@@ -16,8 +16,8 @@ main branch writes), and it lets BatchNorm be a per-unit scale on the edges that
 Supported operations (anything else raises :class:`~netgraph.errors.UnsupportedModelError`
 naming the module or function):
 
-* ``nn.Linear``; ``nn.Conv1d/2d/3d`` with ``groups=1`` (any kernel shape, stride,
-  padding, dilation);
+* ``nn.Linear``; ``nn.Conv1d/2d/3d``, also grouped and depthwise (any kernel shape,
+  stride, padding, dilation, groups);
 * ``nn.BatchNorm1d/2d/3d``: per-unit scale ``|gamma| / sqrt(running_var + eps)``;
 * elementwise activations (ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, ...), dropout,
   identity; multiplication or division by a Python number (a uniform scale);
@@ -48,7 +48,7 @@ from .errors import InvalidInputError, UnsupportedModelError
 from .graph import Layer, NetGraph, Shortcut, UnitGroup
 
 SUPPORTED = (
-    "Linear, Conv1d/Conv2d/Conv3d (groups=1), BatchNorm1d/2d/3d, elementwise activations "
+    "Linear, Conv1d/Conv2d/Conv3d (also grouped/depthwise), BatchNorm1d/2d/3d, elementwise activations "
     "(ReLU, LeakyReLU, GELU, SiLU, Sigmoid, Tanh, ...), Dropout, max/avg/adaptive pooling, "
     "flatten/view/reshape to (batch, features), mean over spatial dims, residual add, "
     "multiplication by a number, and softmax/log_softmax as the last operation"
@@ -160,7 +160,7 @@ class _Builder:
                 self.layers.append((spec["order"], Layer(
                     index=-1, name=spec["name"], kind=spec["kind"], param=spec["param"],
                     param_shape=spec["param_shape"], src=t.src, dst=g, weight=spec["weight"],
-                    in_scale=t.in_scale, out_scale=scale)))
+                    in_scale=t.in_scale, out_scale=scale, groups=spec.get("groups", 1))))
             else:
                 self.shortcuts.append(Shortcut(index=len(self.shortcuts), src=t.src, dst=g,
                                                size=v.n, scale=scale))
@@ -235,8 +235,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
 
     Notes
     -----
-    Grouped and depthwise convolutions (``groups > 1``), concatenation, attention,
-    recurrent layers, LayerNorm/GroupNorm and weight sharing are refused.
+    Concatenation, attention, recurrent layers, LayerNorm/GroupNorm and weight sharing are refused.
 
     Examples
     --------
@@ -412,14 +411,13 @@ def _weight_array(node, mod, param_name):
 def _layer(b: _Builder, node, mod, x: _Value, out_shape, fail) -> _Value:
     param = f"{node.target}.weight"
     if isinstance(mod, _CONV_MODULES):
-        if mod.groups != 1:
-            fail(node, f"grouped/depthwise convolution with groups={mod.groups}; only groups=1")
         if x.flat_k != 1 or len(x.spatial) != mod.weight.dim() - 2:
             fail(node, "a conv applied to a tensor that is not a (batch, channels, *spatial) map")
         if x.n != mod.in_channels:
             fail(node, f"expects {mod.in_channels} input channels, the input has {x.n} units")
         w = _weight_array(node, mod, param)
-        weight = w.reshape(w.shape[0], w.shape[1], -1)
+        weight = w.reshape(w.shape[0], w.shape[1], -1)  # (C_out, C_in / groups, k): blocks only
+        groups = int(mod.groups)
         kind = "conv"
         n_out = mod.out_channels
         spatial = tuple(out_shape[2:]) if out_shape else ()
@@ -431,6 +429,7 @@ def _layer(b: _Builder, node, mod, x: _Value, out_shape, fail) -> _Value:
             fail(node, f"expects {mod.in_features} features, the input has {x.n * x.flat_k}")
         w = _weight_array(node, mod, param)
         weight = w.reshape(w.shape[0], x.n, x.flat_k)
+        groups = 1
         kind = "linear"
         n_out = mod.out_features
         spatial = ()
@@ -438,7 +437,7 @@ def _layer(b: _Builder, node, mod, x: _Value, out_shape, fail) -> _Value:
         b.input_fixed = True
     x = b.materialize(x, node.name)
     spec = dict(name=node.target, kind=kind, param=param, param_shape=tuple(w.shape),
-                weight=weight, order=b.order)
+                weight=weight, groups=groups, order=b.order)
     return _Value(n=n_out, spatial=spatial, terms=[_Term(src=x.group, layer=spec, in_scale=x.scale)])
 
 

@@ -31,6 +31,7 @@ def describe_graph(graph) -> dict:
                 "shape": list(l.param_shape),
                 "units": l.n_dst,
                 "in_units": l.n_src,
+                "groups": l.groups,
                 "weights": l.numel,
                 "src_group": l.src,
                 "dst_group": l.dst,

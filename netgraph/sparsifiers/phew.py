@@ -42,7 +42,7 @@ BRANCHES = ("weighted", "authors")
 
 
 def element_weights(layer: Layer, bias: str) -> np.ndarray:
-    """Unnormalised probability of each element, shape ``(n_dst, n_src, k)``."""
+    """Unnormalised probability of each element, shape ``(n_dst, n_in, k)``."""
     w = layer.weight
     if bias == "magnitude":
         return np.abs(w)
@@ -57,19 +57,42 @@ def element_weights(layer: Layer, bias: str) -> np.ndarray:
     raise InvalidInputError(f"unknown bias {bias!r}; accepted: {', '.join(BIASES)}")
 
 
+def _fan(layer: Layer, bundle: np.ndarray, forward: bool):
+    """A layer's candidate steps from each unit: ``(M, row_off)``.
+
+    ``M[u, c]`` is the weight of the ``c``-th step from unit ``u`` (forward: of the source
+    group; backward: of the destination group), whose target unit is ``row_off[u] + c``
+    (``row_off`` None means 0). A grouped layer offers only the units of ``u``'s group,
+    so ``M`` has ``n_dst / groups`` (forward) or ``n_in`` (backward) columns, never the
+    whole next group.
+    """
+    if layer.groups == 1:
+        return (bundle.T if forward else bundle), None
+    G, d, n_in = layer.groups, layer.group_out, layer.n_in
+    if forward:
+        M = bundle.reshape(G, d, n_in).transpose(0, 2, 1).reshape(G * n_in, d)
+        return M, (np.arange(G * n_in) // n_in) * d
+    return bundle, (np.arange(layer.n_dst) // d) * n_in
+
+
 class _Table:
     """Transition table of one unit group in one direction.
 
     Row ``u`` is a distribution over the columns: the units of the next group(s) across
     every usable edge. It is stored as one flat array ``u + cdf_u`` so that a batch of
-    walkers at units ``us`` draws with a single ``searchsorted(flat, us + r)``.
+    walkers at units ``us`` draws with a single ``searchsorted(flat, us + r)``. Column
+    ``c`` of row ``u`` leads to unit ``col_unit[c] + row_off[u, col_edge[c]]`` (the offset
+    is nonzero only for grouped layers, whose rows hold only the units of one group).
     """
 
     def __init__(self, n: int, blocks: list, authors: bool):
-        # blocks: (edge, matrix (n, m) of weights or None for identity)
+        # blocks: (edge, matrix (n, m) of weights or None for identity, row offsets or None)
         cols_edge, cols_unit, mats = [], [], []
-        n_layers = sum(1 for _, M in blocks if M is not None)
-        for i, (_, M) in enumerate(blocks):
+        self.row_off = np.zeros((n, len(blocks)), dtype=np.int64)
+        n_layers = sum(1 for _, M, _ in blocks if M is not None)
+        for i, (_, M, off) in enumerate(blocks):
+            if off is not None:
+                self.row_off[:, i] = off
             if M is None:
                 M = np.ones((n, 1))
                 cols_unit.append(np.array([-1]))
@@ -92,12 +115,13 @@ class _Table:
         self.flat = (cdf + np.arange(n)[:, None]).ravel()
         self.col_edge = np.concatenate(cols_edge)
         self.col_unit = np.concatenate(cols_unit)
-        self.edges = [e for e, _ in blocks]
+        self.edges = [e for e, _, _ in blocks]
 
     def draw(self, units: np.ndarray, r: np.ndarray):
         col = np.searchsorted(self.flat, units + r, side="right") - units * self.C
         np.clip(col, 0, self.C - 1, out=col)
-        return self.col_edge[col], self.col_unit[col]
+        edge = self.col_edge[col]
+        return edge, self.col_unit[col] + self.row_off[units, edge]
 
 
 class WalkGraph:
@@ -111,7 +135,7 @@ class WalkGraph:
         self.graph = graph
         self.bias = bias
         self.elem = [None if bias == "uniform" else element_weights(l, bias) for l in graph.layers]
-        bundle = [np.full((l.n_dst, l.n_src), float(l.k)) if e is None else e.sum(axis=2, dtype=np.float64)
+        bundle = [np.full(l.weight.shape[:2], float(l.k)) if e is None else e.sum(axis=2, dtype=np.float64)
                   for l, e in zip(graph.layers, self.elem)]
         to_out, from_in = _live_groups(graph)
         authors = branch == "authors"
@@ -125,15 +149,16 @@ class WalkGraph:
                 outs = [e for e in outs if isinstance(e, Layer)] or outs
                 ins = [e for e in ins if isinstance(e, Layer)] or ins
             if outs and g != G - 1:
-                self.fwd[g] = _Table(n, [(e, bundle[e.index].T if isinstance(e, Layer) else None) for e in outs],
-                                     authors)
+                self.fwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], True)) if isinstance(e, Layer)
+                                         else (e, None, None) for e in outs], authors)
             if ins and g != 0:
-                self.bwd[g] = _Table(n, [(e, bundle[e.index] if isinstance(e, Layer) else None) for e in ins],
-                                     authors)
+                self.bwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], False)) if isinstance(e, Layer)
+                                         else (e, None, None) for e in ins], authors)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
-    def _tap(self, layer: Layer, v, u, rng) -> np.ndarray:
-        """Kernel tap inside bundles ``(u -> v)``, proportional to ``bias(w)``."""
+    def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
+        """Kernel tap inside bundles ``(v, j)`` (``j``: input index inside ``v``'s group),
+        proportional to ``bias(w)``."""
         k = layer.k
         if k == 1:
             return np.zeros(v.size, dtype=np.int64)
@@ -141,7 +166,7 @@ class WalkGraph:
         E = self.elem[layer.index]
         if E is None:
             return np.minimum((r * k).astype(np.int64), k - 1)
-        W = E[v, u].astype(np.float64)
+        W = E[v, j].astype(np.float64)
         cum = np.cumsum(W, axis=1)
         tot = cum[:, -1]
         t = (cum <= (r * tot)[:, None]).sum(axis=1)
@@ -181,12 +206,13 @@ class WalkGraph:
                 if isinstance(edge, Layer):
                     nu = nxt[sel]
                     v, u = (nu, unit[who]) if forward else (unit[who], nu)
-                    base = (v * edge.n_src + u) * edge.k
+                    j = u % edge.n_in  # input index of u inside v's group
+                    base = (v * edge.n_in + j) * edge.k
                     if kernel_conserved and edge.k > 1:
                         el = (base[:, None] + np.arange(edge.k)).ravel()
                         rec_w.append(np.repeat(walk_ids[who], edge.k))
                     else:
-                        el = base + self._tap(edge, v, u, rng)
+                        el = base + self._tap(edge, v, j, rng)
                         rec_w.append(walk_ids[who])
                     rec_e.append(self.offsets[edge.index] + el)
                     unit[who] = nu

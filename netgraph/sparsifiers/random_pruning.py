@@ -32,14 +32,24 @@ def allocate(sizes, densities, total: int) -> np.ndarray:
     return counts
 
 
+def _erk_raw(layer) -> float:
+    """``sum(shape) / prod(shape)`` of one group block of the layer's weight tensor."""
+    shape = (layer.param_shape[0] // layer.groups, *layer.param_shape[1:])
+    return float(sum(shape) / np.prod(shape, dtype=np.float64))
+
+
 def erk_densities(graph, target: int) -> np.ndarray:
     """Erdős–Rényi-Kernel per-layer densities (Evci et al. 2020), scaled to ``target``.
 
     ``density_l`` is proportional to ``sum(shape_l) / prod(shape_l)`` of the weight
-    tensor; layers that would exceed 1 are made dense and the rest rescaled.
+    tensor; layers that would exceed 1 are made dense and the rest rescaled. A grouped
+    conv counts as ``groups`` independent blocks of shape
+    ``(C_out / groups, C_in / groups, *kernel)``: its real fan-in is ``n_in * k`` and
+    fan-out ``(C_out / groups) * k`` per unit, so a depthwise conv is scored like a
+    ``1 x 1`` channel block (nearly dense), not like a ``C_out``-wide layer.
     """
     sizes = np.array([l.numel for l in graph.layers], dtype=np.float64)
-    raw = np.array([sum(l.param_shape) / np.prod(l.param_shape) for l in graph.layers])
+    raw = np.array([_erk_raw(l) for l in graph.layers])
     dense = np.zeros(len(sizes), dtype=bool)
     while True:
         budget = target - sizes[dense].sum()

@@ -49,7 +49,7 @@ class _LayerState:
 
     def __init__(self, layer, power: int):
         k = layer.k
-        n_b = layer.n_dst * layer.n_src
+        n_b = layer.num_bundles  # n_dst * n_in: a grouped conv has only its blocks
         A = np.abs(layer.weight.reshape(n_b, k)).astype(np.float32, copy=False)
         self.layer = layer
         self.k = k
@@ -70,7 +70,7 @@ class _LayerState:
         return cols if self.rows is None else self.rows[cols]
 
     def aggregate(self) -> np.ndarray:
-        return self.agg.reshape(self.layer.n_dst, self.layer.n_src)
+        return self.agg.reshape(self.layer.weight.shape[:2])
 
     def update(self, m_new: np.ndarray) -> None:
         changed = np.flatnonzero(m_new < self.m)
@@ -100,10 +100,10 @@ class _LayerState:
             b = b * layer.out_scale**p
         scale = math.exp(flows.forward_scale[layer.src] + flows.backward_scale[layer.dst] - flows.log_R)
         if self.rows is None:
-            c = np.outer(b * scale, f).ravel()
+            c = ((b * scale)[:, None] * layer.gather(f)).ravel()
         else:
-            v, u = np.divmod(self.rows, layer.n_src)
-            c = b[v] * f[u] * scale
+            v, j = np.divmod(self.rows, layer.n_in)
+            c = b[v] * f[(v // layer.group_out) * layer.n_in + j] * scale
         return np.maximum(c, _FLOOR).astype(np.float32)
 
     def final_mask(self) -> np.ndarray:

@@ -2,7 +2,6 @@
 
 import json
 import os
-import sqlite3
 
 import pytest
 from click.testing import CliRunner

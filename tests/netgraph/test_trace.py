@@ -120,8 +120,6 @@ class _Control(nn.Module):
 @pytest.mark.parametrize("model,shape,words", [
     (M.lstm_model(), (5, 4), ["rnn", "LSTM", "Supported:"]),
     (_Attention(), (5, 4), ["attn", "MultiheadAttention"]),
-    (nn.Sequential(nn.Conv2d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)), (4, 3, 3),
-     ["'0'", "Conv2d", "groups=2"]),
     (_Cat(), (3, 1, 1), ["concatenation"]),
     (nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2)), (3,), ["LayerNorm"]),
     (nn.Sequential(nn.ConvTranspose2d(3, 2, 2), nn.Flatten(), nn.Linear(8, 2)), (3, 1, 1), ["ConvTranspose2d"]),
