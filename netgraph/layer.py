@@ -1,0 +1,207 @@
+"""The edge bundles of one parameterised layer: :class:`Layer`.
+
+A layer of a ``nn.Linear`` or ``nn.ConvNd`` connects the units of its source group to the
+units of its destination group. The bundle of edge ``u -> v`` is the set of weight
+elements joining them: the kernel ``W[v, j]`` of a conv, the single weight ``W[v, u]`` of a
+linear layer, or, after a flatten, the ``k`` columns of the linear weight that read channel
+``u``. Grouped and depthwise convolutions keep only their blocks (see
+``docs/data-model.md``). The weights are stored as an array of shape ``(n_dst, n_in, k)``
+that is a reshape of the parameter, so a mask of that shape reshapes straight to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+
+@dataclass(eq=False)
+class Layer:
+    """The edge bundles of one parameterised layer.
+
+    Attributes
+    ----------
+    index : int
+        Position among the graph's layers (topological order).
+    name : str
+        Qualified module name, as in ``model.named_modules()``.
+    kind : {"conv", "linear"}
+    param : str
+        Name of the weight parameter, as in ``model.named_parameters()``.
+    param_shape : tuple of int
+        Shape of that parameter.
+    src, dst : int
+        Indices of the source and destination unit groups.
+    weight : ndarray, shape (n_dst, n_in, k)
+        The weights as bundles, a reshape of the parameter ``(C_out, C_in / groups, *kernel)``.
+    in_scale, out_scale : ndarray or None
+        Per-unit scales on the source side (length ``n_src``) and destination side
+        (length ``n_dst``); ``None`` means all ones.
+    groups : int
+        Number of groups of a grouped conv (``in_channels`` for a depthwise conv, 1
+        otherwise). Destination unit ``v`` reads only the ``n_in`` source units of its
+        group, ``v // (n_dst / groups)``; the layer stores ``n_dst * n_in`` bundles, never
+        a dense ``n_dst x n_src`` array.
+    """
+
+    index: int
+    name: str
+    kind: str
+    param: str
+    param_shape: tuple
+    src: int
+    dst: int
+    weight: np.ndarray
+    in_scale: np.ndarray | None = None
+    out_scale: np.ndarray | None = None
+    groups: int = 1
+
+    def __post_init__(self):
+        g = int(self.groups)
+        if g < 1 or self.weight.ndim != 3 or self.weight.shape[0] % g:
+            raise InvalidInputError(
+                f"layer {self.name!r}: {self.weight.shape[0] if self.weight.ndim else 0} destination units "
+                f"cannot be split into groups={self.groups}"
+            )
+        self.groups = g
+
+    @property
+    def n_dst(self) -> int:
+        """Number of destination units."""
+        return self.weight.shape[0]
+
+    @property
+    def n_in(self) -> int:
+        """Number of source units each destination unit reads (``n_src / groups``)."""
+        return self.weight.shape[1]
+
+    @property
+    def n_src(self) -> int:
+        """Number of units of the source group (``n_in * groups``)."""
+        return self.weight.shape[1] * self.groups
+
+    @property
+    def group_out(self) -> int:
+        """Destination units per group (``n_dst / groups``)."""
+        return self.weight.shape[0] // self.groups
+
+    @property
+    def num_bundles(self) -> int:
+        """Number of ``(u, v)`` bundles: ``n_dst * n_in``."""
+        return self.weight.shape[0] * self.weight.shape[1]
+
+    @property
+    def k(self) -> int:
+        """Number of parameter elements in each edge bundle."""
+        return self.weight.shape[2]
+
+    @property
+    def numel(self) -> int:
+        return self.weight.size
+
+    @cached_property
+    def abs_sum(self) -> np.ndarray:
+        """``sum |w|`` of each bundle, shape ``(n_dst, n_in)``, float64."""
+        return np.abs(self.weight).sum(axis=2, dtype=np.float64)
+
+    @cached_property
+    def sq_sum(self) -> np.ndarray:
+        """``sum w^2`` of each bundle, shape ``(n_dst, n_in)``, float64."""
+        w = self.weight.astype(np.float64)
+        return np.einsum("ijk,ijk->ij", w, w)
+
+    def src_index(self) -> np.ndarray:
+        """Source unit of every bundle: int array ``(n_dst, n_in)`` (cached, read-only).
+
+        ``src_index()[v, j] = (v // group_out) * n_in + j``; for ``groups == 1`` every row
+        is ``arange(n_src)``.
+
+        Examples
+        --------
+        >>> import torch, netgraph
+        >>> g = netgraph.from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 6, 1, groups=2)), (4, 3, 3))
+        >>> g.layers[0].src_index().tolist()
+        [[0, 1], [0, 1], [0, 1], [2, 3], [2, 3], [2, 3]]
+        """
+        idx = self.__dict__.get("_src_index")
+        if idx is None:
+            base = (np.arange(self.n_dst) // self.group_out) * self.n_in
+            idx = base[:, None] + np.arange(self.n_in)[None, :]
+            idx.flags.writeable = False
+            self.__dict__["_src_index"] = idx
+        return idx
+
+    def gather(self, x: np.ndarray) -> np.ndarray:
+        """Per-source-unit values ``x`` (length ``n_src``) laid out on the bundles.
+
+        Returns an array broadcastable to ``(n_dst, n_in)`` whose entry ``[v, j]`` is
+        ``x[src_index()[v, j]]`` (a ``(1, n_src)`` view when ``groups == 1``).
+        """
+        x = np.asarray(x)
+        if self.groups == 1:
+            return x[None, :]
+        return np.repeat(x.reshape(self.groups, self.n_in), self.group_out, axis=0)
+
+    def _blocks(self, a: np.ndarray) -> np.ndarray:
+        return a.reshape(self.groups, self.group_out, self.n_in)
+
+    def push(self, agg: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Forward matrix-vector product: ``y[v] = sum_u agg[v, u] x[u]`` over this layer's bundles.
+
+        ``agg`` has the shape of the bundle matrix (``weight.shape[:2]``), ``x`` one value
+        per source unit; returns one value per destination unit. A grouped layer multiplies
+        block by block (one einsum, no loop over groups).
+        """
+        if self.groups == 1:
+            return agg @ x
+        y = np.einsum("gdi,gi->gd", self._blocks(agg), x.reshape(self.groups, self.n_in))
+        return y.reshape(self.n_dst)
+
+    def pull(self, agg: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Backward product: ``x[u] = sum_v agg[v, u] y[v]`` (the transpose of :meth:`push`)."""
+        if self.groups == 1:
+            return agg.T @ y
+        x = np.einsum("gdi,gd->gi", self._blocks(agg), y.reshape(self.groups, self.group_out))
+        return x.reshape(self.n_src)
+
+    def bundle_elements(self, v: int, u: int) -> tuple:
+        """Indices into the parameter of the elements of bundle ``u -> v``.
+
+        Returns a tuple of index arrays, usable as ``param[idx]``.
+
+        Examples
+        --------
+        >>> import torch, netgraph
+        >>> model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.Flatten(),
+        ...                             torch.nn.Linear(3 * 4 * 4, 5))
+        >>> g = netgraph.from_torch(model, (2, 6, 6))
+        >>> conv, fc = g.layers
+        >>> [len(i) for i in conv.bundle_elements(v=1, u=0)], conv.k
+        ([9, 9, 9, 9], 9)
+        >>> fc.bundle_elements(v=4, u=2)[1].tolist()  # columns reading channel 2
+        [32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47]
+
+        In a grouped conv, source unit ``u`` is input index ``u - group * n_in`` of the
+        parameter:
+
+        >>> dw = netgraph.from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=4)), (4, 5, 5)).layers[0]
+        >>> [i.tolist() for i in dw.bundle_elements(v=5, u=2)][:2]
+        [[5, 5, 5, 5, 5, 5, 5, 5, 5], [0, 0, 0, 0, 0, 0, 0, 0, 0]]
+        """
+        if not (0 <= v < self.n_dst and 0 <= u < self.n_src):
+            raise IndexError(
+                f"bundle ({u} -> {v}) outside layer {self.name!r} with {self.n_src} source "
+                f"and {self.n_dst} destination units"
+            )
+        j = u - (v // self.group_out) * self.n_in
+        if not 0 <= j < self.n_in:
+            raise IndexError(
+                f"no bundle ({u} -> {v}) in grouped layer {self.name!r} (groups={self.groups}): "
+                f"unit {v} reads source units {u - j}..{u - j + self.n_in - 1}"
+            )
+        flat = (v * self.n_in + j) * self.k + np.arange(self.k)
+        return np.unravel_index(flat, self.param_shape)
