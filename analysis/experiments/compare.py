@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from netgraph._validate import check_density
+from netgraph._validate import check_density, check_seed
 from netgraph.errors import InvalidInputError
 from netgraph.sparsifiers import get
 
@@ -31,10 +31,13 @@ def _seeds(seeds) -> list:
         if seeds < 1:
             raise InvalidInputError(f"seeds must be at least 1, got {seeds}")
         return list(range(int(seeds)))
-    out = list(seeds)
-    if not out or not all(isinstance(s, (int, np.integer)) for s in out):
-        raise InvalidInputError(f"seeds must be a count or a list of integers, got {seeds!r}")
-    return [int(s) for s in out]
+    try:
+        out = [check_seed(s, "each seed") for s in seeds]
+    except TypeError:
+        raise InvalidInputError(f"seeds must be a count or a list of integers, got {seeds!r}") from None
+    if not out:
+        raise InvalidInputError("seeds must be a count or a non-empty list of integers")
+    return out
 
 
 def _data_for(kind, graph, seed):

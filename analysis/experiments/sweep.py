@@ -33,13 +33,13 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netgraph.errors import InvalidInputError
 
 from .run import LIST_COLUMNS, model_graph, run_one
 from .sweep_config import Run, SweepConfig, SweepConfigError, load_config
-from .sweep_db import connect, read_sweep, record, recorded
+from .sweep_db import connect, first_errors, get_meta, read_sweep, record, recorded, set_meta
 from .training import TrainConfig
 
 __all__ = ["run_sweep", "load_config", "read_sweep", "execute", "Run", "SweepConfig", "SweepConfigError",
@@ -93,25 +93,37 @@ def execute(run: Run) -> dict:
 
 @dataclass
 class SweepResult:
+    """What a sweep did: run counts, time, and the first errors of failed runs.
+
+    ``failed`` counts the runs that failed in this call; ``errors`` lists
+    ``(method, target_density, seed, first error line)`` of the first failed runs recorded.
+    """
+
     directory: str
     total: int
     skipped: int
     done: int
     failed: int
     seconds: float
+    errors: list = field(default_factory=list)
 
 
 def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry_failed: bool = False,
               workers: int = 2, scheduler: str | None = None, progress: bool = False,
-              report: bool = True) -> SweepResult:
+              report: bool = True, force: bool = False) -> SweepResult:
     """Run (or resume) a sweep; see the module docstring.
+
+    A resumed sweep must have the configuration it started with (its hash is stored in
+    the database): ``force=True`` continues anyway, adding the new grid's runs to the
+    same database.
 
     Raises
     ------
     SweepConfigError
         For a bad config (before any run starts).
     InvalidInputError
-        If ``out_dir`` already holds results and ``resume`` is false.
+        If ``out_dir`` already holds results and ``resume`` is false, or the configuration
+        changed since the sweep started and ``force`` is false.
     """
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(cfg.source or ".")), f"{cfg.name}-sweep")
@@ -123,10 +135,16 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
         raise InvalidInputError(
             f"{out_dir} already holds {len(have)} recorded runs; pass resume (--resume) to continue that sweep "
             "or choose another directory")
+    stored = get_meta(db, "config_hash")
+    if stored is not None and stored != cfg.hash and not force:
+        db.close()
+        raise InvalidInputError(
+            f"{out_dir} holds a sweep of another configuration (hash {stored}, this one {cfg.hash}); resume it with "
+            "its own config, choose another directory, or force (--force) to add this grid to the same database")
+    set_meta(db, "config_hash", cfg.hash)
+    set_meta(db, "config", json.dumps(cfg.grid(), sort_keys=True))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump({"name": cfg.name, "source": cfg.source, "models": cfg.models,
-                   "methods": [list(m) for m in cfg.methods], "densities": cfg.densities, "seeds": cfg.seeds,
-                   "data": cfg.data, "max_flow": cfg.max_flow, "train": cfg.train}, f, indent=2)
+        json.dump({**cfg.grid(), "source": cfg.source}, f, indent=2)
     runs = cfg.expand(out_dir)
     todo = [r for r in runs if have.get(r.hash) != "done" and (retry_failed or have.get(r.hash) != "failed")]
     skipped = len(runs) - len(todo)
@@ -147,6 +165,7 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
     try:
         if todo:
             _dispatch(todo, handle, workers, scheduler)
+        errors = first_errors(db)
     finally:
         bar.close()
         db.close()
@@ -157,7 +176,7 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
             from .compare import write_comparison
 
             write_comparison(ok, out_dir, formats=("png",), command=f"netgraph sweep {cfg.source}")
-    return SweepResult(out_dir, len(runs), skipped, done, failed, time.perf_counter() - t0)
+    return SweepResult(out_dir, len(runs), skipped, done, failed, time.perf_counter() - t0, errors)
 
 
 def _dispatch(todo, handle, workers: int, scheduler: str | None) -> None:

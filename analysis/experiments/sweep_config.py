@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from netgraph import __version__, zoo
-from netgraph._validate import check_density
+from netgraph._validate import check_density, check_like, check_seed
 from netgraph.data import DIGITS_SHAPES, PRUNE_DATA
 from netgraph.errors import InvalidInputError, NetgraphError
 from netgraph.sparsifiers import get
@@ -70,6 +70,17 @@ class SweepConfig:
     train: dict | None = None
     source: str = ""
     runs: list = field(default_factory=list)
+
+    def grid(self) -> dict:
+        """The grid as plain data (what defines the runs; written to ``config.json``)."""
+        return {"name": self.name, "models": self.models, "methods": [list(m) for m in self.methods],
+                "densities": self.densities, "seeds": self.seeds, "data": self.data, "max_flow": self.max_flow,
+                "train": self.train}
+
+    @property
+    def hash(self) -> str:
+        """A hash of :meth:`grid`: a resumed sweep must have the same."""
+        return hashlib.sha256(json.dumps(self.grid(), sort_keys=True).encode()).hexdigest()[:16]
 
     def expand(self, out_dir: str) -> list:
         masks_dir = os.path.join(out_dir, "masks") if self.save_masks else None
@@ -155,10 +166,16 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
         except NetgraphError as exc:
             bad(f"densities[{i}]", str(exc))
     seeds = raw.get("seeds", 1)
-    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or
-                                       isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
-        bad("seeds", f"must be a positive count or a list of integers, got {seeds!r}")
+    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds):
+        bad("seeds", f"must be a positive count or a non-empty list of seeds, got {seeds!r}")
     seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
+    for i, s in enumerate(seeds):
+        try:
+            check_seed(s)
+        except NetgraphError as exc:
+            bad(f"seeds[{i}]", str(exc))
+    if len(set(seeds)) != len(seeds):
+        bad("seeds", f"lists a seed twice: {seeds}")
     data = raw.get("data")
     if data is not None and data not in PRUNE_DATA:
         bad("data", f"must be one of {', '.join(map(repr, PRUNE_DATA))}, got {data!r}")
@@ -179,6 +196,12 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
             if tuple(m["input_shape"]) not in DIGITS_SHAPES:
                 bad("train", f"training uses the digits data (8x8 images); model {m['name']} takes "
                              f"{tuple(m['input_shape'])}")
+        defaults = TrainConfig().as_dict()
+        for key, value in train.items():
+            try:
+                check_like(key, value, defaults[key])
+            except NetgraphError as exc:
+                bad("train", str(exc))
         train = TrainConfig(**train).as_dict()
     for key in ("max_flow", "save_masks"):
         if not isinstance(raw.get(key, True), bool):

@@ -13,7 +13,7 @@ import time
 
 import torch.nn as nn
 
-from .._validate import check_density, target_count
+from .._validate import check_density, check_seed, target_count
 from ..errors import InvalidInputError
 from ..graph import NetGraph
 from ..masks import MaskSet
@@ -64,8 +64,7 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     m = get(method)
     density = check_density(density)
     opts = check_options(m, options)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise InvalidInputError(f"seed must be an integer, got {seed!r}")
+    seed = check_seed(seed)
     model = None
     if isinstance(model_or_graph, NetGraph):
         graph = model_or_graph
