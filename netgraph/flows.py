@@ -37,8 +37,9 @@ import numpy as np
 from ._validate import check_choice
 from .graph import Layer, NetGraph
 from .masked import WEIGHTS, MaskedGraph, as_masked
+from .reach import reachability
 
-__all__ = ["WEIGHTS", "MaskedGraph", "as_masked", "aggregates", "path_flows", "flows_from_aggregates", "Flows",
+__all__ = ["WEIGHTS", "MaskedGraph", "as_masked", "aggregates", "path_flows", "reachability", "flows_from_aggregates", "Flows",
            "log10_synflow_R", "log10_R2", "log10_num_paths", "log10_path_kernel_trace", "path_kernel_trace",
            "synflow_scores", "synflow_l2_scores", "element_scores", "path_entropy"]
 _POWER = {"abs": 1, "square": 2, "count": 0}

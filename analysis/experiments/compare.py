@@ -17,6 +17,7 @@ import pandas as pd
 
 from netgraph._validate import check_density, check_seed
 from netgraph.errors import InvalidInputError
+from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
 from ..table import METRICS
@@ -164,7 +165,7 @@ def summary_markdown(df: pd.DataFrame) -> str:
 
 
 def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command: str | None = None) -> list:
-    """Write ``results.csv``, ``summary.md`` and the standard plots into ``out_dir``.
+    """Write ``results.csv``, ``provenance.json``, ``summary.md`` and the standard plots into ``out_dir``.
 
     Returns the list of files written.
     """
@@ -175,9 +176,15 @@ def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command:
     path = os.path.join(out_dir, "results.csv")
     to_csv(df, path)
     written.append(path)
+    prov = provenance(command)
+    path = os.path.join(out_dir, "provenance.json")
+    with open(path, "w") as f:
+        json.dump({**prov, "models": sorted(map(str, dict.fromkeys(df["model"])))}, f, indent=2)
+    written.append(path)
     md = summary_markdown(df)
-    if command:
-        md = f"Made with:\n\n```\n{command}\n```\n\n" + md
+    md = (f"Made with:\n\n```\n{prov['command']}\n```\n\nnetgraph {prov['library_version']}"
+          f" (commit {prov['git_commit'] or 'not a checkout'}), torch {prov['torch']}, numpy {prov['numpy']}.\n\n"
+          + md)
     path = os.path.join(out_dir, "summary.md")
     with open(path, "w") as f:
         f.write(md)

@@ -15,6 +15,7 @@ from netgraph import __version__, zoo
 from netgraph._validate import check_density, check_like, check_seed
 from netgraph.data import DIGITS_SHAPES, PRUNE_DATA
 from netgraph.errors import InvalidInputError, NetgraphError
+from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
 from .run import parse_method
@@ -50,7 +51,8 @@ class Run:
         return {"run_hash": self.hash, "sweep": self.sweep, "model": self.model["name"], "method": self.label,
                 "base_method": self.method, "options": json.dumps(self.options, sort_keys=True),
                 "target_density": self.density, "seed": self.seed,
-                "config": json.dumps(self.spec(), sort_keys=True), "library_version": __version__}
+                "config": json.dumps(self.spec(), sort_keys=True), "library_version": __version__,
+                "provenance": json.dumps(provenance(), sort_keys=True)}
 
     @property
     def hash(self) -> str:

@@ -31,7 +31,7 @@ def columns() -> list:
         + [f"{m.key} {m.sql_type}" for m in METRICS]
         + [f"{m} REAL" for m in TRAIN_METRICS]
         + ["layers TEXT", "curves TEXT", "mask_path TEXT", "seconds REAL", "measure_seconds REAL",
-           "train_seconds REAL", "library_version TEXT", "worker TEXT", "finished TEXT"]
+           "train_seconds REAL", "library_version TEXT", "provenance TEXT", "worker TEXT", "finished TEXT"]
     )
 
 

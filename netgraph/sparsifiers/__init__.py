@@ -17,6 +17,7 @@ from .._validate import check_density, check_seed, target_count
 from ..errors import InvalidInputError
 from ..graph import NetGraph
 from ..masks import MaskSet
+from ..provenance import provenance
 from .registry import Context, check_options, get, methods, names, register
 
 __all__ = ["sparsify", "names", "methods", "get", "register", "Context"]
@@ -53,7 +54,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     -------
     MaskSet
         Masks for every conv and linear weight, with metadata (method, options, density
-        requested and achieved, seed, model spec, time taken, method details).
+        requested and achieved, seed, model spec, time taken, method details, and the
+        provenance: library, torch and numpy versions, git commit, command line).
 
     Raises
     ------
@@ -103,5 +105,6 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         "model": graph.model_spec,
         "seconds": round(seconds, 4),
         "details": ctx.info,
+        "provenance": provenance(),
     }
     return MaskSet.from_graph(graph, layer_masks, meta)
