@@ -119,9 +119,18 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     return pd.DataFrame(rows)
 
 
-def to_csv(df: pd.DataFrame, path, list_columns=LIST_COLUMNS) -> None:
-    """Write a results table, list columns as JSON strings."""
-    out = df.copy()
+#: Wall-clock columns: written apart from the results, so a results table is the same bytes
+#: on every run with the same inputs.
+TIMING_COLUMNS = ("seconds", "measure_seconds", "train_seconds")
+
+
+def to_csv(df: pd.DataFrame, path, list_columns=LIST_COLUMNS, timings: bool = True) -> None:
+    """Write a results table, list columns as JSON strings.
+
+    With ``timings=False`` the wall-clock columns (:data:`TIMING_COLUMNS`) are left out, so
+    that two runs with the same inputs write byte-identical files.
+    """
+    out = df.drop(columns=[c for c in TIMING_COLUMNS if c in df]) if not timings else df.copy()
     for c in list_columns:
         if c in out:
             out[c] = out[c].map(json.dumps)

@@ -23,7 +23,7 @@ from netgraph.data import digits, digits_prune_batch
 from netgraph.sparsifiers import get
 
 from .. import plots
-from .compare import compare, to_csv
+from .compare import TIMING_COLUMNS, compare, to_csv
 from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
@@ -70,13 +70,21 @@ def run_topology(study: TopologyStudy = TopologyStudy(), out_dir="docs/reproduct
     df = pd.concat(frames, ignore_index=True)
     seconds = time.perf_counter() - t0
     os.makedirs(out_dir, exist_ok=True)
-    to_csv(df, os.path.join(out_dir, "topology_results.csv"))
+    _write_tables(df, out_dir, "topology")
     figs = topology_figures(df)
     for stem, fig in figs.items():
         plots.save(fig, os.path.join(out_dir, stem), ("png",))
     with open(os.path.join(out_dir, "topology.md"), "w") as f:
         f.write(topology_report(df, seconds, command, list(figs)))
     return df
+
+
+def _write_tables(df, out_dir, study, **kw):
+    """``<study>_results.csv`` (byte-identical across runs) and ``<study>_timings.csv``."""
+    to_csv(df, os.path.join(out_dir, f"{study}_results.csv"), timings=False, **kw)
+    keys = ["model", "method", "target_density", "seed"]
+    cols = keys + [c for c in TIMING_COLUMNS if c in df]
+    df[cols].to_csv(os.path.join(out_dir, f"{study}_timings.csv"), index=False)
 
 
 def topology_figures(df: pd.DataFrame) -> dict:
@@ -227,7 +235,7 @@ def run_training(study: TrainingStudy = TrainingStudy(), out_dir="docs/reproduct
     seconds = time.perf_counter() - t0
     df = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
-    to_csv(df, os.path.join(out_dir, "training_results.csv"), list_columns=("loss_curve", "acc_curve"))
+    _write_tables(df, out_dir, "training", list_columns=("loss_curve", "acc_curve"))
     figs = training_figures(df, study)
     for stem, fig in figs.items():
         plots.save(fig, os.path.join(out_dir, stem), ("png",))
