@@ -148,7 +148,7 @@ def blocker_key(item: str) -> str:
     """A blocker without its module names and numbers, to count models per kind of blocker."""
     item = split_blockers(item)[0]
     key = re.sub(r"'[^']*'", "", item)
-    key = re.sub(r"\b\d+(\.\d+)?\b", "N", key)
+    key = re.sub(r"(?<!only groups=)\b\d+(\.\d+)?\b", "N", key)
     key = re.sub(r"\(at \)", "", key)
     return re.sub(r"\s+", " ", key).strip(" .")
 
@@ -239,6 +239,7 @@ def _serve(timeout: float) -> None:
         pid = os.fork()
         if pid == 0:  # the child: probe, answer, exit without running the server's cleanup
             os.close(r)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # the requests are the server's
             try:
                 data = json.dumps(probe(req["spec"], req.get("input_shape"), req["threads"]))
             except BaseException as exc:  # noqa: BLE001
@@ -290,8 +291,8 @@ def run_coverage(specs, *, isolate: bool = True, timeout: float = 600, threads: 
 
     Parameters
     ----------
-    specs : iterable of str
-        Model names for :func:`netgraph.zoo.build`.
+    specs : iterable of str or (str, input_shape)
+        Model names for :func:`netgraph.zoo.build`, optionally with an input shape.
     isolate : bool
         Fork one process per model from a probe server (default); ``False`` probes here.
     timeout : float
@@ -312,12 +313,14 @@ def run_coverage(specs, *, isolate: bool = True, timeout: float = 600, threads: 
     server, log = _server(timeout) if isolate else (None, None)
     try:
         bar = tqdm(list(specs), desc="coverage", unit="model", disable=quiet)
-        for spec in bar:
+        for item in bar:
+            spec, shape = (item, None) if isinstance(item, str) else item
             bar.set_postfix_str(spec)
             if not isolate:
-                rows.append(probe(spec, threads=threads))
+                rows.append(probe(spec, shape, threads=threads))
                 continue
-            server.stdin.write(json.dumps({"spec": spec, "threads": threads}) + "\n")
+            request = {"spec": spec, "input_shape": None if shape is None else list(shape), "threads": threads}
+            server.stdin.write(json.dumps(request) + "\n")
             server.stdin.flush()
             answer = server.stdout.readline()
             if not answer:
@@ -385,7 +388,7 @@ def to_markdown(rows, summary, header: str = "") -> str:
         lines.append(f"| {_cell(b['blocker'], 160)} | {b['models']} | {ex} |")
     if summary["bugs"]:
         lines += ["", "## Bugs (exceptions other than UnsupportedModelError)", ""]
-        lines += [f"- {_cell(b)}" for b in summary["bugs"]]
+        lines += [f"- {_cell(b, 400)}" for b in summary["bugs"]]
     for source in summary["sources"]:
         lines += ["", f"## {source}", "", "| model | input | status | trace s | peak MB | graph / prunable "
                   "weights | log10 R | blockers |", "|---|---|---|---|---|---|---|---|"]
