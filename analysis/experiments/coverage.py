@@ -111,24 +111,16 @@ def prunable_weights(model) -> int:
     return n
 
 
-def _memory_kb(field):
+def _memory_kb(field, reset_peak=False):
+    """A ``/proc/self/status`` field in kB (None off Linux); ``reset_peak`` first resets ``VmHWM``."""
     try:
+        if reset_peak:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # Linux >= 4.0
         with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # resets VmHWM (Linux >= 4.0)
-        return True
-    except OSError:
-        return False
+            return next(int(ln.split()[1]) for ln in f if ln.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return None
 
 
 def _first_line(exc) -> str:
@@ -153,6 +145,15 @@ def blocker_key(item: str) -> str:
     return re.sub(r"\s+", " ", key).strip(" .")
 
 
+def _row(spec: str, **values) -> dict:
+    from netgraph.sources import split
+
+    source, name = split(spec)
+    source = source or ("user" if ":" in spec else "zoo")
+    family = FAMILY.get(name, "") if source == "timm" else ""
+    return {c: None for c in COLUMNS} | {"source": source, "name": name, "family": family} | values
+
+
 def probe(spec: str, input_shape=None, threads: int = 1) -> dict:
     """Build one model and trace it in this process; never raises (failures become the row).
 
@@ -170,12 +171,7 @@ def probe(spec: str, input_shape=None, threads: int = 1) -> dict:
     from netgraph import flows, from_torch, zoo
     from netgraph.errors import NetgraphError, UnsupportedModelError
 
-    from netgraph.sources import split
-
-    source, name = split(spec)
-    source = source or ("user" if ":" in spec else "zoo")
-    row = {c: None for c in COLUMNS} | {"source": source, "name": name,
-                                       "family": FAMILY.get(name, "") if source == "timm" else ""}
+    row = _row(spec)
     torch.set_num_threads(int(threads))
     try:
         shape = tuple(input_shape) if input_shape is not None else zoo.input_shape(spec)
@@ -187,8 +183,7 @@ def probe(spec: str, input_shape=None, threads: int = 1) -> dict:
         return row | {"status": "build failed", "blockers": [_first_line(exc)]}
     row["prunable_weights"] = prunable_weights(model)
     row["param_mb"] = round(sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20, 1)
-    has_peak = _reset_peak()
-    rss0, g, failed = _memory_kb("VmRSS"), None, None
+    rss0, g, failed = _memory_kb("VmRSS", reset_peak=True), None, None
     t0 = time.perf_counter()
     try:
         g = from_torch(model, shape, model_spec={"name": spec, "input_shape": list(shape), "seed": 0})
@@ -200,7 +195,7 @@ def probe(spec: str, input_shape=None, threads: int = 1) -> dict:
         failed = {"status": "bug", "blockers": [
             f"{_first_line(exc)}{kind} at {os.path.basename(where.filename)}:{where.lineno}"]}
     row["trace_s"] = round(time.perf_counter() - t0, 3)
-    peak = _memory_kb("VmHWM") if has_peak else None
+    peak = _memory_kb("VmHWM") if rss0 is not None else None
     if peak is not None and rss0 is not None:
         row["peak_mb"], row["trace_extra_mb"] = round(peak / 1024, 1), round((peak - rss0) / 1024, 1)
     if failed:
@@ -214,12 +209,7 @@ def probe(spec: str, input_shape=None, threads: int = 1) -> dict:
 
 
 def _serve(timeout: float) -> None:
-    """Probe server: one JSON request per stdin line, each probed in a child forked from here.
-
-    The server imports torch (and the model packages) once and never builds a model, so
-    each fork starts small and its memory is returned when it exits. Answers one JSON line
-    per request: ``{"row": row or null, "exit": wait status, "timeout": bool}``.
-    """
+    """Probe server: imports torch once, forks a child per stdin request, answers one JSON line each."""
     import select
     import signal
 
@@ -229,7 +219,7 @@ def _serve(timeout: float) -> None:
     for pkg in SOURCES:
         try:
             __import__(pkg)
-        except Exception:  # noqa: BLE001 - the probe reports a missing package
+        except Exception:  # noqa: BLE001,S110 - the probe reports a missing package
             pass
     out = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # stray prints must not mix with answers
@@ -270,19 +260,13 @@ def _serve(timeout: float) -> None:
 
 
 def _server(timeout: float):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p and os.path.isdir(p)))
+    path = [os.path.abspath(p or os.getcwd()) for p in sys.path]  # this process's imports, in order
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if os.path.isdir(p)))
     log = tempfile.TemporaryFile("w+")
     cmd = [sys.executable, "-c", f"from {__name__} import _serve; _serve({float(timeout)!r})"]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                             env=env)
     return proc, log
-
-
-def _failed_row(spec: str, why: str, status: str) -> dict:
-    source, _, name = spec.partition(":") if ":" in spec else ("zoo", "", spec)
-    family = FAMILY.get(name, "") if source == "timm" else ""
-    return {c: None for c in COLUMNS} | {"source": source, "name": name, "family": family,
-                                        "status": status, "blockers": [why]}
 
 
 def run_coverage(specs, *, isolate: bool = True, timeout: float = 600, threads: int = 1,
@@ -329,11 +313,11 @@ def run_coverage(specs, *, isolate: bool = True, timeout: float = 600, threads: 
             answer = json.loads(answer)
             row = answer["row"]
             if answer["timeout"]:
-                row = _failed_row(spec, f"no result in {timeout:g} s", "timeout")
+                row = _row(spec, status="timeout", blockers=[f"no result in {timeout:g} s"])
             elif row is None or "error" in row:
                 code = os.waitstatus_to_exitcode(answer["exit"])
                 why = row["error"] if row else f"the process died (exit code {code}; -9: killed, e.g. out of memory)"
-                row = _failed_row(spec, why, "crashed")
+                row = _row(spec, status="crashed", blockers=[why])
             rows.append(row)
     finally:
         if server is not None:
@@ -443,9 +427,14 @@ def write_coverage(out_dir, sources=SOURCES, *, quiet: bool = False, isolate: bo
             pass
     header = (f"Generated by `{command or 'analysis.experiments.coverage.write_coverage'}` on "
               f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} ({', '.join(versions)}; "
-              f"{time.perf_counter() - t0:.0f} s). Architectures only, seed 0, default input size, one "
-              f"torch thread; trace s is `from_torch` alone; peak MB is the process's peak resident "
-              "memory during the trace, model included.")
+              f"{time.perf_counter() - t0:.0f} s). Architectures only (no weights downloaded), seed 0, "
+              f"each model's default input size, {threads} torch thread(s), one process per model. "
+              "*unsupported*: `from_torch` raised `UnsupportedModelError` (its blockers are listed); "
+              "*bug*: any other exception. *trace s* is `from_torch` alone (it runs the model once); "
+              "*peak MB* is the process's peak resident memory during the trace, model included. "
+              "*graph / prunable weights*: weights in the unit graph / conv and linear weights of "
+              "the model. *log10 R*: SynFlow's R of the dense graph (timm initialises the last "
+              "BatchNorm of each residual block to zero, so its ResNets have a far smaller R).")
     files = {k: os.path.join(out_dir, f"coverage.{k}") for k in ("md", "csv", "json")}
     with open(files["md"], "w") as f:
         f.write(to_markdown(rows, summary, header))
