@@ -20,8 +20,9 @@ Default input shapes (one sample, no batch dimension):
 * torchvision: ``(3, 224, 224)``, ``(3, 299, 299)`` for ``inception_v3``. Every torchvision
   classification architecture built without weights takes 224 px (ViT and MaxViT are built
   for exactly 224 px; the others pool adaptively). Some *weights* were trained at other
-  sizes (EfficientNet-B1..B7 240 to 600 px, EfficientNet V2 384/480 px, Swin V2 256 px): pass
-  ``input_shape`` to use them.
+  sizes (EfficientNet-B1..B7 240 to 600 px, EfficientNet V2 384/480 px, Swin V2 256 px, the
+  SWAG end-to-end weights of RegNetY and ViT 384 to 518 px): pass ``input_shape`` to trace at
+  those sizes (a ViT accepts only the size it was built for).
 * timm: the ``input_size`` of the model's pretrained configuration (the default tag's unless
   ``NAME.TAG`` names one), the value ``timm.data.resolve_data_config`` gives for the model;
   ``(3, 224, 224)`` when timm has no configuration for it.
