@@ -265,16 +265,19 @@ def _user_factory(spec: str):
     return factory
 
 
-def build(name: str, seed: int = 0, num_classes: int | None = None) -> nn.Module:
+def build(name, seed: int | None = None, num_classes: int | None = None) -> nn.Module:
     """A model from its name, initialised from ``seed``; the global RNG is left untouched.
 
     Parameters
     ----------
-    name : str
-        A zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``pkg.module:factory``.
-    seed : int
+    name : str or dict
+        A zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``pkg.module:factory``; or a
+        recorded spec dict (see :func:`load_model`), whose ``seed`` and ``num_classes`` apply
+        unless given here.
+    seed : int, optional
         Zoo models: seed of their Kaiming initialisation. Other models keep their own
         initialisation, drawn from torch's RNG seeded with ``seed`` (in a forked RNG state).
+        Default 0.
     num_classes : int, optional
         Number of outputs (default: the model's). A user factory is then called with
         ``num_classes=``.
@@ -287,7 +290,17 @@ def build(name: str, seed: int = 0, num_classes: int | None = None) -> nn.Module
     True
     >>> zoo.build("torchvision:resnet18", num_classes=10).fc.out_features
     10
+    >>> spec = {"name": "resnet20", "input_shape": [3, 32, 32], "seed": 1}  # as graphs and masks record it
+    >>> bool((zoo.build(spec).fc.weight == m1.fc.weight).all())
+    True
     """
+    if isinstance(name, dict):
+        if "name" not in name:
+            raise InvalidInputError(f"a model spec dict needs a 'name', got {name!r}")
+        seed = name.get("seed") if seed is None else seed
+        num_classes = name.get("num_classes") if num_classes is None else num_classes
+        name = name["name"]
+    seed = 0 if seed is None else int(seed)
     num_classes = _check_classes(num_classes)
     source, rest = sources.split(name)
     if source is not None:

@@ -101,9 +101,11 @@ def test_recorded_spec_rebuilds_the_same_model_and_graph():
     again, g2 = zoo.graph_of(json.loads(json.dumps(spec)))  # as read back from a mask file
     assert _same_weights(model, again) and g2.model_spec == spec
     assert g2.num_weights == g.num_weights == sum(p.numel() for p in model.parameters() if p.dim() > 1)
+    assert _same_weights(model, zoo.build(spec))
     assert zoo.load_model(spec, seed=3)[2]["seed"] == 3  # arguments override the dict
-    with pytest.raises(InvalidInputError, match="needs a 'name'"):
-        zoo.load_model({"seed": 1})
+    for call in (zoo.load_model, zoo.build):
+        with pytest.raises(InvalidInputError, match="needs a 'name'"):
+            call({"seed": 1})
 
 
 def test_zoo_and_user_models_take_num_classes():
