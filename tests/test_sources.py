@@ -1,9 +1,11 @@
 """Model sources: ``torchvision:NAME`` and ``timm:NAME`` next to the zoo and user factories."""
 
 import json
+import random
 import socket
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,9 +86,10 @@ def test_nothing_is_downloaded(monkeypatch):
 @pytest.mark.parametrize("name", ["torchvision:resnet18", "timm:convnext_atto", "resnet20"])
 def test_same_seed_same_weights_and_global_rng_untouched(name):
     torch.manual_seed(123)
-    state = torch.get_rng_state()
+    state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
     a = zoo.build(name, seed=5)
     assert torch.equal(torch.get_rng_state(), state)
+    assert random.getstate() == py_state and np.array_equal(np.random.get_state()[1], np_state[1])
     b = zoo.build(name, seed=5)
     c = zoo.build(name, seed=6)
     assert _same_weights(a, b)
