@@ -50,8 +50,8 @@ def _data_for(kind, graph, seed):
 
 
 def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), densities=(0.1, 0.05, 0.02, 0.01),
-            seeds=1, *, input_shape=None, data=None, progress: bool = False, max_flow: bool = True,
-            callback=None) -> pd.DataFrame:
+            seeds=1, *, input_shape=None, num_classes=None, data=None, progress: bool = False,
+            max_flow: bool = True, callback=None) -> pd.DataFrame:
     """Build and measure masks for every method, density and seed.
 
     Parameters
@@ -66,7 +66,9 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     seeds : int or sequence of int
         A count (seeds 0..n-1) or explicit seeds.
     input_shape : tuple, optional
-        Required for user models.
+        Required for user models; default: the model's own.
+    num_classes : int, optional
+        Number of outputs of named models (default: the model's).
     data : {"random", "digits"} or (inputs, labels), optional
         For data-dependent methods.
     progress : bool
@@ -101,7 +103,7 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
                disable=not progress)
     for seed in seed_list:
-        built = model_graph(model, input_shape, seed)
+        built = model_graph(model, input_shape, seed, num_classes)
         batch = None
         for label, name, opts in specs:
             if name != DENSE and get(name).needs_data:

@@ -133,18 +133,15 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
     models = []
     for i, m in enumerate(raw["models"]):
         spec = {"name": m} if isinstance(m, str) else m
-        if not isinstance(spec, dict) or "name" not in spec or set(spec) - {"name", "input_shape"}:
-            bad(f"models[{i}]", f"expected a name or {{name, input_shape}}, got {m!r}")
+        if not isinstance(spec, dict) or "name" not in spec or set(spec) - {"name", "input_shape", "num_classes"}:
+            bad(f"models[{i}]", f"expected a name or {{name, input_shape, num_classes}}, got {m!r}")
         try:
-            if ":" in spec["name"]:
-                zoo.load_model(spec["name"], spec.get("input_shape"))
-                shape = tuple(zoo.parse_input_shape(spec["input_shape"]))
-            else:
-                shape = zoo.input_shape(spec["name"]) if spec.get("input_shape") is None else \
-                    zoo.parse_input_shape(spec["input_shape"])
+            # builds the model once: a bad name, factory, shape or class count fails here, before any run
+            _, shape, _ = zoo.load_model(spec["name"], spec.get("input_shape"), num_classes=spec.get("num_classes"))
         except NetgraphError as exc:
             bad(f"models[{i}] ({spec['name']})", str(exc))
-        models.append({"name": spec["name"], "input_shape": list(shape)})
+        models.append({"name": spec["name"], "input_shape": list(shape),
+                       **({"num_classes": spec["num_classes"]} if spec.get("num_classes") is not None else {})})
     methods = []
     for i, m in enumerate(raw["methods"]):
         try:

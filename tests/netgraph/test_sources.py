@@ -162,19 +162,6 @@ def test_broken_package_install_is_one_clear_line(monkeypatch):
     assert "\n" not in str(err.value)
 
 
-def test_cli_graph_takes_a_torchvision_model():
-    from click.testing import CliRunner
-
-    from netgraph.cli import main
-
-    res = CliRunner().invoke(main, ["graph", "--model", "torchvision:resnet18", "--json"])
-    assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
-    assert out["model"] == "torchvision:resnet18" and out["input_shape"] == [3, 224, 224]
-    res = CliRunner().invoke(main, ["graph", "--model", "timm:nosuchnet"])
-    assert res.exit_code == 2 and "unknown timm model" in res.output
-
-
 def test_a_torchvision_model_prunes_and_its_masks_apply():
     model, g = zoo.graph_of("torchvision:resnet18", num_classes=10)
     ms = netgraph.sparsify(model, "random", 0.1, seed=0, graph=g)
