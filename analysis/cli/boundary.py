@@ -121,12 +121,14 @@ def _first_existing(path: str) -> str:
     return p
 
 
-def _check_creatable(path: str, option: str) -> None:
+def _check_creatable(path: str, option: str, shown: str | None = None) -> None:
+    """Refuse ``path`` (a folder to be created or written) when its nearest existing ancestor is not a writable folder."""
+    shown = shown or path
     base = _first_existing(path)
     if not os.path.isdir(base):
-        raise click.BadParameter(f"cannot write {path!r}: {base} is a file, not a folder", param_hint=f"'{option}'")
+        raise click.BadParameter(f"cannot write {shown!r}: {base} is a file, not a folder", param_hint=f"'{option}'")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise click.BadParameter(f"cannot write {path!r}: {base} is not writable", param_hint=f"'{option}'")
+        raise click.BadParameter(f"cannot write {shown!r}: {base} is not writable", param_hint=f"'{option}'")
 
 
 def check_out_file(path: str | None, option: str = "--out") -> str | None:
@@ -136,7 +138,7 @@ def check_out_file(path: str | None, option: str = "--out") -> str | None:
     if os.path.isdir(path):
         raise click.BadParameter(f"{path!r} is a folder; give a file name such as masks.pt",
                                  param_hint=f"'{option}'")
-    _check_creatable(os.path.dirname(os.path.abspath(path)), option)
+    _check_creatable(os.path.dirname(os.path.abspath(path)), option, shown=path)
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise click.BadParameter(f"cannot write {path!r}: the file is read-only", param_hint=f"'{option}'")
     return path
@@ -180,6 +182,8 @@ def load_model_checked(spec: str, input_shape=None, seed: int = 0):
     except NetgraphError:
         raise
     except Exception as exc:  # the user's code failed
+        if debug_enabled(click.get_current_context(silent=True)):
+            raise
         raise click.ClickException(f"building model {spec!r} failed: {describe(exc)}") from None
     check_untied(model, spec)
     return model, shape, mspec
@@ -238,6 +242,8 @@ def method_list(ctx, param, value):
     from ..experiments.run import parse_method
     from .common import split_methods
 
+    if isinstance(value, list):
+        return value
     specs = split_methods(str(value))
     if not specs:
         raise click.BadParameter(f"{value!r} names no method (the method list is empty); "
@@ -248,3 +254,14 @@ def method_list(ctx, param, value):
         except NetgraphError as exc:
             raise _bad(param, exc) from None
     return specs
+
+
+def method_name(ctx, param, value):
+    """A click callback: one method name of the registry (see ``netgraph methods``)."""
+    from netgraph.sparsifiers import get
+
+    try:
+        get(value)
+    except NetgraphError as exc:
+        raise _bad(param, exc) from None
+    return value

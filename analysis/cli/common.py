@@ -77,7 +77,7 @@ def prune_data(kind, graph, samples, seed, echo):
     else:
         if samples > DIGITS_MAX_SAMPLES:
             raise click.BadParameter(f"{samples} is more than the digits training set offers; "
-                                     f"use at most {DIGITS_MAX_SAMPLES} (10 per class and 10 classes per 100)",
+                                     f"use at most {DIGITS_MAX_SAMPLES} (N samples take N // 10 images of each digit)",
                                      param_hint="'--data-samples'")
         echo(f"data: scikit-learn digits, {max(1, samples // 10)} training images per class")
     return prune_batch(kind, graph, seed, samples)

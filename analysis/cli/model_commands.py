@@ -10,7 +10,7 @@ from netgraph import flows, zoo
 from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
-from .boundary import SEED, check_out_file, density_value, graph_checked
+from .boundary import SEED, check_out_file, density_value, graph_checked, method_name
 from .common import echo_json, format_table, model_options, parse_options, prune_data
 
 
@@ -106,7 +106,7 @@ def methods_cmd(as_json):
 
 @click.command("prune")
 @model_options
-@click.option("--method", required=True, help="Sparsification method (see `netgraph methods`).")
+@click.option("--method", required=True, callback=method_name, help="Sparsification method (see `netgraph methods`).")
 @click.option("--density", callback=density_value, required=True, help="Kept fraction of weights, in (0, 1].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the mask file here.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",

@@ -9,10 +9,14 @@ the first errors. Ctrl-C says how many runs are recorded and the exact command t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import socket
+import threading
 import time
+import warnings
 
 import click
 
@@ -107,6 +111,43 @@ def first_errors(res, limit: int = 3) -> list:
     return list(dict.fromkeys(lines))[:limit]
 
 
+@contextlib.contextmanager
+def quiet_local_cluster(workers: int):
+    """A local Dask cluster whose worker processes ignore Ctrl-C; yields its scheduler address.
+
+    A terminal sends SIGINT to every process of the foreground group, so each worker would
+    print its own traceback. The workers are started while SIGINT is ignored (a disposition
+    child processes inherit), then the coordinator's handler is restored: Ctrl-C raises
+    :class:`KeyboardInterrupt` here only, and leaving the context shuts the workers down
+    without their shutdown warnings. The cluster's settings are those of
+    :func:`analysis.experiments.sweep.run_sweep`'s own local cluster.
+    """
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Port .* is already in use")  # another cluster's port
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, old)
+    try:
+        yield cluster.scheduler_address
+    finally:
+        log = logging.getLogger("distributed")
+        level = log.level
+        log.setLevel(logging.CRITICAL)  # a worker killed mid-run is expected here
+        try:
+            cluster.close()
+        finally:
+            log.setLevel(level)
+
+
 def interrupted(config: str, out_dir: str, total: int) -> Interrupted:
     """The one line after Ctrl-C: what is recorded and the command that continues."""
     import sqlite3
@@ -155,8 +196,10 @@ def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, yes, qu
     if len(runs) > CONFIRM_ABOVE and not yes:
         confirm_size(runs, workers, scheduler)
     try:
-        res = run_sweep(cfg, out_dir, resume=resume, retry_failed=retry_failed, workers=workers,
-                        scheduler=scheduler, progress=not quiet)
+        with contextlib.ExitStack() as stack:
+            address = scheduler or stack.enter_context(quiet_local_cluster(workers))
+            res = run_sweep(cfg, out_dir, resume=resume, retry_failed=retry_failed, workers=workers,
+                            scheduler=address, progress=not quiet)
     except KeyboardInterrupt:
         raise interrupted(config, out_dir, len(runs)) from None
     click.echo(f"{res.total} runs: {res.skipped} already recorded, {res.done} finished, {res.failed} failed "
