@@ -265,3 +265,15 @@ def method_name(ctx, param, value):
     except NetgraphError as exc:
         raise _bad(param, exc) from None
     return value
+
+
+def input_shape_value(ctx, param, value):
+    """A click callback: ``C,H,W`` (or ``CxHxW``) of positive integers, kept as text for the library."""
+    import re
+
+    if value is None:
+        return None
+    if not re.fullmatch(r"\s*\d+\s*([,x]\s*\d+\s*)*", str(value)) or any(int(p) <= 0 for p in re.findall(r"\d+", value)):
+        raise click.BadParameter(f"{value!r} is not a shape; give one sample's shape as positive integers C,H,W "
+                                 "(e.g. 3,32,32, or 64 for flat inputs)", param=param)
+    return value

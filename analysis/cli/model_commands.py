@@ -10,7 +10,7 @@ from netgraph import flows, zoo
 from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
-from .boundary import SEED, check_out_file, density_value, graph_checked, method_name
+from .boundary import SEED, check_out_file, density_value, graph_checked, input_shape_value, method_name
 from .common import echo_json, format_table, model_options, parse_options, prune_data
 
 
@@ -176,7 +176,8 @@ def metrics_cmd(as_json, markdown):
 @click.command("analyze")
 @click.argument("mask_file", type=click.Path(dir_okay=False))
 @click.option("--model", "model_name", default=None, help="Model to analyse against (default: the one in the file).")
-@click.option("--input-shape", default=None, metavar="C,H,W", help="Input shape (user models).")
+@click.option("--input-shape", default=None, metavar="C,H,W", callback=input_shape_value,
+              help="Input shape (user models).")
 @click.option("--seed", type=SEED, default=None, help="Model initialisation seed (default: the file's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
