@@ -28,6 +28,7 @@ CONFIRM_ABOVE = 10_000
 SCHEDULER_TIMEOUT = 3.0
 SCHEMES = ("tcp", "tls", "ws", "wss")
 DASK_PORT = 8786
+WORKER_LOG_ENV = "DASK_LOGGING__DISTRIBUTED"
 
 
 def scheduler_address(address: str) -> tuple:
@@ -128,6 +129,10 @@ def quiet_local_cluster(workers: int):
 
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    # the worker processes log at CRITICAL only (a run's failure is recorded in its row; a worker
+    # killed at shutdown is expected): they read DASK_* variables when they start
+    saved_env = os.environ.get(WORKER_LOG_ENV)
+    os.environ[WORKER_LOG_ENV] = "critical"
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Port .* is already in use")  # another cluster's port
@@ -136,6 +141,10 @@ def quiet_local_cluster(workers: int):
     finally:
         if in_main:
             signal.signal(signal.SIGINT, old)
+        if saved_env is None:
+            os.environ.pop(WORKER_LOG_ENV, None)
+        else:
+            os.environ[WORKER_LOG_ENV] = saved_env
     try:
         yield cluster.scheduler_address
     finally:

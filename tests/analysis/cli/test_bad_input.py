@@ -293,6 +293,16 @@ def test_compare_force_replaces_only_its_own_files(tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def _recorded(db) -> int:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_a_sweep_says_how_to_resume(sweep_config, tmp_path):
     cfg = sweep_config("models: [digits_cnn]\nmethods: [phew, synflow, random]\ndensities: [0.5, 0.2, 0.1]\n"
@@ -301,10 +311,9 @@ def test_ctrl_c_during_a_sweep_says_how_to_resume(sweep_config, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "from analysis.cli import main; main()", "sweep", str(cfg),
                              "--out", str(out), "--workers", "2", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 120
-    while not (out / "results.sqlite").exists() and time.time() < deadline:
+    deadline = time.time() + 180
+    while _recorded(out / "results.sqlite") < 2 and time.time() < deadline:  # the sweep is running
         time.sleep(0.5)
-    time.sleep(5)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
