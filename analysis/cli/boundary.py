@@ -240,7 +240,6 @@ def density_list(ctx, param, value):
 def method_list(ctx, param, value):
     """A click callback: comma-separated method specs (``phew,phew:bias=uniform,synflow``), validated."""
     from ..experiments.run import parse_method
-    from .common import split_methods
 
     if isinstance(value, list):
         return value
@@ -277,3 +276,14 @@ def input_shape_value(ctx, param, value):
         raise click.BadParameter(f"{value!r} is not a shape; give one sample's shape as positive integers C,H,W "
                                  "(e.g. 3,32,32, or 64 for flat inputs)", param=param)
     return value
+
+
+def split_methods(text: str) -> list:
+    """``"phew:bias=uniform,kernel_conserved=true,synflow"`` -> two method specs."""
+    out = []
+    for tok in filter(None, (t.strip() for t in text.split(","))):
+        if "=" in tok and ":" not in tok and out:
+            out[-1] += "," + tok
+        else:
+            out.append(tok)
+    return out

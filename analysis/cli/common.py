@@ -68,6 +68,10 @@ def parse_options(method, pairs):
     return opts
 
 
+#: ``--data-samples`` accepted with ``--data digits``: 10 x the smallest class of the training split.
+DIGITS_MAX_SAMPLES = 1200
+
+
 def prune_data(kind, graph, samples, seed, echo):
     """Batches for data-dependent methods: 'random' Gaussian inputs or scikit-learn digits."""
     from netgraph.data import prune_batch
@@ -82,24 +86,3 @@ def prune_data(kind, graph, samples, seed, echo):
         echo(f"data: scikit-learn digits, {max(1, samples // 10)} training images per class")
     return prune_batch(kind, graph, seed, samples)
 
-
-#: ``--data-samples`` accepted with ``--data digits``: 10 x the smallest class of the training split.
-DIGITS_MAX_SAMPLES = 1200
-
-
-def split_methods(text: str) -> list:
-    """``"phew:bias=uniform,kernel_conserved=true,synflow"`` -> two method specs."""
-    out = []
-    for tok in filter(None, (t.strip() for t in text.split(","))):
-        if "=" in tok and ":" not in tok and out:
-            out[-1] += "," + tok
-        else:
-            out.append(tok)
-    return out
-
-
-def floats(text: str, what: str) -> list:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise click.UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None
