@@ -117,7 +117,15 @@ CASES = [
     ("out-is-a-folder", PRUNE + ["--density", "0.1", "--out", "{tmp}"], 2, ["'--out'", "is a directory"]),
     ("unknown-option", PRUNE + ["--density", "0.1", "--bogus"], 2, ["No such option '--bogus'"]),
     ("unknown-command", ["nosuchcmd"], 2, ["No such command 'nosuchcmd'"]),
+    ("init-mask-missing", PRUNE + ["--density", "0.1", "-o", "init_mask={tmp}/none.pt"], 2, ["none.pt: no such file"]),
+    ("init-mask-not-a-mask", PRUNE + ["--density", "0.1", "-o", "init_mask={tmp}/file.txt"], 2,
+     ["file.txt is not a mask file"]),
+    ("option-out-of-range", ["prune", "--model", "digits_mlp", "--method", "synflow", "--density", "0.1", "-o",
+                             "iterations=0"], 2, ["iterations must be a positive integer, got 0"]),
+    ("option-wrong-type", ["prune", "--model", "digits_mlp", "--method", "synflow", "--density", "0.1", "-o",
+                           "iterations=abc"], 2, ["iterations", "takes an integer, got 'abc'"]),
     # analyze
+    ("analyze-not-a-mask-with-model", ["analyze", "{tmp}/file.txt", "--model", "nope"], 2, ["not a mask file"]),
     ("analyze-missing-file", ["analyze", "{tmp}/missing.pt"], 2, ["missing.pt: no such file"]),
     ("analyze-not-a-mask", ["analyze", "{tmp}/file.txt"], 2, ["is not a mask file"]),
     ("analyze-seed-negative", ["analyze", "{tmp}/file.txt", "--seed", "-2"], 2, ["'--seed'", "-2"]),
@@ -157,6 +165,8 @@ CASES = [
      ["'--out'", "is a file"]),
     # sweep (no run starts)
     ("sweep-missing-config", ["sweep", "{tmp}/missing.yaml"], 2, ["missing.yaml: no such file"]),
+    ("sweep-config-is-folder", ["sweep", "{tmp}"], 2, ["'CONFIG'", "is a directory"]),
+    ("sweep-out-is-file", ["sweep", "{tmp}/missing.yaml", "--out", "{tmp}/file.txt"], 2, ["'--out'", "is a file"]),
     ("sweep-workers-zero", ["sweep", "{tmp}/missing.yaml", "--workers", "0"], 2, ["'--workers'", "x>=1"]),
     ("sweep-retry-alone", ["sweep", "{tmp}/missing.yaml", "--retry-failed"], 2, ["--retry-failed", "--resume"]),
 ]
@@ -171,6 +181,42 @@ def test_bad_input_is_one_line(tmp_path, args, status, words):
 
 def test_mask_for_another_model(mask_file):
     assert_one_line(invoke("analyze", mask_file, "--model", "digits_cnn"), 2, "made for 'digits_mlp'", "does not fit")
+    assert_one_line(invoke("analyze", mask_file, "--model", "nope"), 2, "unknown model 'nope'")
+    assert_one_line(invoke("analyze", mask_file, "--input-shape", "1,4,4"), 2, "(1, 4, 4) failed")
+    assert_one_line(invoke("prune", "--model", "digits_cnn", "--method", "phew", "--density", "0.1",
+                           "-o", f"init_mask={mask_file}"), 2, "init_mask does not fit")
+
+
+# -- the Python API under the CLI -------------------------------------------------------------
+
+
+def test_api_wrong_input_shape_prints_nothing(capfd):
+    from netgraph import zoo
+    from netgraph.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as info:
+        zoo.graph_of("digits_mlp", (3, 32, 32))
+    assert "\n" not in str(info.value) and "mat1 and mat2" in str(info.value)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # torch.fx's ShapeProp printed a traceback here
+
+
+@pytest.mark.parametrize("call,words", [
+    (lambda: __import__("netgraph").zoo.parse_input_shape("3,-1"), "positive integers"),
+    (lambda: __import__("netgraph").zoo.load_model("digits_mlp:x"), "needs --input-shape"),
+    (lambda: __import__("analysis.experiments.compare", fromlist=["compare"]).compare("digits_mlp", [], [0.1]),
+     "method list is empty"),
+    (lambda: __import__("analysis.experiments.compare", fromlist=["compare"]).compare("digits_mlp", ["phew"], [0]),
+     "density must be in (0, 1]"),
+    (lambda: __import__("analysis.experiments.compare", fromlist=["compare"]).compare("digits_mlp", ["phew"], [0.1],
+                                                                                      seeds=0), "seeds must be"),
+], ids=["shape", "user-model-no-shape", "no-methods", "density", "seeds"])
+def test_api_bad_input_is_one_line(call, words):
+    from netgraph.errors import NetgraphError
+
+    with pytest.raises(NetgraphError) as info:
+        call()
+    assert words in str(info.value) and "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("text,words", [
