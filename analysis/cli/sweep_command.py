@@ -157,15 +157,24 @@ def quiet_local_cluster(workers: int):
             log.setLevel(level)
 
 
-def interrupted(config: str, out_dir: str, total: int) -> Interrupted:
-    """The one line after Ctrl-C: what is recorded and the command that continues."""
+def recorded_counts(out_dir: str) -> dict:
+    """``{status: number of runs}`` recorded in ``out_dir/results.sqlite`` (empty if none)."""
     import sqlite3
 
     db = os.path.join(out_dir, "results.sqlite")
-    counts: dict = {}
-    if os.path.isfile(db):
+    if not os.path.isfile(db):
+        return {}
+    try:
         with sqlite3.connect(db) as con:
-            counts = dict(con.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+            return dict(con.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+    except sqlite3.Error:
+        return {}
+
+
+def interrupted(config: str, out_dir: str, total: int) -> Interrupted:
+    """The one line after Ctrl-C: what is recorded and the command that continues."""
+    db = os.path.join(out_dir, "results.sqlite")
+    counts = recorded_counts(out_dir)
     n = sum(counts.values())
     detail = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     again = f"netgraph sweep {shlex.quote(config)} --out {shlex.quote(out_dir)} --resume"
@@ -199,6 +208,10 @@ def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, yes, qu
     cfg = load_config(config)
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(config)), f"{cfg.name}-sweep")
     check_out_dir(out_dir)
+    have = sum(recorded_counts(out_dir).values())
+    if have and not resume:
+        raise click.BadParameter(f"{out_dir!r} already holds {have} recorded runs; add --resume to continue that "
+                                 "sweep, or choose another folder", param_hint="'--out'")
     if scheduler:
         check_scheduler(scheduler)
     runs = cfg.expand(out_dir)

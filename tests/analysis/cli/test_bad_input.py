@@ -263,6 +263,8 @@ def test_sweep_with_failed_runs_exits_1(sweep_config, tmp_path):
     assert "3 runs: 0 already recorded, 1 finished, 2 failed" in res.stdout
     assert_one_line(res, 1, "2 of 3 runs failed", "RuntimeError: flaky factory: only seed 0 builds",
                     "error column")
+    again = invoke("sweep", cfg, "--out", tmp_path / "s", "--workers", "1", "--quiet")  # no --resume
+    assert_one_line(again, 2, "'--out'", "already holds 3 recorded runs", "--resume")
 
 
 # -- runtime failures, --debug ------------------------------------------------------------
