@@ -369,3 +369,25 @@ def test_ctrl_c_during_a_sweep_says_how_to_resume(sweep_config, tmp_path):
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("Error: interrupted: ") and " of 900 runs recorded" in lines[0]
     assert f"continue with: netgraph sweep {cfg} --out {out} --resume" in lines[0]
+
+
+def test_scheduler_probe_accepts_a_listening_address():
+    from analysis.cli.sweep_command import check_scheduler, scheduler_address
+
+    assert scheduler_address("10.0.0.5") == ("tcp", "10.0.0.5", 8786)
+    assert scheduler_address("tls://[::1]:9000") == ("tls", "::1", 9000)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        check_scheduler(f"tcp://127.0.0.1:{s.getsockname()[1]}")  # no error
+
+
+def test_large_grid_starts_when_confirmed(sweep_config, tmp_path, monkeypatch):
+    from analysis.cli import sweep_command
+
+    monkeypatch.setattr(sweep_command, "CONFIRM_ABOVE", 2)
+    cfg = sweep_config("models: [digits_mlp]\nmethods: [random]\ndensities: [0.5]\nseeds: 3\n"
+                       "max_flow: false\nsave_masks: false\n")
+    res = invoke("sweep", cfg, "--out", tmp_path / "s", "--workers", "1", "--quiet", input="y\n")
+    assert res.exit_code == 0, res.output
+    assert "The grid has 3 runs" in res.stderr and "3 runs: 0 already recorded, 3 finished, 0 failed" in res.stdout
