@@ -20,7 +20,9 @@ import warnings
 
 import click
 
-from .boundary import Interrupted, check_out_dir, one_line
+from netgraph.errors import NetgraphError
+
+from .boundary import Interrupted, check_out_dir, debug_enabled, describe, load_model_checked, one_line
 
 #: Grids larger than this ask for confirmation (or ``--yes``).
 CONFIRM_ABOVE = 10_000
@@ -205,7 +207,17 @@ def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, yes, qu
 
     if retry_failed and not resume:
         raise click.UsageError("--retry-failed continues a sweep: add --resume")
-    cfg = load_config(config)
+    try:
+        cfg = load_config(config)
+    except NetgraphError:
+        raise
+    except Exception as exc:  # a user factory of the config raised while it was checked
+        if debug_enabled(click.get_current_context(silent=True)):
+            raise
+        raise click.ClickException(f"sweep config {config}: building its models failed: {describe(exc)}") from None
+    for m in cfg.models:  # user factories: one that raises or ties weights stops here, not in every run
+        if ":" in m["name"]:
+            load_model_checked(m["name"], m["input_shape"])
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(config)), f"{cfg.name}-sweep")
     check_out_dir(out_dir)
     have = sum(recorded_counts(out_dir).values())

@@ -225,9 +225,16 @@ def test_api_bad_input_is_one_line(call, words):
     ("models: [nope]\nmethods: [phew]\ndensities: [0.1]\n", ["models[0] (nope)", "unknown model"]),
     ("models: [digits_mlp]\nmethods: [phew]\ndensities: [2]\n", ["densities[0]", "(0, 1]"]),
     ("models: [digits_mlp]\nmethods: [snip]\ndensities: [0.1]\n", ["data", "need data"]),
-], ids=["unknown-key", "malformed", "unknown-model", "density", "needs-data"])
+    (f"models: [{{name: '{USER}:tied', input_shape: [8]}}]\nmethods: [phew]\ndensities: [0.1]\n", ["ties weights"]),
+], ids=["unknown-key", "malformed", "unknown-model", "density", "needs-data", "tied-weights"])
 def test_sweep_config_errors(sweep_config, text, words):
     assert_one_line(invoke("sweep", sweep_config(text)), 2, *words)
+
+
+def test_sweep_config_factory_raises(sweep_config):
+    cfg = sweep_config(f"models: [{{name: '{USER}:raises', input_shape: [1, 8, 8]}}]\nmethods: [phew]\n"
+                       "densities: [0.1]\n")
+    assert_one_line(invoke("sweep", cfg), 1, "building its models failed", "RuntimeError: cannot build the net")
 
 
 def test_sweep_scheduler_malformed(sweep_config):
