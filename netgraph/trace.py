@@ -35,6 +35,8 @@ input features instead of the input channels.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 from dataclasses import dataclass, field
@@ -269,13 +271,16 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        # ShapeProp prints the traceback of a failing node to stderr before re-raising: silence it
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
             from torch.fx.passes.shape_prop import ShapeProp
 
             ShapeProp(gm).propagate(torch.zeros((1, *shape), dtype=dtype))
     except Exception as exc:
+        cause = exc.__cause__ or exc  # ShapeProp wraps the model's own error
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
         raise InvalidInputError(
-            f"running {type(model).__name__} on one input of shape {shape} failed: {exc}"
+            f"running {type(model).__name__} on one input of shape {shape} failed: {first}"
         ) from exc
     finally:
         model.train(was_training)
