@@ -12,11 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import signal
 import socket
-import threading
 import time
-import warnings
 
 import click
 
@@ -30,7 +27,6 @@ CONFIRM_ABOVE = 10_000
 SCHEDULER_TIMEOUT = 3.0
 SCHEMES = ("tcp", "tls", "ws", "wss")
 DASK_PORT = 8786
-WORKER_LOG_ENV = "DASK_LOGGING__DISTRIBUTED"
 
 
 def scheduler_address(address: str) -> tuple:
@@ -103,60 +99,9 @@ def confirm_size(runs: list, workers: int, scheduler: str | None) -> None:
 
 
 def first_errors(res, limit: int = 3) -> list:
-    """The first distinct error lines of a sweep's failed runs (``res.errors`` or the results database)."""
-    errors = getattr(res, "errors", None)
-    if not errors:
-        from ..experiments.sweep_db import read_sweep
-
-        df = read_sweep(res.directory)
-        errors = df.loc[df["status"] == "failed", "error"].dropna().tolist()
-    lines = [one_line(str(e).strip().splitlines()[0]) for e in errors if str(e).strip()]
+    """The first distinct error lines of a sweep's failed runs (from ``res.errors``)."""
+    lines = [one_line(e) for _, _, _, e in res.errors if e]
     return list(dict.fromkeys(lines))[:limit]
-
-
-@contextlib.contextmanager
-def quiet_local_cluster(workers: int):
-    """A local Dask cluster whose worker processes ignore Ctrl-C; yields its scheduler address.
-
-    A terminal sends SIGINT to every process of the foreground group, so each worker would
-    print its own traceback. The workers are started while SIGINT is ignored (a disposition
-    child processes inherit), then the coordinator's handler is restored: Ctrl-C raises
-    :class:`KeyboardInterrupt` here only, and leaving the context shuts the workers down
-    without their shutdown warnings. The cluster's settings are those of
-    :func:`analysis.experiments.sweep.run_sweep`'s own local cluster.
-    """
-    import logging
-
-    from dask.distributed import LocalCluster
-
-    in_main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-    # the worker processes log at CRITICAL only (a run's failure is recorded in its row; a worker
-    # killed at shutdown is expected): they read DASK_* variables when they start
-    saved_env = os.environ.get(WORKER_LOG_ENV)
-    os.environ[WORKER_LOG_ENV] = "critical"
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Port .* is already in use")  # another cluster's port
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, old)
-        if saved_env is None:
-            os.environ.pop(WORKER_LOG_ENV, None)
-        else:
-            os.environ[WORKER_LOG_ENV] = saved_env
-    try:
-        yield cluster.scheduler_address
-    finally:
-        log = logging.getLogger("distributed")
-        level = log.level
-        log.setLevel(logging.CRITICAL)  # a worker killed mid-run is expected here
-        try:
-            cluster.close()
-        finally:
-            log.setLevel(level)
 
 
 def recorded_counts(out_dir: str) -> dict:
@@ -194,15 +139,17 @@ def interrupted(config: str, out_dir: str, total: int) -> Interrupted:
               help="Local Dask worker processes.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Submit to a running Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of a local cluster.")
+@click.option("--force", is_flag=True,
+              help="With --resume, continue although the config changed (its runs join the same database).")
 @click.option("--yes", "-y", is_flag=True, help=f"Start a grid of more than {CONFIRM_ABOVE:,} runs without asking.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, yes, quiet):
+def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, force, yes, quiet):
     """Run a resumable grid from a YAML/TOML CONFIG; results in SQLite (see docs/sweeps.md).
 
     Exits with status 1 when any run failed (the errors are in the database's error
     column); Ctrl-C prints the command that continues the sweep.
     """
-    from ..experiments.sweep import run_sweep
+    from ..experiments.sweep import local_cluster, run_sweep
     from ..experiments.sweep_config import load_config
 
     if retry_failed and not resume:
@@ -231,9 +178,9 @@ def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, yes, qu
         confirm_size(runs, workers, scheduler)
     try:
         with contextlib.ExitStack() as stack:
-            address = scheduler or stack.enter_context(quiet_local_cluster(workers))
+            address = scheduler or stack.enter_context(local_cluster(workers))
             res = run_sweep(cfg, out_dir, resume=resume, retry_failed=retry_failed, workers=workers,
-                            scheduler=address, progress=not quiet)
+                            scheduler=address, progress=not quiet, force=force)
     except KeyboardInterrupt:
         raise interrupted(config, out_dir, len(runs)) from None
     click.echo(f"{res.total} runs: {res.skipped} already recorded, {res.done} finished, {res.failed} failed "

@@ -28,8 +28,12 @@ workers share, or ``save_masks: false``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
+import warnings
 import socket
 import time
 import traceback
@@ -180,28 +184,71 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
     return SweepResult(out_dir, len(runs), skipped, done, failed, time.perf_counter() - t0, errors)
 
 
+WORKER_LOG_ENV = "DASK_LOGGING__DISTRIBUTED"
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int):
+    """A local Dask cluster whose worker processes ignore Ctrl-C; yields its scheduler address.
+
+    A terminal sends SIGINT to every process of the foreground group, so each worker would
+    print its own traceback. The workers are started while SIGINT is ignored (a disposition
+    child processes inherit), then the coordinator's handler is restored: Ctrl-C raises
+    :class:`KeyboardInterrupt` here only, and leaving the context shuts the workers down
+    without their shutdown warnings. ``run_sweep`` uses it when no scheduler is given; the
+    CLI enters it itself, to catch Ctrl-C around the whole sweep.
+    """
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    # the worker processes log at CRITICAL only (a run's failure is recorded in its row; a worker
+    # killed at shutdown is expected): they read DASK_* variables when they start
+    saved_env = os.environ.get(WORKER_LOG_ENV)
+    os.environ[WORKER_LOG_ENV] = "critical"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Port .* is already in use")  # another cluster's port
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, old)
+        if saved_env is None:
+            os.environ.pop(WORKER_LOG_ENV, None)
+        else:
+            os.environ[WORKER_LOG_ENV] = saved_env
+    try:
+        yield cluster.scheduler_address
+    finally:
+        log = logging.getLogger("distributed")
+        level = log.level
+        log.setLevel(logging.CRITICAL)  # a worker killed mid-run is expected here
+        try:
+            cluster.close()
+        finally:
+            log.setLevel(level)
+
+
 def _dispatch(todo, handle, workers: int, scheduler: str | None) -> None:
     """Run ``execute`` over ``todo`` on Dask; ``handle`` each row as it completes."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
 
-    if scheduler:
-        client, cluster = Client(scheduler), None
-    else:
-        if workers < 1:
-            raise InvalidInputError(f"workers must be at least 1, got {workers}")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
-        client = Client(cluster)
-    try:
-        futures = {client.submit(execute, run, key=f"run-{run.hash}", pure=False): run for run in todo}
-        for fut in as_completed(futures):
-            try:
-                row = fut.result()
-            except Exception as exc:  # a worker died: record the run as failed
-                row = {**futures[fut].header(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            handle(row)
-            fut.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    if not scheduler and workers < 1:
+        raise InvalidInputError(f"workers must be at least 1, got {workers}")
+    with contextlib.ExitStack() as stack:
+        address = scheduler or stack.enter_context(local_cluster(workers))
+        client = Client(address)
+        try:
+            futures = {client.submit(execute, run, key=f"run-{run.hash}", pure=False): run for run in todo}
+            for fut in as_completed(futures):
+                try:
+                    row = fut.result()
+                except Exception as exc:  # a worker died: record the run as failed
+                    row = {**futures[fut].header(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                handle(row)
+                fut.release()
+        finally:
+            client.close()
