@@ -18,6 +18,9 @@ from matplotlib.ticker import MaxNLocator
 
 from .table import label_of
 
+#: Figure formats :func:`save` writes (matplotlib's raster and vector formats).
+FORMATS = ("png", "svg", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff")
+
 _STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
 

@@ -20,13 +20,13 @@ import sys
 
 import click
 
+from netgraph._validate import MAX_SEED as SEED_MAX
 from netgraph.errors import NetgraphError
 
+from ..plots import FORMATS as FIGURE_FORMATS  # noqa: F401 (the choices of --formats)
+
 #: Seeds the command line accepts (those numpy's and torch's generators both take).
-SEED_MAX = 2**32 - 1
 SEED = click.IntRange(0, SEED_MAX)
-#: Figure formats accepted by ``--formats`` (written by matplotlib without extra packages).
-FIGURE_FORMATS = ("png", "svg", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff")
 DEBUG_ENV = "NETGRAPH_DEBUG"
 
 
@@ -168,7 +168,7 @@ def comma_choices(choices):
     return callback
 
 
-def load_model_checked(spec: str, input_shape=None, seed: int = 0):
+def load_model_checked(spec, input_shape=None, seed: int = 0, num_classes=None):
     """:func:`netgraph.zoo.load_model`, with a user factory's failure and tied weights as one line.
 
     Returns ``(model, shape, model_spec)``. A factory (or its module) that raises is a
@@ -178,7 +178,7 @@ def load_model_checked(spec: str, input_shape=None, seed: int = 0):
     from netgraph import zoo
 
     try:
-        model, shape, mspec = zoo.load_model(spec, input_shape, seed)
+        model, shape, mspec = zoo.load_model(spec, input_shape, seed, num_classes)
     except NetgraphError:
         raise
     except Exception as exc:  # the user's code failed
@@ -203,11 +203,11 @@ def check_untied(model, spec: str) -> None:
             "layer; untie them (e.g. copy the tensor) to analyse the model")
 
 
-def graph_checked(spec: str, input_shape=None, seed: int = 0):
+def graph_checked(spec, input_shape=None, seed: int = 0, num_classes=None):
     """``(model, graph)`` like :func:`netgraph.zoo.graph_of`, through :func:`load_model_checked`."""
     from netgraph.trace import from_torch
 
-    model, shape, mspec = load_model_checked(spec, input_shape, seed)
+    model, shape, mspec = load_model_checked(spec, input_shape, seed, num_classes)
     return model, from_torch(model, shape, model_spec=mspec)
 
 

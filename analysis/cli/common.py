@@ -15,13 +15,16 @@ from .boundary import SEED, SEED_MAX, input_shape_value
 
 
 def model_options(fn):
-    """``--model``, ``--input-shape`` and ``--seed`` shared by every model command."""
+    """``--model``, ``--input-shape``, ``--num-classes`` and ``--seed`` shared by every model command."""
     fn = click.option("--seed", type=SEED, default=0, show_default=True,
                       help=f"Seed for the model's initialisation (and the method's randomness), 0..{SEED_MAX}.")(fn)
+    fn = click.option("--num-classes", type=click.IntRange(min=1), default=None,
+                      help="Number of outputs (default: the model's own).")(fn)
     fn = click.option("--input-shape", default=None, metavar="C,H,W", callback=input_shape_value,
-                      help="Input shape of one sample; required for user models.")(fn)
+                      help="Input shape of one sample (default: the model's own; required for user models).")(fn)
     fn = click.option("--model", "model_name", default="resnet20", show_default=True,
-                      help="A zoo model (see `netgraph models`) or a user factory 'pkg.module:factory'.")(fn)
+                      help="A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
+                           "user factory 'pkg.module:factory'.")(fn)
     return fn
 
 

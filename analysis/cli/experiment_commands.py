@@ -17,19 +17,6 @@ from .boundary import (FIGURE_FORMATS, SEED_MAX, check_out_dir, comma_choices, d
                        method_list)
 from .common import format_table, model_options
 
-#: What a comparison writes into its folder besides figures; figures are ``<stem>.<format>``.
-COMPARISON_FILES = ("results.csv", "summary.md")
-
-
-def comparison_files(out_dir: str) -> list:
-    """The files of ``out_dir`` a comparison writes (results, summary, standard figures), if present."""
-    from .. import plots
-
-    stems = ["widths"] + [stem for _, stem, _ in plots.STANDARD_METRICS]
-    names = list(COMPARISON_FILES) + [f"{s}.{fmt}" for s in stems for fmt in FIGURE_FORMATS]
-    return [os.path.join(out_dir, n) for n in names if os.path.isfile(os.path.join(out_dir, n))]
-
-
 def check_empty_out(out_dir: str, force: bool) -> None:
     """Refuse a non-empty ``--out`` folder unless ``--force`` (files of an earlier run would mix in)."""
     check_out_dir(out_dir)
@@ -65,7 +52,7 @@ def _command_line() -> str | None:
 @click.option("--formats", default="png,svg", show_default=True, callback=comma_choices(FIGURE_FORMATS),
               help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def compare_cmd(model_name, input_shape, seed, methods, densities, seeds, out_dir, force, data_kind, no_max_flow,
+def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, seeds, out_dir, force, data_kind, no_max_flow,
                 formats, quiet):
     """Masks for methods x densities x seeds: results.csv, summary.md and plots.
 
@@ -74,7 +61,7 @@ def compare_cmd(model_name, input_shape, seed, methods, densities, seeds, out_di
     """
     from netgraph.sparsifiers import get
 
-    from ..experiments.compare import compare, write_comparison
+    from ..experiments.compare import compare, comparison_files, write_comparison
     from ..experiments.run import DENSE, parse_method
 
     if seed + seeds - 1 > SEED_MAX:
@@ -84,10 +71,10 @@ def compare_cmd(model_name, input_shape, seed, methods, densities, seeds, out_di
     if needs and data_kind is None:
         raise click.UsageError(f"method {needs[0]!r} is data-dependent: add --data random or --data digits")
     check_empty_out(out_dir, force)
-    load_model_checked(model_name, input_shape, seed)  # a factory that fails or ties weights: one line, now
+    load_model_checked(model_name, input_shape, seed, num_classes)  # a factory that fails or ties weights: one line
     t0 = time.perf_counter()
     df = compare(model_name, methods, densities, list(range(seed, seed + seeds)), input_shape=input_shape,
-                 data=data_kind, progress=not quiet, max_flow=not no_max_flow)
+                 num_classes=num_classes, data=data_kind, progress=not quiet, max_flow=not no_max_flow)
     for path in comparison_files(out_dir):
         os.remove(path)
     files = write_comparison(df, out_dir, formats=formats, command=_command_line())
@@ -147,7 +134,7 @@ def demo_cmd(out_dir, models, densities, quiet):
     (path-kernel trace, bottleneck, layer widths, wasted weights, time) and write
     results.csv, summary.md and figures under OUT.
     """
-    from ..experiments.compare import compare, write_comparison
+    from ..experiments.compare import compare, comparison_files, write_comparison
 
     check_out_dir(out_dir)
     dens = densities

@@ -48,9 +48,18 @@ def describe_graph(graph) -> dict:
 
 
 @click.command("models")
+@click.option("--source", type=click.Choice(("zoo", "torchvision", "timm")), default="zoo", show_default=True,
+              help="Which models: the zoo (with parameter counts), or the names torchvision / timm offer.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models_cmd(as_json):
-    """List the model zoo with parameter counts."""
+def models_cmd(source, as_json):
+    """List the model zoo with parameter counts, or the torchvision / timm model names."""
+    if source != "zoo":
+        names = [f"{source}:{n}" for n in zoo.names(source)]
+        if as_json:
+            echo_json(names)
+        else:
+            click.echo("\n".join(names))
+        return
     rows = []
     for name in zoo.names():
         e = zoo.entry(name)
@@ -70,10 +79,10 @@ def models_cmd(as_json):
 @click.command("graph")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def graph_cmd(model_name, input_shape, seed, as_json):
+def graph_cmd(model_name, input_shape, num_classes, seed, as_json):
     """Describe a model's unit graph: layers, units, edges, dense flows."""
     t0 = time.perf_counter()
-    _, g = graph_checked(model_name, input_shape, seed)
+    _, g = graph_checked(model_name, input_shape, seed, num_classes)
     summary = describe_graph(g)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
@@ -118,7 +127,7 @@ def methods_cmd(as_json):
 @click.option("--init-seed", type=SEED, default=None, help="Seed of the model's initialisation (default: --seed).")
 @click.option("--quiet", is_flag=True, help="No progress bar; print only the summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the mask report as JSON.")
-def prune_cmd(model_name, input_shape, seed, method, density, out, options, data_kind, data_samples, init_seed,
+def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, options, data_kind, data_samples, init_seed,
               quiet, as_json):
     """Build a sparse mask and report it (kept weights per layer, density, time)."""
     from netgraph.sparsifiers import get, sparsify
@@ -127,7 +136,7 @@ def prune_cmd(model_name, input_shape, seed, method, density, out, options, data
     opts = parse_options(method, options)
     check_out_file(out)
     echo = (lambda *a: None) if (quiet or as_json) else click.echo
-    model, g = graph_checked(model_name, input_shape, seed if init_seed is None else init_seed)
+    model, g = graph_checked(model_name, input_shape, seed if init_seed is None else init_seed, num_classes)
     data = None
     if m.needs_data:
         if data_kind is None:
@@ -197,7 +206,8 @@ def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
         raise click.UsageError(f"{mask_file} does not say which model it was made for; pass --model")
     shape = input_shape or (None if model_name else spec.get("input_shape"))
     init = seed if seed is not None else spec.get("seed", 0)  # the model spec's seed is its init seed
-    _, g = graph_checked(name, shape, int(init))
+    classes = None if model_name else spec.get("num_classes")
+    _, g = graph_checked(name, shape, int(init), classes)
     try:
         mg = as_masked(g, ms)
     except MaskMismatchError as exc:

@@ -175,6 +175,19 @@ def summary_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: What :func:`write_comparison` writes besides the figures.
+TABLE_FILES = ("results.csv", "provenance.json", "summary.md")
+
+
+def comparison_files(out_dir) -> list:
+    """The files of ``out_dir`` that :func:`write_comparison` writes (tables and standard figures), if present."""
+    from .. import plots
+
+    stems = ["widths"] + [stem for _, stem, _ in plots.STANDARD_METRICS]
+    names = list(TABLE_FILES) + [f"{s}.{fmt}" for s in stems for fmt in plots.FORMATS]
+    return [os.path.join(out_dir, n) for n in names if os.path.isfile(os.path.join(out_dir, n))]
+
+
 def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command: str | None = None) -> list:
     """Write ``results.csv``, ``provenance.json``, ``summary.md`` and the standard plots into ``out_dir``.
 
