@@ -11,8 +11,9 @@ the groups are in topological order. Edges come in two kinds:
   flatten, the ``k`` columns of the linear weight that read channel ``u``. The weights are
   stored as an array of shape ``(n_dst, n_src, k)`` that is a reshape of the parameter
   (same element order), so a mask of that shape reshapes straight to the parameter's.
-* :class:`Shortcut`: identity edges of weight 1 from unit ``c`` of one group to unit
-  ``c`` of another (a residual identity shortcut).
+* :class:`Shortcut`: edges of weight 1 without parameters: identity edges from unit ``c``
+  of one group to unit ``c`` of another (a residual identity shortcut), or an index map
+  ``src_units[i] -> dst_units[i]`` (concatenation, split, channel permutation).
 
 Per-unit scales (BatchNorm in eval mode, scalar multiplications) are attached to the edges
 that cross them: ``out_scale`` on the destination side (a scale applied to the sum arriving
@@ -159,10 +160,16 @@ class Layer:
 
 @dataclass(eq=False)
 class Shortcut:
-    """Identity edges ``c -> c`` of weight 1 between two groups of equal size.
+    """Weight-1 edges between two unit groups: an identity shortcut or an index map.
 
-    ``scale`` (length ``size`` or ``None``) is a per-unit factor on these edges, from
-    scale operations (e.g. BatchNorm) on either side of the shortcut.
+    ``kind="identity"``: edges ``c -> c`` between two groups of equal size (a residual
+    identity shortcut). ``kind="index"``: edges ``src_units[i] -> dst_units[i]`` (a
+    concatenation, split or channel permutation maps units onto units without weights);
+    within one shortcut both index arrays hold distinct units, so every source unit has
+    at most one edge out of it and every destination unit at most one edge into it.
+
+    ``scale`` (length ``size``, one per edge, or ``None``) is a per-edge factor from scale
+    operations (e.g. BatchNorm) on either side of the shortcut.
     """
 
     index: int
@@ -171,22 +178,53 @@ class Shortcut:
     size: int
     scale: np.ndarray | None = None
     kind: str = "identity"
+    src_units: np.ndarray | None = None
+    dst_units: np.ndarray | None = None
+    n_src: int | None = None
+    n_dst: int | None = None
+
+    def __post_init__(self):
+        if self.src_units is None:
+            self.src_units = np.arange(self.size)
+        if self.dst_units is None:
+            self.dst_units = np.arange(self.size)
+        if self.n_src is None:
+            self.n_src = self.size
+        if self.n_dst is None:
+            self.n_dst = self.size
 
     @property
     def name(self) -> str:
         return f"shortcut{self.index}"
 
     @property
+    def is_identity(self) -> bool:
+        return self.kind == "identity"
+
+    @cached_property
     def in_scale(self) -> np.ndarray | None:
-        return self.scale
+        """The edge scales as a per-source-unit vector (length ``n_src``; 1 off the map)."""
+        if self.scale is None or self.is_identity:
+            return self.scale
+        s = np.ones(self.n_src)
+        s[self.src_units] = self.scale
+        return s
 
     def push(self, agg, x: np.ndarray) -> np.ndarray:
-        """Forward along the identity edges (``agg`` is unused: every edge weighs 1)."""
-        return x
+        """Forward along the edges (``agg`` is unused: every edge weighs 1)."""
+        if self.is_identity:
+            return x
+        y = np.zeros(self.n_dst, dtype=np.result_type(x, np.float64))
+        y[self.dst_units] = x[self.src_units]
+        return y
 
     def pull(self, agg, y: np.ndarray) -> np.ndarray:
-        """Backward along the identity edges."""
-        return y
+        """Backward along the edges (the transpose of :meth:`push`)."""
+        if self.is_identity:
+            return y
+        x = np.zeros(self.n_src, dtype=np.result_type(y, np.float64))
+        x[self.src_units] = y[self.dst_units]
+        return x
 
     @property
     def out_scale(self) -> None:
@@ -210,7 +248,7 @@ class NetGraph:
     layers : list of Layer
         Parameterised layers in topological order.
     shortcuts : list of Shortcut
-        Identity shortcut edges.
+        Weight-free edges: identity shortcuts and index maps.
     input_shape : tuple of int
         Shape of one input sample (without the batch dimension).
     model_spec : dict
@@ -393,7 +431,8 @@ class NetGraph:
                 for l in self.layers
             ],
             "shortcuts": [
-                {"src_group": s.src, "dst_group": s.dst, "units": s.size} for s in self.shortcuts
+                {"src_group": s.src, "dst_group": s.dst, "units": s.size, "kind": s.kind}
+                for s in self.shortcuts
             ],
             "log10_synflow_R": log10_synflow_R(self),
             "log10_path_kernel_trace": log10_path_kernel_trace(self),
