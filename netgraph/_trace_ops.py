@@ -188,7 +188,7 @@ def pool(c, node, x, sig):
 
 
 def reduce(c, node, x, sig):
-    """Mean / sum / max over non-channel dimensions, classified by the dimension index."""
+    """Mean / max over non-channel dimensions, classified by the dimension index (never by size)."""
     kind = REDUCE_CALLS[node.target]
     a = c.bind(node, ["input", "dim", "keepdim"], {"dim": None, "keepdim": False})
     if x.flat_k != 1:
@@ -197,13 +197,15 @@ def reduce(c, node, x, sig):
     if 0 in dims or x.cdim in dims:
         c.fail(node, f"{kind} over dimension(s) {dims} mixes the channel (or batch) dimension "
                      f"{x.cdim}; only reductions over spatial/token dimensions are supported")
+    if kind == "sum":
+        # a sum over positions multiplies the number of paths, not a weight: it would enter
+        # R, R2 and path counts alike (power 1), which per-unit scales cannot express
+        c.fail(node, "sum over spatial/token dimensions is not supported; use mean (or a pooling layer)")
     sizes = c.value_shape(x)
-    factor = float(np.prod([sizes[d] for d in dims])) if kind == "sum" else 1.0
     keep = bool(a["keepdim"])
     spatial_dims = [d for d in range(x.ndim) if d not in (0, x.cdim)]
     spatial = tuple(1 if d in dims else sizes[d] for d in spatial_dims if keep or d not in dims)
-    out = x.with_(spatial=spatial, channels_last=x.channels_last and bool(spatial))
-    return out if factor == 1.0 else _scaled(out, np.full(x.n, factor))
+    return x.with_(spatial=spatial, channels_last=x.channels_last and bool(spatial))
 
 
 def flatten(c, node, x, sig):
@@ -294,7 +296,7 @@ def getitem(c, node, x, sig):
 
 def _ids(c, v: _Value, offset: int, shape) -> torch.Tensor:
     if v.raw is not None:
-        return v.raw + offset
+        return (v.raw + offset).contiguous()
     ids = torch.arange(v.n, dtype=torch.float64) + offset
     if v.flat_k != 1:
         return ids.repeat_interleave(v.flat_k).reshape(1, -1)

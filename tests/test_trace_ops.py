@@ -1,0 +1,341 @@
+"""Operations beyond plain conv/linear chains: each rule against autograd on the linearised net.
+
+Every model here has no zero padding (or circular padding), so all positions are alike and
+the channel graph must equal the float64 autograd computation of the network linearised by
+the documented rules (tests/linearised.py) to 1e-9 relative: R, SynFlow scores, R2, the
+path-kernel trace and the number of paths, dense and under a random mask.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import netgraph
+from netgraph import flows
+from tests.linearised import reference
+
+REL = 1e-9
+
+
+def _close(a, b, rel=REL):
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def _random_mask(graph, density, seed):
+    rng = np.random.default_rng(seed)
+    return {l.param: torch.from_numpy(rng.random(l.param_shape) < density) for l in graph.layers}
+
+
+def check_against_reference(model, shape, masked=True):
+    g = netgraph.from_torch(model, shape)
+    for masks in [None, _random_mask(g, 0.7, 1)] if masked else [None]:
+        ref = reference(model, shape, masks)
+        assert _close(10 ** flows.log10_synflow_R(g, masks), ref["R"])
+        ours = flows.synflow_scores(g, masks)
+        for p, s in ref["scores"].items():
+            np.testing.assert_allclose(ours[p], s, rtol=REL, atol=REL * np.abs(s).max())
+        assert _close(10 ** flows.log10_R2(g, masks), ref["R2"])
+        assert _close(flows.path_kernel_trace(g, masks), ref["trace"])
+        assert _close(10 ** flows.log10_num_paths(g, masks), ref["paths"])
+    return g
+
+
+def _conv(cin, cout, k=1):
+    return nn.Conv2d(cin, cout, k, padding=k // 2, padding_mode="circular")
+
+
+# -- concatenation, split, chunk, getitem, channel permutation ------------------------------------
+
+class Inception(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv(3, 6)
+        self.b1 = _conv(6, 4)
+        self.b2 = nn.Sequential(_conv(6, 3), nn.ReLU(), _conv(3, 5, 3))
+        self.b3 = nn.Sequential(nn.MaxPool2d(3, 1, 1), _conv(6, 2))
+        self.head = _conv(4 + 5 + 2 + 6, 7)
+        self.fc = nn.Linear(7, 3)
+
+    def forward(self, x):
+        x = F.relu(self.stem(x))
+        y = torch.cat([self.b1(x), self.b2(x), self.b3(x), x], dim=1)  # x itself re-read
+        y = F.relu(self.head(y))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
+class Dense(nn.Module):
+    """DenseNet-like: BatchNorm and conv over ever-growing concatenations."""
+
+    def __init__(self, c0=4, growth=3, n=3):
+        super().__init__()
+        self.stem = _conv(3, c0)
+        self.bns = nn.ModuleList([nn.BatchNorm2d(c0 + i * growth) for i in range(n)])
+        self.convs = nn.ModuleList([_conv(c0 + i * growth, growth, 3) for i in range(n)])
+        self.fc = nn.Linear((c0 + n * growth) * 4 * 4, 2)
+
+    def forward(self, x):
+        feats = [self.stem(x)]
+        for bn, conv in zip(self.bns, self.convs):
+            feats.append(conv(F.relu(bn(torch.cat(feats, 1)))))
+        return self.fc(torch.flatten(torch.cat(feats, 1), 1))
+
+
+def channel_shuffle(x, groups):
+    b, c, h, w = x.size()
+    x = x.view(b, groups, c // groups, h, w)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(b, -1, h, w)
+
+
+class Shuffle(nn.Module):
+    """ShuffleNetV2-like: chunk, one branch, cat, channel shuffle by view/transpose/view."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv(3, 8)
+        self.branch = nn.Sequential(_conv(4, 4), nn.BatchNorm2d(4), nn.ReLU(), _conv(4, 4, 3))
+        self.branch2 = nn.Sequential(_conv(4, 4), nn.ReLU())
+        self.shuffle = nn.ChannelShuffle(2)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.stem(x)
+        a, b = x.chunk(2, dim=1)
+        x = channel_shuffle(torch.cat((a, self.branch(b)), 1), 2)
+        a, b = torch.split(x, [4, 4], dim=1)
+        x = self.shuffle(torch.cat((self.branch2(a), b), 1))
+        return self.fc(x.mean((2, 3)))
+
+
+class Slicing(nn.Module):
+    """getitem on channels, a fixed permutation, a split of unequal sizes, flatten of a cat."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = _conv(3, 6)
+        self.a = _conv(3, 2)
+        self.b = _conv(6, 4)
+        self.fc = nn.Linear(2 * 9 + 3 * 9 + 4 * 9, 3)
+        self.perm = [5, 0, 3, 1, 4, 2]
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = x[:, self.perm]            # a channel permutation
+        lo, hi = torch.split(y, [3, 3], 1)
+        z = torch.cat([self.a(hi), x[:, 1:4], self.b(y)], 1)
+        return self.fc(torch.flatten(z, 1))
+
+
+@pytest.mark.parametrize("model,shape", [
+    (Inception(), (3, 4, 4)), (Dense(), (3, 4, 4)), (Shuffle(), (3, 4, 4)), (Slicing(), (3, 3, 3)),
+], ids=["inception", "dense", "shuffle", "slicing"])
+def test_concat_split_and_permutations_are_exact(model, shape):
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.running_var.uniform_(0.2, 2.0)
+    g = check_against_reference(model, shape)
+    assert g.num_weights == sum(p.numel() for n, p in model.named_parameters() if p.dim() > 1)
+
+
+def test_concat_and_split_are_index_maps_without_copied_weights():
+    g = netgraph.from_torch(Shuffle(), (3, 4, 4))
+    kinds = {s.kind for s in g.shortcuts}
+    assert "index" in kinds
+    for s in g.shortcuts:
+        assert len(np.unique(s.src_units)) == s.size and len(np.unique(s.dst_units)) == s.size
+        assert s.src_units.max() < g.groups[s.src].size and s.dst_units.max() < g.groups[s.dst].size
+    # chunk, cat and two channel shuffles compose into index maps straight from the units
+    # that hold the channels (no group for intermediate layouts): the fc reads
+    # [c0, a2, c1, br2, c2, a3, c3, br3] (a = stem[:4], br = branch output, c = branch2 output)
+    fc_in = g.layer("fc").src
+    maps = {(g.groups[s.src].name, tuple(s.src_units), tuple(s.dst_units)) for s in g.shortcuts if s.dst == fc_in}
+    assert maps == {("stem", (2, 3), (1, 5)), ("branch.3", (2, 3), (3, 7)), ("branch2.0", (0, 1, 2, 3), (0, 2, 4, 6))}
+
+
+def test_index_maps_in_interop_and_phew():
+    from netgraph.interop import edge_arrays
+    from netgraph.sparsifiers.phew import phew_walks
+    model = Slicing()
+    g = netgraph.from_torch(model, (3, 3, 3))
+    e = edge_arrays(g)
+    assert len(e["src"]) == g.num_edges
+    masks = netgraph.sparsify(model, "phew", density=0.2, input_shape=(3, 3, 3), seed=0)
+    from analysis.connectivity import connectivity
+    c = connectivity(g, masks)
+    assert c["dead"] == 0 and c["connected"]
+    w, layer, idx = phew_walks(g, 50, seed=1)
+    assert len(w)
+
+
+# -- normalisation and per-channel scalings ---------------------------------------------------------
+
+class BNAct(nn.BatchNorm2d):
+    """timm-style fused BatchNorm + activation calling F.batch_norm."""
+
+    def __init__(self, c):
+        super().__init__(c)
+        self.act = nn.ReLU6()
+
+    def forward(self, x):
+        x = F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                         self.training, self.momentum, self.eps)
+        return self.act(x)
+
+
+class FrozenBN(nn.Module):
+    """timm/detectron-style frozen BN: a per-channel constant multiply and add."""
+
+    linearise = "channel_scale"
+
+    def __init__(self, c):
+        super().__init__()
+        self.register_buffer("weight", torch.rand(c) + 0.5)
+        self.register_buffer("bias", torch.rand(c))
+
+    def forward(self, x):
+        return x * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """timm's channels-first LayerNorm: permute, F.layer_norm, permute back."""
+
+    linearise = "channel_scale"
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class DropPath(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape[0], 1, 1, 1) > self.p
+        return x * keep / (1 - self.p)
+
+
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt-like: conv, permute to channels-last, LayerNorm, Linear/GELU/Linear, layer
+    scale, permute back, stochastic depth, residual add."""
+
+    def __init__(self, c, ls=0.5):
+        super().__init__()
+        self.conv = _conv(c, c, 3)
+        self.norm = nn.LayerNorm(c)
+        self.fc1 = nn.Linear(c, 2 * c)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(2 * c, c)
+        self.gamma = nn.Parameter(torch.rand(c) * ls + 0.1)
+        self.drop = DropPath(0.3)
+
+    def forward(self, x):
+        y = self.conv(x).permute(0, 2, 3, 1)
+        y = self.fc2(self.act(self.fc1(self.norm(y))))
+        y = (self.gamma * y).permute(0, 3, 1, 2)
+        return x + self.drop(y)
+
+
+class ModernNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from torchvision.ops import StochasticDepth
+
+        self.stem = _conv(3, 6)
+        self.bnact = BNAct(6)
+        self.frozen = FrozenBN(6)
+        self.gn = nn.GroupNorm(2, 6)
+        self.ln2d = LayerNorm2d(6)
+        self.block = ConvNeXtBlock(6)
+        self.sd = StochasticDepth(0.2, "row")
+        self.conv = _conv(6, 5)
+        self.acts = nn.Sequential(nn.Hardswish(), nn.SiLU(), nn.ReLU6(), nn.GELU())
+        self.register_buffer("factor", torch.linspace(-2, 3, 5).reshape(5, 1, 1))
+        self.norm = nn.LayerNorm(5)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = self.ln2d(self.gn(self.frozen(self.bnact(self.stem(x)))))
+        x = x + self.sd(self.block(x))
+        x = self.acts(self.conv(x)) * self.factor
+        return self.fc(self.norm(x.mean((-1, -2))))
+
+
+def _randomize(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            for name in ("weight",):
+                w = getattr(m, name, None)
+                if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)) and w is not None:
+                    w.copy_((torch.rand(w.shape, generator=g) + 0.5) * torch.sign(torch.randn(w.shape, generator=g)))
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) * 2 + 0.2)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g))
+    return model
+
+
+def test_normalisation_and_scaling_rules_match_the_linearised_network():
+    torch.manual_seed(0)
+    model = _randomize(ModernNet())
+    model.train()  # traced in eval mode: DropPath / StochasticDepth are identities
+    g = check_against_reference(model, (3, 5, 5))
+    assert model.training
+    assert g.num_weights == sum(p.numel() for n, p in model.named_parameters()
+                                if p.dim() > 1)
+
+
+def test_layernorm_of_all_ones_does_not_collapse_R():
+    model = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6), nn.GELU(), nn.Linear(6, 2))
+    g = check_against_reference(model, (4,))
+    R = flows.path_flows(g, "abs").R
+    assert np.isfinite(R) and R > 0
+    # the real LayerNorm of an all-ones (constant) input is exactly zero: the rule replaces it
+    with torch.no_grad():
+        assert torch.count_nonzero(nn.LayerNorm(6)(torch.ones(1, 6))) == 0
+
+
+def test_small_layer_scale_warns():
+    block = ConvNeXtBlock(4)
+    with torch.no_grad():
+        block.gamma.fill_(1e-6)
+    model = nn.Sequential(block, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    with pytest.warns(UserWarning, match="layer scale"):
+        netgraph.from_torch(model, (4, 3, 3))
+
+
+@pytest.mark.parametrize("reduce", ["mean", "amax"])
+def test_spatial_reductions_by_dimension_index(reduce):
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 1)
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x):
+            x = self.conv(x)
+            x = getattr(x, reduce)(dim=(2, -1), keepdim=True)
+            return self.fc(x.flatten(1))
+
+    model = Net()
+    g = check_against_reference(model, (3, 3, 3))  # channels == height == width: by index only
+    assert len(g.groups) == 3
+
+
+def test_activations_are_identities_never_clipped():
+    """ReLU6 of a linearised value of 50 stays 50 (the graph never clips)."""
+    model = nn.Sequential(nn.Linear(1, 1, bias=False), nn.ReLU6(), nn.Hardswish(), nn.Linear(1, 1, bias=False))
+    with torch.no_grad():
+        model[0].weight.fill_(50.0)
+        model[3].weight.fill_(2.0)
+    g = netgraph.from_torch(model, (1,))
+    assert flows.path_flows(g, "abs").R == pytest.approx(100.0, rel=1e-12)
