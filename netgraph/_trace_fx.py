@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import torch
@@ -58,6 +59,12 @@ def describe(node, modules) -> str:
     where = module_of(node)
     inside = f" in module '{where[0]}' ({where[1]})" if where and where[0] else ""
     return f"{what} at node '{node.name}'{inside}"
+
+
+def _untraced():
+    """Run real modules and functions inside a trace (fx's patches are lifted meanwhile)."""
+    revert = getattr(torch.fx._symbolic_trace, "_maybe_revert_all_patches", None)
+    return revert() if revert is not None else contextlib.nullcontext()
 
 
 class _ShapeTracer(torch.fx.Tracer):
@@ -113,7 +120,7 @@ class _ShapeTracer(torch.fx.Tracer):
             else:
                 args = map_arg(n.args, lambda a: self._values[a])
                 kwargs = map_arg(n.kwargs, lambda a: self._values[a])
-                with torch.no_grad():
+                with torch.no_grad(), _untraced():
                     if n.op == "call_module":
                         v = root.get_submodule(n.target)(*args, **kwargs)
                     elif n.op == "call_function":

@@ -159,6 +159,25 @@ def _rule(node, mod):
     return None
 
 
+def _stand_in(b, node, modules, env):
+    """A value standing in for an unsupported operation's output, so that the operations
+    after it are still checked (the graph is not built): fresh units for a conv/linear
+    output, the input's value for an operation that keeps the input's shape, else BAD."""
+    shape = node.meta.get("ng_shape")
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    x = env.get(node.args[0]) if node.args and isinstance(node.args[0], torch.fx.Node) else None
+    if not isinstance(shape, tuple) or len(shape) < 2:
+        return BAD
+    if isinstance(mod, (nn.Linear, *_CONV_MODULES)) and isinstance(x, _Value) and x.raw is None:
+        if isinstance(mod, nn.Linear):
+            return _Value(n=shape[-1], spatial=x.spatial, channels_last=x.channels_last and bool(x.spatial),
+                          group=b.new_group(node.name, shape[-1]))
+        return _Value(n=shape[1], spatial=tuple(shape[2:]), group=b.new_group(node.name, shape[1]))
+    if isinstance(x, _Value) and x.raw is None and node.args[0].meta.get("ng_shape") == shape:
+        return x.with_(last_only=False)
+    return BAD
+
+
 def _why_unsupported(node, mod) -> str:
     if node.op == "call_function" and node.target in (torch.cat, torch.stack):
         return "concatenation"
@@ -250,7 +269,7 @@ def _build(model, gm, recorder, shape, model_spec) -> NetGraph:
 
     def block(node, why=""):
         blockers.append(f"{fx.describe(node, modules)}{': ' + why if why else ' is not supported'}")
-        env[node] = BAD
+        env[node] = _stand_in(b, node, modules, env)
 
     for node in gm.graph.nodes:
         b.order += 1
