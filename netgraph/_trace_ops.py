@@ -323,8 +323,17 @@ def rearrange(c, node, x, sig):
             tensors.append(_ids(c, item, total, shp))
             total += item.n
         ids[a] = tuple(tensors) if isinstance(v, _Tuple) else tensors[0]
-    args = map_arg(node.args, lambda a: ids[a] if a in ids else c.const(a))
-    kwargs = map_arg(node.kwargs, lambda a: ids[a] if a in ids else c.const(a))
+    def arg(a):
+        if a in ids:
+            return ids[a]
+        v = c.const(a)
+        if isinstance(v, torch.Tensor) and v.is_floating_point():
+            # a constant tensor joined to the signal (a class token): no unit, id -1
+            return torch.full(v.shape, -1.0, dtype=torch.float64)
+        return v
+
+    args = map_arg(node.args, arg)
+    kwargs = map_arg(node.kwargs, arg)
     with torch.no_grad():
         if node.op == "call_module":
             out = c.module(node)(*args, **kwargs)
@@ -352,12 +361,20 @@ def _layout(o: torch.Tensor):
         if bool((lengths == lengths[0]).all()) and heads.unique().numel() == heads.numel():
             return heads, (), int(lengths[0]), False
         return None
-    first = o.reshape(o.shape[0], -1)
-    if bool((first == first[:, :1]).all()):
-        return first[:, 0], tuple(o.shape[1:]), 1, False
-    last = o.reshape(-1, o.shape[-1])
-    if bool((last == last[:1]).all()):
-        return last[0], tuple(o.shape[:-1]), 1, True
+    first = _constant_rows(o.reshape(o.shape[0], -1))
+    if first is not None:
+        return first, tuple(o.shape[1:]), 1, False
+    last = _constant_rows(o.reshape(-1, o.shape[-1]).T)
+    if last is not None:
+        return last, tuple(o.shape[:-1]), 1, True
+    return None
+
+
+def _constant_rows(m: torch.Tensor):
+    """The value of each row if every row is constant apart from -1 entries (constants), else None."""
+    row = m.max(dim=1).values
+    if bool(((m == row[:, None]) | (m < 0)).all()):
+        return row
     return None
 
 
@@ -376,7 +393,7 @@ def _decode(c, node, out, terms, total):
     for t in terms:
         inv = np.full(total, -1, dtype=np.int64)
         inv[t.dst_units] = np.arange(t.dst_units.size)
-        tk = inv[idx]
+        tk = np.where(idx >= 0, inv[np.maximum(idx, 0)], -1)
         keep = tk >= 0
         if keep.any():
             sel = tk[keep]

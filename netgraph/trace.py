@@ -159,23 +159,30 @@ def _rule(node, mod):
     return None
 
 
-def _stand_in(b, node, modules, env):
+def _stand_in(b, node, modules, env, signal):
     """A value standing in for an unsupported operation's output, so that the operations
-    after it are still checked (the graph is not built): fresh units for a conv/linear
-    output, the input's value for an operation that keeps the input's shape, else BAD."""
+    after it are still checked (the graph is not built): an input's value if the operation
+    keeps its shape, fresh units for a conv/linear output or a ``(batch, C, ...)`` tensor
+    (channels-last if the input was), else BAD."""
     shape = node.meta.get("ng_shape")
-    mod = modules.get(node.target) if node.op == "call_module" else None
-    x = env.get(node.args[0]) if node.args and isinstance(node.args[0], torch.fx.Node) else None
+    if isinstance(shape, list):
+        return _Tuple([_stand_in_shaped(b, node, modules, env, signal, s) for s in shape])
+    return _stand_in_shaped(b, node, modules, env, signal, shape)
+
+
+def _stand_in_shaped(b, node, modules, env, signal, shape):
     if not isinstance(shape, tuple) or len(shape) < 2:
         return BAD
-    if isinstance(mod, (nn.Linear, *_CONV_MODULES)) and isinstance(x, _Value) and x.raw is None:
-        if isinstance(mod, nn.Linear):
-            return _Value(n=shape[-1], spatial=x.spatial, channels_last=x.channels_last and bool(x.spatial),
-                          group=b.new_group(node.name, shape[-1]))
-        return _Value(n=shape[1], spatial=tuple(shape[2:]), group=b.new_group(node.name, shape[1]))
-    if isinstance(x, _Value) and x.raw is None and node.args[0].meta.get("ng_shape") == shape:
-        return x.with_(last_only=False)
-    return BAD
+    ins = [a for a in node.all_input_nodes if a in signal and isinstance(env.get(a), _Value)]
+    for a in ins:
+        if a.meta.get("ng_shape") == shape and env[a].raw is None:
+            return env[a].with_(last_only=False)
+    x = env[ins[0]] if ins else None
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    if isinstance(mod, nn.Linear) or (x is not None and x.channels_last and len(shape) > 2):
+        return _Value(n=shape[-1], spatial=tuple(shape[1:-1]), channels_last=len(shape) > 2,
+                      group=b.new_group(node.name, shape[-1]))
+    return _Value(n=shape[1], spatial=tuple(shape[2:]), group=b.new_group(node.name, shape[1]))
 
 
 def _why_unsupported(node, mod) -> str:
@@ -267,9 +274,16 @@ def _build(model, gm, recorder, shape, model_spec) -> NetGraph:
     out_value = None
     first = True
 
-    def block(node, why=""):
-        blockers.append(f"{fx.describe(node, modules)}{': ' + why if why else ' is not supported'}")
-        env[node] = _stand_in(b, node, modules, env)
+    tainted: set = set()  # nodes at or after an unsupported operation
+
+    def block(node, why="", structural=False):
+        # unsupported whatever its input (an unknown operation, a grouped conv), or a rule
+        # that failed on a value made after another unsupported operation
+        structural = structural or "grouped" in why
+        after = " (after an unsupported operation: may follow from it)" if node in tainted and not structural else ""
+        blockers.append(f"{fx.describe(node, modules)}{': ' + why if why else ' is not supported'}{after}")
+        tainted.add(node)
+        env[node] = _stand_in(b, node, modules, env, recorder.signal)
 
     for node in gm.graph.nodes:
         b.order += 1
@@ -289,14 +303,17 @@ def _build(model, gm, recorder, shape, model_spec) -> NetGraph:
             continue
         mod = modules.get(node.target) if node.op == "call_module" else None
         rule = _rule(node, mod)
-        ins = [env.get(a) for a in node.all_input_nodes if a in recorder.signal]
+        in_nodes = [a for a in node.all_input_nodes if a in recorder.signal]
+        if any(a in tainted for a in in_nodes):
+            tainted.add(node)
+        ins = [env.get(a) for a in in_nodes]
         if any(v is BAD for v in ins):
             if rule is None:
-                block(node, _why_unsupported(node, mod))
+                block(node, _why_unsupported(node, mod), structural=True)
             env[node] = BAD
             continue
         if rule is None:
-            block(node, _why_unsupported(node, mod))
+            block(node, _why_unsupported(node, mod), structural=True)
             continue
         sig = [v for v in ins if isinstance(v, _Value)]
         if any(v.last_only for v in sig):
