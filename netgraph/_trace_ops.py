@@ -56,6 +56,7 @@ POOL_FUNCTIONS = {
     F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
     F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d, torch.max_pool2d,
     torch.avg_pool1d, torch.adaptive_avg_pool1d, torch.max_pool1d, torch.max_pool3d,
+    F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear, F.pad,
 }
 BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 SOFTMAX_MODULES = (nn.Softmax, nn.LogSoftmax)
@@ -309,6 +310,7 @@ def rearrange(c, node, x, sig):
     """Run the operation on channel-id tensors; the result's ids are an index map."""
     b = c.b
     inputs = [a for a in node.all_input_nodes if c.is_signal(a)]
+    small = _channel_op(c, node, inputs)
     ids, terms, total = {}, [], 0
     for a in inputs:
         v = c.val(a)
@@ -320,6 +322,8 @@ def rearrange(c, node, x, sig):
                 c.fail(node, "softmax output rearranged")
             for t in b.map_terms(item, a.name):
                 terms.append(_Term(src=t.src, scale=t.scale, src_units=t.src_units, dst_units=t.dst_units + total))
+            if small:  # the op only moves channels: run it on 1-pixel maps (fast)
+                shp = (1, item.n) + (1,) * len(item.spatial)
             tensors.append(_ids(c, item, total, shp))
             total += item.n
         ids[a] = tuple(tensors) if isinstance(v, _Tuple) else tensors[0]
@@ -342,8 +346,32 @@ def rearrange(c, node, x, sig):
         else:
             out = getattr(args[0], node.target)(*args[1:], **kwargs)
     if isinstance(out, (tuple, list)):
-        return _Tuple([_decode(c, node, o, terms, total) for o in out])
-    return _decode(c, node, out, terms, total)
+        vals = [_decode(c, node, o, terms, total) for o in out]
+        if small:
+            vals = [v.with_(spatial=tuple(shp[2:])) for v, shp in zip(vals, c.shape(node))]
+        return _Tuple(vals)
+    v = _decode(c, node, out, terms, total)
+    return v.with_(spatial=tuple(c.shape(node)[2:])) if small else v
+
+
+_CHANNEL_OPS = {torch.cat: 0, torch.concat: 0, torch.concatenate: 0, torch.split: 0, torch.chunk: 0,
+                "split": 0, "chunk": 0}
+
+
+def _channel_op(c, node, inputs) -> bool:
+    """Whether ``node`` is a cat/split/chunk along dimension 1 of channels-first maps."""
+    if node.target not in _CHANNEL_OPS:
+        return False
+    names = ["tensors", "dim"] if node.target in (torch.cat, torch.concat, torch.concatenate) else ["input", "arg", "dim"]
+    a = c.bind(node, names, {"dim": 0})
+    vals = []
+    for i in inputs:
+        v = c.val(i)
+        vals.extend(v.items if isinstance(v, _Tuple) else [v])
+    if not vals or any(v.raw is not None or v.flat_k != 1 or v.channels_last for v in vals):
+        return False
+    nd = vals[0].ndim
+    return isinstance(a["dim"], int) and a["dim"] % nd == 1 and all(v.ndim == nd for v in vals)
 
 
 def _layout(o: torch.Tensor):

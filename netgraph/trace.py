@@ -29,11 +29,14 @@ input features instead of the input channels.
 
 from __future__ import annotations
 
+import operator
+import types
 import warnings
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import _trace_fx as fx
 from . import _trace_ops as ops
@@ -112,14 +115,37 @@ class _Ctx:
         return (1, *v.spatial, v.n) if v.channels_last else (1, v.n, *v.spatial)
 
 
-def _linear_or_conv(c, node, x, sig):
-    mod = c.module(node)
+def _linear_or_conv(c, node, x, sig, mod=None, shape=None):
+    mod = c.module(node) if mod is None else mod
+    shape = c.shape(node) if shape is None else shape
     fail = c.fail
     if isinstance(mod, nn.Linear) and x.channels_last and x.spatial:
         # a Linear on a channels-last tensor (tokens, ConvNeXt's MLP) is a 1x1 conv
-        out = _layer(c.b, node, mod, x.with_(spatial=(), channels_last=False), c.shape(node), fail)
+        out = _layer(c.b, node, mod, x.with_(spatial=(), channels_last=False), shape, fail)
         return out.with_(spatial=x.spatial, channels_last=True)
-    return _layer(c.b, node, mod, x, c.shape(node), fail)
+    return _layer(c.b, node, mod, x, shape, fail)
+
+
+_FUNCTIONAL_LAYERS = {F.linear: nn.Linear, F.conv1d: nn.Conv1d, F.conv2d: nn.Conv2d, F.conv3d: nn.Conv3d}
+
+
+def _functional_layer(c, node, x, sig):
+    """``F.linear``/``F.convNd`` called by a Linear/Conv subclass on its own ``weight`` (timm's
+    ``Linear``, ``Conv2dSame``): the module's layer. A weight computed from the parameter
+    (weight standardisation) is refused: the graph would hold the wrong weights."""
+    a = c.bind(node, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"], {})
+    w = node.kwargs.get("weight", node.args[1] if len(node.args) > 1 else None)
+    if not (isinstance(w, torch.fx.Node) and w.op == "get_attr" and w.target.endswith(".weight")):
+        c.fail(node, "the weight is computed from parameters (e.g. weight standardisation), not a "
+                     "module's own weight")
+    qual = w.target[: -len(".weight")]
+    mod = c.model_modules.get(qual)  # the model's own module (the traced copy holds only the weight)
+    if not isinstance(mod, _FUNCTIONAL_LAYERS[node.target]) or mod.weight is not a["weight"]:
+        c.fail(node, f"the weight {w.target!r} is not the weight of a {_FUNCTIONAL_LAYERS[node.target].__name__}")
+    if "groups" in a and a["groups"] != getattr(mod, "groups", 1):
+        c.fail(node, "called with another groups than its module's")
+    shim = types.SimpleNamespace(target=qual, name=node.name)
+    return _linear_or_conv(c, shim, x, sig, mod=mod, shape=c.shape(node))
 
 
 def _rule(node, mod):
@@ -130,6 +156,9 @@ def _rule(node, mod):
         for types, rule in ((ops.BN_MODULES, ops.batchnorm), ((nn.LayerNorm,), ops.layernorm),
                             ((nn.GroupNorm,), ops.groupnorm), (ops.IDENTITY_MODULES, ops.identity),
                             (ops.POOL_MODULES, ops.pool), (ops.SOFTMAX_MODULES, ops.softmax),
+                            ((nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d), ops.pool),
+                            ((nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
+                              nn.ConstantPad1d, nn.ZeroPad1d, nn.CircularPad2d), ops.pool),
                             ((nn.Flatten,), ops.flatten), (ops.REARRANGE_MODULES, ops.rearrange)):
             if isinstance(mod, types):
                 return rule
@@ -149,8 +178,10 @@ def _rule(node, mod):
         ({torch.nn.functional.layer_norm}, ops.layernorm), ({torch.nn.functional.group_norm}, ops.groupnorm),
         ({"__getitem__"}, ops.getitem),
     ]
-    if t is __import__("operator").getitem:
+    if t is operator.getitem:
         return ops.getitem
+    if t in _FUNCTIONAL_LAYERS:
+        return _functional_layer
     for calls, rule in table:
         if t in calls:
             return rule
@@ -270,6 +301,7 @@ def _build(model, gm, recorder, shape, model_spec) -> NetGraph:
     b.new_group("input", shape[0])
     env: dict = {}
     c = _Ctx(b, modules, recorder, env)
+    c.model_modules = dict(model.named_modules())
     blockers: list = []
     out_value = None
     first = True

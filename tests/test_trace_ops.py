@@ -339,3 +339,46 @@ def test_activations_are_identities_never_clipped():
         model[3].weight.fill_(2.0)
     g = netgraph.from_torch(model, (1,))
     assert flows.path_flows(g, "abs").R == pytest.approx(100.0, rel=1e-12)
+
+
+class TimmLinear(nn.Linear):
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+class ConvSame(nn.Conv2d):
+    """timm Conv2dSame-like: pad (here replicate: all positions alike), then F.conv2d."""
+
+    def forward(self, x):
+        x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class StdConv(nn.Conv2d):
+    def forward(self, x):
+        w = (self.weight - self.weight.mean()) / (self.weight.std() + 1e-5)
+        return F.conv2d(x, w, self.bias)
+
+
+class FunctionalNet(nn.Module):
+    def __init__(self, std=False):
+        super().__init__()
+        self.conv = (StdConv if std else ConvSame)(3, 4, 3)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv2 = nn.Conv2d(4, 5, 2)
+        self.fc = TimmLinear(5, 3)
+
+    def forward(self, x):
+        x = self.conv2(self.up(self.conv(x)))
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.fc(x.mean((2, 3)))
+
+
+def test_functional_layers_padding_and_upsampling():
+    g = check_against_reference(FunctionalNet(), (3, 4, 4))
+    assert [l.param for l in g.layers] == ["conv.weight", "conv2.weight", "fc.weight"]
+
+
+def test_weight_standardised_conv_is_refused():
+    with pytest.raises(netgraph.UnsupportedModelError, match="weight standardisation"):
+        netgraph.from_torch(FunctionalNet(std=True), (3, 4, 4))
