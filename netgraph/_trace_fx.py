@@ -201,8 +201,9 @@ class Recorder(torch.fx.Interpreter):
     nodes that do not depend on the input; ``signal`` is the set of nodes that do.
     """
 
-    def __init__(self, gm):
+    def __init__(self, gm, keep=()):
         super().__init__(gm)
+        self.keep = set(keep)  # signal nodes whose value is kept too (gates)
         self.signal = set()
         first = True
         for n in gm.graph.nodes:
@@ -216,7 +217,7 @@ class Recorder(torch.fx.Interpreter):
     def run_node(self, n):
         result = super().run_node(n)
         n.meta["ng_shape"] = _shape_of(result)
-        if n not in self.signal:
+        if n not in self.signal or n in self.keep:
             n.meta["ng_value"] = result
         return result
 
@@ -227,3 +228,70 @@ def _shape_of(x):
     if isinstance(x, (tuple, list)) and x and all(isinstance(t, torch.Tensor) for t in x):
         return [tuple(t.shape) for t in x]
     return None
+
+
+_GATE_MODULES = (torch.nn.Sigmoid, torch.nn.Hardsigmoid)
+_GATE_FUNCTIONS = {torch.sigmoid, torch.nn.functional.sigmoid, torch.nn.functional.hardsigmoid}
+_GATE_METHODS = {"sigmoid", "sigmoid_"}
+_VIEWS = {"view", "reshape", "expand_as", "expand", "unsqueeze", "flatten", "squeeze", "transpose", "permute"}
+_MULS = {"mul", "mul_", "__mul__", "__rmul__"}
+
+
+def _is_gate_activation(node, modules) -> bool:
+    if node.op == "call_module":
+        return isinstance(modules.get(node.target), _GATE_MODULES)
+    if node.op == "call_function":
+        return node.target in _GATE_FUNCTIONS or getattr(node.target, "__name__", "") in ("hard_sigmoid", "sigmoid")
+    return node.op == "call_method" and node.target in _GATE_METHODS
+
+
+def find_gates(gm, signal) -> dict:
+    """Gating products ``x * gate`` (squeeze-and-excitation, ECA, GLU-style).
+
+    A gate is a product of two tensors that both depend on the input, one of which comes
+    out of a sigmoid or hard sigmoid (possibly through views). Returns
+    ``{mul node: (path operand, gate operand, gate-only nodes)}``; the gate-only nodes are
+    the operations that feed only the gate (its pooling, convs, activations), which become
+    off-path.
+    """
+    import operator
+
+    modules = dict(gm.named_modules())
+    out = {}
+    for node in gm.graph.nodes:
+        is_mul = (node.op == "call_function" and node.target in (operator.mul, operator.imul, torch.mul)) or \
+            (node.op == "call_method" and node.target in _MULS)
+        if not is_mul or len(node.args) != 2:
+            continue
+        a, b = node.args
+        if not (isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node) and a in signal and b in signal):
+            continue
+        gate = None
+        for cand, other in ((b, a), (a, b)):
+            n = cand
+            while n.op in ("call_method", "call_function") and getattr(n.target, "__name__", n.target) in _VIEWS:
+                n = n.args[0]
+            if _is_gate_activation(n, modules):
+                gate = (other, cand)
+                break
+        if gate is None:
+            continue
+        path, g = gate
+        path_anc = _ancestors(path) | {path}
+        only = _ancestors(g) | {g}
+        only -= path_anc
+        only = {n for n in only if n in signal}
+        if any(u is not node and u not in only for n in only for u in n.users):
+            continue  # the gate's computation feeds something else too: not a pure gate
+        out[node] = (path, g, only)
+    return out
+
+
+def _ancestors(node) -> set:
+    seen, todo = set(), list(node.all_input_nodes)
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen.add(n)
+            todo.extend(n.all_input_nodes)
+    return seen

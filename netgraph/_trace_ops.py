@@ -283,6 +283,31 @@ def scale(c, node, x, sig):
     return _scaled(x, np.full(x.n, k))
 
 
+def gate(c, node, x, sig):
+    """``x * gate(x)``: the gate's value at the linearisation point is a per-unit scale.
+
+    The gate is the real gate (real weights and biases, eval mode) on the all-ones input,
+    averaged over positions per channel; its absolute value scales the gated channel. A
+    gate without weights (``x * sigmoid(x)``, SiLU written out) is an activation: identity.
+    """
+    path, g, _ = c.gates[node]
+    x = c.val(path)
+    if not isinstance(x, _Value):
+        c.fail(node, "the gated tensor is not a tensor of units")
+    if not c.gate_params.get(node):
+        return x  # no weights in the gate: an activation written out (x * sigmoid(x) is SiLU)
+    value = g.meta.get("ng_value")
+    shape = c.shape(node)
+    if not isinstance(value, torch.Tensor) or shape is None or tuple(shape) != tuple(c.value_shape(x)):
+        c.fail(node, "the gate changes the gated tensor's shape")
+    t = value.detach().double().abs().expand(shape)
+    per = t.reshape(x.n, x.flat_k) if x.flat_k != 1 else t.movedim(x.cdim, 0).reshape(x.n, -1)
+    s = per.mean(dim=1).numpy().copy()
+    if not np.all(np.isfinite(s)):
+        c.fail(node, "the gate has NaN or infinite values")
+    return _scaled(x, s)
+
+
 def getitem(c, node, x, sig):
     v = c.val(node.args[0])
     if isinstance(v, _Tuple):

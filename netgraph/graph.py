@@ -253,6 +253,12 @@ class NetGraph:
         Shape of one input sample (without the batch dimension).
     model_spec : dict
         How to rebuild the model (zoo name or factory, input shape, seed), when known.
+    offpath : list of dict
+        *Off-path parameters*: weights that feed only non-path operations (the convs of a
+        squeeze-and-excitation gate), each ``{"param", "shape", "numel", "role",
+        "module"}``. They are not layers of the graph (no path crosses them; their effect
+        is a per-unit scale fixed at the linearisation point). Policy: masks keep them
+        dense (see docs/data-model.md).
     """
 
     groups: list
@@ -260,6 +266,7 @@ class NetGraph:
     shortcuts: list = field(default_factory=list)
     input_shape: tuple = ()
     model_spec: dict = field(default_factory=dict)
+    offpath: list = field(default_factory=list)
 
     def __post_init__(self):
         self._in = [[] for _ in self.groups]
@@ -430,6 +437,7 @@ class NetGraph:
                 }
                 for l in self.layers
             ],
+            "offpath_params": [dict(p, shape=list(p["shape"])) for p in self.offpath],
             "shortcuts": [
                 {"src_group": s.src, "dst_group": s.dst, "units": s.size, "kind": s.kind}
                 for s in self.shortcuts

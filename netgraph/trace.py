@@ -29,6 +29,7 @@ input features instead of the input channels.
 
 from __future__ import annotations
 
+import copy
 import operator
 import types
 import warnings
@@ -279,9 +280,11 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
     was_training = model.training
     model.eval()
     try:
-        example = torch.zeros((1, *shape), dtype=dtype)
+        example = torch.ones((1, *shape), dtype=dtype)  # the linearisation point's input
         gm = fx.trace(model, example)
         recorder = fx.Recorder(gm)
+        gates = fx.find_gates(gm, recorder.signal)
+        recorder.keep = {g for _, g, _ in gates.values()}
         try:
             with torch.no_grad():
                 recorder.run(example)
@@ -290,18 +293,59 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
                 f"running {type(model).__name__} on one input of shape {shape} failed: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        return _build(model, gm, recorder, shape, model_spec)
+        if gates:
+            _gate_values_in_float64(gm, gates, example)
+        return _build(model, gm, recorder, shape, model_spec, gates)
     finally:
         model.train(was_training)
 
 
-def _build(model, gm, recorder, shape, model_spec) -> NetGraph:
+def _gate_values_in_float64(gm, gates, example):
+    """Evaluate the gates in float64 on a copy (so that their scales are exact)."""
+    gm64 = copy.deepcopy(gm).double()
+    names = {g.name for _, g, _ in gates.values()}
+    rec = fx.Recorder(gm64, keep=[n for n in gm64.graph.nodes if n.name in names])
+    with torch.no_grad():
+        rec.run(example.double())
+    by_name = {n.name: n for n in gm64.graph.nodes}
+    for _, g, _ in gates.values():
+        g.meta["ng_value"] = by_name[g.name].meta["ng_value"]
+
+
+def _offpath_params(model_modules, gm, nodes, owner) -> list:
+    """Weights (``dim > 1``) used only by gate nodes: the graph's off-path parameters."""
+    params = dict(gm.named_parameters())
+    out, seen = [], set()
+    for n in gm.graph.nodes:
+        names = []
+        if n in nodes and n.op == "call_module":
+            names = [f"{n.target}.{p}" for p, _ in model_modules[n.target].named_parameters()]
+        elif n.op == "get_attr" and n.users and all(u in nodes for u in n.users):
+            names = [n.target]
+        for name in names:
+            p = params.get(name)
+            if p is not None and p.dim() > 1 and name not in seen:
+                seen.add(name)
+                out.append({"param": name, "shape": tuple(p.shape), "numel": p.numel(), "role": "gate",
+                            "module": owner})
+    return out
+
+
+def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     modules = dict(gm.named_modules())
     b = _Builder(shape)
     b.new_group("input", shape[0])
     env: dict = {}
     c = _Ctx(b, modules, recorder, env)
     c.model_modules = dict(model.named_modules())
+    c.gates = gates = gates or {}
+    gate_nodes = set().union(*(only for _, _, only in gates.values())) if gates else set()
+    offpath = []
+    c.gate_params = {}
+    for mul, (_, _, only) in gates.items():
+        where = fx.module_of(mul)
+        c.gate_params[mul] = _offpath_params(c.model_modules, gm, only, where[0] if where else "")
+        offpath += c.gate_params[mul]
     blockers: list = []
     out_value = None
     first = True
@@ -330,11 +374,11 @@ def _build(model, gm, recorder, shape, model_spec) -> NetGraph:
                     "the model must return a single tensor (tuples, lists and dicts of outputs are not supported)"
                 )
             continue
-        if node not in recorder.signal:
-            env[node] = None  # parameters, shape arithmetic, queries about a tensor
+        if node not in recorder.signal or node in gate_nodes:
+            env[node] = None  # parameters, shape arithmetic, queries about a tensor, gates
             continue
         mod = modules.get(node.target) if node.op == "call_module" else None
-        rule = _rule(node, mod)
+        rule = ops.gate if node in gates else _rule(node, mod)
         in_nodes = [a for a in node.all_input_nodes if a in recorder.signal]
         if any(a in tainted for a in in_nodes):
             tainted.add(node)
@@ -418,7 +462,7 @@ def _build(model, gm, recorder, shape, model_spec) -> NetGraph:
     spec.setdefault("input_shape", list(shape))
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
-                        model_spec=spec)
+                        model_spec=spec, offpath=offpath)
     except ValueError as exc:
         if "shared weights" in str(exc):
             raise UnsupportedModelError(f"cannot build the unit graph of {type(model).__name__}: {exc}") from None

@@ -9,7 +9,10 @@ The real model is copied to float64 in eval mode and its modules are substituted
   channels-first LayerNorm2d) -> per-channel ``|gamma| ** p`` (frozen statistics: no
   centring, no division);
 * activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ...) -> identity;
-* parameters named ``gamma`` (layer scale) and buffers named ``factor`` -> ``|.| ** p``.
+* parameters named ``gamma`` (layer scale) and buffers named ``factor`` -> ``|.| ** p``;
+* modules tagged ``linearise = "gate"`` (``x * act(...)``, squeeze-and-excitation) -> the
+  per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
+  all-ones input (their own weights are off-path: no gradient is taken for them).
 
 then an all-ones input is pushed through and ``R = sum(output)`` is differentiated with
 respect to the substituted weights. Nothing here reads the unit graph.
@@ -39,6 +42,23 @@ class ChannelScale(nn.Module):
         return x * self.s.reshape(shape)
 
 
+def _gate_values(m, input_shape) -> dict:
+    """Per-channel ``|gate|`` of every module tagged ``linearise = "gate"`` (its ``act``
+    output) when the real model reads an all-ones input, averaged over positions."""
+    found, hooks = {}, []
+    for name, mod in m.named_modules():
+        if getattr(mod, "linearise", None) == "gate":
+            def hook(_, __, out, name=name):
+                found[name] = out.detach().abs().transpose(0, 1).reshape(out.shape[1], -1).mean(1)
+            hooks.append(mod.act.register_forward_hook(hook))
+    if hooks:
+        with torch.no_grad():
+            m(torch.ones((1, *input_shape), dtype=torch.double))
+        for h in hooks:
+            h.remove()
+    return found
+
+
 def _replace(root, name, new):
     parent = root
     *path, last = name.split(".")
@@ -54,9 +74,14 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
     p = 0 if count else power
     vs = {}
     subs = []
+    gates = _gate_values(m, input_shape)
     with torch.no_grad():
         for name, mod in list(m.named_modules()):
-            if isinstance(mod, LAYERS):
+            if any(name.startswith(g + ".") for g in gates):
+                continue
+            if name in gates:
+                subs.append((name, ChannelScale(gates[name] ** p, 1)))
+            elif isinstance(mod, LAYERS):
                 pname = f"{name}.weight"
                 mask = masks.get(pname)
                 mask = torch.ones_like(mod.weight) if mask is None else mask.to(torch.double)

@@ -382,3 +382,71 @@ def test_functional_layers_padding_and_upsampling():
 def test_weight_standardised_conv_is_refused():
     with pytest.raises(netgraph.UnsupportedModelError, match="weight standardisation"):
         netgraph.from_torch(FunctionalNet(std=True), (3, 4, 4))
+
+
+# -- gating (squeeze-and-excitation) ------------------------------------------------------------
+
+class SE(nn.Module):
+    linearise = "gate"
+
+    def __init__(self, c, r, act=nn.Sigmoid):
+        super().__init__()
+        self.fc1 = nn.Conv2d(c, r, 1)
+        self.fc2 = nn.Conv2d(r, c, 1)
+        self.act = act()
+
+    def forward(self, x):
+        s = self.fc2(F.relu(self.fc1(x.mean((2, 3), keepdim=True))))
+        return x * self.act(s)
+
+
+class SENet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 1)
+        self.se1 = SE(6, 2)
+        self.conv = nn.Conv2d(6, 5, 2)
+        self.se2 = SE(5, 3, nn.Hardsigmoid)
+        self.fc = nn.Linear(5, 2)
+
+    def forward(self, x):
+        x = self.se1(F.relu(self.stem(x)))
+        x = self.conv(x)
+        x = x + self.se2(x)
+        return self.fc(x.mean((2, 3)))
+
+
+def test_gates_are_per_unit_scales_and_their_weights_are_off_path():
+    torch.manual_seed(0)
+    model = SENet()
+    g = check_against_reference(model, (3, 3, 3))
+    assert [p["param"] for p in g.offpath] == ["se1.fc1.weight", "se1.fc2.weight", "se2.fc1.weight", "se2.fc2.weight"]
+    assert g.offpath[0]["module"] == "se1" and g.offpath[0]["role"] == "gate"
+    assert [l.param for l in g.layers] == ["stem.weight", "conv.weight", "fc.weight"]
+    # masks cover the layers; off-path weights are left dense (the documented policy)
+    masks = netgraph.sparsify(model, "synflow", density=0.5, input_shape=(3, 3, 3), seed=0)
+    assert set(masks) == {"stem.weight", "conv.weight", "fc.weight"} | {p["param"] for p in g.offpath}
+    assert all(bool(masks[p["param"]].all()) for p in g.offpath)
+    masks.apply(model)  # strict: every conv/linear weight of the model has a mask
+    model(torch.ones(1, 3, 3, 3))
+
+
+def test_silu_written_out_is_an_activation():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 4)
+            self.b = nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(h * torch.sigmoid(h))
+
+    model = Net()
+    g = netgraph.from_torch(model, (3,))
+    plain = nn.Sequential(model.a, nn.SiLU(), model.b)
+    check_against_reference(plain, (3,))
+    g_plain = netgraph.from_torch(plain, (3,))
+    assert g.offpath == []
+    assert flows.log10_synflow_R(g) == flows.log10_synflow_R(g_plain)
+    assert flows.log10_path_kernel_trace(g) == flows.log10_path_kernel_trace(g_plain)
