@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 
 import torch
 import torch.fx
 from torch.fx.node import map_arg
 
-from .errors import UnsupportedModelError
+from .errors import InvalidInputError, UnsupportedModelError
 
 _SHAPE_QUERIES = {"size", "dim", "numel", "ndimension", "nelement"}
 _SHAPE_ATTRS = {"shape", "ndim", "dtype", "device", "is_cuda"}
@@ -295,3 +296,49 @@ def _ancestors(node) -> set:
             seen.add(n)
             todo.extend(n.all_input_nodes)
     return seen
+
+
+def check_input_shape(input_shape) -> tuple:
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"input_shape must be a sequence of positive integers such as (3, 32, 32), got {input_shape!r}"
+        ) from None
+    if not shape or any(s <= 0 for s in shape):
+        raise InvalidInputError(
+            f"input_shape must be a non-empty sequence of positive integers such as (3, 32, 32) "
+            f"(one sample, no batch dimension), got {input_shape!r}"
+        )
+    return shape
+
+
+def gate_values_in_float64(gm, gates, example):
+    """Evaluate the gates in float64 on a copy (so that their scales are exact)."""
+    gm64 = copy.deepcopy(gm).double()
+    names = {g.name for _, g, _ in gates.values()}
+    rec = Recorder(gm64, keep=[n for n in gm64.graph.nodes if n.name in names])
+    with torch.no_grad():
+        rec.run(example.double())
+    by_name = {n.name: n for n in gm64.graph.nodes}
+    for _, g, _ in gates.values():
+        g.meta["ng_value"] = by_name[g.name].meta["ng_value"]
+
+
+def offpath_params(model_modules, gm, nodes, owner) -> list:
+    """Weights (``dim > 1``) used only by gate nodes: the graph's off-path parameters."""
+    params = dict(gm.named_parameters())
+    out, seen = [], set()
+    for n in gm.graph.nodes:
+        names = []
+        if n in nodes and n.op == "call_module":
+            names = [f"{n.target}.{p}" for p, _ in model_modules[n.target].named_parameters()]
+        elif n.op == "get_attr" and n.users and all(u in nodes for u in n.users):
+            names = [n.target]
+        for name in names:
+            p = params.get(name)
+            if p is not None and p.dim() > 1 and name not in seen:
+                seen.add(name)
+                out.append({"param": name, "shape": tuple(p.shape), "numel": p.numel(), "role": "gate",
+                            "module": owner})
+    return out

@@ -20,6 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch.nn as nn
 
 from .graph import Layer, Shortcut, UnitGroup
 
@@ -182,3 +183,29 @@ class _Builder:
                 t = dataclasses.replace(t, src_units=ar, dst_units=ar)
             out.append(t)
         return out
+
+
+def stand_in(b, node, modules, env, signal):
+    """A value standing in for an unsupported operation's output, so that the operations
+    after it are still checked (the graph is not built): an input's value if the operation
+    keeps its shape, fresh units for a conv/linear output or a ``(batch, C, ...)`` tensor
+    (channels-last if the input was), else BAD."""
+    shape = node.meta.get("ng_shape")
+    if isinstance(shape, list):
+        return _Tuple([stand_in_shaped(b, node, modules, env, signal, s) for s in shape])
+    return stand_in_shaped(b, node, modules, env, signal, shape)
+
+
+def stand_in_shaped(b, node, modules, env, signal, shape):
+    if not isinstance(shape, tuple) or len(shape) < 2:
+        return BAD
+    ins = [a for a in node.all_input_nodes if a in signal and isinstance(env.get(a), _Value)]
+    for a in ins:
+        if a.meta.get("ng_shape") == shape and env[a].raw is None:
+            return env[a].with_(last_only=False)
+    x = env[ins[0]] if ins else None
+    mod = modules.get(node.target) if node.op == "call_module" else None
+    if isinstance(mod, nn.Linear) or (x is not None and x.channels_last and len(shape) > 2):
+        return _Value(n=shape[-1], spatial=tuple(shape[1:-1]), channels_last=len(shape) > 2,
+                      group=b.new_group(node.name, shape[-1]))
+    return _Value(n=shape[1], spatial=tuple(shape[2:]), group=b.new_group(node.name, shape[1]))

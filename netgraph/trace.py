@@ -1,8 +1,9 @@
 """Build the unit graph of a PyTorch model by tracing its dataflow with ``torch.fx``.
 
 The tracer interprets the fx graph symbolically (values and the builder:
-:mod:`netgraph._trace_values`; one rule per kind of operation: :mod:`netgraph._trace_ops`;
-tracing in eval mode, optional arguments and shape-dependent control flow:
+:mod:`netgraph._trace_values`; one rule per kind of operation: :mod:`netgraph._trace_ops`
+and, for rearrangements as index maps, :mod:`netgraph._trace_rearrange`; tracing in eval
+mode, optional arguments, shape-dependent control flow and gate detection:
 :mod:`netgraph._trace_fx`). Each tensor value is a set of units (the channel dimension, or
 the features of a flat tensor) plus either
 
@@ -29,7 +30,6 @@ input features instead of the input channels.
 
 from __future__ import annotations
 
-import copy
 import operator
 import types
 import warnings
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from . import _trace_fx as fx
 from . import _trace_ops as ops
-from ._trace_values import BAD, _Builder, _Term, _Tuple, _Value
+from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
 
@@ -55,65 +55,6 @@ SUPPORTED = (
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-
-
-class _Blocker(Exception):
-    """An operation the unit graph cannot represent (collected, reported together)."""
-
-
-def _check_input_shape(input_shape) -> tuple:
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"input_shape must be a sequence of positive integers such as (3, 32, 32), got {input_shape!r}"
-        ) from None
-    if not shape or any(s <= 0 for s in shape):
-        raise InvalidInputError(
-            f"input_shape must be a non-empty sequence of positive integers such as (3, 32, 32) "
-            f"(one sample, no batch dimension), got {input_shape!r}"
-        )
-    return shape
-
-
-class _Ctx:
-    """What the rules see: the builder, modules, recorded shapes/constants, ``fail``."""
-
-    def __init__(self, b, modules, recorder, env):
-        self.b = b
-        self.modules = modules
-        self.recorder = recorder
-        self.env = env
-        self.small_scales: list = []
-
-    def fail(self, node, why=""):
-        raise _Blocker(why)
-
-    def module(self, node):
-        return self.modules[node.target]
-
-    def shape(self, node):
-        return node.meta.get("ng_shape")
-
-    def is_signal(self, a) -> bool:
-        return isinstance(a, torch.fx.Node) and a in self.recorder.signal
-
-    def val(self, a):
-        return self.env.get(a) if isinstance(a, torch.fx.Node) else None
-
-    def const(self, a):
-        return torch.fx.node.map_arg(a, lambda n: n.meta.get("ng_value"))
-
-    def bind(self, node, names, defaults):
-        out = dict(defaults)
-        out.update(zip(names, node.args))
-        out.update(node.kwargs)
-        return {k: (v if k == names[0] else self.const(v)) for k, v in out.items()}
-
-    def value_shape(self, v: _Value) -> tuple:
-        if v.flat_k != 1:
-            return (1, v.n * v.flat_k)
-        return (1, *v.spatial, v.n) if v.channels_last else (1, v.n, *v.spatial)
 
 
 def _linear_or_conv(c, node, x, sig, mod=None, shape=None):
@@ -154,14 +95,14 @@ def _rule(node, mod):
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
             return _linear_or_conv
-        for types, rule in ((ops.BN_MODULES, ops.batchnorm), ((nn.LayerNorm,), ops.layernorm),
+        for kinds, rule in ((ops.BN_MODULES, ops.batchnorm), ((nn.LayerNorm,), ops.layernorm),
                             ((nn.GroupNorm,), ops.groupnorm), (ops.IDENTITY_MODULES, ops.identity),
                             (ops.POOL_MODULES, ops.pool), (ops.SOFTMAX_MODULES, ops.softmax),
                             ((nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d), ops.pool),
                             ((nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
                               nn.ConstantPad1d, nn.ZeroPad1d, nn.CircularPad2d), ops.pool),
                             ((nn.Flatten,), ops.flatten), (ops.REARRANGE_MODULES, ops.rearrange)):
-            if isinstance(mod, types):
+            if isinstance(mod, kinds):
                 return rule
         return None
     if node.op not in ("call_function", "call_method"):
@@ -189,32 +130,6 @@ def _rule(node, mod):
     if t in ops.REARRANGE_CALLS:
         return ops.rearrange
     return None
-
-
-def _stand_in(b, node, modules, env, signal):
-    """A value standing in for an unsupported operation's output, so that the operations
-    after it are still checked (the graph is not built): an input's value if the operation
-    keeps its shape, fresh units for a conv/linear output or a ``(batch, C, ...)`` tensor
-    (channels-last if the input was), else BAD."""
-    shape = node.meta.get("ng_shape")
-    if isinstance(shape, list):
-        return _Tuple([_stand_in_shaped(b, node, modules, env, signal, s) for s in shape])
-    return _stand_in_shaped(b, node, modules, env, signal, shape)
-
-
-def _stand_in_shaped(b, node, modules, env, signal, shape):
-    if not isinstance(shape, tuple) or len(shape) < 2:
-        return BAD
-    ins = [a for a in node.all_input_nodes if a in signal and isinstance(env.get(a), _Value)]
-    for a in ins:
-        if a.meta.get("ng_shape") == shape and env[a].raw is None:
-            return env[a].with_(last_only=False)
-    x = env[ins[0]] if ins else None
-    mod = modules.get(node.target) if node.op == "call_module" else None
-    if isinstance(mod, nn.Linear) or (x is not None and x.channels_last and len(shape) > 2):
-        return _Value(n=shape[-1], spatial=tuple(shape[1:-1]), channels_last=len(shape) > 2,
-                      group=b.new_group(node.name, shape[-1]))
-    return _Value(n=shape[1], spatial=tuple(shape[2:]), group=b.new_group(node.name, shape[1]))
 
 
 def _why_unsupported(node, mod) -> str:
@@ -270,7 +185,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
     """
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    shape = _check_input_shape(input_shape)
+    shape = fx.check_input_shape(input_shape)
     try:
         dtype = next(model.parameters()).dtype
     except StopIteration:
@@ -294,41 +209,10 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         if gates:
-            _gate_values_in_float64(gm, gates, example)
+            fx.gate_values_in_float64(gm, gates, example)
         return _build(model, gm, recorder, shape, model_spec, gates)
     finally:
         model.train(was_training)
-
-
-def _gate_values_in_float64(gm, gates, example):
-    """Evaluate the gates in float64 on a copy (so that their scales are exact)."""
-    gm64 = copy.deepcopy(gm).double()
-    names = {g.name for _, g, _ in gates.values()}
-    rec = fx.Recorder(gm64, keep=[n for n in gm64.graph.nodes if n.name in names])
-    with torch.no_grad():
-        rec.run(example.double())
-    by_name = {n.name: n for n in gm64.graph.nodes}
-    for _, g, _ in gates.values():
-        g.meta["ng_value"] = by_name[g.name].meta["ng_value"]
-
-
-def _offpath_params(model_modules, gm, nodes, owner) -> list:
-    """Weights (``dim > 1``) used only by gate nodes: the graph's off-path parameters."""
-    params = dict(gm.named_parameters())
-    out, seen = [], set()
-    for n in gm.graph.nodes:
-        names = []
-        if n in nodes and n.op == "call_module":
-            names = [f"{n.target}.{p}" for p, _ in model_modules[n.target].named_parameters()]
-        elif n.op == "get_attr" and n.users and all(u in nodes for u in n.users):
-            names = [n.target]
-        for name in names:
-            p = params.get(name)
-            if p is not None and p.dim() > 1 and name not in seen:
-                seen.add(name)
-                out.append({"param": name, "shape": tuple(p.shape), "numel": p.numel(), "role": "gate",
-                            "module": owner})
-    return out
 
 
 def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
@@ -336,7 +220,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     b = _Builder(shape)
     b.new_group("input", shape[0])
     env: dict = {}
-    c = _Ctx(b, modules, recorder, env)
+    c = ops.Ctx(b, modules, recorder, env)
     c.model_modules = dict(model.named_modules())
     c.gates = gates = gates or {}
     gate_nodes = set().union(*(only for _, _, only in gates.values())) if gates else set()
@@ -344,7 +228,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     c.gate_params = {}
     for mul, (_, _, only) in gates.items():
         where = fx.module_of(mul)
-        c.gate_params[mul] = _offpath_params(c.model_modules, gm, only, where[0] if where else "")
+        c.gate_params[mul] = fx.offpath_params(c.model_modules, gm, only, where[0] if where else "")
         offpath += c.gate_params[mul]
     blockers: list = []
     out_value = None
@@ -359,7 +243,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
         after = " (after an unsupported operation: may follow from it)" if node in tainted and not structural else ""
         blockers.append(f"{fx.describe(node, modules)}{': ' + why if why else ' is not supported'}{after}")
         tainted.add(node)
-        env[node] = _stand_in(b, node, modules, env, recorder.signal)
+        env[node] = stand_in(b, node, modules, env, recorder.signal)
 
     for node in gm.graph.nodes:
         b.order += 1
@@ -404,7 +288,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             x = sig[0] if sig else None
         try:
             v = rule(c, node, x, sig)
-        except _Blocker as exc:
+        except ops.Blocker as exc:
             block(node, str(exc))
             continue
         except (InvalidInputError, UnsupportedModelError):

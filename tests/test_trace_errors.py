@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import netgraph
 from netgraph import flows
-from netgraph.errors import InvalidInputError, UnsupportedModelError
+from netgraph.errors import UnsupportedModelError
 
 
 class ChannelMean(nn.Module):
