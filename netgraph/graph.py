@@ -258,7 +258,7 @@ class NetGraph:
         squeeze-and-excitation gate), each ``{"param", "shape", "numel", "role",
         "module"}``. They are not layers of the graph (no path crosses them; their effect
         is a per-unit scale fixed at the linearisation point). Policy: masks keep them
-        dense (see docs/data-model.md).
+        dense and densities count them (see docs/data-model.md).
     """
 
     groups: list

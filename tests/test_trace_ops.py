@@ -427,6 +427,9 @@ def test_gates_are_per_unit_scales_and_their_weights_are_off_path():
     masks = netgraph.sparsify(model, "synflow", density=0.5, input_shape=(3, 3, 3), seed=0)
     assert set(masks) == {"stem.weight", "conv.weight", "fc.weight"} | {p["param"] for p in g.offpath}
     assert all(bool(masks[p["param"]].all()) for p in g.offpath)
+    # the density counts them: kept = round(0.5 * all conv/linear weights), gates included
+    total = sum(p.numel() for n, p in model.named_parameters() if p.dim() > 1)
+    assert masks.num_kept == round(0.5 * total) and masks.num_total == total
     masks.apply(model)  # strict: every conv/linear weight of the model has a mask
     model(torch.ones(1, 3, 3, 3))
 
