@@ -5,12 +5,13 @@ The real model is copied to float64 in eval mode and its modules are substituted
 * Linear/Conv weights -> ``|w| ** p`` (or the 0/1 mask for path counting), biases -> 0;
 * BatchNorm (module, or any module with a ``running_var`` buffer read through
   ``F.batch_norm``) -> per-channel ``(|gamma| / sqrt(var + eps)) ** p``, shift 0;
-* LayerNorm, GroupNorm, and modules tagged ``linearise = "channel_scale"`` (e.g. a
-  channels-first LayerNorm2d) -> per-channel ``|gamma| ** p`` (frozen statistics: no
+* LayerNorm, GroupNorm, timm's ``LayerNorm2d`` and modules tagged
+  ``linearise = "channel_scale"`` -> per-channel ``|gamma| ** p`` (frozen statistics: no
   centring, no division);
 * activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ...) -> identity;
 * parameters named ``gamma`` (layer scale) and buffers named ``factor`` -> ``|.| ** p``;
-* modules tagged ``linearise = "gate"`` (``x * act(...)``, squeeze-and-excitation) -> the
+* modules tagged ``linearise = "gate"`` (``x * act(...)``) and timm's ``SqueezeExcite``
+  (``SEModule``: ``x * gate(...)``) -> the
   per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
   all-ones input (their own weights are off-path: no gradient is taken for them).
 
@@ -47,10 +48,11 @@ def _gate_values(m, input_shape) -> dict:
     output) when the real model reads an all-ones input, averaged over positions."""
     found, hooks = {}, []
     for name, mod in m.named_modules():
-        if getattr(mod, "linearise", None) == "gate":
+        is_timm_se = type(mod).__name__ in ("SEModule", "SqueezeExcite") and hasattr(mod, "gate")
+        if getattr(mod, "linearise", None) == "gate" or is_timm_se:
             def hook(_, __, out, name=name):
                 found[name] = out.detach().abs().transpose(0, 1).reshape(out.shape[1], -1).mean(1)
-            hooks.append(mod.act.register_forward_hook(hook))
+            hooks.append((mod.gate if is_timm_se else mod.act).register_forward_hook(hook))
     if hooks:
         with torch.no_grad():
             m(torch.ones((1, *input_shape), dtype=torch.double))
@@ -100,7 +102,9 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 gamma = mod.weight.detach().abs().flatten() if mod.weight is not None else None
                 n = gamma.numel() if gamma is not None else mod.normalized_shape[0]
                 s = gamma ** p if gamma is not None else torch.ones(n, dtype=torch.double)
-                dim = 1 if isinstance(mod, nn.GroupNorm) or getattr(mod, "linearise", None) else -1
+                channels_first = isinstance(mod, nn.GroupNorm) or getattr(mod, "linearise", None) \
+                    or type(mod).__name__ == "LayerNorm2d"
+                dim = 1 if channels_first else -1
                 subs.append((name, ChannelScale(s, dim)))
             elif isinstance(mod, ACTIVATIONS):
                 subs.append((name, nn.Identity()))

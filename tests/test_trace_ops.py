@@ -453,3 +453,19 @@ def test_silu_written_out_is_an_activation():
     assert g.offpath == []
     assert flows.log10_synflow_R(g) == flows.log10_synflow_R(g_plain)
     assert flows.log10_path_kernel_trace(g) == flows.log10_path_kernel_trace(g_plain)
+
+
+def test_timm_building_blocks():
+    """timm's fused BatchNormAct2d (F.batch_norm), LayerNorm2d (permute, F.layer_norm,
+    permute), SqueezeExcite and DropPath, against the linearised reference."""
+    L = pytest.importorskip("timm.layers")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 1), L.BatchNormAct2d(8), L.SqueezeExcite(8, rd_channels=4), L.LayerNorm2d(8),
+        L.DropPath(0.5), nn.Conv2d(8, 6, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3))
+    _randomize(model)
+    with torch.no_grad():
+        model[3].weight.uniform_(-2, 2)
+    model.train()
+    g = check_against_reference(model, (3, 3, 3))
+    assert [p["param"] for p in g.offpath] == ["2.fc1.weight", "2.fc2.weight"]
