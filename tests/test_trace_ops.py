@@ -469,3 +469,36 @@ def test_timm_building_blocks():
     model.train()
     g = check_against_reference(model, (3, 3, 3))
     assert [p["param"] for p in g.offpath] == ["2.fc1.weight", "2.fc2.weight"]
+
+
+class RandomRearrange(nn.Module):
+    """A random channel permutation, a split into random parts, a cat in random order."""
+
+    def __init__(self, c, perm, sizes, order, dup):
+        super().__init__()
+        self.stem = nn.Conv2d(2, c, 1)
+        self.perm, self.sizes, self.order, self.dup = perm, sizes, order, dup
+        self.head = nn.Conv2d(c + (sizes[0] if dup else 0), 3, 1)
+        self.fc = nn.Linear(3 * 4, 2)
+
+    def forward(self, x):
+        x = self.stem(x)[:, self.perm]
+        parts = torch.split(x, self.sizes, dim=1)
+        y = torch.cat([parts[i] for i in self.order] + ([parts[0]] if self.dup else []), 1)
+        return self.fc(torch.flatten(self.head(y), 1))
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None)
+@given(data=st.data())
+def test_random_rearrangements_are_exact(data):
+    c = data.draw(st.integers(2, 7))
+    perm = data.draw(st.permutations(range(c)))
+    cuts = sorted(data.draw(st.sets(st.integers(1, c - 1), max_size=c - 1)))
+    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, c])]
+    order = data.draw(st.permutations(range(len(sizes))))
+    dup = data.draw(st.booleans())
+    torch.manual_seed(data.draw(st.integers(0, 1000)))
+    check_against_reference(RandomRearrange(c, list(perm), sizes, list(order), dup), (2, 2, 2))
