@@ -315,7 +315,10 @@ def check_input_shape(input_shape) -> tuple:
 
 def gate_values_in_float64(gm, gates, example):
     """Evaluate the gates in float64 on a copy (so that their scales are exact)."""
-    gm64 = copy.deepcopy(gm).double()
+    try:
+        gm64 = copy.deepcopy(gm).double()
+    except Exception:  # a module that cannot be copied: keep the values of the model's dtype
+        return
     names = {g.name for _, g, _ in gates.values()}
     rec = Recorder(gm64, keep=[n for n in gm64.graph.nodes if n.name in names])
     with torch.no_grad():

@@ -192,7 +192,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
         raise UnsupportedModelError("the model has no parameters") from None
     if not dtype.is_floating_point:
         raise UnsupportedModelError(f"the model's parameters are {dtype}, not floating point")
-    was_training = model.training
+    flags = [(m, m.training) for m in model.modules()]  # restored one by one (frozen parts stay frozen)
     model.eval()
     try:
         example = torch.ones((1, *shape), dtype=dtype)  # the linearisation point's input
@@ -211,8 +211,16 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
         if gates:
             fx.gate_values_in_float64(gm, gates, example)
         return _build(model, gm, recorder, shape, model_spec, gates)
+    except (InvalidInputError, UnsupportedModelError):
+        raise
+    except Exception as exc:  # never let another exception type out for a model that runs
+        raise UnsupportedModelError(
+            f"internal error while building the unit graph of {type(model).__name__}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
     finally:
-        model.train(was_training)
+        for m, flag in flags:
+            m.training = flag
 
 
 def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:

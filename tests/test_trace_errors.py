@@ -44,9 +44,10 @@ class TrainingBranch(nn.Module):
 
 def test_traced_in_eval_mode_and_training_flag_restored():
     model = TrainingBranch().train()
+    model.aux.eval()  # a frozen part stays frozen
     g = netgraph.from_torch(model, (3,))
     assert [l.name for l in g.layers] == ["a", "b"]
-    assert model.training
+    assert model.training and model.a.training and not model.aux.training
 
 
 class Optional(nn.Module):
