@@ -374,7 +374,8 @@ class NetGraph:
                 f"got {type(masks).__name__}"
             )
         missing = [p for p in self.param_names if p not in masks]
-        extra = [p for p in masks if p not in self._by_param]
+        offpath = {p["param"] for p in self.offpath}  # kept dense by policy: not read here
+        extra = [p for p in masks if p not in self._by_param and p not in offpath]
         if missing or extra:
             parts = []
             if missing:

@@ -430,6 +430,9 @@ def test_gates_are_per_unit_scales_and_their_weights_are_off_path():
     # the density counts them: kept = round(0.5 * all conv/linear weights), gates included
     total = sum(p.numel() for n, p in model.named_parameters() if p.dim() > 1)
     assert masks.num_kept == round(0.5 * total) and masks.num_total == total
+    from analysis.connectivity import connectivity
+    off = sum(p["numel"] for p in g.offpath)
+    assert connectivity(g, masks)["kept"] == round(0.5 * total) - off  # off-path keys are accepted
     masks.apply(model)  # strict: every conv/linear weight of the model has a mask
     model(torch.ones(1, 3, 3, 3))
 
