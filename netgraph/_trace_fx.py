@@ -116,8 +116,9 @@ class _ShapeTracer(torch.fx.Tracer):
                 v = self.example if n.name == self._input_name else None
             elif n.op == "get_attr":
                 v = root
-                for part in n.target.split("."):
-                    v = getattr(v, part)
+                with _untraced():  # fx patches Module.__getattr__ to return proxies
+                    for part in n.target.split("."):
+                        v = getattr(v, part)
             else:
                 args = map_arg(n.args, lambda a: self._values[a])
                 kwargs = map_arg(n.kwargs, lambda a: self._values[a])

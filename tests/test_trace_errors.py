@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import netgraph
 from netgraph import flows
@@ -191,3 +192,24 @@ def test_odd_models_get_the_project_errors_only(kind):
     model(torch.zeros(1, 3, 2, 2))
     with pytest.raises(UnsupportedModelError):
         netgraph.from_torch(model, (3, 2, 2))
+
+
+class PadSame(nn.Conv2d):
+    """timm-style 'same' padding computed from shapes (math.ceil, the weight's shape)."""
+
+    def forward(self, x):
+        import math
+
+        ih, iw = x.size()[-2:]
+        kh, kw = self.weight.shape[-2:]
+        ph = max((math.ceil(ih / self.stride[0]) - 1) * self.stride[0] + kh - ih, 0)
+        pw = max((math.ceil(iw / self.stride[1]) - 1) * self.stride[1] + kw - iw, 0)
+        if ph > 0 or pw > 0:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], mode="replicate")
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def test_shape_arithmetic_with_parameters_traces():
+    model = nn.Sequential(PadSame(3, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    g = netgraph.from_torch(model, (3, 7, 7))
+    assert [l.param for l in g.layers] == ["0.weight", "4.weight"]
