@@ -19,7 +19,8 @@ For an edge aggregate :math:`a(u, v)` and the per-unit scales :math:`s`:
 * ``weights="count"`` (:math:`a` = number of kept elements, :math:`p = 0`): the number of
   input-output paths of a mask.
 
-Identity shortcuts are edges of aggregate 1. Each group's flow vector is stored as
+Shortcuts (identity edges and the index maps of concatenation, split and channel
+permutation) are edges of aggregate 1. Each group's flow vector is stored as
 ``vec * exp(log_scale)`` with ``max(vec) = 1``, so nothing overflows float64 however deep
 the network (a dense VGG19 has about 4e40 paths; deeper nets pass 1e308). Every
 matrix-vector product runs over the ``(n_dst, n_in)`` bundle matrix of a layer (block by
@@ -399,7 +400,8 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
                 continue
             s = e.scale
             ls = np.log(np.where(s > 0, s, 1.0))
-            t = float((flows.forward[e.src] * s * ls * flows.backward[e.dst]).sum())
+            f = flows.forward[e.src][e.src_units]
+            t = float((f * s * ls * flows.backward[e.dst][e.dst_units]).sum())
         acc += t * math.exp(flows.forward_scale[e.src] + flows.backward_scale[e.dst] - logZ)
     H = float(logZ - acc)
     return H, math.exp(H) if H < 709 else math.inf

@@ -39,8 +39,9 @@ def describe_graph(graph) -> dict:
             }
             for l in graph.layers
         ],
+        "offpath_params": [dict(p, shape=list(p["shape"])) for p in graph.offpath],
         "shortcuts": [
-            {"src_group": s.src, "dst_group": s.dst, "units": s.size} for s in graph.shortcuts
+            {"src_group": s.src, "dst_group": s.dst, "units": s.size, "kind": s.kind} for s in graph.shortcuts
         ],
         "log10_synflow_R": flows.log10_synflow_R(graph),
         "log10_path_kernel_trace": flows.log10_path_kernel_trace(graph),

@@ -91,7 +91,20 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
                 f"method {method!r} is data-dependent: pass data=(inputs, labels) or a DataLoader "
                 "(CLI: --data random or --data digits)"
             )
-    ctx = Context(graph=graph, density=density, target=target_count(density, graph.num_weights), seed=seed,
+    # Off-path parameters (gate weights) are kept dense and counted: the layers get what
+    # is left of the requested density over all conv/linear weights.
+    offpath = int(sum(p["numel"] for p in getattr(graph, "offpath", ())))
+    target = target_count(density, graph.num_weights)
+    layer_density = density
+    if offpath:
+        target = int(round(density * (graph.num_weights + offpath))) - offpath
+        if target < 1:
+            raise InvalidInputError(
+                f"density {density:g} is below what the dense off-path parameters ({offpath} gate weights) "
+                f"already keep: {offpath / (graph.num_weights + offpath):.4g}")
+        target = min(target, graph.num_weights)
+        layer_density = target / graph.num_weights
+    ctx = Context(graph=graph, density=layer_density, target=target, seed=seed,
                   model=model, data=data, progress=progress)
     t0 = time.perf_counter()
     layer_masks = m.fn(ctx, **opts)
@@ -101,6 +114,7 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         "options": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in opts.items()},
         "density": density,
         "target": ctx.target,
+        **({"offpath_dense": offpath, "layer_density": layer_density} if offpath else {}),
         "seed": seed,
         "model": graph.model_spec,
         "seconds": round(seconds, 4),

@@ -17,8 +17,8 @@ weights to the target, so the result overshoots the target by less than one walk
 (no partial walk is kept: every kept weight lies on a complete input-output path).
 
 Branches (residual networks): with ``branch="weighted"`` (default) a unit chooses among
-all its out-edges (in-edges) by weight, an identity shortcut counting as one edge of weight
-1. With ``branch="authors"`` it follows the rule of the reference code: identity shortcuts
+all its out-edges (in-edges) by weight, an identity shortcut (or the edge of an index map:
+concatenation, split, channel permutation) counting as one edge of weight 1. With ``branch="authors"`` it follows the rule of the reference code: identity shortcuts
 are never taken, and at a unit feeding several parameterised layers (a projection shortcut
 and the next block) each layer is taken with equal probability, then a weight by
 magnitude inside it. (The reference code's forward walks additionally skip the conv just
@@ -86,15 +86,16 @@ class _Table:
     """
 
     def __init__(self, n: int, blocks: list, authors: bool):
-        # blocks: (edge, matrix (n, m) of weights or None for identity, row offsets or None)
+        # blocks: (edge, weights, row offsets or None). The weights are a matrix (n, m) for a
+        # layer, None for an identity shortcut, or a 1-d column of 0/1 for an index-map shortcut.
         cols_edge, cols_unit, mats = [], [], []
         self.row_off = np.zeros((n, len(blocks)), dtype=np.int64)
-        n_layers = sum(1 for _, M, _ in blocks if M is not None)
+        n_layers = sum(1 for _, M, _ in blocks if M is not None and M.ndim == 2)
         for i, (_, M, off) in enumerate(blocks):
             if off is not None:
                 self.row_off[:, i] = off
-            if M is None:
-                M = np.ones((n, 1))
+            if M is None or M.ndim == 1:  # a shortcut: one column, 1 where the unit has an edge
+                M = np.ones((n, 1)) if M is None else M[:, None]
                 cols_unit.append(np.array([-1]))
             else:
                 cols_unit.append(np.arange(M.shape[1]))
@@ -150,10 +151,10 @@ class WalkGraph:
                 ins = [e for e in ins if isinstance(e, Layer)] or ins
             if outs and g != G - 1:
                 self.fwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], True)) if isinstance(e, Layer)
-                                         else (e, None, None) for e in outs], authors)
+                                         else (e, _shortcut_column(e, True), None) for e in outs], authors)
             if ins and g != 0:
                 self.bwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], False)) if isinstance(e, Layer)
-                                         else (e, None, None) for e in ins], authors)
+                                         else (e, _shortcut_column(e, False), None) for e in ins], authors)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
@@ -216,11 +217,34 @@ class WalkGraph:
                         rec_w.append(walk_ids[who])
                     rec_e.append(self.offsets[edge.index] + el)
                     unit[who] = nu
-                # identity shortcut: same unit index, no weight
+                else:  # shortcut: no weight; an index map moves to the mapped unit
+                    unit[who] = _shortcut_step(edge, unit[who], forward)
                 grp[who] = edge.dst if forward else edge.src
+                grp[who[unit[who] < 0]] = -1  # a unit off the index map: the walk ends
         if not rec_w:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rec_w), np.concatenate(rec_e)
+
+
+def _shortcut_column(e, forward: bool):
+    """``None`` for an identity shortcut, else 1 on the units that have an edge (0 elsewhere)."""
+    if e.is_identity:
+        return None
+    col = np.zeros(e.n_src if forward else e.n_dst)
+    col[e.src_units if forward else e.dst_units] = 1.0
+    return col
+
+
+def _shortcut_step(e, units: np.ndarray, forward: bool) -> np.ndarray:
+    """The unit a walk reaches across shortcut ``e``."""
+    if e.is_identity:
+        return units
+    lookup = np.full(e.n_src if forward else e.n_dst, -1, dtype=np.int64)
+    if forward:
+        lookup[e.src_units] = e.dst_units
+    else:
+        lookup[e.dst_units] = e.src_units
+    return lookup[units]
 
 
 def _live_groups(graph: NetGraph):
