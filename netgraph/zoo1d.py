@@ -8,9 +8,9 @@ takes inputs of shape ``(n, 1, 40)``. Initialise with :func:`netgraph.zoo.init_w
 factory         architecture                                              weights
 ==============  ========================================================  =========
 mnist1d_mlp     40-512-512-10, ReLU                                       287,744
-mnist1d_cnn     conv 1->64 (k5, s2), 64->128, 128->128 (k3, s2), linear   80,320
+mnist1d_cnn     conv 1->64 (k5, s2), 64->128, 128->128 (k3, s2), linear   80,448
 mnist1d_resnet  conv stem 1->32 (k5, s2) + BN, basic blocks 32, 64 (s2),
-                128 (s2) with BN and 1x1 projections, global average pool  152,864
+                128 (s2) with BN and 1x1 projections, global average pool  109,984
 ==============  ========================================================  =========
 
 (Weights count the prunable conv and linear weights, biases excluded.)

@@ -6,7 +6,8 @@ Conventions
 -----------
 * Intervals are two-sided at ``level`` (95% by default); with fewer than two values (or
   fewer than four pairs for a correlation) the interval is ``nan``.
-* A paired t-test whose differences are all equal has zero variance: if they are all zero
+* A paired t-test whose differences are all equal (up to ``1e-12``, the rounding of the
+  subtraction) has zero variance: if they are all zero
   (a tie, e.g. two collapsed masks predicting the same class on every seed) ``t = 0`` and
   ``p = 1``; otherwise ``t = +-inf`` and ``p = 0`` (the limit of the test). Pairs with a
   ``nan`` on either side are dropped.
@@ -56,7 +57,7 @@ def paired_t(a, b, level: float = 0.95) -> dict:
     if n < 2:
         return {"n": n, "diff": diff, "low": low, "high": high, "t": np.nan, "p": np.nan}
     sd = d.std(ddof=1)
-    if sd == 0 or np.ptp(d) == 0:
+    if np.ptp(d) <= 1e-12 * max(1.0, abs(diff)):  # equal up to rounding of the subtraction
         t = 0.0 if diff == 0 else float(np.copysign(np.inf, diff))
         return {"n": n, "diff": diff, "low": diff, "high": diff, "t": t, "p": 1.0 if diff == 0 else 0.0}
     t = diff / (sd / np.sqrt(n))
