@@ -27,7 +27,7 @@ from netgraph.zoo import init_weights
 
 from .. import plots
 from .compare import TIMING_COLUMNS, to_csv
-from .mnist1d_report import cell_summary, paired_comparisons, report, study_figures
+from .mnist1d_report import cell_summary, claims, paired_comparisons, report, study_figures
 from .run import DENSE, layer_columns, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
@@ -198,9 +198,15 @@ def network_sizes(models) -> list:
     return out
 
 
+def mnist1d_claims(df: pd.DataFrame, study: Mnist1dStudy) -> list:
+    """The claims table as ``{"claim", "measured", "holds"}`` records (one per claim and setting)."""
+    return [{"claim": f"{c['claim']} ({c['model']}, density {c['density']:g})", "measured": f"{c['effect']}; {c['test']}",
+             "holds": c["verdict"]} for c in claims(df, paired_comparisons(df, study.reference), study.early_epochs)]
+
+
 def data_args(study: Mnist1dStudy) -> dict:
     """The MNIST-1D generator's arguments of a study (the defaults with its overrides)."""
     return {**MNIST1D_ARGS, **dict(study.data)}
 
 
-__all__ = ["Mnist1dStudy", "QUICK_MNIST1D", "MNIST1D_TRAIN", "run_mnist1d", "execute", "build_model", "data_args"]
+__all__ = ["Mnist1dStudy", "QUICK_MNIST1D", "MNIST1D_TRAIN", "run_mnist1d", "mnist1d_claims", "execute", "build_model", "data_args"]

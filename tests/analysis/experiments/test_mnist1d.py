@@ -72,8 +72,11 @@ def test_train_config_optimizer_defaults_to_sgd_and_keeps_sweep_hashes():
 
 
 def test_quick_study_tables_are_byte_identical(tmp_path):
+    from analysis.experiments import reproduce
+
     a = study.run_mnist1d(study.QUICK_MNIST1D, tmp_path / "a")
-    b = study.run_mnist1d(study.QUICK_MNIST1D, tmp_path / "b")
+    b, claimed = reproduce.run_study("mnist1d", quick=True, out_dir=tmp_path / "b")  # the CLI's path
+    assert claimed and {"claim", "measured", "holds"} <= set(claimed[0])
     for name in TABLES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     s = study.QUICK_MNIST1D
@@ -90,3 +93,33 @@ def test_quick_study_tables_are_byte_identical(tmp_path):
     assert len(list((tmp_path / "a" / "data").glob("*.npz"))) == 1
     paired = pd.read_csv(tmp_path / "a" / "mnist1d_paired.csv")
     assert set(paired["rival"]) == {"synflow-l2"} and (paired["p_holm"] >= paired["p"]).all()
+
+
+def test_claims_carry_effects_with_intervals():
+    from analysis.experiments.mnist1d_report import claims, paired_comparisons
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in range(5):
+        for method, acc, trace in (("phew", 0.8, 1.0), ("synflow", 0.7, 2.0), ("random", 0.5, 0.0)):
+            rows.append({"model": "m", "method": method, "target_density": 0.1, "seed": seed,
+                         "test_acc": acc + rng.normal(0, 0.01), "log10_path_kernel_trace": trace + rng.normal(0, 0.1),
+                         "loss_epoch1": 2.0 - trace + rng.normal(0, 0.1), "mean_width_fraction": acc,
+                         "bottleneck_fraction": acc})
+    df = pd.DataFrame(rows)
+    paired = paired_comparisons(df)
+    assert list(paired["rival"]) == ["synflow", "random"]
+    assert (paired["verdict"] == "holds").all()
+    table = claims(df, paired)
+    acc = [c for c in table if c["claim"].startswith("3.")]
+    assert len(acc) == 1 and acc[0]["verdict"] == "holds" and "[" in acc[0]["effect"]
+    fast = [c for c in table if c["claim"].startswith("learns fast")]
+    assert fast[0]["verdict"] == "holds" and "rho -" in fast[0]["effect"]
+
+
+def test_run_study_dispatches_mnist1d(tmp_path):
+    from analysis.experiments import reproduce
+
+    assert "mnist1d" in reproduce.STUDIES
+    with pytest.raises(InvalidInputError):
+        reproduce.run_study("nope")
