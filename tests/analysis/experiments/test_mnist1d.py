@@ -123,3 +123,15 @@ def test_run_study_dispatches_mnist1d(tmp_path):
     assert "mnist1d" in reproduce.STUDIES
     with pytest.raises(InvalidInputError):
         reproduce.run_study("nope")
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_the_same_table_as_one(tmp_path):
+    import dataclasses
+
+    tiny = dataclasses.replace(study.QUICK_MNIST1D, models=("mnist1d_mlp",), methods=("phew", "snip"), seeds=1,
+                               config=TrainConfig(epochs=1, batch_size=64, lr=3e-3, weight_decay=0.0, optimizer="adam"))
+    one = study.run_mnist1d(tiny, tmp_path / "one")
+    two = study.run_mnist1d(dataclasses.replace(tiny, workers=2), tmp_path / "two")
+    assert len(one) == len(two) == 3
+    assert (tmp_path / "one" / TABLES[0]).read_bytes() == (tmp_path / "two" / TABLES[0]).read_bytes()
