@@ -9,8 +9,8 @@ factory         architecture                                              weight
 ==============  ========================================================  =========
 mnist1d_mlp     40-512-512-10, ReLU                                       287,744
 mnist1d_cnn     conv 1->64 (k5, s2), 64->128, 128->128 (k3, s2), linear   80,448
-mnist1d_resnet  conv stem 1->32 (k5, s2) + BN, basic blocks 32, 64 (s2),
-                128 (s2) with BN and 1x1 projections, global average pool  109,984
+mnist1d_resnet  conv stem 1->24 (k5, s2) + BN, basic blocks 24, 48 (s2),
+                96 (s2) with BN and 1x1 projections, global average pool   62,136
 ==============  ========================================================  =========
 
 (Weights count the prunable conv and linear weights, biases excluded.)
@@ -72,7 +72,7 @@ class Block1d(nn.Module):
 class ResNet1d(nn.Module):
     """A k5 stride-2 stem, one basic block per width, global average pool, linear."""
 
-    def __init__(self, widths=(32, 64, 128), num_classes: int = 10):
+    def __init__(self, widths=(24, 48, 96), num_classes: int = 10):
         super().__init__()
         self.conv = nn.Conv1d(1, widths[0], 5, stride=2, padding=1, bias=False)
         self.bn = nn.BatchNorm1d(widths[0])
@@ -96,7 +96,7 @@ def mnist1d_cnn() -> nn.Module:
 
 
 def mnist1d_resnet() -> nn.Module:
-    """:class:`ResNet1d` with widths 32, 64, 128."""
+    """:class:`ResNet1d` with widths 24, 48, 96."""
     return ResNet1d()
 
 
@@ -104,6 +104,6 @@ def mnist1d_resnet() -> nn.Module:
 MODELS = {
     "mnist1d_mlp": (mnist1d_mlp, "40-512-512-10 MLP for MNIST-1D"),
     "mnist1d_cnn": (mnist1d_cnn, "3 strided 1-D convs (64, 128, 128) + linear for MNIST-1D"),
-    "mnist1d_resnet": (mnist1d_resnet, "1-D ResNet (32, 64, 128; BN, 1x1 projections) for MNIST-1D"),
+    "mnist1d_resnet": (mnist1d_resnet, "1-D ResNet (24, 48, 96; BN, 1x1 projections) for MNIST-1D"),
 }
 

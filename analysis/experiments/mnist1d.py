@@ -53,7 +53,7 @@ class Mnist1dStudy:
     models: tuple = tuple(zoo1d.MODELS)
     methods: tuple = ("phew", "phew:bias=uniform", "phew:bias=inverse", "synflow", "synflow-l2", "snip", "grasp",
                       "random", "random:distribution=erk", "magnitude")
-    densities: tuple = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005)
+    densities: tuple = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.001)
     seeds: int = 5
     config: TrainConfig = field(default_factory=lambda: MNIST1D_TRAIN)
     data: tuple = ()

@@ -170,7 +170,8 @@ def report(df, cells, paired, study, seconds, networks, args, command=None, figu
             f"class-balanced batch of {study.prune_per_class} training signals per class (seed {study.prune_seed}).", "",
             f"Training: {c.optimizer} (lr {c.lr}, weight decay {c.weight_decay}), batch {c.batch_size}, cosine "
             f"schedule, {c.epochs} epochs; masks kept by `torch.nn.utils.prune`.", "",
-            "## Networks", "", _md(nets, ["model", "weights", "units", "dense accuracy"]), "",
+            "## Networks", "", _md(nets, ["model", "weights", "units", "dense accuracy"]),
+            "", "(weights: prunable conv and linear weights; units: outputs of those layers, summed)", "",
             "## Claims", "",
             f"Verdicts: accuracy claims hold when PHEW is better with Holm-adjusted p < {ALPHA} over all "
             f"{len(paired)} paired comparisons, do not hold when it is significantly worse or the 95% interval "

@@ -54,7 +54,7 @@ def test_balanced_batch_is_class_balanced_and_seeded():
 
 
 @pytest.mark.parametrize("name, weights", [("mnist1d_mlp", 287_744), ("mnist1d_cnn", 80_448),
-                                           ("mnist1d_resnet", 109_984)])
+                                           ("mnist1d_resnet", 62_136)])
 def test_networks_trace_and_have_the_stated_sizes(name, weights):
     net = study.build_model(name, seed=0)
     assert net(torch.zeros(2, *zoo1d.INPUT_SHAPE)).shape == (2, 10)
