@@ -221,8 +221,13 @@ def plot_accuracy_bands(cells: pd.DataFrame) -> Figure:
     return fig
 
 
-def plot_scatter_by_method(df: pd.DataFrame, x: str, y: str, density: float) -> Figure:
-    """One point per run at ``density`` (``x`` against ``y``), coloured by method; a panel per model."""
+def plot_scatter_by_method(df: pd.DataFrame, x: str, y: str, density: float, xlabel: str | None = None,
+                           ylabel: str | None = None) -> Figure:
+    """One point per run at ``density`` (``x`` against ``y``), coloured by method; a panel per model.
+
+    Axis labels default to the metric table's (the column name for other columns).
+    """
+    xlabel, ylabel = xlabel or label_of(x), ylabel or label_of(y)
     models = list(dict.fromkeys(df["model"]))
     pal = _palette(df.loc[df["method"] != "dense", "method"])
     part = df[(df["method"] != "dense") & np.isclose(df["target_density"], density)]
@@ -232,11 +237,11 @@ def plot_scatter_by_method(df: pd.DataFrame, x: str, y: str, density: float) -> 
         for i, (ax, model) in enumerate(zip(axes.flat, models)):
             sns.scatterplot(data=part[part["model"] == model], x=x, y=y, hue="method", palette=pal, ax=ax,
                             legend=i == 0, s=22)
-            ax.set_xlabel(label_of(x))
-            ax.set_ylabel(label_of(y))
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
             ax.set_title(model)
         _shared_legend(fig, axes.flat[0])
-        fig.suptitle(f"{y} vs {x} at density {density:g} (one point per seed)")
+        fig.suptitle(f"{ylabel} vs {xlabel} at density {density:g} (one point per mask)")
     return fig
 
 

@@ -199,5 +199,7 @@ def study_figures(df, cells, study) -> dict:
     d = sorted(set(study.densities))[len(study.densities) // 2]
     col = f"loss_epoch{study.early_epochs[0]}"
     return {"mnist1d_accuracy": plots.plot_accuracy_bands(cells),
-            "mnist1d_early_loss_vs_trace": plots.plot_scatter_by_method(df, "log10_path_kernel_trace", col, d),
-            "mnist1d_width_vs_accuracy": plots.plot_scatter_by_method(df, "mean_width_fraction", "test_acc", d)}
+            "mnist1d_early_loss_vs_trace": plots.plot_scatter_by_method(
+                df, "log10_path_kernel_trace", col, d, ylabel=f"training loss in epoch {study.early_epochs[0]} (nats)"),
+            "mnist1d_width_vs_accuracy": plots.plot_scatter_by_method(df, "mean_width_fraction", "test_acc", d,
+                                                                      ylabel="test accuracy")}
