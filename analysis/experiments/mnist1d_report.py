@@ -164,7 +164,7 @@ def report(df, cells, paired, study, seconds, networks, args, command=None, figu
     if command:
         out += ["Command:", "", f"```\n{command}\n```", ""]
     out += [f"{len(df)} training runs in {seconds / 60:.1f} min ({study.workers} worker process(es), one thread "
-            f"each); {study.seeds} seeds (seed = initialisation, mask and batch order).", "",
+            f"each); {study.seeds} seed(s) (seed = initialisation, mask and batch order).", "",
             f"Data: MNIST-1D generated offline by `mnist1d.data.make_dataset` with arguments `{args}` "
             f"({n_tr} training / {args['num_samples'] - n_tr} test signals); SNIP and GraSP prune on a fixed "
             f"class-balanced batch of {study.prune_per_class} training signals per class (seed {study.prune_seed}).", "",
@@ -174,7 +174,7 @@ def report(df, cells, paired, study, seconds, networks, args, command=None, figu
             "", "(weights: prunable conv and linear weights; units: outputs of those layers, summed)", "",
             "## Claims", "",
             f"Verdicts: accuracy claims hold when PHEW is better with Holm-adjusted p < {ALPHA} over all "
-            f"{len(paired)} paired comparisons, do not hold when it is significantly worse or the 95% interval "
+            f"{int(paired['p_holm'].notna().sum())} paired comparisons with a test, do not hold when it is significantly worse or the 95% interval "
             f"of the difference lies within ±{MARGIN * 100:g} point, and cannot be told otherwise. Correlation "
             "claims hold when the 95% interval of Spearman's rho lies on the claimed side of 0. Intervals are "
             "unadjusted 95% intervals; zero-variance differences: all-zero is a tie (p = 1).", "",
