@@ -7,7 +7,9 @@ trains to better accuracy than SynFlow and SynFlow-L2 across densities.
 
 ``netgraph reproduce --study topology --out DIR`` and ``--study training`` run the studies
 below, write CSV tables, Markdown summaries with a claims table, and figures. ``--quick``
-runs the reduced versions the test suite uses.
+runs the reduced versions the test suite uses. ``--study mnist1d`` is the training study on
+MNIST-1D with confidence intervals and paired tests (:mod:`.mnist1d`); :func:`run_study` runs
+any study by name.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
 #: The studies of `netgraph reproduce --study`.
-STUDIES = ("topology", "training")
+STUDIES = ("topology", "training", "mnist1d")
 
 # -- studies ----------------------------------------------------------------------------
 
@@ -317,5 +319,30 @@ def training_report(df, study: TrainingStudy, seconds, command=None, figures=())
     return "\n".join(out) + "\n"
 
 
-__all__ = ["TopologyStudy", "TrainingStudy", "QUICK_TOPOLOGY", "QUICK_TRAINING", "run_topology", "run_training",
+def run_study(name: str, quick: bool = False, out_dir="docs/reproduction", progress=False,
+              command: str | None = None) -> tuple:
+    """Run the study ``name`` of :data:`STUDIES` (its quick version with ``quick``).
+
+    Returns ``(results table, claims)``, each claim a dict with ``claim``, ``measured`` and
+    ``holds``.
+    """
+    if name == "topology":
+        df = run_topology(QUICK_TOPOLOGY if quick else TopologyStudy(), out_dir, progress, command)
+        return df, topology_claims(df)
+    if name == "training":
+        cfg = QUICK_TRAINING if quick else TrainingStudy()
+        df = run_training(cfg, out_dir, progress, command)
+        return df, training_claims(df, cfg)
+    if name == "mnist1d":
+        from .mnist1d import QUICK_MNIST1D, Mnist1dStudy, mnist1d_claims, run_mnist1d
+
+        cfg = QUICK_MNIST1D if quick else Mnist1dStudy()
+        df = run_mnist1d(cfg, out_dir, progress, command)
+        return df, mnist1d_claims(df, cfg)
+    from netgraph._validate import check_choice
+
+    check_choice("study", name, STUDIES)
+
+
+__all__ = ["run_study", "STUDIES", "TopologyStudy", "TrainingStudy", "QUICK_TOPOLOGY", "QUICK_TRAINING", "run_topology", "run_training",
            "topology_claims", "training_claims"]

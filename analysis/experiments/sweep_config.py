@@ -195,7 +195,7 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
             if tuple(m["input_shape"]) not in DIGITS_SHAPES:
                 bad("train", f"training uses the digits data (8x8 images); model {m['name']} takes "
                              f"{tuple(m['input_shape'])}")
-        defaults = TrainConfig().as_dict()
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
         for key, value in train.items():
             try:
                 check_like(key, value, defaults[key])
