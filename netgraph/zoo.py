@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import sources
+from . import sources, zoo1d
 from .errors import InvalidInputError
 
 _VGG_CFG = {
@@ -177,6 +177,8 @@ register("resnet18", (3, 64, 64), 200, "ResNet-18 for Tiny-ImageNet")(
 register("digits_mlp", (1, 8, 8), 10, "64-64-32-10 MLP for scikit-learn digits")(
     lambda num_classes=10: _mlp([64, 64, 32, num_classes]))
 register("digits_cnn", (1, 8, 8), 10, "2 convs + linear for scikit-learn digits")(DigitsCNN)
+for _name, (_factory, _description) in zoo1d.MODELS.items():  # the MNIST-1D study's networks
+    register(_name, zoo1d.INPUT_SHAPE, 10, _description)(_factory)
 
 
 def names(source: str = "zoo") -> list:

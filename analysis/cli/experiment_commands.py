@@ -83,7 +83,8 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
 
 @click.command("reproduce")
 @click.option("--study", type=click.Choice(STUDIES), required=True,
-              help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study.")
+              help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study; "
+                   "mnist1d: the MNIST-1D training study (needs the study extra: mnist1d).")
 @click.option("--out", "out_dir", default="docs/reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quick", is_flag=True, help="The reduced version (one small model, few densities, one seed).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -94,14 +95,7 @@ def reproduce_cmd(study, out_dir, quick, quiet):
     check_out_dir(out_dir)
     command = _command_line()
     t0 = time.perf_counter()
-    if study == "topology":
-        cfg = reproduce.QUICK_TOPOLOGY if quick else reproduce.TopologyStudy()
-        df = reproduce.run_topology(cfg, out_dir, progress=not quiet, command=command)
-        claims = reproduce.topology_claims(df)
-    else:
-        cfg = reproduce.QUICK_TRAINING if quick else reproduce.TrainingStudy()
-        df = reproduce.run_training(cfg, out_dir, progress=not quiet, command=command)
-        claims = reproduce.training_claims(df, cfg)
+    df, claims = reproduce.run_study(study, quick, out_dir, progress=not quiet, command=command)
     for c in claims:
         click.echo(f"[{c['holds']}] {c['claim']}: {c['measured']}")
     click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study}.md")
