@@ -352,9 +352,10 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     layers = [layer for _, layer in sorted(b.layers, key=lambda t: t[0])]
     for i, layer in enumerate(layers):
         layer.index = i
-    spec = dict(model_spec or {})
+    # a model from netgraph.zoo.build carries the spec that rebuilds it (saved masks record it)
+    spec = dict(model_spec or getattr(model, "netgraph_spec", None) or {})
     spec.setdefault("name", type(model).__name__)
-    spec.setdefault("input_shape", list(shape))
+    spec["input_shape"] = list(shape)
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
                         model_spec=spec, offpath=offpath)

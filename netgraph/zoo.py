@@ -304,6 +304,20 @@ def build(name, seed: int | None = None, num_classes: int | None = None) -> nn.M
         name = name["name"]
     seed = 0 if seed is None else int(seed)
     num_classes = _check_classes(num_classes)
+    model = _build(name, seed, num_classes)
+    # graphs of this model (and the masks made from them) record how to rebuild it
+    spec = {"name": name, "seed": seed}
+    if num_classes is not None:
+        spec["num_classes"] = num_classes
+    shape = None if ":" in str(name) and sources.split(name)[0] is None else input_shape(name)
+    if shape is not None:
+        spec["input_shape"] = list(shape)
+    model.netgraph_spec = spec
+    return model
+
+
+def _build(name, seed: int, num_classes) -> nn.Module:
+    """Build ``name`` (a string) with a resolved seed and class count."""
     source, rest = sources.split(name)
     if source is not None:
         return sources.build(source, rest, seed, num_classes)

@@ -221,6 +221,6 @@ def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
                     "layers": layers})
         return
     click.echo(f"{mask_file}: {ms.meta.get('method', '?')} mask of {name}, "
-               f"{rec['kept']} of {rec['total']} weights (density {rec['density']:.6g})")
+               f"{rec['kept']} of {rec['total']} weights (achieved density {rec['achieved_density']:.6g})")
     click.echo(format_table(layers, ["layer", "kind", "kept", "density", "effective", "active_units", "units"]))
     click.echo(format_table([{"metric": k, "value": v} for k, v in rec.items()], ["metric", "value"]))

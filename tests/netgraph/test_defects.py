@@ -114,3 +114,13 @@ def test_masks_and_sweep_rows_record_provenance(tmp_path):
     prov = meta["provenance"]
     assert prov["library_version"] == netgraph.__version__ and prov["torch"] == torch.__version__
     assert prov["numpy"] == np.__version__ and "command" in prov and "git_commit" in prov
+
+
+def test_a_mask_saved_from_python_records_a_model_spec_that_rebuilds_the_model(tmp_path):
+    model = netgraph.zoo.build("resnet20", seed=3)
+    g = netgraph.from_torch(model, (3, 32, 32))
+    assert g.model_spec == {"name": "resnet20", "seed": 3, "input_shape": [3, 32, 32]}
+    ms = netgraph.sparsify(g, "random", 0.1, seed=0)
+    ms.save(tmp_path / "m.pt")
+    rebuilt = netgraph.zoo.build(netgraph.load_masks(tmp_path / "m.pt").meta["model"])
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), rebuilt.parameters()))
