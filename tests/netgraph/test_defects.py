@@ -4,6 +4,7 @@ import math
 import warnings
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
@@ -124,3 +125,26 @@ def test_a_mask_saved_from_python_records_a_model_spec_that_rebuilds_the_model(t
     ms.save(tmp_path / "m.pt")
     rebuilt = netgraph.zoo.build(netgraph.load_masks(tmp_path / "m.pt").meta["model"])
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), rebuilt.parameters()))
+
+
+class _ReadsInputTwice(nn.Module):
+    """Reads its input as channels (a conv) and flattened (a linear layer)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular")
+        self.fc = nn.Linear(2 * 4 * 4, 3)
+        self.head = nn.Linear(3 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.head(self.conv(x).flatten(1)) + self.fc(x.flatten(1))
+
+
+def test_8_input_read_flattened_and_as_channels_is_exact():
+    from tests.reference import autograd_flow
+
+    torch.manual_seed(0)
+    model = _ReadsInputTwice()
+    g = netgraph.from_torch(model, (2, 4, 4))
+    R, _, _ = autograd_flow(model, (2, 4, 4))
+    assert flows.log10_synflow_R(g) == pytest.approx(math.log10(float(R)), rel=1e-12)
