@@ -10,8 +10,19 @@ from collections import Counter
 
 
 def split_blockers(message: str) -> list:
-    """The blocker items of an ``UnsupportedModelError`` message (one per line, or the whole)."""
+    """The blocker items of an ``UnsupportedModelError`` message.
+
+    The tracer lists every unsupported operation as ``[1] ...; [2] ...``; older messages
+    have one item per line.
+
+    >>> split_blockers("cannot build the unit graph of M: 2 unsupported operations: "
+    ...                "[1] module 'a' (LSTM) is not supported; [2] function einsum at node 'e' is not supported.")
+    ["module 'a' (LSTM) is not supported", "function einsum at node 'e' is not supported"]
+    """
     text = message.split(" Supported:")[0].split("\nSupported")[0]
+    if re.search(r"\[1\] ", text):
+        items = [it.strip(" ;.") for it in re.split(r"(?:^|;\s*)\[\d+\]\s+", text.split("[1] ", 1)[1])]
+        return [it for it in items if it]
     items = [ln.strip(" -*\t") for ln in text.splitlines()]
     items = [it for it in items if it and not it.endswith(":")] or [text.strip()]
     return [re.sub(r"^cannot build the unit graph:\s*", "", it) for it in items]
@@ -20,7 +31,8 @@ def split_blockers(message: str) -> list:
 def blocker_key(item: str) -> str:
     """A blocker without its module names and numbers, to count models per kind of blocker."""
     item = split_blockers(item)[0]
-    key = re.sub(r"'[^']*'", "", item)
+    key = re.sub(r"\s*\(after an unsupported operation: may follow from it\)", "", item)
+    key = re.sub(r"'[^']*'", "", key)
     key = re.sub(r"(?<!only groups=)\b\d+(\.\d+)?\b", "N", key)
     key = re.sub(r"\(at \)", "", key)
     return re.sub(r"\s+", " ", key).strip(" .")
