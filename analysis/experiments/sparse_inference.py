@@ -2,7 +2,7 @@
 
 >>> rows = sparse_inference_table(sizes=(32, 16, 4), densities=(0.1,), batch=4, repeats=2)
 >>> sorted(rows[0])[:3]
-['batch', 'density', 'dense_bytes']
+['batch', 'dense_bytes', 'dense_ms']
 """
 
 from __future__ import annotations
