@@ -35,17 +35,41 @@ METHODS = [("expander", {}), ("expander", {"distribution": "erk"})]
 @pytest.mark.parametrize("net", list(NETS))
 @pytest.mark.parametrize("density", [0.3, 0.05, 0.005])
 def test_contract(method, opts, net, density):
+    _contract(method, opts, net, density)
+
+
+def _contract(method, opts, net, density):
     model, g = _net(net)
     a = netgraph.sparsify(g, method, density, seed=2, **opts)
     assert a.num_kept == round(density * g.num_weights)
     b = netgraph.sparsify(g, method, density, seed=2, **opts)
     assert all(torch.equal(a[n], b[n]) for n in a)
-    c = netgraph.sparsify(g, method, density, seed=3, **opts)
-    assert any(not torch.equal(a[n], c[n]) for n in a)
+    if method != "npb":  # NPB is deterministic (an optimisation of the weights; no random choice)
+        c = netgraph.sparsify(g, method, density, seed=3, **opts)
+        assert any(not torch.equal(a[n], c[n]) for n in a)
     m = type(model)() if net in ("grouped", "mobile") else zoo.build(net)
     a.apply(m, how="parametrize")
     rec = analysis.measure(g, a, max_flow=False)
     assert rec["kept"] == a.num_kept
+
+
+@pytest.mark.parametrize("net,density", [("digits_cnn", 0.05), ("digits_cnn", 0.005), ("grouped", 0.3),
+                                         ("grouped", 0.05), ("mobile", 0.3), ("mobile", 0.05),
+                                         pytest.param("resnet20", 0.01, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("opts", [{}, {"distribution": "uniform", "alpha": 0.9}], ids=str)
+def test_npb_contract(net, density, opts):
+    _contract("npb", opts, net, density)
+
+
+def test_npb_balances_nodes_and_paths():
+    """Every layer's units are active and every kept weight is effective where the budget allows;
+    alpha = 1 (paths only) gives more paths and fewer active units than alpha = 0 (nodes only)."""
+    _, g = _net("digits_cnn")
+    rec = {a: analysis.measure(g, netgraph.sparsify(g, "npb", 0.02, alpha=a), max_flow=False) for a in (0.0, 1.0)}
+    assert rec[1.0]["log10_paths"] >= rec[0.0]["log10_paths"]
+    assert rec[1.0]["mean_width_fraction"] <= rec[0.0]["mean_width_fraction"]
+    with pytest.raises(netgraph.InvalidInputError, match="alpha"):
+        netgraph.sparsify(g, "npb", 0.1, alpha=2.0)
 
 
 @pytest.mark.parametrize("net", list(NETS))
