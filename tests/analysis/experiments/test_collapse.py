@@ -1,0 +1,20 @@
+"""Layer-collapse margin by bisection."""
+
+import netgraph
+from analysis.connectivity import connectivity
+from analysis.experiments.collapse import collapse_margin, collapse_margins
+from netgraph import zoo
+
+
+def test_margin_brackets_the_switch_and_phew_never_collapses():
+    _, g = zoo.graph_of("vgg11")
+    r = collapse_margin(g, "magnitude", rtol=0.02)
+    assert r["upper"] <= 1.02 * r["margin"]
+    for d, want in ((r["margin"], False), (r["upper"], True)):
+        assert connectivity(g, netgraph.sparsify(g, "magnitude", d))["connected"] is want
+    assert collapse_margin(g, "phew")["margin"] is None
+    rows = collapse_margins(g, ["random", ("synflow", {"iterations": 5})], seeds=(0, 1), rtol=0.1)
+    assert [(x["method"], x["seed"]) for x in rows] == [("random", 0), ("random", 1), ("synflow", 0), ("synflow", 1)]
+    assert all(x["model"] == "vgg11" for x in rows)
+    syn = [x for x in rows if x["method"] == "synflow"][0]
+    assert syn["margin"] < r["margin"]  # SynFlow stays connected far below magnitude's margin
