@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+from netgraph.errors import InvalidInputError
 from netgraph.masked import as_masked
 from netgraph.sparsifiers import sparsify
 
@@ -34,7 +35,12 @@ from ..connectivity import connectivity
 
 
 def _connected(graph, method, density, seed, options) -> bool:
-    ms = sparsify(graph, method, density, seed=seed, **options)
+    try:
+        ms = sparsify(graph, method, density, seed=seed, **options)
+    except InvalidInputError as exc:
+        if "no input-output path" in str(exc):  # the method itself found the net disconnected
+            return False
+        raise
     return bool(connectivity(graph, as_masked(graph, ms))["connected"])
 
 
