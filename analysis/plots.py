@@ -101,7 +101,7 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
             ax.plot(dense.index, dense.values, ls="--", color="black", lw=1.2, label="dense width")
             _band(ax, part, "layer", "active", "method", pal, (0.0, np.inf), legend=ax is axes.flat[0])
             ax.set_title(f"density {d:g} ({d * 100:g}% of weights)")
-            _layer_axis(ax, part.groupby("layer")["name"].first())
+            layer_axis(ax, part.groupby("layer")["name"].first())
             ax.set_ylabel("active units (on an input-output path)")
             ax.set_ylim(bottom=0)
         for ax in list(axes.flat)[len(dens):]:
@@ -221,7 +221,7 @@ def plot_loss_curves(df: pd.DataFrame, density: float) -> Figure:
     return fig
 
 
-def _layer_axis(ax, names):
+def layer_axis(ax, names):
     """Layer names on the x axis (every n-th when there are many), depth otherwise."""
     idx = list(names.index)
     step = max(1, int(np.ceil(len(idx) / 24)))
@@ -251,7 +251,7 @@ def plot_spectral_by_layer(spectra: dict, title: str = "Spectral gap by layer") 
             b.plot(x, [r["weighted_gap"] for r in rows], marker="o", ms=3.5, color=pal[label], label=label)
         for ax in (a, b):
             if names is not None:
-                _layer_axis(ax, names)
+                layer_axis(ax, names)
         a.set_ylabel("second singular value of the bi-adjacency")
         a.set_ylim(bottom=0)
         b.set_ylabel("weighted spectral gap 1 − μ₂/μ₁")
