@@ -85,6 +85,10 @@ def top_singular_values(layer, agg: np.ndarray, k: int = 2) -> np.ndarray:
     out = np.zeros(k)
     if not agg.any():
         return out
+    first = agg.flat[0]
+    if layer.groups == 1 and (agg == first).all():  # constant (a dense layer): rank one, exactly
+        out[0] = abs(first) * np.sqrt(agg.shape[0] * agg.shape[1])
+        return out
     if layer.groups > 1:  # block diagonal: the union of the blocks' spectra
         blocks = agg.reshape(layer.groups, layer.group_out, layer.n_in)
         sv = np.sort(np.linalg.svd(blocks, compute_uv=False).ravel())[::-1][:k]
