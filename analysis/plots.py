@@ -276,6 +276,41 @@ def plot_path_norms(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_collapse_margin(rows) -> Figure:
+    """Layer-collapse margins (rows of ``analysis.experiments.collapse.collapse_margins``).
+
+    One dot per method and seed at the largest density whose mask disconnects the net
+    (log x axis); methods that never collapse are marked "never" at the left edge.
+    """
+    df = pd.DataFrame(list(rows))
+    labels = [m if not o else f"{m}:" + ",".join(f"{k}={v}" for k, v in o.items())
+              for m, o in zip(df["method"], df.get("options", [{}] * len(df)))]
+    df = df.assign(label=labels)
+    pal = _palette(df["label"])
+    order = list(dict.fromkeys(df["label"]))
+    finite = df["margin"].dropna()
+    left = finite.min() / 3 if len(finite) else 1e-6
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(6.4, 0.5 * len(order) + 1.6)
+        ax = axes[0, 0]
+        for i, lab in enumerate(order):
+            part = df[df["label"] == lab]
+            for r in part.itertuples():
+                if r.margin is None or (isinstance(r.margin, float) and np.isnan(r.margin)):
+                    ax.text(left, i, "never", va="center", ha="left", color=pal[lab], fontsize=9)
+                else:
+                    ax.plot([r.margin, r.upper], [i, i], color=pal[lab], lw=3, alpha=0.5)
+                    ax.plot(r.margin, i, "o", color=pal[lab])
+        ax.set_xscale("log")
+        ax.set_xlim(left=left / 1.5, right=1.0)
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels(order)
+        ax.set_xlabel("largest density at which the mask disconnects the net (log scale)")
+        models = ", ".join(str(m) for m in dict.fromkeys(df.get("model", ["model"])))
+        ax.set_title(f"Layer-collapse margin - {models} (lower is better)", fontsize=10)
+    return fig
+
+
 def _density_axis(ax, densities):
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 

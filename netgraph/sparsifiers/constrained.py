@@ -11,8 +11,8 @@
   ``"uniform"`` or a comma-separated list, one density per layer). Phase 1 takes whole
   walks, in PHEW's alternating order, as long as every new weight of the walk fits its
   layer's remaining budget (walks that would add to a full layer are skipped). Phase 2,
-  once walks stall, fills each layer's remaining budget with weights whose source unit is
-  reached from an input and whose destination reaches an output through the kept mask
+  once walks stall (three batches in a row taking fewer than 5% of their walks), fills
+  each layer's remaining budget with weights whose source unit is reached from an input and whose destination reaches an output through the kept mask
   (so they lie on input-output paths), drawn with probability proportional to ``|w|``
   (then, if a layer has no such weight left, from the rest of the layer: these may be off
   any path, and ``details["off_path_fill"]`` counts them). Per-layer counts are exact.
@@ -125,7 +125,9 @@ def _walk_phase(ctx, g, budgets, offsets, bias, rng):
         kept[take] = True
         used += np.bincount(np.searchsorted(offsets, take, side="right") - 1, minlength=len(g.layers))
         done += B
-        stalled = stalled + 1 if take.size == 0 else 0
+        # walks are worth it while they fill budgets; once most are skipped, the fill is faster
+        stalled = stalled + 1 if int(accept.sum()) < 0.05 * B else 0
+        B = int(min(1 << 15, max(512, 2 * B if stalled == 0 else B)))
     return kept, done
 
 
@@ -138,9 +140,11 @@ def _fill_phase(g, kept_layers, budgets, rng):
         if need <= 0:
             continue
         live = (fl.backward[layer.dst] > 0)[:, None] & (layer.gather(fl.forward[layer.src]) > 0)
-        for on_path, cand in ((True, live[:, :, None] & ~m), (False, ~m)):  # on-path candidates first
-            idx = np.flatnonzero(cand)
-            if not idx.size or need <= 0:
+        for on_path in (True, False):  # on-path candidates first, then any
+            if need <= 0:
+                break
+            idx = np.flatnonzero((live[:, :, None] & ~m) if on_path else ~m)
+            if not idx.size:
                 continue
             off_path += 0 if on_path else min(need, idx.size)
             p = np.abs(layer.weight.ravel()[idx]).astype(np.float64) + 1e-300

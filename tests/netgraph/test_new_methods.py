@@ -28,12 +28,21 @@ def _net(name):
     return _CACHE[name]
 
 
-METHODS = [("expander", {}), ("expander", {"distribution": "erk"})]
+METHODS = [("expander", {}), ("expander", {"distribution": "erk"}),
+           ("synflow-schedule", {"iterations": 5}), ("synflow-schedule", {"schedule": "cosine", "iterations": 5, "power": 2}),
+           ("phew-layerwise", {}), ("phew-layerwise", {"layer_densities": "uniform"})]
 
 
-@pytest.mark.parametrize("method,opts", METHODS, ids=str)
-@pytest.mark.parametrize("net", list(NETS))
-@pytest.mark.parametrize("density", [0.3, 0.05, 0.005])
+def _cases():
+    for method, opts in METHODS:
+        for net in NETS:
+            for density in (0.3, 0.05, 0.005):
+                slow = method == "phew-layerwise" and net == "vgg11" and density == 0.3  # about 30 s
+                yield pytest.param(method, opts, net, density, marks=[pytest.mark.slow] if slow else [],
+                                   id=f"{method}-{opts}-{net}-{density}")
+
+
+@pytest.mark.parametrize("method,opts,net,density", list(_cases()))
 def test_contract(method, opts, net, density):
     _contract(method, opts, net, density)
 
@@ -44,7 +53,7 @@ def _contract(method, opts, net, density):
     assert a.num_kept == round(density * g.num_weights)
     b = netgraph.sparsify(g, method, density, seed=2, **opts)
     assert all(torch.equal(a[n], b[n]) for n in a)
-    if method != "npb":  # NPB is deterministic (an optimisation of the weights; no random choice)
+    if method not in ("npb", "synflow-schedule"):  # deterministic methods (no random choice)
         c = netgraph.sparsify(g, method, density, seed=3, **opts)
         assert any(not torch.equal(a[n], c[n]) for n in a)
     m = type(model)() if net in ("grouped", "mobile") else zoo.build(net)
