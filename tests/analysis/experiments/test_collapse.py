@@ -18,3 +18,15 @@ def test_margin_brackets_the_switch_and_phew_never_collapses():
     assert all(x["model"] == "vgg11" for x in rows)
     syn = [x for x in rows if x["method"] == "synflow"][0]
     assert syn["margin"] < r["margin"]  # SynFlow stays connected far below magnitude's margin
+
+
+def test_collapse_margin_figure(tmp_path):
+    from analysis import plots
+
+    _, g = zoo.graph_of("digits_cnn")
+    rows = collapse_margins(g, ["magnitude", "phew", ("random", {"distribution": "erk"})], seeds=(0, 1), rtol=0.1)
+    fig = plots.plot_collapse_margin(rows)
+    paths = plots.save(fig, str(tmp_path / "collapse"), formats=("png",))
+    assert [p.endswith("collapse.png") for p in paths] == [True]
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["magnitude", "phew", "random:distribution=erk"]
