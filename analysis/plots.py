@@ -22,8 +22,9 @@ from .table import label_of
 _STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
 
-#: One colour per method, in every figure (the one palette of the project). Variants with
-#: options (``"phew:bias=uniform"``) and unknown methods take :data:`EXTRA_COLOURS` in order.
+#: One colour per method, in every figure (the one palette of the project). A variant with
+#: options (``"phew:bias=uniform"``) takes its method's colour when the plain method is not
+#: in the figure; other variants and unknown methods take :data:`EXTRA_COLOURS` in order.
 METHOD_COLOURS = {
     "phew": "#1f77b4", "synflow": "#d62728", "synflow-l2": "#ff7f0e", "random": "#7f7f7f",
     "magnitude": "#8c564b", "snip": "#2ca02c", "grasp": "#9467bd", "expander": "#17becf",
@@ -35,9 +36,16 @@ EXTRA_COLOURS = ("#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2
 
 def _palette(methods) -> dict:
     """Colour of each method: :data:`METHOD_COLOURS`, then :data:`EXTRA_COLOURS` in order."""
+    methods = list(dict.fromkeys(methods))
     out, extra = {}, iter(EXTRA_COLOURS * 4)
-    for m in dict.fromkeys(methods):
-        out[m] = METHOD_COLOURS.get(m) or next(extra)
+    for m in methods:
+        base = str(m).partition(":")[0]
+        if m in METHOD_COLOURS:
+            out[m] = METHOD_COLOURS[m]
+        elif base in METHOD_COLOURS and base not in methods and base not in out:  # a lone variant
+            out[m] = METHOD_COLOURS[base]
+        else:
+            out[m] = next(extra)
     return out
 
 
