@@ -40,6 +40,8 @@ step) for large layers and the dense ``svdvals`` for small ones; both agree with
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.linalg
@@ -140,11 +142,14 @@ def _half_bound(d: float) -> float:
     return math.sqrt(d - 1.0) if d > 1.0 else 0.0
 
 
-def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray) -> dict:
-    """Spectral measures of one layer from its kept-count and ``sum |w|`` bundle matrices."""
+def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None) -> dict:
+    """Spectral measures of one layer from its kept-count and ``sum |w|`` bundle matrices.
+
+    ``sv`` (optional) are the precomputed top-2 singular values ``((mu1, mu2), (w1, w2))``.
+    """
     a = count / layer.k
-    mu1, mu2 = top_singular_values(layer, a)
-    w1, w2 = top_singular_values(layer, abs_sum)
+    (mu1, mu2), (w1, w2) = sv if sv is not None else (top_singular_values(layer, a),
+                                                      top_singular_values(layer, abs_sum))
     E = float(a.sum())
     dl, dr = E / layer.n_src, E / layer.n_dst
     d = 2.0 * E / (layer.n_src + layer.n_dst)
@@ -180,7 +185,13 @@ def layer_spectra(graph, masks=None) -> list:
 
     def compute():
         C, A = mg.aggregates("count"), mg.aggregates("abs")
-        return [layer_spectrum(layer, c, a) for layer, c, a in zip(graph.layers, C, A)]
+        jobs = [(layer, m) for layer, c, a in zip(graph.layers, C, A) for m in (c / layer.k, a)]
+        # largest first, over a small thread pool: LAPACK, ARPACK's products and BLAS release the GIL
+        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].size)
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            done = dict(zip(order, pool.map(lambda i: top_singular_values(*jobs[i]), order)))
+        return [layer_spectrum(layer, c, a, (done[2 * i], done[2 * i + 1]))
+                for i, (layer, c, a) in enumerate(zip(graph.layers, C, A))]
 
     return mg.cached("analysis.spectral", compute)
 
