@@ -87,15 +87,19 @@ def _new_figure(width=6.4, height=4.2, ncols=1, nrows=1, **kw):
     return fig, axes
 
 
-def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
-    """Active units per layer, one panel per density, the dense width drawn dashed."""
+def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: bool = False) -> Figure:
+    """Active units per layer, one panel per density, the dense width drawn dashed.
+
+    With ``fraction=True`` the y axis is active units / dense width of each layer (the
+    dense width is then the line y = 1).
+    """
     if model is not None:
         df = df[df["model"] == model]
     rows = []
     for _, r in df.iterrows():
         for i, (name, units, w) in enumerate(zip(r["layer_names"], r["layer_units"], r["layer_widths"])):
             rows.append({"method": r["method"], "density": r["target_density"], "seed": r["seed"], "layer": i,
-                         "name": name, "units": units, "active": w})
+                         "name": name, "units": units, "active": w / units if fraction else w})
     long = pd.DataFrame(rows)
     dens = sorted(long["density"].unique(), reverse=True)
     ncols = min(len(dens), 2)
@@ -106,11 +110,13 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
         for ax, d in zip(axes.flat, dens):
             part = long[long["density"] == d]
             dense = part.groupby("layer")["units"].first()
-            ax.plot(dense.index, dense.values, ls="--", color="black", lw=1.2, label="dense width")
-            _band(ax, part, "layer", "active", "method", pal, (0.0, np.inf), legend=ax is axes.flat[0])
+            ax.plot(dense.index, 1.0 + 0 * dense.values if fraction else dense.values, ls="--", color="black",
+                    lw=1.2, label="dense width")
+            _band(ax, part, "layer", "active", "method", pal, (0.0, 1.0 if fraction else np.inf),
+                  legend=ax is axes.flat[0])
             ax.set_title(f"density {d:g} ({d * 100:g}% of weights)")
             layer_axis(ax, part.groupby("layer")["name"].first())
-            ax.set_ylabel("active units (on an input-output path)")
+            ax.set_ylabel("active units / dense width" if fraction else "active units (on an input-output path)")
             ax.set_ylim(bottom=0)
         for ax in list(axes.flat)[len(dens):]:
             ax.set_visible(False)
@@ -347,6 +353,7 @@ def standard_figures(df: pd.DataFrame) -> dict:
         part = df[df["model"] == model]
         prefix = "" if df["model"].nunique() == 1 else f"{model}_"
         figs[prefix + "widths"] = plot_width_profile(part)
+        figs[prefix + "widths_fraction"] = plot_width_profile(part, fraction=True)
         for metric, stem, opts in STANDARD_METRICS:
             figs[prefix + stem] = plot_metric(part, metric, **opts)
         if all(k in part for k in PATH_NORMS):

@@ -26,7 +26,7 @@ def test_compare_table_and_plots(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() and ax.get_ylabel() == "log10 paths" and "digits_cnn" in ax.get_title()
     assert ax.get_legend() is not None and ax.get_xscale() == "log"
-    assert len(files) == 18  # results.csv, summary.md and 8 figures (with ramanujan_gap, path_norms) in 2 formats
+    assert len(files) == 20  # results.csv, summary.md and 9 figures (with widths_fraction, ramanujan_gap, path_norms) in 2 formats
 
 
 @pytest.mark.parametrize("kwargs,words", [
