@@ -12,6 +12,7 @@ import netgraph
 from analysis.pathnorm import log10_path_norm, path_norms
 from netgraph import flows, zoo
 from netgraph.errors import InvalidInputError
+from tests import grouped_models as GM
 from tests import models as M
 from tests.reference import autograd_flow
 
@@ -55,24 +56,23 @@ CASES = {
     "resnet20": lambda: (zoo.build("resnet20"), (3, 32, 32)),
     "vgg11_bn": lambda: (zoo.build("vgg11_bn"), (3, 32, 32)),
     "digits_cnn": lambda: (zoo.build("digits_cnn"), (1, 8, 8)),
+    "grouped": lambda: (M.randomize_bn(GM.GroupedNet()), GM.GROUPED_INPUT),
+    "mobile": lambda: (M.randomize_bn(GM.MobileNetish()), GM.MOBILE_INPUT),
 }
 
 
 @pytest.mark.parametrize("q", [1, 1.5, 2, 3])
 @pytest.mark.parametrize("case", list(CASES))
 def test_finite_q_equals_autograd_forward_pass(case, q):
-    """One forward pass with weights |w|^q and BN scales s^q (Gonon et al.).
-
-    The zoo nets pad their convs: the channel graph is compared with the network linearised
-    the same way, so the padded models are checked only through `1x1`-free identities
-    (q = 1 against SynFlow's R) and the unpadded ones against autograd.
-    """
+    """One forward pass with weights |w|^q and BN scales s^q (Gonon et al.) on the nets
+    without zero padding (their channel graph is exact); every net, the zoo's padded ones
+    included, against a networkx programme over the unit graph built from the parameters."""
     torch.manual_seed(0)
     model, shape = CASES[case]()
     g = netgraph.from_torch(model, shape)
     ms = netgraph.sparsify(g, "random", 0.3, seed=1)
     got = log10_path_norm(g, ms, q)
-    if case in ("conv", "residual"):
+    if case in ("conv", "residual", "grouped", "mobile"):  # exact channel graphs (no zero padding)
         want = _autograd_norm(model, shape, dict(ms), q)
         assert math.isclose(got, want, rel_tol=1e-9)
     # independent: a dense-matrix programme over the unit graph (networkx topological order)
@@ -121,7 +121,7 @@ def _networkx_norm(g, ms, q):
     return math.log10(math.fsum(outs)) / q
 
 
-@pytest.mark.parametrize("case", ["conv", "residual", "resnet20", "digits_cnn"])
+@pytest.mark.parametrize("case", ["conv", "residual", "resnet20", "digits_cnn", "grouped", "mobile"])
 def test_inf_norm_matches_networkx_longest_path(case):
     torch.manual_seed(0)
     model, shape = CASES[case]()
