@@ -68,7 +68,7 @@ def test_random_small_graphs_match_dense_svd(seed, density):
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     for model, shape in ((M.mlp((30, 70, 90, 8)), (30,)), (M.randomize_bn(M.ConvNoPad()), M.CONV_NOPAD_INPUT),
-                         (GM.GroupedNet(), GM.GROUPED_INPUT)):
+                         (GM.GroupedNet(), GM.GROUPED_INPUT), (GM.MobileNetish(), GM.MOBILE_INPUT)):
         g = netgraph.from_torch(model, shape)
         masks = {l.param: torch.rand(l.param_shape, generator=gen) < density for l in g.layers}
         _check(model, shape, masks)
