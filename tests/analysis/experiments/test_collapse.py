@@ -30,3 +30,18 @@ def test_collapse_margin_figure(tmp_path):
     assert [p.endswith("collapse.png") for p in paths] == [True]
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["magnitude", "phew", "random:distribution=erk"]
+
+
+def test_compare_reports_collapse_margins(tmp_path):
+    import os
+
+    import analysis
+
+    df = analysis.compare("digits_cnn", ["phew", "magnitude", "snip"], [0.1], seeds=1, data="digits", collapse=True,
+                          max_flow=False)
+    rows = df.attrs["collapse"]
+    assert [r["method"] for r in rows] == ["phew", "magnitude"]  # data-dependent methods are skipped
+    files = analysis.write_comparison(df, tmp_path, formats=("png",))
+    assert {"collapse.csv", "collapse_margin.png"} <= {os.path.basename(f) for f in files}
+    text = (tmp_path / "summary.md").read_text()
+    assert "Layer-collapse margin" in text and "| digits_cnn | phew | 0 | never |" in text
