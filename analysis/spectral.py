@@ -63,6 +63,13 @@ def bi_adjacency(layer, agg: np.ndarray, fmt: str = "csr"):
     ``agg`` has the layer's bundle shape ``(n_dst, n_in)``; grouped convs are placed
     block-diagonally with :meth:`netgraph.Layer.src_index`. Returns a ``scipy.sparse``
     matrix (``fmt``) or, with ``fmt="dense"``, an ndarray.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> dw = netgraph.from_torch(torch.nn.Sequential(torch.nn.Conv2d(2, 4, 1, groups=2)), (2, 3, 3)).layers[0]
+    >>> bi_adjacency(dw, np.ones((4, 1)), fmt="dense").tolist()
+    [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
     """
     if layer.groups == 1:
         return np.asarray(agg, dtype=np.float64) if fmt == "dense" else sp.csr_matrix(agg).asformat(fmt)
