@@ -4,7 +4,8 @@ Layers, each importing only from those before it (``docs/architecture.md``)::
 
     netgraph (core) <- analysis metrics <- analysis.plots <- analysis.experiments <- analysis.cli
 
-* metrics: ``connectivity``, ``widths``, ``paths`` (plain functions of a graph and a mask),
+* metrics: ``connectivity``, ``widths``, ``paths``, ``spectral`` (Ramanujan measures),
+  ``pathnorm`` (path norms) (plain functions of a graph and a mask),
   ``table`` (the metric table: every metric declared once) and ``summary`` (``measure``);
 * ``plots``: results tables -> matplotlib figures;
 * ``experiments``: one run (``run_one``), comparison grids, sweeps, reproduction studies,
@@ -27,7 +28,9 @@ the project, modules import the module that owns a name, never this namespace.
 from importlib import import_module
 
 from .connectivity import active_units, connectivity, effective_counts, effective_weights, min_vertex_cut
+from .pathnorm import log10_path_norm, path_norms
 from .paths import edge_disjoint_paths, path_diversity
+from .spectral import layer_spectra, spectral_summary
 from .summary import measure
 from .table import METRICS, Metric, get_metric, metric_keys, register_metric
 from .widths import bottleneck, layer_table
@@ -48,8 +51,8 @@ _LAZY = {
 
 __all__ = [
     "METRICS", "Metric", "active_units", "bottleneck", "connectivity", "edge_disjoint_paths", "effective_counts",
-    "effective_weights", "get_metric", "layer_table", "measure", "metric_keys", "min_vertex_cut", "path_diversity",
-    "register_metric", *_LAZY,
+    "effective_weights", "get_metric", "layer_spectra", "layer_table", "log10_path_norm", "measure", "metric_keys",
+    "min_vertex_cut", "path_diversity", "path_norms", "register_metric", "spectral_summary", *_LAZY,
 ]
 
 

@@ -2,8 +2,10 @@
 
 Every function takes the table and returns a :class:`matplotlib.figure.Figure` (never
 calls ``plt.show()``; no pyplot state is touched, so this works headless and inside other
-applications). Colours are fixed per method across figures. Use :func:`save` to write PNG
-and SVG.
+applications). Colours are fixed per method across figures (:data:`METHOD_COLOURS`, the
+one palette); uncertainty bands are mean ± sd clipped to the metric's range
+(:func:`metric_range`: no negative widths, no fractions above 1); layer axes carry layer
+names. Use :func:`save` to write PNG and SVG.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from .table import label_of
 
@@ -24,10 +25,57 @@ FORMATS = ("png", "svg", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff")
 _STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
 
+#: One colour per method, in every figure (the one palette of the project). A variant with
+#: options (``"phew:bias=uniform"``) takes its method's colour when the plain method is not
+#: in the figure; other variants and unknown methods take :data:`EXTRA_COLOURS` in order.
+METHOD_COLOURS = {
+    "phew": "#1f77b4", "synflow": "#d62728", "synflow-l2": "#ff7f0e", "random": "#7f7f7f",
+    "magnitude": "#8c564b", "snip": "#2ca02c", "grasp": "#9467bd", "expander": "#17becf",
+    "npb": "#e377c2", "synflow-schedule": "#bcbd22", "phew-layerwise": "#393b79", "dense": "#000000",
+}
+EXTRA_COLOURS = ("#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+                 "#ffbb78", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3")
+
+
 def _palette(methods) -> dict:
+    """Colour of each method: :data:`METHOD_COLOURS`, then :data:`EXTRA_COLOURS` in order."""
     methods = list(dict.fromkeys(methods))
-    colours = sns.color_palette("tab10", max(10, len(methods)))
-    return {m: colours[i] for i, m in enumerate(methods)}
+    out, extra = {}, iter(EXTRA_COLOURS * 4)
+    for m in methods:
+        base = str(m).partition(":")[0]
+        if m in METHOD_COLOURS:
+            out[m] = METHOD_COLOURS[m]
+        elif base in METHOD_COLOURS and base not in methods and base not in out:  # a lone variant
+            out[m] = METHOD_COLOURS[base]
+        else:
+            out[m] = next(extra)
+    return out
+
+
+#: Range of a metric by its unit: uncertainty bands are clipped to it (no negative widths).
+UNIT_RANGE = {"fraction": (0.0, 1.0), "bool": (0.0, 1.0), "units": (0.0, np.inf), "weights": (0.0, np.inf),
+              "layers": (0.0, np.inf), "paths": (0.0, np.inf)}
+
+
+def metric_range(metric: str) -> tuple:
+    """``(low, high)`` a metric can take (from its unit in the metric table); unbounded otherwise."""
+    from .table import METRICS
+
+    unit = next((m.unit for m in METRICS if m.key == metric), None)
+    return UNIT_RANGE.get(unit, (-np.inf, np.inf))
+
+
+def _band(ax, data, x, y, hue, pal, bounds=(-np.inf, np.inf), legend=True, marker="o"):
+    """Mean line and a mean ± sd band clipped to ``bounds``, one per ``hue`` value."""
+    for key, part in data.groupby(hue, sort=False):
+        st = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
+        sd = st["std"].fillna(0.0)
+        lo = np.clip(st["mean"] - sd, *bounds)
+        hi = np.clip(st["mean"] + sd, *bounds)
+        ax.plot(st.index, st["mean"], marker=marker, markersize=4, color=pal[key], label=key if legend else None)
+        ax.fill_between(st.index, lo, hi, color=pal[key], alpha=0.2, lw=0)
+    if legend:
+        ax.legend(title=hue)
 
 
 def _title(df, what):
@@ -42,15 +90,19 @@ def _new_figure(width=6.4, height=4.2, ncols=1, nrows=1, **kw):
     return fig, axes
 
 
-def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
-    """Active units per layer, one panel per density, the dense width drawn dashed."""
+def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: bool = False) -> Figure:
+    """Active units per layer, one panel per density, the dense width drawn dashed.
+
+    With ``fraction=True`` the y axis is active units / dense width of each layer (the
+    dense width is then the line y = 1).
+    """
     if model is not None:
         df = df[df["model"] == model]
     rows = []
     for _, r in df.iterrows():
         for i, (name, units, w) in enumerate(zip(r["layer_names"], r["layer_units"], r["layer_widths"])):
             rows.append({"method": r["method"], "density": r["target_density"], "seed": r["seed"], "layer": i,
-                         "name": name, "units": units, "active": w})
+                         "name": name, "units": units, "active": w / units if fraction else w})
     long = pd.DataFrame(rows)
     dens = sorted(long["density"].unique(), reverse=True)
     ncols = min(len(dens), 2)
@@ -61,13 +113,13 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
         for ax, d in zip(axes.flat, dens):
             part = long[long["density"] == d]
             dense = part.groupby("layer")["units"].first()
-            ax.plot(dense.index, dense.values, ls="--", color="black", lw=1.2, label="dense width")
-            sns.lineplot(data=part, x="layer", y="active", hue="method", palette=pal, errorbar="sd",
-                         marker="o", markersize=3.5, ax=ax, legend=ax is axes.flat[0])
+            ax.plot(dense.index, 1.0 + 0 * dense.values if fraction else dense.values, ls="--", color="black",
+                    lw=1.2, label="dense width")
+            _band(ax, part, "layer", "active", "method", pal, (0.0, 1.0 if fraction else np.inf),
+                  legend=ax is axes.flat[0])
             ax.set_title(f"density {d:g} ({d * 100:g}% of weights)")
-            ax.set_xlabel("layer (topological order)")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel("active units (on an input-output path)")
+            layer_axis(ax, part.groupby("layer")["name"].first())
+            ax.set_ylabel("active units / dense width" if fraction else "active units (on an input-output path)")
             ax.set_ylim(bottom=0)
         for ax in list(axes.flat)[len(dens):]:
             ax.set_visible(False)
@@ -83,8 +135,8 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None) -> Figure:
 def _metric_on(ax, data, metric, ylabel, pal, logy=False, diagonal=False, legend=True):
     data = data.copy()
     data[metric] = pd.to_numeric(data[metric], errors="coerce").replace([np.inf, -np.inf], np.nan)
-    sns.lineplot(data=data, x="target_density", y=metric, hue="method", palette=pal, errorbar="sd",
-                 marker="o", ax=ax, legend=legend)
+    data = data[data["method"].isin(pal)]
+    _band(ax, data.dropna(subset=[metric]), "target_density", metric, "method", pal, metric_range(metric), legend)
     _density_axis(ax, data["target_density"])
     if logy:
         ax.set_yscale("log")
@@ -175,8 +227,8 @@ def plot_loss_curves(df: pd.DataFrame, density: float) -> Figure:
     with sns.axes_style("whitegrid", _STYLE):
         fig, axes = _new_figure(4.8, 3.8, len(models), 1)
         for i, (ax, model) in enumerate(zip(axes.flat, models)):
-            sns.lineplot(data=long[long["model"] == model], x="epoch", y="loss", hue="method", palette=pal,
-                         errorbar="sd", ax=ax, legend=i == 0)
+            _band(ax, long[long["model"] == model], "epoch", "loss", "method", pal, (1e-12, np.inf),
+                  legend=i == 0, marker=None)
             ax.set_yscale("log")
             ax.set_xlabel("epoch (0 = at initialization)")
             ax.set_ylabel("training cross-entropy (nats, log scale)")
@@ -245,6 +297,95 @@ def plot_scatter_by_method(df: pd.DataFrame, x: str, y: str, density: float, xla
             ax.set_title(model)
         _shared_legend(fig, axes.flat[0])
         fig.suptitle(f"{ylabel} vs {xlabel} at density {density:g} (one point per mask)")
+
+
+def layer_axis(ax, names):
+    """Layer names on the x axis (every n-th when there are many), depth otherwise."""
+    idx = list(names.index)
+    step = max(1, int(np.ceil(len(idx) / 24)))
+    ax.set_xticks(idx[::step])
+    ax.set_xticklabels([str(n) for n in list(names.values)[::step]], rotation=60, ha="right", fontsize=7)
+    ax.set_xlabel("layer (topological order)")
+
+
+def plot_spectral_by_layer(spectra: dict, title: str = "Spectral gap by layer") -> Figure:
+    """Per-layer ``mu2`` against the Ramanujan bound, and the weighted spectral gap.
+
+    ``spectra`` maps a label (method) to the rows of :func:`analysis.spectral.layer_spectra`.
+    Left: ``mu2`` (solid) and ``2 sqrt(d - 1)`` (dashed) per layer; a layer below its dashed
+    line meets the Ramanujan bound. Right: ``1 - mu2_w / mu1_w`` of the ``|w|``-weighted graph.
+    """
+    pal = _palette(spectra)
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(6.0, 4.0, 2, 1)
+        a, b = axes[0]
+        names = None
+        for label, rows in spectra.items():
+            x = np.arange(len(rows))
+            names = pd.Series([r["layer"] for r in rows], index=x)
+            a.plot(x, [r["mu2"] for r in rows], marker="o", ms=3.5, color=pal[label], label=f"{label}: mu2")
+            a.plot(x, [r["ramanujan_bound"] for r in rows], ls="--", color=pal[label], lw=1,
+                   label=f"{label}: 2√(d−1)")
+            b.plot(x, [r["weighted_gap"] for r in rows], marker="o", ms=3.5, color=pal[label], label=label)
+        for ax in (a, b):
+            if names is not None:
+                layer_axis(ax, names)
+        a.set_ylabel("second singular value of the bi-adjacency")
+        a.set_ylim(bottom=0)
+        b.set_ylabel("weighted spectral gap 1 − μ₂/μ₁")
+        b.set_ylim(0, 1)
+        a.legend(fontsize=7)
+        fig.suptitle(title)
+    return fig
+
+
+PATH_NORMS = ("log10_path_norm_1", "log10_path_norm_2", "log10_path_norm_inf")
+
+
+def plot_path_norms(df: pd.DataFrame) -> Figure:
+    """``log10`` path norms (q = 1, 2, inf) against density, one panel per q, one line per method."""
+    pal = _palette(df["method"])
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(4.6, 3.8, len(PATH_NORMS), 1)
+        for i, (ax, key) in enumerate(zip(axes.flat, PATH_NORMS)):
+            _metric_on(ax, df, key, label_of(key), pal, legend=i == 0)
+        _shared_legend(fig, axes.flat[0])
+        fig.suptitle(_title(df, "Path norms vs density"))
+    return fig
+
+
+def plot_collapse_margin(rows) -> Figure:
+    """Layer-collapse margins (rows of ``analysis.experiments.collapse.collapse_margins``).
+
+    One dot per method and seed at the largest density whose mask disconnects the net
+    (log x axis); methods that never collapse are marked "never" at the left edge.
+    """
+    df = pd.DataFrame(list(rows))
+    labels = [m if not o else f"{m}:" + ",".join(f"{k}={v}" for k, v in o.items())
+              for m, o in zip(df["method"], df.get("options", [{}] * len(df)))]
+    df = df.assign(label=labels)
+    pal = _palette(df["label"])
+    order = list(dict.fromkeys(df["label"]))
+    finite = df["margin"].dropna()
+    left = finite.min() / 3 if len(finite) else 1e-6
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(6.4, 0.5 * len(order) + 1.6)
+        ax = axes[0, 0]
+        for i, lab in enumerate(order):
+            part = df[df["label"] == lab]
+            for r in part.itertuples():
+                if r.margin is None or (isinstance(r.margin, float) and np.isnan(r.margin)):
+                    ax.text(left, i, "never", va="center", ha="left", color=pal[lab], fontsize=9)
+                else:
+                    ax.plot([r.margin, r.upper], [i, i], color=pal[lab], lw=3, alpha=0.5)
+                    ax.plot(r.margin, i, "o", color=pal[lab])
+        ax.set_xscale("log")
+        ax.set_xlim(left=left / 1.5, right=1.0)
+        ax.set_yticks(range(len(order)))
+        ax.set_yticklabels(order)
+        ax.set_xlabel("largest density at which the mask disconnects the net (log scale)")
+        models = ", ".join(str(m) for m in dict.fromkeys(df.get("model", ["model"])))
+        ax.set_title(f"Layer-collapse margin - {models} (lower is better)", fontsize=10)
     return fig
 
 
@@ -265,6 +406,7 @@ STANDARD_METRICS = (
     ("bottleneck_width", "bottleneck", {}),
     ("bottleneck_fraction", "bottleneck_fraction", {}),
     ("effective_density", "effective_density", {"logy": True, "diagonal": True}),
+    ("ramanujan_gap_mean", "ramanujan_gap", {}),
 )
 
 
@@ -275,8 +417,11 @@ def standard_figures(df: pd.DataFrame) -> dict:
         part = df[df["model"] == model]
         prefix = "" if df["model"].nunique() == 1 else f"{model}_"
         figs[prefix + "widths"] = plot_width_profile(part)
+        figs[prefix + "widths_fraction"] = plot_width_profile(part, fraction=True)
         for metric, stem, opts in STANDARD_METRICS:
             figs[prefix + stem] = plot_metric(part, metric, **opts)
+        if all(k in part for k in PATH_NORMS):
+            figs[prefix + "path_norms"] = plot_path_norms(part)
     return figs
 
 

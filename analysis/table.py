@@ -25,7 +25,9 @@ from typing import Any, Callable
 from netgraph.errors import InvalidInputError
 
 from .connectivity import connectivity, min_vertex_cut
+from .pathnorm import log10_path_norm
 from .paths import path_diversity
+from .spectral import spectral_summary
 from .widths import bottleneck, layer_table
 
 
@@ -41,7 +43,8 @@ class Metric:
         ``compute(mg) -> value`` for a :class:`~netgraph.masked.MaskedGraph` ``mg``.
     unit : str
         What the number counts: ``"weights"``, ``"units"``, ``"layers"``, ``"paths"``,
-        ``"fraction"``, ``"log10"``, ``"nats"``, ``"bool"`` or ``"name"``.
+        ``"fraction"``, ``"log10"``, ``"nats"``, ``"bool"``, ``"spectral"`` (singular values
+        of a bi-adjacency and bounds on them) or ``"name"``.
     higher_is_better : bool or None
         Direction for a comparison; ``None`` where neither is better (counts, names).
     description : str
@@ -94,6 +97,14 @@ def _edge_disjoint(mg):
     from .paths import edge_disjoint_paths
 
     return edge_disjoint_paths(mg.graph, mg)
+
+
+def _spectral(key):
+    return lambda mg: mg.cached("analysis.spectral_summary", lambda: spectral_summary(mg.graph, mg))[key]
+
+
+def _pathnorm(q):
+    return lambda mg: log10_path_norm(mg.graph, mg, q)
 
 
 def _c(key):
@@ -163,6 +174,28 @@ METRICS: list = [
            "effective number of paths, exp(path entropy)", "log10 effective paths", headline=True),
     Metric("edge_disjoint_paths", _edge_disjoint, "paths", True,
            "most input-output paths sharing no unit-level edge (max flow)", "edge-disjoint paths", max_flow=True),
+    Metric("log10_path_norm_1", _pathnorm(1), "log10", None,
+           "l1 path norm: sum over paths of the product of |w| (equals SynFlow's R; Gonon et al. 2024)",
+           "log10 path norm ||Φ||₁"),
+    Metric("log10_path_norm_2", _pathnorm(2), "log10", None,
+           "l2 path norm: sqrt of the sum over paths of the product of w^2 (sqrt R2; Gonon et al. 2024)",
+           "log10 path norm ||Φ||₂"),
+    Metric("log10_path_norm_inf", _pathnorm("inf"), "log10", None,
+           "l-infinity path norm: the largest product of |w| along one input-output path",
+           "log10 path norm ||Φ||∞"),
+    Metric("ramanujan_gap_mean", _spectral("ramanujan_gap_mean"), "spectral", True,
+           "mean over layers of 2 sqrt(d - 1) - mu2 of the bi-adjacency (kept kernel fractions; Hoang et al. 2023)",
+           "Ramanujan gap 2√(d−1) − μ₂ (layer mean)", headline=True),
+    Metric("ramanujan_gap_min", _spectral("ramanujan_gap_min"), "spectral", True,
+           "smallest Ramanujan gap 2 sqrt(d - 1) - mu2 of any layer", "Ramanujan gap (worst layer)"),
+    Metric("biregular_gap_mean", _spectral("biregular_gap_mean"), "spectral", True,
+           "mean over layers of sqrt(dL - 1) + sqrt(dR - 1) - mu2 (bi-regular Ramanujan bound)",
+           "bi-regular Ramanujan gap (layer mean)"),
+    Metric("weighted_spectral_gap", _spectral("weighted_gap_mean"), "fraction", True,
+           "mean over layers of 1 - mu2/mu1 of the bi-adjacency weighted by sum |w| per bundle",
+           "weighted spectral gap 1 − μ₂/μ₁ (layer mean)"),
+    Metric("ramanujan_layers", _spectral("ramanujan_layers"), "fraction", True,
+           "fraction of layers meeting the Ramanujan bound mu2 <= 2 sqrt(d - 1)", "layers meeting the Ramanujan bound"),
 ]
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, MutableMapping
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.utils import prune
+from torch.nn.utils import parametrize, prune
 
 from ._json import plain
 from ._validate import check_choice
@@ -47,7 +47,22 @@ def _to_bool_tensor(name, value) -> torch.Tensor:
 
 
 #: How :meth:`MaskSet.apply` applies masks.
-APPLY_MODES = ("prune", "multiply")
+APPLY_MODES = ("prune", "multiply", "parametrize")
+
+
+class Mask(nn.Module):
+    """Parametrization ``weight = original * mask`` (``torch.nn.utils.parametrize``).
+
+    The mask is a non-trainable buffer; the original stays a trainable parameter
+    (``module.parametrizations.weight.original``) and pruned entries get zero gradient.
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+
+    def forward(self, x):
+        return x * self.mask.to(x.dtype)
 
 
 def _split(name: str):
@@ -235,8 +250,11 @@ class MaskSet(MutableMapping):
         """Apply the masks to ``model`` in place.
 
         ``how="prune"`` (default) uses ``torch.nn.utils.prune.custom_from_mask``, so
-        pruned weights stay zero through ordinary training; ``how="multiply"`` zeroes the
-        pruned weights once (they may grow back under training). Masks move to each
+        pruned weights stay zero through ordinary training; ``how="parametrize"``
+        registers a :class:`Mask` parametrization (``torch.nn.utils.parametrize``:
+        trainable, removable with :func:`netgraph.export.remove_parametrize`);
+        ``how="multiply"`` zeroes the pruned weights once (they may grow back under
+        training). Masks move to each
         parameter's device; the model is modified in place. ``strict`` as in :meth:`check`.
         """
         check_choice("how", how, APPLY_MODES)
@@ -246,6 +264,8 @@ class MaskSet(MutableMapping):
             mask = m.to(t.device)
             if how == "prune":
                 prune.custom_from_mask(module, name=attr, mask=mask)
+            elif how == "parametrize":
+                parametrize.register_parametrization(module, attr, Mask(mask))
             else:
                 with torch.no_grad():
                     t.mul_(mask.to(t.dtype))

@@ -12,6 +12,7 @@ from .boundary import DEBUG_ENV, NetgraphGroup, make_cwd_importable
 from .coverage_command import coverage_cmd
 from .experiment_commands import compare_cmd, demo_cmd, reproduce_cmd
 from .model_commands import analyze_cmd, graph_cmd, methods_cmd, metrics_cmd, models_cmd, prune_cmd
+from .report_command import report_cmd
 from .sweep_command import sweep_cmd
 
 
@@ -29,7 +30,7 @@ def main(debug):
 
 
 for _cmd in (models_cmd, graph_cmd, methods_cmd, metrics_cmd, prune_cmd, analyze_cmd, compare_cmd, reproduce_cmd,
-             sweep_cmd, demo_cmd, coverage_cmd):
+             sweep_cmd, demo_cmd, coverage_cmd, report_cmd):
     main.add_command(_cmd)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
 from ..table import METRICS
+from .collapse import collapse_margins
 from .run import LIST_COLUMNS, DENSE, layer_columns, model_graph, parse_method, run_one
 
 __all__ = ["compare", "to_csv", "read_results", "summary_markdown", "write_comparison", "parse_method",
@@ -51,7 +52,7 @@ def _data_for(kind, graph, seed):
 
 def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), densities=(0.1, 0.05, 0.02, 0.01),
             seeds=1, *, input_shape=None, num_classes=None, data=None, progress: bool = False,
-            max_flow: bool = True, callback=None) -> pd.DataFrame:
+            max_flow: bool = True, callback=None, collapse: bool = False) -> pd.DataFrame:
     """Build and measure masks for every method, density and seed.
 
     Parameters
@@ -77,6 +78,11 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
         Compute the max-flow metrics (minimum vertex cut, edge-disjoint paths).
     callback : callable, optional
         Called with each finished row (a dict).
+    collapse : bool
+        Also find each data-free method's layer-collapse margin per seed
+        (:func:`analysis.experiments.collapse.collapse_margin`, bisection to 5%); the rows go
+        to ``df.attrs["collapse"]`` and :func:`write_comparison` writes ``collapse.csv``,
+        a summary section and the ``collapse_margin`` figure.
 
     Returns
     -------
@@ -99,7 +105,7 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     seed_list = _seeds(seeds)
     from tqdm.auto import tqdm
 
-    rows = []
+    rows, margins = [], []
     bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
                disable=not progress)
     for seed in seed_list:
@@ -117,8 +123,14 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
                 if callback is not None:
                     callback(row)
                 bar.update(1)
+        if collapse:
+            free = [(name, opts) for _, name, opts in specs if name != DENSE and not get(name).needs_data]
+            margins += collapse_margins(built[1], free, seeds=(seed,), rtol=0.05)
     bar.close()
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if collapse:
+        df.attrs["collapse"] = [{k: v for k, v in r.items() if k != "evaluations"} for r in margins]
+    return df
 
 
 #: Wall-clock columns: written apart from the results, so a results table is the same bytes
@@ -183,7 +195,7 @@ def comparison_files(out_dir) -> list:
     """The files of ``out_dir`` that :func:`write_comparison` writes (tables and standard figures), if present."""
     from .. import plots
 
-    stems = ["widths"] + [stem for _, stem, _ in plots.STANDARD_METRICS]
+    stems = plots.standard_stems()
     names = list(TABLE_FILES) + [f"{s}.{fmt}" for s in stems for fmt in plots.FORMATS]
     return [os.path.join(out_dir, n) for n in names if os.path.isfile(os.path.join(out_dir, n))]
 
@@ -215,4 +227,18 @@ def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command:
     written.append(path)
     for stem, fig in plots.standard_figures(df).items():
         written += plots.save(fig, os.path.join(out_dir, stem), formats)
+    margins = df.attrs.get("collapse")
+    if margins:
+        path = os.path.join(out_dir, "collapse.csv")
+        pd.DataFrame(margins).assign(options=lambda t: t["options"].map(json.dumps)).to_csv(path, index=False)
+        written.append(path)
+        lines = ["", "### Layer-collapse margin (largest density whose mask disconnects the net)", "",
+                 "| model | method | seed | margin | upper |", "|---|---|---|---|---|"]
+        lines += [f"| {r['model']} | {r['method']} | {r['seed']} | "
+                  f"{'never' if r['margin'] is None else format(r['margin'], '.3g')} | "
+                  f"{'-' if r['upper'] is None else format(r['upper'], '.3g')} |"
+                  for r in margins]
+        with open(os.path.join(out_dir, "summary.md"), "a") as f:
+            f.write("\n".join(lines) + "\n")
+        written += plots.save(plots.plot_collapse_margin(margins), os.path.join(out_dir, "collapse_margin"), formats)
     return written

@@ -33,7 +33,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         The network. Data-dependent methods (``snip``, ``grasp``) need the module.
     method : str
         One of :func:`names`: ``phew``, ``synflow``, ``synflow-l2``, ``random``,
-        ``magnitude``, ``snip``, ``grasp``.
+        ``magnitude``, ``snip``, ``grasp``, ``expander``, ``npb``, ``synflow-schedule``,
+        ``phew-layerwise``.
     density : float
         Kept fraction of the prunable (conv and linear) weights, in (0, 1].
     seed : int

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .._validate import check_choice, check_like
 from ..errors import InvalidInputError
-from . import magnitude, phew, random_pruning, saliency, synflow
+from . import constrained, expander, magnitude, npb, phew, random_pruning, saliency, synflow
 from .base import Context, Method, method
 
 __all__ = ["Context", "Method", "get", "names", "methods", "register", "check_options", "parse_option_value"]
@@ -17,7 +17,7 @@ __all__ = ["Context", "Method", "get", "names", "methods", "register", "check_op
 
 _METHODS: dict = {
     obj.method_spec.name: obj.method_spec
-    for module in (phew, synflow, random_pruning, magnitude, saliency)
+    for module in (phew, synflow, random_pruning, magnitude, saliency, expander, npb, constrained)
     for obj in vars(module).values()
     if isinstance(getattr(obj, "method_spec", None), Method)
 }

@@ -221,8 +221,12 @@ def _pool(num_weights: int):
     return ThreadPoolExecutor(max_workers=workers)
 
 
-def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int) -> list:
-    """Shared loop of SynFlow (``power=1``) and SynFlow-L2 (``power=2``)."""
+def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int, fractions=None) -> list:
+    """Shared loop of SynFlow (``power=1``) and SynFlow-L2 (``power=2``).
+
+    ``fractions`` (optional, length ``iterations``) are the kept fractions after each
+    iteration, replacing the exponential schedule ``density ** (t / iterations)``.
+    """
     if not isinstance(iterations, int) or iterations < 1:
         raise InvalidInputError(f"iterations must be a positive integer, got {iterations!r}")
     graph = ctx.graph
@@ -234,7 +238,8 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int)
     steps = tqdm(range(1, iterations + 1), desc=f"synflow{'-l2' if power == 2 else ''}",
                  disable=not ctx.progress, leave=False)
     for t in steps:
-        keep_count = max(ctx.target, int(round(N * ctx.density ** (t / iterations))))
+        frac = ctx.density ** (t / iterations) if fractions is None else fractions[t - 1]
+        keep_count = max(ctx.target, int(round(N * frac)))
         if t == iterations:
             keep_count = ctx.target
         flows = flows_from_aggregates(graph, [s.aggregate() for s in states], power)

@@ -15,6 +15,7 @@ import netgraph
 
 #: Metrics that are -inf exactly when no input-output path survives (flagged by `connected`).
 LOG_OF_PATHS = {"log10_paths", "log10_synflow_R", "log10_R2", "log10_path_kernel_trace", "path_entropy",
+                "log10_path_norm_1", "log10_path_norm_2", "log10_path_norm_inf",
                 "log10_effective_paths"}
 
 

@@ -1,0 +1,127 @@
+"""What every figure shares: the one palette, styles, bands clipped to a metric's range,
+axes, and saving."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..table import label_of
+
+
+#: Figure formats :func:`save` writes (matplotlib's raster and vector formats).
+FORMATS = ("png", "svg", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff")
+
+
+_STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
+
+
+#: One colour per method, in every figure (the one palette of the project). A variant with
+#: options (``"phew:bias=uniform"``) takes its method's colour when the plain method is not
+#: in the figure; other variants and unknown methods take :data:`EXTRA_COLOURS` in order.
+METHOD_COLOURS = {
+    "phew": "#1f77b4", "synflow": "#d62728", "synflow-l2": "#ff7f0e", "random": "#7f7f7f",
+    "magnitude": "#8c564b", "snip": "#2ca02c", "grasp": "#9467bd", "expander": "#17becf",
+    "npb": "#e377c2", "synflow-schedule": "#bcbd22", "phew-layerwise": "#393b79", "dense": "#000000",
+}
+
+
+EXTRA_COLOURS = ("#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5",
+                 "#ffbb78", "#637939", "#8c6d31", "#843c39", "#7b4173", "#5254a3")
+
+
+def _palette(methods) -> dict:
+    """Colour of each method: :data:`METHOD_COLOURS`, then :data:`EXTRA_COLOURS` in order."""
+    methods = list(dict.fromkeys(methods))
+    out, extra = {}, iter(EXTRA_COLOURS * 4)
+    for m in methods:
+        base = str(m).partition(":")[0]
+        if m in METHOD_COLOURS:
+            out[m] = METHOD_COLOURS[m]
+        elif base in METHOD_COLOURS and base not in methods and base not in out:  # a lone variant
+            out[m] = METHOD_COLOURS[base]
+        else:
+            out[m] = next(extra)
+    return out
+
+
+#: Range of a metric by its unit: uncertainty bands are clipped to it (no negative widths).
+UNIT_RANGE = {"fraction": (0.0, 1.0), "bool": (0.0, 1.0), "units": (0.0, np.inf), "weights": (0.0, np.inf),
+              "layers": (0.0, np.inf), "paths": (0.0, np.inf)}
+
+
+def metric_range(metric: str) -> tuple:
+    """``(low, high)`` a metric can take (from its unit in the metric table); unbounded otherwise."""
+    from ..table import METRICS
+
+    unit = next((m.unit for m in METRICS if m.key == metric), None)
+    return UNIT_RANGE.get(unit, (-np.inf, np.inf))
+
+
+def _band(ax, data, x, y, hue, pal, bounds=(-np.inf, np.inf), legend=True, marker="o"):
+    """Mean line and a mean ± sd band clipped to ``bounds``, one per ``hue`` value."""
+    for key, part in data.groupby(hue, sort=False):
+        st = part.groupby(x)[y].agg(["mean", "std"]).sort_index()
+        sd = st["std"].fillna(0.0)
+        lo = np.clip(st["mean"] - sd, *bounds)
+        hi = np.clip(st["mean"] + sd, *bounds)
+        ax.plot(st.index, st["mean"], marker=marker, markersize=4, color=pal[key], label=key if legend else None)
+        ax.fill_between(st.index, lo, hi, color=pal[key], alpha=0.2, lw=0)
+    if legend:
+        ax.legend(title=hue)
+
+
+def _title(df, what):
+    models = ", ".join(dict.fromkeys(df["model"]))
+    seeds = df.groupby(["model", "method", "target_density"]).size().max()
+    return f"{what} - {models} ({seeds} seed{'s' if seeds > 1 else ''}; mean ± sd)"
+
+
+def _new_figure(width=6.4, height=4.2, ncols=1, nrows=1, **kw):
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _labels(metric, ylabel, title):
+    ylabel = ylabel or label_of(metric)
+    return ylabel, title or f"{ylabel} vs density"
+
+
+def _shared_legend(fig, ax):
+    if ax.get_legend() is not None:
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        fig.legend(handles, labels, loc="outside right upper", title="method")
+
+
+def layer_axis(ax, names):
+    """Layer names on the x axis (every n-th when there are many), depth otherwise."""
+    idx = list(names.index)
+    step = max(1, int(np.ceil(len(idx) / 24)))
+    ax.set_xticks(idx[::step])
+    ax.set_xticklabels([str(n) for n in list(names.values)[::step]], rotation=60, ha="right", fontsize=7)
+    ax.set_xlabel("layer (topological order)")
+
+
+def _density_axis(ax, densities):
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ticks = sorted(set(float(d) for d in densities))
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x * 100:g}%"))
+
+
+def save(fig: Figure, stem, formats=("png", "svg"), dpi: int = 150) -> list:
+    """Write ``fig`` as ``stem.png`` / ``stem.svg``; returns the paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = f"{stem}.{fmt}"
+        fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+        paths.append(path)
+    return paths

@@ -1,0 +1,239 @@
+"""Masks for every runtime: safetensors files, parametrizations, reading masks back, sparse modules.
+
+* :func:`save_safetensors` / :func:`load_safetensors`: the masks as ``bool`` tensors of a
+  ``.safetensors`` file, the metadata as JSON in its header (key ``netgraph_meta``);
+  :func:`save` / :func:`load` pick the format from the file name.
+* :func:`apply_parametrize` / :func:`remove_parametrize`: a ``torch.nn.utils.parametrize``
+  parametrization ``weight = original * mask`` (trainable: the optimiser updates
+  ``parametrizations.weight.original``; pruned entries get zero gradient; removable).
+* :func:`masks_from_model`: the mask a model carries, whichever way it was applied
+  (``prune`` buffers, a parametrization, or zeros after ``multiply``).
+* :func:`to_sparse`: a copy of a model whose masked ``Linear`` and ``1x1`` ``Conv2d``
+  layers multiply with ``torch.sparse_csr`` weights (inference only).
+
+>>> import torch, netgraph
+>>> from netgraph import export
+>>> model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+>>> ms = netgraph.MaskSet({"0.weight": torch.eye(3, 4, dtype=torch.bool)})
+>>> export.apply_parametrize(model, ms)
+>>> int((model[0].weight != 0).sum())
+3
+>>> bool(torch.equal(export.masks_from_model(model)["0.weight"], ms["0.weight"]))
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import warnings
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from .errors import InvalidInputError, NotAMaskFileError
+from .masks import Mask, MaskSet, prunable_parameter_names
+
+META_KEY = "netgraph_meta"
+ORDER_KEY = "netgraph_order"  # safetensors sorts tensors by name; the mask set's order is kept here
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def _safetensors():
+    try:
+        import safetensors.torch as st
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise InvalidInputError("safetensors is not installed: pip install safetensors") from None
+    return st
+
+
+def save_safetensors(masks: MaskSet, path) -> None:
+    """Write ``masks`` to a ``.safetensors`` file (bool tensors, metadata as JSON in the header).
+
+    Any safetensors reader gets the masks by parameter name; the header holds
+    ``netgraph_meta`` (the metadata, JSON) and ``netgraph_order`` (the parameter order).
+    """
+    st = _safetensors()
+    meta = dict(masks.meta)
+    meta.update(kept=masks.num_kept, total=masks.num_total, achieved_density=masks.achieved_density)
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in masks.items()}
+    header = {META_KEY: json.dumps(meta, default=str), ORDER_KEY: json.dumps(list(tensors))}
+    st.save_file(tensors, os.fspath(path), metadata=header)
+
+
+def load_safetensors(path) -> MaskSet:
+    """Read a mask file written by :func:`save_safetensors` (a clear error otherwise)."""
+    st = _safetensors()
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise NotAMaskFileError(f"{path}: no such file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, framework="pt") as f:
+            header = f.metadata() or {}
+        tensors = st.load_file(path)
+    except Exception as exc:
+        raise NotAMaskFileError(f"{path} is not a safetensors file ({type(exc).__name__}: {exc})") from None
+    bad = [k for k, v in tensors.items() if v.dtype != torch.bool]
+    if bad:
+        raise NotAMaskFileError(f"{path} is not a mask file: tensors {bad[:5]} are not bool")
+    try:
+        meta = json.loads(header.get(META_KEY, "{}"))
+        order = json.loads(header.get(ORDER_KEY, "[]"))
+    except json.JSONDecodeError:
+        raise NotAMaskFileError(f"{path}: header entries {META_KEY!r}/{ORDER_KEY!r} are not JSON") from None
+    names = [n for n in order if n in tensors] + sorted(n for n in tensors if n not in order)
+    return MaskSet({n: tensors[n] for n in names}, meta)
+
+
+def save(masks: MaskSet, path) -> None:
+    """Save in the format the file name says: ``.safetensors`` or a torch file (anything else)."""
+    if os.fspath(path).endswith(SAFETENSORS_SUFFIX):
+        save_safetensors(masks, path)
+    else:
+        masks.save(path)
+
+
+def load(path) -> MaskSet:
+    """Load a mask file of either format (chosen by the file name)."""
+    if os.fspath(path).endswith(SAFETENSORS_SUFFIX):
+        return load_safetensors(path)
+    return MaskSet.load(path)
+
+
+def apply_parametrize(model: nn.Module, masks: MaskSet, strict: bool = True) -> None:
+    """Register a :class:`~netgraph.masks.Mask` parametrization on every masked parameter of ``model``.
+
+    The weight stays trainable (``module.parametrizations.weight.original``); the forward
+    pass always sees ``original * mask``, so pruned weights are zero and get no gradient.
+    :func:`remove_parametrize` makes it permanent. ``strict`` as in :meth:`MaskSet.check`.
+    """
+    masks.apply(model, how="parametrize", strict=strict)
+
+
+def remove_parametrize(model: nn.Module) -> nn.Module:
+    """Remove every :class:`~netgraph.masks.Mask` parametrization, keeping the masked values as plain parameters."""
+    for module in model.modules():
+        plist = getattr(module, "parametrizations", None)
+        if plist is None:
+            continue
+        for attr in list(plist.keys()):
+            if any(isinstance(p, Mask) for p in plist[attr]):
+                parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
+    return model
+
+
+def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
+    """The masks ``model`` carries for its conv and linear weights.
+
+    A ``torch.nn.utils.prune`` buffer (``weight_mask``) or a :class:`~netgraph.masks.Mask`
+    parametrization gives its mask exactly; otherwise the mask is ``weight != 0`` (after
+    ``how="multiply"`` or :func:`remove_parametrize`, a weight that is zero by chance reads
+    as pruned).
+    """
+    out = {}
+    for pname in prunable_parameter_names(model):
+        path, _, attr = pname.rpartition(".")
+        module = model.get_submodule(path) if path else model
+        plist = getattr(module, "parametrizations", None)
+        found = None
+        if plist is not None and attr in plist:
+            found = next((p.mask for p in plist[attr] if isinstance(p, Mask)), None)
+        if found is None and hasattr(module, f"{attr}_mask"):
+            found = getattr(module, f"{attr}_mask") != 0
+        if found is None:
+            found = getattr(module, attr).detach() != 0
+        out[pname] = found.detach().cpu()
+    return MaskSet(out, meta)
+
+
+def _csr(weight: torch.Tensor) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        return weight.detach().contiguous().to_sparse_csr()
+
+
+class SparseLinear(nn.Module):
+    """``y = x W^T + b`` with ``W`` a ``torch.sparse_csr`` tensor (inference only)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("weight", _csr(weight))
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
+
+    def forward(self, x):
+        lead = x.shape[:-1]
+        y = (self.weight @ x.reshape(-1, self.in_features).T).T
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+
+class SparseConv1x1(nn.Module):
+    """A ``1x1`` ``Conv2d`` (groups 1, no padding) as a sparse ``C_out x C_in`` product."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, stride=(1, 1)):
+        super().__init__()
+        self.stride = tuple(stride)
+        self.register_buffer("weight", _csr(weight[:, :, 0, 0]))
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    def forward(self, x):
+        x = x[:, :, :: self.stride[0], :: self.stride[1]]
+        n, c, h, w = x.shape
+        y = self.weight @ x.permute(1, 0, 2, 3).reshape(c, -1)
+        y = y.reshape(-1, n, h, w).permute(1, 0, 2, 3)
+        return y if self.bias is None else y + self.bias[None, :, None, None]
+
+
+def _sparsifiable(module) -> bool:
+    if isinstance(module, nn.Linear):
+        return True
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+            and module.padding in ((0, 0), "valid") and module.padding_mode == "zeros")
+
+
+def to_sparse(model: nn.Module, max_density: float = 1.0) -> nn.Module:
+    """A copy of ``model`` whose ``Linear`` and ``1x1`` ``Conv2d`` layers use sparse CSR weights.
+
+    The weights are the model's current (masked) values: apply a mask first (any mode);
+    the model itself is not changed.
+    Layers whose kept fraction is above ``max_density`` stay dense (sparse kernels only
+    pay off at low density). The copy is for inference (the sparse weights are buffers).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(8, 4))
+    >>> with torch.no_grad():
+    ...     _ = model[0].weight.mul_(torch.rand(4, 8) < 0.3)
+    >>> sparse = to_sparse(model)
+    >>> x = torch.randn(2, 8)
+    >>> torch.allclose(sparse(x), model(x), atol=1e-6)
+    True
+    """
+    names = [n for n, m in model.named_modules() if n and _sparsifiable(m)]
+    if not names and _sparsifiable(model):
+        raise InvalidInputError("to_sparse needs a container module; wrap a single layer in nn.Sequential")
+    # The copy keeps parametrizations and pruning hooks of the other layers as they are:
+    # removing a parametrization from a deep copy would break the original (they share
+    # the parametrized class), so sparse modules are built from the original's weights.
+    out = copy.deepcopy(model)
+    for name in names:
+        mod = model.get_submodule(name)
+        with torch.no_grad():
+            weight = mod.weight.detach().clone()
+        if float((weight != 0).float().mean()) > max_density:
+            continue
+        if isinstance(mod, nn.Linear):
+            new = SparseLinear(weight, mod.bias)
+        else:
+            new = SparseConv1x1(weight, mod.bias, mod.stride)
+        parent, _, child = name.rpartition(".")
+        setattr(out.get_submodule(parent) if parent else out, child, new)
+    return out

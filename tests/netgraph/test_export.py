@@ -1,0 +1,112 @@
+"""Masks for every runtime: safetensors, parametrize, reading masks back, sparse modules."""
+
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+
+import netgraph
+from netgraph import MaskSet, export, zoo
+from netgraph.errors import MaskMismatchError, NotAMaskFileError
+from tests import models as M
+
+
+@pytest.fixture(scope="module")
+def r20_masks():
+    model, g = zoo.graph_of("resnet20")
+    return model, netgraph.sparsify(g, "phew", 0.05, seed=0)
+
+
+def _same(a, b):
+    return list(a) == list(b) and all(torch.equal(a[n], b[n]) and a[n].dtype == torch.bool for n in a)
+
+
+@pytest.mark.parametrize("first,second", [(".pt", ".safetensors"), (".safetensors", ".pt"),
+                                          (".safetensors", ".safetensors")])
+def test_file_round_trips_across_formats(r20_masks, tmp_path, first, second):
+    _, ms = r20_masks
+    export.save(ms, tmp_path / f"a{first}")
+    a = export.load(tmp_path / f"a{first}")
+    export.save(a, tmp_path / f"b{second}")
+    b = export.load(tmp_path / f"b{second}")
+    assert _same(ms, a) and _same(ms, b)
+    assert b.meta["method"] == "phew" and b.meta["seed"] == 0 and b.meta["kept"] == ms.num_kept
+
+
+def test_safetensors_file_is_readable_without_netgraph(r20_masks, tmp_path):
+    from safetensors import safe_open
+
+    _, ms = r20_masks
+    export.save_safetensors(ms, tmp_path / "m.safetensors")
+    with safe_open(str(tmp_path / "m.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["netgraph_meta"])
+        assert set(f.keys()) == set(ms)
+        assert torch.equal(f.get_tensor("fc.weight"), ms["fc.weight"])
+    assert meta["method"] == "phew"
+
+
+@pytest.mark.parametrize("how", ["prune", "parametrize", "multiply"])
+def test_apply_then_read_back_is_identical_and_saves_identically(r20_masks, tmp_path, how):
+    _, ms = r20_masks
+    model = zoo.build("resnet20", seed=0)
+    ms.apply(model, how=how)
+    back = export.masks_from_model(model, ms.meta)
+    assert _same(ms, back)
+    export.save(back, tmp_path / "x.safetensors")
+    assert _same(ms, export.load(tmp_path / "x.safetensors"))
+
+
+def test_parametrize_is_trainable_and_removable():
+    torch.manual_seed(0)
+    model = M.mlp((6, 5, 3))
+    g = netgraph.from_torch(model, (6,))
+    ms = netgraph.sparsify(g, "random", 0.4, seed=0)
+    export.apply_parametrize(model, ms)
+    assert isinstance(model[1].parametrizations.weight.original, nn.Parameter)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(torch.randn(8, 6)).square().sum().backward()
+    grad = model[1].parametrizations.weight.original.grad
+    assert torch.all(grad[~ms["1.weight"]] == 0)
+    opt.step()
+    assert torch.all(model[1].weight[~ms["1.weight"]] == 0)
+    export.remove_parametrize(model)
+    assert not hasattr(model[1], "parametrizations") or "weight" not in model[1].parametrizations
+    assert torch.all(model[1].weight[~ms["1.weight"]] == 0)
+    assert _same(export.masks_from_model(model), ms)
+
+
+def test_errors(tmp_path, r20_masks):
+    (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+    with pytest.raises(NotAMaskFileError, match="not a safetensors file"):
+        export.load(tmp_path / "bad.safetensors")
+    with pytest.raises(NotAMaskFileError, match="no such file"):
+        export.load(tmp_path / "none.safetensors")
+    _, ms = r20_masks
+    with pytest.raises(MaskMismatchError, match="does not cover|shape"):
+        export.apply_parametrize(zoo.build("vgg11"), ms)
+
+
+@pytest.mark.parametrize("density", [0.3, 0.01])
+def test_to_sparse_gives_the_same_outputs(density):
+    torch.manual_seed(0)
+    for model, shape in ((M.mlp((30, 40, 20, 5)), (30,)), (M.Residual1x1().eval(), M.RESIDUAL_INPUT)):
+        g = netgraph.from_torch(model, shape)
+        ms = netgraph.sparsify(g, "random", density, seed=0)
+        ms.apply(model, how="parametrize")
+        sparse = export.to_sparse(model)
+        n_sparse = sum(isinstance(m, (export.SparseLinear, export.SparseConv1x1)) for m in sparse.modules())
+        assert n_sparse == len(g.layers)
+        x = torch.randn(4, *shape)
+        with torch.no_grad():
+            assert torch.allclose(sparse(x), model(x), atol=1e-5)
+
+
+def test_to_sparse_leaves_other_convs_dense():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 5, 1, stride=2), nn.Flatten(), nn.Linear(5 * 2 * 2, 2))
+    sparse = export.to_sparse(model)
+    kinds = [type(m).__name__ for m in sparse]
+    assert kinds == ["Conv2d", "SparseConv1x1", "Flatten", "SparseLinear"]
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(sparse(x), model(x), atol=1e-5)
