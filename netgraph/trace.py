@@ -269,10 +269,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            from torch.fx.passes.shape_prop import ShapeProp
-
-            ShapeProp(gm).propagate(torch.zeros((1, *shape), dtype=dtype))
+        _propagate_shapes(gm, shape, dtype)
     except Exception as exc:
         raise InvalidInputError(
             f"running {type(model).__name__} on one input of shape {shape} failed: {exc}"
@@ -395,17 +392,38 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
                     model_spec=spec)
 
 
+def _propagate_shapes(gm, shape, dtype):
+    """Record every node's output shape: on fake tensors (no arithmetic, so a 224 px VGG
+    costs milliseconds), on a real all-zeros input if fake tensors fail on some operation."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    x = torch.zeros((1, *shape), dtype=dtype)
+    try:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        ShapeProp(gm, fake_mode=FakeTensorMode(allow_non_fake_inputs=True)).propagate(x)
+        return
+    except Exception:  # an operation without a fake-tensor rule: run it for real (errors surface there)
+        pass
+    with torch.no_grad():
+        ShapeProp(gm).propagate(x)
+
+
 def _weight_array(node, mod, param_name):
+    """The weight as a numpy array that *views* the parameter's memory (a CPU float32/64
+    tensor); other dtypes and devices are copied to float32. Finiteness is checked on the
+    sum (NaN and inf propagate), counting the bad entries only when it fails."""
     w = mod.weight.detach()
-    if not torch.isfinite(w).all():
+    if not bool(torch.isfinite(w.sum())) and not bool(torch.isfinite(w).all()):
         bad = int((~torch.isfinite(w)).sum())
         raise InvalidInputError(
             f"parameter {param_name!r} contains {bad} NaN or infinite values; weights must be finite"
         )
-    arr = w.cpu().numpy()
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float32)
-    return arr.copy()
+    if w.device.type != "cpu" or w.dtype not in (torch.float32, torch.float64) or not w.is_contiguous():
+        return w.to("cpu", torch.float32).contiguous().numpy()
+    arr = w.numpy()
+    arr.flags.writeable = False  # the library never writes through the view
+    return arr
 
 
 def _layer(b: _Builder, node, mod, x: _Value, out_shape, fail) -> _Value:
