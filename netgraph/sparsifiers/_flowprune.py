@@ -54,7 +54,7 @@ class LayerState:
     ids : ndarray or None
         Bundles still tracked (``None``: all); the vectors below are over tracked bundles.
     m, low, agg
-        Kept count (int32), smallest kept ``|w|`` (float32, -1 when dead) and aggregate
+        Kept count (int32), smallest kept ``|w|`` (float32, NaN when dead) and aggregate
         (float64, sum of kept ``|w|`` or ``w^2``).
     """
 
@@ -71,6 +71,7 @@ class LayerState:
             self.low = np.abs(W[:, 0]).astype(np.float32)
         self.agg = (layer.abs_sum if power == 1 else layer.sq_sum).ravel().copy()
         self.m = np.full(n_b, k, dtype=np.int32)
+        self.kept = n_b * k  # sum of m
         self.ids = None
         self.v = self.u = None
         self._csr = None
@@ -115,6 +116,8 @@ class LayerState:
         """Scores of every kept element of every ``stride``-th tracked bundle."""
         t = np.arange(0, self.m.size, stride)
         t = t[self.m[t] > 0]
+        if t.size == 0:
+            return np.zeros(0, np.float32)
         if self.S is None:
             return _score(self.low[t], c[t], form)
         rows = self.S[self.bundle_ids(t)]
@@ -124,10 +127,9 @@ class LayerState:
     # -- one pruning step ------------------------------------------------------------
     def walk(self, c: np.ndarray, lo: float, hi: float, form: str) -> dict:
         """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc)."""
-        alive = self.m > 0
-        sure = alive & (_score(self.low, c, form) > hi)
-        above = int(np.sum(self.m, where=sure, dtype=np.int64))
-        act = np.flatnonzero(alive & ~sure)
+        with np.errstate(invalid="ignore"):  # dead bundles have low = NaN: never "<= hi"
+            act = np.flatnonzero(_score(self.low, c, form) <= hi)
+        above = self.kept - int(self.m[act].sum(dtype=np.int64))
         p_hi = np.zeros(act.size, np.int32)
         stop_val = np.full(act.size, -1.0, np.float32)
         rec = []  # (index into act, ascending position, score, value)
@@ -175,8 +177,9 @@ class LayerState:
         a = act[changed]
         self.agg[a] -= dec[changed]
         self.agg[a[m_new[changed] == 0]] = 0.0
+        self.kept -= int((self.m[act] - m_new).sum(dtype=np.int64))
         self.m[act] = m_new
-        low[m_new == 0] = -1.0
+        low[m_new == 0] = np.nan
         self.low[act] = low
         self._maybe_compact()
 
@@ -224,12 +227,12 @@ class LayerState:
         return out.reshape(layer.weight.shape)
 
 
-def _bracket(states, cs, keep_count: int, form: str, sample_size: int = 1 << 16):
+def _bracket(states, cs, keep_count: int, form: str, sample_size: int = 1 << 13):
     """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score."""
     rows_total = sum(s.m.size for s in states)
     stride = max(1, rows_total // sample_size)
     sample = np.concatenate([s.sample(c, stride, form) for s, c in zip(states, cs)])
-    valid = sum(int(s.m.sum(dtype=np.int64)) for s in states)
+    valid = sum(s.kept for s in states)
     n = sample.size
     if n == 0:
         return -np.inf, np.inf

@@ -41,9 +41,13 @@ BIASES = ("magnitude", "uniform", "inverse", "square")
 BRANCHES = ("weighted", "authors")
 
 
-def element_weights(layer: Layer, bias: str) -> np.ndarray:
-    """Unnormalised probability of each element, shape ``(n_dst, n_in, k)``."""
-    w = layer.weight
+def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.ndarray:
+    """Unnormalised probability of each element, shape ``(n_dst, n_in, k)``.
+
+    ``w`` (default: the layer's weights) may be any slice of them, e.g. the kernels of the
+    bundles a batch of walkers chose: walks never need the whole layer's array.
+    """
+    w = layer.weight if w is None else w
     if bias == "magnitude":
         return np.abs(w)
     if bias == "square":
@@ -134,9 +138,7 @@ class WalkGraph:
             raise InvalidInputError(f"unknown branch rule {branch!r}; accepted: {', '.join(BRANCHES)}")
         self.graph = graph
         self.bias = bias
-        self.elem = [None if bias == "uniform" else element_weights(l, bias) for l in graph.layers]
-        bundle = [np.full(l.weight.shape[:2], float(l.k)) if e is None else e.sum(axis=2, dtype=np.float64)
-                  for l, e in zip(graph.layers, self.elem)]
+        bundle = [_bundle_totals(l, bias) for l in graph.layers]
         to_out, from_in = _live_groups(graph)
         authors = branch == "authors"
         G = len(graph.groups)
@@ -163,10 +165,9 @@ class WalkGraph:
         if k == 1:
             return np.zeros(v.size, dtype=np.int64)
         r = rng.random(v.size)
-        E = self.elem[layer.index]
-        if E is None:
+        if self.bias == "uniform":
             return np.minimum((r * k).astype(np.int64), k - 1)
-        W = E[v, j].astype(np.float64)
+        W = element_weights(layer, self.bias, layer.weight[v, j]).astype(np.float64)
         cum = np.cumsum(W, axis=1)
         tot = cum[:, -1]
         t = (cum <= (r * tot)[:, None]).sum(axis=1)
@@ -221,6 +222,22 @@ class WalkGraph:
         if not rec_w:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rec_w), np.concatenate(rec_e)
+
+
+def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
+    """Sum of ``bias(w)`` over each bundle, float64 ``(n_dst, n_in)``, without an array of
+    ``bias(w)`` for the whole layer (the cached ``abs_sum``/``sq_sum`` where they apply)."""
+    if bias == "uniform":
+        return np.full(layer.weight.shape[:2], float(layer.k))
+    if bias == "magnitude":
+        return layer.abs_sum
+    if bias == "square":
+        return layer.sq_sum
+    out = np.empty(layer.weight.shape[:2])
+    rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+    for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
+        out[s:s + rows] = element_weights(layer, bias, layer.weight[s:s + rows]).sum(axis=2, dtype=np.float64)
+    return out
 
 
 def _live_groups(graph: NetGraph):
