@@ -37,6 +37,8 @@ import numpy as np
 _FLOOR = np.float32(1e-35)  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
+#: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
+SAMPLE_SIZE = 1 << 13
 
 
 def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
@@ -227,10 +229,10 @@ class LayerState:
         return out.reshape(layer.weight.shape)
 
 
-def _bracket(states, cs, keep_count: int, form: str, sample_size: int = 1 << 13):
+def _bracket(states, cs, keep_count: int, form: str):
     """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score."""
     rows_total = sum(s.m.size for s in states)
-    stride = max(1, rows_total // sample_size)
+    stride = max(1, rows_total // SAMPLE_SIZE)
     sample = np.concatenate([s.sample(c, stride, form) for s, c in zip(states, cs)])
     valid = sum(s.kept for s in states)
     n = sample.size

@@ -116,3 +116,26 @@ def pixel_flow_pruning(model, input_shape, param_names, density: float, target: 
             masks[p] = torch.from_numpy(new[off:off + n].reshape(masks[p].shape))
             off += n
     return {p: m.numpy() for p, m in masks.items()}
+
+
+def pixel_scores(model, input_shape, param_names, power: int = 1) -> tuple:
+    """One pixel-level pass: ``(log R, {param: |w| dR/d(|w|^p)})`` by autograd (float64).
+
+    The dense network's SynFlow (``power=1``) or SynFlow-L2 (``power=2``) scores with zero
+    padding seen, to compare with :func:`netgraph.flows.synflow_scores` (see
+    ``benchmarks/zero_padding.py``).
+    """
+    import math
+
+    import torch
+
+    net, params = _linearised(model, power)
+    originals = {p: params[p].detach().clone() for p in param_names}
+    with torch.no_grad():
+        for p in param_names:
+            params[p].copy_(originals[p].abs() ** power)
+    for p in param_names:
+        params[p].requires_grad_(True)
+    R = net(torch.ones((1, *input_shape), dtype=torch.float64)).sum()
+    R.backward()
+    return math.log(R.item()), {p: (originals[p].abs() * params[p].grad).numpy() for p in param_names}
