@@ -82,3 +82,31 @@ def test_pixel_level_needs_the_model_and_checks_the_level():
         netgraph.sparsify(g, "synflow", 0.1, level="pixel")
     with pytest.raises(InvalidInputError, match="level"):
         netgraph.sparsify(g, "synflow", 0.1, level="voxel")
+
+
+@pytest.mark.parametrize("density", [0.02, 0.5])
+def test_sparse_and_blockwise_aggregates_equal_the_plain_sums(density, monkeypatch):
+    """The masked graph's aggregates (bincount over kept indices, or row blocks) equal the
+    plain numpy sums over the mask, and so do every metric computed from them."""
+    from analysis.summary import measure
+    from netgraph import masked
+
+    torch.manual_seed(4)
+    model, shape = CASES["residual"]()
+    g = netgraph.from_torch(model, shape)
+    ms = netgraph.sparsify(g, "random", density, seed=1)
+    lm = g.layer_masks(ms)
+    plain = {"count": [m.sum(axis=2).astype(float) for m in lm],
+             "abs": [(np.abs(l.weight.astype(float)) * m).sum(axis=2) for l, m in zip(g.layers, lm)],
+             "square": [(l.weight.astype(float) ** 2 * m).sum(axis=2) for l, m in zip(g.layers, lm)]}
+    records = []
+    for below in (0.0, 1.1):
+        monkeypatch.setattr(masked, "SPARSE_BELOW", below)
+        mg = masked.as_masked(g, ms)
+        for w, ref in plain.items():
+            for a, b in zip(mg.aggregates(w), ref):
+                np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
+        records.append(measure(g, mg))
+    assert records[0].keys() == records[1].keys()
+    for k, v in records[0].items():
+        assert v == pytest.approx(records[1][k], rel=1e-9) if isinstance(v, float) else v == records[1][k]
