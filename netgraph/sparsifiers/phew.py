@@ -122,10 +122,56 @@ class _Table:
         self.edges = [e for e, _, _ in blocks]
 
     def draw(self, units: np.ndarray, r: np.ndarray):
-        col = np.searchsorted(self.flat, units + r, side="right") - units * self.C
+        keys = units + r
+        order = np.argsort(keys)  # sorted keys: each search starts where the last one ended
+        col = np.empty(keys.size, dtype=np.int64)
+        col[order] = np.searchsorted(self.flat, keys[order], side="right")
+        col -= units * self.C
         np.clip(col, 0, self.C - 1, out=col)
         edge = self.col_edge[col]
         return edge, self.col_unit[col] + self.row_off[units, edge]
+
+
+class _DenseTable:
+    """Transition table of a group whose only usable edge is an ungrouped layer.
+
+    The cumulative sums run along the bundle matrix's own axes (forward: down each column,
+    backward: along each row), so building it is one contiguous ``cumsum`` and no
+    transposed copy; a batch of walkers draws by a vectorised binary search (first column
+    whose cumulative weight exceeds ``r * total``), the same distribution as :class:`_Table`.
+    """
+
+    def __init__(self, edge: Layer, bundle: np.ndarray, forward: bool):
+        self.forward = forward
+        self.cum = np.cumsum(bundle, axis=0 if forward else 1)
+        self.tot = self.cum[-1] if forward else self.cum[:, -1]
+        self.n = self.cum.shape[0 if forward else 1]
+        self.edges = [edge]
+
+    def draw(self, units: np.ndarray, r: np.ndarray):
+        tot = self.tot[units]
+        target = r * tot
+        lo = np.zeros(units.size, dtype=np.int64)
+        hi = np.full(units.size, self.n - 1, dtype=np.int64)
+        flat, stride = self.cum.reshape(-1), self.cum.shape[1]
+        for _ in range(max(1, int(self.n - 1).bit_length())):
+            mid = (lo + hi) >> 1
+            val = flat[mid * stride + units] if self.forward else flat[units * stride + mid]
+            right = val <= target
+            lo = np.where(right, mid + 1, lo)
+            hi = np.where(right, hi, mid)
+        empty = tot <= 0  # no usable weight: uniform (the reference's fallback)
+        if empty.any():
+            lo[empty] = np.minimum((r[empty] * self.n).astype(np.int64), self.n - 1)
+        return np.zeros(units.size, dtype=np.int64), lo
+
+
+def _table(n: int, edges: list, bundle: list, forward: bool, authors: bool):
+    """The transition table of a group over its usable ``edges`` in one direction."""
+    if len(edges) == 1 and isinstance(edges[0], Layer) and edges[0].groups == 1:
+        return _DenseTable(edges[0], bundle[edges[0].index], forward)
+    return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer) else (e, None, None)
+                      for e in edges], authors)
 
 
 class WalkGraph:
@@ -151,11 +197,9 @@ class WalkGraph:
                 outs = [e for e in outs if isinstance(e, Layer)] or outs
                 ins = [e for e in ins if isinstance(e, Layer)] or ins
             if outs and g != G - 1:
-                self.fwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], True)) if isinstance(e, Layer)
-                                         else (e, None, None) for e in outs], authors)
+                self.fwd[g] = _table(n, outs, bundle, True, authors)
             if ins and g != 0:
-                self.bwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], False)) if isinstance(e, Layer)
-                                         else (e, None, None) for e in ins], authors)
+                self.bwd[g] = _table(n, ins, bundle, False, authors)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:

@@ -110,3 +110,25 @@ def test_sparse_and_blockwise_aggregates_equal_the_plain_sums(density, monkeypat
     assert records[0].keys() == records[1].keys()
     for k, v in records[0].items():
         assert v == pytest.approx(records[1][k], rel=1e-9) if isinstance(v, float) else v == records[1][k]
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_phew_dense_table_draws_like_the_general_table(forward):
+    """The binary-search table of an ungrouped layer draws what the general flat-CDF table draws."""
+    from netgraph.sparsifiers.phew import _DenseTable, _fan, _Table
+
+    torch.manual_seed(5)
+    model, shape = CASES["mlp"]()
+    layer = netgraph.from_torch(model, shape).layers[1]
+    bundle = layer.abs_sum.copy()
+    bundle[2] = 0.0  # a unit with no usable weight: uniform fallback in both
+    bundle[:, 3] = 0.0
+    n = layer.n_src if forward else layer.n_dst
+    general = _Table(n, [(layer, *_fan(layer, bundle, forward))], authors=False)
+    dense = _DenseTable(layer, bundle, forward)
+    rng = np.random.default_rng(0)
+    units = rng.integers(0, n, 20000)
+    r = rng.random(units.size)
+    e1, u1 = general.draw(units, r)
+    e2, u2 = dense.draw(units, r)
+    assert np.array_equal(e1, e2) and np.array_equal(u1, u2)
