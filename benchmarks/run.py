@@ -69,8 +69,8 @@ def _available_bytes() -> int:
 def run_ladder(args, results: dict) -> None:
     from tqdm.auto import tqdm
 
-    cells = [(f, int(w), j) for f in ladder.FAMILIES for w in ladder.SIZES if w <= args.ladder_max
-             for j in ladder.JOBS]
+    sizes = [float(x) for x in args.ladder_sizes.split(",")] if args.ladder_sizes else ladder.SIZES
+    cells = [(f, int(w), j) for f in ladder.FAMILIES for w in sizes if w <= args.ladder_max for j in ladder.JOBS]
     for family, w, job in tqdm(cells, desc="ladder", disable=args.quiet):
         key = f"ladder {family} {w:.0e} {job}"
         need = (4 + JOB_BYTES[(family, job)]) * w + 1.5 * 2**30
@@ -149,8 +149,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", help=argparse.SUPPRESS)
     ap.add_argument("--ladder-cell", nargs=3, help=argparse.SUPPRESS)
-    ap.add_argument("--only", default="", help="run only cases whose name contains this ('ladder' for the ladder)")
+    ap.add_argument("--only", default="", help="run only cases whose name contains this ('ladder' for the ladder); "
+                    "earlier results in the results folder are kept")
     ap.add_argument("--ladder-max", type=float, default=1e9, help="largest ladder network (weights); 0: no ladder")
+    ap.add_argument("--ladder-sizes", default="", help="comma-separated ladder sizes, e.g. 1e9 (default: 1e6..1e9)")
     ap.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md and docs/figures/benchmarks/")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "benchmarks"), help="results folder")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")

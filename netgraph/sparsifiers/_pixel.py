@@ -19,6 +19,7 @@ import copy
 import numpy as np
 
 from ..errors import InvalidInputError
+from ._select import top_k_masks
 
 def _linearised(model, power: int):
     """A float64 copy of ``model`` in eval mode, linearised for SynFlow; ``[(name, weight)]``.
@@ -107,9 +108,7 @@ def pixel_flow_pruning(model, input_shape, param_names, density: float, target: 
         flat = torch.cat(scores).numpy()
         if not np.isfinite(flat).all():
             raise InvalidInputError("level='pixel': scores overflow float64 on this model; use level='unit'")
-        order = np.argsort(-flat, kind="stable")  # ties in position order
-        new = np.zeros(flat.size, dtype=bool)
-        new[order[:keep]] = True
+        new = top_k_masks([flat], keep)[0]  # exact count, ties in position order, O(N)
         off = 0
         for p in param_names:
             n = masks[p].numel()
