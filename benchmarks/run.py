@@ -46,6 +46,9 @@ CASES = {
                              ("speed-up over level='pixel'", "speedup", ">=", 10.0, None),
                              ("masks agree (circular padding)", "agreement", ">=", 0.99, None)]),
 }
+# The issue's autograd pass of vgg16 at 224 px on an idle machine (seconds): converts its second
+# targets into autograd passes, comparable across machine loads.
+ISSUE_PASS = 0.77
 # Bytes per weight a ladder job needs beyond the model (estimates, to skip what cannot fit).
 JOB_BYTES = {("conv", "trace"): 0.2, ("mlp", "trace"): 0.2, ("conv", "phew"): 3, ("mlp", "phew"): 18,
              ("conv", "metrics"): 4, ("mlp", "metrics"): 26, ("conv", "synflow"): 9, ("mlp", "synflow"): 26}
@@ -70,7 +73,8 @@ def run_ladder(args, results: dict) -> None:
     from tqdm.auto import tqdm
 
     sizes = [float(x) for x in args.ladder_sizes.split(",")] if args.ladder_sizes else ladder.SIZES
-    cells = [(f, int(w), j) for f in ladder.FAMILIES for w in sizes if w <= args.ladder_max for j in ladder.JOBS]
+    jobs = args.ladder_jobs.split(",") if args.ladder_jobs else ladder.JOBS
+    cells = [(f, int(w), j) for f in ladder.FAMILIES for w in sizes if w <= args.ladder_max for j in jobs]
     for family, w, job in tqdm(cells, desc="ladder", disable=args.quiet):
         key = f"ladder {family} {w:.0e} {job}"
         need = (4 + JOB_BYTES[(family, job)]) * w + 1.5 * 2**30
@@ -101,7 +105,10 @@ def report(results: dict, args) -> str:
              "fresh process; peak memory is that process's maximum resident set (torch, about 0.5 GiB, "
              "and the model included). The machine is shared: times are noisy, ratios are measured in the same "
              "process. An *autograd pass* is one forward + backward pass of the model at batch 1.", "",
-             "| case | figure | value | target | met | reference (same run) | ratio |", "|---|---|---|---|---|---|---|"]
+             "Second targets are also given in autograd passes (the issue's 0.77 s pass of vgg16): on a loaded "
+             "machine the *ratio* column is the comparable figure.", "",
+             "| case | figure | value | target | met | reference (same run) | ratio | target in passes | met in "
+             "passes |", "|---|---|---|---|---|---|---|---|---|"]
     for name, (_, _, what, checks) in CASES.items():
         r = results.get(name)
         if r is None:
@@ -112,13 +119,15 @@ def report(results: dict, args) -> str:
         for fig, key, op, limit, ref in checks:
             v = r[key]
             met = v <= limit if op == "<=" else v >= limit
-            refs = ratio = ""
+            refs = ratio = tp = mp = ""
             if ref:
                 refs, ratio = f"autograd pass {r[ref]:.3g} s", f"{v / r[ref]:.2f} passes"
+                tp = f"<= {limit / ISSUE_PASS:.2f}"
+                mp = "yes" if v / r[ref] <= limit / ISSUE_PASS else "**no**"
             elif key == "speedup":
                 refs, ratio = f"level='pixel' {r['pixel_seconds']:.3g} s", f"{v:.1f}x"
             lines.append(f"| {name} | {fig} | {_fmt(v)} | {op} {limit:g} | {'yes' if met else '**no**'} | {refs} | "
-                         f"{ratio} |")
+                         f"{ratio} | {tp} | {mp} |")
     lines += ["", "Details: " + "; ".join(f"{n}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r.items())
                                           for n, r in results.items() if n in CASES), ""]
     lad = [r for k, r in results.items() if k.startswith("ladder")]
@@ -153,9 +162,11 @@ def main():
                     "earlier results in the results folder are kept")
     ap.add_argument("--ladder-max", type=float, default=1e9, help="largest ladder network (weights); 0: no ladder")
     ap.add_argument("--ladder-sizes", default="", help="comma-separated ladder sizes, e.g. 1e9 (default: 1e6..1e9)")
+    ap.add_argument("--ladder-jobs", default="", help="comma-separated ladder jobs (default: all)")
     ap.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md and docs/figures/benchmarks/")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "benchmarks"), help="results folder")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--report-only", action="store_true", help="write the report from the stored results only")
     args = ap.parse_args()
     if args.case:
         fn, fargs = CASES[args.case][:2]
@@ -170,15 +181,15 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     store = os.path.join(args.out, "results.json")
     results = {}
-    if args.only and os.path.exists(store):  # a partial run updates the stored results
+    if (args.only or args.report_only) and os.path.exists(store):  # a partial run updates the stored results
         with open(store) as f:
             results = json.load(f)
     for name in CASES:
-        if args.only and args.only not in name:
+        if args.report_only or (args.only and args.only not in name):
             continue
         results[name] = _child(["--case", name], args.quiet)
         print(name, results[name], flush=True)
-    if args.ladder_max >= 1e6 and (not args.only or args.only in "ladder"):
+    if not args.report_only and args.ladder_max >= 1e6 and (not args.only or args.only in "ladder"):
         run_ladder(args, results)
     text = report(results, args)
     print(text)
