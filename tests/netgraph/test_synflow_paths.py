@@ -115,7 +115,7 @@ def test_sparse_and_blockwise_aggregates_equal_the_plain_sums(density, monkeypat
 @pytest.mark.parametrize("forward", [True, False])
 def test_phew_dense_table_draws_like_the_general_table(forward):
     """The binary-search table of an ungrouped layer draws what the general flat-CDF table draws."""
-    from netgraph.sparsifiers.phew import _DenseTable, _fan, _Table
+    from netgraph.sparsifiers._tables import _DenseTable, _fan, _Table
 
     torch.manual_seed(5)
     model, shape = CASES["mlp"]()
