@@ -74,6 +74,7 @@ class LayerState:
         self.agg = (layer.abs_sum if power == 1 else layer.sq_sum).ravel().copy()
         self.m = np.full(n_b, k, dtype=np.int32)
         self.kept = n_b * k  # sum of m
+        self.alive = n_b  # bundles with m > 0
         self.ids = None
         self.v = self.u = None
         self._csr = None
@@ -165,7 +166,7 @@ class LayerState:
         """Set the new kept counts: ``keep`` flags the walk records that stay kept."""
         act, ri = w["act"], w["ri"]
         if act.size == 0:
-            return self._maybe_compact()
+            return
         m_new = w["p_hi"] + np.bincount(ri[keep], minlength=act.size).astype(np.int32)
         gone = ~keep
         vals = w["rv"][gone].astype(np.float64)
@@ -180,15 +181,16 @@ class LayerState:
         self.agg[a] -= dec[changed]
         self.agg[a[m_new[changed] == 0]] = 0.0
         self.kept -= int((self.m[act] - m_new).sum(dtype=np.int64))
+        self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
         self.m[act] = m_new
         low[m_new == 0] = np.nan
         self.low[act] = low
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
-        alive = np.flatnonzero(self.m > 0)
-        if alive.size >= COMPACT_BELOW * self.m.size:
+        if self.alive >= COMPACT_BELOW * self.m.size:
             return
+        alive = np.flatnonzero(self.m > 0)
         layer = self.layer
         self.ids = self.bundle_ids(alive)
         self.m, self.low, self.agg = self.m[alive], self.low[alive], self.agg[alive]
