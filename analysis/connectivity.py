@@ -123,13 +123,18 @@ def min_vertex_cut(graph, masks=None, backend: str = "scipy"):
 
 
 def _unit_edges(graph, masks, active):
-    """Kept unit-level edges between active units, as global vertex ids."""
+    """Kept unit-level edges between active units, as global vertex ids (cached on the
+    masked graph: both max-flow metrics read them)."""
     from netgraph.interop import edge_arrays, unit_offsets
 
-    e = edge_arrays(graph, masks, weights=False)
-    live = np.concatenate(active)
-    keep = live[e["src"]] & live[e["dst"]]
-    return e["src"][keep].astype(np.int64), e["dst"][keep].astype(np.int64), unit_offsets(graph)
+    def compute():
+        e = edge_arrays(graph, mg, weights=False)
+        live = np.concatenate(active)
+        keep = live[e["src"]] & live[e["dst"]]
+        return e["src"][keep].astype(np.int64), e["dst"][keep].astype(np.int64), unit_offsets(graph)
+
+    mg = as_masked(graph, masks)
+    return mg.cached("analysis.unit_edges", compute)
 
 
 MAX_FLOW_BACKENDS = ("scipy", "igraph")
