@@ -2,9 +2,11 @@
 
 Every element ``w`` of bundle ``(u, v)`` scores ``|w| * c(u, v)`` (SynFlow and SynFlow-L2's
 ``abs_grad`` form) or ``2 w^2 c(u, v)`` (``w_grad``), where ``c(u, v) = s_in F(u) s_out B(v)
-/ R`` is shared by the whole bundle (flows float64; the ranking runs in float32 like the
-reference SynFlow code, so weights whose scores differ by less than one part in 10^7 may
-swap). Inside a bundle the ranking never changes, so a bundle always keeps its ``m``
+/ R`` is shared by the whole bundle. Flows, factors and scores are float64 (the sorted
+``|w|`` are float32, the weights' own precision): ranking in float32 would swap weights whose
+scores differ by less than one part in 10^7, thousands per round on a 20M-weight net, and
+iterative pruning compounds the swaps (93.6% agreement with the pixel level on a circular
+vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a bundle always keeps its ``m``
 largest ``|w|``: the state of a layer is one kept count ``m`` per bundle, the bundle's
 ``|w|`` sorted once (``np.sort``, float32, 4 bytes a weight; nothing for ``k = 1``), its
 aggregate and its smallest kept value ``low``.
@@ -34,7 +36,7 @@ import math
 
 import numpy as np
 
-_FLOOR = np.float32(1e-35)  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
+_FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
@@ -42,7 +44,10 @@ SAMPLE_SIZE = 1 << 13
 
 
 def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
-    return v * v * (np.float32(2.0) * c) if form == "w_grad" else v * c
+    if form == "w_grad":
+        v = v.astype(np.float64)  # a float32 square would round
+        return v * v * (2.0 * c)
+    return v * c
 
 
 class LayerState:
@@ -92,7 +97,7 @@ class LayerState:
         return out.reshape(layer.weight.shape[:2])
 
     def factor(self, flows) -> np.ndarray:
-        """Relative gradient factor ``c`` of every tracked bundle (float32, floored)."""
+        """Relative gradient factor ``c`` of every tracked bundle (float64, floored)."""
         layer, p = self.layer, flows.power
         f, b = flows.forward[layer.src], flows.backward[layer.dst]
         if layer.in_scale is not None:
@@ -101,9 +106,9 @@ class LayerState:
             b = b * layer.out_scale**p
         scale = math.exp(flows.forward_scale[layer.src] + flows.backward_scale[layer.dst] - flows.log_R)
         if self.ids is None:
-            c = ((b * scale).astype(np.float32)[:, None] * layer.gather(f.astype(np.float32))).ravel()
+            c = ((b * scale)[:, None] * layer.gather(f)).ravel()
         else:
-            c = (b * scale).astype(np.float32)[self.v] * f.astype(np.float32)[self.u]
+            c = (b * scale)[self.v] * f[self.u]
         return np.maximum(c, _FLOOR, out=c)
 
     def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -120,7 +125,7 @@ class LayerState:
         t = np.arange(0, self.m.size, stride)
         t = t[self.m[t] > 0]
         if t.size == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros(0)
         if self.S is None:
             return _score(self.low[t], c[t], form)
         rows = self.S[self.bundle_ids(t)]
@@ -156,7 +161,7 @@ class LayerState:
             ri, rp, rs, rv = (np.concatenate(x) for x in zip(*rec))
         else:
             ri = rp = np.zeros(0, np.int64)
-            rs = rv = np.zeros(0, np.float32)
+            rs, rv = np.zeros(0), np.zeros(0, np.float32)
         above += int(p_hi.sum())
         cand = rs >= lo
         return {"act": act, "above": above, "p_hi": p_hi, "stop_val": stop_val, "ri": ri, "rp": rp,
@@ -258,7 +263,7 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
             tau = np.partition(cand, cand.size - need)[cand.size - need]
             break
         if need == 0:
-            tau = np.float32(np.inf)
+            tau = np.inf
             break
     else:  # pragma: no cover - the unbounded bracket always holds the threshold
         raise RuntimeError("threshold selection failed")
