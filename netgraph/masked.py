@@ -59,7 +59,7 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
             nb = layer.num_bundles
             b = idx // layer.k if layer.k > 1 else idx
             if weights == "count":
-                a = np.bincount(b, minlength=nb).astype(np.float64)
+                a = np.bincount(b, weights=np.ones(b.size), minlength=nb)  # float64 at once, no int64 copy
             else:
                 w = layer.weight.reshape(-1)[idx].astype(np.float64)
                 a = np.bincount(b, weights=np.abs(w) if weights == "abs" else w * w, minlength=nb)
