@@ -66,6 +66,9 @@ def run_job(family: str, weights: int, job: str, progress: bool = False) -> dict
     import netgraph
     from cases import rss_mib
 
+    import torch
+
+    netgraph.from_torch(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3)), (3, 4, 4))  # warm-up: torch.fx, fake tensors
     model, shape = build(family, weights)
     t = time.perf_counter()
     g = netgraph.from_torch(model, shape)
