@@ -161,10 +161,13 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
     ``bias(w)`` for the whole layer (the cached ``abs_sum``/``sq_sum`` where they apply)."""
     if bias == "uniform":
         return np.full(layer.weight.shape[:2], float(layer.k))
-    if bias == "magnitude":
-        return layer.abs_sum
-    if bias == "square":
-        return layer.sq_sum
+    if bias in ("magnitude", "square"):  # the cached sums if there, else computed without caching them:
+        name = "abs_sum" if bias == "magnitude" else "sq_sum"  # a 1B-weight graph keeps no 0.8 GB it won't reuse
+        if name in layer.__dict__:
+            return layer.__dict__[name]
+        if bias == "magnitude":
+            return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64))
+        return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)))
     out = np.empty(layer.weight.shape[:2])
     rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
     for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
