@@ -141,7 +141,7 @@ def report(results: dict, args) -> str:
               "two max-flow metrics take half); SynFlow's memory (float32 sorted |w| per bundle, float64 "
               "aggregates and factors per surviving bundle: 6x the weight bytes with torch and the model, against "
               "the issue's 10.8x and the target's 3x). "
-"bundle). The 1B MLP needs float64 transition tables of 8 bytes a weight for PHEW: not run.", ""]
+"The 1B MLP needs float64 transition tables of 8 bytes a weight for PHEW: not run.", ""]
     lad = [r for k, r in results.items() if k.startswith("ladder")]
     if lad:
         lines += ["## Scale ladder", "", "Generated networks (`benchmarks/ladder.py`): 16 3x3 convs of equal "
