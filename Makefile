@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	# torch 2.14.1 and torchvision 0.29.1 lie on this machine's disk (a bare `torch` would
 	# pull another CUDA build); torchvision and timm are the model sources of the coverage tests.
 	$(BIN)/python -c "import torchvision" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install -q -e ".[test,models]"
+	$(BIN)/python -m pip install -q -e ".[test,models,study]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -11,6 +11,9 @@ Layers, each importing only from those before it (``docs/architecture.md``)::
   training;
 * ``cli``: the ``netgraph`` command.
 
+Import it as ``analysis`` or, where a module of yours named ``analysis`` would shadow it, as
+``import netgraph_analysis as analysis`` (the same package under a name that cannot clash).
+
 This package namespace offers the metrics, and (loaded on first use) ``compare``,
 ``write_comparison``, ``read_results``, ``read_sweep``, ``run_one`` and ``plots``. Inside
 the project, modules import the module that owns a name, never this namespace.
@@ -32,15 +35,15 @@ from .widths import bottleneck, layer_table
 # Names of the upper layers offered here for convenience; imported on first use, so that
 # importing the metrics never imports the experiments.
 _LAZY = {
-    "compare": "analysis.experiments.compare",
-    "write_comparison": "analysis.experiments.compare",
-    "read_results": "analysis.experiments.compare",
-    "summary_markdown": "analysis.experiments.compare",
-    "to_csv": "analysis.experiments.compare",
-    "read_sweep": "analysis.experiments.sweep_db",
-    "run_sweep": "analysis.experiments.sweep",
-    "run_one": "analysis.experiments.run",
-    "plots": "analysis.plots",
+    "compare": ".experiments.compare",
+    "write_comparison": ".experiments.compare",
+    "read_results": ".experiments.compare",
+    "summary_markdown": ".experiments.compare",
+    "to_csv": ".experiments.compare",
+    "read_sweep": ".experiments.sweep_db",
+    "run_sweep": ".experiments.sweep",
+    "run_one": ".experiments.run",
+    "plots": ".plots",
 }
 
 __all__ = [
@@ -52,8 +55,8 @@ __all__ = [
 
 def __getattr__(name):
     if name in _LAZY:
-        module = import_module(_LAZY[name])
+        module = import_module(_LAZY[name], __name__)
         value = module if name == "plots" else getattr(module, name)
         globals()[name] = value
         return value
-    raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,9 +1,9 @@
 """Connectivity of a mask: which units and weights lie on input-output paths, and cuts.
 
 A unit is *active* when it lies on at least one input-output path of kept weights: it can
-be reached from an input and it reaches an output. Both are read off the path-counting
-flows (:func:`netgraph.flows.path_flows` with ``weights="count"``): ``F(v) > 0`` and
-``B(v) > 0``. A kept weight is *effective* when it joins two active units; the others are
+be reached from an input and it reaches an output, decided with booleans
+(:func:`netgraph.flows.reachability`), never from flow magnitudes that can underflow. A
+kept weight is *effective* when it joins two active units; the others are
 dead (Vysogorets & Kempe, 2021).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from netgraph._validate import check_choice
-from netgraph.flows import aggregates, path_flows
+from netgraph.flows import aggregates, reachability
 from netgraph.masked import as_masked
 
 
@@ -28,8 +28,8 @@ def active_units(graph, masks=None) -> list:
     >>> [a.tolist() for a in active_units(g, lm)]
     [[True, True], [False, True, True], [True]]
     """
-    fl = path_flows(graph, "count", masks)
-    return [(f > 0) & (b > 0) for f, b in zip(fl.forward, fl.backward)]
+    fwd, bwd = reachability(graph, masks)
+    return [f & b for f, b in zip(fwd, bwd)]
 
 
 def effective_weights(graph, masks=None, active=None) -> list:

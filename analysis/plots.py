@@ -18,6 +18,9 @@ from matplotlib.ticker import MaxNLocator
 
 from .table import label_of
 
+#: Figure formats :func:`save` writes (matplotlib's raster and vector formats).
+FORMATS = ("png", "svg", "pdf", "eps", "ps", "jpg", "jpeg", "tif", "tiff")
+
 _STYLE = {"axes.grid": True, "grid.alpha": 0.35, "axes.spines.top": False, "axes.spines.right": False}
 
 
@@ -180,6 +183,68 @@ def plot_loss_curves(df: pd.DataFrame, density: float) -> Figure:
             ax.set_title(model)
         _shared_legend(fig, axes.flat[0])
         fig.suptitle(_title(df[df["method"] != "dense"], f"Training loss at density {density:g}"))
+    return fig
+
+
+def plot_accuracy_bands(cells: pd.DataFrame) -> Figure:
+    """Mean test accuracy against density with its interval as a band (clipped to [0, 1]).
+
+    ``cells`` has columns ``model``, ``method``, ``target_density``, ``mean``, ``low``,
+    ``high`` (e.g. 95% t intervals over seeds); the ``dense`` rows are drawn as a dashed line
+    with a grey band. One panel per model.
+    """
+    models = list(dict.fromkeys(cells["model"]))
+    sparse = cells[cells["method"] != "dense"]
+    pal = _palette(sparse["method"])
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
+        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+            part = sparse[sparse["model"] == model]
+            for method, m in part.groupby("method", sort=False):
+                m = m.sort_values("target_density")
+                ax.plot(m["target_density"], m["mean"], marker="o", markersize=3.5, color=pal[method], label=method)
+                lo, hi = np.clip(m["low"].to_numpy(float), 0, 1), np.clip(m["high"].to_numpy(float), 0, 1)
+                ax.fill_between(m["target_density"], lo, hi, color=pal[method], alpha=0.15, lw=0)
+            dense = cells[(cells["model"] == model) & (cells["method"] == "dense")]
+            if len(dense):
+                r = dense.iloc[0]
+                ax.axhline(r["mean"], ls="--", color="black", lw=1.2, label="dense")
+                if np.isfinite(r["low"]):
+                    ax.axhspan(max(r["low"], 0), min(r["high"], 1), color="black", alpha=0.08, lw=0)
+            _density_axis(ax, part["target_density"])
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("density (fraction of weights kept)")
+            ax.set_ylabel("test accuracy")
+            ax.set_title(model)
+            if i == 0:
+                ax.legend(title="method")
+        _shared_legend(fig, axes.flat[0])
+        n = int(cells["n"].max()) if "n" in cells else 0
+        fig.suptitle(f"Test accuracy vs density ({n} seeds; mean and 95% interval)")
+    return fig
+
+
+def plot_scatter_by_method(df: pd.DataFrame, x: str, y: str, density: float, xlabel: str | None = None,
+                           ylabel: str | None = None) -> Figure:
+    """One point per run at ``density`` (``x`` against ``y``), coloured by method; a panel per model.
+
+    Axis labels default to the metric table's (the column name for other columns).
+    """
+    xlabel, ylabel = xlabel or label_of(x), ylabel or label_of(y)
+    models = list(dict.fromkeys(df["model"]))
+    pal = _palette(df.loc[df["method"] != "dense", "method"])
+    part = df[(df["method"] != "dense") & np.isclose(df["target_density"], density)]
+    part = part.replace([np.inf, -np.inf], np.nan)
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
+        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+            sns.scatterplot(data=part[part["model"] == model], x=x, y=y, hue="method", palette=pal, ax=ax,
+                            legend=i == 0, s=22)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(ylabel)
+            ax.set_title(model)
+        _shared_legend(fig, axes.flat[0])
+        fig.suptitle(f"{ylabel} vs {xlabel} at density {density:g} (one point per mask)")
     return fig
 
 

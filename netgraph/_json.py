@@ -28,6 +28,8 @@ def plain(obj, nonfinite: str = "null"):
             return plain(obj.tolist(), nonfinite)
     if isinstance(obj, float):
         return None if (nonfinite == "null" and not math.isfinite(obj)) else obj
-    if obj is None or isinstance(obj, (bool, int, str)):
+    if obj is None or type(obj) in (bool, int, str):
         return obj
-    return str(obj)
+    if isinstance(obj, int):  # an int subclass such as an IntEnum
+        return int(obj)
+    return str(obj)  # str subclasses (torch.__version__) become plain strings

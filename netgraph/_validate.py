@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 from .errors import InvalidInputError
 
@@ -54,3 +54,59 @@ def check_choice(name: str, value, choices, where: str = ""):
 def target_count(density: float, total: int) -> int:
     """Number of weights kept at ``density``: ``round(density * total)``, at least 1."""
     return max(1, min(total, int(round(density * total))))
+
+
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """Return ``seed`` as an int, or raise if it is not an integer in ``[0, 2**32 - 1]``.
+
+    The one seed check: every random step of the library takes such a seed (numpy's and
+    torch's generators accept this range).
+
+    >>> check_seed(7)
+    7
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: seed must be an integer in [0, 4294967295], got -1
+    """
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= int(seed) <= MAX_SEED:
+        raise InvalidInputError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
+    return int(seed)
+
+
+def check_like(name: str, value, default, where: str = ""):
+    """Return ``value`` if it has the type of ``default`` (the setting's default), else raise.
+
+    Booleans must be booleans (the string ``"false"`` is not false), integers integers,
+    numbers numbers (an integer is accepted for a float), strings strings; a ``None``
+    default accepts anything.
+
+    >>> check_like("kernel_conserved", True, False)
+    True
+    >>> check_like("lr", 1, 0.1)
+    1.0
+    >>> check_like("nesterov", "false", True, " of train")
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: nesterov of train must be true or false, got 'false'
+    """
+    if default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise InvalidInputError(f"{name}{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, Integral):
+            raise InvalidInputError(f"{name}{where} must be an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise InvalidInputError(f"{name}{where} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str) and not isinstance(value, str):
+        raise InvalidInputError(f"{name}{where} must be a string, got {value!r}")
+    return value

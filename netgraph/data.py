@@ -1,6 +1,12 @@
-"""Data that needs no download: seeded Gaussian batches and scikit-learn's bundled digits."""
+"""Data that needs no download: seeded Gaussian batches, scikit-learn's bundled digits, and
+MNIST-1D generated offline by the ``mnist1d`` package's own generator (cached as npz)."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random as _random
 
 import numpy as np
 import torch
@@ -89,3 +95,76 @@ def as_batches(data, input_shape=None):
         if y.shape[0] != x.shape[0]:
             raise InvalidInputError(f"data has {x.shape[0]} inputs but {y.shape[0]} labels")
     return [(b[0], b[1]) for b in batches]
+
+
+#: The MNIST-1D generator's arguments (the package's defaults, ``seed`` 42): 5,000 signals of
+#: length 40, split 4,000 / 1,000. Recorded in the cache file and the study's report.
+MNIST1D_ARGS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
+                "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2,
+                "shear_scale": 0.75, "shuffle_seq": False, "final_seq_length": 40, "seed": 42}
+
+
+def _generate_mnist1d(args: dict) -> dict:
+    """Run ``mnist1d.data.make_dataset`` with ``args``; the global RNG states are restored after."""
+    try:
+        from mnist1d.data import get_templates, make_dataset
+        from mnist1d.utils import ObjectView
+    except ImportError:
+        raise InvalidInputError("MNIST-1D needs the mnist1d package: pip install 'netgraph-pai[study]'") from None
+    np_state, py_state = np.random.get_state(), _random.getstate()
+    try:  # make_dataset seeds and draws from numpy's and Python's global generators
+        ds = make_dataset(ObjectView(dict(args, url=None)), get_templates())
+    finally:
+        np.random.set_state(np_state)
+        _random.setstate(py_state)
+    return {k: np.asarray(ds[k]) for k in ("x", "y", "x_test", "y_test")}
+
+
+def mnist1d(cache_dir=None, **overrides):
+    """MNIST-1D (Greydanus, 2020), generated offline; ``(x_train, y_train, x_test, y_test)``.
+
+    Inputs are float32 of shape ``(n, 1, length)``, labels int64. The generator's arguments
+    are :data:`MNIST1D_ARGS` updated with ``overrides`` (e.g. ``num_samples=500``); the
+    package's download path is never used. The caller's numpy and ``random`` global states
+    are the same before and after.
+
+    Parameters
+    ----------
+    cache_dir : str, optional
+        Where to keep ``mnist1d_<hash of the arguments>.npz`` (read if present, written if
+        not); ``None`` generates every time.
+    **overrides
+        Generator arguments replacing the defaults.
+    """
+    unknown = sorted(set(overrides) - set(MNIST1D_ARGS))
+    if unknown:
+        raise InvalidInputError(f"unknown MNIST-1D generator argument(s) {unknown}; known: {', '.join(MNIST1D_ARGS)}")
+    args = {**MNIST1D_ARGS, **overrides}
+    text = json.dumps(args, sort_keys=True)
+    path = None
+    if cache_dir is not None:
+        path = os.path.join(os.fspath(cache_dir), f"mnist1d_{hashlib.sha256(text.encode()).hexdigest()[:12]}.npz")
+    if path is not None and os.path.exists(path):
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in ("x", "y", "x_test", "y_test")}
+    else:
+        arrays = _generate_mnist1d(args)
+        if path is not None:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            np.savez_compressed(path, args=np.array(text), **arrays)
+    xs = [torch.from_numpy(arrays[k].astype(np.float32)[:, None, :]) for k in ("x", "x_test")]
+    ys = [torch.from_numpy(arrays[k].astype(np.int64)) for k in ("y", "y_test")]
+    return xs[0], ys[0], xs[1], ys[1]
+
+
+def balanced_batch(x, y, per_class: int, seed: int = 0):
+    """``per_class`` samples of each label of ``(x, y)``, drawn with a local seeded generator."""
+    labels = y.numpy()
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    counts = np.bincount(labels)[classes]
+    if counts.min() < per_class:
+        raise InvalidInputError(f"a balanced batch of {per_class} per class needs that many samples of every "
+                                f"class; the smallest class has {counts.min()}")
+    idx = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in classes])
+    return x[idx], y[idx]

@@ -19,7 +19,8 @@ For an edge aggregate :math:`a(u, v)` and the per-unit scales :math:`s`:
 * ``weights="count"`` (:math:`a` = number of kept elements, :math:`p = 0`): the number of
   input-output paths of a mask.
 
-Identity shortcuts are edges of aggregate 1. Each group's flow vector is stored as
+Shortcuts (identity edges and the index maps of concatenation, split and channel
+permutation) are edges of aggregate 1. Each group's flow vector is stored as
 ``vec * exp(log_scale)`` with ``max(vec) = 1``, so nothing overflows float64 however deep
 the network (a dense VGG19 has about 4e40 paths; deeper nets pass 1e308). Every
 matrix-vector product runs over the ``(n_dst, n_in)`` bundle matrix of a layer (block by
@@ -37,8 +38,9 @@ import numpy as np
 from ._validate import check_choice
 from .graph import Layer, NetGraph
 from .masked import WEIGHTS, MaskedGraph, as_masked
+from .reach import reachability
 
-__all__ = ["WEIGHTS", "MaskedGraph", "as_masked", "aggregates", "path_flows", "flows_from_aggregates", "Flows",
+__all__ = ["WEIGHTS", "MaskedGraph", "as_masked", "aggregates", "path_flows", "reachability", "flows_from_aggregates", "Flows",
            "log10_synflow_R", "log10_R2", "log10_num_paths", "log10_path_kernel_trace", "path_kernel_trace",
            "synflow_scores", "synflow_l2_scores", "element_scores", "path_entropy"]
 _POWER = {"abs": 1, "square": 2, "count": 0}
@@ -245,7 +247,7 @@ def _log_path_kernel_trace(graph: NetGraph, masks=None, flows: Flows | None = No
     logs = []
     p = flows.power
     for layer, cnt in zip(graph.layers, counts):
-        v, u, n = _nonzero_bundles(layer, cnt)  # kept bundles only: O(kept bundles)
+        v, u, n = layer.nonzero_bundles(cnt)  # kept bundles only: O(kept bundles)
         f, b = flows.forward[layer.src][u], flows.backward[layer.dst][v]
         if layer.in_scale is not None:
             f = f * layer.in_scale[u] ** p
@@ -259,15 +261,6 @@ def _log_path_kernel_trace(graph: NetGraph, masks=None, flows: Flows | None = No
         return -math.inf
     top = max(logs)
     return top + math.log(sum(math.exp(x - top) for x in logs))
-
-
-def _nonzero_bundles(layer: Layer, agg) -> tuple:
-    """``(v, u, value)`` of the bundles with a nonzero aggregate (``u``: source unit)."""
-    flat = np.asarray(agg).reshape(-1)
-    nz = np.flatnonzero(flat)
-    v, j = np.divmod(nz, layer.n_in)
-    u = j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j
-    return v, u, flat[nz]
 
 
 def log10_path_kernel_trace(graph: NetGraph, masks=None) -> float:
@@ -400,7 +393,7 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
     acc = 0.0
     for e in graph.edges():
         if isinstance(e, Layer):  # over the bundles that carry weight only: O(kept bundles)
-            v, u, a = _nonzero_bundles(e, flows.aggregates[e.index])
+            v, u, a = e.nonzero_bundles(flows.aggregates[e.index])
             if e.out_scale is not None:
                 a = a * e.out_scale[v]
             if e.in_scale is not None:
@@ -413,7 +406,8 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
                 continue
             s = e.scale
             ls = np.log(np.where(s > 0, s, 1.0))
-            t = float((flows.forward[e.src] * s * ls * flows.backward[e.dst]).sum())
+            f = flows.forward[e.src][e.src_units]
+            t = float((f * s * ls * flows.backward[e.dst][e.dst_units]).sum())
         acc += t * math.exp(flows.forward_scale[e.src] + flows.backward_scale[e.dst] - logZ)
     H = float(logZ - acc)
     return H, math.exp(H) if H < 709 else math.inf

@@ -15,8 +15,9 @@ the groups are in topological order. Edges come in two kinds:
   ``(v, j)`` joins destination unit ``v`` to source unit
   ``(v // (n_dst / groups)) * n_in + j`` (:meth:`Layer.src_index`); for ``groups == 1``
   this is source unit ``j`` and ``n_in == n_src``.
-* :class:`Shortcut`: identity edges of weight 1 from unit ``c`` of one group to unit
-  ``c`` of another (a residual identity shortcut).
+* :class:`Shortcut`: edges of weight 1 without parameters: identity edges from unit ``c``
+  of one group to unit ``c`` of another (a residual identity shortcut), or an index map
+  ``src_units[i] -> dst_units[i]`` (concatenation, split, channel permutation).
 
 Per-unit scales (BatchNorm in eval mode, scalar multiplications) are attached to the edges
 that cross them: ``out_scale`` on the destination side (a scale applied to the sum arriving
@@ -32,6 +33,7 @@ the graph again, or from a deep copy of the model, to keep a snapshot.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Iterator, Mapping, Union
 
 import numpy as np
@@ -64,10 +66,16 @@ class UnitGroup:
 
 @dataclass(eq=False)
 class Shortcut:
-    """Identity edges ``c -> c`` of weight 1 between two groups of equal size.
+    """Weight-1 edges between two unit groups: an identity shortcut or an index map.
 
-    ``scale`` (length ``size`` or ``None``) is a per-unit factor on these edges, from
-    scale operations (e.g. BatchNorm) on either side of the shortcut.
+    ``kind="identity"``: edges ``c -> c`` between two groups of equal size (a residual
+    identity shortcut). ``kind="index"``: edges ``src_units[i] -> dst_units[i]`` (a
+    concatenation, split or channel permutation maps units onto units without weights);
+    within one shortcut both index arrays hold distinct units, so every source unit has
+    at most one edge out of it and every destination unit at most one edge into it.
+
+    ``scale`` (length ``size``, one per edge, or ``None``) is a per-edge factor from scale
+    operations (e.g. BatchNorm) on either side of the shortcut.
     """
 
     index: int
@@ -76,22 +84,53 @@ class Shortcut:
     size: int
     scale: np.ndarray | None = None
     kind: str = "identity"
+    src_units: np.ndarray | None = None
+    dst_units: np.ndarray | None = None
+    n_src: int | None = None
+    n_dst: int | None = None
+
+    def __post_init__(self):
+        if self.src_units is None:
+            self.src_units = np.arange(self.size)
+        if self.dst_units is None:
+            self.dst_units = np.arange(self.size)
+        if self.n_src is None:
+            self.n_src = self.size
+        if self.n_dst is None:
+            self.n_dst = self.size
 
     @property
     def name(self) -> str:
         return f"shortcut{self.index}"
 
     @property
+    def is_identity(self) -> bool:
+        return self.kind == "identity"
+
+    @cached_property
     def in_scale(self) -> np.ndarray | None:
-        return self.scale
+        """The edge scales as a per-source-unit vector (length ``n_src``; 1 off the map)."""
+        if self.scale is None or self.is_identity:
+            return self.scale
+        s = np.ones(self.n_src)
+        s[self.src_units] = self.scale
+        return s
 
     def push(self, agg, x: np.ndarray) -> np.ndarray:
-        """Forward along the identity edges (``agg`` is unused: every edge weighs 1)."""
-        return x
+        """Forward along the edges (``agg`` is unused: every edge weighs 1)."""
+        if self.is_identity:
+            return x
+        y = np.zeros(self.n_dst, dtype=np.result_type(x, np.float64))
+        y[self.dst_units] = x[self.src_units]
+        return y
 
     def pull(self, agg, y: np.ndarray) -> np.ndarray:
-        """Backward along the identity edges."""
-        return y
+        """Backward along the edges (the transpose of :meth:`push`)."""
+        if self.is_identity:
+            return y
+        x = np.zeros(self.n_src, dtype=np.result_type(y, np.float64))
+        x[self.src_units] = y[self.dst_units]
+        return x
 
     @property
     def out_scale(self) -> None:
@@ -115,11 +154,17 @@ class NetGraph:
     layers : list of Layer
         Parameterised layers in topological order.
     shortcuts : list of Shortcut
-        Identity shortcut edges.
+        Weight-free edges: identity shortcuts and index maps.
     input_shape : tuple of int
         Shape of one input sample (without the batch dimension).
     model_spec : dict
         How to rebuild the model (zoo name or factory, input shape, seed), when known.
+    offpath : list of dict
+        *Off-path parameters*: weights that feed only non-path operations (the convs of a
+        squeeze-and-excitation gate), each ``{"param", "shape", "numel", "role",
+        "module"}``. They are not layers of the graph (no path crosses them; their effect
+        is a per-unit scale fixed at the linearisation point). Policy: masks keep them
+        dense and densities count them (see docs/data-model.md).
     """
 
     groups: list
@@ -127,6 +172,7 @@ class NetGraph:
     shortcuts: list = field(default_factory=list)
     input_shape: tuple = ()
     model_spec: dict = field(default_factory=dict)
+    offpath: list = field(default_factory=list)
 
     def __post_init__(self):
         self._in = [[] for _ in self.groups]
@@ -235,7 +281,8 @@ class NetGraph:
                 f"got {type(masks).__name__}"
             )
         missing = [p for p in self.param_names if p not in masks]
-        extra = [p for p in masks if p not in self._by_param]
+        offpath = {p["param"] for p in self.offpath}  # kept dense by policy: not read here
+        extra = [p for p in masks if p not in self._by_param and p not in offpath]
         if missing or extra:
             parts = []
             if missing:

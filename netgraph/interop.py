@@ -36,7 +36,7 @@ def unit_offsets(graph: NetGraph) -> np.ndarray:
 def edge_arrays(graph: NetGraph, masks=None, weights: bool = True) -> dict:
     """All kept unit-level edges as arrays: ``src``, ``dst`` (global vertex ids),
     ``abs_sum``, ``sq_sum`` (only with ``weights=True``), ``count``, ``layer`` (index into
-    ``graph.layers``, -1 for identity shortcuts)."""
+    ``graph.layers``, -1 for shortcuts: identity edges and index maps)."""
     off = unit_offsets(graph)
     mg = as_masked(graph, masks)
     C = mg.aggregates("count")
@@ -49,9 +49,9 @@ def edge_arrays(graph: NetGraph, masks=None, weights: bool = True) -> dict:
         parts.append((off[layer.src] + u, off[layer.dst] + v, a[v, j], s[v, j], c[v, j],
                       np.full(len(u), layer.index)))
     for sc in graph.shortcuts:
-        u = np.arange(sc.size)
         one = np.ones(sc.size)
-        parts.append((off[sc.src] + u, off[sc.dst] + u, one, one, one, np.full(sc.size, -1)))
+        parts.append((off[sc.src] + sc.src_units, off[sc.dst] + sc.dst_units, one, one, one,
+                      np.full(sc.size, -1)))
     keys = ("src", "dst", "abs_sum", "sq_sum", "count", "layer")
     out = {k: np.concatenate([p[i] for p in parts]) if parts else np.zeros(0) for i, k in enumerate(keys)}
     if not weights:

@@ -146,6 +146,15 @@ class Layer:
             self.__dict__["_src_index"] = idx
         return idx
 
+    def nonzero_bundles(self, agg) -> tuple:
+        """``(v, u, value)`` of the bundles whose aggregate ``agg`` is nonzero (``u``: the
+        source unit): what per-bundle sums over a sparse mask need, in O(kept bundles)."""
+        flat = np.asarray(agg).reshape(-1)
+        nz = np.flatnonzero(flat)
+        v, j = np.divmod(nz, self.n_in)
+        u = j if self.groups == 1 else (v // self.group_out) * self.n_in + j
+        return v, u, flat[nz]
+
     def gather(self, x: np.ndarray) -> np.ndarray:
         """Per-source-unit values ``x`` (length ``n_src``) laid out on the bundles.
 

@@ -82,13 +82,14 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
 class MaskedGraph:
     """A graph with one mask, whose aggregates (and derived values) are computed once each.
 
-    Make one with :func:`as_masked`. ``layer_masks`` is ``None`` for the dense network,
-    else one boolean array of shape ``layer.weight.shape`` per layer.
+    Make one with :func:`as_masked` (or ``MaskedGraph(graph, masks)``, which validates
+    ``masks`` the same way). ``layer_masks`` is ``None`` for the dense network, else one
+    boolean array of shape ``layer.weight.shape`` per layer.
     """
 
-    def __init__(self, graph, layer_masks):
+    def __init__(self, graph, masks=None):
         self.graph = graph
-        self.layer_masks = layer_masks
+        self.layer_masks = None if masks is None else graph.layer_masks(masks)
         self._cache: dict = {}
 
     @property
@@ -143,4 +144,4 @@ def as_masked(graph, masks=None) -> MaskedGraph:
         if masks.graph is graph:
             return masks
         masks = masks.layer_masks
-    return MaskedGraph(graph, None if masks is None else graph.layer_masks(masks))
+    return MaskedGraph(graph, masks)

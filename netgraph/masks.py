@@ -252,8 +252,15 @@ class MaskSet(MutableMapping):
 
     @classmethod
     def from_graph(cls, graph, layer_masks, meta: dict | None = None) -> "MaskSet":
-        """Mask set from per-layer ``(n_dst, n_in, k)`` arrays of a :class:`NetGraph`."""
+        """Mask set from per-layer ``(n_dst, n_in, k)`` arrays of a :class:`NetGraph`.
+
+        The graph's off-path parameters (``graph.offpath``, e.g. squeeze-and-excitation
+        convs) get all-true masks: the documented policy keeps them dense, and the mask
+        set's density counts them.
+        """
         masks = {n: torch.from_numpy(np.ascontiguousarray(m)) for n, m in graph.masks_to_params(layer_masks).items()}
+        for p in graph.offpath:
+            masks[p["param"]] = torch.ones(p["shape"], dtype=torch.bool)
         meta = dict(meta or {})
         meta.setdefault("model", graph.model_spec)
         meta.setdefault("library_version", __version__)

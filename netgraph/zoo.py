@@ -1,4 +1,13 @@
-"""The paper's networks, seeded, plus any user model given as ``pkg.module:factory``.
+"""Model specs: the paper's networks (the zoo), ``torchvision:NAME``, ``timm:NAME`` and ``pkg.module:factory``.
+
+A model is named by a string: a zoo name (table below), ``torchvision:resnet50`` or
+``timm:convnext_atto`` (architectures only, never pretrained weights, see
+:mod:`netgraph.sources`), or a user factory ``pkg.module:factory``. :func:`load_model`
+turns a name (or a recorded spec dict) into ``(model, input_shape, spec)``; the spec dict
+(``name``, ``input_shape``, ``seed``; ``num_classes`` for torchvision and timm models and
+whenever one was given) is what graphs
+(``NetGraph.model_spec``) and mask files record, and ``load_model(spec)`` rebuilds the same
+model with the same weights.
 
 =============  ===============  ========  ====================================================
 name           input            classes   architecture
@@ -12,9 +21,11 @@ digits_mlp     1x8x8            10        64-64-32-10 MLP for scikit-learn's dig
 digits_cnn     1x8x8            10        two 3x3 convs (no padding) + linear, for digits
 =============  ===============  ========  ====================================================
 
-Initialisation: Kaiming-normal (fan-in, ReLU gain) for conv and linear weights, zero
+Initialisation of zoo models: Kaiming-normal (fan-in, ReLU gain) for conv and linear weights, zero
 biases, BatchNorm gamma 1 and beta 0, drawn from a generator seeded with ``seed`` (the
-global torch RNG is left untouched).
+global torch RNG is left untouched). torchvision, timm and user models keep their own
+initialisation, drawn from torch's RNG seeded with ``seed`` inside
+:func:`torch.random.fork_rng`. Zoo models take ``num_classes`` too (default in the table).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import sources, zoo1d
 from .errors import InvalidInputError
 
 _VGG_CFG = {
@@ -149,35 +161,70 @@ def register(name, input_shape, num_classes, description):
     return deco
 
 
-register("mlp", (1, 28, 28), 10, "LeNet-300-100 (MNIST shapes)")(lambda: _mlp([784, 300, 100, 10]))
+# Each factory takes ``num_classes`` (default: the entry's).
+register("mlp", (1, 28, 28), 10, "LeNet-300-100 (MNIST shapes)")(lambda num_classes=10: _mlp([784, 300, 100, num_classes]))
 for _name in _VGG_CFG:
     register(_name, (3, 32, 32), 10, f"{_name.upper()} for CIFAR-10")(
-        lambda n=_name: VGG(_VGG_CFG[n], 10, batch_norm=False))
+        lambda num_classes=10, n=_name: VGG(_VGG_CFG[n], num_classes, batch_norm=False))
     register(f"{_name}_bn", (3, 32, 32), 10, f"{_name.upper()} with BatchNorm for CIFAR-10")(
-        lambda n=_name: VGG(_VGG_CFG[n], 10, batch_norm=True))
-register("resnet20", (3, 32, 32), 10, "ResNet-20 for CIFAR-10")(lambda: ResNet([16, 32, 64], [3, 3, 3], 10))
-register("resnet32", (3, 32, 32), 10, "ResNet-32 for CIFAR-10")(lambda: ResNet([16, 32, 64], [5, 5, 5], 10))
+        lambda num_classes=10, n=_name: VGG(_VGG_CFG[n], num_classes, batch_norm=True))
+register("resnet20", (3, 32, 32), 10, "ResNet-20 for CIFAR-10")(
+    lambda num_classes=10: ResNet([16, 32, 64], [3, 3, 3], num_classes))
+register("resnet32", (3, 32, 32), 10, "ResNet-32 for CIFAR-10")(
+    lambda num_classes=10: ResNet([16, 32, 64], [5, 5, 5], num_classes))
 register("resnet18", (3, 64, 64), 200, "ResNet-18 for Tiny-ImageNet")(
-    lambda: ResNet([64, 128, 256, 512], [2, 2, 2, 2], 200))
-register("digits_mlp", (1, 8, 8), 10, "64-64-32-10 MLP for scikit-learn digits")(lambda: _mlp([64, 64, 32, 10]))
+    lambda num_classes=200: ResNet([64, 128, 256, 512], [2, 2, 2, 2], num_classes))
+register("digits_mlp", (1, 8, 8), 10, "64-64-32-10 MLP for scikit-learn digits")(
+    lambda num_classes=10: _mlp([64, 64, 32, num_classes]))
 register("digits_cnn", (1, 8, 8), 10, "2 convs + linear for scikit-learn digits")(DigitsCNN)
+for _name, (_factory, _description) in zoo1d.MODELS.items():  # the MNIST-1D study's networks
+    register(_name, zoo1d.INPUT_SHAPE, 10, _description)(_factory)
 
 
-def names() -> list:
-    """Names of the zoo models."""
-    return list(_ZOO)
+def names(source: str = "zoo") -> list:
+    """Model names of a source: ``"zoo"`` (default), ``"torchvision"`` or ``"timm"``.
+
+    torchvision and timm names are given without their prefix (``torchvision:NAME``).
+
+    Examples
+    --------
+    >>> from netgraph import zoo
+    >>> "resnet20" in zoo.names() and "resnet50" in zoo.names("torchvision")
+    True
+    """
+    if source == "zoo":
+        return list(_ZOO)
+    return sources.names(source)
 
 
 def entry(name: str) -> ZooEntry:
+    """The zoo entry of ``name`` (zoo models only)."""
     if name not in _ZOO:
         raise InvalidInputError(
-            f"unknown model {name!r}; zoo models: {', '.join(_ZOO)} (or a user model as 'pkg.module:factory')"
+            f"unknown model {name!r}; zoo models: {', '.join(_ZOO)} (or 'torchvision:NAME', 'timm:NAME', "
+            "a user model as 'pkg.module:factory'; list them with netgraph.zoo.names('torchvision'))"
         )
     return _ZOO[name]
 
 
 def input_shape(name: str) -> tuple:
+    """Default input shape of one sample for a zoo, ``torchvision:`` or ``timm:`` model.
+
+    Examples
+    --------
+    >>> from netgraph import zoo
+    >>> zoo.input_shape("resnet20"), zoo.input_shape("torchvision:inception_v3")
+    ((3, 32, 32), (3, 299, 299))
+    """
+    source, rest = sources.split(name)
+    if source is not None:
+        return sources.default_input_shape(source, rest)
+    if ":" in str(name):
+        raise InvalidInputError(f"a user model ({name}) has no default input shape; give one (--input-shape C,H,W)")
     return entry(name).input_shape
+
+
+_default_shape = input_shape  # load_model's argument of the same name hides it
 
 
 def init_weights(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -199,8 +246,43 @@ def init_weights(model: nn.Module, seed: int = 0) -> nn.Module:
     return model
 
 
-def build(name: str, seed: int = 0) -> nn.Module:
-    """A zoo model, initialised from ``seed``.
+def _check_classes(num_classes):
+    if num_classes is None:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) and not str(num_classes).isdigit() \
+            or int(num_classes) < 1:
+        raise InvalidInputError(f"num_classes must be a positive integer, got {num_classes!r}")
+    return int(num_classes)
+
+
+def _user_factory(spec: str):
+    mod_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise InvalidInputError(f"cannot import {mod_name!r} for model {spec!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InvalidInputError(f"{mod_name!r} has no callable {attr!r} (model {spec!r})")
+    return factory
+
+
+def build(name, seed: int | None = None, num_classes: int | None = None) -> nn.Module:
+    """A model from its name, initialised from ``seed``; the global RNG is left untouched.
+
+    Parameters
+    ----------
+    name : str or dict
+        A zoo name, ``torchvision:NAME``, ``timm:NAME`` or ``pkg.module:factory``; or a
+        recorded spec dict (see :func:`load_model`), whose ``seed`` and ``num_classes`` apply
+        unless given here.
+    seed : int, optional
+        Zoo models: seed of their Kaiming initialisation. Other models keep their own
+        initialisation, drawn from torch's RNG seeded with ``seed`` (in a forked RNG state).
+        Default 0.
+    num_classes : int, optional
+        Number of outputs (default: the model's). A user factory is then called with
+        ``num_classes=``.
 
     Examples
     --------
@@ -208,9 +290,53 @@ def build(name: str, seed: int = 0) -> nn.Module:
     >>> m1, m2 = zoo.build("resnet20", seed=1), zoo.build("resnet20", seed=1)
     >>> bool((m1.fc.weight == m2.fc.weight).all())
     True
+    >>> zoo.build("torchvision:resnet18", num_classes=10).fc.out_features
+    10
+    >>> spec = {"name": "resnet20", "input_shape": [3, 32, 32], "seed": 1}  # as graphs and masks record it
+    >>> bool((zoo.build(spec).fc.weight == m1.fc.weight).all())
+    True
     """
+    if isinstance(name, dict):
+        if "name" not in name:
+            raise InvalidInputError(f"a model spec dict needs a 'name', got {name!r}")
+        seed = name.get("seed") if seed is None else seed
+        num_classes = name.get("num_classes") if num_classes is None else num_classes
+        name = name["name"]
+    seed = 0 if seed is None else int(seed)
+    num_classes = _check_classes(num_classes)
+    model = _build(name, seed, num_classes)
+    # graphs of this model (and the masks made from them) record how to rebuild it
+    spec = {"name": name, "seed": seed}
+    if num_classes is not None:
+        spec["num_classes"] = num_classes
+    shape = None if ":" in str(name) and sources.split(name)[0] is None else input_shape(name)
+    if shape is not None:
+        spec["input_shape"] = list(shape)
+    model.netgraph_spec = spec
+    return model
+
+
+def _build(name, seed: int, num_classes) -> nn.Module:
+    """Build ``name`` (a string) with a resolved seed and class count."""
+    source, rest = sources.split(name)
+    if source is not None:
+        return sources.build(source, rest, seed, num_classes)
+    kw = {} if num_classes is None else {"num_classes": num_classes}
+    if ":" in str(name):
+        factory = _user_factory(name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            try:
+                model = factory(**kw)
+            except TypeError as exc:
+                if not kw:
+                    raise
+                raise InvalidInputError(f"{name} does not take num_classes: {exc}") from None
+        if not isinstance(model, nn.Module):
+            raise InvalidInputError(f"{name} returned a {type(model).__name__}, not a torch.nn.Module")
+        return model
     with torch.random.fork_rng(devices=[]):  # module constructors draw from the global RNG
-        model = entry(name).factory()
+        model = entry(name).factory(**kw)
     return init_weights(model, seed)
 
 
@@ -229,44 +355,60 @@ def parse_input_shape(text) -> tuple:
     return shape
 
 
-def load_model(spec: str, input_shape=None, seed: int = 0):
-    """Build a model from a zoo name or ``"pkg.module:factory"``.
+def load_model(spec, input_shape=None, seed: int | None = None, num_classes: int | None = None):
+    """Build a model from its name or from a recorded spec dict.
 
-    A user factory is called with no arguments after ``torch.manual_seed(seed)`` (inside a
-    forked RNG state, so the caller's RNG is untouched); its weights are kept as the
-    factory made them. ``input_shape`` is required for user models.
+    Parameters
+    ----------
+    spec : str or dict
+        A name (zoo, ``torchvision:NAME``, ``timm:NAME``, ``pkg.module:factory``), or a spec
+        dict as returned here and recorded in graphs and masks (``name`` and optionally
+        ``input_shape``, ``seed``, ``num_classes``); arguments given here override it.
+    input_shape : str or sequence of int, optional
+        One sample's shape; default: the model's own (required for user models).
+    seed : int, optional
+        Initialisation seed (default: the dict's, else 0). See :func:`build`.
+    num_classes : int, optional
+        Number of outputs (default: the dict's, else the model's).
 
     Returns
     -------
-    (model, input_shape, spec) where ``spec`` is a JSON-ready dict.
+    (model, input_shape, spec) where ``spec`` is a JSON-ready dict that rebuilds the model.
+
+    Examples
+    --------
+    >>> from netgraph import zoo
+    >>> _, shape, spec = zoo.load_model("torchvision:resnet18", seed=2)
+    >>> spec
+    {'name': 'torchvision:resnet18', 'input_shape': [3, 224, 224], 'seed': 2, 'num_classes': 1000}
+    >>> bool((zoo.load_model(spec)[0].fc.weight == zoo.build("torchvision:resnet18", 2).fc.weight).all())
+    True
     """
-    if ":" in spec:
-        if input_shape is None:
-            raise InvalidInputError(f"a user model ({spec}) needs --input-shape C,H,W")
-        shape = parse_input_shape(input_shape)
-        mod_name, _, attr = spec.partition(":")
-        try:
-            module = importlib.import_module(mod_name)
-        except ImportError as exc:
-            raise InvalidInputError(f"cannot import {mod_name!r} for model {spec!r}: {exc}") from None
-        factory = getattr(module, attr, None)
-        if not callable(factory):
-            raise InvalidInputError(f"{mod_name!r} has no callable {attr!r} (model {spec!r})")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed))
-            model = factory()
-        if not isinstance(model, nn.Module):
-            raise InvalidInputError(f"{spec} returned a {type(model).__name__}, not a torch.nn.Module")
-    else:
-        e = entry(spec)
-        shape = e.input_shape if input_shape is None else parse_input_shape(input_shape)
-        model = build(spec, seed)
-    return model, shape, {"name": spec, "input_shape": list(shape), "seed": int(seed)}
+    if isinstance(spec, dict):
+        if "name" not in spec:
+            raise InvalidInputError(f"a model spec dict needs a 'name', got {spec!r}")
+        input_shape = spec.get("input_shape") if input_shape is None else input_shape
+        seed = spec.get("seed") if seed is None else seed
+        num_classes = spec.get("num_classes") if num_classes is None else num_classes
+        spec = spec["name"]
+    seed = 0 if seed is None else int(seed)
+    num_classes = _check_classes(num_classes)
+    source, rest = sources.split(spec)
+    if source is None and ":" in spec and input_shape is None:
+        raise InvalidInputError(f"a user model ({spec}) needs --input-shape C,H,W")
+    shape = _default_shape(spec) if input_shape is None else parse_input_shape(input_shape)
+    model = build(spec, seed, num_classes)
+    out = {"name": spec, "input_shape": list(shape), "seed": seed}
+    if source is not None:
+        num_classes = sources.num_classes_of(model, source, num_classes)
+    if num_classes is not None:
+        out["num_classes"] = num_classes
+    return model, shape, out
 
 
-def graph_of(spec: str, input_shape=None, seed: int = 0):
-    """``(model, graph)`` for a zoo name or ``pkg.module:factory``."""
+def graph_of(spec, input_shape=None, seed: int | None = None, num_classes: int | None = None):
+    """``(model, graph)`` for a model name or spec dict (see :func:`load_model`)."""
     from .trace import from_torch
 
-    model, shape, mspec = load_model(spec, input_shape, seed)
+    model, shape, mspec = load_model(spec, input_shape, seed, num_classes)
     return model, from_torch(model, shape, model_spec=mspec)

@@ -1,36 +1,30 @@
-"""What every command shares: clean errors, the model options, JSON and table output, parsing."""
+"""What every command shares: the model options, JSON and table output, parsing.
+
+Errors are handled once, by the group (:mod:`analysis.cli.boundary`).
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 
 import click
 
 from netgraph._json import plain
-from netgraph.errors import NetgraphError
 
-def fail_cleanly(fn):
-    """Turn library errors for bad input into a one-line message and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NetgraphError as exc:
-            raise click.UsageError(str(exc)) from None
-
-    return wrapper
+from .boundary import SEED, SEED_MAX, input_shape_value
 
 
 def model_options(fn):
-    """``--model``, ``--input-shape`` and ``--seed`` shared by every model command."""
-    fn = click.option("--seed", type=int, default=0, show_default=True,
-                      help="Seed for the model's initialisation (and the method's randomness).")(fn)
-    fn = click.option("--input-shape", default=None, metavar="C,H,W",
-                      help="Input shape of one sample; required for user models.")(fn)
+    """``--model``, ``--input-shape``, ``--num-classes`` and ``--seed`` shared by every model command."""
+    fn = click.option("--seed", type=SEED, default=0, show_default=True,
+                      help=f"Seed for the model's initialisation (and the method's randomness), 0..{SEED_MAX}.")(fn)
+    fn = click.option("--num-classes", type=click.IntRange(min=1), default=None,
+                      help="Number of outputs (default: the model's own).")(fn)
+    fn = click.option("--input-shape", default=None, metavar="C,H,W", callback=input_shape_value,
+                      help="Input shape of one sample (default: the model's own; required for user models).")(fn)
     fn = click.option("--model", "model_name", default="resnet20", show_default=True,
-                      help="A zoo model (see `netgraph models`) or a user factory 'pkg.module:factory'.")(fn)
+                      help="A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
+                           "user factory 'pkg.module:factory'.")(fn)
     return fn
 
 
@@ -77,6 +71,10 @@ def parse_options(method, pairs):
     return opts
 
 
+#: ``--data-samples`` accepted with ``--data digits``: 10 x the smallest class of the training split.
+DIGITS_MAX_SAMPLES = 1200
+
+
 def prune_data(kind, graph, samples, seed, echo):
     """Batches for data-dependent methods: 'random' Gaussian inputs or scikit-learn digits."""
     from netgraph.data import prune_batch
@@ -84,23 +82,10 @@ def prune_data(kind, graph, samples, seed, echo):
     if kind == "random":
         echo(f"data: {samples} standard-normal random inputs with random labels (no real data)")
     else:
+        if samples > DIGITS_MAX_SAMPLES:
+            raise click.BadParameter(f"{samples} is more than the digits training set offers; "
+                                     f"use at most {DIGITS_MAX_SAMPLES} (N samples take N // 10 images of each digit)",
+                                     param_hint="'--data-samples'")
         echo(f"data: scikit-learn digits, {max(1, samples // 10)} training images per class")
     return prune_batch(kind, graph, seed, samples)
 
-
-def split_methods(text: str) -> list:
-    """``"phew:bias=uniform,kernel_conserved=true,synflow"`` -> two method specs."""
-    out = []
-    for tok in filter(None, (t.strip() for t in text.split(","))):
-        if "=" in tok and ":" not in tok and out:
-            out[-1] += "," + tok
-        else:
-            out.append(tok)
-    return out
-
-
-def floats(text: str, what: str) -> list:
-    try:
-        return [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise click.UsageError(f"{what} must be comma-separated numbers, got {text!r}") from None

@@ -1,4 +1,4 @@
-"""Commands that run many masks: compare, reproduce, sweep, demo."""
+"""Commands that run many masks: compare, reproduce, demo (the sweep is in ``sweep_command``)."""
 
 from __future__ import annotations
 
@@ -13,91 +13,113 @@ from netgraph.data import PRUNE_DATA
 
 from ..experiments.reproduce import STUDIES
 
-from .common import fail_cleanly, floats, format_table, model_options, split_methods
+from .boundary import (FIGURE_FORMATS, SEED_MAX, check_out_dir, comma_choices, density_list, load_model_checked,
+                       method_list)
+from .common import format_table, model_options
+
+def check_empty_out(out_dir: str, force: bool) -> None:
+    """Refuse a non-empty ``--out`` folder unless ``--force`` (files of an earlier run would mix in)."""
+    check_out_dir(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not force:
+        entries = sorted(os.listdir(out_dir))
+        raise click.BadParameter(
+            f"{out_dir!r} is not empty ({len(entries)} entries, e.g. {entries[0]}); choose a new folder, or pass "
+            "--force to replace the files a comparison writes there", param_hint="'--out'")
+
+
+def _command_line() -> str | None:
+    import shlex
+
+    return "netgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
 
 
 @click.command("compare")
 @model_options
-@click.option("--methods", default="phew,synflow,synflow-l2,random", show_default=True,
+@click.option("--methods", default="phew,synflow,synflow-l2,random", show_default=True, callback=method_list,
               help="Comma-separated methods; options as phew:bias=uniform,kernel_conserved=true.")
-@click.option("--densities", default="0.1,0.05,0.02,0.01", show_default=True, help="Comma-separated densities.")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Number of seeds (0..N-1).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--densities", default="0.1,0.05,0.02,0.01", show_default=True, callback=density_list,
+              help="Comma-separated densities in (0, 1].")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Number of seeds: SEED, SEED+1, ..., SEED+N-1.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder; new or empty unless --force.")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out: first delete the files a comparison writes there "
+                   "(results.csv, summary.md, the standard figures); other files stay.")
 @click.option("--data", "data_kind", type=click.Choice(PRUNE_DATA), default=None,
               help="Data for snip/grasp.")
 @click.option("--no-max-flow", is_flag=True, help="Skip the max-flow metrics (min vertex cut, disjoint paths).")
-@click.option("--formats", default="png,svg", show_default=True, help="Figure formats.")
+@click.option("--formats", default="png,svg", show_default=True, callback=comma_choices(FIGURE_FORMATS),
+              help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@fail_cleanly
-def compare_cmd(model_name, input_shape, seed, methods, densities, seeds, out_dir, data_kind, no_max_flow, formats,
-                quiet):
-    """Masks for methods x densities x seeds: results.csv, summary.md and plots."""
-    import shlex
+def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, seeds, out_dir, force, data_kind, no_max_flow,
+                formats, quiet):
+    """Masks for methods x densities x seeds: results.csv, summary.md and plots.
 
-    from ..experiments.compare import compare, write_comparison
+    Seed s initialises the model and drives the method; the seeds are --seed, --seed+1,
+    ..., --seed + --seeds - 1.
+    """
+    from netgraph.sparsifiers import get
 
+    from ..experiments.compare import compare, comparison_files, write_comparison
+    from ..experiments.run import DENSE, parse_method
+
+    if seed + seeds - 1 > SEED_MAX:
+        raise click.BadParameter(f"--seed {seed} with --seeds {seeds} reaches {seed + seeds - 1}; seeds must stay "
+                                 f"in 0..{SEED_MAX}", param_hint="'--seeds'")
+    needs = [s for s in methods if parse_method(s)[1] != DENSE and get(parse_method(s)[1]).needs_data]
+    if needs and data_kind is None:
+        raise click.UsageError(f"method {needs[0]!r} is data-dependent: add --data random or --data digits")
+    check_empty_out(out_dir, force)
+    load_model_checked(model_name, input_shape, seed, num_classes)  # a factory that fails or ties weights: one line
     t0 = time.perf_counter()
-    df = compare(model_name, split_methods(methods), floats(densities, "--densities"), seeds,
-                          input_shape=input_shape, data=data_kind, progress=not quiet, max_flow=not no_max_flow)
-    command = "netgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    files = write_comparison(df, out_dir, formats=tuple(f for f in formats.split(",") if f),
-                                      command=command)
+    df = compare(model_name, methods, densities, list(range(seed, seed + seeds)), input_shape=input_shape,
+                 num_classes=num_classes, data=data_kind, progress=not quiet, max_flow=not no_max_flow)
+    for path in comparison_files(out_dir):
+        os.remove(path)
+    files = write_comparison(df, out_dir, formats=formats, command=_command_line())
     click.echo(f"{len(df)} runs in {time.perf_counter() - t0:.1f} s; wrote {len(files)} files to {out_dir}")
 
 
 @click.command("reproduce")
 @click.option("--study", type=click.Choice(STUDIES), required=True,
-              help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study.")
+              help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study; "
+                   "mnist1d: the MNIST-1D training study (needs the study extra: mnist1d).")
 @click.option("--out", "out_dir", default="docs/reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quick", is_flag=True, help="The reduced version (one small model, few densities, one seed).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def reproduce_cmd(study, out_dir, quick, quiet):
     """Measure the PHEW paper's claims; write tables, a claims table and figures to OUT."""
-    import shlex
-
     from ..experiments import reproduce
 
-    command = "netgraph " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    check_out_dir(out_dir)
+    command = _command_line()
     t0 = time.perf_counter()
-    if study == "topology":
-        cfg = reproduce.QUICK_TOPOLOGY if quick else reproduce.TopologyStudy()
-        df = reproduce.run_topology(cfg, out_dir, progress=not quiet, command=command)
-        claims = reproduce.topology_claims(df)
-    else:
-        cfg = reproduce.QUICK_TRAINING if quick else reproduce.TrainingStudy()
-        df = reproduce.run_training(cfg, out_dir, progress=not quiet, command=command)
-        claims = reproduce.training_claims(df, cfg)
+    df, claims = reproduce.run_study(study, quick, out_dir, progress=not quiet, command=command)
     for c in claims:
         click.echo(f"[{c['holds']}] {c['claim']}: {c['measured']}")
     click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study}.md")
 
 
-@click.command("sweep")
-@click.argument("config", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Sweep directory (default: <name>-sweep next to the config).")
-@click.option("--resume", is_flag=True, help="Continue: skip the runs already recorded.")
-@click.option("--retry-failed", is_flag=True, help="With --resume, run the failed runs again.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Local Dask worker processes.")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Submit to a running Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of a local cluster.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-@fail_cleanly
-def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, quiet):
-    """Run a resumable grid from a YAML/TOML CONFIG; results in SQLite (see docs/sweeps.md)."""
-    from ..experiments.sweep import run_sweep
-
-    res = run_sweep(config, out_dir, resume=resume, retry_failed=retry_failed, workers=workers,
-                    scheduler=scheduler, progress=not quiet)
-    click.echo(f"{res.total} runs: {res.skipped} already recorded, {res.done} finished, {res.failed} failed "
-               f"in {res.seconds:.1f} s; results in {os.path.join(res.directory, 'results.sqlite')}")
+def zoo_model_list(ctx, param, value):
+    """A click callback: comma-separated zoo model names, at least one."""
+    names = [t.strip() for t in str(value).split(",") if t.strip()]
+    bad = [n for n in names if n not in zoo.names()]
+    if not names:
+        raise click.BadParameter(f"{value!r} names no model; choose from {', '.join(zoo.names())}", param=param)
+    if bad:
+        raise click.BadParameter(f"{bad[0]!r} is not a zoo model; choose from {', '.join(zoo.names())}",
+                                 param=param)
+    return names
 
 
 @click.command("demo")
 @click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False),
-              help="Where to write the tables and figures.")
-@click.option("--models", default="resnet20,vgg19", show_default=True, help="Comma-separated zoo models.")
-@click.option("--densities", default="0.1,0.02,0.005", show_default=True, help="Comma-separated densities.")
+              help="Where to write the tables and figures (the files of an earlier demo are replaced).")
+@click.option("--models", default="resnet20,vgg19", show_default=True, callback=zoo_model_list,
+              help="Comma-separated zoo models.")
+@click.option("--densities", default="0.1,0.02,0.005", show_default=True, callback=density_list,
+              help="Comma-separated densities in (0, 1].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def demo_cmd(out_dir, models, densities, quiet):
     """The main job on built-in defaults: PHEW vs SynFlow-L2 (random for reference).
@@ -106,10 +128,11 @@ def demo_cmd(out_dir, models, densities, quiet):
     (path-kernel trace, bottleneck, layer widths, wasted weights, time) and write
     results.csv, summary.md and figures under OUT.
     """
-    from ..experiments.compare import compare, write_comparison
+    from ..experiments.compare import compare, comparison_files, write_comparison
 
-    dens = floats(densities, "--densities")
-    for name in filter(None, models.split(",")):
+    check_out_dir(out_dir)
+    dens = densities
+    for name in models:
         _, g = zoo.graph_of(name)
         click.echo(f"\n== {name}: {len(g.layers)} layers, {g.num_units} units, {g.num_weights:,} prunable weights")
         df = compare(name, ["phew", "synflow-l2", "random"], dens, seeds=1, progress=not quiet)
@@ -119,12 +142,15 @@ def demo_cmd(out_dir, models, densities, quiet):
                  "mean_width": r.mean_width_fraction, "on_path": r.effective_fraction}
                 for r in df.itertuples()]
         click.echo(format_table(rows, list(rows[0])))
-        for d in dens:
+        for d in dict.fromkeys(dens):
             cell = df[df["target_density"] == d].set_index("method")
             p, s2 = cell.loc["phew"], cell.loc["synflow-l2"]
             click.echo(f"  at {d:g}: PK trace PHEW/SynFlow-L2 = 10^{p.log10_path_kernel_trace - s2.log10_path_kernel_trace:+.2f}; "
                        f"mean layer width PHEW {p.mean_width_fraction:.0%} vs SynFlow-L2 {s2.mean_width_fraction:.0%}; "
                        f"bottleneck {p.bottleneck_width} ({p.bottleneck_fraction:.0%} of dense) vs "
                        f"{s2.bottleneck_width} ({s2.bottleneck_fraction:.0%}) units")
-        files = write_comparison(df, os.path.join(out_dir, name), command=f"netgraph demo --models {name}")
-        click.echo(f"  wrote {len(files)} files to {os.path.join(out_dir, name)}")
+        folder = os.path.join(out_dir, name)
+        for path in comparison_files(folder) if os.path.isdir(folder) else []:
+            os.remove(path)
+        files = write_comparison(df, folder, command=f"netgraph demo --models {name}")
+        click.echo(f"  wrote {len(files)} files to {folder}")

@@ -10,7 +10,8 @@ from netgraph import flows, zoo
 from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
-from .common import echo_json, fail_cleanly, format_table, model_options, parse_options, prune_data
+from .boundary import SEED, check_out_file, density_value, graph_checked, input_shape_value, method_name
+from .common import echo_json, format_table, model_options, parse_options, prune_data
 
 
 def describe_graph(graph) -> dict:
@@ -38,8 +39,9 @@ def describe_graph(graph) -> dict:
             }
             for l in graph.layers
         ],
+        "offpath_params": [dict(p, shape=list(p["shape"])) for p in graph.offpath],
         "shortcuts": [
-            {"src_group": s.src, "dst_group": s.dst, "units": s.size} for s in graph.shortcuts
+            {"src_group": s.src, "dst_group": s.dst, "units": s.size, "kind": s.kind} for s in graph.shortcuts
         ],
         "log10_synflow_R": flows.log10_synflow_R(graph),
         "log10_path_kernel_trace": flows.log10_path_kernel_trace(graph),
@@ -47,9 +49,18 @@ def describe_graph(graph) -> dict:
 
 
 @click.command("models")
+@click.option("--source", type=click.Choice(("zoo", "torchvision", "timm")), default="zoo", show_default=True,
+              help="Which models: the zoo (with parameter counts), or the names torchvision / timm offer.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def models_cmd(as_json):
-    """List the model zoo with parameter counts."""
+def models_cmd(source, as_json):
+    """List the model zoo with parameter counts, or the torchvision / timm model names."""
+    if source != "zoo":
+        names = [f"{source}:{n}" for n in zoo.names(source)]
+        if as_json:
+            echo_json(names)
+        else:
+            click.echo("\n".join(names))
+        return
     rows = []
     for name in zoo.names():
         e = zoo.entry(name)
@@ -69,11 +80,10 @@ def models_cmd(as_json):
 @click.command("graph")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@fail_cleanly
-def graph_cmd(model_name, input_shape, seed, as_json):
+def graph_cmd(model_name, input_shape, num_classes, seed, as_json):
     """Describe a model's unit graph: layers, units, edges, dense flows."""
     t0 = time.perf_counter()
-    _, g = zoo.graph_of(model_name, input_shape, seed)
+    _, g = graph_checked(model_name, input_shape, seed, num_classes)
     summary = describe_graph(g)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
@@ -107,27 +117,27 @@ def methods_cmd(as_json):
 
 @click.command("prune")
 @model_options
-@click.option("--method", required=True, help="Sparsification method (see `netgraph methods`).")
-@click.option("--density", type=float, required=True, help="Kept fraction of weights, in (0, 1].")
+@click.option("--method", required=True, callback=method_name, help="Sparsification method (see `netgraph methods`).")
+@click.option("--density", callback=density_value, required=True, help="Kept fraction of weights, in (0, 1].")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the mask file here.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. -o bias=uniform -o kernel_conserved=true (repeatable).")
 @click.option("--data", "data_kind", type=click.Choice(PRUNE_DATA), default=None,
               help="Data for snip/grasp: Gaussian random inputs, or scikit-learn digits.")
-@click.option("--data-samples", type=int, default=100, show_default=True, help="Samples in the pruning batch.")
-@click.option("--init-seed", type=int, default=None, help="Seed of the model's initialisation (default: --seed).")
+@click.option("--data-samples", type=click.IntRange(min=1), default=100, show_default=True, help="Samples in the pruning batch.")
+@click.option("--init-seed", type=SEED, default=None, help="Seed of the model's initialisation (default: --seed).")
 @click.option("--quiet", is_flag=True, help="No progress bar; print only the summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the mask report as JSON.")
-@fail_cleanly
-def prune_cmd(model_name, input_shape, seed, method, density, out, options, data_kind, data_samples, init_seed,
+def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, options, data_kind, data_samples, init_seed,
               quiet, as_json):
     """Build a sparse mask and report it (kept weights per layer, density, time)."""
     from netgraph.sparsifiers import get, sparsify
 
     m = get(method)
     opts = parse_options(method, options)
+    check_out_file(out)
     echo = (lambda *a: None) if (quiet or as_json) else click.echo
-    model, g = zoo.graph_of(model_name, input_shape, seed if init_seed is None else init_seed)
+    model, g = graph_checked(model_name, input_shape, seed if init_seed is None else init_seed, num_classes)
     data = None
     if m.needs_data:
         if data_kind is None:
@@ -177,10 +187,10 @@ def metrics_cmd(as_json, markdown):
 @click.command("analyze")
 @click.argument("mask_file", type=click.Path(dir_okay=False))
 @click.option("--model", "model_name", default=None, help="Model to analyse against (default: the one in the file).")
-@click.option("--input-shape", default=None, metavar="C,H,W", help="Input shape (user models).")
-@click.option("--seed", type=int, default=None, help="Model initialisation seed (default: the file's).")
+@click.option("--input-shape", default=None, metavar="C,H,W", callback=input_shape_value,
+              help="Input shape (user models).")
+@click.option("--seed", type=SEED, default=None, help="Model initialisation seed (default: the file's).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@fail_cleanly
 def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
     """Measure a saved mask: widths, bottleneck, connectivity, path diversity."""
     from netgraph.errors import MaskMismatchError
@@ -197,7 +207,8 @@ def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
         raise click.UsageError(f"{mask_file} does not say which model it was made for; pass --model")
     shape = input_shape or (None if model_name else spec.get("input_shape"))
     init = seed if seed is not None else spec.get("seed", 0)  # the model spec's seed is its init seed
-    _, g = zoo.graph_of(name, shape, int(init))
+    classes = None if model_name else spec.get("num_classes")
+    _, g = graph_checked(name, shape, int(init), classes)
     try:
         mg = as_masked(g, ms)
     except MaskMismatchError as exc:
@@ -210,6 +221,6 @@ def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
                     "layers": layers})
         return
     click.echo(f"{mask_file}: {ms.meta.get('method', '?')} mask of {name}, "
-               f"{rec['kept']} of {rec['total']} weights (density {rec['density']:.6g})")
+               f"{rec['kept']} of {rec['total']} weights (achieved density {rec['achieved_density']:.6g})")
     click.echo(format_table(layers, ["layer", "kind", "kept", "density", "effective", "active_units", "units"]))
     click.echo(format_table([{"metric": k, "value": v} for k, v in rec.items()], ["metric", "value"]))

@@ -15,8 +15,9 @@ import os
 import numpy as np
 import pandas as pd
 
-from netgraph._validate import check_density
+from netgraph._validate import check_density, check_seed
 from netgraph.errors import InvalidInputError
+from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
 from ..table import METRICS
@@ -31,10 +32,13 @@ def _seeds(seeds) -> list:
         if seeds < 1:
             raise InvalidInputError(f"seeds must be at least 1, got {seeds}")
         return list(range(int(seeds)))
-    out = list(seeds)
-    if not out or not all(isinstance(s, (int, np.integer)) for s in out):
-        raise InvalidInputError(f"seeds must be a count or a list of integers, got {seeds!r}")
-    return [int(s) for s in out]
+    try:
+        out = [check_seed(s, "each seed") for s in seeds]
+    except TypeError:
+        raise InvalidInputError(f"seeds must be a count or a list of integers, got {seeds!r}") from None
+    if not out:
+        raise InvalidInputError("seeds must be a count or a non-empty list of integers")
+    return out
 
 
 def _data_for(kind, graph, seed):
@@ -46,8 +50,8 @@ def _data_for(kind, graph, seed):
 
 
 def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), densities=(0.1, 0.05, 0.02, 0.01),
-            seeds=1, *, input_shape=None, data=None, progress: bool = False, max_flow: bool = True,
-            callback=None) -> pd.DataFrame:
+            seeds=1, *, input_shape=None, num_classes=None, data=None, progress: bool = False,
+            max_flow: bool = True, callback=None) -> pd.DataFrame:
     """Build and measure masks for every method, density and seed.
 
     Parameters
@@ -62,7 +66,9 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     seeds : int or sequence of int
         A count (seeds 0..n-1) or explicit seeds.
     input_shape : tuple, optional
-        Required for user models.
+        Required for user models; default: the model's own.
+    num_classes : int, optional
+        Number of outputs of named models (default: the model's).
     data : {"random", "digits"} or (inputs, labels), optional
         For data-dependent methods.
     progress : bool
@@ -97,7 +103,7 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
                disable=not progress)
     for seed in seed_list:
-        built = model_graph(model, input_shape, seed)
+        built = model_graph(model, input_shape, seed, num_classes)
         batch = None
         for label, name, opts in specs:
             if name != DENSE and get(name).needs_data:
@@ -115,9 +121,18 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     return pd.DataFrame(rows)
 
 
-def to_csv(df: pd.DataFrame, path, list_columns=LIST_COLUMNS) -> None:
-    """Write a results table, list columns as JSON strings."""
-    out = df.copy()
+#: Wall-clock columns: written apart from the results, so a results table is the same bytes
+#: on every run with the same inputs.
+TIMING_COLUMNS = ("seconds", "measure_seconds", "train_seconds")
+
+
+def to_csv(df: pd.DataFrame, path, list_columns=LIST_COLUMNS, timings: bool = True) -> None:
+    """Write a results table, list columns as JSON strings.
+
+    With ``timings=False`` the wall-clock columns (:data:`TIMING_COLUMNS`) are left out, so
+    that two runs with the same inputs write byte-identical files.
+    """
+    out = df.drop(columns=[c for c in TIMING_COLUMNS if c in df]) if not timings else df.copy()
     for c in list_columns:
         if c in out:
             out[c] = out[c].map(json.dumps)
@@ -160,8 +175,21 @@ def summary_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: What :func:`write_comparison` writes besides the figures.
+TABLE_FILES = ("results.csv", "provenance.json", "summary.md")
+
+
+def comparison_files(out_dir) -> list:
+    """The files of ``out_dir`` that :func:`write_comparison` writes (tables and standard figures), if present."""
+    from .. import plots
+
+    stems = ["widths"] + [stem for _, stem, _ in plots.STANDARD_METRICS]
+    names = list(TABLE_FILES) + [f"{s}.{fmt}" for s in stems for fmt in plots.FORMATS]
+    return [os.path.join(out_dir, n) for n in names if os.path.isfile(os.path.join(out_dir, n))]
+
+
 def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command: str | None = None) -> list:
-    """Write ``results.csv``, ``summary.md`` and the standard plots into ``out_dir``.
+    """Write ``results.csv``, ``provenance.json``, ``summary.md`` and the standard plots into ``out_dir``.
 
     Returns the list of files written.
     """
@@ -172,9 +200,15 @@ def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command:
     path = os.path.join(out_dir, "results.csv")
     to_csv(df, path)
     written.append(path)
+    prov = provenance(command)
+    path = os.path.join(out_dir, "provenance.json")
+    with open(path, "w") as f:
+        json.dump({**prov, "models": sorted(map(str, dict.fromkeys(df["model"])))}, f, indent=2)
+    written.append(path)
     md = summary_markdown(df)
-    if command:
-        md = f"Made with:\n\n```\n{command}\n```\n\n" + md
+    md = (f"Made with:\n\n```\n{prov['command']}\n```\n\nnetgraph {prov['library_version']}"
+          f" (commit {prov['git_commit'] or 'not a checkout'}), torch {prov['torch']}, numpy {prov['numpy']}.\n\n"
+          + md)
     path = os.path.join(out_dir, "summary.md")
     with open(path, "w") as f:
         f.write(md)

@@ -7,7 +7,9 @@ trains to better accuracy than SynFlow and SynFlow-L2 across densities.
 
 ``netgraph reproduce --study topology --out DIR`` and ``--study training`` run the studies
 below, write CSV tables, Markdown summaries with a claims table, and figures. ``--quick``
-runs the reduced versions the test suite uses.
+runs the reduced versions the test suite uses. ``--study mnist1d`` is the training study on
+MNIST-1D with confidence intervals and paired tests (:mod:`.mnist1d`); :func:`run_study` runs
+any study by name.
 """
 
 from __future__ import annotations
@@ -23,12 +25,12 @@ from netgraph.data import digits, digits_prune_batch
 from netgraph.sparsifiers import get
 
 from .. import plots
-from .compare import compare, to_csv
+from .compare import TIMING_COLUMNS, compare, to_csv
 from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
 #: The studies of `netgraph reproduce --study`.
-STUDIES = ("topology", "training")
+STUDIES = ("topology", "training", "mnist1d")
 
 # -- studies ----------------------------------------------------------------------------
 
@@ -70,13 +72,21 @@ def run_topology(study: TopologyStudy = TopologyStudy(), out_dir="docs/reproduct
     df = pd.concat(frames, ignore_index=True)
     seconds = time.perf_counter() - t0
     os.makedirs(out_dir, exist_ok=True)
-    to_csv(df, os.path.join(out_dir, "topology_results.csv"))
+    _write_tables(df, out_dir, "topology")
     figs = topology_figures(df)
     for stem, fig in figs.items():
         plots.save(fig, os.path.join(out_dir, stem), ("png",))
     with open(os.path.join(out_dir, "topology.md"), "w") as f:
         f.write(topology_report(df, seconds, command, list(figs)))
     return df
+
+
+def _write_tables(df, out_dir, study, **kw):
+    """``<study>_results.csv`` (byte-identical across runs) and ``<study>_timings.csv``."""
+    to_csv(df, os.path.join(out_dir, f"{study}_results.csv"), timings=False, **kw)
+    keys = ["model", "method", "target_density", "seed"]
+    cols = keys + [c for c in TIMING_COLUMNS if c in df]
+    df[cols].to_csv(os.path.join(out_dir, f"{study}_timings.csv"), index=False)
 
 
 def topology_figures(df: pd.DataFrame) -> dict:
@@ -227,7 +237,7 @@ def run_training(study: TrainingStudy = TrainingStudy(), out_dir="docs/reproduct
     seconds = time.perf_counter() - t0
     df = pd.DataFrame(rows)
     os.makedirs(out_dir, exist_ok=True)
-    to_csv(df, os.path.join(out_dir, "training_results.csv"), list_columns=("loss_curve", "acc_curve"))
+    _write_tables(df, out_dir, "training", list_columns=("loss_curve", "acc_curve"))
     figs = training_figures(df, study)
     for stem, fig in figs.items():
         plots.save(fig, os.path.join(out_dir, stem), ("png",))
@@ -309,5 +319,30 @@ def training_report(df, study: TrainingStudy, seconds, command=None, figures=())
     return "\n".join(out) + "\n"
 
 
-__all__ = ["TopologyStudy", "TrainingStudy", "QUICK_TOPOLOGY", "QUICK_TRAINING", "run_topology", "run_training",
+def run_study(name: str, quick: bool = False, out_dir="docs/reproduction", progress=False,
+              command: str | None = None) -> tuple:
+    """Run the study ``name`` of :data:`STUDIES` (its quick version with ``quick``).
+
+    Returns ``(results table, claims)``, each claim a dict with ``claim``, ``measured`` and
+    ``holds``.
+    """
+    if name == "topology":
+        df = run_topology(QUICK_TOPOLOGY if quick else TopologyStudy(), out_dir, progress, command)
+        return df, topology_claims(df)
+    if name == "training":
+        cfg = QUICK_TRAINING if quick else TrainingStudy()
+        df = run_training(cfg, out_dir, progress, command)
+        return df, training_claims(df, cfg)
+    if name == "mnist1d":
+        from .mnist1d import QUICK_MNIST1D, Mnist1dStudy, mnist1d_claims, run_mnist1d
+
+        cfg = QUICK_MNIST1D if quick else Mnist1dStudy()
+        df = run_mnist1d(cfg, out_dir, progress, command)
+        return df, mnist1d_claims(df, cfg)
+    from netgraph._validate import check_choice
+
+    check_choice("study", name, STUDIES)
+
+
+__all__ = ["run_study", "STUDIES", "TopologyStudy", "TrainingStudy", "QUICK_TOPOLOGY", "QUICK_TRAINING", "run_topology", "run_training",
            "topology_claims", "training_claims"]

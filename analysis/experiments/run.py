@@ -71,18 +71,19 @@ def parse_method(spec) -> tuple:
 
 
 @lru_cache(maxsize=2)
-def _cached_model_graph(spec: str, shape, seed: int):
-    return zoo.graph_of(spec, shape, seed)
+def _cached_model_graph(spec: str, shape, seed: int, num_classes):
+    return zoo.graph_of(spec, shape, seed, num_classes)
 
 
-def model_graph(model, input_shape=None, seed: int = 0):
-    """``(module, graph, name)`` of a model spec (zoo name or ``pkg.module:factory``) or a module.
+def model_graph(model, input_shape=None, seed: int = 0, num_classes: int | None = None):
+    """``(module, graph, name)`` of a model name (zoo, ``torchvision:NAME``, ``timm:NAME``,
+    ``pkg.module:factory``) or a module.
 
-    Graphs of named specs are cached (a few), so a grid builds each (model, seed) once.
+    Graphs of named models are cached (a few), so a grid builds each (model, seed) once.
     """
     if isinstance(model, str):
         shape = None if input_shape is None else tuple(zoo.parse_input_shape(input_shape))
-        net, g = _cached_model_graph(model, shape, int(seed))
+        net, g = _cached_model_graph(model, shape, int(seed), num_classes)
         return net, g, model
     import torch.nn as nn
 

@@ -28,18 +28,22 @@ workers share, or ``save_masks: false``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
+import warnings
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netgraph.errors import InvalidInputError
 
 from .run import LIST_COLUMNS, model_graph, run_one
 from .sweep_config import Run, SweepConfig, SweepConfigError, load_config
-from .sweep_db import connect, read_sweep, record, recorded
+from .sweep_db import connect, first_errors, get_meta, read_sweep, record, recorded, set_meta
 from .training import TrainConfig
 
 __all__ = ["run_sweep", "load_config", "read_sweep", "execute", "Run", "SweepConfig", "SweepConfigError",
@@ -59,7 +63,8 @@ def execute(run: Run) -> dict:
 
         from .training import train
 
-        built = model_graph(run.model["name"], tuple(run.model["input_shape"]), run.seed)
+        built = model_graph(run.model["name"], tuple(run.model["input_shape"]), run.seed,
+                            run.model.get("num_classes"))
         data = prune_batch(run.data, built[1], run.seed) if get(run.method).needs_data else None
         res = run_one(run.model["name"], (run.label, run.method, run.options), run.density, run.seed, data=data,
                       max_flow=run.max_flow, built=built)
@@ -93,25 +98,37 @@ def execute(run: Run) -> dict:
 
 @dataclass
 class SweepResult:
+    """What a sweep did: run counts, time, and the first errors of failed runs.
+
+    ``failed`` counts the runs that failed in this call; ``errors`` lists
+    ``(method, target_density, seed, first error line)`` of the first failed runs recorded.
+    """
+
     directory: str
     total: int
     skipped: int
     done: int
     failed: int
     seconds: float
+    errors: list = field(default_factory=list)
 
 
 def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry_failed: bool = False,
               workers: int = 2, scheduler: str | None = None, progress: bool = False,
-              report: bool = True) -> SweepResult:
+              report: bool = True, force: bool = False) -> SweepResult:
     """Run (or resume) a sweep; see the module docstring.
+
+    A resumed sweep must have the configuration it started with (its hash is stored in
+    the database): ``force=True`` continues anyway, adding the new grid's runs to the
+    same database.
 
     Raises
     ------
     SweepConfigError
         For a bad config (before any run starts).
     InvalidInputError
-        If ``out_dir`` already holds results and ``resume`` is false.
+        If ``out_dir`` already holds results and ``resume`` is false, or the configuration
+        changed since the sweep started and ``force`` is false.
     """
     cfg = config if isinstance(config, SweepConfig) else load_config(config)
     out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(cfg.source or ".")), f"{cfg.name}-sweep")
@@ -123,10 +140,16 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
         raise InvalidInputError(
             f"{out_dir} already holds {len(have)} recorded runs; pass resume (--resume) to continue that sweep "
             "or choose another directory")
+    stored = get_meta(db, "config_hash")
+    if stored is not None and stored != cfg.hash and not force:
+        db.close()
+        raise InvalidInputError(
+            f"{out_dir} holds a sweep of another configuration (hash {stored}, this one {cfg.hash}); resume it with "
+            "its own config, choose another directory, or force (--force) to add this grid to the same database")
+    set_meta(db, "config_hash", cfg.hash)
+    set_meta(db, "config", json.dumps(cfg.grid(), sort_keys=True))
     with open(os.path.join(out_dir, "config.json"), "w") as f:
-        json.dump({"name": cfg.name, "source": cfg.source, "models": cfg.models,
-                   "methods": [list(m) for m in cfg.methods], "densities": cfg.densities, "seeds": cfg.seeds,
-                   "data": cfg.data, "max_flow": cfg.max_flow, "train": cfg.train}, f, indent=2)
+        json.dump({**cfg.grid(), "source": cfg.source}, f, indent=2)
     runs = cfg.expand(out_dir)
     todo = [r for r in runs if have.get(r.hash) != "done" and (retry_failed or have.get(r.hash) != "failed")]
     skipped = len(runs) - len(todo)
@@ -147,6 +170,7 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
     try:
         if todo:
             _dispatch(todo, handle, workers, scheduler)
+        errors = first_errors(db)
     finally:
         bar.close()
         db.close()
@@ -157,31 +181,74 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
             from .compare import write_comparison
 
             write_comparison(ok, out_dir, formats=("png",), command=f"netgraph sweep {cfg.source}")
-    return SweepResult(out_dir, len(runs), skipped, done, failed, time.perf_counter() - t0)
+    return SweepResult(out_dir, len(runs), skipped, done, failed, time.perf_counter() - t0, errors)
+
+
+WORKER_LOG_ENV = "DASK_LOGGING__DISTRIBUTED"
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int):
+    """A local Dask cluster whose worker processes ignore Ctrl-C; yields its scheduler address.
+
+    A terminal sends SIGINT to every process of the foreground group, so each worker would
+    print its own traceback. The workers are started while SIGINT is ignored (a disposition
+    child processes inherit), then the coordinator's handler is restored: Ctrl-C raises
+    :class:`KeyboardInterrupt` here only, and leaving the context shuts the workers down
+    without their shutdown warnings. ``run_sweep`` uses it when no scheduler is given; the
+    CLI enters it itself, to catch Ctrl-C around the whole sweep.
+    """
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    # the worker processes log at CRITICAL only (a run's failure is recorded in its row; a worker
+    # killed at shutdown is expected): they read DASK_* variables when they start
+    saved_env = os.environ.get(WORKER_LOG_ENV)
+    os.environ[WORKER_LOG_ENV] = "critical"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Port .* is already in use")  # another cluster's port
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, old)
+        if saved_env is None:
+            os.environ.pop(WORKER_LOG_ENV, None)
+        else:
+            os.environ[WORKER_LOG_ENV] = saved_env
+    try:
+        yield cluster.scheduler_address
+    finally:
+        log = logging.getLogger("distributed")
+        level = log.level
+        log.setLevel(logging.CRITICAL)  # a worker killed mid-run is expected here
+        try:
+            cluster.close()
+        finally:
+            log.setLevel(level)
 
 
 def _dispatch(todo, handle, workers: int, scheduler: str | None) -> None:
     """Run ``execute`` over ``todo`` on Dask; ``handle`` each row as it completes."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, as_completed
 
-    if scheduler:
-        client, cluster = Client(scheduler), None
-    else:
-        if workers < 1:
-            raise InvalidInputError(f"workers must be at least 1, got {workers}")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               host="127.0.0.1", env={"NETGRAPH_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
-        client = Client(cluster)
-    try:
-        futures = {client.submit(execute, run, key=f"run-{run.hash}", pure=False): run for run in todo}
-        for fut in as_completed(futures):
-            try:
-                row = fut.result()
-            except Exception as exc:  # a worker died: record the run as failed
-                row = {**futures[fut].header(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            handle(row)
-            fut.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    if not scheduler and workers < 1:
+        raise InvalidInputError(f"workers must be at least 1, got {workers}")
+    with contextlib.ExitStack() as stack:
+        address = scheduler or stack.enter_context(local_cluster(workers))
+        client = Client(address)
+        try:
+            futures = {client.submit(execute, run, key=f"run-{run.hash}", pure=False): run for run in todo}
+            for fut in as_completed(futures):
+                try:
+                    row = fut.result()
+                except Exception as exc:  # a worker died: record the run as failed
+                    row = {**futures[fut].header(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                handle(row)
+                fut.release()
+        finally:
+            client.close()

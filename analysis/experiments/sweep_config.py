@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass, field, fields
 
 from netgraph import __version__, zoo
-from netgraph._validate import check_density
+from netgraph._validate import check_density, check_like, check_seed
 from netgraph.data import DIGITS_SHAPES, PRUNE_DATA
 from netgraph.errors import InvalidInputError, NetgraphError
+from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
 from .run import parse_method
@@ -50,7 +51,8 @@ class Run:
         return {"run_hash": self.hash, "sweep": self.sweep, "model": self.model["name"], "method": self.label,
                 "base_method": self.method, "options": json.dumps(self.options, sort_keys=True),
                 "target_density": self.density, "seed": self.seed,
-                "config": json.dumps(self.spec(), sort_keys=True), "library_version": __version__}
+                "config": json.dumps(self.spec(), sort_keys=True), "library_version": __version__,
+                "provenance": json.dumps(provenance(), sort_keys=True)}
 
     @property
     def hash(self) -> str:
@@ -70,6 +72,17 @@ class SweepConfig:
     train: dict | None = None
     source: str = ""
     runs: list = field(default_factory=list)
+
+    def grid(self) -> dict:
+        """The grid as plain data (what defines the runs; written to ``config.json``)."""
+        return {"name": self.name, "models": self.models, "methods": [list(m) for m in self.methods],
+                "densities": self.densities, "seeds": self.seeds, "data": self.data, "max_flow": self.max_flow,
+                "train": self.train}
+
+    @property
+    def hash(self) -> str:
+        """A hash of :meth:`grid`: a resumed sweep must have the same."""
+        return hashlib.sha256(json.dumps(self.grid(), sort_keys=True).encode()).hexdigest()[:16]
 
     def expand(self, out_dir: str) -> list:
         masks_dir = os.path.join(out_dir, "masks") if self.save_masks else None
@@ -120,18 +133,15 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
     models = []
     for i, m in enumerate(raw["models"]):
         spec = {"name": m} if isinstance(m, str) else m
-        if not isinstance(spec, dict) or "name" not in spec or set(spec) - {"name", "input_shape"}:
-            bad(f"models[{i}]", f"expected a name or {{name, input_shape}}, got {m!r}")
+        if not isinstance(spec, dict) or "name" not in spec or set(spec) - {"name", "input_shape", "num_classes"}:
+            bad(f"models[{i}]", f"expected a name or {{name, input_shape, num_classes}}, got {m!r}")
         try:
-            if ":" in spec["name"]:
-                zoo.load_model(spec["name"], spec.get("input_shape"))
-                shape = tuple(zoo.parse_input_shape(spec["input_shape"]))
-            else:
-                shape = zoo.input_shape(spec["name"]) if spec.get("input_shape") is None else \
-                    zoo.parse_input_shape(spec["input_shape"])
+            # builds the model once: a bad name, factory, shape or class count fails here, before any run
+            _, shape, _ = zoo.load_model(spec["name"], spec.get("input_shape"), num_classes=spec.get("num_classes"))
         except NetgraphError as exc:
             bad(f"models[{i}] ({spec['name']})", str(exc))
-        models.append({"name": spec["name"], "input_shape": list(shape)})
+        models.append({"name": spec["name"], "input_shape": list(shape),
+                       **({"num_classes": spec["num_classes"]} if spec.get("num_classes") is not None else {})})
     methods = []
     for i, m in enumerate(raw["methods"]):
         try:
@@ -155,10 +165,16 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
         except NetgraphError as exc:
             bad(f"densities[{i}]", str(exc))
     seeds = raw.get("seeds", 1)
-    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or
-                                       isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
-        bad("seeds", f"must be a positive count or a list of integers, got {seeds!r}")
+    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds):
+        bad("seeds", f"must be a positive count or a non-empty list of seeds, got {seeds!r}")
     seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
+    for i, s in enumerate(seeds):
+        try:
+            check_seed(s)
+        except NetgraphError as exc:
+            bad(f"seeds[{i}]", str(exc))
+    if len(set(seeds)) != len(seeds):
+        bad("seeds", f"lists a seed twice: {seeds}")
     data = raw.get("data")
     if data is not None and data not in PRUNE_DATA:
         bad("data", f"must be one of {', '.join(map(repr, PRUNE_DATA))}, got {data!r}")
@@ -179,6 +195,12 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
             if tuple(m["input_shape"]) not in DIGITS_SHAPES:
                 bad("train", f"training uses the digits data (8x8 images); model {m['name']} takes "
                              f"{tuple(m['input_shape'])}")
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        for key, value in train.items():
+            try:
+                check_like(key, value, defaults[key])
+            except NetgraphError as exc:
+                bad("train", str(exc))
         train = TrainConfig(**train).as_dict()
     for key in ("max_flow", "save_masks"):
         if not isinstance(raw.get(key, True), bool):

@@ -31,7 +31,7 @@ def columns() -> list:
         + [f"{m.key} {m.sql_type}" for m in METRICS]
         + [f"{m} REAL" for m in TRAIN_METRICS]
         + ["layers TEXT", "curves TEXT", "mask_path TEXT", "seconds REAL", "measure_seconds REAL",
-           "train_seconds REAL", "library_version TEXT", "worker TEXT", "finished TEXT"]
+           "train_seconds REAL", "library_version TEXT", "provenance TEXT", "worker TEXT", "finished TEXT"]
     )
 
 
@@ -40,8 +40,27 @@ def connect(path: str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute(f"CREATE TABLE IF NOT EXISTS runs ({', '.join(columns())})")
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
     db.commit()
     return db
+
+
+def get_meta(db: sqlite3.Connection, key: str):
+    """A value of the sweep's ``meta`` table (None when absent)."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else row[0]
+
+
+def set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    db.commit()
+
+
+def first_errors(db: sqlite3.Connection, n: int = 3) -> list:
+    """``(method, target_density, seed, first line of the error)`` of the first failed runs."""
+    rows = db.execute("SELECT method, target_density, seed, error FROM runs WHERE status = 'failed' "
+                      "ORDER BY finished LIMIT ?", (n,)).fetchall()
+    return [(m, d, s, (e or "").strip().splitlines()[0] if e else "") for m, d, s, e in rows]
 
 
 def record(db: sqlite3.Connection, row: dict) -> None:

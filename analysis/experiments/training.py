@@ -19,7 +19,11 @@ from netgraph.errors import InvalidInputError
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """SGD with Nesterov momentum and a cosine learning-rate schedule."""
+    """An optimiser with a cosine learning-rate schedule; SGD with Nesterov momentum by default.
+
+    ``optimizer`` is ``"sgd"`` (uses ``momentum`` and ``nesterov``) or ``"adam"`` (PyTorch's
+    Adam, ``weight_decay`` as L2; ``momentum`` and ``nesterov`` unused).
+    """
 
     epochs: int = 40
     batch_size: int = 64
@@ -27,9 +31,15 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     nesterov: bool = True
+    optimizer: str = "sgd"
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The settings; ``optimizer`` only when not ``"sgd"``, so that the hashes of sweep
+        configurations written before the field existed stay the same."""
+        d = asdict(self)
+        if d["optimizer"] == "sgd":
+            del d["optimizer"]
+        return d
 
 
 def evaluate(model, x, y, batch_size: int = 1024) -> tuple:
@@ -81,12 +91,23 @@ def train(model, masks, data, config: TrainConfig = TrainConfig(), seed: int = 0
             torch.set_num_threads(threads)
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def _optimizer(net, config: TrainConfig):
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay, nesterov=config.nesterov)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    raise InvalidInputError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+
+
 def _train(model, masks, xtr, ytr, xte, yte, config: TrainConfig, seed: int) -> dict:
     net = copy.deepcopy(model)
     if masks is not None:
         masks.apply(net)
-    opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay, nesterov=config.nesterov)
+    opt = _optimizer(net, config)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()

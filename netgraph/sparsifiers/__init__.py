@@ -13,10 +13,11 @@ import time
 
 import torch.nn as nn
 
-from .._validate import check_density, target_count
+from .._validate import check_density, check_seed, target_count
 from ..errors import InvalidInputError
 from ..graph import NetGraph
 from ..masks import MaskSet
+from ..provenance import provenance
 from .registry import Context, check_options, get, methods, names, register
 
 __all__ = ["sparsify", "names", "methods", "get", "register", "Context"]
@@ -53,7 +54,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     -------
     MaskSet
         Masks for every conv and linear weight, with metadata (method, options, density
-        requested and achieved, seed, model spec, time taken, method details).
+        requested and achieved, seed, model spec, time taken, method details, and the
+        provenance: library, torch and numpy versions, git commit, command line).
 
     Raises
     ------
@@ -64,8 +66,7 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     m = get(method)
     density = check_density(density)
     opts = check_options(m, options)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise InvalidInputError(f"seed must be an integer, got {seed!r}")
+    seed = check_seed(seed)
     model = None
     if isinstance(model_or_graph, NetGraph):
         graph = model_or_graph
@@ -90,7 +91,20 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
                 f"method {method!r} is data-dependent: pass data=(inputs, labels) or a DataLoader "
                 "(CLI: --data random or --data digits)"
             )
-    ctx = Context(graph=graph, density=density, target=target_count(density, graph.num_weights), seed=seed,
+    # Off-path parameters (gate weights) are kept dense and counted: the layers get what
+    # is left of the requested density over all conv/linear weights.
+    offpath = int(sum(p["numel"] for p in getattr(graph, "offpath", ())))
+    target = target_count(density, graph.num_weights)
+    layer_density = density
+    if offpath:
+        target = int(round(density * (graph.num_weights + offpath))) - offpath
+        if target < 1:
+            raise InvalidInputError(
+                f"density {density:g} is below what the dense off-path parameters ({offpath} gate weights) "
+                f"already keep: {offpath / (graph.num_weights + offpath):.4g}")
+        target = min(target, graph.num_weights)
+        layer_density = target / graph.num_weights
+    ctx = Context(graph=graph, density=layer_density, target=target, seed=seed,
                   model=model, data=data, progress=progress)
     t0 = time.perf_counter()
     layer_masks = m.fn(ctx, **opts)
@@ -100,9 +114,11 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         "options": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in opts.items()},
         "density": density,
         "target": ctx.target,
+        **({"offpath_dense": offpath, "layer_density": layer_density} if offpath else {}),
         "seed": seed,
         "model": graph.model_spec,
         "seconds": round(seconds, 4),
         "details": ctx.info,
+        "provenance": provenance(),
     }
     return MaskSet.from_graph(graph, layer_masks, meta)

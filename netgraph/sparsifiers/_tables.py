@@ -42,15 +42,16 @@ class _Table:
     """
 
     def __init__(self, n: int, blocks: list, authors: bool):
-        # blocks: (edge, matrix (n, m) of weights or None for identity, row offsets or None)
+        # blocks: (edge, weights, row offsets or None). The weights are a matrix (n, m) for a
+        # layer, None for an identity shortcut, or a 1-d column of 0/1 for an index-map shortcut.
         cols_edge, cols_unit, mats = [], [], []
         self.row_off = np.zeros((n, len(blocks)), dtype=np.int64)
-        n_layers = sum(1 for _, M, _ in blocks if M is not None)
+        n_layers = sum(1 for _, M, _ in blocks if M is not None and M.ndim == 2)
         for i, (_, M, off) in enumerate(blocks):
             if off is not None:
                 self.row_off[:, i] = off
-            if M is None:
-                M = np.ones((n, 1))
+            if M is None or M.ndim == 1:  # a shortcut: one column, 1 where the unit has an edge
+                M = np.ones((n, 1)) if M is None else M[:, None]
                 cols_unit.append(np.array([-1]))
             else:
                 cols_unit.append(np.arange(M.shape[1]))
@@ -128,5 +129,14 @@ def table(n: int, edges: list, bundle: list, forward: bool, authors: bool):
     """The transition table of a group over its usable ``edges`` in one direction."""
     if len(edges) == 1 and isinstance(edges[0], Layer) and edges[0].groups == 1:
         return _DenseTable(edges[0], bundle[edges[0].index], forward)
-    return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer) else (e, None, None)
-                      for e in edges], authors)
+    return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer)
+                      else (e, _shortcut_column(e, forward), None) for e in edges], authors)
+
+
+def _shortcut_column(e, forward: bool):
+    """``None`` for an identity shortcut, else 1 on the units that have an edge (0 elsewhere)."""
+    if e.is_identity:
+        return None
+    col = np.zeros(e.n_src if forward else e.n_dst)
+    col[e.src_units if forward else e.dst_units] = 1.0
+    return col

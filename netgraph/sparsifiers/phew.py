@@ -17,8 +17,8 @@ weights to the target, so the result overshoots the target by less than one walk
 (no partial walk is kept: every kept weight lies on a complete input-output path).
 
 Branches (residual networks): with ``branch="weighted"`` (default) a unit chooses among
-all its out-edges (in-edges) by weight, an identity shortcut counting as one edge of weight
-1. With ``branch="authors"`` it follows the rule of the reference code: identity shortcuts
+all its out-edges (in-edges) by weight, an identity shortcut (or the edge of an index map:
+concatenation, split, channel permutation) counting as one edge of weight 1. With ``branch="authors"`` it follows the rule of the reference code: identity shortcuts
 are never taken, and at a unit feeding several parameterised layers (a projection shortcut
 and the next block) each layer is taken with equal probability, then a weight by
 magnitude inside it. (The reference code's forward walks additionally skip the conv just
@@ -149,11 +149,25 @@ class WalkGraph:
                         rec_w.append(walk_ids[who])
                     rec_e.append(self.offsets[edge.index] + el)
                     unit[who] = nu
-                # identity shortcut: same unit index, no weight
+                else:  # shortcut: no weight; an index map moves to the mapped unit
+                    unit[who] = _shortcut_step(edge, unit[who], forward)
                 grp[who] = edge.dst if forward else edge.src
+                grp[who[unit[who] < 0]] = -1  # a unit off the index map: the walk ends
         if not rec_w:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rec_w), np.concatenate(rec_e)
+
+
+def _shortcut_step(e, units: np.ndarray, forward: bool) -> np.ndarray:
+    """The unit a walk reaches across shortcut ``e``."""
+    if e.is_identity:
+        return units
+    lookup = np.full(e.n_src if forward else e.n_dst, -1, dtype=np.int64)
+    if forward:
+        lookup[e.src_units] = e.dst_units
+    else:
+        lookup[e.dst_units] = e.src_units
+    return lookup[units]
 
 
 def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:

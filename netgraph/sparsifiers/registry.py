@@ -7,7 +7,7 @@ and options against this table before calling it, and the CLI builds its help fr
 
 from __future__ import annotations
 
-from .._validate import check_choice
+from .._validate import check_choice, check_like
 from ..errors import InvalidInputError
 from . import magnitude, phew, random_pruning, saliency, synflow
 from .base import Context, Method, method
@@ -61,7 +61,8 @@ def check_options(method: Method, options: dict) -> dict:
         raise InvalidInputError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for method {method.name!r}; accepted (defaults): {accepted}"
         )
-    merged = {**method.options, **options}
+    merged = {**method.options, **{k: check_like(f"option {k}", v, method.options[k], f" of method {method.name!r}")
+                                   for k, v in options.items()}}
     for k, allowed in method.choices.items():
         check_choice(f"option {k}", merged[k], allowed, f" of method {method.name!r}")
     return merged

@@ -139,7 +139,7 @@ def test_compare_command(run, tmp_path):
 @pytest.mark.parametrize("args,words", [
     (["--methods", ""], "method list is empty"),
     (["--densities", "0.1,2"], "density must be in (0, 1]"),
-    (["--densities", "a,b"], "comma-separated numbers"),
+    (["--densities", "a,b"], "is not a number"),
     (["--methods", "nope"], "unknown method"),
 ])
 def test_compare_bad_input(run, tmp_path, args, words):

@@ -26,7 +26,7 @@ def test_compare_table_and_plots(tmp_path):
     ax = fig.axes[0]
     assert ax.get_xlabel() and ax.get_ylabel() == "log10 paths" and "digits_cnn" in ax.get_title()
     assert ax.get_legend() is not None and ax.get_xscale() == "log"
-    assert len(files) == 14  # results.csv, summary.md and 6 figures in 2 formats
+    assert len(files) == 15  # results.csv, provenance.json, summary.md and 6 figures in 2 formats
 
 
 @pytest.mark.parametrize("kwargs,words", [

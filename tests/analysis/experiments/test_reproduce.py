@@ -42,6 +42,8 @@ def test_quick_training_study_is_deterministic(tmp_path):
     for f in ("training.md", "accuracy_vs_density.png", "loss_curves.png"):
         assert (tmp_path / "a" / f).exists()
     assert "## Claims" in (tmp_path / "a" / "training.md").read_text()
+    same = (tmp_path / "a" / "training_results.csv").read_bytes() == (tmp_path / "b" / "training_results.csv").read_bytes()
+    assert same, "two runs of the training study gave different result tables"
 
 
 def test_training_keeps_pruned_weights_at_zero_and_leaves_the_model_alone():

@@ -1,0 +1,133 @@
+"""Independent float64 autograd reference of a network *linearised* by the documented rules.
+
+The real model is copied to float64 in eval mode and its modules are substituted:
+
+* Linear/Conv weights -> ``|w| ** p`` (or the 0/1 mask for path counting), biases -> 0;
+* BatchNorm (module, or any module with a ``running_var`` buffer read through
+  ``F.batch_norm``) -> per-channel ``(|gamma| / sqrt(var + eps)) ** p``, shift 0;
+* LayerNorm, GroupNorm, timm's ``LayerNorm2d`` and modules tagged
+  ``linearise = "channel_scale"`` -> per-channel ``|gamma| ** p`` (frozen statistics: no
+  centring, no division);
+* activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ...) -> identity;
+* parameters named ``gamma`` (layer scale) and buffers named ``factor`` -> ``|.| ** p``;
+* modules tagged ``linearise = "gate"`` (``x * act(...)``) and timm's ``SqueezeExcite``
+  (``SEModule``: ``x * gate(...)``) -> the
+  per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
+  all-ones input (their own weights are off-path: no gradient is taken for them).
+
+then an all-ones input is pushed through and ``R = sum(output)`` is differentiated with
+respect to the substituted weights. Nothing here reads the unit graph.
+"""
+
+import copy
+
+import torch
+import torch.nn as nn
+
+LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh,
+               nn.Hardtanh, nn.LeakyReLU, nn.Mish, nn.ELU, nn.Dropout)
+
+
+class ChannelScale(nn.Module):
+    """Multiply channel ``dim`` by a fixed vector."""
+
+    def __init__(self, s, dim):
+        super().__init__()
+        self.register_buffer("s", s)
+        self.dim = dim
+
+    def forward(self, x):
+        shape = [1] * x.dim()
+        shape[self.dim] = -1
+        return x * self.s.reshape(shape)
+
+
+def _gate_values(m, input_shape) -> dict:
+    """Per-channel ``|gate|`` of every module tagged ``linearise = "gate"`` (its ``act``
+    output) when the real model reads an all-ones input, averaged over positions."""
+    found, hooks = {}, []
+    for name, mod in m.named_modules():
+        is_timm_se = type(mod).__name__ in ("SEModule", "SqueezeExcite") and hasattr(mod, "gate")
+        if getattr(mod, "linearise", None) == "gate" or is_timm_se:
+            def hook(_, __, out, name=name):
+                found[name] = out.detach().abs().transpose(0, 1).reshape(out.shape[1], -1).mean(1)
+            hooks.append((mod.gate if is_timm_se else mod.act).register_forward_hook(hook))
+    if hooks:
+        with torch.no_grad():
+            m(torch.ones((1, *input_shape), dtype=torch.double))
+        for h in hooks:
+            h.remove()
+    return found
+
+
+def _replace(root, name, new):
+    parent = root
+    *path, last = name.split(".")
+    for p in path:
+        parent = getattr(parent, p)
+    setattr(parent, last, new)
+
+
+def linearised_flow(model, input_shape, power=1, masks=None, count=False):
+    """``(R, {param: dR/dv}, {param: v})`` of the linearised network (see module docstring)."""
+    m = copy.deepcopy(model).double().eval()
+    masks = masks or {}
+    p = 0 if count else power
+    vs = {}
+    subs = []
+    gates = _gate_values(m, input_shape)
+    with torch.no_grad():
+        for name, mod in list(m.named_modules()):
+            if any(name.startswith(g + ".") for g in gates):
+                continue
+            if name in gates:
+                subs.append((name, ChannelScale(gates[name] ** p, 1)))
+            elif isinstance(mod, LAYERS):
+                pname = f"{name}.weight"
+                mask = masks.get(pname)
+                mask = torch.ones_like(mod.weight) if mask is None else mask.to(torch.double)
+                v = mask.clone() if count else mod.weight.abs() ** power * mask
+                mod.weight.copy_(v)
+                if mod.bias is not None:
+                    mod.bias.zero_()
+                vs[pname] = mod.weight
+            elif getattr(mod, "running_var", None) is not None:
+                root = torch.sqrt(mod.running_var + mod.eps)
+                gamma = mod.weight.abs() if mod.weight is not None else torch.ones_like(root)
+                mod.weight.copy_((gamma / root) ** p * root)
+                mod.bias.zero_()
+                mod.running_mean.zero_()
+            elif isinstance(mod, (nn.LayerNorm, nn.GroupNorm)) or getattr(mod, "linearise", None) == "channel_scale":
+                gamma = mod.weight.detach().abs().flatten() if mod.weight is not None else None
+                n = gamma.numel() if gamma is not None else mod.normalized_shape[0]
+                s = gamma ** p if gamma is not None else torch.ones(n, dtype=torch.double)
+                channels_first = isinstance(mod, nn.GroupNorm) or getattr(mod, "linearise", None) \
+                    or type(mod).__name__ == "LayerNorm2d"
+                dim = 1 if channels_first else -1
+                subs.append((name, ChannelScale(s, dim)))
+            elif isinstance(mod, ACTIVATIONS):
+                subs.append((name, nn.Identity()))
+            for pn, prm in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
+                if pn in ("gamma", "factor"):
+                    prm.copy_(prm.abs() ** p)
+    for name, new in subs:
+        _replace(m, name, new)
+    x = torch.ones((1, *input_shape), dtype=torch.double)
+    R = m(x).sum()
+    R.backward()
+    grads = {n: v.grad.detach().clone() for n, v in vs.items()}
+    return R.item(), grads, {n: v.detach().clone() for n, v in vs.items()}
+
+
+def reference(model, input_shape, masks=None):
+    """SynFlow ``R`` and scores, ``R2`` and the path-kernel trace, and the path count."""
+    R, g1, v1 = linearised_flow(model, input_shape, 1, masks)
+    scores = {n: (g1[n] * v1[n]).numpy() for n in g1}
+    R2, g2, _ = linearised_flow(model, input_shape, 2, masks)
+    trace = 0.0
+    for n, g in g2.items():
+        mk = masks.get(n) if masks else None
+        trace += float(g.sum() if mk is None else (g * mk.to(g.dtype)).sum())
+    Rc, _, _ = linearised_flow(model, input_shape, masks=masks, count=True)
+    return {"R": R, "scores": scores, "R2": R2, "trace": trace, "paths": Rc}
