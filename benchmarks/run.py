@@ -131,7 +131,8 @@ def report(results: dict, args) -> str:
     lines += ["", "Details: " + "; ".join(f"{n}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r.items())
                                           for n, r in results.items() if n in CASES), ""]
     lines += ["## Where the targets stand", "",
-              "- Met: tracing (the graph views the weights; shapes on fake tensors); SynFlow on vgg19 more than "
+              "- Met: tracing in autograd passes (the graph views the weights instead of copying them; main's tracer runs the "
+              "model once for real, a fake-tensor run would save most of the rest); SynFlow on vgg19 more than "
               "10x faster than the original algorithm, with identical masks on the circular-padding twin; PHEW on "
               "vgg16 in autograd passes (not in seconds on this loaded machine); PHEW and every metric on the 1B "
               "conv net under 2.5x its weight bytes.",
