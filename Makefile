@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.netgraph-installed
 
-.PHONY: demo test test-all bench docs clean
+.PHONY: demo test test-all bench bench-docs docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,14 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks (issue 13): a table of figures, targets and same-run references, printed and written to
+# build/benchmarks/; bench-docs also updates docs/benchmarks.md and docs/figures/benchmarks/.
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--ladder-max 1e8 --quiet".
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+bench-docs: $(STAMP)
+	$(BIN)/python benchmarks/run.py --docs $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -55,6 +55,25 @@ def effective_counts(graph, masks=None, active=None) -> list:
             for layer, count in zip(graph.layers, aggregates(graph, "count", masks))]
 
 
+def effective_per_layer(graph, masks=None, active=None) -> list:
+    """Per layer, the number of effective (on-path) kept weights: the sums of
+    :func:`effective_counts`, over the kept bundles only (O(kept bundles); cached)."""
+    mg = as_masked(graph, masks)
+
+    def compute():
+        act = active_units(graph, mg) if active is None else active
+        out = []
+        for layer, count in zip(graph.layers, aggregates(graph, "count", mg)):
+            flat = count.reshape(-1)
+            nz = np.flatnonzero(flat)
+            v, j = np.divmod(nz, layer.n_in)
+            u = j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j
+            out.append(int(flat[nz][act[layer.dst][v] & act[layer.src][u]].sum()))
+        return out
+
+    return mg.cached("analysis.effective_per_layer", compute)
+
+
 def connectivity(graph, masks=None) -> dict:
     """Connectivity summary of a mask.
 
@@ -76,16 +95,16 @@ def connectivity(graph, masks=None) -> dict:
     (8, 6, 2, 0.75)
     """
     active = active_units(graph, masks)
-    eff = effective_counts(graph, masks, active)
+    eff = effective_per_layer(graph, masks, active)
     kept = int(sum(int(a.sum()) for a in aggregates(graph, "count", masks)))
-    ne = int(sum(int(e.sum()) for e in eff))
+    ne = int(sum(eff))
     return {
         "kept": kept,
         "effective": ne,
         "dead": kept - ne,
         "effective_fraction": ne / kept if kept else 0.0,
         "effective_density": ne / graph.num_weights,
-        "collapsed_layers": [l.name for l, e in zip(graph.layers, eff) if not e.any()],
+        "collapsed_layers": [l.name for l, e in zip(graph.layers, eff) if e == 0],
         "inputs_connected": int(active[0].sum()),
         "outputs_connected": int(active[-1].sum()),
         "connected": bool(active[-1].any()),
@@ -123,13 +142,18 @@ def min_vertex_cut(graph, masks=None, backend: str = "scipy"):
 
 
 def _unit_edges(graph, masks, active):
-    """Kept unit-level edges between active units, as global vertex ids."""
+    """Kept unit-level edges between active units, as global vertex ids (cached on the
+    masked graph: both max-flow metrics read them)."""
     from netgraph.interop import edge_arrays, unit_offsets
 
-    e = edge_arrays(graph, masks, weights=False)
-    live = np.concatenate(active)
-    keep = live[e["src"]] & live[e["dst"]]
-    return e["src"][keep].astype(np.int64), e["dst"][keep].astype(np.int64), unit_offsets(graph)
+    def compute():
+        e = edge_arrays(graph, mg, weights=False)
+        live = np.concatenate(active)
+        keep = live[e["src"]] & live[e["dst"]]
+        return e["src"][keep].astype(np.int64), e["dst"][keep].astype(np.int64), unit_offsets(graph)
+
+    mg = as_masked(graph, masks)
+    return mg.cached("analysis.unit_edges", compute)
 
 
 MAX_FLOW_BACKENDS = ("scipy", "igraph")

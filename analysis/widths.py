@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from netgraph.flows import aggregates
 
-from .connectivity import active_units, effective_counts
+from .connectivity import active_units, effective_per_layer
 
 
 def layer_table(graph, masks=None) -> list:
@@ -24,11 +24,10 @@ def layer_table(graph, masks=None) -> list:
     [('0', 6, 3), ('2', 3, 1)]
     """
     active = active_units(graph, masks)
-    eff = effective_counts(graph, masks, active)
+    eff = effective_per_layer(graph, masks, active)
     rows = []
-    for layer, count, e in zip(graph.layers, aggregates(graph, "count", masks), eff):
+    for layer, count, ne in zip(graph.layers, aggregates(graph, "count", masks), eff):
         kept = int(count.sum())
-        ne = int(e.sum())
         rows.append({
             "layer": layer.name, "index": layer.index, "kind": layer.kind, "param": layer.param,
             "kept": kept, "total": layer.numel, "density": kept / layer.numel, "effective": ne,

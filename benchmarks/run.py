@@ -1,12 +1,13 @@
-"""Performance benchmarks; results go to docs/benchmarks.md and benchmarks/results.json.
+"""Performance benchmarks of issue 13: a table of figures, targets and same-run references.
 
-Each case runs in its own Python process so that its peak memory (ru_maxrss) is its own.
-Targets come from the issues; the reference numbers of the authors' code and of
-Synaptic-Flow were measured on this kind of machine (2 cores) and are quoted from
-DESIGN.md.
+Each case (and each ladder cell) runs in its own Python process, so its peak memory is its
+own. Results go to ``build/benchmarks/`` (not tracked); ``--docs`` (``make bench-docs``)
+also writes ``docs/benchmarks.md`` and ``docs/figures/benchmarks/``.
 
-    python benchmarks/run.py               # all cases
-    python benchmarks/run.py --only phew   # cases whose name contains "phew"
+    python benchmarks/run.py                  # every case and the ladder up to 1B weights
+    python benchmarks/run.py --only synflow   # cases whose name contains "synflow"
+    python benchmarks/run.py --ladder-max 1e8 --quiet
+    python benchmarks/run.py --docs           # also update the committed docs
 """
 
 from __future__ import annotations
@@ -16,183 +17,207 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import cases  # noqa: E402
+import ladder  # noqa: E402
+
+# name: (function, args, what, checks); a check is (figure, key, "<=" or ">=", limit, reference key or None)
+CASES = {
+    "trace vgg16 224px": (cases.case_trace, ("vgg16",), "from_torch, torchvision vgg16 (138M weights)",
+                          [("seconds", "seconds", "<=", 2.0, "autograd_pass")]),
+    "trace resnet50 224px": (cases.case_trace, ("resnet50",), "from_torch, torchvision resnet50 (25.5M)",
+                             [("seconds", "seconds", "<=", 2.0, "autograd_pass")]),
+    "phew vgg16 224px 1%": (cases.case_phew_vgg16, (), "PHEW mask at 1%",
+                            [("seconds", "seconds", "<=", 1.0, "autograd_pass")]),
+    "metrics vgg16 224px": (cases.case_metrics_vgg16, (), "every metric of a PHEW 1% mask (max flow included)",
+                            [("seconds", "seconds", "<=", 0.5, "autograd_pass")]),
+    "synflow vgg16 224px": (cases.case_synflow_vgg16, (), "SynFlow, 100 iterations, 1%",
+                            [("seconds", "seconds", "<=", 5.0, "autograd_pass"),
+                             ("peak memory / weight bytes", "peak_over_weights", "<=", 3.0, None)]),
+    "synflow vgg19 cifar": (cases.case_synflow_vgg19, (), "SynFlow, 100 iterations, 1%, unit level vs pixel level "
+                            "(autograd, the original algorithm)",
+                            [("seconds", "seconds", "<=", 1.0, None),
+                             ("speed-up over level='pixel'", "speedup", ">=", 10.0, None),
+                             ("masks agree (circular padding)", "agreement", ">=", 0.99, None)]),
+}
+# The issue's autograd pass of vgg16 at 224 px on an idle machine (seconds): converts its second
+# targets into autograd passes, comparable across machine loads.
+ISSUE_PASS = 0.77
+# Bytes per weight a ladder job needs beyond the model (estimates, to skip what cannot fit).
+JOB_BYTES = {("conv", "trace"): 0.2, ("mlp", "trace"): 0.2, ("conv", "phew"): 3, ("mlp", "phew"): 18,
+             ("conv", "metrics"): 4, ("mlp", "metrics"): 26, ("conv", "synflow"): 9, ("mlp", "synflow"): 26}
 
 
-def _graph(name):
-    import netgraph
-    from netgraph import zoo
-
-    model = zoo.build(name, seed=0)
-    t = time.perf_counter()
-    g = netgraph.from_torch(model, zoo.input_shape(name))
-    return model, g, time.perf_counter() - t
-
-
-def case_graph(name):
-    _graph(name)  # warm-up: imports, torch.fx
-    times = [_graph(name)[2] for _ in range(3)]
-    return {"seconds": min(times)}
+def _child(args: list, quiet: bool) -> dict:
+    cmd = [sys.executable, __file__, *args] + (["--quiet"] if quiet else [])
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None if not quiet else subprocess.PIPE,
+                          text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT})
+    if proc.returncode != 0:
+        return {"error": (proc.stderr or "").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def case_phew(name, density):
-    import netgraph
+def _available_bytes() -> int:
+    import psutil
 
-    _, g, _ = _graph(name)
-    t = time.perf_counter()
-    ms = netgraph.sparsify(g, "phew", density, seed=0)
-    return {"seconds": time.perf_counter() - t, "kept": ms.num_kept, "target": ms.meta["target"],
-            "walks": ms.meta["details"]["walks"]}
+    return psutil.virtual_memory().available
 
 
-def case_synflow_vs_autograd(name, density):
+def run_ladder(args, results: dict) -> None:
+    from tqdm.auto import tqdm
+
+    sizes = [float(x) for x in args.ladder_sizes.split(",")] if args.ladder_sizes else ladder.SIZES
+    jobs = args.ladder_jobs.split(",") if args.ladder_jobs else ladder.JOBS
+    cells = [(f, int(w), j) for f in ladder.FAMILIES for w in sizes if w <= args.ladder_max for j in jobs]
+    for family, w, job in tqdm(cells, desc="ladder", disable=args.quiet):
+        key = f"ladder {family} {w:.0e} {job}"
+        need = (4 + JOB_BYTES[(family, job)]) * w + 1.5 * 2**30
+        if need > 0.85 * _available_bytes():
+            results[key] = {"family": family, "job": job, "weights": w,
+                            "skipped": f"needs about {need / 2**30:.1f} GiB, {_available_bytes() / 2**30:.1f} free"}
+        else:
+            r = _child(["--ladder-cell", family, str(w), job], args.quiet)
+            results[key] = {"family": family, "job": job, **r}
+        if not args.quiet:
+            tqdm.write(f"{key}: {results[key]}")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def report(results: dict, args) -> str:
+    import numpy
     import torch
 
-    import netgraph
-
-    model, g, _ = _graph(name)
-    t = time.perf_counter()
-    ms = netgraph.sparsify(g, "synflow", density, seed=0, iterations=100)
-    ours = time.perf_counter() - t
-    from netgraph.zoo import input_shape
-
-    m = model.eval()
-    x = torch.ones((1, *input_shape(name)))
-    t = time.perf_counter()
-    for _ in range(100):
-        m.zero_grad()
-        m(x).sum().backward()
-    autograd = time.perf_counter() - t
-    return {"seconds": ours, "autograd_100_passes": autograd, "ratio": autograd / ours, "kept": ms.num_kept}
-
-
-def case_metrics(name, density):
-    import analysis
-    import netgraph
-
-    _, g, _ = _graph(name)
-    out = {}
-    for method in ("phew", "random"):
-        ms = netgraph.sparsify(g, method, density, seed=0)
-        t = time.perf_counter()
-        analysis.measure(g, ms)
-        out[f"{method}_seconds"] = time.perf_counter() - t
-    out["seconds"] = max(out.values())
-    return out
-
-
-def case_sweep_throughput():
-    import tempfile
-
-    from analysis.experiments.sweep import load_config, run_sweep
-
-    cfg = load_config({"name": "throughput", "models": ["resnet20"],
-                       "methods": ["phew", "synflow", "synflow-l2", "random", "magnitude"],
-                       "densities": [0.1, 0.05, 0.02, 0.01, 0.005], "seeds": 8, "save_masks": False})
-    times = {}
-    for workers in (1, 2):
-        with tempfile.TemporaryDirectory() as d:
-            t = time.perf_counter()
-            res = run_sweep(cfg, d, workers=workers, report=False)
-            times[workers] = time.perf_counter() - t
-            assert res.done == 200, res
-    return {"seconds": times[2], "seconds_1_worker": times[1], "speedup": times[1] / times[2], "runs": 200}
-
-
-CASES = {
-    "graph vgg19": (case_graph, ("vgg19",), "build the unit DAG", 2.0),
-    "graph resnet20": (case_graph, ("resnet20",), "build the unit DAG", None),
-    "graph resnet18": (case_graph, ("resnet18",), "build the unit DAG", None),
-    "phew vgg19 1%": (case_phew, ("vgg19", 0.01), "PHEW mask (authors' code: 272.7 s)", 1.0),
-    "phew vgg19 10%": (case_phew, ("vgg19", 0.1), "PHEW mask", 5.0),
-    "phew resnet20 10%": (case_phew, ("resnet20", 0.1), "PHEW mask (authors' code: 2.48 s)", 0.3),
-    "phew resnet18 1%": (case_phew, ("resnet18", 0.01), "PHEW mask, Tiny-ImageNet shapes", 2.0),
-    "synflow vgg19 1%": (case_synflow_vs_autograd, ("vgg19", 0.01),
-                         "SynFlow, 100 iterations (Synaptic-Flow's code: 72 s); vs 100 autograd passes", ("ratio", 1.0)),
-    "metrics vgg19 1%": (case_metrics, ("vgg19", 0.01), "all analysis metrics of one mask", 3.0),
-    "sweep resnet20 200 runs": (case_sweep_throughput, (), "data-free sweep grid (5 methods x 5 densities x 8 "
-                                "seeds), 2 local Dask workers vs 1", ("speedup", 1.6)),
-}
-
-
-def run_case(name):
-    fn, args, _, _ = CASES[name]
-    result = fn(*args)
-    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
+    lines = ["# Benchmarks", "",
+             f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores ({platform.machine()}), Python "
+             f"{platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, with "
+             f"`python benchmarks/run.py{' --docs' if args.docs else ''}` (`make bench-docs`): each case in a "
+             "fresh process; peak memory is that process's maximum resident set (torch, about 0.5 GiB, "
+             "and the model included). The machine is shared: times are noisy, ratios are measured in the same "
+             "process. An *autograd pass* is one forward + backward pass of the model at batch 1.", "",
+             "Second targets are also given in autograd passes (the issue's 0.77 s pass of vgg16): on a loaded "
+             "machine the *ratio* column is the comparable figure.", "",
+             "| case | figure | value | target | met | reference (same run) | ratio | target in passes | met in "
+             "passes |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, (_, _, what, checks) in CASES.items():
+        r = results.get(name)
+        if r is None:
+            continue
+        if "error" in r:
+            lines.append(f"| {name} | failed | {r['error']} | | | | |")
+            continue
+        for fig, key, op, limit, ref in checks:
+            v = r[key]
+            met = v <= limit if op == "<=" else v >= limit
+            refs = ratio = tp = mp = ""
+            if ref:
+                refs, ratio = f"autograd pass {r[ref]:.3g} s", f"{v / r[ref]:.2f} passes"
+                tp = f"<= {limit / ISSUE_PASS:.2f}"
+                mp = "yes" if v / r[ref] <= limit / ISSUE_PASS else "**no**"
+            elif key == "speedup":
+                refs, ratio = f"level='pixel' {r['pixel_seconds']:.3g} s", f"{v:.1f}x"
+            lines.append(f"| {name} | {fig} | {_fmt(v)} | {op} {limit:g} | {'yes' if met else '**no**'} | {refs} | "
+                         f"{ratio} | {tp} | {mp} |")
+    lines += ["", "Details: " + "; ".join(f"{n}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r.items())
+                                          for n, r in results.items() if n in CASES), ""]
+    lines += ["## Where the targets stand", "",
+              "- Met: tracing in autograd passes (the graph views the weights instead of copying them; main's tracer runs the "
+              "model once for real, a fake-tensor run would save most of the rest); SynFlow on vgg19 more than "
+              "10x faster than the original algorithm, with identical masks on the circular-padding twin; PHEW on "
+              "vgg16 in autograd passes (not in seconds on this loaded machine); PHEW and every metric on the 1B "
+              "conv net under 2.5x its weight bytes.",
+              "- Not yet: SynFlow's seconds (the unit engine does O(surviving bundles) numpy passes per round and "
+              "visits every pruned element once; vgg16's 1-element fc bundles make that per weight: 18 passes "
+              "against the issue's 58, the target is 6.5); the metrics of vgg16 (0.85 passes, target 0.65; the "
+              "two max-flow metrics take half); SynFlow's memory (float32 sorted |w| per bundle, float64 "
+              "aggregates and factors per surviving bundle: 6x the weight bytes with torch and the model, against "
+              "the issue's 10.8x and the target's 3x). "
+"The 1B MLP needs float64 transition tables of 8 bytes a weight for PHEW: not run.", ""]
+    lad = [r for k, r in results.items() if k.startswith("ladder")]
+    if lad:
+        lines += ["## Scale ladder", "", "Generated networks (`benchmarks/ladder.py`): 16 3x3 convs of equal "
+                  "width on an 8x8 map (*conv*), 4 hidden layers of equal width on a 3x32x32 input (*mlp*). Peak "
+                  "memory counts the whole process, the model included; the target for 1B weights (PHEW and "
+                  "metrics) is 2.5x the weight bytes.", "",
+                  "| family | job | weights | seconds | peak GiB | peak / weight bytes |", "|---|---|---|---|---|---|"]
+        for r in lad:
+            if "seconds" in r:
+                lines.append(f"| {r['family']} | {r['job']} | {r['weights']:.3g} | {r['seconds']:.3g} | "
+                             f"{r['peak_mib'] / 1024:.2f} | {r['peak_over_weights']:.2f} |")
+            else:
+                lines.append(f"| {r['family']} | {r['job']} | {r['weights']:.3g} | not run: "
+                             f"{r.get('skipped') or r.get('error')} | | |")
+        lines += ["", "| family | job | growth exponent (time ~ weights^e) |", "|---|---|---|"]
+        for f in ladder.FAMILIES:
+            for j in ladder.JOBS:
+                e = ladder.growth_exponent([r for r in lad if r["family"] == f and r["job"] == j])
+                if e is not None:
+                    lines.append(f"| {f} | {j} | {e:.2f} |")
+        lines += ["", "![time and peak memory against weights](figures/benchmarks/ladder.png)"]
+    return "\n".join(lines) + "\n"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", help=argparse.SUPPRESS)
-    ap.add_argument("--only", default="", help="run only cases whose name contains this")
-    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--ladder-cell", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--only", default="", help="run only cases whose name contains this ('ladder' for the ladder); "
+                    "earlier results in the results folder are kept")
+    ap.add_argument("--ladder-max", type=float, default=1e9, help="largest ladder network (weights); 0: no ladder")
+    ap.add_argument("--ladder-sizes", default="", help="comma-separated ladder sizes, e.g. 1e9 (default: 1e6..1e9)")
+    ap.add_argument("--ladder-jobs", default="", help="comma-separated ladder jobs (default: all)")
+    ap.add_argument("--docs", action="store_true", help="also write docs/benchmarks.md and docs/figures/benchmarks/")
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "benchmarks"), help="results folder")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    ap.add_argument("--report-only", action="store_true", help="write the report from the stored results only")
     args = ap.parse_args()
     if args.case:
-        print(json.dumps(run_case(args.case)))
+        fn, fargs = CASES[args.case][:2]
+        r = fn(*fargs)
+        r["peak_mib"] = cases.rss_mib()
+        print(json.dumps(r))
         return
+    if args.ladder_cell:
+        f, w, j = args.ladder_cell
+        print(json.dumps(ladder.run_job(f, int(w), j, progress=not args.quiet)))
+        return
+    os.makedirs(args.out, exist_ok=True)
+    store = os.path.join(args.out, "results.json")
     results = {}
-    previous = os.path.join(HERE, "results.json")
-    if args.only and os.path.exists(previous):  # a partial run updates the recorded results
-        with open(previous) as f:
-            results = {k: v for k, v in json.load(f).items() if k in CASES}
+    if (args.only or args.report_only) and os.path.exists(store):  # a partial run updates the stored results
+        with open(store) as f:
+            results = json.load(f)
     for name in CASES:
-        if args.only and args.only not in name:
+        if args.report_only or (args.only and args.only not in name):
             continue
-        proc = subprocess.run([sys.executable, __file__, "--case", name], capture_output=True, text=True, cwd=ROOT)
-        if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
-            raise SystemExit(f"benchmark {name!r} failed")
-        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[name] = _child(["--case", name], args.quiet)
         print(name, results[name], flush=True)
-    write_report({k: results[k] for k in CASES if k in results}, args.out)
-
-
-def write_report(results, out):
-    import numpy
-    import torch
-
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, numpy {numpy.__version__}, with `python benchmarks/run.py` (each case in "
-        "a fresh process; peak memory is that process's maximum resident set, torch and the model included).",
-        "Targets are the issues' acceptance limits. Reference times of the authors' PHEW code and of "
-        "Synaptic-Flow are the ones DESIGN.md measured on this kind of machine.",
-        "",
-        "| case | what | seconds | target | peak MiB | details |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in results.items():
-        _, _, what, target = CASES[name]
-        details = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                            for k, v in r.items() if k not in ("seconds", "peak_mib"))
-        if target is None:
-            ok = ""
-        elif isinstance(target, tuple):  # (result key, minimum)
-            key, low = target
-            ok = f"{key} >= {low} " + ("(met)" if r[key] >= low else "(MISSED)")
-        else:
-            ok = f"< {target} s " + ("(met)" if r["seconds"] < target else "(MISSED)")
-        lines.append(f"| {name} | {what} | {r['seconds']:.3f} | {ok} | {r['peak_mib']:.0f} | {details} |")
-    sf = results.get("synflow vgg19 1%")
-    if sf:
-        lines += ["", f"SynFlow with 100 iterations on vgg19 took {sf['seconds']:.2f} s; 100 autograd "
-                      f"forward/backward passes of the same model in the same process took "
-                      f"{sf['autograd_100_passes']:.2f} s: the graph version is {sf['ratio']:.2f}x faster."]
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(HERE, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {out}")
+    if not args.report_only and args.ladder_max >= 1e6 and (not args.only or args.only in "ladder"):
+        run_ladder(args, results)
+    text = report(results, args)
+    print(text)
+    dests = [args.out] + ([os.path.join(ROOT, "docs")] if args.docs else [])
+    for d in dests:
+        figs = os.path.join(d, "figures", "benchmarks") if d != args.out else d
+        os.makedirs(figs, exist_ok=True)
+        if any(k.startswith("ladder") for k in results):
+            ladder.plot({k: v for k, v in results.items() if k.startswith("ladder")}, os.path.join(figs, "ladder.png"))
+        md = os.path.join(d, "benchmarks.md")
+        with open(md, "w") as f:
+            f.write(text if d != args.out else text.replace("figures/benchmarks/ladder.png", "ladder.png"))
+        with open(os.path.join(figs, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"wrote {md}")
 
 
 if __name__ == "__main__":

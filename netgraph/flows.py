@@ -245,9 +245,16 @@ def _log_path_kernel_trace(graph: NetGraph, masks=None, flows: Flows | None = No
         flows = path_flows(graph, "square", mg)
     counts = mg.aggregates("count")
     logs = []
+    p = flows.power
     for layer, cnt in zip(graph.layers, counts):
-        c, off = flows.bundle_factor(layer, relative=False)
-        t = float((cnt * c).sum())
+        v, u, n = layer.nonzero_bundles(cnt)  # kept bundles only: O(kept bundles)
+        f, b = flows.forward[layer.src][u], flows.backward[layer.dst][v]
+        if layer.in_scale is not None:
+            f = f * layer.in_scale[u] ** p
+        if layer.out_scale is not None:
+            b = b * layer.out_scale[v] ** p
+        off = float(flows.forward_scale[layer.src] + flows.backward_scale[layer.dst])
+        t = float(np.dot(n * b, f))
         if t > 0:
             logs.append(off + math.log(t))
     if not logs:
@@ -385,16 +392,15 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
         return -math.inf, 0.0  # no path: zero effective paths, not one
     acc = 0.0
     for e in graph.edges():
-        if isinstance(e, Layer):
-            a = flows.aggregates[e.index]
-            si = np.ones(e.n_src) if e.in_scale is None else e.in_scale
-            so = np.ones(e.n_dst) if e.out_scale is None else e.out_scale
-            a = so[:, None] * a * e.gather(si)
-            f = e.gather(flows.forward[e.src])
-            b = flows.backward[e.dst]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                la = np.where(a > 0, np.log(np.where(a > 0, a, 1.0)), 0.0)
-            t = float((b[:, None] * (a * la) * f).sum())
+        if isinstance(e, Layer):  # over the bundles that carry weight only: O(kept bundles)
+            v, u, a = e.nonzero_bundles(flows.aggregates[e.index])
+            if e.out_scale is not None:
+                a = a * e.out_scale[v]
+            if e.in_scale is not None:
+                a = a * e.in_scale[u]
+            live = a > 0
+            v, u, a = v[live], u[live], a[live]
+            t = float(np.dot(flows.backward[e.dst][v] * flows.forward[e.src][u], a * np.log(a)))
         else:
             if e.scale is None:
                 continue

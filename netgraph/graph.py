@@ -24,8 +24,10 @@ that cross them: ``out_scale`` on the destination side (a scale applied to the s
 at a unit) and ``in_scale`` on the source side (a scale applied to a unit's value before a
 layer reads it). With all scales 1 this is exactly the data model of DESIGN.md.
 
-The graph is built by :func:`netgraph.from_torch`; it holds a float32 copy of the weights,
-so later changes to the model do not change it.
+The graph is built by :func:`netgraph.from_torch`; its weight arrays *view* the model's
+float32/float64 CPU parameters (no copy: a 1B-weight model costs no second 4 GB), so an
+in-place change of the model's weights (training, ``MaskSet.apply``) shows through. Build
+the graph again, or from a deep copy of the model, to keep a snapshot.
 """
 
 from __future__ import annotations

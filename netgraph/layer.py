@@ -106,13 +106,24 @@ class Layer:
     @cached_property
     def abs_sum(self) -> np.ndarray:
         """``sum |w|`` of each bundle, shape ``(n_dst, n_in)``, float64."""
-        return np.abs(self.weight).sum(axis=2, dtype=np.float64)
+        return self._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64))
 
     @cached_property
     def sq_sum(self) -> np.ndarray:
         """``sum w^2`` of each bundle, shape ``(n_dst, n_in)``, float64."""
-        w = self.weight.astype(np.float64)
-        return np.einsum("ijk,ijk->ij", w, w)
+        def sq(w):
+            w = w.astype(np.float64)
+            return np.einsum("ijk,ijk->ij", w, w)
+
+        return self._bundle_sums(sq)
+
+    def _bundle_sums(self, fn, chunk: int = 1 << 22) -> np.ndarray:
+        """``fn`` of the weights, block of destination rows by block (bounded temporaries)."""
+        out = np.empty(self.weight.shape[:2])
+        rows = max(1, chunk // max(1, self.n_in * self.k))
+        for s in range(0, self.n_dst, rows):
+            out[s:s + rows] = fn(self.weight[s:s + rows])
+        return out
 
     def src_index(self) -> np.ndarray:
         """Source unit of every bundle: int array ``(n_dst, n_in)`` (cached, read-only).
@@ -134,6 +145,15 @@ class Layer:
             idx.flags.writeable = False
             self.__dict__["_src_index"] = idx
         return idx
+
+    def nonzero_bundles(self, agg) -> tuple:
+        """``(v, u, value)`` of the bundles whose aggregate ``agg`` is nonzero (``u``: the
+        source unit): what per-bundle sums over a sparse mask need, in O(kept bundles)."""
+        flat = np.asarray(agg).reshape(-1)
+        nz = np.flatnonzero(flat)
+        v, j = np.divmod(nz, self.n_in)
+        u = j if self.groups == 1 else (v // self.group_out) * self.n_in + j
+        return v, u, flat[nz]
 
     def gather(self, x: np.ndarray) -> np.ndarray:
         """Per-source-unit values ``x`` (length ``n_src``) laid out on the bundles.

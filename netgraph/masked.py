@@ -28,30 +28,53 @@ from ._validate import check_choice
 WEIGHTS = ("abs", "square", "count")
 
 
-def layer_aggregates(graph, weights: str, layer_masks) -> list:
+#: Below this kept fraction a layer's masked aggregates come from its kept indices (bincount).
+SPARSE_BELOW = 0.125
+
+
+def kept_indices(mask: np.ndarray) -> np.ndarray:
+    """Flat indices of the kept elements of one layer mask."""
+    return np.flatnonzero(mask.reshape(-1))
+
+
+def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
     """Per-layer bundle aggregates (float64) under per-layer masks (``None`` = dense).
 
     ``weights`` is ``"abs"`` (sum of kept ``|w|``), ``"square"`` (sum of kept ``w^2``) or
     ``"count"`` (number of kept elements). Each array has the shape of the layer's bundle
-    matrix, ``layer.weight.shape[:2]``.
+    matrix, ``layer.weight.shape[:2]``. ``kept`` (optional, per layer): flat kept indices, or
+    None where the layer is dense enough to reduce block by block; sparse layers then cost
+    O(kept weights), never a float64 copy of the layer.
     """
     check_choice("weights", weights, WEIGHTS)
     out = []
     for i, layer in enumerate(graph.layers):
         m = None if layer_masks is None else layer_masks[i]
         shape = layer.weight.shape[:2]
-        if weights == "count":
-            if m is None:
-                a = np.full(shape, float(layer.k))
-            else:  # exact small integers; a float32 matrix-vector product is the fast reduction
-                a = (m.reshape(-1, layer.k).astype(np.float32) @ np.ones(layer.k, np.float32))
-                a = a.astype(np.float64).reshape(shape)
-        elif m is None:
-            a = layer.abs_sum if weights == "abs" else layer.sq_sum
+        idx = None if kept is None else kept[i]
+        if m is None:
+            a = np.full(shape, float(layer.k)) if weights == "count" else (
+                layer.abs_sum if weights == "abs" else layer.sq_sum)
+        elif idx is not None:
+            nb = layer.num_bundles
+            b = idx // layer.k if layer.k > 1 else idx
+            if weights == "count":
+                a = np.bincount(b, weights=np.ones(b.size), minlength=nb)  # float64 at once, no int64 copy
+            else:
+                w = layer.weight.reshape(-1)[idx].astype(np.float64)
+                a = np.bincount(b, weights=np.abs(w) if weights == "abs" else w * w, minlength=nb)
+            a = a.reshape(shape)
         else:
-            w = layer.weight.astype(np.float64)
-            w = np.abs(w, out=w) if weights == "abs" else np.square(w, out=w)
-            a = np.einsum("ijk,ijk->ij", w, m)
+            a = np.empty(shape)
+            rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+            for s in range(0, layer.n_dst, rows):  # row blocks bound the temporaries
+                mm = m[s:s + rows]
+                if weights == "count":
+                    a[s:s + rows] = mm.sum(axis=2, dtype=np.int32)
+                    continue
+                w = layer.weight[s:s + rows].astype(np.float64)
+                w = np.abs(w, out=w) if weights == "abs" else np.square(w, out=w)
+                a[s:s + rows] = np.einsum("ijk,ijk->ij", w, mm)
         out.append(a)
     return out
 
@@ -83,9 +106,23 @@ class MaskedGraph:
             self._cache[key] = compute()
         return self._cache[key]
 
+    def kept(self) -> list | None:
+        """Per layer, the flat kept indices where the mask is sparse (else None); cached."""
+        if self.layer_masks is None:
+            return None
+
+        def compute():
+            out = []
+            for m in self.layer_masks:
+                n = int(np.count_nonzero(m))
+                out.append(kept_indices(m) if n < SPARSE_BELOW * m.size else None)
+            return out
+
+        return self.cached("kept_indices", compute)
+
     def aggregates(self, weights: str) -> list:
         return self.cached(("aggregates", weights),
-                           lambda: layer_aggregates(self.graph, weights, self.layer_masks))
+                           lambda: layer_aggregates(self.graph, weights, self.layer_masks, self.kept()))
 
     def __repr__(self) -> str:
         kept = "dense" if self.dense else f"{int(sum(m.sum() for m in self.layer_masks))} kept weights"

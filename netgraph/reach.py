@@ -46,3 +46,25 @@ def reachability(graph, masks=None) -> tuple:
         return fwd, bwd
 
     return mg.cached("reachability", compute)
+
+
+def shortest_path_weights(graph) -> int:
+    """Fewest weights any input-output path crosses (a layer costs one, a shortcut none).
+
+    A mask with fewer kept weights than this leaves no input-output path.
+
+    Examples
+    --------
+    >>> import torch, netgraph
+    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    >>> shortest_path_weights(netgraph.from_torch(model, (2,)))
+    2
+    """
+    G = len(graph.groups)
+    dist = [0] + [None] * (G - 1)
+    for g in range(1, G):
+        options = [dist[e.src] + (1 if isinstance(e, Layer) else 0) for e in graph.edges_into(g)
+                   if dist[e.src] is not None]
+        dist[g] = min(options) if options else None
+    return dist[-1] if dist[-1] is not None else graph.num_weights + 1
+

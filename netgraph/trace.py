@@ -36,7 +36,6 @@ import operator
 import types
 import warnings
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -365,16 +364,19 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
         raise
 
 def _weight_array(node, mod, param_name):
+    """A read-only numpy *view* of the weight (CPU float32/64; others copied to float32).
+    Finiteness is checked on the sum (NaN and inf propagate), counted only if it fails."""
     w = mod.weight.detach()
-    if not torch.isfinite(w).all():
+    if not bool(torch.isfinite(w.sum())) and not bool(torch.isfinite(w).all()):
         bad = int((~torch.isfinite(w)).sum())
         raise InvalidInputError(
             f"parameter {param_name!r} contains {bad} NaN or infinite values; weights must be finite"
         )
-    arr = w.cpu().numpy()
-    if arr.dtype not in (np.float32, np.float64):
-        arr = arr.astype(np.float32)
-    return arr.copy()
+    if w.device.type != "cpu" or w.dtype not in (torch.float32, torch.float64) or not w.is_contiguous():
+        return w.to("cpu", torch.float32).contiguous().numpy()
+    arr = w.numpy()
+    arr.flags.writeable = False  # the library never writes through the view
+    return arr
 
 
 def _layer(b: _Builder, node, mod, x: _Value, out_shape, fail) -> _Value:

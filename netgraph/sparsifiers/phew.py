@@ -35,15 +35,20 @@ import numpy as np
 from .._validate import check_choice
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
+from ._tables import table
 from .base import Context, method
 
 BIASES = ("magnitude", "uniform", "inverse", "square")
 BRANCHES = ("weighted", "authors")
 
 
-def element_weights(layer: Layer, bias: str) -> np.ndarray:
-    """Unnormalised probability of each element, shape ``(n_dst, n_in, k)``."""
-    w = layer.weight
+def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.ndarray:
+    """Unnormalised probability of each element, shape ``(n_dst, n_in, k)``.
+
+    ``w`` (default: the layer's weights) may be any slice of them, e.g. the kernels of the
+    bundles a batch of walkers chose: walks never need the whole layer's array.
+    """
+    w = layer.weight if w is None else w
     if bias == "magnitude":
         return np.abs(w)
     if bias == "square":
@@ -57,74 +62,6 @@ def element_weights(layer: Layer, bias: str) -> np.ndarray:
     raise InvalidInputError(f"unknown bias {bias!r}; accepted: {', '.join(BIASES)}")
 
 
-def _fan(layer: Layer, bundle: np.ndarray, forward: bool):
-    """A layer's candidate steps from each unit: ``(M, row_off)``.
-
-    ``M[u, c]`` is the weight of the ``c``-th step from unit ``u`` (forward: of the source
-    group; backward: of the destination group), whose target unit is ``row_off[u] + c``
-    (``row_off`` None means 0). A grouped layer offers only the units of ``u``'s group,
-    so ``M`` has ``n_dst / groups`` (forward) or ``n_in`` (backward) columns, never the
-    whole next group.
-    """
-    if layer.groups == 1:
-        return (bundle.T if forward else bundle), None
-    G, d, n_in = layer.groups, layer.group_out, layer.n_in
-    if forward:
-        M = bundle.reshape(G, d, n_in).transpose(0, 2, 1).reshape(G * n_in, d)
-        return M, (np.arange(G * n_in) // n_in) * d
-    return bundle, (np.arange(layer.n_dst) // d) * n_in
-
-
-class _Table:
-    """Transition table of one unit group in one direction.
-
-    Row ``u`` is a distribution over the columns: the units of the next group(s) across
-    every usable edge. It is stored as one flat array ``u + cdf_u`` so that a batch of
-    walkers at units ``us`` draws with a single ``searchsorted(flat, us + r)``. Column
-    ``c`` of row ``u`` leads to unit ``col_unit[c] + row_off[u, col_edge[c]]`` (the offset
-    is nonzero only for grouped layers, whose rows hold only the units of one group).
-    """
-
-    def __init__(self, n: int, blocks: list, authors: bool):
-        # blocks: (edge, weights, row offsets or None). The weights are a matrix (n, m) for a
-        # layer, None for an identity shortcut, or a 1-d column of 0/1 for an index-map shortcut.
-        cols_edge, cols_unit, mats = [], [], []
-        self.row_off = np.zeros((n, len(blocks)), dtype=np.int64)
-        n_layers = sum(1 for _, M, _ in blocks if M is not None and M.ndim == 2)
-        for i, (_, M, off) in enumerate(blocks):
-            if off is not None:
-                self.row_off[:, i] = off
-            if M is None or M.ndim == 1:  # a shortcut: one column, 1 where the unit has an edge
-                M = np.ones((n, 1)) if M is None else M[:, None]
-                cols_unit.append(np.array([-1]))
-            else:
-                cols_unit.append(np.arange(M.shape[1]))
-                if authors and n_layers > 1:
-                    tot = M.sum(axis=1, keepdims=True)
-                    M = np.where(tot > 0, M / np.where(tot > 0, tot, 1.0), 1.0 / M.shape[1]) / n_layers
-            mats.append(M)
-            cols_edge.append(np.full(M.shape[1], i))
-        P = np.concatenate(mats, axis=1).astype(np.float64)
-        tot = P.sum(axis=1)
-        zero = tot <= 0
-        if zero.any():  # no usable weight: uniform over the columns (the reference's fallback)
-            P[zero] = 1.0
-            tot[zero] = P.shape[1]
-        cdf = np.cumsum(P, axis=1) / tot[:, None]
-        cdf[:, -1] = 1.0
-        self.C = P.shape[1]
-        self.flat = (cdf + np.arange(n)[:, None]).ravel()
-        self.col_edge = np.concatenate(cols_edge)
-        self.col_unit = np.concatenate(cols_unit)
-        self.edges = [e for e, _, _ in blocks]
-
-    def draw(self, units: np.ndarray, r: np.ndarray):
-        col = np.searchsorted(self.flat, units + r, side="right") - units * self.C
-        np.clip(col, 0, self.C - 1, out=col)
-        edge = self.col_edge[col]
-        return edge, self.col_unit[col] + self.row_off[units, edge]
-
-
 class WalkGraph:
     """Transition tables of a graph for one bias and branch rule (build once, walk often)."""
 
@@ -135,9 +72,7 @@ class WalkGraph:
             raise InvalidInputError(f"unknown branch rule {branch!r}; accepted: {', '.join(BRANCHES)}")
         self.graph = graph
         self.bias = bias
-        self.elem = [None if bias == "uniform" else element_weights(l, bias) for l in graph.layers]
-        bundle = [np.full(l.weight.shape[:2], float(l.k)) if e is None else e.sum(axis=2, dtype=np.float64)
-                  for l, e in zip(graph.layers, self.elem)]
+        bundle = [_bundle_totals(l, bias) for l in graph.layers]
         to_out, from_in = _live_groups(graph)
         authors = branch == "authors"
         G = len(graph.groups)
@@ -150,11 +85,9 @@ class WalkGraph:
                 outs = [e for e in outs if isinstance(e, Layer)] or outs
                 ins = [e for e in ins if isinstance(e, Layer)] or ins
             if outs and g != G - 1:
-                self.fwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], True)) if isinstance(e, Layer)
-                                         else (e, _shortcut_column(e, True), None) for e in outs], authors)
+                self.fwd[g] = table(n, outs, bundle, True, authors)
             if ins and g != 0:
-                self.bwd[g] = _Table(n, [(e, *_fan(e, bundle[e.index], False)) if isinstance(e, Layer)
-                                         else (e, _shortcut_column(e, False), None) for e in ins], authors)
+                self.bwd[g] = table(n, ins, bundle, False, authors)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
@@ -164,10 +97,9 @@ class WalkGraph:
         if k == 1:
             return np.zeros(v.size, dtype=np.int64)
         r = rng.random(v.size)
-        E = self.elem[layer.index]
-        if E is None:
+        if self.bias == "uniform":
             return np.minimum((r * k).astype(np.int64), k - 1)
-        W = E[v, j].astype(np.float64)
+        W = element_weights(layer, self.bias, layer.weight[v, j]).astype(np.float64)
         cum = np.cumsum(W, axis=1)
         tot = cum[:, -1]
         t = (cum <= (r * tot)[:, None]).sum(axis=1)
@@ -226,15 +158,6 @@ class WalkGraph:
         return np.concatenate(rec_w), np.concatenate(rec_e)
 
 
-def _shortcut_column(e, forward: bool):
-    """``None`` for an identity shortcut, else 1 on the units that have an edge (0 elsewhere)."""
-    if e.is_identity:
-        return None
-    col = np.zeros(e.n_src if forward else e.n_dst)
-    col[e.src_units if forward else e.dst_units] = 1.0
-    return col
-
-
 def _shortcut_step(e, units: np.ndarray, forward: bool) -> np.ndarray:
     """The unit a walk reaches across shortcut ``e``."""
     if e.is_identity:
@@ -245,6 +168,25 @@ def _shortcut_step(e, units: np.ndarray, forward: bool) -> np.ndarray:
     else:
         lookup[e.dst_units] = e.src_units
     return lookup[units]
+
+
+def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
+    """Sum of ``bias(w)`` over each bundle, float64 ``(n_dst, n_in)``, without an array of
+    ``bias(w)`` for the whole layer (the cached ``abs_sum``/``sq_sum`` where they apply)."""
+    if bias == "uniform":
+        return np.full(layer.weight.shape[:2], float(layer.k))
+    if bias in ("magnitude", "square"):  # the cached sums if there, else computed without caching them:
+        name = "abs_sum" if bias == "magnitude" else "sq_sum"  # a 1B-weight graph keeps no 0.8 GB it won't reuse
+        if name in layer.__dict__:
+            return layer.__dict__[name]
+        if bias == "magnitude":
+            return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64))
+        return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)))
+    out = np.empty(layer.weight.shape[:2])
+    rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+    for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
+        out[s:s + rows] = element_weights(layer, bias, layer.weight[s:s + rows]).sum(axis=2, dtype=np.float64)
+    return out
 
 
 def _live_groups(graph: NetGraph):

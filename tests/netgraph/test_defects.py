@@ -148,3 +148,13 @@ def test_8_input_read_flattened_and_as_channels_is_exact():
     g = netgraph.from_torch(model, (2, 4, 4))
     R, _, _ = autograd_flow(model, (2, 4, 4))
     assert flows.log10_synflow_R(g) == pytest.approx(math.log10(float(R)), rel=1e-12)
+
+
+def test_6_synflow_below_the_shortest_path_refuses_with_the_smallest_feasible_density():
+    g = netgraph.from_torch(M.mlp(), (6,))  # 3 layers: a path needs 3 weights
+    with pytest.raises(netgraph.InvalidInputError) as info:
+        netgraph.sparsify(g, "synflow", 2 / g.num_weights, seed=0)
+    msg = str(info.value)
+    assert "shortest input-output path" in msg and f"{3 / g.num_weights:.3g}" in msg and "\n" not in msg
+    ms = netgraph.sparsify(g, "synflow", 3 / g.num_weights, seed=0)  # the smallest feasible density works
+    assert ms.num_kept == 3 and analysis.measure(g, ms)["connected"]

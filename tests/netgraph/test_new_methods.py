@@ -49,6 +49,11 @@ def test_contract(method, opts, net, density):
 
 def _contract(method, opts, net, density):
     model, g = _net(net)
+    if method.startswith("synflow"):  # SynFlow refuses densities below the shortest path (tested elsewhere)
+        from netgraph.reach import shortest_path_weights
+
+        if round(density * g.num_weights) < shortest_path_weights(g):
+            pytest.skip(f"{density} keeps fewer weights than the shortest input-output path of {net}")
     a = netgraph.sparsify(g, method, density, seed=2, **opts)
     assert a.num_kept == round(density * g.num_weights)
     b = netgraph.sparsify(g, method, density, seed=2, **opts)

@@ -67,13 +67,18 @@ def test_conv_then_linear_bundles_hold_all_columns_of_a_channel():
     np.testing.assert_array_equal(model[0].weight.detach().numpy()[idx], conv.weight[1, 0])
 
 
-def test_graph_is_a_snapshot_of_the_weights():
+def test_graph_views_the_weights_instead_of_copying():
+    """Issue 13: the graph views the model's weight memory (read-only), it does not copy it."""
     model = M.mlp((4, 3, 2))
     g = netgraph.from_torch(model, (4,))
-    before = g.layers[0].weight.copy()
+    w = g.layers[0].weight
+    assert np.shares_memory(w, model[1].weight.detach().numpy())
+    assert not w.flags.writeable
     with torch.no_grad():
         model[1].weight.add_(1.0)
-    np.testing.assert_array_equal(g.layers[0].weight, before)
+    np.testing.assert_array_equal(w.reshape(model[1].weight.shape), model[1].weight.detach().numpy())
+    half = M.mlp((4, 3, 2)).double()  # float64 is viewed too; other dtypes are copied to float32
+    assert np.shares_memory(netgraph.from_torch(half, (4,)).layers[0].weight, half[1].weight.detach().numpy())
 
 
 def test_training_mode_is_restored_and_bn_stats_untouched():

@@ -1,0 +1,138 @@
+"""The benchmark cases of issue 13: one function per case, run in a fresh process each.
+
+Every case returns a flat dict of numbers. Time references are measured in the same run:
+``autograd_pass`` is one forward + backward pass of the model (batch 1, all-ones input,
+eval mode), the unit the issue counts in; SynFlow on vgg19 is compared with the original
+algorithm, ``level="pixel"`` (autograd on the model, 100 iterations).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+
+import numpy as np
+
+
+def rss_mib() -> float:
+    """Peak resident memory of this process so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _torchvision(name: str):
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)  # torchvision's initialisers draw from the global generator
+    return getattr(torchvision.models, name)(weights=None)
+
+
+def autograd_pass(model, shape, repeat: int = 3) -> float:
+    """Seconds of one forward + backward pass (best of ``repeat``)."""
+    import torch
+
+    m = model.eval()
+    x = torch.ones((1, *shape))
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        m.zero_grad()
+        m(x).sum().backward()
+        best = min(best, time.perf_counter() - t)
+    m.zero_grad(set_to_none=True)
+    return best
+
+
+def case_trace(name: str, px: int = 224) -> dict:
+    import netgraph
+
+    model = _torchvision(name)
+    shape = (3, px, px)
+    netgraph.from_torch(model, shape)  # warm-up: imports, torch.fx
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        g = netgraph.from_torch(model, shape)
+        times.append(time.perf_counter() - t)
+    return {"seconds": min(times), "weights": g.num_weights, "autograd_pass": autograd_pass(model, shape)}
+
+
+def _vgg16_graph():
+    import netgraph
+
+    model = _torchvision("vgg16")
+    g = netgraph.from_torch(model, (3, 224, 224))
+    return model, g
+
+
+def case_phew_vgg16(density: float = 0.01) -> dict:
+    import netgraph
+
+    model, g = _vgg16_graph()
+    before = rss_mib()
+    t = time.perf_counter()
+    ms = netgraph.sparsify(g, "phew", density, seed=0)
+    sec = time.perf_counter() - t
+    return {"seconds": sec, "kept": ms.num_kept, "walks": ms.meta["details"]["walks"], "rss_before_mib": before,
+            "weight_mib": g.num_weights * 4 / 2**20, "autograd_pass": autograd_pass(model, (3, 224, 224))}
+
+
+def case_metrics_vgg16(density: float = 0.01) -> dict:
+    import netgraph
+    from analysis.summary import measure
+
+    model, g = _vgg16_graph()
+    ms = netgraph.sparsify(g, "phew", density, seed=0)
+    t = time.perf_counter()
+    measure(g, ms)
+    sec = time.perf_counter() - t
+    t = time.perf_counter()
+    measure(g, ms, max_flow=False)
+    return {"seconds": sec, "seconds_without_max_flow": time.perf_counter() - t,
+            "autograd_pass": autograd_pass(model, (3, 224, 224))}
+
+
+def case_synflow_vgg16(density: float = 0.01, iterations: int = 100) -> dict:
+    import netgraph
+
+    model, g = _vgg16_graph()
+    before = rss_mib()
+    t = time.perf_counter()
+    netgraph.sparsify(g, "synflow", density, seed=0, iterations=iterations)
+    sec = time.perf_counter() - t
+    peak = rss_mib()  # before the reference pass, whose activations would count otherwise
+    ref = autograd_pass(model, (3, 224, 224))
+    wb = g.num_weights * 4 / 2**20
+    return {"seconds": sec, "autograd_pass": ref, "weight_mib": wb, "rss_before_mib": before,
+            "peak_over_weights": peak / wb, "added_over_weights": (peak - before) / wb}
+
+
+def _circular(model):
+    import torch.nn as nn
+
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d) and any(p > 0 for p in mod.padding):
+            mod.padding_mode = "circular"
+    return model
+
+
+def case_synflow_vgg19(density: float = 0.01, iterations: int = 100) -> dict:
+    """Unit-level SynFlow on vgg19 (CIFAR) against the original algorithm (``level="pixel"``)
+    in the same process; agreement measured on the circular-padding twin, where both are exact."""
+    import netgraph
+    from netgraph import zoo
+
+    shape = zoo.input_shape("vgg19")
+    g = netgraph.from_torch(zoo.build("vgg19", seed=0), shape)
+    t = time.perf_counter()
+    netgraph.sparsify(g, "synflow", density, seed=0, iterations=iterations)
+    unit = time.perf_counter() - t
+    circ = _circular(zoo.build("vgg19", seed=0))
+    gc = netgraph.from_torch(circ, shape)
+    a = netgraph.sparsify(gc, "synflow", density, seed=0, iterations=iterations)
+    t = time.perf_counter()
+    b = netgraph.sparsify(circ, "synflow", density, seed=0, iterations=iterations, level="pixel", graph=gc)
+    pixel = time.perf_counter() - t
+    both = sum(int((a[p] & b[p]).sum()) for p in gc.param_names)
+    return {"seconds": unit, "pixel_seconds": pixel, "speedup": pixel / unit, "agreement": both / a.num_kept,
+            "kept": a.num_kept}

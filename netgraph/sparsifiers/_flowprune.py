@@ -1,0 +1,281 @@
+"""The engine of iterative SynFlow / SynFlow-L2 on the unit graph: work per bundle, not per weight.
+
+Every element ``w`` of bundle ``(u, v)`` scores ``|w| * c(u, v)`` (SynFlow and SynFlow-L2's
+``abs_grad`` form) or ``2 w^2 c(u, v)`` (``w_grad``), where ``c(u, v) = s_in F(u) s_out B(v)
+/ R`` is shared by the whole bundle. Flows, factors and scores are float64 (the sorted
+``|w|`` are float32, the weights' own precision): ranking in float32 would swap weights whose
+scores differ by less than one part in 10^7, thousands per round on a 20M-weight net, and
+iterative pruning compounds the swaps (93.6% agreement with the pixel level on a circular
+vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a bundle always keeps its ``m``
+largest ``|w|``: the state of a layer is one kept count ``m`` per bundle, the bundle's
+``|w|`` sorted once (``np.sort``, float32, 4 bytes a weight; nothing for ``k = 1``), its
+aggregate and its smallest kept value ``low``.
+
+One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sample:
+
+* a bundle whose smallest kept score ``low * c`` exceeds ``hi`` keeps everything, found
+  with one comparison (most bundles, most of the time);
+* the others *walk down* from their smallest kept element towards larger ones until a
+  score exceeds ``hi``, recording what they pass: elements below ``lo`` (pruned), and
+  candidates inside the bracket. Each element is passed at most once as pruned, so the
+  walks cost O(weights) over the whole run, not per iteration;
+* the exact threshold is the partition of the few candidates; ties are kept in position
+  order (layer, rank inside the bundle, bundle);
+* aggregates drop by the pruned values (float64), ``low`` moves to the new smallest kept
+  value.
+
+Flows then cost O(bundles) per iteration: bundle vectors shrink to the surviving bundles
+once half of them are dead, and an ungrouped layer's aggregate becomes a CSR matrix over
+them. The engine is exact: :func:`tests.reference.autograd_synflow_prune` (autograd on the
+model, full sort) gives the same masks on small nets.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
+#: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
+COMPACT_BELOW = 0.5
+#: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
+SAMPLE_SIZE = 1 << 13
+
+
+def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
+    if form == "w_grad":
+        v = v.astype(np.float64)  # a float32 square would round
+        return v * v * (2.0 * c)
+    return v * c
+
+
+class LayerState:
+    """Kept counts of one layer's bundles under iterative flow pruning.
+
+    Attributes
+    ----------
+    S : ndarray or None
+        ``(bundles, k)`` float32, each bundle's ``|w|`` in ascending order (``None`` for
+        ``k = 1``, whose single element is ``low``). Bundle ``b`` keeps ``S[b, k - m:]``.
+    ids : ndarray or None
+        Bundles still tracked (``None``: all); the vectors below are over tracked bundles.
+    m, low, agg
+        Kept count (int32), smallest kept ``|w|`` (float32, NaN when dead) and aggregate
+        (float64, sum of kept ``|w|`` or ``w^2``).
+    """
+
+    def __init__(self, layer, power: int):
+        self.layer, self.power = layer, power
+        k, n_b = layer.k, layer.num_bundles
+        self.k, self.n_b = k, n_b
+        W = layer.weight.reshape(n_b, k)
+        if k > 1:
+            self.S = np.sort(np.abs(W).astype(np.float32, copy=False), axis=1)
+            self.low = self.S[:, 0].copy()
+        else:
+            self.S = None
+            self.low = np.abs(W[:, 0]).astype(np.float32)
+        self.agg = (layer.abs_sum if power == 1 else layer.sq_sum).ravel().copy()
+        self.m = np.full(n_b, k, dtype=np.int32)
+        self.kept = n_b * k  # sum of m
+        self.alive = n_b  # bundles with m > 0
+        self.ids = None
+        self.v = self.u = None
+        self._csr = None
+
+    # -- per-iteration inputs --------------------------------------------------------
+    def aggregate(self):
+        """The layer's bundle aggregate for the flows: dense, or CSR over survivors."""
+        layer = self.layer
+        if self.ids is None:
+            return self.agg.reshape(layer.weight.shape[:2])
+        if layer.groups == 1:
+            return self._csr
+        out = np.zeros(self.n_b)
+        out[self.ids] = self.agg
+        return out.reshape(layer.weight.shape[:2])
+
+    def factor(self, flows) -> np.ndarray:
+        """Relative gradient factor ``c`` of every tracked bundle (float64, floored)."""
+        layer, p = self.layer, flows.power
+        f, b = flows.forward[layer.src], flows.backward[layer.dst]
+        if layer.in_scale is not None:
+            f = f * layer.in_scale**p
+        if layer.out_scale is not None:
+            b = b * layer.out_scale**p
+        scale = math.exp(flows.forward_scale[layer.src] + flows.backward_scale[layer.dst] - flows.log_R)
+        if self.ids is None:
+            c = ((b * scale)[:, None] * layer.gather(f)).ravel()
+        else:
+            c = (b * scale)[self.v] * f[self.u]
+        return np.maximum(c, _FLOOR, out=c)
+
+    def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """``|w|`` at ascending position ``pos`` of bundles ``b`` (global bundle ids)."""
+        if self.S is None:
+            return np.abs(self.layer.weight.reshape(-1)[b]).astype(np.float32, copy=False)
+        return self.S.reshape(-1)[b * self.k + pos]
+
+    def bundle_ids(self, t: np.ndarray) -> np.ndarray:
+        return t if self.ids is None else self.ids[t]
+
+    def sample(self, c: np.ndarray, stride: int, form: str) -> np.ndarray:
+        """Scores of every kept element of every ``stride``-th tracked bundle."""
+        t = np.arange(0, self.m.size, stride)
+        t = t[self.m[t] > 0]
+        if t.size == 0:
+            return np.zeros(0)
+        if self.S is None:
+            return _score(self.low[t], c[t], form)
+        rows = self.S[self.bundle_ids(t)]
+        sc = _score(rows, c[t][:, None], form)
+        return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t])[:, None]]
+
+    # -- one pruning step ------------------------------------------------------------
+    def walk(self, c: np.ndarray, lo: float, hi: float, form: str) -> dict:
+        """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc)."""
+        with np.errstate(invalid="ignore"):  # dead bundles have low = NaN: never "<= hi"
+            act = np.flatnonzero(_score(self.low, c, form) <= hi)
+        above = self.kept - int(self.m[act].sum(dtype=np.int64))
+        p_hi = np.zeros(act.size, np.int32)
+        stop_val = np.full(act.size, -1.0, np.float32)
+        rec = []  # (index into act, ascending position, score, value)
+        pos = (self.k - self.m[act]).astype(np.int64)
+        bid = self.bundle_ids(act)
+        cc = c[act]
+        live = np.arange(act.size)
+        while live.size:
+            v = self.values(bid[live], pos[live])
+            sc = _score(v, cc[live], form)
+            stop = sc > hi
+            st = live[stop]
+            p_hi[st] = (self.k - pos[st]).astype(np.int32)
+            stop_val[st] = v[stop]
+            go = ~stop
+            rec.append((live[go], pos[live[go]], sc[go], v[go]))
+            live = live[go]
+            pos[live] += 1
+            live = live[pos[live] < self.k]
+        if rec:
+            ri, rp, rs, rv = (np.concatenate(x) for x in zip(*rec))
+        else:
+            ri = rp = np.zeros(0, np.int64)
+            rs, rv = np.zeros(0), np.zeros(0, np.float32)
+        above += int(p_hi.sum())
+        cand = rs >= lo
+        return {"act": act, "above": above, "p_hi": p_hi, "stop_val": stop_val, "ri": ri, "rp": rp,
+                "rs": rs, "rv": rv, "cand": cand}
+
+    def apply(self, w: dict, keep: np.ndarray) -> None:
+        """Set the new kept counts: ``keep`` flags the walk records that stay kept."""
+        act, ri = w["act"], w["ri"]
+        if act.size == 0:
+            return
+        m_new = w["p_hi"] + np.bincount(ri[keep], minlength=act.size).astype(np.int32)
+        gone = ~keep
+        vals = w["rv"][gone].astype(np.float64)
+        dec = np.bincount(ri[gone], weights=vals if self.power == 1 else vals * vals, minlength=act.size)
+        low = w["stop_val"].copy()
+        if keep.any():  # records of a bundle come in ascending value order: its first kept one is the lowest
+            kr = np.flatnonzero(keep)
+            first = np.unique(ri[kr], return_index=True)
+            low[first[0]] = w["rv"][kr[first[1]]]
+        changed = m_new < self.m[act]
+        a = act[changed]
+        self.agg[a] -= dec[changed]
+        self.agg[a[m_new[changed] == 0]] = 0.0
+        self.kept -= int((self.m[act] - m_new).sum(dtype=np.int64))
+        self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
+        self.m[act] = m_new
+        low[m_new == 0] = np.nan
+        self.low[act] = low
+        self._maybe_compact()
+
+    def _maybe_compact(self) -> None:
+        if self.alive >= COMPACT_BELOW * self.m.size:
+            return
+        alive = np.flatnonzero(self.m > 0)
+        layer = self.layer
+        self.ids = self.bundle_ids(alive)
+        self.m, self.low, self.agg = self.m[alive], self.low[alive], self.agg[alive]
+        v, j = np.divmod(self.ids, layer.n_in)
+        self.v, self.u = v, (v // layer.group_out) * layer.n_in + j
+        if layer.groups == 1:
+            from scipy.sparse import csr_matrix
+
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(v, minlength=layer.n_dst))])
+            self._csr = csr_matrix((self.agg, j.astype(np.int32), indptr.astype(np.int64)),
+                                   shape=layer.weight.shape[:2])
+            self.agg = self._csr.data  # one array: updates show in the flows
+
+    # -- the result ------------------------------------------------------------------
+    def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
+        """Keep the ``m`` largest ``|w|`` of each bundle; ties in parameter order."""
+        layer, k = self.layer, self.k
+        m = np.zeros(self.n_b, dtype=np.int32)
+        if self.ids is None:
+            m[:] = self.m
+        else:
+            m[self.ids] = self.m
+        if k == 1:
+            return (m > 0).reshape(layer.weight.shape)
+        W = layer.weight.reshape(self.n_b, k)
+        out = np.empty((self.n_b, k), dtype=bool)
+        rows = max(1, chunk // k)
+        for s in range(0, self.n_b, rows):  # chunks bound the temporaries
+            mm = m[s:s + rows]
+            A = np.abs(W[s:s + rows])
+            cut = self.S[np.arange(s, s + mm.size), np.minimum(k - mm, k - 1)]
+            above = A > cut[:, None]
+            ties = A == cut[:, None]
+            quota = mm - above.sum(axis=1)
+            mask = above | (ties & (np.cumsum(ties, axis=1, dtype=np.int32) <= quota[:, None]))
+            mask[mm == 0] = False
+            out[s:s + rows] = mask
+        return out.reshape(layer.weight.shape)
+
+
+def _bracket(states, cs, keep_count: int, form: str):
+    """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score."""
+    rows_total = sum(s.m.size for s in states)
+    stride = max(1, rows_total // SAMPLE_SIZE)
+    sample = np.concatenate([s.sample(c, stride, form) for s, c in zip(states, cs)])
+    valid = sum(s.kept for s in states)
+    n = sample.size
+    if n == 0:
+        return -np.inf, np.inf
+    sample = np.sort(sample)[::-1]
+    q = keep_count / valid * n
+    margin = 6.0 * math.sqrt(max(q * (1 - q / n), 1.0)) + 16
+    lo = sample[int(q + margin)] if q + margin < n - 1 else -np.inf
+    hi = sample[int(q - margin)] if q - margin >= 1 else np.inf
+    return lo, hi
+
+
+def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
+    """Keep exactly ``keep_count`` elements overall (the top scores; ties by position)."""
+    for lo, hi in (_bracket(states, cs, keep_count, form), (-np.inf, np.inf)):
+        walks = list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
+        need = keep_count - sum(w["above"] for w in walks)
+        cand = np.concatenate([w["rs"][w["cand"]] for w in walks])
+        if 1 <= need <= cand.size:
+            tau = np.partition(cand, cand.size - need)[cand.size - need]
+            break
+        if need == 0:
+            tau = np.inf
+            break
+    else:  # pragma: no cover - the unbounded bracket always holds the threshold
+        raise RuntimeError("threshold selection failed")
+    keeps = [w["cand"] & (w["rs"] > tau) for w in walks]
+    need -= sum(int(kp.sum()) for kp in keeps)
+    for s, w, kp in zip(states, walks, keeps):  # ties at tau, in position order
+        if need <= 0:
+            break
+        t = np.flatnonzero(w["cand"] & (w["rs"] == tau))
+        if t.size:
+            rank = s.k - 1 - w["rp"][t]  # rank inside the bundle, 0 = largest |w|
+            t = t[np.lexsort((s.bundle_ids(w["act"][w["ri"][t]]), rank))][:need]
+            kp[t] = True
+            need -= t.size
+    list(pool.map(lambda a: a[0].apply(a[1], a[2]), zip(states, walks, keeps)))
