@@ -41,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _trace_attention as attention
 from . import _trace_fx as fx
 from . import _trace_ops as ops
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
@@ -53,7 +54,7 @@ SUPPORTED = (
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
     "channel shuffle, residual add, multiplication by a number or a per-channel constant "
-    "(layer scale), and softmax/log_softmax as the last operation"
+    "(layer scale), self-attention (nn.MultiheadAttention), and softmax/log_softmax as the last operation"
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -97,6 +98,8 @@ def _rule(node, mod):
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
             return _linear_or_conv
+        if isinstance(mod, nn.MultiheadAttention):
+            return attention.multihead_attention
         for kinds, rule in ((ops.BN_MODULES, ops.batchnorm), ((nn.LayerNorm,), ops.layernorm),
                             ((nn.GroupNorm,), ops.groupnorm), (ops.IDENTITY_MODULES, ops.identity),
                             (ops.POOL_MODULES, ops.pool), (ops.SOFTMAX_MODULES, ops.softmax),
@@ -235,7 +238,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     c.model_modules = dict(model.named_modules())
     c.gates = gates = gates or {}
     gate_nodes = set().union(*(only for _, _, only in gates.values())) if gates else set()
-    offpath = []
+    c.offpath = offpath = []  # gate weights here; attention rules add query/key weights
     c.gate_params = {}
     for mul, (_, _, only) in gates.items():
         where = fx.module_of(mul)

@@ -15,6 +15,11 @@ The real model is copied to float64 in eval mode and its modules are substituted
   per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
   all-ones input (their own weights are off-path: no gradient is taken for them).
 
+* ``nn.MultiheadAttention`` -> ``out_proj(V(x))`` (:class:`ValueOnly`: the attention
+  probabilities are uniform at identical tokens, so attention is the identity on the
+  value vectors), the value rows of ``in_proj_weight`` -> ``|w| ** p``; the query/key
+  rows are off-path (never used: their gradient is zero);
+
 then an all-ones input is pushed through and ``R = sum(output)`` is differentiated with
 respect to the substituted weights. Nothing here reads the unit graph.
 """
@@ -41,6 +46,21 @@ class ChannelScale(nn.Module):
         shape = [1] * x.dim()
         shape[self.dim] = -1
         return x * self.s.reshape(shape)
+
+
+class ValueOnly(nn.Module):
+    """Self-attention with uniform probabilities: ``out_proj(mean over tokens of x @ W_v.T)``."""
+
+    def __init__(self, mha):
+        super().__init__()
+        self.mha = mha
+
+    def forward(self, query, key=None, value=None, **kwargs):
+        m = self.mha
+        e = m.embed_dim
+        w_v = m.in_proj_weight[2 * e:] if m._qkv_same_embed_dim else m.v_proj_weight
+        v = query @ w_v.T
+        return m.out_proj(v.mean(1, keepdim=True).expand_as(v)), None
 
 
 def _gate_values(m, input_shape) -> dict:
@@ -83,6 +103,14 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 continue
             if name in gates:
                 subs.append((name, ChannelScale(gates[name] ** p, 1)))
+            elif isinstance(mod, nn.MultiheadAttention):
+                pname = f"{name}.in_proj_weight" if mod._qkv_same_embed_dim else f"{name}.v_proj_weight"
+                w = getattr(mod, pname.rsplit(".", 1)[1])
+                mask = masks.get(pname)
+                mask = torch.ones_like(w) if mask is None else mask.to(torch.double)
+                w.copy_(mask.clone() if count else w.abs() ** power * mask)
+                vs[pname] = w
+                subs.append((name, ValueOnly(mod)))
             elif isinstance(mod, LAYERS):
                 pname = f"{name}.weight"
                 mask = masks.get(pname)

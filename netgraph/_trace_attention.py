@@ -1,0 +1,91 @@
+"""Rules for attention: the attention probabilities are held at the linearisation point.
+
+With an all-ones input every token is alike, so the queries are alike, the keys are alike
+and the softmax over keys is uniform: each token's output is the mean of identical value
+vectors, i.e. the value itself. On channel units the attention block is therefore
+``out_proj(V(x))``: the value projection and the output projection are ordinary layers
+(per head they are row/column ranges; the unit graph is per channel), and the query/key
+weights only feed the probabilities: they are *off-path parameters* (no path crosses
+them; SynFlow gives them exactly zero score), kept dense by the same policy as gate
+weights. A fused query/key/value parameter becomes a layer over its value rows
+(``Layer.rows``) plus off-path query/key rows. See ``docs/data-model.md``.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+import torch
+
+from ._trace_values import _Term, _Tuple, _Value
+
+
+def _weight(c, node, t: torch.Tensor, param: str) -> np.ndarray:
+    t = t.detach()
+    if not torch.isfinite(t).all():
+        c.fail(node, f"parameter {param!r} has NaN or infinite values")
+    arr = t.cpu().numpy()
+    return (arr if arr.dtype in (np.float32, np.float64) else arr.astype(np.float32)).copy()
+
+
+def _linear_spec(c, node, name, param, full: torch.Tensor, rows=None) -> dict:
+    """A linear layer spec over ``full[rows[0]:rows[1]]`` (the whole parameter if ``rows`` is None)."""
+    part = full if rows is None else full[rows[0]:rows[1]]
+    w = _weight(c, node, part, param)
+    return dict(name=name, kind="linear", param=param, param_shape=tuple(full.shape),
+                weight=w.reshape(w.shape[0], w.shape[1], 1), groups=1, order=c.b.order, rows=rows)
+
+
+def _offpath(c, param, full: torch.Tensor, module, rows=None):
+    numel = full.numel() if rows is None else (rows[1] - rows[0]) * int(np.prod(full.shape[1:]))
+    entry = {"param": param, "shape": tuple(full.shape), "numel": int(numel),
+             "role": "attention query/key", "module": module}
+    if rows is not None:
+        entry["rows"] = tuple(rows)
+    c.offpath.append(entry)
+
+
+def value_path(c, node, x: _Value, v_spec: dict, o_spec: dict) -> _Value:
+    """``o_spec(v_spec(x))`` per token of ``x``: the attention block under the linearisation
+    (the caller lays the result out over the tokens)."""
+    b = c.b
+    if x.group == 0:
+        b.input_fixed = True
+    x = b.materialize(x.with_(spatial=(), channels_last=False), node.name)
+    v = _Value(n=v_spec["weight"].shape[0], spatial=(), terms=[_Term(src=x.group, layer=v_spec, in_scale=x.scale)])
+    v = b.materialize(v, f"{node.name}.value")
+    n = o_spec["weight"].shape[0]
+    return _Value(n=n, spatial=(), terms=[_Term(src=v.group, layer=o_spec)])
+
+
+def multihead_attention(c, node, x, sig):
+    """``nn.MultiheadAttention`` as self-attention on ``(batch, tokens, features)`` (batch_first)."""
+    mod = c.module(node)
+    names = ["query", "key", "value", "key_padding_mask", "need_weights", "attn_mask"]
+    a = dict(zip(names, node.args), **node.kwargs)
+    if not (a.get("query") is a.get("key") is a.get("value")):
+        c.fail(node, "attention whose query, key and value are not the same tensor (only self-attention)")
+    if not mod.batch_first:
+        c.fail(node, "MultiheadAttention with batch_first=False (tokens first)")
+    if mod.bias_k is not None or mod.add_zero_attn:
+        c.fail(node, "MultiheadAttention with add_bias_kv or add_zero_attn (an extra key/value token)")
+    if a.get("attn_mask") is not None or a.get("key_padding_mask") is not None:
+        c.fail(node, "MultiheadAttention with an attention mask")
+    if not (x.channels_last and len(x.spatial) == 1 and x.flat_k == 1) or x.n != mod.embed_dim:
+        c.fail(node, f"MultiheadAttention on a tensor that is not (batch, tokens, {mod.embed_dim})")
+    for u in node.users:  # the attention weights (if asked for) are not a tensor of units
+        if u.op == "call_function" and u.target is operator.getitem and u.args[1] != 0 and u.users:
+            c.fail(node, "the attention weights are used")
+    t, e = node.target, mod.embed_dim
+    if mod._qkv_same_embed_dim:
+        param = f"{t}.in_proj_weight"
+        v_spec = _linear_spec(c, node, t, param, mod.in_proj_weight, rows=(2 * e, 3 * e))
+        _offpath(c, param, mod.in_proj_weight, t, rows=(0, 2 * e))
+    else:
+        v_spec = _linear_spec(c, node, t, f"{t}.v_proj_weight", mod.v_proj_weight)
+        _offpath(c, f"{t}.q_proj_weight", mod.q_proj_weight, t)
+        _offpath(c, f"{t}.k_proj_weight", mod.k_proj_weight, t)
+    o_spec = _linear_spec(c, node, f"{t}.out_proj", f"{t}.out_proj.weight", mod.out_proj.weight)
+    out = value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
+    return _Tuple([out, None])

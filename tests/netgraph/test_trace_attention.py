@@ -1,0 +1,105 @@
+"""Attention: each rule against autograd on the network linearised by it (tests/linearised.py).
+
+Under the linearisation every token is alike, so the attention probabilities are uniform
+and attention is ``out_proj(V(x))`` on channel units; the query/key weights are off-path.
+The models here have no class token (a constant token would make tokens unlike), so the
+channel graph must equal the float64 reference to 1e-9 relative.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+import netgraph
+from netgraph import flows
+from netgraph.sparsifiers import sparsify
+from tests.netgraph.test_trace_ops import check_against_reference
+
+
+class Block(nn.Module):
+    """Patch embedding, a pre-norm transformer block, mean over tokens, head."""
+
+    def __init__(self, dim=8, heads=2):
+        super().__init__()
+        self.patch = nn.Conv2d(3, dim, 4, stride=4)
+        self.ln1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 12), nn.GELU(), nn.Linear(12, dim))
+        self.head = nn.Linear(dim, 5)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        y = self.ln1(x)
+        x = x + self.attn(y, y, y, need_weights=False)[0]
+        x = x + self.mlp(self.ln2(x))
+        return self.head(x.mean(1))
+
+
+def _randomise(model):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return model
+
+
+def test_multihead_attention_fused_matches_linearised_reference():
+    model = _randomise(Block())
+    g = check_against_reference(model, (3, 8, 8))
+    e = 8
+    v = g.layer("attn")
+    assert v.param == "attn.in_proj_weight" and v.rows == (2 * e, 3 * e) and v.weight.shape == (e, e, 1)
+    assert [(p["param"], p.get("rows"), p["numel"]) for p in g.offpath] == [("attn.in_proj_weight", (0, 2 * e), 2 * e * e)]
+    scores = flows.synflow_scores(g)["attn.in_proj_weight"]
+    assert scores.shape == (3 * e, e) and np.all(scores[:2 * e] == 0) and np.all(scores[2 * e:] > 0)
+
+
+def test_multihead_attention_fused_masks_keep_query_key_dense():
+    model = _randomise(Block())
+    g = netgraph.from_torch(model, (3, 8, 8))
+    ms = sparsify(g, "random", 0.5, seed=0)
+    m = ms["attn.in_proj_weight"]
+    assert m.shape == (24, 8) and bool(m[:16].all()) and not bool(m[16:].all())
+    lm = g.layer_masks(ms)[g.layer("attn").index]
+    assert np.array_equal(lm.reshape(8, 8), m[16:].numpy())
+    assert ms.num_total == g.num_weights + 2 * 8 * 8  # the dense query/key rows are counted
+    assert ms.num_kept == round(0.5 * ms.num_total)
+
+
+def test_multihead_attention_refusals():
+    class Cross(Block):
+        def forward(self, x):
+            x = self.patch(x).flatten(2).transpose(1, 2)
+            return self.head(self.attn(x, self.ln1(x), x)[0].mean(1))
+
+    with pytest.raises(netgraph.UnsupportedModelError, match="only self-attention"):
+        netgraph.from_torch(Cross(), (3, 8, 8))
+
+
+def _vit():
+    torch.manual_seed(0)
+    m = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                             hidden_dim=16, mlp_dim=32, num_classes=10)
+    with torch.no_grad():
+        m.heads.head.weight.normal_()  # torchvision zero-initialises the head: no path would survive
+    return m
+
+
+@pytest.mark.parametrize("method", ["synflow", "magnitude", "random", "snip", "grasp", "phew"])
+def test_vit_small_traces_and_every_sparsifier_masks_it(method):
+    model = _vit()
+    g = netgraph.from_torch(model, (3, 32, 32))
+    assert len(g.offpath) == 2 and all(p["role"] == "attention query/key" for p in g.offpath)
+    assert flows.log10_synflow_R(g) > -np.inf
+    data = (torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,)))
+    ms = sparsify(model, method, 0.5, seed=0, input_shape=(3, 32, 32), graph=g,
+                  data=data if method in ("snip", "grasp") else None)
+    for p in g.offpath:
+        assert bool(ms[p["param"]][p["rows"][0]:p["rows"][1]].all())
+    if method in ("random", "magnitude", "synflow"):
+        assert ms.num_kept == round(0.5 * ms.num_total)
+    ms.apply(model)
+    assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
