@@ -89,3 +89,66 @@ def multihead_attention(c, node, x, sig):
     o_spec = _linear_spec(c, node, f"{t}.out_proj", f"{t}.out_proj.weight", mod.out_proj.weight)
     out = value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
     return _Tuple([out, None])
+
+
+_SWIN_ARGS = ["input", "qkv_weight", "proj_weight", "relative_position_bias", "window_size", "num_heads",
+              "shift_size", "attention_dropout", "dropout", "qkv_bias", "proj_bias", "logit_scale", "training"]
+
+
+def _module_weight(c, node, arg, what):
+    """``(module name, weight)`` of a Linear whose ``weight`` the fx node ``arg`` reads."""
+    if not (isinstance(arg, torch.fx.Node) and arg.op == "get_attr" and arg.target.endswith(".weight")):
+        c.fail(node, f"the {what} is computed, not a Linear's own weight")
+    qual = arg.target[: -len(".weight")]
+    mod = c.model_modules.get(qual)
+    if mod is None or getattr(mod, "weight", None) is None or mod.weight.dim() != 2:
+        c.fail(node, f"the {what} {arg.target!r} is not the weight of a Linear")
+    return qual, mod.weight
+
+
+def shifted_window_attention(c, node, x, sig):
+    """torchvision's Swin window attention (V1 and V2): ``proj(V(x))`` at every position.
+
+    Window partition, cyclic shift and padding to whole windows are rearrangements of
+    positions, which are all alike under the linearisation; the shift's attention mask
+    keeps every row of probabilities summing to 1 (mass preserving). The relative position
+    bias (its table, V2's ``cpb_mlp``) and the logit scale only change probabilities:
+    off-path.
+    """
+    a = dict(zip(_SWIN_ARGS, node.args), **node.kwargs)
+    if not (x.channels_last and len(x.spatial) == 2 and x.flat_k == 1):
+        c.fail(node, "window attention on a tensor that is not (batch, H, W, channels)")
+    qkv_name, qkv = _module_weight(c, node, a.get("qkv_weight"), "qkv weight")
+    proj_name, proj = _module_weight(c, node, a.get("proj_weight"), "projection weight")
+    e = x.n
+    if tuple(qkv.shape) != (3 * e, e) or tuple(proj.shape) != (e, e):
+        c.fail(node, f"qkv/projection weights {tuple(qkv.shape)}/{tuple(proj.shape)} do not fit {e} channels")
+    param = f"{qkv_name}.weight"
+    v_spec = _linear_spec(c, node, qkv_name, param, qkv, rows=(2 * e, 3 * e))
+    _offpath(c, param, qkv, qkv_name, rows=(0, 2 * e))
+    owner = qkv_name.rsplit(".", 1)[0] if "." in qkv_name else ""
+    attn = c.model_modules.get(owner)
+    if attn is not None and owner:
+        for n, p in attn.named_parameters():
+            full = f"{owner}.{n}"
+            if full not in (param, f"{proj_name}.weight") and p.dim() > 1 and \
+                    (n.endswith("weight") or n.endswith("table")):
+                _offpath(c, full, p, owner)
+                c.offpath[-1]["role"] = "attention position bias"
+    o_spec = _linear_spec(c, node, proj_name, f"{proj_name}.weight", proj)
+    return value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
+
+
+def rule_for(node, mod):
+    """The attention rule of an fx node (or torchvision's Swin patch merging), else None."""
+    if node.op == "call_module":
+        return multihead_attention if isinstance(mod, torch.nn.MultiheadAttention) else None
+    name = getattr(node.target, "__name__", None) if node.op == "call_function" else None
+    if name == "shifted_window_attention":  # fx-wrapped in torchvision's Swin (V1 and V2)
+        return shifted_window_attention
+    if name == "_patch_merging_pad":  # strided slices concatenated on channels: an index map
+        return rearrange
+    return None
+
+
+from ._trace_rearrange import rearrange  # noqa: E402

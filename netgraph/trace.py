@@ -54,7 +54,7 @@ SUPPORTED = (
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
     "channel shuffle, residual add, multiplication by a number or a per-channel constant "
-    "(layer scale), self-attention (nn.MultiheadAttention), and softmax/log_softmax as the last operation"
+    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin), and softmax/log_softmax as the last operation"
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -95,11 +95,11 @@ def _functional_layer(c, node, x, sig):
 
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
+    if (rule := attention.rule_for(node, mod)) is not None:
+        return rule
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
             return _linear_or_conv
-        if isinstance(mod, nn.MultiheadAttention):
-            return attention.multihead_attention
         for kinds, rule in ((ops.BN_MODULES, ops.batchnorm), ((nn.LayerNorm,), ops.layernorm),
                             ((nn.GroupNorm,), ops.groupnorm), (ops.IDENTITY_MODULES, ops.identity),
                             (ops.POOL_MODULES, ops.pool), (ops.SOFTMAX_MODULES, ops.softmax),

@@ -15,6 +15,7 @@ The real model is copied to float64 in eval mode and its modules are substituted
   per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
   all-ones input (their own weights are off-path: no gradient is taken for them).
 
+* torchvision's ``ShiftedWindowAttention`` (V1, V2) -> ``proj(V(x))`` (:class:`WindowValueOnly`);
 * ``nn.MultiheadAttention`` -> ``out_proj(V(x))`` (:class:`ValueOnly`: the attention
   probabilities are uniform at identical tokens, so attention is the identity on the
   value vectors), the value rows of ``in_proj_weight`` -> ``|w| ** p``; the query/key
@@ -63,6 +64,19 @@ class ValueOnly(nn.Module):
         return m.out_proj(v.mean(1, keepdim=True).expand_as(v)), None
 
 
+class WindowValueOnly(nn.Module):
+    """torchvision's Swin window attention with uniform probabilities: ``proj(V(x))``
+    (all positions are alike, so the mean over a window of identical values is the value)."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        e = x.shape[-1]
+        return self.attn.proj(x @ self.attn.qkv.weight[2 * e:].T)
+
+
 def _gate_values(m, input_shape) -> dict:
     """Per-channel ``|gate|`` of every module tagged ``linearise = "gate"`` (its ``act``
     output) when the real model reads an all-ones input, averaged over positions."""
@@ -103,6 +117,8 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 continue
             if name in gates:
                 subs.append((name, ChannelScale(gates[name] ** p, 1)))
+            elif type(mod).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2"):
+                subs.append((name, WindowValueOnly(mod)))  # qkv and proj: Linear, substituted below
             elif isinstance(mod, nn.MultiheadAttention):
                 pname = f"{name}.in_proj_weight" if mod._qkv_same_embed_dim else f"{name}.v_proj_weight"
                 w = getattr(mod, pname.rsplit(".", 1)[1])
@@ -139,11 +155,12 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
             for pn, prm in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
                 if pn in ("gamma", "factor"):
                     prm.copy_(prm.abs() ** p)
-    for name, new in subs:
+    for name, new in reversed(subs):  # children first (a substitute may hold its original)
         _replace(m, name, new)
     x = torch.ones((1, *input_shape), dtype=torch.double)
     R = m(x).sum()
     R.backward()
+    vs = {n: v for n, v in vs.items() if v.grad is not None}  # off-path (V2's cpb_mlp): unused
     grads = {n: v.grad.detach().clone() for n, v in vs.items()}
     return R.item(), grads, {n: v.detach().clone() for n, v in vs.items()}
 

@@ -103,3 +103,41 @@ def test_vit_small_traces_and_every_sparsifier_masks_it(method):
         assert ms.num_kept == round(0.5 * ms.num_total)
     ms.apply(model)
     assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
+
+
+def _swin(v2=False):
+    from torchvision.models import swin_transformer as st
+    torch.manual_seed(0)
+    extra = dict(block=st.SwinTransformerBlockV2, downsample_layer=st.PatchMergingV2) if v2 else {}
+    return st.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[2, 2],
+                              window_size=[4, 4], num_classes=10, **extra)
+
+
+@pytest.mark.parametrize("v2", [False, True])
+def test_swin_small_matches_linearised_reference(v2):
+    model = _randomise(_swin(v2))
+    g = check_against_reference(model, (3, 32, 32))
+    qkv = g.layer("features.1.0.attn.qkv")
+    assert qkv.rows == (32, 48)
+    roles = sorted({p["role"] for p in g.offpath})
+    assert roles == ["attention position bias", "attention query/key"]
+    assert any(p["param"].endswith("relative_position_bias_table") for p in g.offpath) != v2
+    scores = flows.synflow_scores(g)
+    assert np.all(scores["features.1.0.attn.qkv.weight"][:32] == 0)
+
+
+@pytest.mark.parametrize("v2", [False, True])
+@pytest.mark.parametrize("method", ["synflow", "magnitude", "random", "snip", "grasp", "phew"])
+def test_swin_small_every_sparsifier_masks_it(method, v2):
+    model = _swin(v2)
+    g = netgraph.from_torch(model, (3, 32, 32))
+    data = (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    ms = sparsify(model, method, 0.5, seed=0, input_shape=(3, 32, 32), graph=g,
+                  data=data if method in ("snip", "grasp") else None)
+    for p in g.offpath:
+        rows = p.get("rows") or (0, p["shape"][0])
+        assert bool(ms[p["param"]][rows[0]:rows[1]].all())
+    if method in ("random", "magnitude", "synflow"):
+        assert ms.num_kept == round(0.5 * ms.num_total)
+    ms.apply(model)
+    assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
