@@ -139,10 +139,43 @@ def shifted_window_attention(c, node, x, sig):
     return value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
 
 
+def _is_timm_attention(m) -> bool:
+    return type(m).__name__ == "Attention" and type(m).__module__.startswith("timm.")
+
+
+def is_leaf(m) -> bool:
+    """Whether the tracer calls module ``m`` as a whole (an attention with a rule of its own)."""
+    return _is_timm_attention(m)
+
+
+def timm_attention(c, node, x, sig):
+    """timm's ``Attention``: a fused ``qkv`` Linear (rows ``q, k, v`` of ``heads * head_dim``
+    each), attention (``F.scaled_dot_product_attention`` or softmax of ``q @ k^T``), then
+    ``proj``: ``proj(V(x))`` on channel units; the query/key rows (and q/k norms) are off-path."""
+    mod = c.module(node)
+    extra = [a for a in (*node.args[1:], *node.kwargs.values()) if a is not None and a is not False]
+    if extra:
+        c.fail(node, "attention called with a mask or other arguments")
+    if getattr(mod, "gate", None) is not None:
+        c.fail(node, "gated attention (a sigmoid gate on the attention output)")
+    if not isinstance(mod.norm, torch.nn.Identity):
+        c.fail(node, "attention with scale_norm (a norm between the value and the projection)")
+    if not (x.channels_last and len(x.spatial) == 1 and x.flat_k == 1) or x.n != mod.qkv.in_features:
+        c.fail(node, f"attention on a tensor that is not (batch, tokens, {mod.qkv.in_features})")
+    t, a = node.target, mod.qkv.out_features // 3
+    param = f"{t}.qkv.weight"
+    v_spec = _linear_spec(c, node, f"{t}.qkv", param, mod.qkv.weight, rows=(2 * a, 3 * a))
+    _offpath(c, param, mod.qkv.weight, f"{t}.qkv", rows=(0, 2 * a))
+    o_spec = _linear_spec(c, node, f"{t}.proj", f"{t}.proj.weight", mod.proj.weight)
+    return value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
+
+
 def rule_for(node, mod):
     """The attention rule of an fx node (or torchvision's Swin patch merging), else None."""
     if node.op == "call_module":
-        return multihead_attention if isinstance(mod, torch.nn.MultiheadAttention) else None
+        if isinstance(mod, torch.nn.MultiheadAttention):
+            return multihead_attention
+        return timm_attention if _is_timm_attention(mod) else None
     name = getattr(node.target, "__name__", None) if node.op == "call_function" else None
     if name == "shifted_window_attention":  # fx-wrapped in torchvision's Swin (V1 and V2)
         return shifted_window_attention

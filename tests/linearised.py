@@ -15,6 +15,8 @@ The real model is copied to float64 in eval mode and its modules are substituted
   per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
   all-ones input (their own weights are off-path: no gradient is taken for them).
 
+* timm's ``Attention`` -> ``proj(mean over tokens of V(x))`` (:class:`TimmValueOnly`);
+  position embeddings and class tokens (additive constants) -> 0;
 * torchvision's ``ShiftedWindowAttention`` (V1, V2) -> ``proj(V(x))`` (:class:`WindowValueOnly`);
 * ``nn.MultiheadAttention`` -> ``out_proj(V(x))`` (:class:`ValueOnly`: the attention
   probabilities are uniform at identical tokens, so attention is the identity on the
@@ -77,6 +79,19 @@ class WindowValueOnly(nn.Module):
         return self.attn.proj(x @ self.attn.qkv.weight[2 * e:].T)
 
 
+class TimmValueOnly(nn.Module):
+    """timm's ``Attention`` with uniform probabilities: ``proj(mean over tokens of V(x))``."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x, attn_mask=None, is_causal=False):
+        a = self.attn
+        v = x @ a.qkv.weight[2 * (a.qkv.out_features // 3):].T
+        return a.proj(v.mean(1, keepdim=True).expand_as(v))
+
+
 def _gate_values(m, input_shape) -> dict:
     """Per-channel ``|gate|`` of every module tagged ``linearise = "gate"`` (its ``act``
     output) when the real model reads an all-ones input, averaged over positions."""
@@ -117,6 +132,8 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 continue
             if name in gates:
                 subs.append((name, ChannelScale(gates[name] ** p, 1)))
+            elif type(mod).__name__ == "Attention" and type(mod).__module__.startswith("timm."):
+                subs.append((name, TimmValueOnly(mod)))
             elif type(mod).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2"):
                 subs.append((name, WindowValueOnly(mod)))  # qkv and proj: Linear, substituted below
             elif isinstance(mod, nn.MultiheadAttention):
@@ -155,6 +172,8 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
             for pn, prm in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
                 if pn in ("gamma", "factor"):
                     prm.copy_(prm.abs() ** p)
+                elif pn in ("pos_embed", "pos_embedding", "cls_token", "class_token", "reg_token"):
+                    prm.zero_()  # additive constants: biases
     for name, new in reversed(subs):  # children first (a substitute may hold its original)
         _replace(m, name, new)
     x = torch.ones((1, *input_shape), dtype=torch.double)

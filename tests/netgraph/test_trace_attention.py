@@ -141,3 +141,42 @@ def test_swin_small_every_sparsifier_masks_it(method, v2):
         assert ms.num_kept == round(0.5 * ms.num_total)
     ms.apply(model)
     assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
+
+
+def _timm_vit(**kw):
+    vt = pytest.importorskip("timm.models.vision_transformer")
+    torch.manual_seed(0)
+    return vt.VisionTransformer(img_size=32, patch_size=8, depth=2, embed_dim=16, num_heads=2, num_classes=10, **kw)
+
+
+def test_timm_attention_matches_linearised_reference():
+    model = _randomise(_timm_vit(class_token=False, global_pool="avg", init_values=0.5))
+    g = check_against_reference(model, (3, 32, 32))
+    assert g.layer("blocks.0.attn.qkv").rows == (32, 48)
+    assert [p["rows"] for p in g.offpath] == [(0, 32), (0, 32)]
+
+
+@pytest.mark.parametrize("method", ["synflow", "random", "snip", "grasp", "phew"])
+def test_timm_vit_with_class_token_every_sparsifier_masks_it(method):
+    model = _timm_vit()
+    g = netgraph.from_torch(model, (3, 32, 32))
+    data = (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    ms = sparsify(model, method, 0.5, seed=0, input_shape=(3, 32, 32), graph=g,
+                  data=data if method in ("snip", "grasp") else None)
+    assert all(bool(ms[p["param"]][:32].all()) for p in g.offpath)
+    ms.apply(model)
+    assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
+
+
+def test_timm_attention_refusals():
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = _timm_vit(class_token=False, global_pool="avg")
+
+        def forward(self, x):
+            t = self.body.patch_embed(x)
+            return self.body.blocks[0].attn(t, attn_mask=torch.zeros(16, 16)).mean(1)
+
+    with pytest.raises(netgraph.UnsupportedModelError, match="with a mask"):
+        netgraph.from_torch(Masked(), (3, 32, 32))
