@@ -180,3 +180,21 @@ def test_timm_attention_refusals():
 
     with pytest.raises(netgraph.UnsupportedModelError, match="with a mask"):
         netgraph.from_torch(Masked(), (3, 32, 32))
+
+
+def test_row_range_layer_indexes_and_refuses_overlaps():
+    import dataclasses
+
+    g = netgraph.from_torch(_randomise(Block()), (3, 8, 8))
+    v = g.layer("attn")
+    assert v.rows_shape == (8, 8) and v.param_shape == (24, 8)
+    assert [i.tolist() for i in v.bundle_elements(v=3, u=5)] == [[19], [5]]
+    assert v.take(np.arange(24 * 8).reshape(24, 8))[0, 0] == 16 * 8
+    scores = flows.synflow_scores(g)
+    masks = g.masks_to_params(g.layer_masks(None))
+    assert masks["attn.in_proj_weight"].all() and scores["attn.in_proj_weight"].shape == (24, 8)
+    other = dataclasses.replace(v, index=len(g.layers), rows=(8, 16))  # disjoint rows: accepted
+    netgraph.NetGraph(groups=g.groups, layers=[*g.layers, other], shortcuts=g.shortcuts)
+    clash = dataclasses.replace(v, index=len(g.layers), rows=(12, 20))
+    with pytest.raises(ValueError, match="shared weights"):
+        netgraph.NetGraph(groups=g.groups, layers=[*g.layers, clash], shortcuts=g.shortcuts)
