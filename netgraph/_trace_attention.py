@@ -143,9 +143,32 @@ def _is_timm_attention(m) -> bool:
     return type(m).__name__ == "Attention" and type(m).__module__.startswith("timm.")
 
 
+def _is_maxvit_attention(m) -> bool:
+    return type(m).__name__ == "RelativePositionalMultiHeadAttention" and \
+        type(m).__module__.startswith("torchvision.")
+
+
 def is_leaf(m) -> bool:
     """Whether the tracer calls module ``m`` as a whole (an attention with a rule of its own)."""
-    return _is_timm_attention(m)
+    return _is_timm_attention(m) or _is_maxvit_attention(m)
+
+
+def maxvit_attention(c, node, x, sig):
+    """torchvision MaxViT's ``RelativePositionalMultiHeadAttention`` on ``(batch, G, P, D)``:
+    ``merge(V(x))`` with the value rows of ``to_qkv`` (``chunk(3, -1)``: rows ``[2D, 3D)``);
+    query/key rows and the relative position bias table are off-path."""
+    mod = c.module(node)
+    d = mod.to_qkv.in_features
+    if len(node.args) + len(node.kwargs) != 1 or not (x.channels_last and len(x.spatial) == 2) or x.n != d:
+        c.fail(node, f"attention on a tensor that is not (batch, groups, positions, {d})")
+    t, a = node.target, mod.to_qkv.out_features // 3
+    param = f"{t}.to_qkv.weight"
+    v_spec = _linear_spec(c, node, f"{t}.to_qkv", param, mod.to_qkv.weight, rows=(2 * a, 3 * a))
+    _offpath(c, param, mod.to_qkv.weight, f"{t}.to_qkv", rows=(0, 2 * a))
+    _offpath(c, f"{t}.relative_position_bias_table", mod.relative_position_bias_table, t)
+    c.offpath[-1]["role"] = "attention position bias"
+    o_spec = _linear_spec(c, node, f"{t}.merge", f"{t}.merge.weight", mod.merge.weight)
+    return value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
 
 
 def timm_attention(c, node, x, sig):
@@ -175,6 +198,8 @@ def rule_for(node, mod):
     if node.op == "call_module":
         if isinstance(mod, torch.nn.MultiheadAttention):
             return multihead_attention
+        if _is_maxvit_attention(mod):
+            return maxvit_attention
         return timm_attention if _is_timm_attention(mod) else None
     name = getattr(node.target, "__name__", None) if node.op == "call_function" else None
     if name == "shifted_window_attention":  # fx-wrapped in torchvision's Swin (V1 and V2)

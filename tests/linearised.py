@@ -17,6 +17,8 @@ The real model is copied to float64 in eval mode and its modules are substituted
 
 * timm's ``Attention`` -> ``proj(mean over tokens of V(x))`` (:class:`TimmValueOnly`);
   position embeddings and class tokens (additive constants) -> 0;
+* torchvision MaxViT's ``RelativePositionalMultiHeadAttention`` -> ``merge(V(x))``
+  (:class:`MaxvitValueOnly`);
 * torchvision's ``ShiftedWindowAttention`` (V1, V2) -> ``proj(V(x))`` (:class:`WindowValueOnly`);
 * ``nn.MultiheadAttention`` -> ``out_proj(V(x))`` (:class:`ValueOnly`: the attention
   probabilities are uniform at identical tokens, so attention is the identity on the
@@ -92,6 +94,19 @@ class TimmValueOnly(nn.Module):
         return a.proj(v.mean(1, keepdim=True).expand_as(v))
 
 
+class MaxvitValueOnly(nn.Module):
+    """torchvision MaxViT's attention with uniform probabilities: ``merge(mean over P of V(x))``."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        a = self.attn
+        v = x @ a.to_qkv.weight[2 * (a.to_qkv.out_features // 3):].T
+        return a.merge(v.mean(2, keepdim=True).expand_as(v))
+
+
 def _gate_values(m, input_shape) -> dict:
     """Per-channel ``|gate|`` of every module tagged ``linearise = "gate"`` (its ``act``
     output) when the real model reads an all-ones input, averaged over positions."""
@@ -134,6 +149,8 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 subs.append((name, ChannelScale(gates[name] ** p, 1)))
             elif type(mod).__name__ == "Attention" and type(mod).__module__.startswith("timm."):
                 subs.append((name, TimmValueOnly(mod)))
+            elif type(mod).__name__ == "RelativePositionalMultiHeadAttention":
+                subs.append((name, MaxvitValueOnly(mod)))
             elif type(mod).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2"):
                 subs.append((name, WindowValueOnly(mod)))  # qkv and proj: Linear, substituted below
             elif isinstance(mod, nn.MultiheadAttention):

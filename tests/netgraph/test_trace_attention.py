@@ -198,3 +198,44 @@ def test_row_range_layer_indexes_and_refuses_overlaps():
     clash = dataclasses.replace(v, index=len(g.layers), rows=(12, 20))
     with pytest.raises(ValueError, match="shared weights"):
         netgraph.NetGraph(groups=g.groups, layers=[*g.layers, clash], shortcuts=g.shortcuts)
+
+
+class GridAttention(nn.Module):
+    """MaxViT's relative-position attention on (batch, groups, positions, features)."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.maxvit import RelativePositionalMultiHeadAttention
+        self.patch = nn.Conv2d(3, 8, 2, stride=2)
+        self.attn = RelativePositionalMultiHeadAttention(8, 4, 4)
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.patch(x)  # (1, 8, 4, 4)
+        b, c, h, w = x.shape
+        x = x.reshape(b, c, 4, 4).permute(0, 2, 3, 1)  # 4 groups of 4 positions
+        return self.head(self.attn(x).mean((1, 2)))
+
+
+def test_maxvit_attention_matches_linearised_reference():
+    g = check_against_reference(_randomise(GridAttention()), (3, 8, 8))
+    assert g.layer("attn.to_qkv").rows == (16, 24)
+    assert sorted(p["role"] for p in g.offpath) == ["attention position bias", "attention query/key"]
+
+
+@pytest.mark.parametrize("method", ["synflow", "random", "snip", "grasp", "phew"])
+def test_maxvit_small_traces_and_every_sparsifier_masks_it(method):
+    from torchvision.models.maxvit import MaxVit
+    torch.manual_seed(0)
+    model = MaxVit(input_size=(64, 64), stem_channels=8, partition_size=2, block_channels=[16, 32],
+                   block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+    g = netgraph.from_torch(model, (3, 64, 64))
+    assert len(g.offpath) >= 8  # per attention: query/key rows and a position bias table
+    data = (torch.randn(2, 3, 64, 64), torch.randint(0, 10, (2,)))
+    ms = sparsify(model, method, 0.6, seed=0, input_shape=(3, 64, 64), graph=g,
+                  data=data if method in ("snip", "grasp") else None)
+    for p in g.offpath:
+        rows = p.get("rows") or (0, p["shape"][0])
+        assert bool(ms[p["param"]][rows[0]:rows[1]].all())
+    ms.apply(model)
+    assert torch.isfinite(model.eval()(torch.randn(2, 3, 64, 64))).all()
