@@ -78,14 +78,11 @@ def multihead_attention(c, node, x, sig):
         if u.op == "call_function" and u.target is operator.getitem and u.args[1] != 0 and u.users:
             c.fail(node, "the attention weights are used")
     t, e = node.target, mod.embed_dim
-    if mod._qkv_same_embed_dim:
-        param = f"{t}.in_proj_weight"
-        v_spec = _linear_spec(c, node, t, param, mod.in_proj_weight, rows=(2 * e, 3 * e))
-        _offpath(c, param, mod.in_proj_weight, t, rows=(0, 2 * e))
-    else:
-        v_spec = _linear_spec(c, node, t, f"{t}.v_proj_weight", mod.v_proj_weight)
-        _offpath(c, f"{t}.q_proj_weight", mod.q_proj_weight, t)
-        _offpath(c, f"{t}.k_proj_weight", mod.k_proj_weight, t)
+    if not mod._qkv_same_embed_dim:  # kdim/vdim differ from embed_dim: never self-attention
+        c.fail(node, "MultiheadAttention with separate key/value dimensions")
+    param = f"{t}.in_proj_weight"
+    v_spec = _linear_spec(c, node, t, param, mod.in_proj_weight, rows=(2 * e, 3 * e))
+    _offpath(c, param, mod.in_proj_weight, t, rows=(0, 2 * e))
     o_spec = _linear_spec(c, node, f"{t}.out_proj", f"{t}.out_proj.weight", mod.out_proj.weight)
     out = value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
     return _Tuple([out, None])
