@@ -159,8 +159,10 @@ class NetGraph:
         How to rebuild the model (zoo name or factory, input shape, seed), when known.
     offpath : list of dict
         *Off-path parameters*: weights that feed only non-path operations (the convs of a
-        squeeze-and-excitation gate), each ``{"param", "shape", "numel", "role",
-        "module"}``. They are not layers of the graph (no path crosses them; their effect
+        squeeze-and-excitation gate, attention query/key weights and relative position
+        biases), each ``{"param", "shape", "numel", "role", "module"}``, plus ``"rows"``
+        when only a row range of the parameter is off-path (the query/key rows of a fused
+        ``qkv`` whose value rows are a layer, see :attr:`Layer.rows`). They are not layers of the graph (no path crosses them; their effect
         is a per-unit scale fixed at the linearisation point). Policy: masks keep them
         dense and densities count them (see docs/data-model.md).
     """
