@@ -146,7 +146,8 @@ class _Builder:
                 self.layers.append((spec["order"], Layer(
                     index=-1, name=spec["name"], kind=spec["kind"], param=spec["param"],
                     param_shape=spec["param_shape"], src=t.src, dst=g, weight=spec["weight"],
-                    in_scale=t.in_scale, out_scale=t.scale, groups=spec.get("groups", 1))))
+                    in_scale=t.in_scale, out_scale=t.scale, groups=spec.get("groups", 1),
+                    rows=spec.get("rows"))))
             elif not t.is_map:
                 self.shortcuts.append(Shortcut(index=len(self.shortcuts), src=t.src, dst=g,
                                                size=v.n, scale=t.scale))

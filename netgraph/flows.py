@@ -299,7 +299,7 @@ def element_scores(graph: NetGraph, flows: Flows, element_weight, masks=None, re
     """
     layer_masks = as_masked(graph, masks).layer_masks
     dead = relative and not math.isfinite(flows.log_R)
-    out = {}
+    out = []
     for i, layer in enumerate(graph.layers):
         ew = element_weight(layer)
         if dead:
@@ -313,8 +313,9 @@ def element_scores(graph: NetGraph, flows: Flows, element_weight, masks=None, re
         if not log:
             with np.errstate(over="ignore"):
                 s = np.exp(s)
-        out[layer.param] = s.reshape(layer.param_shape)
-    return out
+        out.append(s)
+    # a layer over a row range of its parameter: the other rows (off-path) score 0
+    return graph.to_params(out, fill=-np.inf if log else 0.0)
 
 
 def synflow_scores(graph: NetGraph, masks=None, *, relative: bool = False, log: bool = False) -> dict:

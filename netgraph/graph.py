@@ -161,8 +161,10 @@ class NetGraph:
         How to rebuild the model (zoo name or factory, input shape, seed), when known.
     offpath : list of dict
         *Off-path parameters*: weights that feed only non-path operations (the convs of a
-        squeeze-and-excitation gate), each ``{"param", "shape", "numel", "role",
-        "module"}``. They are not layers of the graph (no path crosses them; their effect
+        squeeze-and-excitation gate, attention query/key weights and relative position
+        biases), each ``{"param", "shape", "numel", "role", "module"}``, plus ``"rows"``
+        when only a row range of the parameter is off-path (the query/key rows of a fused
+        ``qkv`` whose value rows are a layer, see :attr:`Layer.rows`). They are not layers of the graph (no path crosses them; their effect
         is a per-unit scale fixed at the linearisation point). Policy: masks keep them
         dense and densities count them (see docs/data-model.md).
     """
@@ -184,11 +186,15 @@ class NetGraph:
             self._out[e.src].append(e)
         for lst in (*self._in, *self._out):
             lst.sort(key=lambda e: (isinstance(e, Shortcut), e.index))
-        names = [layer.param for layer in self.layers]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ValueError(f"parameters used by several layers (shared weights): {dup}")
-        self._by_param = {layer.param: layer for layer in self.layers}
+        self._by_param = {}
+        rows: dict = {}
+        for layer in self.layers:  # one parameter: several layers only over disjoint row ranges
+            taken = rows.setdefault(layer.param, np.zeros(layer.param_shape[0], dtype=bool))
+            r = layer.rows or (0, layer.param_shape[0])
+            if taken[r[0]:r[1]].any():
+                raise ValueError(f"parameters used by several layers (shared weights): [{layer.param!r}]")
+            taken[r[0]:r[1]] = True
+            self._by_param.setdefault(layer.param, layer)
 
     # -- structure --------------------------------------------------------------
     @property
@@ -238,7 +244,8 @@ class NetGraph:
 
     @property
     def param_names(self) -> list:
-        return [layer.param for layer in self.layers]
+        """Names of the parameters the layers are (or are row ranges of), each once."""
+        return list(self._by_param)
 
     # -- masks ------------------------------------------------------------------
     def dense_masks(self) -> list:
@@ -300,7 +307,7 @@ class NetGraph:
                     f"mask for {layer.param!r} has shape {tuple(m.shape)}, "
                     f"the parameter has shape {tuple(layer.param_shape)}"
                 )
-            out.append(m.reshape(layer.weight.shape).astype(bool, copy=False))
+            out.append(layer.take(m).reshape(layer.weight.shape).astype(bool, copy=False))
         return out
 
     def split_flat(self, flat: np.ndarray) -> list:
@@ -312,11 +319,30 @@ class NetGraph:
         return out
 
     def masks_to_params(self, layer_masks) -> dict:
-        """Turn per-layer ``(n_dst, n_in, k)`` masks into ``{param name: bool ndarray}``."""
-        return {
-            layer.param: np.asarray(m, dtype=bool).reshape(layer.param_shape)
-            for layer, m in zip(self.layers, layer_masks)
-        }
+        """Turn per-layer ``(n_dst, n_in, k)`` masks into ``{param name: bool ndarray}``.
+
+        The rows of a parameter that no layer holds (the off-path query/key rows of a fused
+        projection) are true: kept dense by policy.
+        """
+        return self.to_params([np.asarray(m, dtype=bool) for m in layer_masks], fill=True)
+
+    def to_params(self, arrays, fill) -> dict:
+        """Per-layer arrays (any shape with ``layer.numel`` elements) as ``{param: array}``.
+
+        A layer over the whole parameter is reshaped to it; layers over row ranges are
+        written into one array of the parameter's shape whose other rows hold ``fill``.
+        """
+        out = {}
+        for layer, a in zip(self.layers, arrays):
+            a = np.asarray(a)
+            if layer.rows is None:
+                out[layer.param] = a.reshape(layer.param_shape)
+                continue
+            full = out.get(layer.param)
+            if full is None:
+                full = out[layer.param] = np.full(layer.param_shape, fill, dtype=a.dtype)
+            full[layer.rows[0]:layer.rows[1]] = a.reshape(layer.rows_shape)
+        return out
 
     # -- interop ----------------------------------------------------------------
     def to_networkx(self, masks=None, **kwargs):

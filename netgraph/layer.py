@@ -46,6 +46,11 @@ class Layer:
         otherwise). Destination unit ``v`` reads only the ``n_in`` source units of its
         group, ``v // (n_dst / groups)``; the layer stores ``n_dst * n_in`` bundles, never
         a dense ``n_dst x n_src`` array.
+    rows : tuple of int or None
+        ``(start, stop)``: the layer is the row range ``param[start:stop]`` of its
+        parameter (the value rows of a fused query/key/value projection; the other rows are
+        off-path, see ``docs/data-model.md``); ``weight`` is a reshape of that range.
+        ``None``: the whole parameter.
     """
 
     index: int
@@ -59,6 +64,7 @@ class Layer:
     in_scale: np.ndarray | None = None
     out_scale: np.ndarray | None = None
     groups: int = 1
+    rows: tuple | None = None
 
     def __post_init__(self):
         g = int(self.groups)
@@ -68,6 +74,22 @@ class Layer:
                 f"cannot be split into groups={self.groups}"
             )
         self.groups = g
+        if self.rows is not None:
+            start, stop = (int(r) for r in self.rows)
+            if not 0 <= start < stop <= self.param_shape[0]:
+                raise InvalidInputError(f"layer {self.name!r}: rows {self.rows} outside {self.param_shape[0]} rows")
+            self.rows = (start, stop)
+
+    @property
+    def rows_shape(self) -> tuple:
+        """Shape of the layer's part of the parameter (``param_shape`` unless ``rows`` is set)."""
+        if self.rows is None:
+            return tuple(self.param_shape)
+        return (self.rows[1] - self.rows[0], *self.param_shape[1:])
+
+    def take(self, a):
+        """The layer's rows of an array or tensor shaped like the whole parameter."""
+        return a if self.rows is None else a[self.rows[0]:self.rows[1]]
 
     @property
     def n_dst(self) -> int:
@@ -224,4 +246,5 @@ class Layer:
                 f"unit {v} reads source units {u - j}..{u - j + self.n_in - 1}"
             )
         flat = (v * self.n_in + j) * self.k + np.arange(self.k)
-        return np.unravel_index(flat, self.param_shape)
+        idx = np.unravel_index(flat, self.rows_shape)
+        return idx if self.rows is None else (idx[0] + self.rows[0], *idx[1:])

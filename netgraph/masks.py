@@ -279,8 +279,8 @@ class MaskSet(MutableMapping):
         set's density counts them.
         """
         masks = {n: torch.from_numpy(np.ascontiguousarray(m)) for n, m in graph.masks_to_params(layer_masks).items()}
-        for p in graph.offpath:
-            masks[p["param"]] = torch.ones(p["shape"], dtype=torch.bool)
+        for p in graph.offpath:  # off-path rows of a layer's parameter are already true
+            masks.setdefault(p["param"], torch.ones(p["shape"], dtype=torch.bool))
         meta = dict(meta or {})
         meta.setdefault("model", graph.model_spec)
         meta.setdefault("library_version", __version__)

@@ -40,6 +40,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import _trace_attention as attention
 from . import _trace_fx as fx
 from . import _trace_ops as ops
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
@@ -52,7 +53,7 @@ SUPPORTED = (
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
     "channel shuffle, residual add, multiplication by a number or a per-channel constant "
-    "(layer scale), and softmax/log_softmax as the last operation"
+    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention), and softmax/log_softmax as the last operation"
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -93,6 +94,8 @@ def _functional_layer(c, node, x, sig):
 
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
+    if (rule := attention.rule_for(node, mod)) is not None:
+        return rule
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
             return _linear_or_conv
@@ -234,7 +237,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     c.model_modules = dict(model.named_modules())
     c.gates = gates = gates or {}
     gate_nodes = set().union(*(only for _, _, only in gates.values())) if gates else set()
-    offpath = []
+    c.offpath = offpath = []  # gate weights here; attention rules add query/key weights
     c.gate_params = {}
     for mul, (_, _, only) in gates.items():
         where = fx.module_of(mul)

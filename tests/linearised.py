@@ -15,6 +15,16 @@ The real model is copied to float64 in eval mode and its modules are substituted
   per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
   all-ones input (their own weights are off-path: no gradient is taken for them).
 
+* timm's ``Attention`` -> ``proj(mean over tokens of V(x))`` (:class:`TimmValueOnly`);
+  position embeddings and class tokens (additive constants) -> 0;
+* torchvision MaxViT's ``RelativePositionalMultiHeadAttention`` -> ``merge(V(x))``
+  (:class:`MaxvitValueOnly`);
+* torchvision's ``ShiftedWindowAttention`` (V1, V2) -> ``proj(V(x))`` (:class:`WindowValueOnly`);
+* ``nn.MultiheadAttention`` -> ``out_proj(V(x))`` (:class:`ValueOnly`: the attention
+  probabilities are uniform at identical tokens, so attention is the identity on the
+  value vectors), the value rows of ``in_proj_weight`` -> ``|w| ** p``; the query/key
+  rows are off-path (never used: their gradient is zero);
+
 then an all-ones input is pushed through and ``R = sum(output)`` is differentiated with
 respect to the substituted weights. Nothing here reads the unit graph.
 """
@@ -41,6 +51,60 @@ class ChannelScale(nn.Module):
         shape = [1] * x.dim()
         shape[self.dim] = -1
         return x * self.s.reshape(shape)
+
+
+class ValueOnly(nn.Module):
+    """Self-attention with uniform probabilities: ``out_proj(mean over tokens of x @ W_v.T)``."""
+
+    def __init__(self, mha):
+        super().__init__()
+        self.mha = mha
+
+    def forward(self, query, key=None, value=None, **kwargs):
+        m = self.mha
+        e = m.embed_dim
+        w_v = m.in_proj_weight[2 * e:] if m._qkv_same_embed_dim else m.v_proj_weight
+        v = query @ w_v.T
+        return m.out_proj(v.mean(1, keepdim=True).expand_as(v)), None
+
+
+class WindowValueOnly(nn.Module):
+    """torchvision's Swin window attention with uniform probabilities: ``proj(V(x))``
+    (all positions are alike, so the mean over a window of identical values is the value)."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        e = x.shape[-1]
+        return self.attn.proj(x @ self.attn.qkv.weight[2 * e:].T)
+
+
+class TimmValueOnly(nn.Module):
+    """timm's ``Attention`` with uniform probabilities: ``proj(mean over tokens of V(x))``."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x, attn_mask=None, is_causal=False):
+        a = self.attn
+        v = x @ a.qkv.weight[2 * (a.qkv.out_features // 3):].T
+        return a.proj(v.mean(1, keepdim=True).expand_as(v))
+
+
+class MaxvitValueOnly(nn.Module):
+    """torchvision MaxViT's attention with uniform probabilities: ``merge(mean over P of V(x))``."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        a = self.attn
+        v = x @ a.to_qkv.weight[2 * (a.to_qkv.out_features // 3):].T
+        return a.merge(v.mean(2, keepdim=True).expand_as(v))
 
 
 def _gate_values(m, input_shape) -> dict:
@@ -83,6 +147,20 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 continue
             if name in gates:
                 subs.append((name, ChannelScale(gates[name] ** p, 1)))
+            elif type(mod).__name__ == "Attention" and type(mod).__module__.startswith("timm."):
+                subs.append((name, TimmValueOnly(mod)))
+            elif type(mod).__name__ == "RelativePositionalMultiHeadAttention":
+                subs.append((name, MaxvitValueOnly(mod)))
+            elif type(mod).__name__ in ("ShiftedWindowAttention", "ShiftedWindowAttentionV2"):
+                subs.append((name, WindowValueOnly(mod)))  # qkv and proj: Linear, substituted below
+            elif isinstance(mod, nn.MultiheadAttention):
+                pname = f"{name}.in_proj_weight" if mod._qkv_same_embed_dim else f"{name}.v_proj_weight"
+                w = getattr(mod, pname.rsplit(".", 1)[1])
+                mask = masks.get(pname)
+                mask = torch.ones_like(w) if mask is None else mask.to(torch.double)
+                w.copy_(mask.clone() if count else w.abs() ** power * mask)
+                vs[pname] = w
+                subs.append((name, ValueOnly(mod)))
             elif isinstance(mod, LAYERS):
                 pname = f"{name}.weight"
                 mask = masks.get(pname)
@@ -111,11 +189,14 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
             for pn, prm in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
                 if pn in ("gamma", "factor"):
                     prm.copy_(prm.abs() ** p)
-    for name, new in subs:
+                elif pn in ("pos_embed", "pos_embedding", "cls_token", "class_token", "reg_token"):
+                    prm.zero_()  # additive constants: biases
+    for name, new in reversed(subs):  # children first (a substitute may hold its original)
         _replace(m, name, new)
     x = torch.ones((1, *input_shape), dtype=torch.double)
     R = m(x).sum()
     R.backward()
+    vs = {n: v for n, v in vs.items() if v.grad is not None}  # off-path (V2's cpb_mlp): unused
     grads = {n: v.grad.detach().clone() for n, v in vs.items()}
     return R.item(), grads, {n: v.detach().clone() for n, v in vs.items()}
 

@@ -30,6 +30,7 @@ def describe_graph(graph) -> dict:
                 "kind": l.kind,
                 "param": l.param,
                 "shape": list(l.param_shape),
+                "rows": None if l.rows is None else list(l.rows),
                 "units": l.n_dst,
                 "in_units": l.n_src,
                 "groups": l.groups,

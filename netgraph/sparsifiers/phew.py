@@ -213,7 +213,8 @@ def phew_walks(graph: NetGraph, n_walks: int, direction: str = "forward", seed: 
     Returns
     -------
     list of (walk_id, layer_index, flat_index) arrays
-        One record per weight a walk takes; ``flat_index`` indexes the layer's parameter.
+        One record per weight a walk takes; ``flat_index`` indexes the layer's weight (the
+        parameter, or its row range ``layer.rows``, flattened).
 
     Examples
     --------

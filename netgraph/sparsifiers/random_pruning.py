@@ -34,7 +34,7 @@ def allocate(sizes, densities, total: int) -> np.ndarray:
 
 def _erk_raw(layer) -> float:
     """``sum(shape) / prod(shape)`` of one group block of the layer's weight tensor."""
-    shape = (layer.param_shape[0] // layer.groups, *layer.param_shape[1:])
+    shape = (layer.rows_shape[0] // layer.groups, *layer.rows_shape[1:])
     return float(sum(shape) / np.prod(shape, dtype=np.float64))
 
 

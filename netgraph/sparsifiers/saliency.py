@@ -16,6 +16,7 @@ the caller's random state is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -37,7 +38,7 @@ def _setup(ctx: Context, bn_mode: str):
 
 
 def _layer_shaped(ctx, arrays):
-    return [a.reshape(l.weight.shape) for a, l in zip(arrays, ctx.graph.layers)]
+    return [l.take(a).reshape(l.weight.shape) for a, l in zip(arrays, ctx.graph.layers)]
 
 
 def _seeded(fn):
@@ -76,7 +77,20 @@ def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
 @_seeded
 def grasp_masks(ctx: Context, bn_mode: str = "train", temperature: float = 200.0) -> list:
     model, weights, batches = _setup(ctx, bn_mode)
-    T = float(temperature)
+    with _math_attention():  # the fused CPU attention kernels have no double backward
+        return _grasp(ctx, model, weights, batches, float(temperature))
+
+
+def _math_attention():
+    """Scaled dot-product attention through its plain (twice differentiable) implementation."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - older torch
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
+def _grasp(ctx, model, weights, batches, T):
     g = [torch.zeros_like(w) for w in weights]
     for x, y in batches:
         grads = torch.autograd.grad(F.cross_entropy(model(x) / T, y), weights)
