@@ -38,7 +38,12 @@ from ..graph import Layer, NetGraph
 from ._tables import table
 from .base import Context, method
 
-BIASES = ("magnitude", "uniform", "inverse", "square")
+#: Walk biases. ``inverse`` is the paper's inverse variant, in two stages: the next unit with
+#: probability proportional to 1 / (L1 norm of the kernel joining it), then a kernel tap
+#: proportional to 1 / |w|. ``inverse_element`` weights every element by 1 / |w| in both
+#: stages (the kernel stage then uses the sum of 1 / |w| over the kernel; this was ``inverse``
+#: before 0.2). The two differ on conv layers only.
+BIASES = ("magnitude", "uniform", "inverse", "inverse_element", "square")
 BRANCHES = ("weighted", "authors")
 
 
@@ -55,7 +60,7 @@ def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.
         return np.square(w)
     if bias == "uniform":
         return np.ones_like(w)
-    if bias == "inverse":
+    if bias in ("inverse", "inverse_element"):  # the tap stage of both inverse variants: 1 / |w|
         a = np.abs(w)
         with np.errstate(divide="ignore"):
             return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0).astype(w.dtype)
@@ -175,6 +180,10 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
     ``bias(w)`` for the whole layer (the cached ``abs_sum``/``sq_sum`` where they apply)."""
     if bias == "uniform":
         return np.full(layer.weight.shape[:2], float(layer.k))
+    if bias == "inverse":  # the paper's kernel stage: 1 / (L1 norm of the kernel)
+        a = _bundle_totals(layer, "magnitude")
+        with np.errstate(divide="ignore"):
+            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0)
     if bias in ("magnitude", "square"):  # the cached sums if there, else computed without caching them:
         name = "abs_sum" if bias == "magnitude" else "sq_sum"  # a 1B-weight graph keeps no 0.8 GB it won't reuse
         if name in layer.__dict__:
@@ -257,7 +266,8 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
              "max_walks": 0},
     choices={"bias": BIASES, "branch": BRANCHES},
     description="PHEW (Patil & Dovrolis 2021): alternating forward/backward random walks biased by "
-                "|w| ('magnitude'), or 'uniform', 'inverse' (1/|w|), 'square' (w^2); kernel_conserved "
+                "|w| ('magnitude'), or 'uniform', 'inverse' (the paper's: kernel by 1/L1 norm, tap by 1/|w|), "
+                "'inverse_element' (1/|w| in both stages), 'square' (w^2); kernel_conserved "
                 "keeps whole kernels; branch 'weighted' or 'authors'; init_mask grows a sparser mask.",
 )
 def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = False, branch: str = "weighted",

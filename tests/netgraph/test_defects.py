@@ -158,3 +158,31 @@ def test_6_synflow_below_the_shortest_path_refuses_with_the_smallest_feasible_de
     assert "shortest input-output path" in msg and f"{3 / g.num_weights:.3g}" in msg and "\n" not in msg
     ms = netgraph.sparsify(g, "synflow", 3 / g.num_weights, seed=0)  # the smallest feasible density works
     assert ms.num_kept == 3 and analysis.measure(g, ms)["connected"]
+
+
+def test_4_phew_inverse_is_the_papers_two_stage_rule():
+    """Kernel chosen with probability 1 / (its L1 norm), then a tap with 1 / |w|; the old
+    rule (1 / |w| summed over the kernel) is the separate 'inverse_element'."""
+    from netgraph.sparsifiers.phew import WalkGraph, _bundle_totals, element_weights
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.Flatten(), nn.Linear(5 * 4 * 4, 2))
+    g = netgraph.from_torch(model, (3, 6, 6))
+    conv = g.layers[0]
+    a = np.abs(conv.weight.astype(np.float64))
+    np.testing.assert_allclose(_bundle_totals(conv, "inverse"), 1.0 / a.sum(axis=2))
+    np.testing.assert_allclose(_bundle_totals(conv, "inverse_element"), (1.0 / a).sum(axis=2), rtol=1e-6)
+    np.testing.assert_allclose(element_weights(conv, "inverse"), 1.0 / a, rtol=1e-6)
+    # one forward step from input channel 0: empirical next-channel frequencies follow 1 / L1 norm
+    wg = WalkGraph(g, "inverse")
+    rng = np.random.default_rng(0)
+    n = 40000
+    ei, nxt = wg.fwd[0].draw(np.zeros(n, dtype=np.int64), rng.random(n))
+    freq = np.bincount(nxt, minlength=5) / n
+    p = 1.0 / a.sum(axis=2)[:, 0]
+    np.testing.assert_allclose(freq, p / p.sum(), atol=0.01)
+    old = (1.0 / a).sum(axis=2)[:, 0]
+    assert np.abs(old / old.sum() - p / p.sum()).sum() > 0.02  # the two rules are distinguishable here
+    for bias in ("inverse", "inverse_element"):
+        ms = netgraph.sparsify(g, "phew", 0.2, seed=0, bias=bias)
+        assert analysis.measure(g, ms)["effective_fraction"] == 1.0
