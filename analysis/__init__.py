@@ -46,6 +46,9 @@ _LAZY = {
     "read_sweep": ".experiments.sweep_db",
     "run_sweep": ".experiments.sweep",
     "run_one": ".experiments.run",
+    "collapse_margin": ".experiments.collapse",
+    "collapse_margins": ".experiments.collapse",
+    "write_report": ".experiments.report",
     "plots": ".plots",
 }
 
