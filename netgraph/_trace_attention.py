@@ -137,7 +137,11 @@ def shifted_window_attention(c, node, x, sig):
 
 
 def _is_timm_attention(m) -> bool:
-    return type(m).__name__ == "Attention" and type(m).__module__.startswith("timm.")
+    """timm's ViT ``Attention`` (a fused ``qkv`` Linear and a ``proj`` Linear); other timm
+    classes named ``Attention`` (LeViT, EfficientFormer) are traced through instead."""
+    return (type(m).__name__ == "Attention" and type(m).__module__.startswith("timm.")
+            and isinstance(getattr(m, "qkv", None), torch.nn.Linear)
+            and isinstance(getattr(m, "proj", None), torch.nn.Linear))
 
 
 def _is_maxvit_attention(m) -> bool:
@@ -178,7 +182,7 @@ def timm_attention(c, node, x, sig):
         c.fail(node, "attention called with a mask or other arguments")
     if getattr(mod, "gate", None) is not None:
         c.fail(node, "gated attention (a sigmoid gate on the attention output)")
-    if not isinstance(mod.norm, torch.nn.Identity):
+    if not isinstance(getattr(mod, "norm", torch.nn.Identity()), torch.nn.Identity):
         c.fail(node, "attention with scale_norm (a norm between the value and the projection)")
     if not (x.channels_last and len(x.spatial) == 1 and x.flat_k == 1) or x.n != mod.qkv.in_features:
         c.fail(node, f"attention on a tensor that is not (batch, tokens, {mod.qkv.in_features})")
