@@ -267,6 +267,19 @@ def _user_factory(spec: str):
     return factory
 
 
+def _resolve_spec(spec, input_shape, seed, num_classes) -> tuple:
+    """``(name, input_shape, seed, num_classes)`` of a name or a recorded spec dict; arguments
+    given (not None) override the dict's values; the seed defaults to 0."""
+    if isinstance(spec, dict):
+        if "name" not in spec:
+            raise InvalidInputError(f"a model spec dict needs a 'name', got {spec!r}")
+        input_shape = spec.get("input_shape") if input_shape is None else input_shape
+        seed = spec.get("seed") if seed is None else seed
+        num_classes = spec.get("num_classes") if num_classes is None else num_classes
+        spec = spec["name"]
+    return spec, input_shape, 0 if seed is None else int(seed), num_classes
+
+
 def build(name, seed: int | None = None, num_classes: int | None = None) -> nn.Module:
     """A model from its name, initialised from ``seed``; the global RNG is left untouched.
 
@@ -296,13 +309,7 @@ def build(name, seed: int | None = None, num_classes: int | None = None) -> nn.M
     >>> bool((zoo.build(spec).fc.weight == m1.fc.weight).all())
     True
     """
-    if isinstance(name, dict):
-        if "name" not in name:
-            raise InvalidInputError(f"a model spec dict needs a 'name', got {name!r}")
-        seed = name.get("seed") if seed is None else seed
-        num_classes = name.get("num_classes") if num_classes is None else num_classes
-        name = name["name"]
-    seed = 0 if seed is None else int(seed)
+    name, _, seed, num_classes = _resolve_spec(name, None, seed, num_classes)
     num_classes = _check_classes(num_classes)
     model = _build(name, seed, num_classes)
     # graphs of this model (and the masks made from them) record how to rebuild it
@@ -384,14 +391,7 @@ def load_model(spec, input_shape=None, seed: int | None = None, num_classes: int
     >>> bool((zoo.load_model(spec)[0].fc.weight == zoo.build("torchvision:resnet18", 2).fc.weight).all())
     True
     """
-    if isinstance(spec, dict):
-        if "name" not in spec:
-            raise InvalidInputError(f"a model spec dict needs a 'name', got {spec!r}")
-        input_shape = spec.get("input_shape") if input_shape is None else input_shape
-        seed = spec.get("seed") if seed is None else seed
-        num_classes = spec.get("num_classes") if num_classes is None else num_classes
-        spec = spec["name"]
-    seed = 0 if seed is None else int(seed)
+    spec, input_shape, seed, num_classes = _resolve_spec(spec, input_shape, seed, num_classes)
     num_classes = _check_classes(num_classes)
     source, rest = sources.split(spec)
     if source is None and ":" in spec and input_shape is None:
