@@ -96,3 +96,17 @@ def autograd_synflow_prune(model, input_shape, density, iterations, power=1, for
             masks[n] = new[off:off + k].reshape(shapes[n])
             off += k
     return masks
+
+
+def random_masks(graph, density, seed):
+    """A seeded random mask of every layer's parameter (``{param: bool tensor}``)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {l.param: torch.from_numpy(rng.random(l.param_shape) < density) for l in graph.layers}
+
+
+def close(a, b, rel):
+    """``a`` and ``b`` agree to ``rel`` relative to the larger."""
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+

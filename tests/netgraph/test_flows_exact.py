@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 import netgraph
 from netgraph import flows
 from tests import models as M
-from tests.reference import autograd_flow, autograd_path_kernel_trace, autograd_synflow_scores
+from tests.reference import close, random_masks, autograd_flow, autograd_path_kernel_trace, autograd_synflow_scores
 
 REL = 1e-6
 
@@ -31,12 +31,11 @@ IDS = [c[0] for c in CASES]
 
 
 def _random_mask(graph, density, seed):
-    rng = np.random.default_rng(seed)
-    return {l.param: torch.from_numpy(rng.random(l.param_shape) < density) for l in graph.layers}
+    return random_masks(graph, density, seed)
 
 
 def _close(a, b, rel=REL):
-    return abs(a - b) <= rel * max(abs(a), abs(b))
+    return close(a, b, rel)
 
 
 @pytest.mark.parametrize("name,model,shape", CASES, ids=IDS)

@@ -16,7 +16,7 @@ from netgraph.sparsifiers.phew import WalkGraph, phew_walks
 from netgraph.sparsifiers.random_pruning import erk_densities
 from tests import grouped_models as GM
 from tests.models import randomize_bn
-from tests.reference import (autograd_flow, autograd_path_kernel_trace, autograd_synflow_prune,
+from tests.reference import (close, random_masks, autograd_flow, autograd_path_kernel_trace, autograd_synflow_prune,
                              autograd_synflow_scores)
 
 REL = 1e-9
@@ -36,12 +36,11 @@ IDS = [c[0] for c in CASES]
 
 
 def _random_mask(graph, density, seed):
-    rng = np.random.default_rng(seed)
-    return {l.param: torch.from_numpy(rng.random(l.param_shape) < density) for l in graph.layers}
+    return random_masks(graph, density, seed)
 
 
 def _close(a, b, rel=REL):
-    return abs(a - b) <= rel * max(abs(a), abs(b))
+    return close(a, b, rel)
 
 
 def _on_path_fraction(g, ms):
