@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -27,6 +28,8 @@ def main(debug):
     1 for a failure while running, 130 after Ctrl-C.
     """
     make_cwd_importable()
+    if not debug:  # a library warning is one line on the command line (with --debug: Python's full form)
+        warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"
 
 
 for _cmd in (models_cmd, graph_cmd, methods_cmd, metrics_cmd, prune_cmd, analyze_cmd, compare_cmd, reproduce_cmd,
