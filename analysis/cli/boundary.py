@@ -21,7 +21,7 @@ import sys
 import click
 
 from netgraph._validate import MAX_SEED as SEED_MAX
-from netgraph.errors import NetgraphError
+from netgraph.errors import NetgraphError, UnsupportedModelError
 
 from ..plots import FORMATS as FIGURE_FORMATS  # noqa: F401 (the choices of --formats)
 
@@ -41,6 +41,25 @@ def debug_enabled(ctx: click.Context | None = None) -> bool:
         return True
     root = ctx.find_root() if ctx is not None else None
     return bool(root is not None and root.params.get("debug"))
+
+
+#: How many blockers of an unsupported model the one-line error names (the rest are counted).
+SHOWN_BLOCKERS = 5
+
+
+def error_text(exc: NetgraphError) -> str:
+    """The one-line text of a library error; a long list of blockers is cut to its first few.
+
+    A transformer can have hundreds of unsupported operations; the line names the first
+    :data:`SHOWN_BLOCKERS`, counts the rest and says where the whole list is.
+    """
+    blockers = getattr(exc, "blockers", None) if isinstance(exc, UnsupportedModelError) else None
+    if not blockers or len(blockers) <= SHOWN_BLOCKERS:
+        return one_line(exc)
+    head = one_line(exc).split(": [1] ", 1)[0]
+    shown = "; ".join(f"[{i + 1}] {one_line(s)}" for i, s in enumerate(blockers[:SHOWN_BLOCKERS]))
+    return (f"{head}: {shown}; and {len(blockers) - SHOWN_BLOCKERS} more (all of them: "
+            f"`netgraph coverage --sources MODEL --out DIR`, or the exception's `blockers` in Python)")
 
 
 def describe(exc: BaseException) -> str:
@@ -65,7 +84,7 @@ class NetgraphGroup(click.Group):
         except NetgraphError as exc:
             if debug_enabled(ctx):
                 raise
-            raise click.UsageError(one_line(exc)) from None
+            raise click.UsageError(error_text(exc)) from None
         except OSError as exc:
             if debug_enabled(ctx):
                 raise

@@ -84,6 +84,8 @@ CASES = [
     ("tied-weights", ["graph", "--model", f"{USER}:tied", "--input-shape", "8"], 2,
      ["ties weights (a.weight = b.weight)"]),
     ("unsupported-layer", ["graph", "--model", "tests.models:lstm_model", "--input-shape", "5,4"], 2, ["LSTM"]),
+    ("many-blockers", ["graph", "--model", f"{USER}:many_blockers", "--input-shape", "8"], 2,
+     ["8 unsupported operations", "[5] ", "and 3 more", "netgraph coverage --sources MODEL"]),
     # seeds
     ("seed-negative", ["graph", "--model", "digits_mlp", "--seed", "-1"], 2, ["'--seed'", "-1", "0<=x<=4294967295"]),
     ("seed-huge", ["graph", "--model", "digits_mlp", "--seed", "4294967296"], 2, ["'--seed'", "4294967296"]),

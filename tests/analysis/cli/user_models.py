@@ -42,3 +42,22 @@ def flaky():
     if torch.initial_seed() != 0:
         raise RuntimeError("flaky factory: only seed 0 builds")
     return ok()
+
+
+class ManyBlockers(nn.Module):
+    """Eight cumulative sums (unsupported): the error line names five and counts the rest."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.out = nn.Linear(8, 2)
+
+    def forward(self, x):
+        x = self.fc(x)
+        for _ in range(8):
+            x = torch.cumsum(x, 1)
+        return self.out(x)
+
+
+def many_blockers():
+    return ManyBlockers()
