@@ -195,6 +195,37 @@ def test_token_linear_on_an_image_map_is_told_by_its_last_dimension():
     assert [p["param"] for p in g.offpath] == ["mix.weight"]
 
 
+def test_addcmul_forms_match_linearised_reference():
+    """``addcmul`` with ``value=``, the factor first or second, and the method form."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv1d(3, 4, 1)
+            self.alpha = nn.Parameter(torch.randn(4, 1))
+            self.beta = nn.Parameter(torch.randn(4, 1))
+            self.fc = nn.Conv1d(4, 2, 1)
+
+        def forward(self, x):
+            y = torch.addcmul(self.beta, self.stem(x), self.alpha, value=-2.0)
+            return self.fc(self.beta.addcmul(self.alpha, y)).mean(-1)
+
+    class Held(Net):
+        def forward(self, x):
+            return self.fc(self.hold2(self.hold1(self.stem(x)))).mean(-1)
+
+    model = _randomise(Net())
+    held = copy.deepcopy(model)
+    held.__class__ = Held
+    held.hold1, held.hold2 = Hold(-2.0 * model.alpha), Hold(model.alpha)
+    g = netgraph.from_torch(model, (3, 5))
+    for masks in (None, random_masks(g, 0.7, 1)):
+        ref = reference(held, (3, 5), masks)
+        assert close(10 ** flows.log10_synflow_R(g, masks), ref["R"], REL)
+        assert close(10 ** flows.log10_R2(g, masks), ref["R2"], REL)
+        assert close(10 ** flows.log10_num_paths(g, masks), ref["paths"], REL)
+
+
 @pytest.mark.parametrize("make", [_mixer, _gmlp], ids=["mixer", "gmlp"])
 @pytest.mark.parametrize("method", ["synflow", "random", "phew"])
 def test_sparsify_hits_the_count_and_the_mask_applies(make, method):
