@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from . import _trace_attention as attention
 from . import _trace_fx as fx
 from . import _trace_ops as ops
+from . import _trace_tokens as tokens
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
@@ -67,6 +68,8 @@ def _linear_or_conv(c, node, x, sig, mod=None, shape=None):
         # a Linear on a channels-last tensor (tokens, ConvNeXt's MLP) is a 1x1 conv
         out = _layer(c.b, node, mod, x.with_(spatial=(), channels_last=False), shape, fail)
         return out.with_(spatial=x.spatial, channels_last=True)
+    if isinstance(mod, nn.Linear) and x.spatial and not x.channels_last:  # the last dim is positions
+        return tokens.token_linear(c, node, x, mod, shape)
     return _layer(c.b, node, mod, x, shape, fail)
 
 
@@ -94,7 +97,7 @@ def _functional_layer(c, node, x, sig):
 
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
-    if (rule := attention.rule_for(node, mod)) is not None:
+    if (rule := attention.rule_for(node, mod) or tokens.rule_for(node, mod)) is not None:
         return rule
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):

@@ -101,7 +101,7 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         target = int(round(density * (graph.num_weights + offpath))) - offpath
         if target < 1:
             raise InvalidInputError(
-                f"density {density:g} is below what the dense off-path parameters ({offpath} gate or attention query/key weights) "
+                f"density {density:g} is below what the dense off-path parameters ({offpath} gate, attention query/key or token-mixing weights) "
                 f"already keep: {offpath / (graph.num_weights + offpath):.4g}")
         target = min(target, graph.num_weights)
         layer_density = target / graph.num_weights
