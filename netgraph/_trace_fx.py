@@ -133,9 +133,10 @@ class _ShapeTracer(torch.fx.Tracer):
         return self._values[node]
 
     def is_leaf_module(self, m, qualname) -> bool:
-        # attention modules with a rule of their own are called, not traced through
+        # attention and timm modules with a rule of their own are called, not traced through
         from ._trace_attention import is_leaf
-        return is_leaf(m) or super().is_leaf_module(m, qualname)
+        from ._trace_leaves import is_leaf as is_timm_leaf
+        return is_leaf(m) or is_timm_leaf(m) or super().is_leaf_module(m, qualname)
 
     def to_bool(self, obj) -> bool:
         return bool(self._concrete(obj, "control flow (if/while/assert)"))
