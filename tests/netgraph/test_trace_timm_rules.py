@@ -160,6 +160,38 @@ def test_subtraction_of_a_tensor_from_itself_and_alpha():
         netgraph.from_torch(Twice(alpha=2), (3,))
 
 
+class InPlace(nn.Module):
+    """Results of in-place operations dropped, the mutated tensor read later (NFNet's skipinit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.c, self.b = nn.Linear(3, 4), nn.Linear(3, 4), nn.Linear(4, 2)
+        self.register_buffer("factor", torch.tensor(3.0))  # the reference raises it to |.| ** p
+
+    def forward(self, x):
+        h = self.a(x)
+        h.mul_(self.factor)
+        h.add_(self.c(x))
+        return self.b(h)
+
+
+def test_tensors_changed_in_place_are_read_after_the_change():
+    model = _randomise(InPlace())
+    g = check(model, model, (3,))
+    assert [grp.size for grp in g.groups] == [3, 4, 2]  # a and c write one group, none dangles
+    from timm.models.nfnet import NfCfg, NormFreeNet
+    torch.manual_seed(0)
+    nf = NormFreeNet(NfCfg(depths=(1, 1), channels=(8, 8), group_size=4, skipinit=True, num_features=0), num_classes=3)
+    gains = [p for n, p in nf.named_parameters() if n.endswith("skipinit_gain")]
+    r = []
+    for gain in (1.0, 0.0):
+        with torch.no_grad():
+            for p in gains:
+                p.fill_(gain)
+        r.append(flows.log10_synflow_R(netgraph.from_torch(nf, (3, 16, 16))))
+    assert r[1] < r[0]  # the gain is on the residual branch (it used to be dropped)
+
+
 # -- ConvNeXt V2's global response normalisation ------------------------------------------------
 
 class GRNNet(nn.Module):
