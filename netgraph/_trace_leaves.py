@@ -13,6 +13,8 @@ simple (see ``docs/data-model.md``):
 * weight-standardised convolutions (``StdConv2d``, ``ScaledStdConv2d`` and their
   ``Same`` variants, NFNet and BiT): a conv layer holding the *effective* weight the
   network uses, standardised from the parameter when the graph is built;
+* FastViT's ``Attention`` (timm's ViT attention on a ``(batch, C, H, W)`` map):
+  ``proj(V(x))`` at every position, as for timm's ``Attention``;
 * EfficientFormer's ``Attention`` (per-head ``q, k, v`` rows interleaved in ``qkv``, a
   learned position bias on the logits): ``proj(V(x))`` with one layer per head over its
   value rows; query/key rows and the position bias are off-path.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._trace_attention import _linear_spec, _offpath
+from ._trace_attention import _linear_spec, _offpath, value_path
 from ._trace_values import _Term, _Value
 
 _POLY_ACTS = ("StarReLU", "SquaredReLU")
@@ -39,6 +41,11 @@ def _is_efficientformer_attention(m) -> bool:
         all(hasattr(m, a) for a in ("qkv", "proj", "key_dim", "val_dim", "num_heads", "attention_biases"))
 
 
+def _is_fastvit_attention(m) -> bool:
+    return _timm(m, ("Attention",), "timm.models.fastvit") and \
+        isinstance(getattr(m, "qkv", None), torch.nn.Linear) and isinstance(getattr(m, "proj", None), torch.nn.Linear)
+
+
 def _kind(m):
     if _timm(m, _POLY_ACTS):
         return poly_activation
@@ -48,6 +55,8 @@ def _kind(m):
         return std_conv
     if _is_efficientformer_attention(m):
         return efficientformer_attention
+    if _is_fastvit_attention(m):
+        return fastvit_attention
     return None
 
 
@@ -171,3 +180,19 @@ def efficientformer_attention(c, node, x, sig):
         v = b.materialize(_Value(n=h * vd, spatial=(), terms=terms), f"{node.name}.value")
     o_spec = _linear_spec(c, node, f"{t}.proj", f"{t}.proj.weight", proj.weight)
     return _Value(n=proj.out_features, spatial=tokens, channels_last=True, terms=[_Term(src=v.group, layer=o_spec)])
+
+
+def fastvit_attention(c, node, x, sig):
+    """FastViT's ``Attention`` on ``(batch, C, H, W)``: ``proj(V(x))`` at every position
+    (value rows ``[2C, 3C)`` of ``qkv``; query/key rows off-path)."""
+    _one_input(c, node)
+    mod = c.module(node)
+    e = mod.qkv.in_features
+    if x.flat_k != 1 or x.channels_last or len(x.spatial) != 2 or x.n != e or mod.qkv.out_features != 3 * e:
+        c.fail(node, f"attention on a tensor that is not (batch, {e}, H, W)")
+    t = node.target
+    param = f"{t}.qkv.weight"
+    v_spec = _linear_spec(c, node, f"{t}.qkv", param, mod.qkv.weight, rows=(2 * e, 3 * e))
+    _offpath(c, param, mod.qkv.weight, f"{t}.qkv", rows=(0, 2 * e))
+    o_spec = _linear_spec(c, node, f"{t}.proj", f"{t}.proj.weight", mod.proj.weight)
+    return value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=False)

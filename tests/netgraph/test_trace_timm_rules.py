@@ -332,6 +332,40 @@ def test_efficientformer_attention_is_the_value_path_whatever_the_position_bias(
     assert bool(masks["attn.qkv.weight"][qk].all()) and bool(masks["attn.attention_biases"].all())
 
 
+class FastVitNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        from timm.models.fastvit import Attention
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.attn = Attention(8, head_dim=4)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head((x + self.attn(x)).mean((2, 3)))
+
+
+class RealFastVitAttention(nn.Module):
+    """FastViT's own forward on the same submodules (a class the reference does not replace)."""
+
+    def __init__(self, a):
+        super().__init__()
+        self.qkv, self.proj, self.attn_drop, self.proj_drop = a.qkv, a.proj, a.attn_drop, a.proj_drop
+        self.head_dim, self.num_heads, self.scale, self.fused_attn = a.head_dim, a.num_heads, a.scale, False
+        self._forward = type(a).forward
+
+    def forward(self, x):
+        return self._forward(self, x)
+
+
+def test_fastvit_attention_on_a_channels_first_map():
+    model = _randomise(FastVitNet())
+    lin = copy.deepcopy(model)
+    _swap(lin, "attn", RealFastVitAttention(lin.attn))
+    g = check(model, lin, (3, 6, 6))
+    assert g.layer("attn.qkv").rows == (16, 24) and g.offpath[0]["rows"] == (0, 16)
+
+
 # -- the real timm architectures, small ----------------------------------------------------------
 
 def _small(name):
