@@ -405,3 +405,12 @@ def test_small_timm_architectures_trace_and_masks_apply(name):
     masks = netgraph.sparsify(g, "random", 0.5, seed=0)
     masks.apply(model)  # strict: a mask for every conv/linear weight
     assert torch.isfinite(model.eval()(torch.ones(1, *shape))).all()
+
+
+def test_to_sparse_leaves_weight_standardised_convs_dense():
+    from netgraph.export import to_sparse
+    model = nn.Sequential(ScaledStdConv2d(3, 4, 1, padding=0), StdConv2d(4, 4, 1, padding=0), nn.Conv2d(4, 2, 1))
+    sparse = to_sparse(model)
+    assert [type(m) for m in sparse[:2]] == [ScaledStdConv2d, StdConv2d] and type(sparse[2]) is not nn.Conv2d
+    x = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(sparse(x), model(x), rtol=1e-5, atol=1e-5)
