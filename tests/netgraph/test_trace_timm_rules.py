@@ -392,6 +392,7 @@ def _small(name):
     }[name]()
 
 
+@pytest.mark.filterwarnings("ignore:.*layer scale")
 @pytest.mark.parametrize("name", ["poolformer", "poolformerv2", "efficientformer", "fastvit", "convnextv2",
                                   "nfnet"])
 def test_small_timm_architectures_trace_and_masks_apply(name):
@@ -414,3 +415,16 @@ def test_to_sparse_leaves_weight_standardised_convs_dense():
     assert [type(m) for m in sparse[:2]] == [ScaledStdConv2d, StdConv2d] and type(sparse[2]) is not nn.Conv2d
     x = torch.randn(2, 3, 4, 4)
     torch.testing.assert_close(sparse(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*layer scale")
+@pytest.mark.parametrize("name", ["poolformer_s12", "poolformerv2_s12", "efficientformer_l1", "fastvit_t8",
+                                  "fastvit_sa12", "convnextv2_atto", "nfnet_l0"])
+def test_real_timm_models_trace(name):
+    from netgraph import zoo
+    spec = f"timm:{name}"
+    model = zoo.build(spec, seed=0)
+    g = netgraph.from_torch(model, zoo.input_shape(spec))
+    assert set(prunable_parameter_names(model)) <= set(g.param_names) | {p["param"] for p in g.offpath}
+    assert np.isfinite(flows.log10_synflow_R(g))
