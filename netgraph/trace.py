@@ -54,8 +54,7 @@ SUPPORTED = (
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
     "channel shuffle, residual add or subtraction, multiplication by a number or a per-channel constant "
-    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention and EfficientFormer's), timm's StarReLU, GlobalResponseNorm and "
-    "weight-standardised convs (NFNet), and softmax/log_softmax as the last operation"
+    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention, EfficientFormer, FastViT), timm StarReLU, GlobalResponseNorm, StdConv2d/ScaledStdConv2d, and softmax/log_softmax as the last operation"
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
