@@ -141,7 +141,8 @@ def _is_timm_attention(m) -> bool:
     classes named ``Attention`` (LeViT, EfficientFormer) are traced through instead."""
     return (type(m).__name__ == "Attention" and type(m).__module__.startswith("timm.")
             and isinstance(getattr(m, "qkv", None), torch.nn.Linear)
-            and isinstance(getattr(m, "proj", None), torch.nn.Linear))
+            and isinstance(getattr(m, "proj", None), torch.nn.Linear)
+            and m.qkv.out_features == 3 * m.proj.in_features)  # q, k, v of equal sizes
 
 
 def _is_maxvit_attention(m) -> bool:

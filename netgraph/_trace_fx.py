@@ -133,10 +133,11 @@ class _ShapeTracer(torch.fx.Tracer):
         return self._values[node]
 
     def is_leaf_module(self, m, qualname) -> bool:
-        # attention modules with a rule of their own are called, not traced through
+        # attention and timm modules with a rule of their own are called, not traced through
         from ._trace_attention import is_leaf
+        from ._trace_leaves import is_leaf as is_timm_leaf
         from ._trace_tokens import is_leaf as is_token_leaf
-        return is_leaf(m) or is_token_leaf(m) or super().is_leaf_module(m, qualname)
+        return is_leaf(m) or is_token_leaf(m) or is_timm_leaf(m) or super().is_leaf_module(m, qualname)
 
     def to_bool(self, obj) -> bool:
         return bool(self._concrete(obj, "control flow (if/while/assert)"))
@@ -198,7 +199,25 @@ def trace(model, example: torch.Tensor) -> torch.fx.GraphModule:
             "(no control flow on tensor values, no data-dependent Python)"
         ) from exc
     name = model.__class__.__name__
+    read_inplace_results(graph)
     return torch.fx.GraphModule(tracer.root, graph, name)
+
+
+def read_inplace_results(graph) -> None:
+    """Make later readers of a tensor changed in place (``out.mul_(gain)`` whose result is
+    dropped, NFNet's skipinit) read the in-place operation's result: the same tensor at run
+    time, but now the dataflow the builder follows passes through the operation."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    for n in graph.nodes:
+        name = n.target if n.op == "call_method" else getattr(n.target, "__name__", "") \
+            if n.op == "call_function" else ""
+        if not (isinstance(name, str) and name.endswith("_") and not name.startswith("__")):
+            continue
+        if n.args and isinstance(n.args[0], torch.fx.Node):
+            x = n.args[0]
+            for u in list(x.users):
+                if u is not n and order[u] > order[n]:
+                    u.replace_input_with(x, n)
 
 
 class Recorder(torch.fx.Interpreter):

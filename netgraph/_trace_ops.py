@@ -61,7 +61,10 @@ POOL_FUNCTIONS = {
 BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 SOFTMAX_MODULES = (nn.Softmax, nn.LogSoftmax)
 SOFTMAX_CALLS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "softmax", "log_softmax"}
-ADD_CALLS = {operator.add, operator.iadd, torch.add, "add", "add_", "__add__", "__radd__"}
+# a subtraction is an add whose second operand has weight -1: |-1| = 1 under the linearisation
+SUB_CALLS = {operator.sub, operator.isub, torch.sub, torch.subtract, torch.rsub, "sub", "sub_", "subtract",
+             "subtract_", "__sub__", "__rsub__"}
+ADD_CALLS = {operator.add, operator.iadd, torch.add, "add", "add_", "__add__", "__radd__"} | SUB_CALLS
 MUL_CALLS = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
 DIV_CALLS = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
 FLATTEN_CALLS = {torch.flatten, "flatten", "view", "reshape"}
@@ -277,6 +280,8 @@ def flatten(c, node, x, sig):
 
 
 def add(c, node, x, sig):
+    """``a + b`` of two tensors: a residual merge (sum of paths). ``a - b`` is ``a + (-1) b``
+    and becomes ``a + b`` (weights are ``|w|``); ``a +/- constant`` is a bias: nothing."""
     b = c.b
     sig = [c.val(a) for a in (*node.args, *node.kwargs.values()) if c.is_signal(a)]
     if len(sig) == 1:
@@ -284,8 +289,9 @@ def add(c, node, x, sig):
     if len(sig) != 2:
         c.fail(node)
     a, d = sig
-    if node.op == "call_function" and node.target is torch.add and node.kwargs.get("alpha", 1) != 1:
-        c.fail(node, "torch.add with alpha != 1")
+    alpha = c.const(node.kwargs.get("alpha", 1))
+    if isinstance(alpha, bool) or alpha not in (1, -1):
+        c.fail(node, f"add/sub with alpha={alpha!r} (only 1 or -1)")
     if a is d:  # x + x
         return _scaled(a, np.full(a.n, 2.0))
     if (a.n, a.spatial, a.flat_k, a.channels_last) != (d.n, d.spatial, d.flat_k, d.channels_last):
@@ -317,7 +323,7 @@ def scale(c, node, x, sig):
         if s.size and s.max() < LAYER_SCALE_WARN:
             c.small_scales.append(node)
         return _scaled(x, s)
-    k = abs(float(other))
+    k = abs(float(other.detach() if isinstance(other, torch.Tensor) else other))
     if divide:
         if k == 0:
             c.fail(node, "division by zero")

@@ -192,9 +192,12 @@ class SparseConv1x1(nn.Module):
 
 
 def _sparsifiable(module) -> bool:
+    # a subclass with its own forward (weight standardisation, dynamic padding) may use
+    # another weight than its parameter: it stays as it is
     if isinstance(module, nn.Linear):
-        return True
-    return (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.groups == 1
+        return type(module).forward is nn.Linear.forward
+    return (isinstance(module, nn.Conv2d) and type(module).forward is nn.Conv2d.forward
+            and module.kernel_size == (1, 1) and module.groups == 1
             and module.padding in ((0, 0), "valid") and module.padding_mode == "zeros")
 
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from . import _trace_attention as attention
 from . import _trace_fx as fx
+from . import _trace_leaves as leaves
 from . import _trace_ops as ops
 from . import _trace_tokens as tokens
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
@@ -53,8 +54,8 @@ SUPPORTED = (
     "(module or F.batch_norm), LayerNorm over channels, GroupNorm, elementwise activations and "
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
-    "channel shuffle, residual add, multiplication by a number or a per-channel constant "
-    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention), and softmax/log_softmax as the last operation"
+    "channel shuffle, residual add or subtraction, multiplication by a number or a per-channel constant "
+    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention, EfficientFormer, FastViT), timm StarReLU, GlobalResponseNorm, StdConv2d/ScaledStdConv2d, and softmax/log_softmax as the last operation"
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -97,7 +98,7 @@ def _functional_layer(c, node, x, sig):
 
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
-    if (rule := attention.rule_for(node, mod) or tokens.rule_for(node, mod)) is not None:
+    if (rule := leaves.rule_for(node, mod) or attention.rule_for(node, mod) or tokens.rule_for(node, mod)) is not None:
         return rule
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
