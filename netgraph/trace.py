@@ -44,6 +44,7 @@ from . import _trace_attention as attention
 from . import _trace_fx as fx
 from . import _trace_ops as ops
 from . import _trace_tokens as tokens
+from . import _trace_vit_variants as vit_variants
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
@@ -97,7 +98,7 @@ def _functional_layer(c, node, x, sig):
 
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
-    if (rule := attention.rule_for(node, mod) or tokens.rule_for(node, mod)) is not None:
+    if (rule := attention.rule_for(node, mod) or tokens.rule_for(node, mod) or vit_variants.rule_for(node, mod)) is not None:
         return rule
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
@@ -361,6 +362,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     spec = dict(model_spec or getattr(model, "netgraph_spec", None) or {})
     spec.setdefault("name", type(model).__name__)
     spec["input_shape"] = list(shape)
+    offpath += vit_variants.constant_layers(c, gm, {layer.param for layer in layers})
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
                         model_spec=spec, offpath=offpath)

@@ -1,0 +1,137 @@
+"""Attention variants of timm's vision transformers, each rule against autograd.
+
+The reference is the float64 autograd computation of the network linearised by the rule
+(``tests/linearised.py``) after the variant is replaced by its linearised form written here
+independently of the graph code (XCA: a mean over the value channels of each head; talking
+heads: values times the row sums of the mixed probabilities; class attention: the class
+token's update from the mean token). Every conv has circular padding (no border effects)
+and the position encodings are zero (additive constants), so the graph must equal the
+reference to 1e-9 relative: R, SynFlow scores, R2, the path-kernel trace and path counts,
+dense and under a random mask.
+"""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import netgraph
+from netgraph import flows
+from netgraph.masks import prunable_parameter_names
+from netgraph.sparsifiers import sparsify
+from tests.linearised import linearised_flow
+from tests.netgraph.test_trace_ops import REL, _close, _random_mask
+
+timm = pytest.importorskip("timm")
+
+
+def _randomise(model, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return model
+
+
+def _circular(model):
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding):
+            m.padding_mode = "circular"
+    return model
+
+
+def check_rule(model, linearised, shape):
+    """Graph of ``model`` against autograd on ``linearised(p)``: the model with the variant
+    replaced by its linearised form for weights raised to ``p`` (0: path counting)."""
+    g = netgraph.from_torch(model, shape)
+    for masks in [None, _random_mask(g, 0.7, 1)]:
+        R, g1, v1 = linearised_flow(linearised(1), shape, 1, masks)
+        assert _close(10 ** flows.log10_synflow_R(g, masks), R)
+        ours = flows.synflow_scores(g, masks)
+        for p, grad in g1.items():
+            s = (grad * v1[p]).numpy()
+            np.testing.assert_allclose(ours[p], s, rtol=REL, atol=REL * np.abs(s).max())
+        R2, g2, _ = linearised_flow(linearised(2), shape, 2, masks)
+        assert _close(10 ** flows.log10_R2(g, masks), R2)
+        trace = sum(float((gr if masks is None else gr * masks[n].to(gr.dtype)).sum()) for n, gr in g2.items())
+        assert _close(flows.path_kernel_trace(g, masks), trace)
+        Rc, _, _ = linearised_flow(linearised(0), shape, masks=masks, count=True)
+        assert _close(10 ** flows.log10_num_paths(g, masks), Rc)
+    return g
+
+
+def check_masks(model, g, shape, density=0.5):
+    """Off-path weights dense, the exact kept count, and the masks apply to the model."""
+    ms = sparsify(g, "synflow", density, seed=0)
+    for p in g.offpath:
+        rows = p.get("rows") or (0, p["shape"][0])
+        assert bool(ms[p["param"]][rows[0]:rows[1]].all())
+    names = prunable_parameter_names(model)
+    params = dict(model.named_parameters())
+    assert ms.num_total == sum(params[n].numel() for n in names) == g.num_weights + sum(p["numel"] for p in g.offpath)
+    assert ms.num_kept == round(density * ms.num_total)
+    ms.apply(model)
+    assert torch.isfinite(model.eval()(torch.randn(2, *shape))).all()
+    return ms
+
+
+# -- EdgeNeXt: cross-covariance attention ---------------------------------------------------------
+
+class XcaUniform(nn.Module):
+    """XCA with uniform probabilities over the channels of a head: ``proj(M V(x))``, ``M`` the
+    head mean with weights ``(1/d) ** p``."""
+
+    def __init__(self, xca, p):
+        super().__init__()
+        self.qkv, self.proj, self.heads, self.p = xca.qkv, xca.proj, xca.num_heads, p
+
+    def forward(self, x):
+        b, n, c = x.shape
+        v = self.qkv(x)[..., 2 * c:].reshape(b, n, self.heads, -1)
+        mixed = v.sum(-1, keepdim=True).expand_as(v) * (1.0 / v.shape[-1]) ** self.p
+        return self.proj(mixed.reshape(b, n, c))
+
+
+def _edgenext():
+    from timm.models.edgenext import EdgeNeXt
+    torch.manual_seed(0)
+    m = EdgeNeXt(dims=(8, 12, 8, 8), depths=(1, 2, 1, 1), global_block_counts=(0, 1, 0, 0),
+                 kernel_sizes=(3, 3, 3, 3), heads=(2, 3, 2, 2), d2_scales=(2, 2, 2, 2),
+                 use_pos_emb=(False, True, False, False), num_classes=5)
+    return _circular(_randomise(m))
+
+
+def _edgenext_linearised(model):
+    def at(p):
+        m = copy.deepcopy(model)
+        for name, mod in list(m.named_modules()):
+            if type(mod).__name__ == "CrossCovarianceAttn":
+                parent = m.get_submodule(name.rsplit(".", 1)[0])
+                parent.xca = XcaUniform(mod, p)
+            if getattr(mod, "pos_embd", None) is not None:
+                mod.pos_embd = None  # an additive constant: zero
+        return m
+    return at
+
+
+def test_xca_matches_linearised_reference():
+    model = _edgenext()
+    g = check_rule(model, _edgenext_linearised(model), (3, 64, 64))
+    qkv = g.layer("stages.1.blocks.1.xca.qkv")
+    assert qkv.rows == (24, 36) and qkv.weight.shape == (12, 12, 1)
+    roles = sorted((p["role"], p["param"], p.get("rows"), p["numel"]) for p in g.offpath)
+    assert roles == [("attention query/key", "stages.1.blocks.1.xca.qkv.weight", (0, 24), 24 * 12),
+                     ("constant", "stages.1.blocks.1.pos_embd.token_projection.weight", None, 12 * 64)]
+    scores = flows.synflow_scores(g)["stages.1.blocks.1.xca.qkv.weight"]
+    assert np.all(scores[:24] == 0) and np.all(scores[24:] > 0)
+    # the head mean: 3 heads of 4 channels, 4 index maps of weight 1/4 into the mixed units
+    mixes = [s for s in g.shortcuts if g.groups[s.dst].name.endswith("head_mean")]
+    assert len(mixes) == 4 and all(np.allclose(s.scale, 0.25) for s in mixes)
+
+
+def test_edgenext_masks_keep_offpath_dense_and_apply():
+    model = _edgenext()
+    g = netgraph.from_torch(model, (3, 64, 64))
+    check_masks(model, g, (3, 64, 64))
