@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from ._trace_attention import _linear_spec, _offpath
-from ._trace_values import _Term, _Value
+from ._trace_ops import layernorm
+from ._trace_values import _mul, _Term, _Value
 
 
 def _timm(m, name: str) -> bool:
@@ -65,8 +66,10 @@ def _value_rows(c, node, t: str, qkv, n_qk: int, n_v: int) -> dict:
 
 
 def _layer_out(c, node, src: _Value, spec: dict, in_scale=None, out_scale=None) -> _Value:
+    """The pending output of layer ``spec`` reading the unit group ``src`` (its scale and ``in_scale``
+    on the source side)."""
     return _Value(n=spec["weight"].shape[0], spatial=(),
-                  terms=[_Term(src=src.group, layer=spec, in_scale=in_scale, scale=out_scale)])
+                  terms=[_Term(src=src.group, layer=spec, in_scale=_mul(src.scale, in_scale), scale=out_scale)])
 
 
 # -- EdgeNeXt: cross-covariance attention ---------------------------------------------------------
@@ -99,9 +102,116 @@ def xca(c, node, x, sig):
     return out.with_(spatial=x.spatial, channels_last=True)
 
 
+# -- CaiT: talking heads, class attention ---------------------------------------------------------
+
+def talking_heads(c, node, x, sig):
+    """timm CaiT's ``TalkingHeadAttn`` on ``(batch, N, C)``: ``proj(t V(x))``, ``t`` per head.
+
+    ``proj_l`` mixes logits that are constant over the keys (the softmax stays uniform);
+    ``proj_w`` mixes the uniform probabilities, so the rows of head ``h`` sum to
+    ``t_h = sum_g W_w[h, g] + N b_w[h]``: held at the real weights, ``|t_h|`` scales the
+    value channels of head ``h``. ``proj_l``, ``proj_w`` and the query/key rows are off-path.
+    """
+    mod = c.module(node)
+    _only_input(c, node)
+    n, heads = mod.qkv.in_features, mod.num_heads
+    _tokens(c, node, x, n)
+    if mod.qkv.out_features != 3 * n or n % heads:
+        c.fail(node, f"qkv shape does not fit {n} channels in {heads} heads")
+    t = node.target
+    v_spec = _value_rows(c, node, t, mod.qkv, 2 * n, n)
+    for mix in ("proj_l", "proj_w"):
+        _offpath(c, f"{t}.{mix}.weight", getattr(mod, mix).weight, t)
+        c.offpath[-1]["role"] = "attention head mixing"
+    w = mod.proj_w.weight.detach().double()
+    bias = mod.proj_w.bias.detach().double() if mod.proj_w.bias is not None else torch.zeros(heads, dtype=torch.double)
+    rows = (w.sum(1) + x.spatial[0] * bias).abs().cpu().numpy()
+    if not np.all(np.isfinite(rows)):
+        c.fail(node, "proj_w has NaN or infinite values")
+    o_spec = _linear_spec(c, node, f"{t}.proj", f"{t}.proj.weight", mod.proj.weight)
+    v = c.b.materialize(_layer_out(c, node, _flat(c, node, x), v_spec, out_scale=np.repeat(rows, n // heads)),
+                        f"{node.name}.value")
+    return _layer_out(c, node, v, o_spec).with_(spatial=x.spatial, channels_last=True)
+
+
+def _gamma(c, node, mod, what) -> np.ndarray:
+    norm = getattr(mod, what)
+    if not isinstance(norm, torch.nn.LayerNorm) or norm.normalized_shape != (mod.attn.v.in_features,):
+        c.fail(node, f"{what} is not a LayerNorm over the channels")
+    return np.ones(norm.normalized_shape[0]) if norm.weight is None else \
+        norm.weight.detach().double().abs().cpu().numpy()
+
+
+def class_attention_block(c, node, x, sig):
+    """timm CaiT's ``LayerScaleBlockClassAttn(x, cls)``: the class token's update.
+
+    ``u = [cls, x]`` (``N + 1`` tokens); the class token's query over ``u`` is uniform, so
+    ``attn(norm1(u)) = proj(V(m))`` with the mean token ``m = (norm1(cls) + N norm1(x)) / (N + 1)``
+    (two edges of weight ``1/(N+1)`` and ``N/(N+1)``; the first block's class token is a
+    constant: no edge). Then ``cls + gamma_1 attn``, ``+ gamma_2 mlp(norm2(.))``. The query
+    and key weights are off-path.
+    """
+    mod = c.module(node)
+    b = c.b
+    attn, mlp = mod.attn, mod.mlp
+    if type(attn).__name__ != "ClassAttn" or not all(isinstance(getattr(attn, k, None), torch.nn.Linear)
+                                                     for k in ("q", "k", "v", "proj")):
+        c.fail(node, "a class-attention block whose attention is not timm's ClassAttn")
+    if not (isinstance(getattr(mlp, "fc1", None), torch.nn.Linear) and isinstance(getattr(mlp, "fc2", None), torch.nn.Linear)
+            and isinstance(getattr(mlp, "norm", torch.nn.Identity()), torch.nn.Identity)):
+        c.fail(node, "a class-attention block whose MLP is not fc1 - activation - fc2")
+    n = attn.v.in_features
+    _tokens(c, node, x, n)
+    cls = c.val(node.args[1]) if len(node.args) > 1 else c.val(node.kwargs.get("x_cls"))
+    if cls is not None and not (isinstance(cls, _Value) and cls.channels_last and cls.spatial == (1,) and cls.n == n):
+        c.fail(node, f"the class token is not (batch, 1, {n})")
+    t, tokens = node.target, x.spatial[0]
+    g1, g2 = _gamma(c, node, mod, "norm1"), _gamma(c, node, mod, "norm2")
+    for part in ("q", "k"):
+        _offpath(c, f"{t}.attn.{part}.weight", getattr(attn, part).weight, f"{t}.attn.{part}")
+    terms = [term.scaled(g1 * tokens / (tokens + 1)) for term in b.terms_of(_flat(c, node, x))]
+    if cls is not None:
+        cls = _flat(c, node, cls)
+        terms += [term.scaled(g1 / (tokens + 1)) for term in b.terms_of(cls)]
+    mean = b.materialize(_Value(n=n, spatial=(), terms=terms), f"{node.name}.mean_token")
+    spec = {k: _linear_spec(c, node, f"{t}.{k}", f"{t}.{k}.weight", m.weight)
+            for k, m in (("attn.v", attn.v), ("attn.proj", attn.proj), ("mlp.fc1", mlp.fc1), ("mlp.fc2", mlp.fc2))}
+    v = b.materialize(_layer_out(c, node, mean, spec["attn.v"]), f"{node.name}.value")
+    upd = _layer_out(c, node, v, spec["attn.proj"], out_scale=np.abs(mod.gamma_1.detach().double().cpu().numpy()))
+    if cls is not None:
+        upd = upd.with_(terms=upd.terms + b.terms_of(cls))
+    upd = b.materialize(upd, f"{node.name}.cls")
+    hidden = b.materialize(_layer_out(c, node, upd, spec["mlp.fc1"], in_scale=g2), f"{node.name}.mlp")
+    out = _layer_out(c, node, hidden, spec["mlp.fc2"], out_scale=np.abs(mod.gamma_2.detach().double().cpu().numpy()))
+    return out.with_(terms=out.terms + b.terms_of(upd), spatial=(1,), channels_last=True)
+
+
+def token_layernorm(c, node, x, sig):
+    """LayerNorm over the last dimension, also of tokens concatenated from different units (CaiT's
+    ``cat([cls, x])`` before its final norm): per-unit ``|gamma|`` of the column each unit is in."""
+    if x is None or x.raw is None:
+        return layernorm(c, node, x, sig)
+    mod = c.module(node)
+    ids = x.raw.reshape(-1, x.raw.shape[-1]).long()
+    if tuple(mod.normalized_shape) != (ids.shape[1],):
+        c.fail(node, f"LayerNorm over {tuple(mod.normalized_shape)}: only over the channel dimension (last) is supported")
+    col = torch.arange(ids.shape[1]).expand_as(ids)
+    keep = ids >= 0
+    where = torch.full((x.n,), -1, dtype=torch.long).scatter_(0, ids[keep], col[keep])
+    if not bool((where[ids[keep]] == col[keep]).all()):
+        c.fail(node, "LayerNorm of a layout where a unit sits in several channel positions")
+    gamma = np.ones(ids.shape[1]) if mod.weight is None else mod.weight.detach().double().abs().cpu().numpy()
+    s = np.where(where.numpy() >= 0, gamma[np.maximum(where.numpy(), 0)], 1.0)
+    return x.with_(terms=[term.scaled(s) for term in x.terms])
+
+
+token_layernorm.reads_raw = True
+
+
 # -- registration -----------------------------------------------------------------------------
 
-_LEAVES = {"CrossCovarianceAttn": xca}
+_LEAVES = {"CrossCovarianceAttn": xca, "TalkingHeadAttn": talking_heads,
+           "LayerScaleBlockClassAttn": class_attention_block}
 
 
 def is_leaf(m) -> bool:
@@ -113,6 +223,8 @@ def rule_for(node, mod):
     """The rule of an fx node calling one of the variants above, else None."""
     if node.op != "call_module" or mod is None:
         return None
+    if isinstance(mod, torch.nn.LayerNorm):
+        return token_layernorm
     return next((rule for name, rule in _LEAVES.items() if _timm(mod, name)), None)
 
 

@@ -298,7 +298,8 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             continue
         first_arg = node.args[0] if node.args else None
         x = env.get(first_arg) if isinstance(first_arg, torch.fx.Node) else (sig[0] if sig else None)
-        if rule not in (ops.rearrange, ops.getitem, ops.flatten, ops.identity) and any(v.raw is not None for v in sig):
+        if rule not in (ops.rearrange, ops.getitem, ops.flatten, ops.identity) and not getattr(rule, "reads_raw", False) \
+                and any(v.raw is not None for v in sig):
             block(node, "reads a tensor whose layout is not (batch, channels, ...) or (batch, ..., channels)")
             continue
         if not isinstance(x, _Value) and rule is not ops.getitem:

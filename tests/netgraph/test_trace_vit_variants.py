@@ -135,3 +135,76 @@ def test_edgenext_masks_keep_offpath_dense_and_apply():
     model = _edgenext()
     g = netgraph.from_torch(model, (3, 64, 64))
     check_masks(model, g, (3, 64, 64))
+
+
+# -- CaiT: talking heads, class attention, the final [cls, x] norm ---------------------------------
+
+class TalkingHeadsUniform(nn.Module):
+    """Talking heads at uniform probabilities: ``proj(t ** p V(x))`` with the row sums
+    ``t_h = |sum_g W_w[h, g] + N b_w[h]|`` of the head-mixed probabilities (real weights)."""
+
+    def __init__(self, attn, tokens, p):
+        super().__init__()
+        self.qkv, self.proj, self.heads, self.p = attn.qkv, attn.proj, attn.num_heads, p
+        w, b = attn.proj_w.weight.detach().double(), attn.proj_w.bias.detach().double()
+        self.register_buffer("t", (w.sum(1) + tokens * b).abs())
+
+    def forward(self, x):
+        b, n, c = x.shape
+        v = self.qkv(x)[..., 2 * c:].reshape(b, n, self.heads, -1) * self.t[:, None].to(x.dtype) ** self.p
+        return self.proj(v.mean(1, keepdim=True).expand_as(v).reshape(b, n, c))
+
+
+class ClassAttnUniform(nn.Module):
+    """The class token's uniform attention over ``[cls, x]``: ``proj(a ** p V(cls) + b ** p V(x))``,
+    ``a = 1 / (N + 1)``, ``b = N / (N + 1)`` (the patch tokens are alike)."""
+
+    def __init__(self, attn, p):
+        super().__init__()
+        self.v, self.proj, self.p = attn.v, attn.proj, p
+
+    def forward(self, u):
+        v = self.v(u)
+        n = v.shape[1] - 1
+        return self.proj((1 / (n + 1)) ** self.p * v[:, :1] + (n / (n + 1)) ** self.p * v[:, 1:].mean(1, keepdim=True))
+
+
+def _cait(**kw):
+    from timm.models.cait import Cait
+    torch.manual_seed(0)
+    return _randomise(Cait(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, depth_token_only=2,
+                           num_classes=5, **kw))
+
+
+def _cait_linearised(model, tokens):
+    def at(p):
+        m = copy.deepcopy(model)
+        for blk in m.blocks:
+            blk.attn = TalkingHeadsUniform(blk.attn, tokens, p)
+        for blk in m.blocks_token_only:
+            blk.attn = ClassAttnUniform(blk.attn, p)
+        return m
+    return at
+
+
+def test_cait_matches_linearised_reference():
+    model = _cait()
+    g = check_rule(model, _cait_linearised(model, 16), (3, 32, 32))
+    assert g.layer("blocks.0.attn.qkv").rows == (32, 48)
+    off = {p["param"]: (p["role"], p.get("rows"), p["numel"]) for p in g.offpath}
+    assert off["blocks.1.attn.qkv.weight"] == ("attention query/key", (0, 32), 32 * 16)
+    assert off["blocks.1.attn.proj_w.weight"] == ("attention head mixing", None, 4)
+    assert off["blocks_token_only.1.attn.k.weight"] == ("attention query/key", None, 256)
+    assert len(off) == 2 * 3 + 2 * 2
+    scores = flows.synflow_scores(g)
+    assert np.all(scores["blocks.0.attn.qkv.weight"][:32] == 0)
+    # the patch tokens reach the head only through class attention: no shortcut to the output
+    head = g.layer("head")
+    assert g.groups[head.src].size == 16
+
+
+def test_cait_masks_keep_offpath_dense_and_apply():
+    model = _cait()
+    g = netgraph.from_torch(model, (3, 32, 32))
+    ms = check_masks(model, g, (3, 32, 32))
+    assert ms.meta["offpath_dense"] == 2 * (32 * 16 + 2 * 4) + 2 * (2 * 16 * 16)
