@@ -208,3 +208,23 @@ def test_cait_masks_keep_offpath_dense_and_apply():
     g = netgraph.from_torch(model, (3, 32, 32))
     ms = check_masks(model, g, (3, 32, 32))
     assert ms.meta["offpath_dense"] == 2 * (32 * 16 + 2 * 4) + 2 * (2 * 16 * 16)
+
+
+def test_variant_refusals_name_the_module():
+    from timm.models.cait import TalkingHeadAttn
+    from timm.models.edgenext import CrossCovarianceAttn
+
+    class ChannelsAsTokens(nn.Module):  # attention over (batch, C, H*W): channels taken for tokens
+        def __init__(self, attn):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 2, stride=2)
+            self.attn = attn
+            self.head = nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.head(self.attn(self.stem(x).flatten(2)).mean(1))
+
+    for attn, kind in ((TalkingHeadAttn(16, num_heads=2), "TalkingHeadAttn"),
+                       (CrossCovarianceAttn(16, 2), "CrossCovarianceAttn")):
+        with pytest.raises(netgraph.UnsupportedModelError, match=rf"'attn' \({kind}\): attention on a tensor that is not"):
+            netgraph.from_torch(ChannelsAsTokens(attn), (3, 8, 8))
