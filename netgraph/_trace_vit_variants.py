@@ -208,6 +208,67 @@ def token_layernorm(c, node, x, sig):
 token_layernorm.reads_raw = True
 
 
+# -- tokens of different units: the mean token ------------------------------------------------------
+
+def _distinct_dst(src, dst, scale):
+    """Split edges ``src -> dst`` into pieces whose destinations are distinct."""
+    out = []
+    while dst.size:
+        _, first = np.unique(dst, return_index=True)
+        out.append((src[first], dst[first], scale[first]))
+        rest = np.ones(dst.size, bool)
+        rest[first] = False
+        src, dst, scale = src[rest], dst[rest], scale[rest]
+    return out
+
+
+def mean_token(v: _Value):
+    """``v`` (tokens concatenated from different units, e.g. PiT's ``cat([cls, x])`` with a class
+    token computed by a Linear) as one set of channel units holding the mean token, or None.
+
+    A per-token layer or attention cannot read tokens of different units without sharing its
+    weights between them, so the tokens are made alike: channel ``j`` of the result is the mean
+    over the tokens of channel ``j``, an edge of weight ``(tokens holding the unit) / (tokens)``
+    from each unit (constant tokens, such as a parameter class token, are left out as in ViT).
+    """
+    raw = v.raw
+    if raw is None or raw.dim() != 3:
+        return None
+    ids = raw[0].long()
+    const = ids < 0
+    if not bool((const.any(1) == const.all(1)).all()):
+        return None
+    ids = ids[~const.all(1)]
+    if ids.shape[0] < 2 or ids.unique(dim=0).shape[0] < 2:
+        return None
+    col = torch.arange(ids.shape[1]).expand_as(ids)
+    where = torch.full((v.n,), -1, dtype=torch.long).scatter_(0, ids.flatten(), col.flatten())
+    if not bool((where[ids] == col).all()):
+        return None  # a unit in several channel positions: not a concatenation of token sequences
+    weight = (torch.bincount(ids.flatten(), minlength=v.n).double() / ids.shape[0]).numpy()
+    where = where.numpy()
+    terms = []
+    for t in v.terms:
+        keep = weight[t.dst_units] > 0
+        scale = weight[t.dst_units] * (1.0 if t.scale is None else t.scale)
+        for su, du, sc in _distinct_dst(t.src_units[keep], where[t.dst_units[keep]], scale[keep]):
+            terms.append(_Term(src=t.src, scale=sc, src_units=su, dst_units=du))
+    return _Value(n=ids.shape[1], spatial=(raw.shape[1],), channels_last=True, terms=terms)
+
+
+def merge_tokens(c, nodes) -> bool:
+    """Replace every value of ``nodes`` laid out as tokens of different units by its mean token
+    (:func:`mean_token`); False if one of them is another layout."""
+    for a in nodes:
+        v = c.env.get(a)
+        if isinstance(v, _Value) and v.raw is not None:
+            m = mean_token(v)
+            if m is None:
+                return False
+            c.env[a] = m
+    return True
+
+
 # -- registration -----------------------------------------------------------------------------
 
 _LEAVES = {"CrossCovarianceAttn": xca, "TalkingHeadAttn": talking_heads,

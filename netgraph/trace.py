@@ -300,8 +300,11 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
         x = env.get(first_arg) if isinstance(first_arg, torch.fx.Node) else (sig[0] if sig else None)
         if rule not in (ops.rearrange, ops.getitem, ops.flatten, ops.identity) and not getattr(rule, "reads_raw", False) \
                 and any(v.raw is not None for v in sig):
-            block(node, "reads a tensor whose layout is not (batch, channels, ...) or (batch, ..., channels)")
-            continue
+            if not vit_variants.merge_tokens(c, in_nodes):  # tokens of different units: the mean token
+                block(node, "reads a tensor whose layout is not (batch, channels, ...) or (batch, ..., channels)")
+                continue
+            sig = [env[a] for a in in_nodes if isinstance(env.get(a), _Value)]
+            x = env.get(first_arg) if isinstance(first_arg, torch.fx.Node) else (sig[0] if sig else None)
         if not isinstance(x, _Value) and rule is not ops.getitem:
             x = sig[0] if sig else None
         try:

@@ -228,3 +228,77 @@ def test_variant_refusals_name_the_module():
                        (CrossCovarianceAttn(16, 2), "CrossCovarianceAttn")):
         with pytest.raises(netgraph.UnsupportedModelError, match=rf"'attn' \({kind}\): attention on a tensor that is not"):
             netgraph.from_torch(ChannelsAsTokens(attn), (3, 8, 8))
+
+
+# -- PiT: a class token computed by a Linear, concatenated with the patch tokens -------------------
+
+class MeanTokenStage(nn.Module):
+    """PiT's ``Transformer`` stage with ``cat([cls, x])`` replaced by the mean token
+    ``a ** p cls + b ** p x`` (``a = 1/(N+1)``, ``b = N/(N+1)``) on every token; the first
+    stage's class token is a parameter (a constant): left out, so the mean token is ``x``."""
+
+    def __init__(self, stage, p):
+        super().__init__()
+        self.pool, self.norm, self.blocks, self.p = stage.pool, stage.norm, stage.blocks, p
+
+    def forward(self, x):
+        x, cls = x
+        n_cls = cls.shape[1]
+        if self.pool is not None:
+            x, cls = self.pool(x, cls)
+        b, c, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)
+        n = x.shape[1]
+        m = x.mean(1, keepdim=True)
+        if self.pool is not None:
+            m = (1 / (n + 1)) ** self.p * cls + (n / (n + 1)) ** self.p * m
+        x = self.blocks(self.norm(m.expand(b, n + n_cls, c)))
+        return x[:, n_cls:].transpose(1, 2).reshape(b, c, h, w), x[:, :n_cls]
+
+
+def _pit():
+    from timm.models.pit import PoolingVisionTransformer
+    torch.manual_seed(0)
+    m = PoolingVisionTransformer(img_size=32, patch_size=4, stride=4, base_dims=(8, 8), depth=(1, 1),
+                                 heads=(2, 4), mlp_ratio=2, num_classes=5)
+    return _circular(_randomise(m))
+
+
+def _pit_linearised(model):
+    def at(p):
+        m = copy.deepcopy(model)
+        for i, stage in enumerate(m.transformers):
+            m.transformers[i] = MeanTokenStage(stage, p)
+        return m
+    return at
+
+
+def test_pit_mean_token_matches_linearised_reference():
+    model = _pit()
+    g = check_rule(model, _pit_linearised(model), (3, 32, 32))
+    fc, conv = g.layer("transformers.1.pool.fc"), g.layer("transformers.1.pool.conv")
+    assert conv.groups == 16 and conv.weight.shape == (32, 1, 9)
+    # the mean token of stage 1 (16 patch tokens): 1/17 from the class token, 16/17 from the patches
+    # (the residual stream; the attention reads it after norm1's gamma)
+    merged = {(s.src, round(float(s.scale[0]) * 17, 9)) for s in g.shortcuts if s.src in (fc.dst, conv.dst)}
+    assert {(fc.dst, 1.0), (conv.dst, 16.0)} <= merged
+    assert sorted(p["param"] for p in g.offpath) == ["transformers.0.blocks.0.attn.qkv.weight",
+                                                    "transformers.1.blocks.0.attn.qkv.weight"]
+
+
+def test_pit_masks_keep_offpath_dense_and_apply():
+    model = _pit()
+    g = netgraph.from_torch(model, (3, 32, 32))
+    check_masks(model, g, (3, 32, 32))
+
+
+def test_mean_token_refuses_other_layouts():
+    from netgraph._trace_vit_variants import mean_token
+    from netgraph._trace_values import _Term, _Value
+
+    ids = torch.arange(6.0).reshape(1, 3, 2)  # every token of other units, but a unit per position
+    v = _Value(n=6, spatial=(3, 2), raw=ids, terms=[_Term(src=1, src_units=np.arange(6), dst_units=np.arange(6))])
+    assert mean_token(v).n == 2
+    twice = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])  # unit 0 in both channel positions
+    assert mean_token(v.with_(raw=twice, n=2)) is None
+    assert mean_token(v.with_(raw=ids.reshape(1, 1, 3, 2))) is None  # not (batch, tokens, channels)
