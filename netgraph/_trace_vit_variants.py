@@ -205,8 +205,6 @@ def token_layernorm(c, node, x, sig):
     return x.with_(terms=[term.scaled(s) for term in x.terms])
 
 
-token_layernorm.reads_raw = True
-
 
 # -- tokens of different units: the mean token ------------------------------------------------------
 
@@ -256,17 +254,22 @@ def mean_token(v: _Value):
     return _Value(n=ids.shape[1], spatial=(raw.shape[1],), channels_last=True, terms=terms)
 
 
-def merge_tokens(c, nodes) -> bool:
-    """Replace every value of ``nodes`` laid out as tokens of different units by its mean token
-    (:func:`mean_token`); False if one of them is another layout."""
+def raw_readers(ops) -> tuple:
+    """The rules that read any layout (rearrangements; :func:`token_layernorm`)."""
+    return ops.rearrange, ops.getitem, ops.flatten, ops.identity, token_layernorm
+
+
+def merge_tokens(c, nodes, rule, ops) -> None:
+    """Before ``rule`` reads ``nodes``: if it cannot read a layout of tokens of different units
+    (any rule but rearrangements and :func:`token_layernorm`), replace such a value by its mean
+    token (:func:`mean_token`) for every later reader; other layouts are left for the caller
+    to refuse."""
+    if rule is None or rule in raw_readers(ops):
+        return
     for a in nodes:
         v = c.env.get(a)
-        if isinstance(v, _Value) and v.raw is not None:
-            m = mean_token(v)
-            if m is None:
-                return False
+        if isinstance(v, _Value) and v.raw is not None and (m := mean_token(v)) is not None:
             c.env[a] = m
-    return True
 
 
 # -- registration -----------------------------------------------------------------------------

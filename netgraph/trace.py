@@ -283,6 +283,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
         in_nodes = [a for a in node.all_input_nodes if a in recorder.signal]
         if any(a in tainted for a in in_nodes):
             tainted.add(node)
+        vit_variants.merge_tokens(c, in_nodes, rule, ops)  # tokens of several units read per token: mean token
         ins = [env.get(a) for a in in_nodes]
         if any(v is BAD for v in ins):
             if rule is None:
@@ -298,13 +299,9 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             continue
         first_arg = node.args[0] if node.args else None
         x = env.get(first_arg) if isinstance(first_arg, torch.fx.Node) else (sig[0] if sig else None)
-        if rule not in (ops.rearrange, ops.getitem, ops.flatten, ops.identity) and not getattr(rule, "reads_raw", False) \
-                and any(v.raw is not None for v in sig):
-            if not vit_variants.merge_tokens(c, in_nodes):  # tokens of different units: the mean token
-                block(node, "reads a tensor whose layout is not (batch, channels, ...) or (batch, ..., channels)")
-                continue
-            sig = [env[a] for a in in_nodes if isinstance(env.get(a), _Value)]
-            x = env.get(first_arg) if isinstance(first_arg, torch.fx.Node) else (sig[0] if sig else None)
+        if rule not in vit_variants.raw_readers(ops) and any(v.raw is not None for v in sig):
+            block(node, "reads a tensor whose layout is not (batch, channels, ...) or (batch, ..., channels)")
+            continue
         if not isinstance(x, _Value) and rule is not ops.getitem:
             x = sig[0] if sig else None
         try:
