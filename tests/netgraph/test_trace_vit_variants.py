@@ -302,3 +302,77 @@ def test_mean_token_refuses_other_layouts():
     twice = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])  # unit 0 in both channel positions
     assert mean_token(v.with_(raw=twice, n=2)) is None
     assert mean_token(v.with_(raw=ids.reshape(1, 1, 3, 2))) is None  # not (batch, tokens, channels)
+
+
+# -- LeViT: LinearNorm, per-head value rows, attention biases, subsampled queries ------------------
+
+class LevitValues(nn.Module):
+    """LeViT's ``Attention``/``AttentionDownsample`` with row-stochastic probabilities over alike
+    tokens: ``proj(V(x))`` on ``tokens_out`` tokens, ``V`` the per-head value rows of ``qkv``/``kv``."""
+
+    def __init__(self, attn, kv, offset):
+        super().__init__()
+        setattr(self, kv, getattr(attn, kv))  # the parameter keeps its name
+        self.which, self.proj, self.heads, self.offset = kv, attn.proj, attn.num_heads, offset
+        self.down = getattr(attn, "stride", 1)
+
+    def forward(self, x):
+        b, n, _ = x.shape
+        v = getattr(self, self.which)(x).view(b, n, self.heads, -1)[..., self.offset:]
+        n_out = (-(-round(n ** 0.5) // self.down)) ** 2  # ceil(side / stride) squared
+        v = v.mean(1, keepdim=True).expand(b, n_out, *v.shape[2:])
+        return self.proj(v.reshape(b, n_out, -1))
+
+
+def _levit():
+    from timm.models.levit import Levit
+    torch.manual_seed(0)
+    m = Levit(img_size=64, embed_dim=(16, 24), key_dim=4, depth=(1, 1), num_heads=(2, 3), num_classes=5)
+    m = _circular(_randomise(m))
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, nn.BatchNorm1d) or isinstance(mod, nn.BatchNorm2d):
+                mod.running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def _levit_linearised(model):
+    def at(p):
+        m = copy.deepcopy(model)
+        for name, mod in list(m.named_modules()):
+            kind = type(mod).__name__
+            if kind in ("Attention", "AttentionDownsample") and type(mod).__module__ == "timm.models.levit":
+                kv, off = ("qkv", 2 * mod.key_dim) if kind == "Attention" else ("kv", mod.key_dim)
+                parent, last = name.rsplit(".", 1)
+                setattr(m.get_submodule(parent), last, LevitValues(mod, kv, off))
+        return m
+    return at
+
+
+def test_levit_matches_linearised_reference():
+    model = _levit()
+    g = check_rule(model, _levit_linearised(model), (3, 64, 64))
+    # stage 0 attention: 2 heads of [q 4, k 4, v 8] rows; one value layer per head
+    heads = [l for l in g.layers if l.param == "stages.0.blocks.0.attn.qkv.linear.weight"]
+    assert [l.rows for l in heads] == [(8, 16), (24, 32)]
+    off = [(p["param"], p.get("rows"), p["role"]) for p in g.offpath]
+    assert ("stages.0.blocks.0.attn.qkv.linear.weight", (16, 24), "attention query/key") in off
+    assert ("stages.0.blocks.0.attn.attention_biases", None, "attention position bias") in off
+    assert ("stages.1.downsample.attn_downsample.q.ln.linear.weight", None, "attention query/key") in off
+    scores = flows.synflow_scores(g)["stages.0.blocks.0.attn.qkv.linear.weight"]
+    assert np.all(scores[:8] == 0) and np.all(scores[8:16] > 0)
+
+
+def test_levit_masks_keep_offpath_dense_and_apply():
+    model = _levit()
+    g = netgraph.from_torch(model, (3, 64, 64))
+    biases = sum(p["numel"] for p in g.offpath if p["role"] == "attention position bias")
+    ms = sparsify(g, "synflow", 0.5, seed=0)
+    for p in g.offpath:
+        rows = p.get("rows") or (0, p["shape"][0])
+        assert bool(ms[p["param"]][rows[0]:rows[1]].all())
+    params = dict(model.named_parameters())
+    assert ms.num_total == sum(params[n].numel() for n in prunable_parameter_names(model)) + biases
+    assert ms.num_kept == round(0.5 * ms.num_total)
+    ms.apply(model)
+    assert torch.isfinite(model.eval()(torch.randn(2, 3, 64, 64))).all()
