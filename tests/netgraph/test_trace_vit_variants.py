@@ -27,6 +27,15 @@ from tests.netgraph.test_trace_ops import REL, _close, _random_mask
 timm = pytest.importorskip("timm")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small float64 models: one thread is faster than several on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _randomise(model, seed=0):
     torch.manual_seed(seed)
     with torch.no_grad():
