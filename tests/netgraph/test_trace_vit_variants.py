@@ -385,3 +385,25 @@ def test_levit_masks_keep_offpath_dense_and_apply():
     assert ms.num_kept == round(0.5 * ms.num_total)
     ms.apply(model)
     assert torch.isfinite(model.eval()(torch.randn(2, 3, 64, 64))).all()
+
+
+SMALL = {"edgenext": (_edgenext, (3, 64, 64)), "cait": (_cait, (3, 32, 32)), "pit": (_pit, (3, 32, 32)),
+         "levit": (_levit, (3, 64, 64))}
+
+
+@pytest.mark.parametrize("method", ["synflow", "magnitude", "snip", "grasp", "phew"])
+@pytest.mark.parametrize("name", list(SMALL))
+def test_every_sparsifier_masks_the_variants(name, method):
+    make, shape = SMALL[name]
+    model = make()
+    g = netgraph.from_torch(model, shape)
+    data = (torch.randn(4, *shape), torch.randint(0, 5, (4,)))
+    ms = sparsify(model, method, 0.5, seed=0, input_shape=shape, graph=g,
+                  data=data if method in ("snip", "grasp") else None)
+    for p in g.offpath:
+        rows = p.get("rows") or (0, p["shape"][0])
+        assert bool(ms[p["param"]][rows[0]:rows[1]].all())
+    if method in ("synflow", "magnitude"):
+        assert ms.num_kept == round(0.5 * ms.num_total)
+    ms.apply(model)
+    assert torch.isfinite(model.eval()(torch.randn(2, *shape))).all()
