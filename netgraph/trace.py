@@ -363,10 +363,9 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     spec = dict(model_spec or getattr(model, "netgraph_spec", None) or {})
     spec.setdefault("name", type(model).__name__)
     spec["input_shape"] = list(shape)
-    offpath += vit_variants.constant_layers(c, gm, {layer.param for layer in layers})
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
-                        model_spec=spec, offpath=offpath)
+                        model_spec=spec, offpath=offpath + vit_variants.constant_layers(c, gm, {x.param for x in layers}))
     except ValueError as exc:
         if "shared weights" in str(exc):
             raise UnsupportedModelError(f"cannot build the unit graph of {type(model).__name__}: {exc}") from None
