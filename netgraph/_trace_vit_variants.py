@@ -1,4 +1,5 @@
-"""Rules for the attention variants of timm's vision transformers (CaiT, EdgeNeXt).
+"""Rules for the attention variants of timm's vision transformers (CaiT, EdgeNeXt, PiT), and
+the registration of these and LeViT's (:mod:`netgraph._trace_levit`) as leaf modules.
 
 Each variant is traced as a leaf module and, like self-attention
 (:mod:`netgraph._trace_attention`), held at the linearisation point (all-ones input, ``|w|``,
@@ -21,6 +22,12 @@ zero biases), where every token is alike:
   ``proj(V(mean token))`` with ``mean token = (norm1(cls) + N norm1(x)) / (N + 1)``; the
   class token then goes through the block's layer scales and MLP. The class token is a
   tensor of its own (its own units), the patch tokens are read, not changed.
+
+* Tokens of different units (PiT's ``cat([fc(cls), x])``) read by a per-token layer or
+  attention become the *mean token*: channel ``j`` gets an edge of weight
+  ``(tokens holding the unit) / (tokens)`` from each unit in position ``j``
+  (:func:`mean_token`); rearrangements and LayerNorm (:func:`token_layernorm`) keep the
+  layout, so CaiT's final ``norm(cat([cls, x]))[:, 0]`` reads the class token only.
 
 Layers applied to constants (EdgeNeXt's Fourier position encoding) carry no path: their
 weights are off-path (role ``"constant"``). See ``docs/data-model.md``.
