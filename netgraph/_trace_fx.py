@@ -134,10 +134,8 @@ class _ShapeTracer(torch.fx.Tracer):
 
     def is_leaf_module(self, m, qualname) -> bool:
         # attention and timm modules with a rule of their own are called, not traced through
-        from ._trace_attention import is_leaf
-        from ._trace_leaves import is_leaf as is_timm_leaf
-        from ._trace_tokens import is_leaf as is_token_leaf
-        return is_leaf(m) or is_token_leaf(m) or is_timm_leaf(m) or super().is_leaf_module(m, qualname)
+        from ._trace_rules import is_leaf
+        return is_leaf(m) or super().is_leaf_module(m, qualname)
 
     def to_bool(self, obj) -> bool:
         return bool(self._concrete(obj, "control flow (if/while/assert)"))

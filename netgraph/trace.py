@@ -40,11 +40,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import _trace_attention as attention
 from . import _trace_fx as fx
-from . import _trace_leaves as leaves
 from . import _trace_ops as ops
+from . import _trace_rules as rules
 from . import _trace_tokens as tokens
+from . import _trace_vit_variants as vit_variants
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
@@ -55,7 +55,7 @@ SUPPORTED = (
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
     "channel shuffle, residual add or subtraction, multiplication by a number or a per-channel constant "
-    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention, EfficientFormer, FastViT), timm StarReLU, GlobalResponseNorm, StdConv2d/ScaledStdConv2d, and softmax/log_softmax as the last operation"
+    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention, EfficientFormer, FastViT; timm CaiT, PiT, LeViT and EdgeNeXt attention variants), timm StarReLU, GlobalResponseNorm, StdConv2d/ScaledStdConv2d, and softmax/log_softmax as the last operation"
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -98,7 +98,7 @@ def _functional_layer(c, node, x, sig):
 
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
-    if (rule := leaves.rule_for(node, mod) or attention.rule_for(node, mod) or tokens.rule_for(node, mod)) is not None:
+    if (rule := rules.rule_for(node, mod)) is not None:
         return rule
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
@@ -283,6 +283,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
         in_nodes = [a for a in node.all_input_nodes if a in recorder.signal]
         if any(a in tainted for a in in_nodes):
             tainted.add(node)
+        vit_variants.merge_tokens(c, in_nodes, rule, ops)  # tokens of several units read per token: mean token
         ins = [env.get(a) for a in in_nodes]
         if any(v is BAD for v in ins):
             if rule is None:
@@ -298,7 +299,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             continue
         first_arg = node.args[0] if node.args else None
         x = env.get(first_arg) if isinstance(first_arg, torch.fx.Node) else (sig[0] if sig else None)
-        if rule not in (ops.rearrange, ops.getitem, ops.flatten, ops.identity) and any(v.raw is not None for v in sig):
+        if rule not in vit_variants.raw_readers(ops) and any(v.raw is not None for v in sig):
             block(node, "reads a tensor whose layout is not (batch, channels, ...) or (batch, ..., channels)")
             continue
         if not isinstance(x, _Value) and rule is not ops.getitem:
@@ -364,7 +365,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     spec["input_shape"] = list(shape)
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
-                        model_spec=spec, offpath=offpath)
+                        model_spec=spec, offpath=offpath + vit_variants.constant_layers(c, gm, {x.param for x in layers}))
     except ValueError as exc:
         if "shared weights" in str(exc):
             raise UnsupportedModelError(f"cannot build the unit graph of {type(model).__name__}: {exc}") from None

@@ -58,7 +58,13 @@ CASES = {
     "digits_cnn": lambda: (zoo.build("digits_cnn"), (1, 8, 8)),
     "grouped": lambda: (M.randomize_bn(GM.GroupedNet()), GM.GROUPED_INPUT),
     "mobile": lambda: (M.randomize_bn(GM.MobileNetish()), GM.MOBILE_INPUT),
+    "inception": lambda: (_inception(), (3, 8, 8)),  # concatenation: index-map shortcuts
 }
+
+
+def _inception():
+    from tests.netgraph.test_trace_ops import Inception
+    return Inception()
 
 
 @pytest.mark.parametrize("q", [1, 1.5, 2, 3])
@@ -96,8 +102,10 @@ def _unit_graph(g, ms, q):
             D.add_edge((layer.src, u), (layer.dst, v), w=agg[v, j] * si[u] ** p * so[v] ** p)
     for sc in g.shortcuts:
         s = np.ones(sc.size) if sc.scale is None else np.abs(sc.scale)
+        src = np.arange(sc.size) if sc.is_identity else sc.src_units
+        dst = np.arange(sc.size) if sc.is_identity else sc.dst_units
         for c in range(sc.size):
-            D.add_edge((sc.src, c), (sc.dst, c), w=s[c] ** (1 if q == "inf" else q))
+            D.add_edge((sc.src, int(src[c])), (sc.dst, int(dst[c])), w=s[c] ** (1 if q == "inf" else q))
     return D
 
 
@@ -121,7 +129,7 @@ def _networkx_norm(g, ms, q):
     return math.log10(math.fsum(outs)) / q
 
 
-@pytest.mark.parametrize("case", ["conv", "residual", "resnet20", "digits_cnn", "grouped", "mobile"])
+@pytest.mark.parametrize("case", ["conv", "residual", "resnet20", "digits_cnn", "grouped", "mobile", "inception"])
 def test_inf_norm_matches_networkx_longest_path(case):
     torch.manual_seed(0)
     model, shape = CASES[case]()
