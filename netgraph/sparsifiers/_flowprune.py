@@ -79,7 +79,7 @@ class LayerState:
         else:
             self.S = None
             self.low = np.abs(W[:, 0]).astype(np.float32)
-        self.agg = (layer.abs_sum if power == 1 else layer.sq_sum).ravel().copy()
+        self.agg = layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
         self.m = np.full(n_b, k, dtype=np.int32)
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0

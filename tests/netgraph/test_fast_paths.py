@@ -77,3 +77,13 @@ def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, 
                 assert (s.m[got] > 0).all()
                 extra = np.setdiff1d(got, want)
                 assert np.allclose(scores[extra], hi, rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_fresh_sums_equal_the_cached_sums_and_leave_the_cache_alone(name):
+    g, _ = _graph_and_masks(name, None)
+    for layer in g.layers:
+        a, b = layer.fresh_sums(1), layer.fresh_sums(2)
+        assert "abs_sum" not in layer.__dict__ and "sq_sum" not in layer.__dict__
+        assert np.array_equal(a, layer.abs_sum) and np.array_equal(b, layer.sq_sum)
+        assert layer.fresh_sums(1) is not layer.abs_sum and np.array_equal(layer.fresh_sums(1), a)
