@@ -40,7 +40,7 @@ _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pru
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
-SAMPLE_SIZE = 1 << 13
+SAMPLE_SIZE = 1 << 15
 
 
 def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
