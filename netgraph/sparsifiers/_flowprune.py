@@ -14,7 +14,10 @@ aggregate and its smallest kept value ``low``.
 One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sample:
 
 * a bundle whose smallest kept score ``low * c`` exceeds ``hi`` keeps everything, found
-  with one comparison (most bundles, most of the time);
+  with one comparison (most bundles, most of the time); ``c`` is never built for every
+  bundle: the layer keeps its factors per unit (``c = b[v] f[u]``) and the comparison
+  runs row block by row block as ``low f[u] <= hi / b[v]`` with a 1e-9 relative margin (a
+  superset of the exact test; the extra bundles' walks stop at once);
 * the others *walk down* from their smallest kept element towards larger ones until a
   score exceeds ``hi``, recording what they pass: elements below ``lo`` (pruned), and
   candidates inside the bracket. Each element is passed at most once as pruned, so the
