@@ -64,11 +64,8 @@ def effective_per_layer(graph, masks=None, active=None) -> list:
         act = active_units(graph, mg) if active is None else active
         out = []
         for layer, count in zip(graph.layers, aggregates(graph, "count", mg)):
-            flat = count.reshape(-1)
-            nz = np.flatnonzero(flat)
-            v, j = np.divmod(nz, layer.n_in)
-            u = j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j
-            out.append(int(flat[nz][act[layer.dst][v] & act[layer.src][u]].sum()))
+            v, u, nz = mg.kept_bundles(layer)
+            out.append(int(count.reshape(-1)[nz][act[layer.dst][v] & act[layer.src][u]].sum()))
         return out
 
     return mg.cached("analysis.effective_per_layer", compute)

@@ -85,12 +85,26 @@ def _log(x):
         return np.log(np.abs(x))
 
 
+def _max_plus(mg, layer, amax: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``y[v] = max_u log(amax[v, u]) + x[u]`` over the layer's bundles (``-inf``: none).
+
+    Sparse layers visit their kept bundles only (row-major, so each destination is one
+    run for a segment maximum); the values are those of the dense form, element by element.
+    """
+    v, u, nz = mg.kept_bundles(layer)
+    if nz.size >= 0.25 * amax.size:
+        return (_log(amax) + layer.gather(x)).max(axis=1)
+    y = np.full(layer.n_dst, -np.inf)
+    if nz.size:
+        starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+        y[v[starts]] = np.maximum.reduceat(_log(amax.reshape(-1)[nz]) + x[u], starts)
+    return y
+
+
 def _log_max_path(graph, masks) -> float:
     """``log`` of the largest product of ``|w|`` (and scales) over input-output paths."""
     mg = as_masked(graph, masks)
-    amax = [np.where(m, np.abs(layer.weight.astype(np.float64)), 0.0).max(axis=2)
-            for layer, m in zip(graph.layers, mg.masks_or_dense())]
-    log_a = {layer.index: _log(a) for layer, a in zip(graph.layers, amax)}
+    amax = {layer.index: a for layer, a in zip(graph.layers, mg.bundle_max())}
     G = len(graph.groups)
     F = [None] * G
     F[0] = np.zeros(graph.groups[0].size)
@@ -99,7 +113,7 @@ def _log_max_path(graph, masks) -> float:
         for e in graph.edges_into(g):
             x = F[e.src] if e.in_scale is None else F[e.src] + _log(e.in_scale)
             if isinstance(e, Layer):
-                y = (log_a[e.index] + e.gather(x)).max(axis=1)
+                y = _max_plus(mg, e, amax[e.index], x)
             elif e.is_identity:
                 y = x
             else:  # an index map: units it does not reach get no path from it

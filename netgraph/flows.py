@@ -247,7 +247,8 @@ def _log_path_kernel_trace(graph: NetGraph, masks=None, flows: Flows | None = No
     logs = []
     p = flows.power
     for layer, cnt in zip(graph.layers, counts):
-        v, u, n = layer.nonzero_bundles(cnt)  # kept bundles only: O(kept bundles)
+        v, u, nz = mg.kept_bundles(layer)  # kept bundles only: O(kept bundles)
+        n = cnt.reshape(-1)[nz]
         f, b = flows.forward[layer.src][u], flows.backward[layer.dst][v]
         if layer.in_scale is not None:
             f = f * layer.in_scale[u] ** p
@@ -387,14 +388,16 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
     >>> round(n_eff, 6)  # 6 unit paths of equal weight
     6.0
     """
-    flows = path_flows(graph, "abs", masks)
+    mg = as_masked(graph, masks)
+    flows = path_flows(graph, "abs", mg)
     logZ = flows.log_R
     if not math.isfinite(logZ):
         return -math.inf, 0.0  # no path: zero effective paths, not one
     acc = 0.0
     for e in graph.edges():
         if isinstance(e, Layer):  # over the bundles that carry weight only: O(kept bundles)
-            v, u, a = e.nonzero_bundles(flows.aggregates[e.index])
+            v, u, nz = mg.kept_bundles(e)
+            a = flows.aggregates[e.index].reshape(-1)[nz]
             if e.out_scale is not None:
                 a = a * e.out_scale[v]
             if e.in_scale is not None:

@@ -44,9 +44,8 @@ def edge_arrays(graph: NetGraph, masks=None, weights: bool = True) -> dict:
     S = mg.aggregates("square") if weights else C
     parts = []
     for layer, a, s, c in zip(graph.layers, A, S, C):
-        v, j = np.nonzero(c)  # bundle (v, j) of a grouped conv reads source unit src_index()[v, j]
-        u = j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j
-        parts.append((off[layer.src] + u, off[layer.dst] + v, a[v, j], s[v, j], c[v, j],
+        v, u, nz = mg.kept_bundles(layer)  # u: the source unit (src_index() in a grouped conv)
+        parts.append((off[layer.src] + u, off[layer.dst] + v, a.reshape(-1)[nz], s.reshape(-1)[nz], c.reshape(-1)[nz],
                       np.full(len(u), layer.index)))
     for sc in graph.shortcuts:
         one = np.ones(sc.size)

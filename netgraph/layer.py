@@ -139,6 +139,15 @@ class Layer:
 
         return self._bundle_sums(sq)
 
+    def fresh_sums(self, power: int) -> np.ndarray:
+        """A new array of ``sum |w|`` (``power=1``) or ``sum w^2`` (``power=2``) per bundle,
+        equal to :attr:`abs_sum` / :attr:`sq_sum`, without filling their cache (for callers
+        that modify it, such as SynFlow's state)."""
+        name = "abs_sum" if power == 1 else "sq_sum"
+        if name in self.__dict__:
+            return self.__dict__[name].copy()
+        return type(self).__dict__[name].func(self)
+
     def _bundle_sums(self, fn, chunk: int = 1 << 22) -> np.ndarray:
         """``fn`` of the weights, block of destination rows by block (bounded temporaries)."""
         out = np.empty(self.weight.shape[:2])

@@ -79,6 +79,35 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
     return out
 
 
+def layer_bundle_max(graph, layer_masks, kept=None) -> list:
+    """Per layer, the largest kept ``|w|`` of each bundle (float64, 0 where none is kept).
+
+    Same arguments as :func:`layer_aggregates`; sparse layers reduce their kept indices
+    (a segment maximum), the others float32 blocks of rows (a maximum is exact in float32).
+    """
+    out = []
+    for i, layer in enumerate(graph.layers):
+        m = None if layer_masks is None else layer_masks[i]
+        idx = None if kept is None else kept[i]
+        a = np.zeros(layer.num_bundles)
+        if idx is not None:
+            if idx.size:
+                b = idx // layer.k
+                starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])  # idx is sorted: bundles are runs
+                a[b[starts]] = np.maximum.reduceat(np.abs(layer.weight.reshape(-1)[idx]), starts)
+            out.append(a.reshape(layer.weight.shape[:2]))
+            continue
+        a = a.reshape(layer.weight.shape[:2])
+        rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+        for s in range(0, layer.n_dst, rows):
+            w = np.abs(layer.weight[s:s + rows])
+            if m is not None:
+                w *= m[s:s + rows]
+            a[s:s + rows] = w.max(axis=2)
+        out.append(a)
+    return out
+
+
 class MaskedGraph:
     """A graph with one mask, whose aggregates (and derived values) are computed once each.
 
@@ -123,6 +152,29 @@ class MaskedGraph:
     def aggregates(self, weights: str) -> list:
         return self.cached(("aggregates", weights),
                            lambda: layer_aggregates(self.graph, weights, self.layer_masks, self.kept()))
+
+    def kept_bundles(self, layer) -> tuple:
+        """``(v, u, nz)`` of the layer's bundles that keep an element: destination unit,
+        source unit and flat bundle index (ascending); from the kept indices when the layer
+        is sparse, O(kept weights). Cached per layer; the same bundles as
+        ``layer.nonzero_bundles(self.aggregates("count")[i])``."""
+        def compute():
+            kept = self.kept()
+            idx = None if kept is None else kept[layer.index]
+            if idx is not None:
+                b = idx // layer.k
+                nz = b[np.flatnonzero(np.r_[True, b[1:] != b[:-1]])] if b.size else b
+            else:
+                nz = np.flatnonzero(self.aggregates("count")[layer.index])
+            v, j = np.divmod(nz, layer.n_in)
+            u = j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j
+            return v, u, nz
+
+        return self.cached(("kept_bundles", layer.index), compute)
+
+    def bundle_max(self) -> list:
+        """Per layer, the largest kept ``|w|`` of each bundle (:func:`layer_bundle_max`); cached."""
+        return self.cached("bundle_max", lambda: layer_bundle_max(self.graph, self.layer_masks, self.kept()))
 
     def __repr__(self) -> str:
         kept = "dense" if self.dense else f"{int(sum(m.sum() for m in self.layer_masks))} kept weights"

@@ -14,7 +14,10 @@ aggregate and its smallest kept value ``low``.
 One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sample:
 
 * a bundle whose smallest kept score ``low * c`` exceeds ``hi`` keeps everything, found
-  with one comparison (most bundles, most of the time);
+  with one comparison (most bundles, most of the time); ``c`` is never built for every
+  bundle: the layer keeps its factors per unit (``c = b[v] f[u]``) and the comparison
+  runs row block by row block as ``low f[u] <= hi / b[v]`` with a 1e-9 relative margin (a
+  superset of the exact test; the extra bundles' walks stop at once);
 * the others *walk down* from their smallest kept element towards larger ones until a
   score exceeds ``hi``, recording what they pass: elements below ``lo`` (pruned), and
   candidates inside the bracket. Each element is passed at most once as pruned, so the
@@ -40,7 +43,7 @@ _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pru
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
-SAMPLE_SIZE = 1 << 13
+SAMPLE_SIZE = 1 << 15
 
 
 def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
@@ -71,12 +74,15 @@ class LayerState:
         self.k, self.n_b = k, n_b
         W = layer.weight.reshape(n_b, k)
         if k > 1:
-            self.S = np.sort(np.abs(W).astype(np.float32, copy=False), axis=1)
+            self.S = np.empty((n_b, k), np.float32)
+            rows = max(1, (1 << 20) // k)
+            for s in range(0, n_b, rows):  # row blocks: no full-size temporaries besides S
+                self.S[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
             self.low = self.S[:, 0].copy()
         else:
             self.S = None
             self.low = np.abs(W[:, 0]).astype(np.float32)
-        self.agg = (layer.abs_sum if power == 1 else layer.sq_sum).ravel().copy()
+        self.agg = layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
         self.m = np.full(n_b, k, dtype=np.int32)
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0
@@ -96,8 +102,9 @@ class LayerState:
         out[self.ids] = self.agg
         return out.reshape(layer.weight.shape[:2])
 
-    def factor(self, flows) -> np.ndarray:
-        """Relative gradient factor ``c`` of every tracked bundle (float64, floored)."""
+    def factor(self, flows) -> tuple:
+        """The layer's factors ``(b, f)``: bundle ``(u, v)`` has ``c = max(b[v] f[u], floor)``
+        (:meth:`factor_at`); per unit, so an iteration never builds ``c`` for every bundle."""
         layer, p = self.layer, flows.power
         f, b = flows.forward[layer.src], flows.backward[layer.dst]
         if layer.in_scale is not None:
@@ -105,11 +112,44 @@ class LayerState:
         if layer.out_scale is not None:
             b = b * layer.out_scale**p
         scale = math.exp(flows.forward_scale[layer.src] + flows.backward_scale[layer.dst] - flows.log_R)
-        if self.ids is None:
-            c = ((b * scale)[:, None] * layer.gather(f)).ravel()
-        else:
-            c = (b * scale)[self.v] * f[self.u]
-        return np.maximum(c, _FLOOR, out=c)
+        return b * scale, f
+
+    def _units(self, t: np.ndarray) -> tuple:
+        """Destination and source units of tracked bundles ``t``."""
+        if self.ids is not None:
+            return self.v[t], self.u[t]
+        layer = self.layer
+        v, j = np.divmod(t, layer.n_in)
+        return v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
+
+    def factor_at(self, c: tuple, t: np.ndarray) -> np.ndarray:
+        """Relative gradient factor of tracked bundles ``t`` (float64, floored)."""
+        v, u = self._units(t)
+        out = c[0][v] * c[1][u]
+        return np.maximum(out, _FLOOR, out=out)
+
+    def candidates(self, c: tuple, hi: float, form: str, chunk: int = 1 << 20) -> np.ndarray:
+        """Tracked bundles whose smallest kept score may be ``<= hi``: a superset (relative
+        margin 1e-9, far above the rounding of the two products) of the exact test, found
+        row block by row block without a float64 vector over all bundles; dead ones never."""
+        bs, fs = c
+        if not hi < np.inf:
+            return np.flatnonzero(self.m > 0)
+        low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rhs = hi * (1.0 + 1e-9) / bs  # b = 0: every score is 0 (floored): inf keeps them
+            if self.ids is not None:
+                return np.flatnonzero(low * fs[self.u] <= rhs[self.v])
+            layer = self.layer
+            n_in = layer.n_in
+            L = low.reshape(layer.n_dst, n_in)
+            fg = layer.gather(fs)
+            rows = max(1, chunk // n_in)
+            parts = []
+            for s in range(0, layer.n_dst, rows):
+                hit = L[s:s + rows] * (fg if fg.shape[0] == 1 else fg[s:s + rows]) <= rhs[s:s + rows, None]
+                parts.append(np.flatnonzero(hit) + s * n_in)
+        return np.concatenate(parts)
 
     def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """``|w|`` at ascending position ``pos`` of bundles ``b`` (global bundle ids)."""
@@ -120,30 +160,33 @@ class LayerState:
     def bundle_ids(self, t: np.ndarray) -> np.ndarray:
         return t if self.ids is None else self.ids[t]
 
-    def sample(self, c: np.ndarray, stride: int, form: str) -> np.ndarray:
+    def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:
         """Scores of every kept element of every ``stride``-th tracked bundle."""
         t = np.arange(0, self.m.size, stride)
         t = t[self.m[t] > 0]
         if t.size == 0:
             return np.zeros(0)
+        ct = self.factor_at(c, t)
         if self.S is None:
-            return _score(self.low[t], c[t], form)
+            return _score(self.low[t], ct, form)
         rows = self.S[self.bundle_ids(t)]
-        sc = _score(rows, c[t][:, None], form)
+        sc = _score(rows, ct[:, None], form)
         return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t])[:, None]]
 
     # -- one pruning step ------------------------------------------------------------
-    def walk(self, c: np.ndarray, lo: float, hi: float, form: str) -> dict:
-        """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc)."""
-        with np.errstate(invalid="ignore"):  # dead bundles have low = NaN: never "<= hi"
-            act = np.flatnonzero(_score(self.low, c, form) <= hi)
+    def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
+        """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc).
+
+        ``act`` may hold a few bundles whose smallest kept score exceeds ``hi`` (the
+        candidates' margin): their walk stops at once and keeps them as they are."""
+        act = self.candidates(c, hi, form)
         above = self.kept - int(self.m[act].sum(dtype=np.int64))
         p_hi = np.zeros(act.size, np.int32)
         stop_val = np.full(act.size, -1.0, np.float32)
         rec = []  # (index into act, ascending position, score, value)
         pos = (self.k - self.m[act]).astype(np.int64)
         bid = self.bundle_ids(act)
-        cc = c[act]
+        cc = self.factor_at(c, act)
         live = np.arange(act.size)
         while live.size:
             v = self.values(bid[live], pos[live])

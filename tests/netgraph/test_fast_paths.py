@@ -1,0 +1,89 @@
+"""The fast paths of issue 13 against the straightforward computations they replace, on small
+nets: per-bundle maxima and kept bundles of a masked graph, the candidate bundles of SynFlow's
+walk. Exact equality (or the stated superset), never a wall-clock assertion."""
+
+import numpy as np
+import pytest
+import torch
+
+import netgraph
+from netgraph import flows as F
+from netgraph.masked import as_masked
+from netgraph.sparsifiers import _flowprune
+from tests import grouped_models as GM
+from tests import models as M
+
+NETS = {
+    "mlp": lambda: (M.mlp((12, 9, 7, 4)), (12,)),
+    "conv": lambda: (M.randomize_bn(M.ConvNoPad()), M.CONV_NOPAD_INPUT),
+    "grouped": lambda: (GM.GroupedNet(), GM.GROUPED_INPUT),
+}
+
+
+def _graph_and_masks(name, density, seed=0):
+    torch.manual_seed(seed)
+    model, shape = NETS[name]()
+    g = netgraph.from_torch(model, shape)
+    if density is None:
+        return g, None
+    gen = torch.Generator().manual_seed(seed)
+    return g, {l.param: torch.rand(l.param_shape, generator=gen) < density for l in g.layers}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("density", [None, 0.6, 0.05, 0.0])
+def test_bundle_max_and_kept_bundles_equal_the_plain_forms(name, density):
+    """Sparse layers (kept indices) and dense ones (row blocks) give the plain values."""
+    g, masks = _graph_and_masks(name, density)
+    mg = as_masked(g, masks)
+    for layer, m, mx, cnt in zip(g.layers, mg.masks_or_dense(), mg.bundle_max(), mg.aggregates("count")):
+        plain = np.where(m, np.abs(layer.weight.astype(np.float64)), 0.0).max(axis=2)
+        assert np.array_equal(mx, plain)
+        v, u, nz = mg.kept_bundles(layer)
+        pv, pu, _ = layer.nonzero_bundles(cnt)
+        assert np.array_equal(v, pv) and np.array_equal(u, pu)
+        assert np.array_equal(nz, np.flatnonzero(cnt))
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("form,power", [("abs_grad", 1), ("w_grad", 2)])
+def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, monkeypatch):
+    """``candidates`` is a superset of the bundles whose smallest kept score is <= hi (the
+    float64 test on every bundle), holds no dead bundle, and adds at most the margin's few."""
+    g, masks = _graph_and_masks(name, None)
+    fl = F.path_flows(g, "abs" if power == 1 else "square", None)
+    rng = np.random.default_rng(0)
+    for layer in g.layers:
+        for compact in (False, True):
+            s = _flowprune.LayerState(layer, power)
+            s.m[rng.random(s.m.size) < 0.3] = 0  # some dead bundles
+            s.low[s.m == 0] = np.nan
+            s.alive = int(np.count_nonzero(s.m))
+            if compact:  # track the survivors only (CSR flows, per-bundle unit arrays)
+                monkeypatch.setattr(_flowprune, "COMPACT_BELOW", 1.01)
+                s._maybe_compact()
+                monkeypatch.undo()
+            c = s.factor(fl)
+            t = np.arange(s.m.size)
+            exact_c = s.factor_at(c, t)
+            with np.errstate(invalid="ignore"):
+                scores = _flowprune._score(s.low, exact_c, form)
+            finite = scores[np.isfinite(scores)]
+            for hi in (*np.quantile(finite, [0.0, 0.3, 0.9]), np.inf) if finite.size else (np.inf,):
+                with np.errstate(invalid="ignore"):
+                    want = np.flatnonzero(scores <= hi)
+                got = s.candidates(c, hi, form)
+                assert np.isin(want, got).all()
+                assert (s.m[got] > 0).all()
+                extra = np.setdiff1d(got, want)
+                assert np.allclose(scores[extra], hi, rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_fresh_sums_equal_the_cached_sums_and_leave_the_cache_alone(name):
+    g, _ = _graph_and_masks(name, None)
+    for layer in g.layers:
+        a, b = layer.fresh_sums(1), layer.fresh_sums(2)
+        assert "abs_sum" not in layer.__dict__ and "sq_sum" not in layer.__dict__
+        assert np.array_equal(a, layer.abs_sum) and np.array_equal(b, layer.sq_sum)
+        assert layer.fresh_sums(1) is not layer.abs_sum and np.array_equal(layer.fresh_sums(1), a)
