@@ -141,10 +141,15 @@ def report(runs, blocks, coll, layers, study, seconds, command=None, figures=())
             f"bisections in {seconds / 60:.1f} min. Densities are fractions of the layers' weights (off-path "
             f"parameters kept dense, not counted). SNIP prunes on {study.snip_batch} seeded standard-normal inputs "
             f"with random labels. Collapse: bisection in log density from the grid's bracket, until upper / margin "
-            f"<= {1 + study.collapse_rtol:g} or {study.collapse_evals} new masks. A layer is narrow below 50% of its "
-            "dense units.", "",
-            "## Networks", "", _networks(layers), "",
-            "## Claims", "", _md(claims(runs), ["claim", "measured", "holds"]), "",
+            f"<= {1 + study.collapse_rtol:g} or {study.collapse_evals} new masks"
+            + ("" if not study.collapse_skip else "; not run for " + ", ".join(
+                f"{m} on {_short(mod)}" for mod, m in study.collapse_skip if mod in set(runs["model"])))
+            + ". A layer is narrow below 50% of its dense units.", "",
+            "## Networks", "", _networks(layers), ""]
+    errors = runs.attrs.get("errors", [])
+    if errors:
+        out += ["## Failures", "", _md(errors, ["model", "seed", "stage", "error"]), ""]
+    out += ["## Claims", "", _md(claims(runs), ["claim", "measured", "holds"]), "",
             "## Bottleneck: narrowest hidden unit group (active / dense) and its layer's block type", "",
             _bottleneck_table(runs), "",
             "## Mean active width (fraction of dense, averaged over layers)", "",

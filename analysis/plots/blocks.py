@@ -32,11 +32,12 @@ def plot_block_widths(blocks: pd.DataFrame, density: float) -> Figure:
             m = part[part["model"] == model].groupby(["type", "method"], sort=False)[["width", "min_width"]].mean()
             types = list(dict.fromkeys(part.loc[part["model"] == model, "type"]))
             x = np.arange(len(types))
+            missing = pd.Series({"width": np.nan, "min_width": np.nan})
             for j, method in enumerate(methods):
-                vals = [m.loc[(t, method)] if (t, method) in m.index else pd.Series({"width": np.nan, "min_width": np.nan})
-                        for t in types]
+                vals = [m.loc[(t, method)] if (t, method) in m.index else missing for t in types]
                 pos = x - 0.4 + width * (j + 0.5)
-                ax.bar(pos, [v["width"] for v in vals], width, color=pal[method], label=method if ax is axes.flat[0] else None)
+                ax.bar(pos, [v["width"] for v in vals], width, color=pal[method],
+                       label=method if ax is axes.flat[0] else None)
                 ax.plot(pos, [v["min_width"] for v in vals], "_", color="black", ms=6, mew=1.2)
             ax.set_xticks(x)
             ax.set_xticklabels(types, rotation=40, ha="right", fontsize=7)
