@@ -69,8 +69,8 @@ class ModernStudy:
     bisection stops when ``upper / margin <= 1 + collapse_rtol`` or after
     ``collapse_evals`` new masks (the default, a factor 2 and 4 masks, keeps the study
     within 40 minutes); ``collapse_methods`` (default: all) limits it and ``collapse_skip``
-    lists ``(model, method)`` pairs left out (SynFlow and SynFlow-L2 on ViT-B/16: 100
-    iterations over 72 million weights per mask). Each (model, seed) is one task on
+    lists ``(model, method)`` pairs left out (SynFlow and SynFlow-L2 on the three models
+    above 20 million weights: 100 iterations over all weights per mask). Each (model, seed) is one task on
     ``workers`` processes, the largest models first.
     """
 
@@ -83,7 +83,8 @@ class ModernStudy:
     collapse_rtol: float = 1.0
     collapse_evals: int = 4
     collapse_methods: tuple | None = None
-    collapse_skip: tuple = (("torchvision:vit_b_16", "synflow"), ("torchvision:vit_b_16", "synflow-l2"))
+    collapse_skip: tuple = tuple((f"torchvision:{m}", k) for m in ("vit_b_16", "convnext_tiny", "resnext50_32x4d")
+                                 for k in ("synflow", "synflow-l2"))
     input_shape: tuple | None = None
     workers: int = 2
 
@@ -202,7 +203,7 @@ def _model_task(task) -> tuple:
         n_coll = 0 if not study.collapse else len([s for s in _collapse_specs(study)
                                                    if (model, s[0]) not in study.collapse_skip])
         bar = tqdm(total=len(study.methods) * len(study.densities) + n_coll, desc=f"{_short(model)}, seed {seed}",
-                   disable=not progress, leave=False)
+                   disable=not progress, leave=False, mininterval=20)
         built = model_graph(model, study.input_shape, seed)
         g = built[1]
         types = layer_types(g)
@@ -237,7 +238,7 @@ def execute(study: ModernStudy, progress: bool = False):
     """
     from tqdm.auto import tqdm
 
-    tasks = [(study, model, seed, progress and study.workers <= 1) for model in study.models
+    tasks = [(study, model, seed, progress) for model in study.models
              for seed in range(study.seeds)]
     bar = tqdm(total=len(tasks), desc="modern topology study (models x seeds)", disable=not progress)
     results = []
