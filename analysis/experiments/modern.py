@@ -71,7 +71,10 @@ class ModernStudy:
     within 40 minutes); ``collapse_methods`` (default: all) limits it and ``collapse_skip``
     lists ``(model, method)`` pairs left out (SynFlow and SynFlow-L2 on the three models
     above 20 million weights: 100 iterations over all weights per mask). Each (model, seed) is one task on
-    ``workers`` processes, the largest models first.
+    ``workers`` processes, the largest models first. ``redraw_zero`` re-initialises (seeded,
+    the module's own ``reset_parameters``) every conv/linear layer whose weights are all
+    zero, such as torchvision ViT's classifier, on which no weight-magnitude path exists;
+    ``prefix`` names the output files.
     """
 
     models: tuple = MODELS
@@ -87,11 +90,35 @@ class ModernStudy:
                                  for k in ("synflow", "synflow-l2"))
     input_shape: tuple | None = None
     workers: int = 2
+    redraw_zero: bool = False
+    prefix: str = "modern"
 
 
 #: What the tests and ``--quick`` run: timm's two test networks (depthwise convs; attention), one density.
 QUICK_MODERN = ModernStudy(models=("timm:test_efficientnet", "timm:test_vit"), densities=(0.01,), snip_batch=2,
                            collapse_evals=4, collapse_rtol=0.5, workers=1)
+
+
+#: ViT-B/16 with its zero-initialised classifier redrawn (``--study modern-vit``), at one density.
+VIT_MODERN = ModernStudy(models=("torchvision:vit_b_16",), densities=(0.01,), collapse=False, redraw_zero=True,
+                         prefix="modern_vit", workers=1)
+QUICK_VIT = ModernStudy(models=("timm:test_vit",), densities=(0.01,), collapse=False, redraw_zero=True,
+                        prefix="modern_vit", workers=1, snip_batch=2)
+
+
+def redraw_zero_layers(net, seed: int) -> list:
+    """Re-initialise the conv/linear modules whose weight is all zero (seeded); returns their names."""
+    import torch
+
+    names = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        for name, mod in net.named_modules():
+            w = getattr(mod, "weight", None)
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)) and w is not None and not bool(w.detach().any()):
+                mod.reset_parameters()
+                names.append(name)
+    return names
 
 
 def _short(model: str) -> str:
@@ -205,11 +232,23 @@ def _model_task(task) -> tuple:
         bar = tqdm(total=len(study.methods) * len(study.densities) + n_coll, desc=f"{_short(model)}, seed {seed}",
                    disable=not progress, leave=False, mininterval=20)
         built = model_graph(model, study.input_shape, seed)
+        redrawn = []
+        if study.redraw_zero:
+            import copy
+
+            from netgraph import from_torch
+
+            net = copy.deepcopy(built[0])  # the cached module stays as built
+            redrawn = redraw_zero_layers(net, seed)
+            if redrawn:
+                built = (net, from_torch(net, built[1].input_shape, model_spec=built[1].model_spec), model)
         g = built[1]
         types = layer_types(g)
         layers = [{"model": model, "index": i, "layer": layer.name, "type": t, "kind": layer.kind,
                    "groups": layer.groups, "units": layer.n_dst, "in_units": layer.n_src, "weights": layer.numel}
                   for i, (layer, t) in enumerate(zip(g.layers, types))] if seed == 0 else []
+        for row in layers:
+            row.update({"redrawn": row["layer"] in redrawn} if study.redraw_zero else {})
         batch = random_batch(g.input_shape, g.output_group.size, study.snip_batch, seed)
         rows, coll, errors = [], [], []
         try:
@@ -310,22 +349,23 @@ def run_modern(study: ModernStudy = ModernStudy(), out_dir="docs/reproduction", 
     seconds = time.perf_counter() - t0
     os.makedirs(out_dir, exist_ok=True)
     empty = [c for c in runs if runs[c].isna().all()]
-    to_csv(runs.drop(columns=empty), os.path.join(out_dir, "modern_results.csv"), timings=False)
+    to_csv(runs.drop(columns=empty), os.path.join(out_dir, f"{study.prefix}_results.csv"), timings=False)
     blocks = block_widths(runs, layers)
-    blocks.to_csv(os.path.join(out_dir, "modern_blocks.csv"), index=False)
-    layers.to_csv(os.path.join(out_dir, "modern_layers.csv"), index=False)
+    blocks.to_csv(os.path.join(out_dir, f"{study.prefix}_blocks.csv"), index=False)
+    layers.to_csv(os.path.join(out_dir, f"{study.prefix}_layers.csv"), index=False)
     if len(coll):
-        coll.drop(columns=["seconds"]).to_csv(os.path.join(out_dir, "modern_collapse.csv"), index=False)
+        coll.drop(columns=["seconds"]).to_csv(os.path.join(out_dir, f"{study.prefix}_collapse.csv"), index=False)
     timing = runs[list(KEYS) + list(TIMINGS)].assign(what="mask")
     if len(coll):
         timing = pd.concat([timing, coll[["model", "method", "seed", "seconds"]].assign(what="collapse")])
-    timing.to_csv(os.path.join(out_dir, "modern_timings.csv"), index=False)
-    figs = figures(runs, blocks, coll)
+    timing.to_csv(os.path.join(out_dir, f"{study.prefix}_timings.csv"), index=False)
+    figs = figures(runs, blocks, coll, study.prefix)
     for stem, fig in figs.items():
         plots.save(fig, os.path.join(out_dir, stem), ("png",))
-    with open(os.path.join(out_dir, "modern.md"), "w") as f:
+    with open(os.path.join(out_dir, f"{study.prefix}.md"), "w") as f:
         f.write(report(runs, blocks, coll, layers, study, seconds, command, list(figs)))
     return runs
 
 
-__all__ = ["ModernStudy", "QUICK_MODERN", "MODELS", "run_modern", "execute", "layer_types", "block_widths"]
+__all__ = ["ModernStudy", "QUICK_MODERN", "VIT_MODERN", "QUICK_VIT", "redraw_zero_layers",
+            "MODELS", "run_modern", "execute", "layer_types", "block_widths"]

@@ -146,6 +146,11 @@ def report(runs, blocks, coll, layers, study, seconds, command=None, figures=())
                 f"{m} on {_short(mod)}" for mod, m in study.collapse_skip if mod in set(runs["model"])))
             + ". A layer is narrow below 50% of its dense units.", "",
             "## Networks", "", _networks(layers), ""]
+    if "redrawn" in layers and layers["redrawn"].any():
+        out += ["Layers whose weights the architecture initialises to zero, re-initialised (seeded, the "
+                "module's own `reset_parameters`) so that weight-magnitude paths exist: "
+                + ", ".join(f"`{_short(m)}: {n}`" for m, n in zip(layers.loc[layers["redrawn"], "model"],
+                                                                layers.loc[layers["redrawn"], "layer"])) + ".", ""]
     errors = runs.attrs.get("errors", [])
     if errors:
         out += ["## Failures", "", _md(errors, ["model", "seed", "stage", "error"]), ""]
@@ -168,16 +173,16 @@ def report(runs, blocks, coll, layers, study, seconds, command=None, figures=())
     return "\n".join(out) + "\n"
 
 
-def figures(runs, blocks, coll) -> dict:
+def figures(runs, blocks, coll, prefix="modern") -> dict:
     """Width profiles per model, block-type widths per density, metric grids, collapse densities."""
     figs = {}
     for model in dict.fromkeys(runs["model"]):
-        figs[f"modern_widths_{_short(model)}"] = plots.plot_width_profile(runs[runs["model"] == model], fraction=True)
+        figs[f"{prefix}_widths_{_short(model)}"] = plots.plot_width_profile(runs[runs["model"] == model], fraction=True)
     for d in sorted(set(blocks["target_density"]), reverse=True):
-        figs[f"modern_blocks_{d:g}".replace(".", "p")] = plots.plot_block_widths(blocks, d)
-    for metric, stem in (("bottleneck_fraction", "modern_bottleneck"), ("mean_width_fraction", "modern_mean_width"),
-                         ("log10_path_kernel_trace", "modern_path_kernel_trace")):
-        figs[stem] = plots.plot_metric_grid(runs, metric)
+        figs[f"{prefix}_blocks_{d:g}".replace(".", "p")] = plots.plot_block_widths(blocks, d)
+    for metric, stem in (("bottleneck_fraction", "bottleneck"), ("mean_width_fraction", "mean_width"),
+                         ("log10_path_kernel_trace", "path_kernel_trace")):
+        figs[f"{prefix}_{stem}"] = plots.plot_metric_grid(runs, metric)
     if len(coll):
-        figs["modern_collapse"] = plots.plot_collapse_by_model(coll)
+        figs[f"{prefix}_collapse"] = plots.plot_collapse_by_model(coll)
     return figs

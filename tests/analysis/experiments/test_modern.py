@@ -108,3 +108,27 @@ def test_quick_study_tables_are_byte_identical(tmp_path):
     assert "## Active width by block type" in md and "attention value" in md and "depthwise conv" in md
     for fig in ("modern_blocks_0p01", "modern_collapse", "modern_widths_test_vit"):
         assert (tmp_path / "a" / f"{fig}.png").exists()
+
+
+def test_redraw_zero_layers_reinitialises_only_all_zero_layers_seeded():
+    def net():
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+        torch.nn.init.zeros_(m[2].weight)
+        return m
+
+    a, b = net(), net()
+    kept = a[0].weight.detach().clone()
+    assert modern.redraw_zero_layers(a, seed=3) == ["2"] and modern.redraw_zero_layers(b, seed=3) == ["2"]
+    assert torch.equal(a[0].weight, kept) and a[2].weight.detach().abs().min() > 0
+    assert torch.equal(a[2].weight, b[2].weight)
+    assert modern.redraw_zero_layers(a, seed=3) == []
+
+
+def test_modern_vit_study_writes_its_own_files(tmp_path):
+    from analysis.experiments import reproduce
+
+    df, _ = reproduce.run_study("modern-vit", quick=True, out_dir=tmp_path)
+    assert len(df) == len(modern.QUICK_VIT.methods)
+    assert (tmp_path / "modern_vit.md").exists() and (tmp_path / "modern_vit_results.csv").exists()
+    assert not (tmp_path / "modern_collapse.csv").exists() and "redrawn" in pd.read_csv(tmp_path / "modern_vit_layers.csv")
