@@ -101,7 +101,7 @@ def reproduce_cmd(study, out_dir, quick, quiet):
     df, claims = reproduce.run_study(study, quick, out_dir, progress=not quiet, command=command)
     for c in claims:
         click.echo(f"[{c['holds']}] {c['claim']}: {c['measured']}")
-    click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study}.md")
+    click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study.replace('-', '_')}.md")
 
 
 def zoo_model_list(ctx, param, value):
