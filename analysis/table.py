@@ -229,9 +229,20 @@ def register_metric(metric: Metric) -> Metric:
     return metric
 
 
-def measure_masked(mg, max_flow: bool = True) -> dict:
-    """Every metric of the table for one masked graph, as a flat record."""
-    return {m.key: (None if m.max_flow and not max_flow else m.compute(mg)) for m in METRICS}
+def measure_masked(mg, max_flow: bool = True, keys=None) -> dict:
+    """Every metric of the table for one masked graph, as a flat record.
+
+    ``max_flow=False`` leaves the max-flow metrics ``None``; ``keys`` (an iterable of metric
+    keys) computes only those and leaves the others ``None`` (the record keeps every column).
+    """
+    if keys is not None:
+        keys = set(keys)
+        unknown = sorted(keys - set(metric_keys()))
+        if unknown:
+            raise InvalidInputError(f"unknown metric(s) {', '.join(map(repr, unknown))}; "
+                                    f"known: {', '.join(metric_keys())}")
+    return {m.key: (None if (m.max_flow and not max_flow) or (keys is not None and m.key not in keys)
+                    else m.compute(mg)) for m in METRICS}
 
 
 def markdown() -> str:

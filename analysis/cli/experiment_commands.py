@@ -84,7 +84,10 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
 @click.command("reproduce")
 @click.option("--study", type=click.Choice(STUDIES), required=True,
               help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study; "
-                   "mnist1d: the MNIST-1D training study (needs the study extra: mnist1d).")
+                   "mnist1d: the MNIST-1D training study (needs the study extra: mnist1d); modern: the topology "
+                   "study on torchvision's mobilenet_v2, efficientnet_b0, resnext50_32x4d, densenet121, "
+                   "convnext_tiny and vit_b_16 (needs torchvision; --quick: timm's test networks); modern-vit: "
+                   "vit_b_16 with its zero-initialised classifier redrawn, at 1% density.")
 @click.option("--out", "out_dir", default="docs/reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quick", is_flag=True, help="The reduced version (one small model, few densities, one seed).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -98,7 +101,7 @@ def reproduce_cmd(study, out_dir, quick, quiet):
     df, claims = reproduce.run_study(study, quick, out_dir, progress=not quiet, command=command)
     for c in claims:
         click.echo(f"[{c['holds']}] {c['claim']}: {c['measured']}")
-    click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study}.md")
+    click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study.replace('-', '_')}.md")
 
 
 def zoo_model_list(ctx, param, value):

@@ -8,7 +8,8 @@ trains to better accuracy than SynFlow and SynFlow-L2 across densities.
 ``netgraph reproduce --study topology --out DIR`` and ``--study training`` run the studies
 below, write CSV tables, Markdown summaries with a claims table, and figures. ``--quick``
 runs the reduced versions the test suite uses. ``--study mnist1d`` is the training study on
-MNIST-1D with confidence intervals and paired tests (:mod:`.mnist1d`); :func:`run_study` runs
+MNIST-1D with confidence intervals and paired tests (:mod:`.mnist1d`); ``--study modern`` the
+topology study on torchvision's modern architectures (:mod:`.modern`); :func:`run_study` runs
 any study by name.
 """
 
@@ -30,7 +31,7 @@ from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
 #: The studies of `netgraph reproduce --study`.
-STUDIES = ("topology", "training", "mnist1d")
+STUDIES = ("topology", "training", "mnist1d", "modern", "modern-vit")
 
 # -- studies ----------------------------------------------------------------------------
 
@@ -339,6 +340,13 @@ def run_study(name: str, quick: bool = False, out_dir="docs/reproduction", progr
         cfg = QUICK_MNIST1D if quick else Mnist1dStudy()
         df = run_mnist1d(cfg, out_dir, progress, command)
         return df, mnist1d_claims(df, cfg)
+    if name in ("modern", "modern-vit"):
+        from .modern import QUICK_MODERN, QUICK_VIT, VIT_MODERN, ModernStudy, run_modern
+        from .modern_report import claims as modern_claims
+
+        cfg = (QUICK_MODERN if quick else ModernStudy()) if name == "modern" else (QUICK_VIT if quick else VIT_MODERN)
+        df = run_modern(cfg, out_dir, progress, command)
+        return df, modern_claims(df)
     from netgraph._validate import check_choice
 
     check_choice("study", name, STUDIES)

@@ -106,7 +106,7 @@ class RunResult:
 
 
 def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, data=None, max_flow: bool = True,
-            built=None, progress: bool = False) -> RunResult:
+            built=None, progress: bool = False, metrics=None) -> RunResult:
     """Build one mask, measure it, and make its row.
 
     Parameters
@@ -130,6 +130,9 @@ def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, d
         ``(module, graph, name)`` from :func:`model_graph`, to share one build between runs.
     progress : bool
         Show the method's progress bar.
+    metrics : iterable of str, optional
+        Compute only these metric keys (the row keeps every metric column, the others
+        ``None``); e.g. to skip the spectral metrics, which cost minutes on ImageNet models.
 
     Returns
     -------
@@ -150,6 +153,6 @@ def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, d
     t1 = time.perf_counter()
     mg = as_masked(g, masks)
     row = {"model": model_name, "method": label, "base_method": name, "target_density": density, "seed": seed,
-           **measure_masked(mg, max_flow=max_flow), **layer_columns(g, mg),
+           **measure_masked(mg, max_flow=max_flow, keys=metrics), **layer_columns(g, mg),
            "seconds": t1 - t0, "measure_seconds": time.perf_counter() - t1}
     return RunResult(masks, row)

@@ -10,9 +10,12 @@ names. Use :func:`save` to write PNG and SVG.
 * ``base``: the one palette (:data:`METHOD_COLOURS`), styles, metric ranges, :func:`save`;
 * ``comparison``: widths, metrics against density, path norms, spectral gaps, collapse
   margins, :func:`standard_figures`;
-* ``training``: accuracy against density, loss curves, scatter plots.
+* ``training``: accuracy against density, loss curves, scatter plots;
+* ``blocks``: active width by block type and collapse densities per model (the
+  modern-architecture study).
 """
 
+from .blocks import plot_block_widths, plot_collapse_by_model
 from .base import EXTRA_COLOURS, FORMATS, METHOD_COLOURS, UNIT_RANGE, layer_axis, metric_range, save
 from .comparison import (PATH_NORMS, STANDARD_METRICS, plot_collapse_margin, plot_metric, plot_metric_grid,
                          plot_path_norms, plot_spectral_by_layer, plot_width_profile, standard_figures,
@@ -22,4 +25,5 @@ from .training import plot_accuracy, plot_accuracy_bands, plot_loss_curves, plot
 __all__ = ["EXTRA_COLOURS", "FORMATS", "METHOD_COLOURS", "UNIT_RANGE", "PATH_NORMS", "STANDARD_METRICS", "layer_axis",
            "metric_range", "save", "plot_collapse_margin", "plot_metric", "plot_metric_grid", "plot_path_norms",
            "plot_spectral_by_layer", "plot_width_profile", "standard_figures", "standard_stems", "plot_accuracy",
-           "plot_accuracy_bands", "plot_loss_curves", "plot_scatter_by_method"]
+           "plot_accuracy_bands", "plot_loss_curves", "plot_scatter_by_method", "plot_block_widths",
+           "plot_collapse_by_model"]

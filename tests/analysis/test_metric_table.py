@@ -70,3 +70,19 @@ def test_every_metric_is_declared_once_and_complete():
 def test_register_metric_rejects_other_things():
     with pytest.raises(netgraph.InvalidInputError, match="Metric"):
         table.register_metric({"key": "x"})
+
+
+def test_measure_masked_computes_only_the_asked_keys():
+    from analysis.table import measure_masked, metric_keys
+    from netgraph.errors import InvalidInputError
+    from netgraph.masked import as_masked
+
+    g = netgraph.from_torch(netgraph.zoo.build("digits_mlp"), (1, 8, 8))
+    mg = as_masked(g, netgraph.sparsify(g, "random", 0.2, seed=0))
+    full = measure_masked(mg, max_flow=False)
+    part = measure_masked(mg, max_flow=False, keys=("kept", "log10_path_kernel_trace"))
+    assert list(part) == metric_keys()
+    assert {k for k, v in part.items() if v is not None} == {"kept", "log10_path_kernel_trace"}
+    assert part["kept"] == full["kept"] and part["log10_path_kernel_trace"] == full["log10_path_kernel_trace"]
+    with pytest.raises(InvalidInputError, match="unknown metric"):
+        measure_masked(mg, keys=("kept", "nope"))
