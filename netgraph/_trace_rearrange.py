@@ -135,7 +135,10 @@ def _decode(c, node, out, terms, total):
     b = c.b
     if not isinstance(out, torch.Tensor):
         c.fail(node, "the result is not a tensor")
-    lay = _layout(out)
+    lay, lead = _layout(out), 1
+    if lay is None and (merged := merged_layout(out)) is not None:  # windows folded into the batch
+        idx, spatial, lead = merged
+        lay = idx, spatial, 1, True
     if lay is None:  # an intermediate layout (e.g. the 5-d view of a channel shuffle)
         if out.dim() < 1 or (out.dim() >= 1 and out.shape[0] != 1):
             c.fail(node, "the operation moves the batch dimension")
@@ -153,9 +156,12 @@ def _decode(c, node, out, terms, total):
             new.append(_Term(src=t.src, scale=None if t.scale is None else t.scale[sel],
                              src_units=t.src_units[sel], dst_units=np.flatnonzero(keep)))
     n = idx.size
-    v = _Value(n=n, spatial=spatial, flat_k=flat_k, channels_last=last and bool(spatial), terms=new)
+    v = _Value(n=n, spatial=spatial, flat_k=flat_k, channels_last=last and bool(spatial), terms=new, lead=lead)
     if len(new) == 1:
         t = new[0]
         if t.dst_units.size == n == b.groups[t.src].size and np.array_equal(t.src_units, np.arange(n)):
             return v.with_(group=t.src, terms=None, scale=t.scale)
     return v
+
+
+from ._trace_windows import merged_layout  # noqa: E402  (it imports the rules that call this)

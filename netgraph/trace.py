@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from . import _trace_attention as attention
 from . import _trace_fx as fx
 from . import _trace_ops as ops
+from . import _trace_windows as windows
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
@@ -92,8 +93,13 @@ def _functional_layer(c, node, x, sig):
     return _linear_or_conv(c, shim, x, sig, mod=mod, shape=c.shape(node))
 
 
+_LINEAR_RULES = (_linear_or_conv, _functional_layer)
+
+
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
+    if (rule := windows.rule_for(node, mod)) is not None:
+        return rule
     if (rule := attention.rule_for(node, mod)) is not None:
         return rule
     if node.op == "call_module":
@@ -299,6 +305,10 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             continue
         if not isinstance(x, _Value) and rule is not ops.getitem:
             x = sig[0] if sig else None
+        if any(v.lead != 1 for v in sig) and (rule := windows.merged_rule(rule, _LINEAR_RULES)) is None:
+            block(node, "needs the batch dimension, but windows are folded into it (only per-token "
+                        "operations may read them)")
+            continue
         try:
             v = rule(c, node, x, sig)
         except ops.Blocker as exc:
@@ -332,7 +342,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             f"e.g. {names[0]}): every path through them, and every SynFlow/PHEW score in their "
             "branch, is multiplied by them, so a global threshold prunes those branches first "
             "(see docs/data-model.md)", stacklevel=3)
-    if not isinstance(out_value, _Value) or out_value.raw is not None:
+    if not isinstance(out_value, _Value) or out_value.raw is not None or out_value.lead != 1:
         raise UnsupportedModelError(
             "the model must return a single tensor of shape (batch, features) or (batch, channels, ...)")
     out_value = out_value.with_(last_only=False)
