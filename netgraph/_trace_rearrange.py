@@ -139,10 +139,10 @@ def _decode(c, node, out, terms, total):
     if lay is None and (merged := merged_layout(out)) is not None:  # windows folded into the batch
         idx, spatial, lead = merged
         lay = idx, spatial, 1, True
-    if lay is None:  # an intermediate layout (e.g. the 5-d view of a channel shuffle)
-        if out.dim() < 1 or (out.dim() >= 1 and out.shape[0] != 1):
+    if lay is None:  # an intermediate layout (the 5-d view of a channel shuffle, MobileViT's unfold)
+        if out.dim() < 2 and (out.dim() < 1 or out.shape[0] != 1):
             c.fail(node, "the operation moves the batch dimension")
-        return _Value(n=total, spatial=tuple(out.shape[1:]), terms=terms, raw=out)
+        return _Value(n=total, spatial=tuple(out.shape[1:]), terms=terms, raw=out, lead=int(out.shape[0]))
     idx, spatial, flat_k, last = lay
     idx = idx.long().numpy()
     new = []

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from . import _trace_attention as attention
 from . import _trace_ops as ops
-from ._trace_values import _mul, _Term, _Value
+from ._trace_values import _mul, _Term, _Tuple, _Value
 
 
 def _timm(m, name: str, module: str) -> bool:
@@ -71,7 +71,10 @@ def _per_token(rule, linear_only=False):
             c.fail(node, "combines tensors with different foldings of windows into the batch dimension")
         if linear_only and not _reads_linear(c, node):
             c.fail(node, "a conv on windows folded into the batch dimension")
-        return rule(c, node, x, sig).with_(lead=leads.pop())
+        lead, out = leads.pop(), rule(c, node, x, sig)
+        if isinstance(out, _Tuple):  # nn.MultiheadAttention: (output, weights)
+            return _Tuple([v.with_(lead=lead) if isinstance(v, _Value) else v for v in out.items])
+        return out.with_(lead=lead)
     return wrapped
 
 
@@ -86,7 +89,8 @@ def merged_rule(rule, linear_rules=()):
     or None if the operation needs the batch dimension (refused)."""
     if rule in (ops.rearrange, ops.getitem, ops.flatten, pad, swin_attention, tiny_vit_attention):
         return rule  # these lay out their result themselves
-    if rule in (ops.identity, ops.scale, ops.layernorm, ops.add):
+    if rule in (ops.identity, ops.scale, ops.layernorm, ops.add, attention.timm_attention,
+                attention.multihead_attention):
         return _per_token(rule)
     if rule in linear_rules:
         return _per_token(rule, linear_only=True)

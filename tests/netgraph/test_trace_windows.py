@@ -158,3 +158,28 @@ def test_pad_of_channels_last_map_is_nothing_and_of_channels_is_refused():
     assert [grp.size for grp in g.groups] == [3, 5, 2]
     with pytest.raises(netgraph.UnsupportedModelError, match="pads the channel"):
         netgraph.from_torch(Pad(1), (3, 4, 4))
+
+
+class MobileVit(nn.Module):
+    """A stem and one timm ``MobileVitBlock``: 2x2 patches unfolded into the batch (``(B * 4,
+    4 patches, C)``), a transformer over them, folded back; 3x3 convs with circular padding."""
+
+    def __init__(self):
+        super().__init__()
+        from timm.models.mobilevit import MobileVitBlock
+        self.stem = nn.Conv2d(3, 8, 2, stride=2)
+        self.block = MobileVitBlock(8, 12, transformer_dim=8, transformer_depth=1, patch_size=2, num_heads=2)
+        self.head = nn.Linear(12, 5)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
+                m.padding_mode = "circular"
+
+    def forward(self, x):
+        return self.head(self.block(self.stem(x)).mean((2, 3)))
+
+
+def test_mobilevit_unfold_into_the_batch_matches_linearised_reference():
+    model = _randomise(MobileVit())
+    g = check_against_reference(model, (3, 8, 8))
+    assert g.layer("block.transformer.0.attn.qkv").rows == (16, 24)
+    assert [p["param"] for p in g.offpath] == ["block.transformer.0.attn.qkv.weight"]
