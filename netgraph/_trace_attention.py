@@ -151,8 +151,7 @@ def _is_maxvit_attention(m) -> bool:
 
 def is_leaf(m) -> bool:
     """Whether the tracer calls module ``m`` as a whole (an attention with a rule of its own)."""
-    from ._trace_windows import is_leaf as is_window_leaf
-    return _is_timm_attention(m) or _is_maxvit_attention(m) or is_window_leaf(m)
+    return _is_timm_attention(m) or _is_maxvit_attention(m)
 
 
 def maxvit_attention(c, node, x, sig):

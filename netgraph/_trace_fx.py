@@ -134,7 +134,7 @@ class _ShapeTracer(torch.fx.Tracer):
 
     def is_leaf_module(self, m, qualname) -> bool:
         # attention modules with a rule of their own are called, not traced through
-        from ._trace_attention import is_leaf
+        from ._trace_windows import is_leaf
         return is_leaf(m) or super().is_leaf_module(m, qualname)
 
     def to_bool(self, obj) -> bool:

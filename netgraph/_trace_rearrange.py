@@ -123,6 +123,16 @@ def _layout(o: torch.Tensor):
     return None
 
 
+def merged_layout(o: torch.Tensor):
+    """``(channel ids, spatial, lead)`` of an id tensor whose dimension 0 folds positions
+    (windows) into the batch and whose channels are last, else None (see
+    :mod:`netgraph._trace_windows`)."""
+    if o.dim() < 2 or o.shape[0] == 1 or o.numel() == 0:
+        return None
+    row = _constant_rows(o.reshape(-1, o.shape[-1]).T)
+    return None if row is None else (row, tuple(o.shape[1:-1]), int(o.shape[0]))
+
+
 def _constant_rows(m: torch.Tensor):
     """The value of each row if every row is constant apart from -1 entries (constants), else None."""
     row = m.max(dim=1).values
@@ -163,5 +173,3 @@ def _decode(c, node, out, terms, total):
             return v.with_(group=t.src, terms=None, scale=t.scale)
     return v
 
-
-from ._trace_windows import merged_layout  # noqa: E402  (it imports the rules that call this)

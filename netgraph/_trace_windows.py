@@ -45,21 +45,13 @@ def _is_tiny_vit_attention(m) -> bool:
         and isinstance(getattr(m, "proj", None), torch.nn.Linear)
 
 
+NEEDS_BATCH = "needs the batch dimension, but windows are folded into it (only per-token operations may read them)"
+
+
 def is_leaf(m) -> bool:
-    """Whether module ``m`` is a window attention with a rule here (traced as a leaf)."""
-    return _is_swin_attention(m) or _is_tiny_vit_attention(m)
-
-
-def merged_layout(o: torch.Tensor):
-    """``(channel ids, spatial, lead)`` of an id tensor whose dimension 0 folds positions
-    (windows) into the batch and whose channels are last, else None."""
-    if o.dim() < 2 or o.shape[0] == 1 or o.numel() == 0:
-        return None
-    m = o.reshape(-1, o.shape[-1]).T
-    row = m.max(dim=1).values
-    if not bool(((m == row[:, None]) | (m < 0)).all()):
-        return None
-    return row, tuple(o.shape[1:-1]), int(o.shape[0])
+    """Whether the tracer calls module ``m`` as a whole (an attention or window attention
+    with a rule of its own)."""
+    return attention.is_leaf(m) or _is_swin_attention(m) or _is_tiny_vit_attention(m)
 
 
 # -- per-token rules on values with windows folded into the batch ------------------------------
@@ -184,15 +176,17 @@ _FUNCTIONS = {"window_partition", "window_reverse"}  # timm's (fx-wrapped in som
 
 
 def rule_for(node, mod):
-    """The rule of a window-attention fx node, else None."""
+    """The rule of an attention or window-attention fx node (or a window partition, ``F.pad``),
+    else None."""
     if node.op == "call_module":
         if _is_swin_attention(mod):
             return swin_attention
-        return tiny_vit_attention if _is_tiny_vit_attention(mod) else None
-    if node.op == "call_function":
+        if _is_tiny_vit_attention(mod):
+            return tiny_vit_attention
+    elif node.op == "call_function":
         if node.target is F.pad:
             return pad
         if getattr(node.target, "__name__", None) in _FUNCTIONS and \
                 getattr(node.target, "__module__", "").startswith("timm."):
             return ops.rearrange
-    return None
+    return attention.rule_for(node, mod)

@@ -40,7 +40,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import _trace_attention as attention
 from . import _trace_fx as fx
 from . import _trace_ops as ops
 from . import _trace_windows as windows
@@ -93,14 +92,9 @@ def _functional_layer(c, node, x, sig):
     return _linear_or_conv(c, shim, x, sig, mod=mod, shape=c.shape(node))
 
 
-_LINEAR_RULES = (_linear_or_conv, _functional_layer)
-
-
 def _rule(node, mod):
     """The rule for an fx node, or None if the operation is not supported."""
-    if (rule := windows.rule_for(node, mod)) is not None:
-        return rule
-    if (rule := attention.rule_for(node, mod)) is not None:
+    if (rule := windows.rule_for(node, mod)) is not None:  # attention and window attention
         return rule
     if node.op == "call_module":
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
@@ -305,9 +299,8 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             continue
         if not isinstance(x, _Value) and rule is not ops.getitem:
             x = sig[0] if sig else None
-        if any(v.lead != 1 for v in sig) and (rule := windows.merged_rule(rule, _LINEAR_RULES)) is None:
-            block(node, "needs the batch dimension, but windows are folded into it (only per-token "
-                        "operations may read them)")
+        if any(v.lead != 1 for v in sig) and (rule := windows.merged_rule(rule, (_linear_or_conv, _functional_layer))) is None:
+            block(node, windows.NEEDS_BATCH)
             continue
         try:
             v = rule(c, node, x, sig)
