@@ -53,7 +53,7 @@ SUPPORTED = (
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
     "channel shuffle, residual add, multiplication by a number or a per-channel constant "
-    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention), and softmax/log_softmax as the last operation"
+    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention and Swin/TinyViT window attention), and softmax/log_softmax as the last operation"
 )
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
