@@ -45,9 +45,6 @@ def _is_tiny_vit_attention(m) -> bool:
         and isinstance(getattr(m, "proj", None), torch.nn.Linear)
 
 
-NEEDS_BATCH = "needs the batch dimension, but windows are folded into it (only per-token operations may read them)"
-
-
 def is_leaf(m) -> bool:
     """Whether the tracer calls module ``m`` as a whole (an attention or window attention
     with a rule of its own)."""
@@ -57,6 +54,7 @@ def is_leaf(m) -> bool:
 # -- per-token rules on values with windows folded into the batch ------------------------------
 
 def _per_token(rule, linear_only=False):
+    """``rule`` on per-token values: the result keeps the inputs' folding (``lead``)."""
     def wrapped(c, node, x, sig):
         leads = {v.lead for v in sig}
         if len(leads) != 1:
@@ -76,9 +74,15 @@ def _reads_linear(c, node) -> bool:
     return node.target is F.linear
 
 
+def _needs_batch(c, node, x, sig):
+    c.fail(node, "needs the batch dimension, but windows are folded into it (only per-token "
+                 "operations may read them)")
+
+
 def merged_rule(rule, linear_rules=()):
-    """The rule for a node reading a value with windows folded into the batch (``lead > 1``),
-    or None if the operation needs the batch dimension (refused)."""
+    """The rule for a node reading a value with windows folded into the batch (``lead > 1``):
+    ``rule`` itself if it lays out its result, ``rule`` keeping the folding if it is per
+    token, else a rule that refuses the node (it needs the batch dimension)."""
     if rule in (ops.rearrange, ops.getitem, ops.flatten, pad, swin_attention, tiny_vit_attention):
         return rule  # these lay out their result themselves
     if rule in (ops.identity, ops.scale, ops.layernorm, ops.add, attention.timm_attention,
@@ -86,7 +90,7 @@ def merged_rule(rule, linear_rules=()):
         return _per_token(rule)
     if rule in linear_rules:
         return _per_token(rule, linear_only=True)
-    return None
+    return _needs_batch
 
 
 # -- rules -----------------------------------------------------------------------------------

@@ -299,9 +299,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             continue
         if not isinstance(x, _Value) and rule is not ops.getitem:
             x = sig[0] if sig else None
-        if any(v.lead != 1 for v in sig) and (rule := windows.merged_rule(rule, (_linear_or_conv, _functional_layer))) is None:
-            block(node, windows.NEEDS_BATCH)
-            continue
+        rule = windows.merged_rule(rule, (_linear_or_conv, _functional_layer)) if any(v.lead != 1 for v in sig) else rule
         try:
             v = rule(c, node, x, sig)
         except ops.Blocker as exc:
