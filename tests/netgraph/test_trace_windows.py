@@ -131,6 +131,10 @@ class Folded(nn.Module):
         w = self.act(self.fc(w))
         if self.tail == "pool":
             return self.head(w.mean(1))  # (4, 6): a sample's windows are never put back
+        if self.tail == "output":
+            return w
+        if self.tail == "mixed":  # a folded tensor plus one that is not, broadcast over the windows
+            return self.head((w + self.fc(x).reshape(1, 16, 6)[:, :4]).mean(1))
         x = w.reshape(1, 2, 2, 2, 2, 6).transpose(2, 3).reshape(1, 16, 6)
         return self.head(x.mean(1))
 
@@ -140,6 +144,10 @@ def test_folded_windows_are_per_token_and_refused_where_the_batch_is_needed():
     assert [grp.size for grp in g.groups] == [3, 4, 6, 3]
     with pytest.raises(netgraph.UnsupportedModelError, match="windows are folded"):
         netgraph.from_torch(Folded("pool"), (3, 8, 8))
+    with pytest.raises(netgraph.UnsupportedModelError, match="must return a single tensor of shape"):
+        netgraph.from_torch(Folded("output"), (3, 8, 8))
+    with pytest.raises(netgraph.UnsupportedModelError, match="different foldings"):
+        netgraph.from_torch(Folded("mixed"), (3, 8, 8))
 
 
 def test_pad_of_channels_last_map_is_nothing_and_of_channels_is_refused():
