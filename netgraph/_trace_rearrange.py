@@ -172,4 +172,3 @@ def _decode(c, node, out, terms, total):
         if t.dst_units.size == n == b.groups[t.src].size and np.array_equal(t.src_units, np.arange(n)):
             return v.with_(group=t.src, terms=None, scale=t.scale)
     return v
-
