@@ -123,7 +123,7 @@ class Ctx:
     def value_shape(self, v: _Value) -> tuple:
         if v.flat_k != 1:
             return (1, v.n * v.flat_k)
-        return (1, *v.spatial, v.n) if v.channels_last else (1, v.n, *v.spatial)
+        return (v.lead, *v.spatial, v.n) if v.channels_last else (v.lead, v.n, *v.spatial)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -123,6 +123,16 @@ def _layout(o: torch.Tensor):
     return None
 
 
+def merged_layout(o: torch.Tensor):
+    """``(channel ids, spatial, lead)`` of an id tensor whose dimension 0 folds positions
+    (windows) into the batch and whose channels are last, else None (see
+    :mod:`netgraph._trace_windows`)."""
+    if o.dim() < 2 or o.shape[0] == 1 or o.numel() == 0:
+        return None
+    row = _constant_rows(o.reshape(-1, o.shape[-1]).T)
+    return None if row is None else (row, tuple(o.shape[1:-1]), int(o.shape[0]))
+
+
 def _constant_rows(m: torch.Tensor):
     """The value of each row if every row is constant apart from -1 entries (constants), else None."""
     row = m.max(dim=1).values
@@ -135,11 +145,14 @@ def _decode(c, node, out, terms, total):
     b = c.b
     if not isinstance(out, torch.Tensor):
         c.fail(node, "the result is not a tensor")
-    lay = _layout(out)
-    if lay is None:  # an intermediate layout (e.g. the 5-d view of a channel shuffle)
-        if out.dim() < 1 or (out.dim() >= 1 and out.shape[0] != 1):
+    lay, lead = _layout(out), 1
+    if lay is None and (merged := merged_layout(out)) is not None:  # windows folded into the batch
+        idx, spatial, lead = merged
+        lay = idx, spatial, 1, True
+    if lay is None:  # an intermediate layout (the 5-d view of a channel shuffle, MobileViT's unfold)
+        if out.dim() < 2 and (out.dim() < 1 or out.shape[0] != 1):
             c.fail(node, "the operation moves the batch dimension")
-        return _Value(n=total, spatial=tuple(out.shape[1:]), terms=terms, raw=out)
+        return _Value(n=total, spatial=tuple(out.shape[1:]), terms=terms, raw=out, lead=int(out.shape[0]))
     idx, spatial, flat_k, last = lay
     idx = idx.long().numpy()
     new = []
@@ -153,7 +166,7 @@ def _decode(c, node, out, terms, total):
             new.append(_Term(src=t.src, scale=None if t.scale is None else t.scale[sel],
                              src_units=t.src_units[sel], dst_units=np.flatnonzero(keep)))
     n = idx.size
-    v = _Value(n=n, spatial=spatial, flat_k=flat_k, channels_last=last and bool(spatial), terms=new)
+    v = _Value(n=n, spatial=spatial, flat_k=flat_k, channels_last=last and bool(spatial), terms=new, lead=lead)
     if len(new) == 1:
         t = new[0]
         if t.dst_units.size == n == b.groups[t.src].size and np.array_equal(t.src_units, np.arange(n)):

@@ -8,10 +8,24 @@ order before the generic rules; a new family of leaf rules is one more entry her
 
 from __future__ import annotations
 
-from . import _trace_attention, _trace_leaves, _trace_tokens, _trace_vit_variants
+from . import _trace_attention, _trace_leaves, _trace_tokens, _trace_vit_variants, _trace_windows
 
-#: In order of precedence (timm leaves before the generic timm ``Attention`` match).
-RULE_MODULES = (_trace_leaves, _trace_attention, _trace_tokens, _trace_vit_variants)
+#: In order of precedence (timm leaves and window attention before the generic timm ``Attention`` match).
+RULE_MODULES = (_trace_leaves, _trace_windows, _trace_attention, _trace_tokens, _trace_vit_variants)
+
+
+#: What the tracer supports, in the words of its unsupported-model error.
+SUPPORTED = (
+    "Linear (also on channels-last tensors), Conv1d/Conv2d/Conv3d (also grouped/depthwise), BatchNorm "
+    "(module or F.batch_norm), LayerNorm over channels, GroupNorm, elementwise activations and "
+    "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
+    "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
+    "channel shuffle, residual add or subtraction, multiplication by a number or a per-channel constant "
+    "(layer scale), token-mixing Linear (MLP-Mixer, ResMLP, gMLP), self-attention (nn.MultiheadAttention, torchvision "
+    "Swin and MaxViT, timm Attention, Swin/TinyViT window attention, EfficientFormer, FastViT; timm CaiT, PiT, LeViT "
+    "and EdgeNeXt attention variants), timm StarReLU, GlobalResponseNorm, StdConv2d/ScaledStdConv2d, and "
+    "softmax/log_softmax as the last operation"
+)
 
 
 def is_leaf(module) -> bool:

@@ -73,6 +73,7 @@ class _Value:
     last_only: bool = False  # produced by softmax: may only feed the output
     channels_last: bool = False
     raw: object = None  # id tensor of a layout that is not (batch, channels, ...) (see _trace_ops)
+    lead: int = 1  # size of dim 0 for one sample: > 1 when windows are folded into the batch (_trace_windows)
 
     def with_(self, **kw):
         return dataclasses.replace(self, **kw)

@@ -45,18 +45,12 @@ from . import _trace_ops as ops
 from . import _trace_rules as rules
 from . import _trace_tokens as tokens
 from . import _trace_vit_variants as vit_variants
+from . import _trace_windows as windows
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
 
-SUPPORTED = (
-    "Linear (also on channels-last tensors), Conv1d/Conv2d/Conv3d (also grouped/depthwise), BatchNorm "
-    "(module or F.batch_norm), LayerNorm over channels, GroupNorm, elementwise activations and "
-    "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
-    "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
-    "channel shuffle, residual add or subtraction, multiplication by a number or a per-channel constant "
-    "(layer scale), self-attention (nn.MultiheadAttention, torchvision Swin and MaxViT, timm Attention, EfficientFormer, FastViT; timm CaiT, PiT, LeViT and EdgeNeXt attention variants), timm StarReLU, GlobalResponseNorm, StdConv2d/ScaledStdConv2d, and softmax/log_softmax as the last operation"
-)
+SUPPORTED = rules.SUPPORTED
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -304,6 +298,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             continue
         if not isinstance(x, _Value) and rule is not ops.getitem:
             x = sig[0] if sig else None
+        rule = windows.merged_rule(rule, (_linear_or_conv, _functional_layer)) if any(v.lead != 1 for v in sig) else rule
         try:
             v = rule(c, node, x, sig)
         except ops.Blocker as exc:
@@ -337,7 +332,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
             f"e.g. {names[0]}): every path through them, and every SynFlow/PHEW score in their "
             "branch, is multiplied by them, so a global threshold prunes those branches first "
             "(see docs/data-model.md)", stacklevel=3)
-    if not isinstance(out_value, _Value) or out_value.raw is not None:
+    if not isinstance(out_value, _Value) or out_value.raw is not None or out_value.lead != 1:
         raise UnsupportedModelError(
             "the model must return a single tensor of shape (batch, features) or (batch, channels, ...)")
     out_value = out_value.with_(last_only=False)

@@ -8,7 +8,8 @@ The real model is copied to float64 in eval mode and its modules are substituted
 * LayerNorm, GroupNorm, timm's ``LayerNorm2d`` and modules tagged
   ``linearise = "channel_scale"`` -> per-channel ``|gamma| ** p`` (frozen statistics: no
   centring, no division);
-* activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ...) -> identity;
+* activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ..., and timm's own
+  ``timm.layers.activations`` classes) -> identity;
 * parameters named ``gamma`` or ``gamma_*`` (layer scale) and buffers named ``factor`` -> ``|.| ** p``;
 * modules tagged ``linearise = "gate"`` (``x * act(...)``) and timm's ``SqueezeExcite``
   (``SEModule``: ``x * gate(...)``) -> the
@@ -20,6 +21,8 @@ The real model is copied to float64 in eval mode and its modules are substituted
 * torchvision MaxViT's ``RelativePositionalMultiHeadAttention`` -> ``merge(V(x))``
   (:class:`MaxvitValueOnly`);
 * torchvision's ``ShiftedWindowAttention`` (V1, V2) -> ``proj(V(x))`` (:class:`WindowValueOnly`);
+* timm's Swin ``WindowAttention`` (V1, V2) -> ``proj(V(x))`` (:class:`TimmWindowValueOnly`), TinyViT's
+  ``Attention`` -> ``proj(mean over tokens of V(norm(x)))`` per head (:class:`TinyVitValueOnly`);
 * ``nn.MultiheadAttention`` -> ``out_proj(V(x))`` (:class:`ValueOnly`: the attention
   probabilities are uniform at identical tokens, so attention is the identity on the
   value vectors), the value rows of ``in_proj_weight`` -> ``|w| ** p``; the query/key
@@ -94,6 +97,34 @@ class TimmValueOnly(nn.Module):
         return a.proj(v.mean(1, keepdim=True).expand_as(v))
 
 
+class TimmWindowValueOnly(nn.Module):
+    """timm's Swin ``WindowAttention`` (V1, V2) with uniform probabilities: ``proj(V(x))``
+    (the value rows ``[2a, 3a)`` of ``qkv``; the shift mask keeps each row summing to 1)."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x, mask=None):
+        a = self.attn
+        return a.proj(x @ a.qkv.weight[2 * (a.qkv.out_features // 3):].T)
+
+
+class TinyVitValueOnly(nn.Module):
+    """TinyViT's ``Attention`` with uniform probabilities: ``proj(mean over tokens of V(norm(x)))``,
+    the value rows of ``qkv`` per head (``view(.., heads, 2 * key_dim + val_dim)``)."""
+
+    def __init__(self, attn):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x):
+        a = self.attn
+        w = a.qkv.weight.view(a.num_heads, 2 * a.key_dim + a.val_dim, -1)[:, 2 * a.key_dim:]
+        v = a.norm(x) @ w.reshape(a.num_heads * a.val_dim, -1).T
+        return a.proj(v.mean(1, keepdim=True).expand_as(v))
+
+
 class MaxvitValueOnly(nn.Module):
     """torchvision MaxViT's attention with uniform probabilities: ``merge(mean over P of V(x))``."""
 
@@ -147,6 +178,10 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 continue
             if name in gates:
                 subs.append((name, ChannelScale(gates[name] ** p, 1)))
+            elif type(mod).__name__ == "WindowAttention" and type(mod).__module__.startswith("timm."):
+                subs.append((name, TimmWindowValueOnly(mod)))
+            elif type(mod).__module__ == "timm.models.tiny_vit" and type(mod).__name__ == "Attention":
+                subs.append((name, TinyVitValueOnly(mod)))
             elif type(mod).__name__ == "Attention" and type(mod).__module__.startswith("timm."):
                 subs.append((name, TimmValueOnly(mod)))
             elif type(mod).__name__ == "RelativePositionalMultiHeadAttention":
@@ -184,7 +219,7 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                     or type(mod).__name__ == "LayerNorm2d"
                 dim = 1 if channels_first else -1
                 subs.append((name, ChannelScale(s, dim)))
-            elif isinstance(mod, ACTIVATIONS):
+            elif isinstance(mod, ACTIVATIONS) or type(mod).__module__ == "timm.layers.activations":
                 subs.append((name, nn.Identity()))
             for pn, prm in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
                 if pn in ("gamma", "factor") or pn.startswith("gamma_"):  # also CaiT/EdgeNeXt gamma_1, gamma_xca
