@@ -100,8 +100,9 @@ def _log_max_path(graph, masks) -> float:
             x = F[e.src] if e.in_scale is None else F[e.src] + _log(e.in_scale)
             if isinstance(e, Layer):
                 y = (log_a[e.index] + e.gather(x)).max(axis=1)
-            else:
-                y = x
+            else:  # an identity or index map: dst_units[i] <- src_units[i], no other edges
+                y = np.full(graph.groups[g].size, -np.inf)
+                y[e.dst_units] = x[e.src_units]
             if e.out_scale is not None:
                 y = y + _log(e.out_scale)
             best = np.maximum(best, y)

@@ -46,6 +46,7 @@ from . import _trace_ops as ops
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
+from .offpath import offpath_arrays
 
 SUPPORTED = (
     "Linear (also on channels-last tensors), Conv1d/Conv2d/Conv3d (also grouped/depthwise), BatchNorm "
@@ -360,7 +361,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     spec["input_shape"] = list(shape)
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
-                        model_spec=spec, offpath=offpath)
+                        model_spec=spec, offpath=offpath, offpath_weights=offpath_arrays(model, offpath))
     except ValueError as exc:
         if "shared weights" in str(exc):
             raise UnsupportedModelError(f"cannot build the unit graph of {type(model).__name__}: {exc}") from None

@@ -11,7 +11,7 @@ from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
 from .boundary import SEED, check_out_file, density_value, graph_checked, input_shape_value, method_name
-from .common import echo_json, format_table, model_options, parse_options, prune_data
+from .common import echo_json, format_table, model_options, offpath_option, parse_options, prune_data
 
 
 def describe_graph(graph) -> dict:
@@ -127,10 +127,11 @@ def methods_cmd(as_json):
               help="Data for snip/grasp: Gaussian random inputs, or scikit-learn digits.")
 @click.option("--data-samples", type=click.IntRange(min=1), default=100, show_default=True, help="Samples in the pruning batch.")
 @click.option("--init-seed", type=SEED, default=None, help="Seed of the model's initialisation (default: --seed).")
+@offpath_option
 @click.option("--quiet", is_flag=True, help="No progress bar; print only the summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the mask report as JSON.")
 def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, options, data_kind, data_samples, init_seed,
-              quiet, as_json):
+              offpath, quiet, as_json):
     """Build a sparse mask and report it (kept weights per layer, density, time)."""
     from netgraph.sparsifiers import get, sparsify
 
@@ -145,13 +146,15 @@ def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, 
             raise click.UsageError(f"method {method!r} is data-dependent: add --data random or --data digits")
         data = prune_data(data_kind, g, data_samples, seed, echo)
     t0 = time.perf_counter()
-    ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), **opts)
+    ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), offpath=offpath,
+                  **opts)
     seconds = time.perf_counter() - t0
     if out:
         ms.save(out)
     report = {"method": method, "options": ms.meta["options"], "density": density,
               "achieved_density": ms.achieved_density, "kept": ms.num_kept, "target": ms.meta["target"],
-              "total": ms.num_total, "seconds": round(seconds, 3), "out": out, "layers": ms.report(),
+              "total": ms.num_total, "offpath": ms.meta.get("offpath"), "seconds": round(seconds, 3), "out": out,
+              "layers": ms.report(),
               "details": ms.meta.get("details", {})}
     if as_json:
         echo_json(report)

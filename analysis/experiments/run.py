@@ -106,7 +106,7 @@ class RunResult:
 
 
 def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, data=None, max_flow: bool = True,
-            built=None, progress: bool = False) -> RunResult:
+            built=None, progress: bool = False, offpath: str = "dense") -> RunResult:
     """Build one mask, measure it, and make its row.
 
     Parameters
@@ -130,6 +130,8 @@ def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, d
         ``(module, graph, name)`` from :func:`model_graph`, to share one build between runs.
     progress : bool
         Show the method's progress bar.
+    offpath : {"dense", "magnitude"}
+        Policy for the off-path parameters (see :func:`netgraph.sparsify`).
 
     Returns
     -------
@@ -146,7 +148,7 @@ def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, d
     else:
         if get(name).needs_data and data is None:
             raise InvalidInputError(f"method {name!r} needs data: pass data='random' or 'digits' (CLI: --data)")
-        masks = sparsify(net, name, density, seed, graph=g, data=data, progress=progress, **opts)
+        masks = sparsify(net, name, density, seed, graph=g, data=data, progress=progress, offpath=offpath, **opts)
     t1 = time.perf_counter()
     mg = as_masked(g, masks)
     row = {"model": model_name, "method": label, "base_method": name, "target_density": density, "seed": seed,
