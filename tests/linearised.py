@@ -9,7 +9,8 @@ The real model is copied to float64 in eval mode and its modules are substituted
   ``linearise = "channel_scale"`` -> per-channel ``|gamma| ** p`` (frozen statistics: no
   centring, no division);
 * activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ...) -> identity;
-* parameters named ``gamma`` (layer scale) and buffers named ``factor`` -> ``|.| ** p``;
+* parameters named ``gamma`` or ``layer_scale`` (layer scale: timm, torchvision ConvNeXt) and
+  buffers named ``factor`` -> ``|.| ** p``;
 * modules tagged ``linearise = "gate"`` (``x * act(...)``) and timm's ``SqueezeExcite``
   (``SEModule``: ``x * gate(...)``) -> the
   per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
@@ -187,7 +188,7 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
             elif isinstance(mod, ACTIVATIONS):
                 subs.append((name, nn.Identity()))
             for pn, prm in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
-                if pn in ("gamma", "factor"):
+                if pn in ("gamma", "layer_scale", "factor"):
                     prm.copy_(prm.abs() ** p)
                 elif pn in ("pos_embed", "pos_embedding", "cls_token", "class_token", "reg_token"):
                     prm.zero_()  # additive constants: biases

@@ -52,7 +52,8 @@ def _data_for(kind, graph, seed):
 
 def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), densities=(0.1, 0.05, 0.02, 0.01),
             seeds=1, *, input_shape=None, num_classes=None, data=None, progress: bool = False,
-            max_flow: bool = True, callback=None, collapse: bool = False, offpath: str = "dense") -> pd.DataFrame:
+            max_flow: bool = True, callback=None, collapse: bool = False, offpath: str = "dense",
+            layer_scale: str = "as_is") -> pd.DataFrame:
     """Build and measure masks for every method, density and seed.
 
     Parameters
@@ -85,6 +86,8 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
         a summary section and the ``collapse_margin`` figure.
     offpath : {"dense", "magnitude"}
         Policy for the off-path parameters (see :func:`netgraph.sparsify`).
+    layer_scale : {"as_is", "one"}
+        Layer-scale factors in the graph as they are, or as 1 (see :func:`netgraph.from_torch`).
 
     Returns
     -------
@@ -111,7 +114,7 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
                disable=not progress)
     for seed in seed_list:
-        built = model_graph(model, input_shape, seed, num_classes)
+        built = model_graph(model, input_shape, seed, num_classes, layer_scale)
         batch = None
         for label, name, opts in specs:
             if name != DENSE and get(name).needs_data:

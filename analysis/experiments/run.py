@@ -71,19 +71,20 @@ def parse_method(spec) -> tuple:
 
 
 @lru_cache(maxsize=2)
-def _cached_model_graph(spec: str, shape, seed: int, num_classes):
-    return zoo.graph_of(spec, shape, seed, num_classes)
+def _cached_model_graph(spec: str, shape, seed: int, num_classes, layer_scale="as_is"):
+    return zoo.graph_of(spec, shape, seed, num_classes, layer_scale)
 
 
-def model_graph(model, input_shape=None, seed: int = 0, num_classes: int | None = None):
+def model_graph(model, input_shape=None, seed: int = 0, num_classes: int | None = None, layer_scale: str = "as_is"):
     """``(module, graph, name)`` of a model name (zoo, ``torchvision:NAME``, ``timm:NAME``,
     ``pkg.module:factory``) or a module.
 
     Graphs of named models are cached (a few), so a grid builds each (model, seed) once.
+    ``layer_scale`` as in :func:`netgraph.from_torch`.
     """
     if isinstance(model, str):
         shape = None if input_shape is None else tuple(zoo.parse_input_shape(input_shape))
-        net, g = _cached_model_graph(model, shape, int(seed), num_classes)
+        net, g = _cached_model_graph(model, shape, int(seed), num_classes, layer_scale)
         return net, g, model
     import torch.nn as nn
 
@@ -92,7 +93,7 @@ def model_graph(model, input_shape=None, seed: int = 0, num_classes: int | None 
             raise InvalidInputError("input_shape is required for a torch model, e.g. input_shape=(3, 32, 32)")
         from netgraph import from_torch
 
-        g = from_torch(model, tuple(zoo.parse_input_shape(input_shape)))
+        g = from_torch(model, tuple(zoo.parse_input_shape(input_shape)), layer_scale=layer_scale)
         return model, g, type(model).__name__
     raise InvalidInputError(f"a model is a zoo name, 'pkg.module:factory' or a torch.nn.Module, got {model!r}")
 

@@ -3,8 +3,8 @@
 Every case: the method gives a mask set over every conv/linear weight; the exact methods
 (all but PHEW) keep exactly ``round(d * total)``; every weight PHEW keeps lies on an
 input-output path of kept weights; the masks apply to a copy of the torch model, which
-still runs; ``analysis.measure`` returns a record. Each model is traced once (the cases
-run model by model). SynFlow and SynFlow-L2 run ``SYNFLOW_ITERATIONS`` rounds instead of
+still runs; ``analysis.measure`` returns a record (for the PHEW mask of each model, without
+the max-flow metrics). Each model is traced once (the cases run model by model). SynFlow and SynFlow-L2 run ``SYNFLOW_ITERATIONS`` rounds instead of
 the default 100 (time on a shared 2-core machine); the masks are still exact.
 """
 
@@ -82,9 +82,10 @@ def test_contract_on_full_size_models(name, method, opts, policy):
         assert _off_path_kept(g, ms) == 0
     else:
         assert ms.num_kept == round(d * total)
-    rec = analysis.measure(g, ms, max_flow=False)
-    assert rec["kept"] == ms.num_kept - ms.meta.get("offpath", {}).get("kept", 0)
-    assert np.isfinite(rec["achieved_density"])
+    if method == "phew":  # one record per model (every metric but max-flow: minutes on this machine)
+        rec = analysis.measure(g, ms, max_flow=False)
+        assert rec["kept"] == ms.num_kept - ms.meta.get("offpath", {}).get("kept", 0)
+        assert np.isfinite(rec["achieved_density"])
     net = copy.deepcopy(model)
     ms.apply(net)
     net.eval()
