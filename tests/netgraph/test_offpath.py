@@ -165,3 +165,40 @@ def test_bad_policy_and_graph_without_values():
     with pytest.raises(InvalidInputError, match="needs the values of off-path parameter"):
         sparsify(bare, "random", 0.5, offpath="magnitude")
     assert sparsify(bare, "random", 0.5).meta["offpath"]["policy"] == "dense"
+
+
+NEW_METHODS = [("expander", {}), ("expander", {"distribution": "erk"}), ("npb", {}),
+               ("synflow-schedule", {"iterations": 5}), ("synflow-schedule", {"schedule": "cosine", "iterations": 5,
+                                                                              "power": 2}),
+               ("phew-layerwise", {}), ("phew-layerwise", {"layer_densities": "uniform"})]
+
+
+def _new_cases():
+    for net in ("vit", "swin"):
+        for i, (method, opts) in enumerate(NEW_METHODS):
+            policy = OFFPATH_POLICIES[i % 2]  # the policy only changes the count the method is given
+            slow = [pytest.mark.slow] if (method, net) == ("npb", "swin") else []  # about 30 s
+            yield pytest.param(net, method, opts, policy, marks=slow, id=f"{net}-{method}-{opts}-{policy}")
+
+
+@pytest.mark.parametrize("net,method,opts,policy", list(_new_cases()))
+def test_newer_methods_on_attention(net, method, opts, policy):
+    """The contract of the newer methods on small ViT and Swin: exact counts over every
+    weight (off-path included), determinism, PHEW paths, masks apply, measure runs."""
+    model, g = _net(net)
+    d = 0.3
+    ms = sparsify(g, method, d, seed=2, offpath=policy, **opts)
+    assert ms.num_kept == round(d * ms.num_total) == ms.meta["target"]
+    assert ms.num_total == g.num_weights + sum(p["numel"] for p in g.offpath)
+    again = sparsify(g, method, d, seed=2, offpath=policy, **opts)
+    assert all(torch.equal(ms[n], again[n]) for n in ms)
+    if method == "phew-layerwise":  # every kept layer weight on an input-output path of kept weights
+        fl = netgraph.flows.path_flows(g, "count", ms)
+        for layer, m in zip(g.layers, g.layer_masks(ms)):
+            live = (fl.backward[layer.dst] > 0)[:, None] & layer.gather(fl.forward[layer.src] > 0)
+            assert not (m & ~live[:, :, None]).any()
+    rec = analysis.measure(g, ms, max_flow=False)
+    assert rec["kept"] == ms.num_kept - ms.meta["offpath"]["kept"]
+    copy = NETS[net]()
+    ms.apply(copy, how="parametrize")
+    assert torch.isfinite(copy(torch.randn(2, *SHAPE))).all()
