@@ -109,7 +109,7 @@ def magnitude_masks(graph, counts) -> dict:
 
     out, emptied = {}, []
     for e, k in zip(graph.offpath, counts):
-        w = graph.offpath_weights.get(e["param"])
+        w = getattr(graph, "offpath_weights", {}).get(e["param"])
         if w is None:
             raise InvalidInputError(
                 f"offpath='magnitude' needs the values of off-path parameter {e['param']!r}, which this graph "
