@@ -34,6 +34,16 @@ SHAPE = (3, 224, 224)
 _CURRENT: dict = {}  # the model of the running cases only (one full-size model in memory)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One torch thread: on a shared, loaded machine two spinning threads made tracing up
+    to 1000x slower than the coverage run (which also uses one)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _model_graph(name):
     if name not in _CURRENT:
         _CURRENT.clear()
