@@ -202,3 +202,15 @@ def test_newer_methods_on_attention(net, method, opts, policy):
     copy = NETS[net]()
     ms.apply(copy, how="parametrize")
     assert torch.isfinite(copy(torch.randn(2, *SHAPE))).all()
+
+
+def test_grasp_through_hardsigmoid_gates():
+    """GraSP needs a double backward; torch has none for hardsigmoid (MobileNetV3's SE gates)."""
+    model, g = _net("mobilenet_v3_small")
+    original = torch.nn.functional.hardsigmoid
+    data = (torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(0)), torch.tensor([1, 3]))
+    ms = sparsify(model, "grasp", 0.45, graph=g, data=data)
+    assert ms.num_kept == round(0.45 * ms.num_total)
+    assert torch.nn.functional.hardsigmoid is original  # restored
+    x = torch.linspace(-4, 4, 17)  # the stand-in has the same values
+    torch.testing.assert_close(original(x), torch.clamp(x / 6 + 0.5, 0, 1), rtol=0, atol=1e-7)
