@@ -5,7 +5,9 @@ Every case: the method gives a mask set over every conv/linear weight; the exact
 input-output path of kept weights; the masks apply to a copy of the torch model, which
 still runs; ``analysis.measure`` returns a record (for the PHEW mask of each model, without
 the max-flow metrics). Each model is traced once (the cases run model by model). SynFlow and SynFlow-L2 run ``SYNFLOW_ITERATIONS`` rounds instead of
-the default 100 (time on a shared 2-core machine); the masks are still exact.
+the default 100 (time on a shared 2-core machine); the masks are still exact. Measured:
+72 cases in 8.6 min with one torch thread (vit_b_16's PHEW case, trace and measure
+included, is the longest: 114 s).
 """
 
 import copy
@@ -74,7 +76,7 @@ CASES = [(name, method, opts, policy) for name in MODELS
 
 
 @pytest.mark.parametrize("name,method,opts,policy", CASES,
-                         ids=[f"{n}-{m}{'-erk' if o else ''}-{p}" for n, m, o, p in CASES])
+                         ids=[f"{n}-{m}{'-erk' if o.get('distribution') else ''}-{p}" for n, m, o, p in CASES])
 def test_contract_on_full_size_models(name, method, opts, policy):
     model, g, trace_s = _model_graph(name)
     d = DENSITY if policy == "magnitude" else 0.3
