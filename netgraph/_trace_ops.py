@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._trace_values import _Tuple, _Value, _mul
+from ._validate import check_choice  # noqa: F401  (trace.py validates its options with it)
 
 # -- operation tables ------------------------------------------------------------------------
 
@@ -80,6 +81,8 @@ REARRANGE_CALLS = {
 }
 REARRANGE_MODULES = (nn.Flatten, nn.Unflatten, nn.ChannelShuffle, nn.PixelShuffle, nn.PixelUnshuffle)
 LAYER_SCALE_WARN = 1e-3
+#: ``from_torch(layer_scale=...)``: keep layer-scale factors as they are, or score as if they were 1.
+LAYER_SCALE_MODES = ("as_is", "one")
 
 
 class Blocker(Exception):
@@ -89,12 +92,13 @@ class Blocker(Exception):
 class Ctx:
     """What the rules see: the builder, modules, recorded shapes/constants, ``fail``."""
 
-    def __init__(self, b, modules, recorder, env):
+    def __init__(self, b, modules, recorder, env, layer_scale="as_is"):
         self.b = b
         self.modules = modules
         self.recorder = recorder
         self.env = env
         self.small_scales: list = []
+        self.layer_scale = layer_scale  # one of LAYER_SCALE_MODES
 
     def fail(self, node, why=""):
         raise Blocker(why)
@@ -314,6 +318,8 @@ def scale(c, node, x, sig):
         c.fail(node, "division of a number by a tensor")
     if isinstance(other, bool) or not isinstance(other, (int, float, torch.Tensor)):
         c.fail(node, f"multiplication by {type(other).__name__}")
+    if c.layer_scale == "one" and not divide and _is_parameter(c, args[1] if tensor_first else args[0]):
+        return x  # layer scale (a learnable factor) scored as 1
     if isinstance(other, torch.Tensor) and other.numel() != 1:
         s = _per_unit(c, node, x, other, "the constant factor")
         if divide:
@@ -331,6 +337,19 @@ def scale(c, node, x, sig):
     if not math.isfinite(k):
         c.fail(node, "a non-finite factor")
     return _scaled(x, np.full(x.n, k))
+
+
+def _is_parameter(c, a) -> bool:
+    """``a`` is a model parameter, possibly through views/reshapes (a learnable layer scale)."""
+    while isinstance(a, torch.fx.Node) and not c.is_signal(a):
+        if a.op == "get_attr":
+            path, _, attr = a.target.rpartition(".")
+            return isinstance(getattr(c.modules.get(path), attr, None), nn.Parameter)
+        inputs = a.all_input_nodes
+        if a.op not in ("call_method", "call_function") or len(inputs) != 1:
+            return False
+        a = inputs[0]
+    return False
 
 
 def gate(c, node, x, sig):

@@ -165,8 +165,12 @@ class NetGraph:
         biases), each ``{"param", "shape", "numel", "role", "module"}``, plus ``"rows"``
         when only a row range of the parameter is off-path (the query/key rows of a fused
         ``qkv`` whose value rows are a layer, see :attr:`Layer.rows`). They are not layers of the graph (no path crosses them; their effect
-        is a per-unit scale fixed at the linearisation point). Policy: masks keep them
-        dense and densities count them (see docs/data-model.md).
+        is a per-unit scale fixed at the linearisation point). Densities count them; a
+        policy (``netgraph.offpath``: dense, or magnitude) gives their masks (see
+        docs/data-model.md).
+    offpath_weights : dict
+        Parameter name -> read-only numpy view of each off-path parameter (the whole
+        parameter, also for a row range), for the ``"magnitude"`` policy.
     """
 
     groups: list
@@ -175,6 +179,7 @@ class NetGraph:
     input_shape: tuple = ()
     model_spec: dict = field(default_factory=dict)
     offpath: list = field(default_factory=list)
+    offpath_weights: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         self._in = [[] for _ in self.groups]

@@ -1,10 +1,9 @@
 """Build the unit graph of a PyTorch model by tracing its dataflow with ``torch.fx``.
 
-The tracer interprets the fx graph symbolically (values and the builder:
-:mod:`netgraph._trace_values`; one rule per kind of operation: :mod:`netgraph._trace_ops`
-and, for rearrangements as index maps, :mod:`netgraph._trace_rearrange`; tracing in eval
-mode, optional arguments, shape-dependent control flow and gate detection:
-:mod:`netgraph._trace_fx`). Each tensor value is a set of units (the channel dimension, or
+The tracer interprets the fx graph symbolically (values and builder: :mod:`._trace_values`;
+generic rules: :mod:`._trace_ops`, :mod:`._trace_rearrange`; modules traced whole, in order:
+:mod:`._trace_rules`; eval mode, optional arguments, control flow, gates: :mod:`._trace_fx`).
+Each tensor value is a set of units (the channel dimension, or
 the features of a flat tensor) plus either
 
 * a *unit group* that already exists in the graph, with an optional per-unit scale to
@@ -23,9 +22,8 @@ anything else is reported by :class:`~netgraph.errors.UnsupportedModelError`, wh
 every unsupported operation of the model at once, each with the module it lives in.
 
 Flatten keeps channel granularity: the linear layer after it gets one edge bundle per
-(channel, output neuron) holding all the columns that read the channel. When the input
-itself is flattened before any conv reads it (an MLP on images), the input units are the
-input features instead of the input channels.
+(channel, output neuron) holding all the columns that read the channel. An input flattened
+before any conv reads it (an MLP on images) has the input features as its units.
 """
 
 from __future__ import annotations
@@ -49,6 +47,7 @@ from . import _trace_windows as windows
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
+from .offpath import offpath_arrays
 
 SUPPORTED = rules.SUPPORTED
 
@@ -140,7 +139,7 @@ def _why_unsupported(node, mod) -> str:
     return ""
 
 
-def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None) -> NetGraph:
+def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None, layer_scale: str = "as_is") -> NetGraph:
     """Build the unit-level DAG of a PyTorch model.
 
     Parameters
@@ -153,6 +152,9 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
         Shape of one input sample without the batch dimension, e.g. ``(3, 32, 32)``.
     model_spec : dict, optional
         How the model was made (zoo name, seed...), stored on the graph and in masks.
+    layer_scale : {"as_is", "one"}
+        ``"one"``: score as if every layer-scale factor (a product with a parameter: ConvNeXt,
+        CaiT, initialised near 1e-6) were 1 (docs/data-model.md).
 
     Returns
     -------
@@ -186,6 +188,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     shape = fx.check_input_shape(input_shape)
+    ops.check_choice("layer_scale", layer_scale, ops.LAYER_SCALE_MODES)
     try:
         dtype = next(model.parameters()).dtype
     except StopIteration:
@@ -213,7 +216,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
             ) from exc
         if gates:
             fx.gate_values_in_float64(gm, gates, example)
-        return _build(model, gm, recorder, shape, model_spec, gates)
+        return _build(model, gm, recorder, shape, model_spec, gates, layer_scale)
     except (InvalidInputError, UnsupportedModelError):
         raise
     except Exception as exc:  # never let another exception type out for a model that runs
@@ -226,12 +229,12 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None)
             m.training = flag
 
 
-def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
+def _build(model, gm, recorder, shape, model_spec, gates=None, layer_scale="as_is") -> NetGraph:
     modules = dict(gm.named_modules())
     b = _Builder(shape)
     b.new_group("input", shape[0])
     env: dict = {}
-    c = ops.Ctx(b, modules, recorder, env)
+    c = ops.Ctx(b, modules, recorder, env, layer_scale)
     c.model_modules = dict(model.named_modules())
     c.gates = gates = gates or {}
     gate_nodes = set().union(*(only for _, _, only in gates.values())) if gates else set()
@@ -330,8 +333,8 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
         warnings.warn(
             f"{len(c.small_scales)} per-channel scale(s) below {ops.LAYER_SCALE_WARN:g} (layer scale; "
             f"e.g. {names[0]}): every path through them, and every SynFlow/PHEW score in their "
-            "branch, is multiplied by them, so a global threshold prunes those branches first "
-            "(see docs/data-model.md)", stacklevel=3)
+            "branch, is multiplied by them, so a global threshold prunes those branches first; "
+            "layer_scale='one' (CLI --layer-scale one) scores them as 1 (see docs/data-model.md)", stacklevel=3)
     if not isinstance(out_value, _Value) or out_value.raw is not None or out_value.lead != 1:
         raise UnsupportedModelError(
             "the model must return a single tensor of shape (batch, features) or (batch, channels, ...)")
@@ -357,10 +360,11 @@ def _build(model, gm, recorder, shape, model_spec, gates=None) -> NetGraph:
     # a model from netgraph.zoo.build carries the spec that rebuilds it (saved masks record it)
     spec = dict(model_spec or getattr(model, "netgraph_spec", None) or {})
     spec.setdefault("name", type(model).__name__)
-    spec["input_shape"] = list(shape)
+    spec.update(input_shape=list(shape), **({} if layer_scale == "as_is" else {"layer_scale": layer_scale}))
+    offpath = offpath + vit_variants.constant_layers(c, gm, {x.param for x in layers})
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
-                        model_spec=spec, offpath=offpath + vit_variants.constant_layers(c, gm, {x.param for x in layers}))
+                        model_spec=spec, offpath=offpath, offpath_weights=offpath_arrays(model, offpath))
     except ValueError as exc:
         if "shared weights" in str(exc):
             raise UnsupportedModelError(f"cannot build the unit graph of {type(model).__name__}: {exc}") from None

@@ -406,9 +406,11 @@ def load_model(spec, input_shape=None, seed: int | None = None, num_classes: int
     return model, shape, out
 
 
-def graph_of(spec, input_shape=None, seed: int | None = None, num_classes: int | None = None):
-    """``(model, graph)`` for a model name or spec dict (see :func:`load_model`)."""
+def graph_of(spec, input_shape=None, seed: int | None = None, num_classes: int | None = None,
+             layer_scale: str = "as_is"):
+    """``(model, graph)`` for a model name or spec dict (see :func:`load_model`; ``layer_scale``
+    as in :func:`netgraph.from_torch`)."""
     from .trace import from_torch
 
     model, shape, mspec = load_model(spec, input_shape, seed, num_classes)
-    return model, from_torch(model, shape, model_spec=mspec)
+    return model, from_torch(model, shape, model_spec=mspec, layer_scale=layer_scale)

@@ -10,7 +10,8 @@ The real model is copied to float64 in eval mode and its modules are substituted
   centring, no division);
 * activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ..., and timm's own
   ``timm.layers.activations`` classes) -> identity;
-* parameters named ``gamma`` or ``gamma_*`` (layer scale) and buffers named ``factor`` -> ``|.| ** p``;
+* parameters named ``gamma``, ``gamma_*`` or ``layer_scale`` (layer scale: timm, CaiT/EdgeNeXt,
+  torchvision ConvNeXt) and buffers named ``factor`` -> ``|.| ** p``;
 * modules tagged ``linearise = "gate"`` (``x * act(...)``) and timm's ``SqueezeExcite``
   (``SEModule``: ``x * gate(...)``) -> the
   per-channel scale ``|act output| ** p`` recorded when the *real* model reads an
@@ -222,7 +223,7 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
             elif isinstance(mod, ACTIVATIONS) or type(mod).__module__ == "timm.layers.activations":
                 subs.append((name, nn.Identity()))
             for pn, prm in list(mod.named_parameters(recurse=False)) + list(mod.named_buffers(recurse=False)):
-                if pn in ("gamma", "factor") or pn.startswith("gamma_"):  # also CaiT/EdgeNeXt gamma_1, gamma_xca
+                if pn in ("gamma", "layer_scale", "factor") or pn.startswith("gamma_"):  # also CaiT/EdgeNeXt gamma_1, gamma_xca
                     prm.copy_(prm.abs() ** p)
                 elif pn in ("pos_embed", "pos_embedding", "cls_token", "class_token", "reg_token"):
                     prm.zero_()  # additive constants: biases

@@ -222,12 +222,13 @@ def check_untied(model, spec: str) -> None:
             "layer; untie them (e.g. copy the tensor) to analyse the model")
 
 
-def graph_checked(spec, input_shape=None, seed: int = 0, num_classes=None):
-    """``(model, graph)`` like :func:`netgraph.zoo.graph_of`, through :func:`load_model_checked`."""
+def graph_checked(spec, input_shape=None, seed: int = 0, num_classes=None, layer_scale: str = "as_is"):
+    """``(model, graph)`` like :func:`netgraph.zoo.graph_of`, through :func:`load_model_checked`
+    (``layer_scale`` as in :func:`netgraph.from_torch`)."""
     from netgraph.trace import from_torch
 
     model, shape, mspec = load_model_checked(spec, input_shape, seed, num_classes)
-    return model, from_torch(model, shape, model_spec=mspec)
+    return model, from_torch(model, shape, model_spec=mspec, layer_scale=layer_scale)
 
 
 def _bad(param, exc) -> click.BadParameter:

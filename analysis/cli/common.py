@@ -10,6 +10,8 @@ import json
 import click
 
 from netgraph._json import plain
+from netgraph._trace_ops import LAYER_SCALE_MODES
+from netgraph.offpath import OFFPATH_POLICIES
 
 from .boundary import SEED, SEED_MAX, input_shape_value
 
@@ -26,6 +28,22 @@ def model_options(fn):
                       help="A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
                            "user factory 'pkg.module:factory'.")(fn)
     return fn
+
+
+def offpath_option(fn):
+    """``--offpath``: the policy for off-path parameters (gate weights, attention query/key rows)."""
+    return click.option("--offpath", type=click.Choice(OFFPATH_POLICIES), default=OFFPATH_POLICIES[0],
+                        show_default=True,
+                        help="Off-path parameters (gate weights, attention query/key rows): keep them dense, or "
+                             "keep their largest |w| at the layers' density. Either way the density counts them.")(fn)
+
+
+def layer_scale_option(fn):
+    """``--layer-scale``: score layer-scale factors as they are, or as 1 (``from_torch(layer_scale=...)``)."""
+    return click.option("--layer-scale", type=click.Choice(LAYER_SCALE_MODES), default=LAYER_SCALE_MODES[0],
+                        show_default=True,
+                        help="Layer-scale factors (ConvNeXt, CaiT; about 1e-6 at init): keep them in the graph, "
+                             "or score as if they were 1.")(fn)
 
 
 def echo_json(obj):

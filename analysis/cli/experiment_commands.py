@@ -15,7 +15,7 @@ from ..experiments.reproduce import STUDIES
 
 from .boundary import (FIGURE_FORMATS, SEED_MAX, check_out_dir, comma_choices, density_list, load_model_checked,
                        method_list)
-from .common import format_table, model_options
+from .common import format_table, layer_scale_option, model_options, offpath_option
 
 def check_empty_out(out_dir: str, force: bool) -> None:
     """Refuse a non-empty ``--out`` folder unless ``--force`` (files of an earlier run would mix in)."""
@@ -51,9 +51,11 @@ def _command_line() -> str | None:
 @click.option("--no-max-flow", is_flag=True, help="Skip the max-flow metrics (min vertex cut, disjoint paths).")
 @click.option("--formats", default="png,svg", show_default=True, callback=comma_choices(FIGURE_FORMATS),
               help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}.")
+@offpath_option
+@layer_scale_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, seeds, out_dir, force, data_kind, no_max_flow,
-                formats, quiet):
+                formats, offpath, layer_scale, quiet):
     """Masks for methods x densities x seeds: results.csv, summary.md and plots.
 
     Seed s initialises the model and drives the method; the seeds are --seed, --seed+1,
@@ -74,7 +76,8 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
     load_model_checked(model_name, input_shape, seed, num_classes)  # a factory that fails or ties weights: one line
     t0 = time.perf_counter()
     df = compare(model_name, methods, densities, list(range(seed, seed + seeds)), input_shape=input_shape,
-                 num_classes=num_classes, data=data_kind, progress=not quiet, max_flow=not no_max_flow)
+                 num_classes=num_classes, data=data_kind, progress=not quiet, max_flow=not no_max_flow,
+                 offpath=offpath, layer_scale=layer_scale)
     for path in comparison_files(out_dir):
         os.remove(path)
     files = write_comparison(df, out_dir, formats=formats, command=_command_line())

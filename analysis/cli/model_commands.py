@@ -11,7 +11,8 @@ from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
 from .boundary import SEED, check_out_file, density_value, graph_checked, input_shape_value, method_name
-from .common import echo_json, format_table, model_options, parse_options, prune_data
+from .common import (echo_json, format_table, layer_scale_option, model_options, offpath_option, parse_options,
+                     prune_data)
 
 
 def describe_graph(graph) -> dict:
@@ -80,11 +81,12 @@ def models_cmd(source, as_json):
 
 @click.command("graph")
 @model_options
+@layer_scale_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def graph_cmd(model_name, input_shape, num_classes, seed, as_json):
+def graph_cmd(model_name, input_shape, num_classes, seed, layer_scale, as_json):
     """Describe a model's unit graph: layers, units, edges, dense flows."""
     t0 = time.perf_counter()
-    _, g = graph_checked(model_name, input_shape, seed, num_classes)
+    _, g = graph_checked(model_name, input_shape, seed, num_classes, layer_scale)
     summary = describe_graph(g)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     if as_json:
@@ -127,10 +129,12 @@ def methods_cmd(as_json):
               help="Data for snip/grasp: Gaussian random inputs, or scikit-learn digits.")
 @click.option("--data-samples", type=click.IntRange(min=1), default=100, show_default=True, help="Samples in the pruning batch.")
 @click.option("--init-seed", type=SEED, default=None, help="Seed of the model's initialisation (default: --seed).")
+@offpath_option
+@layer_scale_option
 @click.option("--quiet", is_flag=True, help="No progress bar; print only the summary line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the mask report as JSON.")
 def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, options, data_kind, data_samples, init_seed,
-              quiet, as_json):
+              offpath, layer_scale, quiet, as_json):
     """Build a sparse mask and report it (kept weights per layer, density, time)."""
     from netgraph.sparsifiers import get, sparsify
 
@@ -138,20 +142,23 @@ def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, 
     opts = parse_options(method, options)
     check_out_file(out)
     echo = (lambda *a: None) if (quiet or as_json) else click.echo
-    model, g = graph_checked(model_name, input_shape, seed if init_seed is None else init_seed, num_classes)
+    model, g = graph_checked(model_name, input_shape, seed if init_seed is None else init_seed, num_classes,
+                             layer_scale)
     data = None
     if m.needs_data:
         if data_kind is None:
             raise click.UsageError(f"method {method!r} is data-dependent: add --data random or --data digits")
         data = prune_data(data_kind, g, data_samples, seed, echo)
     t0 = time.perf_counter()
-    ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), **opts)
+    ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), offpath=offpath,
+                  **opts)
     seconds = time.perf_counter() - t0
     if out:
         ms.save(out)
     report = {"method": method, "options": ms.meta["options"], "density": density,
               "achieved_density": ms.achieved_density, "kept": ms.num_kept, "target": ms.meta["target"],
-              "total": ms.num_total, "seconds": round(seconds, 3), "out": out, "layers": ms.report(),
+              "total": ms.num_total, "offpath": ms.meta.get("offpath"), "seconds": round(seconds, 3), "out": out,
+              "layers": ms.report(),
               "details": ms.meta.get("details", {})}
     if as_json:
         echo_json(report)
@@ -209,7 +216,7 @@ def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
     shape = input_shape or (None if model_name else spec.get("input_shape"))
     init = seed if seed is not None else spec.get("seed", 0)  # the model spec's seed is its init seed
     classes = None if model_name else spec.get("num_classes")
-    _, g = graph_checked(name, shape, int(init), classes)
+    _, g = graph_checked(name, shape, int(init), classes, spec.get("layer_scale", "as_is"))
     try:
         mg = as_masked(g, ms)
     except MaskMismatchError as exc:

@@ -52,7 +52,8 @@ def _data_for(kind, graph, seed):
 
 def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), densities=(0.1, 0.05, 0.02, 0.01),
             seeds=1, *, input_shape=None, num_classes=None, data=None, progress: bool = False,
-            max_flow: bool = True, callback=None, collapse: bool = False) -> pd.DataFrame:
+            max_flow: bool = True, callback=None, collapse: bool = False, offpath: str = "dense",
+            layer_scale: str = "as_is") -> pd.DataFrame:
     """Build and measure masks for every method, density and seed.
 
     Parameters
@@ -83,6 +84,10 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
         (:func:`analysis.experiments.collapse.collapse_margin`, bisection to 5%); the rows go
         to ``df.attrs["collapse"]`` and :func:`write_comparison` writes ``collapse.csv``,
         a summary section and the ``collapse_margin`` figure.
+    offpath : {"dense", "magnitude"}
+        Policy for the off-path parameters (see :func:`netgraph.sparsify`).
+    layer_scale : {"as_is", "one"}
+        Layer-scale factors in the graph as they are, or as 1 (see :func:`netgraph.from_torch`).
 
     Returns
     -------
@@ -109,7 +114,7 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
                disable=not progress)
     for seed in seed_list:
-        built = model_graph(model, input_shape, seed, num_classes)
+        built = model_graph(model, input_shape, seed, num_classes, layer_scale)
         batch = None
         for label, name, opts in specs:
             if name != DENSE and get(name).needs_data:
@@ -118,7 +123,8 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
                 batch = batch if batch is not None else _data_for(data, built[1], seed)
             for d in dens:
                 bar.set_postfix_str(f"{label} @ {d:g}, seed {seed}")
-                row = run_one(model, (label, name, opts), d, seed, data=batch, max_flow=max_flow, built=built).row
+                row = run_one(model, (label, name, opts), d, seed, data=batch, max_flow=max_flow, built=built,
+                             offpath=offpath).row
                 rows.append(row)
                 if callback is not None:
                     callback(row)

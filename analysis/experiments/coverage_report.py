@@ -38,8 +38,29 @@ def blocker_key(item: str) -> str:
     return re.sub(r"\s+", " ", key).strip(" .")
 
 
+#: The issue's trace budget: under 5 s, and peak memory under 4x the parameter bytes + 1 GiB.
+BUDGET_SECONDS, BUDGET_FACTOR, BUDGET_EXTRA_MB = 5.0, 4, 1024
+
+
+def over_budget(row) -> list:
+    """Why a traced row misses the trace budget (``[]`` if within; ``None`` without the numbers).
+
+    ``peak_mb`` is the whole process's peak (torch and the model included): a conservative test.
+
+    >>> over_budget({"trace_s": 5.1, "peak_mb": 900.0, "param_mb": 10.0})
+    ['5.1 s']
+    """
+    t, peak, params = row.get("trace_s"), row.get("peak_mb"), row.get("param_mb")
+    if t is None or peak is None or params is None:
+        return None
+    why = [f"{t:.3g} s"] if t >= BUDGET_SECONDS else []
+    allowed = BUDGET_FACTOR * params + BUDGET_EXTRA_MB
+    return why + ([f"peak {peak:.0f} MB of {allowed:.0f}"] if peak >= allowed else [])
+
+
 def summarize(rows) -> dict:
-    """Counts per source and status, and blockers ranked by the number of models they stop."""
+    """Counts per source and status, blockers ranked by the number of models they stop, and
+    per source the traced models within the trace budget (:func:`over_budget`)."""
     per_source = {}
     for r in rows:
         s = per_source.setdefault(r["source"], Counter())
@@ -52,8 +73,17 @@ def summarize(rows) -> dict:
         for key in dict.fromkeys(blocker_key(b) for b in r["blockers"]):
             blockers[key] += 1
             examples.setdefault(key, []).append(f"{r['source']}:{r['name']}")
+    budget = {}
+    for r in rows:
+        why = over_budget(r) if r["status"] == "traced" else None
+        if why is not None:
+            b = budget.setdefault(r["source"], {"measured": 0, "within": 0, "over": []})
+            b["measured"] += 1
+            b["within"] += not why
+            b["over"] += [f"{r['name']} ({', '.join(why)})"] if why else []
     return {
         "sources": {s: dict(c) for s, c in per_source.items()},
+        "budget": budget,
         "blockers": [{"blocker": k, "models": n, "examples": examples[k]} for k, n in blockers.most_common()],
         "bugs": [f"{r['source']}:{r['name']}: {r['blockers'][0]}" for r in rows if r["status"] == "bug"],
     }
@@ -76,6 +106,10 @@ def to_markdown(rows, summary, header: str = "") -> str:
         other = c["total"] - c.get("traced", 0) - c.get("unsupported", 0) - c.get("bug", 0)
         lines.append(f"| {s} | {c.get('traced', 0)} | {c['total']} | {c.get('unsupported', 0)} | "
                      f"{c.get('bug', 0)} | {other} |")
+    for s, b in summary.get("budget", {}).items():
+        lines += ["", f"Within the issue's trace budget (under {BUDGET_SECONDS:g} s, process peak memory under "
+                  f"{BUDGET_FACTOR}x the parameter bytes + {BUDGET_EXTRA_MB} MB): {s} {b['within']} of "
+                  f"{b['measured']} traced models" + (f"; over: {', '.join(b['over'])}." if b["over"] else ".")]
     lines += ["", "## Blockers, by number of models they stop", "", "| blocker | models | examples |",
               "|---|---|---|"]
     for b in summary["blockers"]:

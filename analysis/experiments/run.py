@@ -71,19 +71,20 @@ def parse_method(spec) -> tuple:
 
 
 @lru_cache(maxsize=2)
-def _cached_model_graph(spec: str, shape, seed: int, num_classes):
-    return zoo.graph_of(spec, shape, seed, num_classes)
+def _cached_model_graph(spec: str, shape, seed: int, num_classes, layer_scale="as_is"):
+    return zoo.graph_of(spec, shape, seed, num_classes, layer_scale)
 
 
-def model_graph(model, input_shape=None, seed: int = 0, num_classes: int | None = None):
+def model_graph(model, input_shape=None, seed: int = 0, num_classes: int | None = None, layer_scale: str = "as_is"):
     """``(module, graph, name)`` of a model name (zoo, ``torchvision:NAME``, ``timm:NAME``,
     ``pkg.module:factory``) or a module.
 
     Graphs of named models are cached (a few), so a grid builds each (model, seed) once.
+    ``layer_scale`` as in :func:`netgraph.from_torch`.
     """
     if isinstance(model, str):
         shape = None if input_shape is None else tuple(zoo.parse_input_shape(input_shape))
-        net, g = _cached_model_graph(model, shape, int(seed), num_classes)
+        net, g = _cached_model_graph(model, shape, int(seed), num_classes, layer_scale)
         return net, g, model
     import torch.nn as nn
 
@@ -92,7 +93,7 @@ def model_graph(model, input_shape=None, seed: int = 0, num_classes: int | None 
             raise InvalidInputError("input_shape is required for a torch model, e.g. input_shape=(3, 32, 32)")
         from netgraph import from_torch
 
-        g = from_torch(model, tuple(zoo.parse_input_shape(input_shape)))
+        g = from_torch(model, tuple(zoo.parse_input_shape(input_shape)), layer_scale=layer_scale)
         return model, g, type(model).__name__
     raise InvalidInputError(f"a model is a zoo name, 'pkg.module:factory' or a torch.nn.Module, got {model!r}")
 
@@ -106,7 +107,7 @@ class RunResult:
 
 
 def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, data=None, max_flow: bool = True,
-            built=None, progress: bool = False, metrics=None) -> RunResult:
+            built=None, progress: bool = False, metrics=None, offpath: str = "dense") -> RunResult:
     """Build one mask, measure it, and make its row.
 
     Parameters
@@ -133,6 +134,8 @@ def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, d
     metrics : iterable of str, optional
         Compute only these metric keys (the row keeps every metric column, the others
         ``None``); e.g. to skip the spectral metrics, which cost minutes on ImageNet models.
+    offpath : {"dense", "magnitude"}
+        Policy for the off-path parameters (see :func:`netgraph.sparsify`).
 
     Returns
     -------
@@ -149,7 +152,7 @@ def run_one(model, method, density: float, seed: int = 0, *, input_shape=None, d
     else:
         if get(name).needs_data and data is None:
             raise InvalidInputError(f"method {name!r} needs data: pass data='random' or 'digits' (CLI: --data)")
-        masks = sparsify(net, name, density, seed, graph=g, data=data, progress=progress, **opts)
+        masks = sparsify(net, name, density, seed, graph=g, data=data, progress=progress, offpath=offpath, **opts)
     t1 = time.perf_counter()
     mg = as_masked(g, masks)
     row = {"model": model_name, "method": label, "base_method": name, "target_density": density, "seed": seed,

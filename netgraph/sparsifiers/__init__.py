@@ -13,18 +13,20 @@ import time
 
 import torch.nn as nn
 
-from .._validate import check_density, check_seed, target_count
+from .._validate import check_choice, check_density, check_seed, target_count
 from ..errors import InvalidInputError
 from ..graph import NetGraph
 from ..masks import MaskSet
+from ..offpath import OFFPATH_POLICIES, magnitude_masks, split_counts
 from ..provenance import provenance
 from .registry import Context, check_options, get, methods, names, register
 
-__all__ = ["sparsify", "names", "methods", "get", "register", "Context"]
+__all__ = ["sparsify", "names", "methods", "get", "register", "Context", "OFFPATH_POLICIES"]
 
 
 def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, input_shape=None,
-             data=None, progress: bool = False, graph: NetGraph | None = None, **options) -> MaskSet:
+             data=None, progress: bool = False, graph: NetGraph | None = None, offpath: str = "dense",
+             **options) -> MaskSet:
     """Build a sparse mask with a registered method.
 
     Parameters
@@ -36,7 +38,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         ``magnitude``, ``snip``, ``grasp``, ``expander``, ``npb``, ``synflow-schedule``,
         ``phew-layerwise``.
     density : float
-        Kept fraction of the prunable (conv and linear) weights, in (0, 1].
+        Kept fraction of the conv and linear weights, in (0, 1]: the graph's layers and its
+        off-path parameters (gate weights, attention query/key rows) together; met exactly.
     seed : int
         Seed of every random choice the method makes; the same seed gives the same mask.
     input_shape : tuple, optional
@@ -48,6 +51,12 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         Show a progress bar for long methods.
     graph : NetGraph, optional
         The graph of the given module, if already built (saves tracing it again).
+    offpath : {"dense", "magnitude"}
+        Policy for the off-path parameters (:data:`netgraph.offpath.OFFPATH_POLICIES`):
+        keep them all (default; the layers get the rest of the count), or keep the
+        largest ``|w|`` of each at the layers' density (the count is split in proportion
+        to sizes by largest remainders; warns if an entry loses every weight). See
+        :mod:`netgraph.offpath`.
     **options
         Method options (see ``netgraph.sparsifiers.get(method).options``).
 
@@ -55,19 +64,21 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     -------
     MaskSet
         Masks for every conv and linear weight, with metadata (method, options, density
-        requested and achieved, seed, model spec, time taken, method details, and the
+        requested and achieved, seed, model spec, time taken, method details, the
+        off-path policy with its weight and kept counts (``meta["offpath"]``) and the
         provenance: library, torch and numpy versions, git commit, command line).
 
     Raises
     ------
     InvalidInputError
-        Unknown method or option, density outside (0, 1], a data-dependent method
-        without data, NaN/inf weights.
+        Unknown method, option or off-path policy, density outside (0, 1] (or too low
+        for the off-path policy), a data-dependent method without data, NaN/inf weights.
     """
     m = get(method)
     density = check_density(density)
     opts = check_options(m, options)
     seed = check_seed(seed)
+    check_choice("offpath", offpath, OFFPATH_POLICIES)
     model = None
     if isinstance(model_or_graph, NetGraph):
         graph = model_or_graph
@@ -92,19 +103,13 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
                 f"method {method!r} is data-dependent: pass data=(inputs, labels) or a DataLoader "
                 "(CLI: --data random or --data digits)"
             )
-    # Off-path parameters (gate weights) are kept dense and counted: the layers get what
-    # is left of the requested density over all conv/linear weights.
-    offpath = int(sum(p["numel"] for p in getattr(graph, "offpath", ())))
-    target = target_count(density, graph.num_weights)
-    layer_density = density
-    if offpath:
-        target = int(round(density * (graph.num_weights + offpath))) - offpath
-        if target < 1:
-            raise InvalidInputError(
-                f"density {density:g} is below what the dense off-path parameters ({offpath} gate, attention query/key or token-mixing weights) "
-                f"already keep: {offpath / (graph.num_weights + offpath):.4g}")
-        target = min(target, graph.num_weights)
-        layer_density = target / graph.num_weights
+    # Off-path parameters (gate weights, attention query/key rows) count in the density:
+    # the policy splits round(d * (N + N_off)) between them and the layers (netgraph.offpath).
+    sizes = [int(p["numel"]) for p in getattr(graph, "offpath", ())]
+    target, off_counts = target_count(density, graph.num_weights), []
+    if sizes:
+        target, off_counts = split_counts(density, graph.num_weights, sizes, offpath)
+    layer_density = target / graph.num_weights if sizes else density
     ctx = Context(graph=graph, density=layer_density, target=target, seed=seed,
                   model=model, data=data, progress=progress)
     t0 = time.perf_counter()
@@ -114,12 +119,14 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         "method": method,
         "options": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in opts.items()},
         "density": density,
-        "target": ctx.target,
-        **({"offpath_dense": offpath, "layer_density": layer_density} if offpath else {}),
+        "target": ctx.target + sum(off_counts),  # over all conv/linear weights, off-path included
+        **({"offpath": {"policy": offpath, "weights": sum(sizes), "kept": sum(off_counts)},
+            "layer_target": ctx.target, "layer_density": layer_density} if sizes else {}),
         "seed": seed,
         "model": graph.model_spec,
         "seconds": round(seconds, 4),
         "details": ctx.info,
         "provenance": provenance(),
     }
-    return MaskSet.from_graph(graph, layer_masks, meta)
+    off_masks = magnitude_masks(graph, off_counts) if sizes and offpath == "magnitude" else None
+    return MaskSet.from_graph(graph, layer_masks, meta, offpath_masks=off_masks)

@@ -77,8 +77,21 @@ def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
 @_seeded
 def grasp_masks(ctx: Context, bn_mode: str = "train", temperature: float = 200.0) -> list:
     model, weights, batches = _setup(ctx, bn_mode)
-    with _math_attention():  # the fused CPU attention kernels have no double backward
+    # the fused CPU attention kernels and hardsigmoid (MobileNetV3's SE gates) have no double backward
+    with _math_attention(), _twice_differentiable_hardsigmoid():
         return _grasp(ctx, model, weights, batches, float(temperature))
+
+
+@contextlib.contextmanager
+def _twice_differentiable_hardsigmoid():
+    """``F.hardsigmoid`` (also behind ``nn.Hardsigmoid``) as ``clamp(x / 6 + 1/2, 0, 1)``: the
+    same values, and twice differentiable (torch has no derivative of ``hardsigmoid_backward``)."""
+    original = F.hardsigmoid
+    F.hardsigmoid = lambda x, inplace=False: torch.clamp(x / 6 + 0.5, 0.0, 1.0)
+    try:
+        yield
+    finally:
+        F.hardsigmoid = original
 
 
 def _math_attention():

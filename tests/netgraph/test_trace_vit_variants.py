@@ -216,7 +216,8 @@ def test_cait_masks_keep_offpath_dense_and_apply():
     model = _cait()
     g = netgraph.from_torch(model, (3, 32, 32))
     ms = check_masks(model, g, (3, 32, 32))
-    assert ms.meta["offpath_dense"] == 2 * (32 * 16 + 2 * 4) + 2 * (2 * 16 * 16)
+    n_off = 2 * (32 * 16 + 2 * 4) + 2 * (2 * 16 * 16)
+    assert ms.meta["offpath"] == {"policy": "dense", "weights": n_off, "kept": n_off}
 
 
 def test_variant_refusals_name_the_module():

@@ -113,3 +113,15 @@ def test_blockers_are_counted_by_kind():
     top = summary["blockers"][0]
     assert top["models"] == 2 and top["examples"] == ["t:a", "t:b"]
     assert [b["models"] for b in summary["blockers"]] == [2, 1, 1]
+
+
+def test_trace_budget_line():
+    rows = [{"source": "t", "name": n, "status": "traced", "blockers": [], "trace_s": t, "peak_mb": peak,
+             "param_mb": 100.0, "input_shape": "3x8x8", "graph_weights": 10, "prunable_weights": 10, "log10_R": 1.0}
+            for n, t, peak in [("a", 0.5, 900.0), ("b", 5.0, 900.0), ("c", 1.0, 1424.0),
+                                                   ("d", 4.9, 1423.9)]]
+    rows.append({**rows[0], "name": "e", "status": "unsupported", "blockers": ["x"], "trace_s": None})
+    summary = coverage.summarize(rows)
+    assert summary["budget"] == {"t": {"measured": 4, "within": 2,
+                                       "over": ["b (5 s)", "c (peak 1424 MB of 1424)"]}}
+    assert "t 2 of 4 traced models; over: b (5 s), c (peak 1424 MB of 1424)." in coverage.to_markdown(rows, summary)
