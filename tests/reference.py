@@ -110,3 +110,33 @@ def close(a, b, rel):
     """``a`` and ``b`` agree to ``rel`` relative to the larger."""
     return abs(a - b) <= rel * max(abs(a), abs(b))
 
+
+
+def randomise(model, seed=0, scale=0.5):
+    """Every parameter of ``model`` redrawn from ``N(0, scale^2)`` with a seeded generator
+    (signed weights, non-trivial norms and scales); returns ``model``."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+    return model
+
+
+def assert_matches_linearised(graph, linearised, input_shape, masks=(None,), rel=1e-9):
+    """The graph's R, SynFlow scores, R2, path-kernel trace and path counts equal the
+    autograd reference (``tests.linearised.reference``) of the network ``linearised``,
+    under each mask of ``masks`` (``None``: dense)."""
+    import numpy as np
+
+    from netgraph import flows
+    from tests.linearised import reference
+
+    for m in masks:
+        ref = reference(linearised, input_shape, m)
+        assert close(10 ** flows.log10_synflow_R(graph, m), ref["R"], rel)
+        ours = flows.synflow_scores(graph, m)
+        for p, s in ref["scores"].items():
+            np.testing.assert_allclose(ours[p], s, rtol=rel, atol=rel * np.abs(s).max())
+        assert close(10 ** flows.log10_R2(graph, m), ref["R2"], rel)
+        assert close(flows.path_kernel_trace(graph, m), ref["trace"], rel)
+        assert close(10 ** flows.log10_num_paths(graph, m), ref["paths"], rel)

@@ -12,8 +12,7 @@ import torch.nn as nn
 import netgraph
 from netgraph import flows
 from netgraph.errors import InvalidInputError
-from tests.linearised import reference
-from tests.reference import close
+from tests.reference import assert_matches_linearised
 
 torchvision = pytest.importorskip("torchvision")
 REL = 1e-9
@@ -59,14 +58,7 @@ def _gamma_one(model):
 
 
 def _agree(g, model, masks=None):
-    ref = reference(model, SHAPE, masks)
-    assert close(10 ** flows.log10_synflow_R(g, masks), ref["R"], REL)
-    ours = flows.synflow_scores(g, masks)
-    for p, s in ref["scores"].items():
-        np.testing.assert_allclose(ours[p], s, rtol=REL, atol=REL * np.abs(s).max())
-    assert close(10 ** flows.log10_R2(g, masks), ref["R2"], REL)
-    assert close(flows.path_kernel_trace(g, masks), ref["trace"], REL)
-    assert close(10 ** flows.log10_num_paths(g, masks), ref["paths"], REL)
+    assert_matches_linearised(g, model, SHAPE, (masks,), REL)
 
 
 def test_layer_scale_one_equals_the_model_with_gamma_one():

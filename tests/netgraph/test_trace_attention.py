@@ -16,6 +16,7 @@ import netgraph
 from netgraph import flows
 from netgraph.sparsifiers import sparsify
 from tests.netgraph.test_trace_ops import check_against_reference
+from tests.reference import randomise
 
 
 class Block(nn.Module):
@@ -39,11 +40,7 @@ class Block(nn.Module):
 
 
 def _randomise(model):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    return model
+    return randomise(model)
 
 
 def test_multihead_attention_fused_matches_linearised_reference():

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import netgraph
 from netgraph import flows
-from tests.linearised import reference
+from tests.reference import assert_matches_linearised
 
 REL = 1e-9
 
@@ -30,15 +30,7 @@ def _random_mask(graph, density, seed):
 
 def check_against_reference(model, shape, masked=True):
     g = netgraph.from_torch(model, shape)
-    for masks in [None, _random_mask(g, 0.7, 1)] if masked else [None]:
-        ref = reference(model, shape, masks)
-        assert _close(10 ** flows.log10_synflow_R(g, masks), ref["R"])
-        ours = flows.synflow_scores(g, masks)
-        for p, s in ref["scores"].items():
-            np.testing.assert_allclose(ours[p], s, rtol=REL, atol=REL * np.abs(s).max())
-        assert _close(10 ** flows.log10_R2(g, masks), ref["R2"])
-        assert _close(flows.path_kernel_trace(g, masks), ref["trace"])
-        assert _close(10 ** flows.log10_num_paths(g, masks), ref["paths"])
+    assert_matches_linearised(g, model, shape, [None, _random_mask(g, 0.7, 1)] if masked else [None], REL)
     return g
 
 

@@ -27,6 +27,7 @@ from netgraph import flows
 from netgraph._trace_leaves import effective_weight
 from netgraph.masks import prunable_parameter_names
 from tests.linearised import reference
+from tests.reference import assert_matches_linearised, random_masks, randomise
 
 timm = pytest.importorskip("timm")
 from timm.layers import GlobalResponseNormMlp, ScaledStdConv2d, ScaledStdConv2dSame, StdConv2d  # noqa: E402
@@ -44,26 +45,12 @@ def _close(a, b, rel=REL):
 def check(model, linearised, shape):
     """The graph of ``model`` against the autograd reference of ``linearised``."""
     g = netgraph.from_torch(model, shape)
-    rng = np.random.default_rng(1)
-    random = {l.param: torch.from_numpy(rng.random(l.param_shape) < 0.7) for l in g.layers}
-    for masks in (None, random):
-        ref = reference(linearised, shape, masks)
-        assert _close(10 ** flows.log10_synflow_R(g, masks), ref["R"])
-        ours = flows.synflow_scores(g, masks)
-        for p, s in ref["scores"].items():
-            np.testing.assert_allclose(ours[p], s, rtol=REL, atol=REL * np.abs(s).max())
-        assert _close(10 ** flows.log10_R2(g, masks), ref["R2"])
-        assert _close(flows.path_kernel_trace(g, masks), ref["trace"])
-        assert _close(10 ** flows.log10_num_paths(g, masks), ref["paths"])
+    assert_matches_linearised(g, linearised, shape, (None, random_masks(g, 0.7, 1)), REL)
     return g
 
 
 def _randomise(model, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
-    return model
+    return randomise(model, seed)
 
 
 def _swap(model, name, new):
@@ -317,7 +304,7 @@ def test_efficientformer_attention_is_the_value_path_whatever_the_position_bias(
     _swap(lin, "attn", RealBiasedAttention(lin.attn))
     assert lin.attn.pos_bias.std() > 0.1  # the probabilities are far from uniform
     g = check(model, lin, (3, 8, 8))
-    kd, vd, per = 3, 6, 12
+    kd, per = 3, 12  # key dim, rows per head (q, k: 3 each; v: 6)
     v_layers = [l for l in g.layers if l.param == "attn.qkv.weight"]
     assert [l.rows for l in v_layers] == [(i * per + 2 * kd, (i + 1) * per) for i in range(heads)]
     off = [(p["param"], p.get("rows"), p["role"]) for p in g.offpath]

@@ -24,7 +24,7 @@ import netgraph
 from netgraph import flows
 from netgraph.sparsifiers import sparsify
 from tests.linearised import reference
-from tests.reference import close, random_masks
+from tests.reference import assert_matches_linearised, close, random_masks, randomise
 
 mm = pytest.importorskip("timm.models.mlp_mixer")
 
@@ -60,11 +60,7 @@ def _tokens_alike(linear):
 
 
 def _randomise(model):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    return model.eval()
+    return randomise(model).eval()
 
 
 def _mixer(**kw):
@@ -124,15 +120,7 @@ def _held_gmlp(model):
 
 def _check(model, held):
     g = netgraph.from_torch(model, SHAPE)
-    for masks in (None, random_masks(g, 0.7, 1)):
-        ref = reference(held, SHAPE, masks)
-        assert close(10 ** flows.log10_synflow_R(g, masks), ref["R"], REL)
-        ours = flows.synflow_scores(g, masks)
-        for p, s in ref["scores"].items():
-            np.testing.assert_allclose(ours[p], s, rtol=REL, atol=REL * np.abs(s).max())
-        assert close(10 ** flows.log10_R2(g, masks), ref["R2"], REL)
-        assert close(flows.path_kernel_trace(g, masks), ref["trace"], REL)
-        assert close(10 ** flows.log10_num_paths(g, masks), ref["paths"], REL)
+    assert_matches_linearised(g, held, SHAPE, (None, random_masks(g, 0.7, 1)), REL)
     return g
 
 

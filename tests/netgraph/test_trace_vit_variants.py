@@ -23,6 +23,7 @@ from netgraph.masks import prunable_parameter_names
 from netgraph.sparsifiers import sparsify
 from tests.linearised import linearised_flow
 from tests.netgraph.test_trace_ops import REL, _close, _random_mask
+from tests.reference import randomise
 
 timm = pytest.importorskip("timm")
 
@@ -37,11 +38,7 @@ def _one_thread():
 
 
 def _randomise(model, seed=0):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    return model
+    return randomise(model, seed)
 
 
 def _circular(model):

@@ -17,16 +17,13 @@ import netgraph
 from netgraph import flows
 from netgraph.sparsifiers import sparsify
 from tests.netgraph.test_trace_ops import check_against_reference
+from tests.reference import randomise
 
 timm = pytest.importorskip("timm")
 
 
 def _randomise(model):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn_like(p) * 0.5)
-    return model
+    return randomise(model)
 
 
 def _swin(v2=False):
