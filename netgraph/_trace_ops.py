@@ -288,8 +288,12 @@ def add(c, node, x, sig):
     and becomes ``a + b`` (weights are ``|w|``); ``a +/- constant`` is a bias: nothing."""
     b = c.b
     sig = [c.val(a) for a in (*node.args, *node.kwargs.values()) if c.is_signal(a)]
-    if len(sig) == 1:
-        return sig[0]  # adding a constant (a bias) does not change paths
+    if len(sig) == 1:  # adding a constant (a bias) does not change paths; alpha scales the second operand
+        alpha = c.const(node.kwargs.get("alpha", 1))
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+            c.fail(node, f"add/sub with alpha={alpha!r} (only a number)")
+        second = (len(node.args) > 1 and c.is_signal(node.args[1])) or c.is_signal(node.kwargs.get("other"))
+        return _scaled(sig[0], np.full(sig[0].n, abs(float(alpha)))) if second and abs(alpha) != 1 else sig[0]
     if len(sig) != 2:
         c.fail(node)
     a, d = sig

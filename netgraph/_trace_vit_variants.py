@@ -203,7 +203,7 @@ def mean_token(v: _Value):
     from each unit (constant tokens, such as a parameter class token, are left out as in ViT).
     """
     raw = v.raw
-    if raw is None or raw.dim() != 3:
+    if raw is None or raw.dim() != 3 or v.lead != 1:  # not with windows folded into the batch
         return None
     ids = raw[0].long()
     const = ids < 0
@@ -212,6 +212,12 @@ def mean_token(v: _Value):
     ids = ids[~const.all(1)]
     if ids.shape[0] < 2 or ids.unique(dim=0).shape[0] < 2:
         return None
+    owner = np.full(v.n, -1)
+    for i, t in enumerate(v.terms):
+        owner[t.dst_units[t.dst_units < v.n]] = i
+    own = owner[ids.numpy()]
+    if not bool((own == own[:, :1]).all()):
+        return None  # a token must be one source's whole set of channels (channels last, not first)
     col = torch.arange(ids.shape[1]).expand_as(ids)
     where = torch.full((v.n,), -1, dtype=torch.long).scatter_(0, ids.flatten(), col.flatten())
     if not bool((where[ids] == col).all()):
@@ -232,17 +238,23 @@ def raw_readers(ops) -> tuple:
     return ops.rearrange, ops.getitem, ops.flatten, ops.identity, token_layernorm
 
 
-def merge_tokens(c, nodes, rule, ops) -> None:
+def merge_tokens(c, nodes, rule, ops) -> dict:
     """Before ``rule`` reads ``nodes``: if it cannot read a layout of tokens of different units
-    (any rule but rearrangements and :func:`token_layernorm`), replace such a value by its mean
-    token (:func:`mean_token`) for every later reader; other layouts are left for the caller
-    to refuse."""
+    (any rule but rearrangements and :func:`token_layernorm`), show it such a value as its
+    mean token (:func:`mean_token`, one per node, cached); other layouts are left for the
+    caller to refuse. Returns ``{node: value}`` to put back after the rule, so that the graph
+    does not depend on the order of readers (a later rearrangement still reads the tokens)."""
     if rule is None or rule in raw_readers(ops):
-        return
+        return {}
+    cache, saved = c.__dict__.setdefault("mean_tokens", {}), {}
     for a in nodes:
         v = c.env.get(a)
-        if isinstance(v, _Value) and v.raw is not None and (m := mean_token(v)) is not None:
-            c.env[a] = m
+        if isinstance(v, _Value) and v.raw is not None:
+            if a not in cache:
+                cache[a] = mean_token(v)
+            if cache[a] is not None:
+                saved[a], c.env[a] = v, cache[a]
+    return saved
 
 
 # -- registration -----------------------------------------------------------------------------

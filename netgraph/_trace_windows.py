@@ -14,8 +14,9 @@ into features, a conv, the output) is refused until a rearrangement restores
 
 The window-attention modules are traced as leaves (rules here): ``proj(V(x))`` per token,
 as every attention rule (:mod:`netgraph._trace_attention`); the query/key rows, the
-relative position bias (table, Swin V2's ``cpb_mlp``, TinyViT's ``attention_biases``) and
-V2's logit scale only change probabilities, which are uniform: off-path.
+relative position bias (table, Swin V2's ``cpb_mlp``, TinyViT's ``attention_biases``) only
+change probabilities, whose rows still sum to 1: off-path (V2's logit scale, a per-head
+scalar rather than a weight, is not listed).
 ``F.pad`` of the spatial dimensions of a channels-last map is nothing (units map to
 units), as for a channels-first map.
 """

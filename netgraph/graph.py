@@ -200,6 +200,16 @@ class NetGraph:
                 raise ValueError(f"parameters used by several layers (shared weights): [{layer.param!r}]")
             taken[r[0]:r[1]] = True
             self._by_param.setdefault(layer.param, layer)
+        for p in self.offpath:  # off-path rows: never rows that a layer (or another entry) holds
+            shape = tuple(p.get("shape") or ())
+            if not shape:
+                continue
+            taken = rows.setdefault(p["param"], np.zeros(shape[0], dtype=bool))
+            r = p.get("rows") or (0, shape[0])
+            if taken[r[0]:r[1]].any():
+                raise ValueError(f"parameters used by several layers (shared weights): [{p['param']!r}] "
+                                 "(on a path and off it, or off-path twice)")
+            taken[r[0]:r[1]] = True
 
     # -- structure --------------------------------------------------------------
     @property

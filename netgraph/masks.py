@@ -271,18 +271,19 @@ class MaskSet(MutableMapping):
                     t.mul_(mask.to(t.dtype))
 
     @classmethod
-    def from_graph(cls, graph, layer_masks, meta: dict | None = None, offpath_masks: dict | None = None) -> "MaskSet":
+    def from_graph(cls, graph, layer_masks, meta: dict | None = None, offpath_masks: list | None = None) -> "MaskSet":
         """Mask set from per-layer ``(n_dst, n_in, k)`` arrays of a :class:`NetGraph`.
 
         The graph's off-path parameters (``graph.offpath``, e.g. squeeze-and-excitation
         convs, attention query/key rows) get all-true masks (the ``"dense"`` policy) unless
-        ``offpath_masks`` gives ``{param: (rows or None, mask of those rows)}``
-        (:func:`netgraph.offpath.magnitude_masks`); the mask set's density counts them.
+        ``offpath_masks`` gives ``[(param, rows or None, mask of those rows)]``
+        (:func:`netgraph.offpath.magnitude_masks`; several entries may share a parameter);
+        the mask set's density counts them.
         """
         masks = {n: torch.from_numpy(np.ascontiguousarray(m)) for n, m in graph.masks_to_params(layer_masks).items()}
         for p in graph.offpath:  # off-path rows of a layer's parameter are already true
             masks.setdefault(p["param"], torch.ones(p["shape"], dtype=torch.bool))
-        for name, (rows, m) in (offpath_masks or {}).items():
+        for name, rows, m in offpath_masks or ():
             m = torch.from_numpy(np.ascontiguousarray(m))
             if rows is None:
                 masks[name] = m.reshape(masks[name].shape)

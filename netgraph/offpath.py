@@ -101,13 +101,15 @@ def split_counts(density: float, n_layers: int, sizes, policy: str = "dense"):
     return parts[0], parts[1:]
 
 
-def magnitude_masks(graph, counts) -> dict:
-    """``{param: (rows or None, bool mask of the entry's rows)}``: each off-path entry keeps
+def magnitude_masks(graph, counts) -> list:
+    """``[(param, rows or None, bool mask of the entry's rows)]`` in the order of
+    ``graph.offpath`` (one parameter may have several entries: the query/key rows of each
+    head of a fused ``qkv``): each off-path entry keeps
     its ``counts[i]`` largest ``|w|`` (ties: lower flat index first). Warns once, naming
     them, if some entries lose every weight."""
     from .sparsifiers._select import top_k_masks
 
-    out, emptied = {}, []
+    out, emptied = [], []
     for e, k in zip(graph.offpath, counts):
         w = getattr(graph, "offpath_weights", {}).get(e["param"])
         if w is None:
@@ -117,7 +119,7 @@ def magnitude_masks(graph, counts) -> dict:
         rows = e.get("rows")
         part = w if rows is None else w[rows[0]:rows[1]]
         (m,) = top_k_masks([np.abs(part)], int(k))
-        out[e["param"]] = (rows, m)
+        out.append((e["param"], rows, m))
         if k == 0:
             emptied.append(e["param"])
     if emptied:

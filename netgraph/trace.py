@@ -259,8 +259,9 @@ def _build(model, gm, recorder, shape, model_spec, gates=None, layer_scale="as_i
         tainted.add(node)
         env[node] = stand_in(b, node, modules, env, recorder.signal)
 
+    restore: dict = {}  # token layouts shown to one rule as their mean token
     for node in gm.graph.nodes:
-        b.order += 1
+        b.order, restore = b.order + 1, env.update(restore) or {}
         if node.op == "placeholder":
             env[node] = _Value(n=shape[0], spatial=shape[1:], group=0) if first else None
             first = False
@@ -280,7 +281,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None, layer_scale="as_i
         in_nodes = [a for a in node.all_input_nodes if a in recorder.signal]
         if any(a in tainted for a in in_nodes):
             tainted.add(node)
-        vit_variants.merge_tokens(c, in_nodes, rule, ops)  # tokens of several units read per token: mean token
+        restore = vit_variants.merge_tokens(c, in_nodes, rule, ops)  # tokens of several units read per token
         ins = [env.get(a) for a in in_nodes]
         if any(v is BAD for v in ins):
             if rule is None:

@@ -214,3 +214,32 @@ def test_grasp_through_hardsigmoid_gates():
     assert torch.nn.functional.hardsigmoid is original  # restored
     x = torch.linspace(-4, 4, 17)  # the stand-in has the same values
     torch.testing.assert_close(original(x), torch.clamp(x / 6 + 0.5, 0, 1), rtol=0, atol=1e-7)
+
+
+def test_magnitude_keeps_every_head_of_a_shared_qkv_parameter():
+    """Several off-path entries of one parameter (the query/key rows of each head of
+    EfficientFormer's fused qkv) each keep their own count; none is overwritten."""
+    timm = pytest.importorskip("timm")
+    from timm.models.efficientformer import Attention
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp = torch.nn.Linear(4, 16)
+            self.att = Attention(dim=16, key_dim=4, num_heads=2, attn_ratio=1, resolution=2)
+            self.out = torch.nn.Linear(16, 3)
+
+        def forward(self, x):  # (B, 4 features, 4 tokens)
+            return self.out(self.att(self.inp(x.transpose(1, 2))).mean(1))
+
+    torch.manual_seed(0)
+    model = Net().eval()
+    g = netgraph.from_torch(model, (4, 4))
+    heads = [e["rows"] for e in g.offpath if e["param"] == "att.qkv.weight"]
+    assert len(heads) == 2
+    ms = sparsify(g, "magnitude", 0.3, offpath="magnitude", seed=0)
+    assert ms.num_kept == ms.meta["target"]
+    qkv = ms.masks["att.qkv.weight"] if hasattr(ms, "masks") else ms._masks["att.qkv.weight"]
+    per_head = [int(qkv[a:b].sum()) for a, b in heads]
+    assert all(0 < k < 128 for k in per_head), per_head
+    assert ms.meta["offpath"]["kept"] == sum(per_head) + int(ms._masks["att.attention_biases"].sum())
