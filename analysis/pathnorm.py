@@ -82,7 +82,7 @@ def power_aggregates(graph, masks, q: float) -> list:
 
 def _log(x):
     with np.errstate(divide="ignore"):
-        return np.log(np.abs(x))
+        return np.log(np.abs(np.asarray(x, dtype=np.float64)))
 
 
 def _max_plus(mg, layer, amax: np.ndarray, x: np.ndarray) -> np.ndarray:

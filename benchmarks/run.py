@@ -83,7 +83,7 @@ def run_ladder(args, results: dict) -> None:
                             "skipped": f"needs about {need / 2**30:.1f} GiB, {_available_bytes() / 2**30:.1f} free"}
         else:
             r = _child(["--ladder-cell", family, str(w), job], args.quiet)
-            results[key] = {"family": family, "job": job, **r}
+            results[key] = {"family": family, "job": job, "weights": w, **r}
         if not args.quiet:
             tqdm.write(f"{key}: {results[key]}")
 
@@ -131,18 +131,15 @@ def report(results: dict, args) -> str:
     lines += ["", "Details: " + "; ".join(f"{n}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r.items())
                                           for n, r in results.items() if n in CASES), ""]
     lines += ["## Where the targets stand", "",
-              "- Met: tracing in autograd passes (the graph views the weights instead of copying them; main's tracer runs the "
-              "model once for real, a fake-tensor run would save most of the rest); SynFlow on vgg19 more than "
-              "10x faster than the original algorithm, with identical masks on the circular-padding twin; PHEW on "
-              "vgg16 in autograd passes (not in seconds on this loaded machine); PHEW and every metric on the 1B "
-              "conv net under 2.5x its weight bytes.",
-              "- Not yet: SynFlow's seconds (the unit engine does O(surviving bundles) numpy passes per round and "
-              "visits every pruned element once; vgg16's 1-element fc bundles make that per weight: 18 passes "
-              "against the issue's 58, the target is 6.5); the metrics of vgg16 (0.85 passes, target 0.65; the "
-              "two max-flow metrics take half); SynFlow's memory (float32 sorted |w| per bundle, float64 "
-              "aggregates and factors per surviving bundle: 6x the weight bytes with torch and the model, against "
-              "the issue's 10.8x and the target's 3x). "
-"The 1B MLP needs float64 transition tables of 8 bytes a weight for PHEW: not run.", ""]
+              "- Met: tracing vgg16 and resnet50 (the graph views the weights instead of copying them); SynFlow "
+              "on vgg19 more than 10x faster than the original algorithm, with identical masks on the "
+              "circular-padding twin; PHEW and every metric on the 1B conv net under 2.5x its weight bytes.",
+              "- Not yet: SynFlow's seconds (the unit engine visits every pruned element once, and vgg16's "
+              "1-element fc bundles make that per weight; about 60% of the time is the 102M-weight first fc "
+              "layer); SynFlow's memory (the process holds 2.4x the weight bytes before SynFlow starts); PHEW "
+              "on vgg16 in seconds (about 2.5 autograd passes here, against 1.3); the metrics of vgg16 (the "
+              "spectral metrics, about 0.7 s of it in the dense 4096x4096 layer, and the max-flow metrics); "
+              "the 1B MLP, whose PHEW needs float64 transition tables of 8 bytes a weight: not run.", ""]
     lad = [r for k, r in results.items() if k.startswith("ladder")]
     if lad:
         lines += ["## Scale ladder", "", "Generated networks (`benchmarks/ladder.py`): 16 3x3 convs of equal "
@@ -204,6 +201,8 @@ def main():
         print(name, results[name], flush=True)
     if not args.report_only and args.ladder_max >= 1e6 and (not args.only or args.only in "ladder"):
         run_ladder(args, results)
+    with open(store, "w") as f:  # the measurements first: a report that fails loses nothing
+        json.dump(results, f, indent=1)
     text = report(results, args)
     print(text)
     dests = [args.out] + ([os.path.join(ROOT, "docs")] if args.docs else [])

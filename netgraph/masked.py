@@ -80,16 +80,18 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
 
 
 def layer_bundle_max(graph, layer_masks, kept=None) -> list:
-    """Per layer, the largest kept ``|w|`` of each bundle (float64, 0 where none is kept).
+    """Per layer, the largest kept ``|w|`` of each bundle (0 where none is kept), in the
+    weights' own dtype (a maximum is exact in it; float32 weights give float32 maxima, which
+    keeps a 1-element-bundle layer at the weights' size).
 
     Same arguments as :func:`layer_aggregates`; sparse layers reduce their kept indices
-    (a segment maximum), the others float32 blocks of rows (a maximum is exact in float32).
+    (a segment maximum), the others blocks of rows.
     """
     out = []
     for i, layer in enumerate(graph.layers):
         m = None if layer_masks is None else layer_masks[i]
         idx = None if kept is None else kept[i]
-        a = np.zeros(layer.num_bundles)
+        a = np.zeros(layer.num_bundles, dtype=np.result_type(layer.weight.dtype, np.float32))
         if idx is not None:
             if idx.size:
                 b = idx // layer.k
@@ -173,8 +175,9 @@ class MaskedGraph:
         return self.cached(("kept_bundles", layer.index), compute)
 
     def bundle_max(self) -> list:
-        """Per layer, the largest kept ``|w|`` of each bundle (:func:`layer_bundle_max`); cached."""
-        return self.cached("bundle_max", lambda: layer_bundle_max(self.graph, self.layer_masks, self.kept()))
+        """Per layer, the largest kept ``|w|`` of each bundle (:func:`layer_bundle_max`); not
+        cached (one metric reads it, and it is as large as a layer's bundles)."""
+        return layer_bundle_max(self.graph, self.layer_masks, self.kept())
 
     def __repr__(self) -> str:
         kept = "dense" if self.dense else f"{int(sum(m.sum() for m in self.layer_masks))} kept weights"
