@@ -37,10 +37,13 @@ def _linear_spec(c, node, name, param, full: torch.Tensor, rows=None) -> dict:
                 weight=w.reshape(w.shape[0], w.shape[1], 1), groups=1, order=c.b.order, rows=rows)
 
 
-def _offpath(c, param, full: torch.Tensor, module, rows=None):
-    numel = full.numel() if rows is None else (rows[1] - rows[0]) * int(np.prod(full.shape[1:]))
-    entry = {"param": param, "shape": tuple(full.shape), "numel": int(numel),
-             "role": "attention query/key", "module": module}
+def _offpath(c, param, full, module, rows=None, role="attention query/key"):
+    """List ``param`` (a tensor or its shape; only ``rows`` of it if given) as an off-path
+    parameter of ``role``. A parameter listed twice, or also a layer's, is refused by
+    :class:`~netgraph.graph.NetGraph` as shared weights."""
+    shape = tuple(int(d) for d in (full.shape if isinstance(full, torch.Tensor) else full))
+    numel = int(np.prod(shape)) if rows is None else (rows[1] - rows[0]) * int(np.prod(shape[1:]))
+    entry = {"param": param, "shape": shape, "numel": int(numel), "role": role, "module": module}
     if rows is not None:
         entry["rows"] = tuple(rows)
     c.offpath.append(entry)
@@ -130,8 +133,7 @@ def shifted_window_attention(c, node, x, sig):
             full = f"{owner}.{n}"
             if full not in (param, f"{proj_name}.weight") and p.dim() > 1 and \
                     (n.endswith("weight") or n.endswith("table")):
-                _offpath(c, full, p, owner)
-                c.offpath[-1]["role"] = "attention position bias"
+                _offpath(c, full, p, owner, role="attention position bias")
     o_spec = _linear_spec(c, node, proj_name, f"{proj_name}.weight", proj)
     return value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
 
@@ -167,8 +169,7 @@ def maxvit_attention(c, node, x, sig):
     param = f"{t}.to_qkv.weight"
     v_spec = _linear_spec(c, node, f"{t}.to_qkv", param, mod.to_qkv.weight, rows=(2 * a, 3 * a))
     _offpath(c, param, mod.to_qkv.weight, f"{t}.to_qkv", rows=(0, 2 * a))
-    _offpath(c, f"{t}.relative_position_bias_table", mod.relative_position_bias_table, t)
-    c.offpath[-1]["role"] = "attention position bias"
+    _offpath(c, f"{t}.relative_position_bias_table", mod.relative_position_bias_table, t, role="attention position bias")
     o_spec = _linear_spec(c, node, f"{t}.merge", f"{t}.merge.weight", mod.merge.weight)
     return value_path(c, node, x, v_spec, o_spec).with_(spatial=x.spatial, channels_last=True)
 

@@ -174,8 +174,7 @@ def efficientformer_attention(c, node, x, sig):
         v = b.materialize(_Value(n=vd, spatial=(), terms=[_Term(src=x.group, layer=spec, in_scale=x.scale)]),
                           f"{node.name}.value{i}")
         terms.append(_Term(src=v.group, src_units=ar, dst_units=i * vd + ar))
-    _offpath(c, f"{t}.attention_biases", mod.attention_biases, t)
-    c.offpath[-1]["role"] = "attention position bias"
+    _offpath(c, f"{t}.attention_biases", mod.attention_biases, t, role="attention position bias")
     if h > 1:
         v = b.materialize(_Value(n=h * vd, spatial=(), terms=terms), f"{node.name}.value")
     o_spec = _linear_spec(c, node, f"{t}.proj", f"{t}.proj.weight", proj.weight)

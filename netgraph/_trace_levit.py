@@ -79,8 +79,7 @@ def _attention(c, node, x, sig, kv, per_head: int, offset: int):
     _tokens(c, node, x, getattr(mod, kv).linear.in_features)
     v = _head_values(c, node, _flat(c, node, x), getattr(mod, kv), f"{t}.{kv}", mod.num_heads, per_head, offset,
                      mod.val_dim)
-    _offpath(c, f"{t}.attention_biases", mod.attention_biases, t)
-    c.offpath[-1]["role"] = "attention position bias"
+    _offpath(c, f"{t}.attention_biases", mod.attention_biases, t, role="attention position bias")
     if v.n != mod.proj.ln.linear.in_features:
         c.fail(node, "the values do not fit the output projection")
     return _linear_norm(c, node, v, mod.proj.ln, f"{t}.proj.ln.linear")

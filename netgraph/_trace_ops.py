@@ -24,7 +24,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._trace_values import _Tuple, _Value, _mul
-from ._validate import check_choice  # noqa: F401  (trace.py validates its options with it)
 
 # -- operation tables ------------------------------------------------------------------------
 

@@ -25,19 +25,9 @@ import copy
 import numpy as np
 import torch
 
+from ._trace_attention import _offpath
 from ._trace_ops import _per_unit, _scaled
 from ._trace_values import _mul, _Term, _Value
-
-
-def _offpath(c, node, param: str, shape, module: str, role: str, rows=None):
-    if any(p["param"] == param and p.get("rows") == rows for p in c.offpath):
-        c.fail(node, f"the weight {param!r} is used twice (weight sharing)")
-    shape = tuple(int(d) for d in shape)
-    numel = int(np.prod(shape)) if rows is None else (rows[1] - rows[0]) * int(np.prod(shape[1:]))
-    entry = {"param": param, "shape": shape, "numel": int(numel), "role": role, "module": module}
-    if rows is not None:
-        entry["rows"] = tuple(rows)
-    c.offpath.append(entry)
 
 
 def token_linear(c, node, x: _Value, mod, shape) -> _Value:
@@ -55,7 +45,7 @@ def token_linear(c, node, x: _Value, mod, shape) -> _Value:
     s = float(w.double().abs().sum()) / mod.out_features
     if not np.isfinite(s):
         c.fail(node, f"parameter '{node.target}.weight' has NaN or infinite values")
-    _offpath(c, node, f"{node.target}.weight", w.shape, node.target, "token mixing")
+    _offpath(c, f"{node.target}.weight", w.shape, node.target, role="token mixing")
     spatial = tuple(shape[2:]) if shape is not None else (*x.spatial[:-1], mod.out_features)
     return _scaled(x, np.full(x.n, s)).with_(spatial=spatial)
 
@@ -135,7 +125,7 @@ def _path_rows(c, node, x: _Value, half: int) -> _Value:
         if spec["kind"] != "linear" or spec.get("rows") is not None or spec["weight"].shape[0] != x.n:
             c.fail(node, "the gated tensor is not the whole output of a Linear")
         new = dict(spec, weight=spec["weight"][:half], rows=(0, half))
-        _offpath(c, node, spec["param"], spec["param_shape"], spec["name"], "gate", rows=(half, x.n))
+        _offpath(c, spec["param"], spec["param_shape"], spec["name"], rows=(half, x.n), role="gate")
         terms.append(_Term(src=t.src, layer=new, in_scale=t.in_scale,
                            scale=None if t.scale is None else t.scale[:half]))
     return x.with_(n=half, terms=terms, scale=None if x.scale is None else x.scale[:half])
@@ -155,7 +145,7 @@ def spatial_gating(c, node, x, sig):
     if gate is None or gate.shape != (x.n // 2,) or not np.all(np.isfinite(gate)):
         c.fail(node, "a spatial gating unit whose forward is not u * proj(norm(v)).T with finite values")
     u = _path_rows(c, node, x, x.n // 2)
-    _offpath(c, node, f"{node.target}.proj.weight", mod.proj.weight.shape, node.target, "gate")
+    _offpath(c, f"{node.target}.proj.weight", mod.proj.weight.shape, node.target, role="gate")
     return u.with_(scale=_mul(u.scale, gate))
 
 

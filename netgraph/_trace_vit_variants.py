@@ -94,8 +94,7 @@ def talking_heads(c, node, x, sig):
     t = node.target
     v_spec = _value_rows(c, node, t, mod.qkv, 2 * n, n)
     for mix in ("proj_l", "proj_w"):
-        _offpath(c, f"{t}.{mix}.weight", getattr(mod, mix).weight, t)
-        c.offpath[-1]["role"] = "attention head mixing"
+        _offpath(c, f"{t}.{mix}.weight", getattr(mod, mix).weight, t, role="attention head mixing")
     w = mod.proj_w.weight.detach().double()
     bias = mod.proj_w.bias.detach().double() if mod.proj_w.bias is not None else torch.zeros(heads, dtype=torch.double)
     rows = (w.sum(1) + x.spatial[0] * bias).abs().cpu().numpy()

@@ -119,8 +119,7 @@ def _position_bias(c, mod, owner, skip):
     for n, p in mod.named_parameters():
         if n in skip or p.dim() < 2 or not (n in linears or n.endswith("table") or n.endswith("biases")):
             continue
-        attention._offpath(c, f"{owner}.{n}", p, owner)
-        c.offpath[-1]["role"] = "attention position bias"
+        attention._offpath(c, f"{owner}.{n}", p, owner, role="attention position bias")
 
 
 def swin_attention(c, node, x, sig):

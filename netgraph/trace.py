@@ -45,11 +45,10 @@ from . import _trace_tokens as tokens
 from . import _trace_vit_variants as vit_variants
 from . import _trace_windows as windows
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
+from ._validate import check_choice
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
 from .offpath import offpath_arrays
-
-SUPPORTED = rules.SUPPORTED
 
 _CONV_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -188,7 +187,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None,
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     shape = fx.check_input_shape(input_shape)
-    ops.check_choice("layer_scale", layer_scale, ops.LAYER_SCALE_MODES)
+    check_choice("layer_scale", layer_scale, ops.LAYER_SCALE_MODES)
     try:
         dtype = next(model.parameters()).dtype
     except StopIteration:
@@ -325,7 +324,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None, layer_scale="as_i
             f"cannot build the unit graph of {type(model).__name__}: {len(blockers)} unsupported "
             f"operation{'s' if len(blockers) > 1 else ''}: "
             + "; ".join(f"[{i + 1}] {s}" for i, s in enumerate(blockers))
-            + f". Supported: {SUPPORTED}."
+            + f". Supported: {rules.SUPPORTED}."
         )
         exc.blockers = blockers
         raise exc
