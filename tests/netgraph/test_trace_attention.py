@@ -39,12 +39,9 @@ class Block(nn.Module):
         return self.head(x.mean(1))
 
 
-def _randomise(model):
-    return randomise(model)
-
 
 def test_multihead_attention_fused_matches_linearised_reference():
-    model = _randomise(Block())
+    model = randomise(Block())
     g = check_against_reference(model, (3, 8, 8))
     e = 8
     v = g.layer("attn")
@@ -55,7 +52,7 @@ def test_multihead_attention_fused_matches_linearised_reference():
 
 
 def test_multihead_attention_fused_masks_keep_query_key_dense():
-    model = _randomise(Block())
+    model = randomise(Block())
     g = netgraph.from_torch(model, (3, 8, 8))
     ms = sparsify(g, "random", 0.5, seed=0)
     m = ms["attn.in_proj_weight"]
@@ -112,7 +109,7 @@ def _swin(v2=False):
 
 @pytest.mark.parametrize("v2", [False, True])
 def test_swin_small_matches_linearised_reference(v2):
-    model = _randomise(_swin(v2))
+    model = randomise(_swin(v2))
     g = check_against_reference(model, (3, 32, 32))
     qkv = g.layer("features.1.0.attn.qkv")
     assert qkv.rows == (32, 48)
@@ -147,7 +144,7 @@ def _timm_vit(**kw):
 
 
 def test_timm_attention_matches_linearised_reference():
-    model = _randomise(_timm_vit(class_token=False, global_pool="avg", init_values=0.5))
+    model = randomise(_timm_vit(class_token=False, global_pool="avg", init_values=0.5))
     g = check_against_reference(model, (3, 32, 32))
     assert g.layer("blocks.0.attn.qkv").rows == (32, 48)
     assert [p["rows"] for p in g.offpath] == [(0, 32), (0, 32)]
@@ -182,7 +179,7 @@ def test_timm_attention_refusals():
 def test_row_range_layer_indexes_and_refuses_overlaps():
     import dataclasses
 
-    g = netgraph.from_torch(_randomise(Block()), (3, 8, 8))
+    g = netgraph.from_torch(randomise(Block()), (3, 8, 8))
     v = g.layer("attn")
     assert v.rows_shape == (8, 8) and v.param_shape == (24, 8)
     assert [i.tolist() for i in v.bundle_elements(v=3, u=5)] == [[19], [5]]
@@ -215,7 +212,7 @@ class GridAttention(nn.Module):
 
 
 def test_maxvit_attention_matches_linearised_reference():
-    g = check_against_reference(_randomise(GridAttention()), (3, 8, 8))
+    g = check_against_reference(randomise(GridAttention()), (3, 8, 8))
     assert g.layer("attn.to_qkv").rows == (16, 24)
     assert sorted(p["role"] for p in g.offpath) == ["attention position bias", "attention query/key"]
 

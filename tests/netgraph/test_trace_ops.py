@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 import netgraph
 from netgraph import flows
-from tests.reference import assert_matches_linearised
+from tests.reference import assert_matches_linearised, random_masks
 
 REL = 1e-9
 
@@ -23,9 +23,7 @@ def _close(a, b, rel=REL):
     return abs(a - b) <= rel * max(abs(a), abs(b))
 
 
-def _random_mask(graph, density, seed):
-    rng = np.random.default_rng(seed)
-    return {l.param: torch.from_numpy(rng.random(l.param_shape) < density) for l in graph.layers}
+_random_mask = random_masks  # the name other test modules import
 
 
 def check_against_reference(model, shape, masked=True):

@@ -49,9 +49,6 @@ def check(model, linearised, shape):
     return g
 
 
-def _randomise(model, seed=0):
-    return randomise(model, seed)
-
 
 def _swap(model, name, new):
     *path, last = name.split(".")
@@ -120,7 +117,7 @@ def _meta_linearised(model):
 
 
 def test_subtraction_and_polynomial_activations_match_the_linearised_network():
-    model = _randomise(MetaNet())
+    model = randomise(MetaNet())
     g = check(model, _meta_linearised(model), (3, 6, 6))
     assert np.isfinite(flows.log10_synflow_R(g))
     assert [l.param for l in g.layers] == ["stem.weight", "fc1.weight", "fc2.weight", "side.weight", "head.weight"]
@@ -163,7 +160,7 @@ class InPlace(nn.Module):
 
 
 def test_tensors_changed_in_place_are_read_after_the_change():
-    model = _randomise(InPlace())
+    model = randomise(InPlace())
     g = check(model, model, (3,))
     assert [grp.size for grp in g.groups] == [3, 4, 2]  # a and c write one group, none dangles
     from timm.models.nfnet import NfCfg, NormFreeNet
@@ -198,7 +195,7 @@ class GRNNet(nn.Module):
 
 
 def test_global_response_norm_is_the_scale_one_plus_abs_gamma():
-    model = _randomise(GRNNet())
+    model = randomise(GRNNet())
     lin = copy.deepcopy(model)
     _swap(lin, "mlp.grn", Factor(1 + model.mlp.grn.weight.double().abs(), (1, 1, 1, -1)))
     _swap(lin, "grn", Factor(1 + model.grn.weight.double().abs(), (1, -1, 1, 1)))
@@ -240,7 +237,7 @@ def _plain_conv(m):
 
 
 def test_weight_standardised_convs_hold_their_effective_weights():
-    model = _randomise(StdNet()).double()
+    model = randomise(StdNet()).double()
     lin = copy.deepcopy(model)
     x = torch.randn(2, 3, 6, 6, dtype=torch.double)
     for name in ("stem", "c2", "c3"):
@@ -299,7 +296,7 @@ class EFNet(nn.Module):
 
 @pytest.mark.parametrize("heads", [1, 3])
 def test_efficientformer_attention_is_the_value_path_whatever_the_position_bias(heads):
-    model = _randomise(EFNet(heads))
+    model = randomise(EFNet(heads))
     lin = copy.deepcopy(model)
     _swap(lin, "attn", RealBiasedAttention(lin.attn))
     assert lin.attn.pos_bias.std() > 0.1  # the probabilities are far from uniform
@@ -346,7 +343,7 @@ class RealFastVitAttention(nn.Module):
 
 
 def test_fastvit_attention_on_a_channels_first_map():
-    model = _randomise(FastVitNet())
+    model = randomise(FastVitNet())
     lin = copy.deepcopy(model)
     _swap(lin, "attn", RealFastVitAttention(lin.attn))
     g = check(model, lin, (3, 6, 6))

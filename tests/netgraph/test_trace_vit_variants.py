@@ -37,9 +37,6 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _randomise(model, seed=0):
-    return randomise(model, seed)
-
 
 def _circular(model):
     for m in model.modules():
@@ -106,7 +103,7 @@ def _edgenext():
     m = EdgeNeXt(dims=(8, 12, 8, 8), depths=(1, 2, 1, 1), global_block_counts=(0, 1, 0, 0),
                  kernel_sizes=(3, 3, 3, 3), heads=(2, 3, 2, 2), d2_scales=(2, 2, 2, 2),
                  use_pos_emb=(False, True, False, False), num_classes=5)
-    return _circular(_randomise(m))
+    return _circular(randomise(m))
 
 
 def _edgenext_linearised(model):
@@ -178,7 +175,7 @@ class ClassAttnUniform(nn.Module):
 def _cait(**kw):
     from timm.models.cait import Cait
     torch.manual_seed(0)
-    return _randomise(Cait(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, depth_token_only=2,
+    return randomise(Cait(img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, depth_token_only=2,
                            num_classes=5, **kw))
 
 
@@ -268,7 +265,7 @@ def _pit():
     torch.manual_seed(0)
     m = PoolingVisionTransformer(img_size=32, patch_size=4, stride=4, base_dims=(8, 8), depth=(1, 1),
                                  heads=(2, 4), mlp_ratio=2, num_classes=5)
-    return _circular(_randomise(m))
+    return _circular(randomise(m))
 
 
 def _pit_linearised(model):
@@ -335,7 +332,7 @@ def _levit():
     from timm.models.levit import Levit
     torch.manual_seed(0)
     m = Levit(img_size=64, embed_dim=(16, 24), key_dim=4, depth=(1, 1), num_heads=(2, 3), num_classes=5)
-    m = _circular(_randomise(m))
+    m = _circular(randomise(m))
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, nn.BatchNorm1d) or isinstance(mod, nn.BatchNorm2d):

@@ -22,9 +22,6 @@ from tests.reference import randomise
 timm = pytest.importorskip("timm")
 
 
-def _randomise(model):
-    return randomise(model)
-
 
 def _swin(v2=False):
     from timm.models import swin_transformer as s1, swin_transformer_v2 as s2
@@ -52,7 +49,7 @@ def _offpath_numel(model, names) -> int:
 
 @pytest.mark.parametrize("v2", [False, True])
 def test_timm_swin_matches_linearised_reference(v2):
-    model = _randomise(_swin(v2))
+    model = randomise(_swin(v2))
     g = check_against_reference(model, (3, 16, 16))
     qkv = g.layer("layers.0.blocks.1.attn.qkv")
     assert qkv.rows == (16, 24) and qkv.weight.shape == (8, 8, 1)
@@ -73,7 +70,7 @@ def test_timm_swin_matches_linearised_reference(v2):
 
 
 def test_tiny_vit_matches_linearised_reference():
-    model = _randomise(_tiny_vit())
+    model = randomise(_tiny_vit())
     for m in model.modules():  # all positions alike in the reference too: no zero padding at borders
         if isinstance(m, nn.Conv2d) and m.padding != (0, 0):
             m.padding_mode = "circular"
@@ -137,7 +134,7 @@ class Folded(nn.Module):
 
 
 def test_folded_windows_are_per_token_and_refused_where_the_batch_is_needed():
-    g = check_against_reference(_randomise(Folded("unfold")), (3, 8, 8))
+    g = check_against_reference(randomise(Folded("unfold")), (3, 8, 8))
     assert [grp.size for grp in g.groups] == [3, 4, 6, 3]
     with pytest.raises(netgraph.UnsupportedModelError, match="windows are folded"):
         netgraph.from_torch(Folded("pool"), (3, 8, 8))
@@ -184,7 +181,7 @@ class MobileVit(nn.Module):
 
 
 def test_mobilevit_unfold_into_the_batch_matches_linearised_reference():
-    model = _randomise(MobileVit())
+    model = randomise(MobileVit())
     g = check_against_reference(model, (3, 8, 8))
     assert g.layer("block.transformer.0.attn.qkv").rows == (16, 24)
     assert [p["param"] for p in g.offpath] == ["block.transformer.0.attn.qkv.weight"]
