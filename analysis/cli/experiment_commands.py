@@ -89,8 +89,7 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
               help="topology: data-free study of vgg19/resnet20/resnet18; training: digits training study; "
                    "mnist1d: the MNIST-1D training study (needs the study extra: mnist1d); modern: the topology "
                    "study on torchvision's mobilenet_v2, efficientnet_b0, resnext50_32x4d, densenet121, "
-                   "convnext_tiny and vit_b_16 (needs torchvision; --quick: timm's test networks); modern-vit: "
-                   "vit_b_16 with its zero-initialised classifier redrawn, at 1% density.")
+                   "convnext_tiny and vit_b_16 (needs torchvision; --quick: timm's test networks).")
 @click.option("--out", "out_dir", default="docs/reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quick", is_flag=True, help="The reduced version (one small model, few densities, one seed).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -44,12 +44,9 @@ from .collapse import collapse_margin, sparsify_density
 from .compare import to_csv
 from .run import model_graph, parse_method, run_one
 
-#: The six architectures the study was planned for.
-ALL_MODELS = tuple(f"torchvision:{n}" for n in ("mobilenet_v2", "efficientnet_b0", "resnext50_32x4d", "densenet121",
-                                                "convnext_tiny", "vit_b_16"))
-#: The architectures of the full study: ViT-B/16 is left out for cost (it has its own reduced study,
-#: :data:`VIT_MODERN`); ``ModernStudy(models=ALL_MODELS)`` runs all six.
-MODELS = tuple(m for m in ALL_MODELS if m != "torchvision:vit_b_16")
+#: The six architectures of the study.
+MODELS = tuple(f"torchvision:{n}" for n in ("mobilenet_v2", "efficientnet_b0", "resnext50_32x4d", "densenet121",
+                                            "convnext_tiny", "vit_b_16"))
 #: The metrics each run computes (the topology ones; the others stay empty).
 METRIC_KEYS = ("kept", "total", "achieved_density", "effective", "dead", "effective_fraction", "effective_density",
                "collapsed_layers", "inputs_connected", "outputs_connected", "connected", "bottleneck_width",
@@ -70,14 +67,14 @@ class ModernStudy:
     ``snip_batch`` standard-normal inputs with uniform random labels (seed = the run's
     seed, :func:`netgraph.data.random_batch`) are SNIP's pruning batch. The collapse
     bisection stops when ``upper / margin <= 1 + collapse_rtol`` or after
-    ``collapse_evals`` new masks (the default, a factor 2 and 4 masks, keeps the study
-    within 40 minutes); ``collapse_methods`` (default: all) limits it and ``collapse_skip``
-    lists ``(model, method)`` pairs left out (SynFlow and SynFlow-L2 on the three models
-    above 20 million weights: 100 iterations over all weights per mask). Each (model, seed) is one task on
-    ``workers`` processes, the largest models first. ``redraw_zero`` re-initialises (seeded,
-    the module's own ``reset_parameters``) every conv/linear layer whose weights are all
-    zero, such as torchvision ViT's classifier, on which no weight-magnitude path exists;
-    ``prefix`` names the output files.
+    ``collapse_evals`` new masks (the default: a factor 2 or 4 new masks);
+    ``collapse_methods`` (default: all) limits it and ``collapse_skip`` lists ``(model,
+    method)`` pairs left out (default: none). Each (model, seed) is one task on
+    ``workers`` processes, the largest models first. ``redraw_zero`` (default on)
+    re-initialises (seeded, the module's own ``reset_parameters``) every conv/linear layer
+    whose weights are all zero: no weight-magnitude path crosses such a layer. Of
+    the six models only torchvision ViT's classifier is one; the report and
+    ``modern_layers.csv`` name the layers redrawn. ``prefix`` names the output files.
     """
 
     models: tuple = MODELS
@@ -89,24 +86,16 @@ class ModernStudy:
     collapse_rtol: float = 1.0
     collapse_evals: int = 4
     collapse_methods: tuple | None = None
-    collapse_skip: tuple = tuple((f"torchvision:{m}", k) for m in ("vit_b_16", "convnext_tiny", "resnext50_32x4d")
-                                 for k in ("synflow", "synflow-l2"))
+    collapse_skip: tuple = ()
     input_shape: tuple | None = None
     workers: int = 2
-    redraw_zero: bool = False
+    redraw_zero: bool = True
     prefix: str = "modern"
 
 
 #: What the tests and ``--quick`` run: timm's two test networks (depthwise convs; attention), one density.
 QUICK_MODERN = ModernStudy(models=("timm:test_efficientnet", "timm:test_vit"), densities=(0.01,), snip_batch=2,
                            collapse_evals=4, collapse_rtol=0.5, workers=1)
-
-
-#: ViT-B/16 with its zero-initialised classifier redrawn (``--study modern-vit``), at one density.
-VIT_MODERN = ModernStudy(models=("torchvision:vit_b_16",), densities=(0.01,), collapse=False, redraw_zero=True,
-                         prefix="modern_vit", workers=1)
-QUICK_VIT = ModernStudy(models=("timm:test_vit",), densities=(0.01,), collapse=False, redraw_zero=True,
-                        prefix="modern_vit", workers=1, snip_batch=2)
 
 
 def redraw_zero_layers(net, seed: int) -> list:
@@ -370,5 +359,5 @@ def run_modern(study: ModernStudy = ModernStudy(), out_dir="docs/reproduction", 
     return runs
 
 
-__all__ = ["ALL_MODELS", "ModernStudy", "QUICK_MODERN", "VIT_MODERN", "QUICK_VIT", "redraw_zero_layers",
+__all__ = ["ModernStudy", "QUICK_MODERN", "redraw_zero_layers",
             "MODELS", "run_modern", "execute", "layer_types", "block_widths"]

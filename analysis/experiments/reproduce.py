@@ -31,7 +31,7 @@ from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
 #: The studies of `netgraph reproduce --study`.
-STUDIES = ("topology", "training", "mnist1d", "modern", "modern-vit")
+STUDIES = ("topology", "training", "mnist1d", "modern")
 
 # -- studies ----------------------------------------------------------------------------
 
@@ -340,11 +340,11 @@ def run_study(name: str, quick: bool = False, out_dir="docs/reproduction", progr
         cfg = QUICK_MNIST1D if quick else Mnist1dStudy()
         df = run_mnist1d(cfg, out_dir, progress, command)
         return df, mnist1d_claims(df, cfg)
-    if name in ("modern", "modern-vit"):
-        from .modern import QUICK_MODERN, QUICK_VIT, VIT_MODERN, ModernStudy, run_modern
+    if name == "modern":
+        from .modern import QUICK_MODERN, ModernStudy, run_modern
         from .modern_report import claims as modern_claims
 
-        cfg = (QUICK_MODERN if quick else ModernStudy()) if name == "modern" else (QUICK_VIT if quick else VIT_MODERN)
+        cfg = QUICK_MODERN if quick else ModernStudy()
         df = run_modern(cfg, out_dir, progress, command)
         return df, modern_claims(df)
     from netgraph._validate import check_choice

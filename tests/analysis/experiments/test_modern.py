@@ -102,6 +102,7 @@ def test_quick_study_tables_are_byte_identical(tmp_path):
     results = pd.read_csv(tmp_path / "a" / "modern_results.csv")
     assert not {"seconds", "measure_seconds"} & set(results.columns)
     assert "ramanujan_gap_mean" not in results  # skipped metrics are not written as empty columns
+    assert "redrawn" in pd.read_csv(tmp_path / "a" / "modern_layers.csv")
     coll = pd.read_csv(tmp_path / "a" / "modern_collapse.csv")
     assert len(coll) == len(s.models) * len(s.methods)
     md = (tmp_path / "a" / "modern.md").read_text()
@@ -125,10 +126,9 @@ def test_redraw_zero_layers_reinitialises_only_all_zero_layers_seeded():
     assert modern.redraw_zero_layers(a, seed=3) == []
 
 
-def test_modern_vit_study_writes_its_own_files(tmp_path):
+def test_one_study_covers_the_six_models_and_redraws_zero_layers():
+    """ViT-B/16 is part of the one study (no second study), whose zero-initialised layers are redrawn."""
     from analysis.experiments import reproduce
 
-    df, _ = reproduce.run_study("modern-vit", quick=True, out_dir=tmp_path)
-    assert len(df) == len(modern.QUICK_VIT.methods)
-    assert (tmp_path / "modern_vit.md").exists() and (tmp_path / "modern_vit_results.csv").exists()
-    assert not (tmp_path / "modern_collapse.csv").exists() and "redrawn" in pd.read_csv(tmp_path / "modern_vit_layers.csv")
+    assert "modern-vit" not in reproduce.STUDIES and modern.ModernStudy().redraw_zero
+    assert "torchvision:vit_b_16" in modern.MODELS
