@@ -282,7 +282,8 @@ def execute(study: ModernStudy, progress: bool = False):
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(study.workers, len(tasks)), mp_context=ctx) as pool:
+        # a fresh process per task: a worker that held ViT-B/16's graph (4.5 GB) would otherwise keep it
+        with ProcessPoolExecutor(min(study.workers, len(tasks)), mp_context=ctx, max_tasks_per_child=1) as pool:
             order = sorted(range(len(tasks)), key=lambda i: -_SIZES.get(tasks[i][1], 0))  # largest first
             futures = {i: pool.submit(_model_task, tasks[i]) for i in order}
             for i in range(len(tasks)):  # collected in the grid's order
