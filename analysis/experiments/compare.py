@@ -23,6 +23,7 @@ from netgraph.sparsifiers import get
 from ..table import METRICS
 from .collapse import collapse_margins
 from .run import LIST_COLUMNS, DENSE, layer_columns, model_graph, parse_method, run_one
+from .markdown import table
 
 __all__ = ["compare", "to_csv", "read_results", "summary_markdown", "write_comparison", "parse_method",
            "layer_columns", "LIST_COLUMNS"]
@@ -179,8 +180,7 @@ def summary_markdown(df: pd.DataFrame) -> str:
     for model, part in df.groupby("model", sort=False):
         n = part.groupby(["method", "target_density"]).size().max()
         lines.append(f"### {model} ({n} seed{'s' if n > 1 else ''} per cell; mean ± std)\n")
-        lines.append("| method | target density | " + " | ".join(n for _, n in cols) + " |")
-        lines.append("|---|---|" + "---|" * len(cols))
+        rows = []
         for (method, d), cell in part.groupby(["method", "target_density"], sort=False):
             vals = []
             for c, _ in cols:
@@ -188,8 +188,8 @@ def summary_markdown(df: pd.DataFrame) -> str:
                 m, s = x.mean(), x.std()
                 fmt = "{:.4g}"
                 vals.append(fmt.format(m) + ("" if not np.isfinite(s) or len(cell) < 2 else " ± " + fmt.format(s)))
-            lines.append(f"| {method} | {d:g} | " + " | ".join(vals) + " |")
-        lines.append("")
+            rows.append([method, f"{d:g}", *vals])
+        lines += [table(["method", "target density", *(n for _, n in cols)], rows), ""]
     return "\n".join(lines)
 
 

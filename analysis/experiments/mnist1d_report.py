@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
+from .markdown import by_cell, records
 from .run import DENSE
 from .stats import holm, mean_ci, paired_t, spearman_ci, verdict
 
@@ -118,28 +119,18 @@ def claims_summary(rows: list) -> list:
             for (c, m), counts in out.items()]
 
 
-def _md(rows, cols) -> str:
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) if not isinstance(r[c], float) else f"{r[c]:g}" for c in cols) + " |"
-              for r in rows]
-    return "\n".join(lines)
-
-
 def cell_table(cells: pd.DataFrame, digits: int = 3) -> str:
     """Markdown: one row per (model, density), one column per method, ``mean [low, high]``."""
-    methods = list(dict.fromkeys(cells["method"]))
     idx = cells.set_index(["model", "target_density", "method"])
-    lines = ["| model | density | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-    for (model, d), _ in cells.groupby(["model", "target_density"], sort=False):
-        vals = []
-        for m in methods:
-            if (model, d, m) not in idx.index:
-                vals.append("")
-                continue
-            r = idx.loc[(model, d, m)]
-            vals.append(_fmt(r["mean"], r["low"], r["high"], digits=digits, sign=False))
-        lines.append(f"| {model} | {d:g} | " + " | ".join(vals) + " |")
-    return "\n".join(lines)
+
+    def value(model, d, m):
+        if (model, d, m) not in idx.index:
+            return ""
+        r = idx.loc[(model, d, m)]
+        return _fmt(r["mean"], r["low"], r["high"], digits=digits, sign=False)
+
+    keys = [key for key, _ in cells.groupby(["model", "target_density"], sort=False)]
+    return by_cell(keys, list(dict.fromkeys(cells["method"])), value)
 
 
 def collapse_density(cells: pd.DataFrame, chance: float = 0.2) -> dict:
@@ -170,7 +161,7 @@ def report(df, cells, paired, study, seconds, networks, args, command=None, figu
             f"class-balanced batch of {study.prune_per_class} training signals per class (seed {study.prune_seed}).", "",
             f"Training: {c.optimizer} (lr {c.lr}, weight decay {c.weight_decay}), batch {c.batch_size}, cosine "
             f"schedule, {c.epochs} epochs; masks kept by `torch.nn.utils.prune`.", "",
-            "## Networks", "", _md(nets, ["model", "weights", "units", "dense accuracy"]),
+            "## Networks", "", records(nets, ["model", "weights", "units", "dense accuracy"]),
             "", "(weights: prunable conv and linear weights; units: outputs of those layers, summed)", "",
             "## Claims", "",
             f"Verdicts: accuracy claims hold when PHEW is better with Holm-adjusted p < {ALPHA} over all "
@@ -178,16 +169,16 @@ def report(df, cells, paired, study, seconds, networks, args, command=None, figu
             f"of the difference lies within ±{MARGIN * 100:g} point, and cannot be told otherwise. Correlation "
             "claims hold when the 95% interval of Spearman's rho lies on the claimed side of 0. Intervals are "
             "unadjusted 95% intervals; zero-variance differences: all-zero is a tie (p = 1).", "",
-            _md(claims_summary(rows), ["claim", "model", "verdicts over densities"]), "",
-            _md(rows, ["claim", "model", "density", "effect", "test", "verdict"]),
+            records(claims_summary(rows), ["claim", "model", "verdicts over densities"]), "",
+            records(rows, ["claim", "model", "density", "effect", "test", "verdict"]),
             "", "## Test accuracy: mean [95% interval] over seeds", "", cell_table(cells), "",
             "## Paired comparisons (PHEW minus rival, accuracy points, Holm over the whole table)", "",
-            _md([{"model": r.model, "density": r.target_density, "rival": r.rival,
+            records([{"model": r.model, "density": r.target_density, "rival": r.rival,
                   "difference": _fmt(r.diff, r.low, r.high, 100), "p": f"{r.p:.3g}", "Holm p": f"{r.p_holm:.3g}",
                   "verdict": r.verdict} for r in paired.itertuples()],
                 ["model", "density", "rival", "difference", "p", "Holm p", "verdict"]), "",
             "## Collapse (highest density with mean accuracy <= 20%)", "",
-            _md([{"model": m, "method": k, "collapses at": "-" if v is None else f"{v:g}"}
+            records([{"model": m, "method": k, "collapses at": "-" if v is None else f"{v:g}"}
                  for (m, k), v in collapse_density(cells).items()], ["model", "method", "collapses at"]), "",
             "## Figures", ""]
     out += [f"![{f}]({f}.png)" for f in figures]

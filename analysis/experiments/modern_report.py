@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
+from .markdown import by_cell, records, table
 
 
 def _short(model) -> str:
@@ -54,34 +55,25 @@ def claims(runs: pd.DataFrame) -> list:
     return out
 
 
-def _md(rows, cols) -> str:
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _pivot(runs, metric, fmt) -> str:
     t = _cell(runs, metric)
-    methods = list(dict.fromkeys(runs["method"]))
-    lines = ["| model | density | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-    for (model, d), row in t.iterrows():
-        lines.append(f"| {_short(model)} | {d:g} | " + " | ".join("" if m not in row or pd.isna(row[m]) else fmt(row[m])
-                                                                   for m in methods) + " |")
-    return "\n".join(lines)
+
+    def value(model, d, m):
+        row = t.loc[(model, d)]
+        return "" if m not in row or pd.isna(row[m]) else fmt(row[m])
+
+    return by_cell(t.index, list(dict.fromkeys(runs["method"])), value, _short)
 
 
 def _bottleneck_table(runs) -> str:
-    methods = list(dict.fromkeys(runs["method"]))
-    lines = ["| model | density | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     first = runs[runs["seed"] == runs["seed"].min()].set_index(["model", "target_density", "method"])
-    for (model, d), _ in runs.groupby(["model", "target_density"], sort=False):
-        cells = []
-        for m in methods:
-            r = first.loc[(model, d, m)]
-            cells.append("disconnected" if not r["connected"] else
-                         f"{r['bottleneck_fraction']:.0%} ({r['bottleneck_type']})")
-        lines.append(f"| {_short(model)} | {d:g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def value(model, d, m):
+        r = first.loc[(model, d, m)]
+        return "disconnected" if not r["connected"] else f"{r['bottleneck_fraction']:.0%} ({r['bottleneck_type']})"
+
+    cells = [key for key, _ in runs.groupby(["model", "target_density"], sort=False)]
+    return by_cell(cells, list(dict.fromkeys(runs["method"])), value, _short)
 
 
 def _block_tables(blocks) -> str:
@@ -92,16 +84,17 @@ def _block_tables(blocks) -> str:
     mean = blocks.groupby(["model", "type", "method", "target_density"], sort=False)[["width", "min_width"]].mean()
     for model, part in blocks.groupby("model", sort=False):
         first = part.drop_duplicates("type")
-        out += [f"**{_short(model)}** (active / dense units of all layers of the type at densities "
-                f"{' / '.join(f'{d:g}' for d in dens)}; in brackets the narrowest layer at the lowest density)", "",
-                "| block type | layers | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+        rows = []
         for r in first.itertuples():
             cells = []
             for m in methods:
                 vals = [mean.loc[(model, r.type, m, d)] if (model, r.type, m, d) in mean.index else None for d in dens]
                 txt = " / ".join("" if v is None else f"{v['width']:.0%}" for v in vals)
                 cells.append(txt + ("" if vals[-1] is None else f" ({vals[-1]['min_width']:.0%})"))
-            out.append(f"| {r.type} | {r.layers} | " + " | ".join(cells) + " |")
+            rows.append([r.type, r.layers, *cells])
+        out += [f"**{_short(model)}** (active / dense units of all layers of the type at densities "
+                f"{' / '.join(f'{d:g}' for d in dens)}; in brackets the narrowest layer at the lowest density)", "",
+                table(["block type", "layers", *methods], rows)]
         out.append("")
     return "\n".join(out)
 
@@ -119,7 +112,7 @@ def _collapse_table(coll) -> str:
             at = f"{r.margin:.3g} (connected at {r.upper:.3g})"
         rows.append({"model": _short(r.model), "method": r.method, "seed": r.seed, "collapses at": at,
                      "new masks": r.new_masks})
-    return _md(rows, ["model", "method", "seed", "collapses at", "new masks"])
+    return records(rows, ["model", "method", "seed", "collapses at", "new masks"])
 
 
 def _networks(layers) -> str:
@@ -128,7 +121,7 @@ def _networks(layers) -> str:
         counts = part["type"].value_counts(sort=False)
         rows.append({"model": _short(model), "layers": len(part), "layer weights": f"{int(part['weights'].sum()):,}",
                      "block types": ", ".join(f"{t} {n}" for t, n in counts.items())})
-    return _md(rows, ["model", "layers", "layer weights", "block types"])
+    return records(rows, ["model", "layers", "layer weights", "block types"])
 
 
 def report(runs, blocks, coll, layers, study, seconds, command=None, figures=()) -> str:
@@ -153,8 +146,8 @@ def report(runs, blocks, coll, layers, study, seconds, command=None, figures=())
                                                                 layers.loc[layers["redrawn"], "layer"])) + ".", ""]
     errors = runs.attrs.get("errors", [])
     if errors:
-        out += ["## Failures", "", _md(errors, ["model", "seed", "stage", "error"]), ""]
-    out += ["## Claims", "", _md(claims(runs), ["claim", "measured", "holds"]), "",
+        out += ["## Failures", "", records(errors, ["model", "seed", "stage", "error"]), ""]
+    out += ["## Claims", "", records(claims(runs), ["claim", "measured", "holds"]), "",
             "## Bottleneck: narrowest hidden unit group (active / dense) and its layer's block type", "",
             _bottleneck_table(runs), "",
             "## Mean active width (fraction of dense, averaged over layers)", "",

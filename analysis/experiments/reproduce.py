@@ -27,6 +27,7 @@ from netgraph.sparsifiers import get
 
 from .. import plots
 from .compare import TIMING_COLUMNS, compare, to_csv
+from .markdown import by_cell, table
 from .run import DENSE, model_graph, parse_method, run_one
 from .training import TrainConfig, train
 
@@ -155,25 +156,20 @@ def topology_claims(df: pd.DataFrame) -> list:
 
 
 def _claims_md(claims) -> str:
-    lines = ["| claim | measured | holds here |", "|---|---|---|"]
-    lines += [f"| {c['claim']} | {c['measured']} | {c['holds']} |" for c in claims]
-    return "\n".join(lines)
+    return table(["claim", "measured", "holds here"], [[c["claim"], c["measured"], c["holds"]] for c in claims])
 
 
 def _metric_table(df, metric, fmt="{:.2f}") -> str:
     t = df.groupby(["model", "target_density", "method"], sort=False)[metric].agg(["mean", "std"])
-    methods = list(dict.fromkeys(df["method"]))
-    lines = ["| model | density | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
-    for (model, d), _ in df.groupby(["model", "target_density"], sort=False):
-        cells = []
-        for m in methods:
-            if (model, d, m) not in t.index:
-                cells.append("")
-                continue
-            mu, sd = t.loc[(model, d, m)]
-            cells.append(fmt.format(mu) + ("" if not np.isfinite(sd) else " ± " + fmt.format(sd)))
-        lines.append(f"| {model} | {d:g} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def value(model, d, m):
+        if (model, d, m) not in t.index:
+            return ""
+        mu, sd = t.loc[(model, d, m)]
+        return fmt.format(mu) + ("" if not np.isfinite(sd) else " ± " + fmt.format(sd))
+
+    keys = [key for key, _ in df.groupby(["model", "target_density"], sort=False)]
+    return by_cell(keys, list(dict.fromkeys(df["method"])), value)
 
 
 def topology_report(df, seconds, command=None, figures=()) -> str:
