@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
-from .markdown import by_cell, records
+from .markdown import by_cell, records, table
 from .run import DENSE
 from .stats import holm, mean_ci, paired_t, spearman_ci, verdict
 
@@ -62,6 +62,25 @@ def _paired_verdict(r) -> str:
     return "cannot tell at this power"
 
 
+#: Short verdicts of the effect-by-density table.
+SHORT = {"holds": "holds", "does not hold (opposite)": "opposite", "does not hold (negligible)": "negligible",
+         "cannot tell at this power": "can't tell"}
+
+
+def claims_by_density(rows: list) -> str:
+    """Markdown: one row per claim and model, one column per density: ``effect [95% interval] verdict``.
+
+    Accuracy claims give PHEW minus the rival in points, correlation claims Spearman's rho.
+    """
+    dens = sorted({r["density"] for r in rows}, reverse=True)
+    cells = {}
+    for r in rows:
+        cells.setdefault((r["claim"], r["model"]), {})[r["density"]] = \
+            f"{r['value']} {SHORT.get(r['verdict'], r['verdict'])}"
+    return table(["claim", "model", *(f"{d:g}" for d in dens)],
+                 [[c, m, *(by.get(d, "") for d in dens)] for (c, m), by in cells.items()])
+
+
 def _fmt(x, lo, hi, scale=1.0, digits=1, sign=True) -> str:
     f = f"{{:{'+' if sign else ''}.{digits}f}}"
     if np.isnan(x):
@@ -86,6 +105,7 @@ def claims(df: pd.DataFrame, paired: pd.DataFrame, early_epochs=(1,)) -> list:
             out.append({"claim": f"3. PHEW trains to better test accuracy than {rival}", "model": r.model,
                         "density": r.target_density,
                         "effect": f"{_fmt(r.diff, r.low, r.high, 100)} points (PHEW minus {rival}, n={r.n})",
+                        "value": _fmt(r.diff, r.low, r.high, 100),
                         "test": f"paired t, Holm p = {r.p_holm:.3g}" if not np.isnan(r.p_holm) else "n/a",
                         "verdict": _paired_verdict(r)})
     for early_epoch in early_epochs:
@@ -96,6 +116,7 @@ def claims(df: pd.DataFrame, paired: pd.DataFrame, early_epochs=(1,)) -> list:
             out.append({"claim": f"learns fast: a higher path-kernel trace gives a lower loss after epoch {early_epoch}",
                         "model": r.model, "density": r.target_density,
                         "effect": f"Spearman rho {_fmt(r.rho, r.low, r.high, digits=2)} (n={r.n} masks)",
+                        "value": _fmt(r.rho, r.low, r.high, digits=2),
                         "test": f"p = {r.p:.3g}" if not np.isnan(r.p) else "n/a",
                         "verdict": verdict(r.low, r.high, sign=-1)})
     for x, what in (("mean_width_fraction", "mean active width"), ("bottleneck_fraction", "bottleneck fraction")):
@@ -103,6 +124,7 @@ def claims(df: pd.DataFrame, paired: pd.DataFrame, early_epochs=(1,)) -> list:
             out.append({"claim": f"wider layers generalize better: {what} vs test accuracy", "model": r.model,
                         "density": r.target_density,
                         "effect": f"Spearman rho {_fmt(r.rho, r.low, r.high, digits=2)} (n={r.n} masks)",
+                        "value": _fmt(r.rho, r.low, r.high, digits=2),
                         "test": f"p = {r.p:.3g}" if not np.isnan(r.p) else "n/a",
                         "verdict": verdict(r.low, r.high, sign=1)})
     return out
@@ -170,6 +192,8 @@ def report(df, cells, paired, study, seconds, networks, args, command=None, figu
             "claims hold when the 95% interval of Spearman's rho lies on the claimed side of 0. Intervals are "
             "unadjusted 95% intervals; zero-variance differences: all-zero is a tie (p = 1).", "",
             records(claims_summary(rows), ["claim", "model", "verdicts over densities"]), "",
+            "Effect and 95% interval by density (accuracy claims: PHEW minus the rival, in points; correlation "
+            "claims: Spearman's rho), with the verdict:", "", claims_by_density(rows), "",
             records(rows, ["claim", "model", "density", "effect", "test", "verdict"]),
             "", "## Test accuracy: mean [95% interval] over seeds", "", cell_table(cells), "",
             "## Paired comparisons (PHEW minus rival, accuracy points, Holm over the whole table)", "",
