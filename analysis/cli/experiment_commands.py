@@ -93,14 +93,20 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
 @click.option("--out", "out_dir", default="docs/reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--quick", is_flag=True, help="The reduced version (one small model, few densities, one seed).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def reproduce_cmd(study, out_dir, quick, quiet):
+@click.option("--report-only", is_flag=True,
+              help="mnist1d only: rebuild the tables, report and figures from OUT/mnist1d_results.csv of an "
+                   "earlier run, without training.")
+def reproduce_cmd(study, out_dir, quick, quiet, report_only):
     """Measure the PHEW paper's claims; write tables, a claims table and figures to OUT."""
     from ..experiments import reproduce
 
+    if report_only and study != "mnist1d":
+        raise click.UsageError(f"--report-only rebuilds the mnist1d study's report; it does not apply to --study {study}")
     check_out_dir(out_dir)
     command = _command_line()
     t0 = time.perf_counter()
-    df, claims = reproduce.run_study(study, quick, out_dir, progress=not quiet, command=command)
+    df, claims = reproduce.run_study(study, quick, out_dir, progress=not quiet, command=command,
+                                     report_only=report_only)
     for c in claims:
         click.echo(f"[{c['holds']}] {c['claim']}: {c['measured']}")
     click.echo(f"{len(df)} runs in {(time.perf_counter() - t0) / 60:.1f} min; wrote {out_dir}/{study.replace('-', '_')}.md")

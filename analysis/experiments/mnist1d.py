@@ -12,6 +12,7 @@ the result table is byte-identical whatever the number of workers. Wall-clock co
 from __future__ import annotations
 
 import os
+import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -158,22 +159,34 @@ def execute(study: Mnist1dStudy, cache_dir, progress: bool = False) -> pd.DataFr
 
 
 def run_mnist1d(study: Mnist1dStudy = Mnist1dStudy(), out_dir="docs/reproduction", progress=False,
-                command: str | None = None) -> pd.DataFrame:
+                command: str | None = None, report_only: bool = False) -> pd.DataFrame:
     """Run the MNIST-1D study; write the tables, ``mnist1d.md`` and the figures into ``out_dir``.
 
     Files: ``mnist1d_results.csv`` (byte-identical across runs), ``mnist1d_timings.csv``
     (wall-clock seconds per run), ``mnist1d_cells.csv`` (mean accuracy and its 95% interval
     per cell), ``mnist1d_paired.csv`` (the paired comparisons), ``mnist1d.md``, PNG figures,
-    and the generated data under ``out_dir/data``.
+    and the generated data under ``out_dir/data``. With ``report_only`` nothing is trained:
+    the cells, comparisons, report and figures are rebuilt from ``out_dir``'s
+    ``mnist1d_results.csv`` (the same bytes as after the run that wrote it).
     """
-    t0 = time.perf_counter()
-    df = execute(study, os.path.join(out_dir, "data"), progress)
-    seconds = time.perf_counter() - t0
-    os.makedirs(out_dir, exist_ok=True)
-    to_csv(df.drop(columns=[c for c in TIMINGS if c in df]), os.path.join(out_dir, "mnist1d_results.csv"),
-           list_columns=CURVE_COLUMNS, timings=False)
-    df[list(KEYS) + [c for c in TIMINGS if c in df]].to_csv(
-        os.path.join(out_dir, "mnist1d_timings.csv"), index=False)
+    if report_only:
+        path = os.path.join(out_dir, "mnist1d_results.csv")
+        if not os.path.exists(path):
+            raise InvalidInputError(f"{path} does not exist: --report-only rebuilds the report of an earlier run "
+                                    "of this study in the same --out folder; run the study first")
+        df = pd.read_csv(path)
+        for c in CURVE_COLUMNS:
+            df[c] = df[c].map(json.loads)
+        seconds = None
+    else:
+        t0 = time.perf_counter()
+        df = execute(study, os.path.join(out_dir, "data"), progress)
+        seconds = time.perf_counter() - t0
+        os.makedirs(out_dir, exist_ok=True)
+        to_csv(df.drop(columns=[c for c in TIMINGS if c in df]), os.path.join(out_dir, "mnist1d_results.csv"),
+               list_columns=CURVE_COLUMNS, timings=False)
+        df[list(KEYS) + [c for c in TIMINGS if c in df]].to_csv(
+            os.path.join(out_dir, "mnist1d_timings.csv"), index=False)
     cells = cell_summary(df)
     cells.to_csv(os.path.join(out_dir, "mnist1d_cells.csv"), index=False, float_format="%.6g")
     paired = paired_comparisons(df, study.reference)

@@ -176,8 +176,11 @@ def report(df, cells, paired, study, seconds, networks, args, command=None, figu
     out = ["# Training study on MNIST-1D (generated)", ""]
     if command:
         out += ["Command:", "", f"```\n{command}\n```", ""]
-    out += [f"{len(df)} training runs in {seconds / 60:.1f} min ({study.workers} worker process(es), one thread "
-            f"each); {study.seeds} seed(s) (seed = initialisation, mask and batch order).", "",
+    took = (f"in {seconds / 60:.1f} min ({study.workers} worker process(es), one thread each)" if seconds is not None
+            else "(this report was rebuilt from `mnist1d_results.csv` without training: `--report-only`; the seconds "
+                 "of every run are in `mnist1d_timings.csv`)")
+    out += [f"{len(df)} training runs {took}; {study.seeds} seed(s) (seed = initialisation, mask and batch order).",
+            "",
             f"Data: MNIST-1D generated offline by `mnist1d.data.make_dataset` with arguments `{args}` "
             f"({n_tr} training / {args['num_samples'] - n_tr} test signals); SNIP and GraSP prune on a fixed "
             f"class-balanced batch of {study.prune_per_class} training signals per class (seed {study.prune_seed}).", "",

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from netgraph.data import digits, digits_prune_batch
+from netgraph.errors import InvalidInputError
 from netgraph.sparsifiers import get
 
 from .. import plots
@@ -317,12 +318,17 @@ def training_report(df, study: TrainingStudy, seconds, command=None, figures=())
 
 
 def run_study(name: str, quick: bool = False, out_dir="docs/reproduction", progress=False,
-              command: str | None = None) -> tuple:
+              command: str | None = None, report_only: bool = False) -> tuple:
     """Run the study ``name`` of :data:`STUDIES` (its quick version with ``quick``).
+
+    ``report_only`` (the ``mnist1d`` study only) rebuilds its report from ``out_dir``'s saved
+    results instead of training.
 
     Returns ``(results table, claims)``, each claim a dict with ``claim``, ``measured`` and
     ``holds``.
     """
+    if report_only and name != "mnist1d":
+        raise InvalidInputError(f"report_only is available for the mnist1d study, not {name!r}")
     if name == "topology":
         df = run_topology(QUICK_TOPOLOGY if quick else TopologyStudy(), out_dir, progress, command)
         return df, topology_claims(df)
@@ -334,7 +340,7 @@ def run_study(name: str, quick: bool = False, out_dir="docs/reproduction", progr
         from .mnist1d import QUICK_MNIST1D, Mnist1dStudy, mnist1d_claims, run_mnist1d
 
         cfg = QUICK_MNIST1D if quick else Mnist1dStudy()
-        df = run_mnist1d(cfg, out_dir, progress, command)
+        df = run_mnist1d(cfg, out_dir, progress, command, report_only=report_only)
         return df, mnist1d_claims(df, cfg)
     if name == "modern":
         from .modern import QUICK_MODERN, ModernStudy, run_modern
