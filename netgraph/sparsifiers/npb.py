@@ -1,4 +1,4 @@
-r"""NPB: node-path balancing, one mixed-integer programme per layer (scipy's HiGHS).
+r"""NPB: node-path balancing, one optimisation per layer, solved exactly.
 
 Pham et al. ("Towards data-agnostic pruning at initialization: what makes a good sparse
 mask?", NeurIPS 2023) argue that a good sparse mask balances two things in every layer:
@@ -24,12 +24,17 @@ source unit ``u`` through the masks already chosen (relative to the largest, so
     x_b \in \{0, \dots, k\},\; y_b \in \{0, 1\},\; 0 \le h \le 1 .
 
 ``x_b`` is the number of kept elements of bundle ``b`` (a conv keeps its ``x_b`` largest
-``|w|`` of the kernel), ``y_b`` says whether the bundle is used, ``h`` whether a unit is
-active. The first term is the layer's share of effective paths, the second its fraction of
-active units; ``alpha`` (default 0.5) weighs them. The count is exact (an equality of the
-programme). Solved with ``scipy.optimize.milp`` (HiGHS) under a per-layer ``time_limit``;
-when the limit stops the search, the best solution found is used (``ctx.info`` records
-the layers that stopped early and the MIP gaps).
+``|w|`` of the kernel, ties by position), ``y_b`` says whether the bundle is used, ``h``
+whether a unit is active. The first term is the layer's share of effective paths, the
+second its fraction of active units; ``alpha`` (default 0.5) weighs them. The count is
+exact (an equality of the programme).
+
+``solver="exact"`` (default) solves it combinatorially in a few sorts over the source
+units (:mod:`.npb_exact`, where the reduction and the tie rule are); ``solver="milp"``
+hands the programme above to ``scipy.optimize.milp`` (HiGHS) under a per-layer
+``time_limit``, the independent cross-check (tested equal on random layers), practical up
+to a few thousand bundles per layer; when the limit stops the search, the best solution
+found is used (``ctx.info`` records the layers that stopped early).
 """
 
 from __future__ import annotations

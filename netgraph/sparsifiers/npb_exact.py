@@ -30,9 +30,18 @@ and the ``c`` best items overall reach that bound (a source's first item outrank
 others). The items come in at most three runs of equal value per source, so the whole
 solve is a few sorts over ``3 n_src`` runs.
 
-Tie rule (equal values): the items go to the sources with the fewest elements so far
-(water-filling), then to the lower source index; the same rule decides which tied items
-of a group receive the :math:`\beta` of its first ``group_out``.
+Tie rules (the programme has many optima; these pick one, deterministically):
+
+* items of equal value go to the sources with the fewest elements so far (water-filling),
+  then to the lower source index; the same rule decides which tied items of a group get
+  the :math:`\beta` of its first ``group_out``. So no source is favoured for its index
+  (the three input channels of an image net share a tie equally).
+* per-source counts become bundles with as few bundles and destinations as the active
+  units need (:func:`bundle_counts`): whole kernels first, just enough bundles for the
+  ``min(group_out, E_g)`` active destinations, round-robin over the first destinations
+  of the group. So the tie rules add no balance of their own: with ``alpha = 1`` (paths
+  only, no weight on active units) the mask concentrates on few units, as path counts
+  reward, and with ``alpha < 1`` the units the objective pays for are active.
 """
 
 from __future__ import annotations
@@ -110,39 +119,47 @@ def element_counts(layer, count: int, p_src: np.ndarray, alpha: float) -> np.nda
     return taken
 
 
-def objective(layer, e: np.ndarray, count: int, p_src: np.ndarray, alpha: float) -> float:
-    """The programme's objective at per-source counts ``e`` (destinations spread as above)."""
+def objective(layer, x: np.ndarray, count: int, p_src: np.ndarray, alpha: float) -> float:
+    """The programme's objective at bundle counts ``x`` ``(n_dst, n_in)``."""
+    e = np.bincount(layer.src_index().ravel(), x.ravel(), minlength=layer.n_src)
+    active = np.count_nonzero(e) + np.count_nonzero(x.any(axis=1))
     beta = (1.0 - alpha) / (layer.n_src + layer.n_dst)
-    per_group = e.reshape(layer.groups, layer.n_in).sum(axis=1)
-    active = np.count_nonzero(e) + np.minimum(per_group, layer.group_out).sum()
     return float(alpha / count * np.dot(p_src, e) + beta * active)
 
 
-def bundle_counts(layer, e: np.ndarray) -> np.ndarray:
+def bundle_counts(layer, e: np.ndarray, spread: bool = True) -> np.ndarray:
     """Kept elements per bundle ``(n_dst, n_in)`` from per-source counts ``e``.
 
-    Source ``u`` uses ``n_u = min(e_u, group_out)`` bundles. Destinations go round-robin
-    through each group: its first source starts at the group's first destination and each
-    next source continues after the last destination of the one before. The ``e_u``
-    elements are spread evenly over the ``n_u`` bundles, the first ``e_u mod n_u`` taking
-    one more.
+    Each group must reach ``D_g = min(group_out, E_g)`` active destinations (``0`` when
+    ``spread`` is false, i.e. when the programme gives active units no weight). Source ``u``
+    uses ``n_u = ceil(e_u / k)`` bundles (whole kernels), more (up to ``min(e_u,
+    group_out)``, lower source indices first) where the group's ``n_u`` sum to less than
+    ``D_g``. Destinations go round-robin through the group's first
+    ``max(D_g, max n_u)`` destinations: its first source starts at the first, each next
+    source continues after the last destination of the one before. Each of ``u``'s
+    bundles keeps one element, and the rest fill its bundles to ``k`` in order.
     """
-    go, ni = layer.group_out, layer.n_in
+    go, ni, k, G = layer.group_out, layer.n_in, layer.k, layer.groups
     e = np.asarray(e, np.int64)
-    n = np.minimum(e, go)
-    excl = np.cumsum(n) - n
     grp = np.arange(layer.n_src) // ni
-    start = (excl - excl[grp * ni]) % go
+    n = -(-e // k)
+    need = np.minimum(go, e.reshape(G, ni).sum(axis=1)) if spread else np.zeros(G, np.int64)
+    room = np.minimum(e, go) - n
+    deficit = np.maximum(need - n.reshape(G, ni).sum(axis=1), 0)
+    before = (np.cumsum(room) - room) - np.repeat((np.cumsum(room) - room)[::ni], ni)
+    n += np.clip(deficit[grp] - before, 0, room)
+    width = np.maximum(need, n.reshape(G, ni).max(axis=1))
+    excl = np.cumsum(n) - n
+    start = excl - excl[grp * ni]
     u = np.repeat(np.arange(layer.n_src), n)
     i = np.arange(len(u)) - np.repeat(excl, n)
-    v = grp[u] * go + (start[u] + i) % go
-    q, r = np.divmod(e[u], n[u])
+    v = grp[u] * go + (start[u] + i) % width[grp[u]]
     x = np.zeros((layer.n_dst, ni), np.int64)
-    x[v, u % ni] = q + (i < r)
+    x[v, u % ni] = 1 + np.clip((e - n)[u] - i * (k - 1), 0, k - 1)
     return x
 
 
 def solve(layer, count: int, p_src: np.ndarray, alpha: float):
     """Bundle counts ``(n_dst, n_in)`` and info of NPB's programme, solved exactly."""
-    e = element_counts(layer, count, p_src, alpha)
-    return bundle_counts(layer, e), {"status": 0, "gap": 0.0, "objective": objective(layer, e, count, p_src, alpha)}
+    x = bundle_counts(layer, element_counts(layer, count, p_src, alpha), spread=alpha < 1)
+    return x, {"status": 0, "gap": 0.0, "objective": objective(layer, x, count, p_src, alpha)}
