@@ -121,7 +121,7 @@ def element_counts(layer, count: int, p_src: np.ndarray, alpha: float) -> np.nda
 
 def objective(layer, x: np.ndarray, count: int, p_src: np.ndarray, alpha: float) -> float:
     """The programme's objective at bundle counts ``x`` ``(n_dst, n_in)``."""
-    e = np.bincount(layer.src_index().ravel(), x.ravel(), minlength=layer.n_src)
+    e = x.reshape(layer.groups, layer.group_out, layer.n_in).sum(axis=1).ravel()  # per source unit
     active = np.count_nonzero(e) + np.count_nonzero(x.any(axis=1))
     beta = (1.0 - alpha) / (layer.n_src + layer.n_dst)
     return float(alpha / count * np.dot(p_src, e) + beta * active)
