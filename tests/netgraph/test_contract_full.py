@@ -30,7 +30,9 @@ MODELS = ["resnet50", "resnext50_32x4d", "mobilenet_v3_large", "efficientnet_b0"
 SYNFLOW_ITERATIONS = 20
 METHODS = [("phew", {}), ("synflow", {"iterations": SYNFLOW_ITERATIONS}),
            ("synflow-l2", {"iterations": SYNFLOW_ITERATIONS}), ("random", {}), ("random", {"distribution": "erk"}),
-           ("magnitude", {}), ("snip", {}), ("grasp", {})]
+           ("magnitude", {}), ("snip", {}), ("grasp", {}),
+           # the newer methods (issue 14)
+           ("expander", {}), ("npb", {}), ("synflow-schedule", {"iterations": SYNFLOW_ITERATIONS}), ("phew-layerwise", {})]
 DENSITY = 0.1  # with offpath="magnitude": below the dense off-path share of vit_b_16 (0.16)
 SHAPE = (3, 224, 224)
 _CURRENT: dict = {}  # the model of the running cases only (one full-size model in memory)
