@@ -7,7 +7,9 @@ still runs; ``analysis.measure`` returns a record (for the PHEW mask of each mod
 the max-flow metrics). Each model is traced once (the cases run model by model). SynFlow and SynFlow-L2 run ``SYNFLOW_ITERATIONS`` rounds instead of
 the default 100 (time on a shared 2-core machine); the masks are still exact. Measured:
 72 cases in 8.6 min with one torch thread (vit_b_16's PHEW case, trace and measure
-included, is the longest: 114 s).
+included, is the longest: 114 s). The 32 cases of the newer methods (expander, npb,
+synflow-schedule, phew-layerwise) add 5 min (phew-layerwise on vit_b_16: 73 s; npb at most
+1.7 s per model).
 """
 
 import copy
