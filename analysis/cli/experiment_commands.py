@@ -49,13 +49,16 @@ def _command_line() -> str | None:
 @click.option("--data", "data_kind", type=click.Choice(PRUNE_DATA), default=None,
               help="Data for snip/grasp.")
 @click.option("--no-max-flow", is_flag=True, help="Skip the max-flow metrics (min vertex cut, disjoint paths).")
+@click.option("--collapse", is_flag=True,
+              help="Also bisect each data-free method's layer-collapse margin per seed (collapse.csv, a section "
+                   "of summary.md, the collapse_margin figure).")
 @click.option("--formats", default="png,svg", show_default=True, callback=comma_choices(FIGURE_FORMATS),
               help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}.")
 @offpath_option
 @layer_scale_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, seeds, out_dir, force, data_kind, no_max_flow,
-                formats, offpath, layer_scale, quiet):
+                collapse, formats, offpath, layer_scale, quiet):
     """Masks for methods x densities x seeds: results.csv, summary.md and plots.
 
     Seed s initialises the model and drives the method; the seeds are --seed, --seed+1,
@@ -77,7 +80,7 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
     t0 = time.perf_counter()
     df = compare(model_name, methods, densities, list(range(seed, seed + seeds)), input_shape=input_shape,
                  num_classes=num_classes, data=data_kind, progress=not quiet, max_flow=not no_max_flow,
-                 offpath=offpath, layer_scale=layer_scale)
+                 offpath=offpath, layer_scale=layer_scale, collapse=collapse)
     for path in comparison_files(out_dir):
         os.remove(path)
     files = write_comparison(df, out_dir, formats=formats, command=_command_line())

@@ -194,14 +194,14 @@ def summary_markdown(df: pd.DataFrame) -> str:
 
 
 #: What :func:`write_comparison` writes besides the figures.
-TABLE_FILES = ("results.csv", "provenance.json", "summary.md")
+TABLE_FILES = ("results.csv", "provenance.json", "summary.md", "collapse.csv")
 
 
 def comparison_files(out_dir) -> list:
     """The files of ``out_dir`` that :func:`write_comparison` writes (tables and standard figures), if present."""
     from .. import plots
 
-    stems = plots.standard_stems()
+    stems = [*plots.standard_stems(), "collapse_margin"]
     names = list(TABLE_FILES) + [f"{s}.{fmt}" for s in stems for fmt in plots.FORMATS]
     return [os.path.join(out_dir, n) for n in names if os.path.isfile(os.path.join(out_dir, n))]
 

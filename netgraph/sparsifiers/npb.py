@@ -1,4 +1,4 @@
-r"""NPB: node-path balancing, one mixed-integer programme per layer (scipy's HiGHS).
+r"""NPB: node-path balancing, one optimisation per layer, solved exactly.
 
 Pham et al. ("Towards data-agnostic pruning at initialization: what makes a good sparse
 mask?", NeurIPS 2023) argue that a good sparse mask balances two things in every layer:
@@ -24,12 +24,17 @@ source unit ``u`` through the masks already chosen (relative to the largest, so
     x_b \in \{0, \dots, k\},\; y_b \in \{0, 1\},\; 0 \le h \le 1 .
 
 ``x_b`` is the number of kept elements of bundle ``b`` (a conv keeps its ``x_b`` largest
-``|w|`` of the kernel), ``y_b`` says whether the bundle is used, ``h`` whether a unit is
-active. The first term is the layer's share of effective paths, the second its fraction of
-active units; ``alpha`` (default 0.5) weighs them. The count is exact (an equality of the
-programme). Solved with ``scipy.optimize.milp`` (HiGHS) under a per-layer ``time_limit``;
-when the limit stops the search, the best solution found is used (``ctx.info`` records
-the layers that stopped early and the MIP gaps).
+``|w|`` of the kernel, ties by position), ``y_b`` says whether the bundle is used, ``h``
+whether a unit is active. The first term is the layer's share of effective paths, the
+second its fraction of active units; ``alpha`` (default 0.5) weighs them. The count is
+exact (an equality of the programme).
+
+``solver="exact"`` (default) solves it combinatorially in a few sorts over the source
+units (:mod:`.npb_exact`, where the reduction and the tie rule are); ``solver="milp"``
+hands the programme above to ``scipy.optimize.milp`` (HiGHS) under a per-layer
+``time_limit``, the independent cross-check (tested equal on random layers), practical up
+to a few thousand bundles per layer; when the limit stops the search, the best solution
+found is used (``ctx.info`` records the layers that stopped early).
 """
 
 from __future__ import annotations
@@ -39,24 +44,56 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..errors import InvalidInputError
-from ..flows import flows_from_aggregates
+from ..flows import _combine
+from ..graph import Layer
+from . import npb_exact
 from .base import Context, method
 from .random_pruning import allocate, erk_densities
 
 
-def _source_paths(graph, aggs, layer) -> np.ndarray:
-    """Relative number of paths from the inputs to each source unit of ``layer`` (max 1)."""
-    fl = flows_from_aggregates(graph, aggs, 0, "count")
-    f = fl.forward[layer.src]
-    return f / f.max() if f.size and f.max() > 0 else np.zeros(layer.n_src)
+class _SourcePaths:
+    """Relative number of paths from the inputs to each unit (max 1 per group), group by group.
+
+    The same forward programme as :func:`~netgraph.flows.flows_from_aggregates` with
+    ``weights="count"`` (layers not chosen yet count as empty), but a group's vector is kept
+    once every layer into it and into the groups before it is chosen, so each layer's
+    sources cost one pass over the groups not yet final rather than a pass over the graph.
+    """
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.final = [(np.ones(graph.groups[0].size), 0.0)]
+
+    def __call__(self, aggs: list, chosen: set, layer) -> np.ndarray:
+        vals = list(self.final)
+        done = True
+        for h in range(len(self.final), layer.src + 1):
+            terms = []
+            for e in self.graph.edges_into(h):
+                x, scale = vals[e.src]
+                is_layer = isinstance(e, Layer)
+                done &= not is_layer or e.index in chosen
+                terms.append((e.push(aggs[e.index] if is_layer else None, x), scale))
+            vals.append(_combine(terms) if terms else (np.zeros(self.graph.groups[h].size), 0.0))
+            if done:
+                self.final.append(vals[-1])
+        f = vals[layer.src][0]
+        return f / f.max() if f.size and f.max() > 0 else np.zeros(layer.n_src)
 
 
-def npb_layer(layer, count: int, p_src: np.ndarray, alpha: float, time_limit: float):
-    """Kept elements per bundle ``(n_dst, n_in)`` (integers summing to ``count``) and solver info."""
+def npb_layer(layer, count: int, p_src: np.ndarray, alpha: float, time_limit: float = 20.0,
+              solver: str = "exact"):
+    """Kept elements per bundle ``(n_dst, n_in)`` (integers summing to ``count``) and solver info.
+
+    ``solver="exact"``: the combinatorial solution of :mod:`.npb_exact`; ``"milp"``: HiGHS
+    under ``time_limit`` seconds.
+    """
     nd, ni, k = layer.n_dst, layer.n_in, layer.k
     nb = nd * ni
     if count <= 0:
         return np.zeros((nd, ni), dtype=np.int64), {"status": "empty"}
+    if solver == "exact":
+        return npb_exact.solve(layer, count, p_src, alpha)
     src = layer.src_index().ravel()
     dst = np.repeat(np.arange(nd), ni)
     ns = layer.n_src
@@ -111,19 +148,36 @@ def _fix_total(x: np.ndarray, count: int, k: int, pref: np.ndarray) -> None:
 
 
 def _elements(layer, x: np.ndarray) -> np.ndarray:
-    """Mask keeping the ``x[v, j]`` largest ``|w|`` of each bundle (ties by position)."""
-    rank = np.argsort(np.argsort(-np.abs(layer.weight), axis=2, kind="stable"), axis=2, kind="stable")
-    return rank < x[:, :, None]
+    """Mask keeping the ``x[v, j]`` largest ``|w|`` of each bundle (ties by position).
+
+    Whole and empty bundles need no sort; only the partly kept ones are ranked.
+    """
+    mask = np.zeros(layer.weight.shape, dtype=bool)
+    mask[x >= layer.k] = True
+    part = np.flatnonzero((x > 0) & (x < layer.k))
+    chunk = max(1, (1 << 22) // layer.k)
+    w = layer.weight.reshape(-1, layer.k)
+    flat = mask.reshape(-1, layer.k)
+    for s in range(0, len(part), chunk):
+        idx = part[s:s + chunk]
+        order = np.argsort(-np.abs(w[idx]), axis=1, kind="stable")
+        keep = np.arange(layer.k)[None, :] < x.reshape(-1)[idx, None]
+        rows = np.zeros((len(idx), layer.k), dtype=bool)
+        np.put_along_axis(rows, order, keep, axis=1)
+        flat[idx] = rows
+    return mask
 
 
 @method(
     "npb",
-    options={"alpha": 0.5, "distribution": "erk", "time_limit": 20.0},
-    choices={"distribution": ("uniform", "erk")},
-    description="NPB (Pham et al. 2023): per layer, from the input, a mixed-integer programme (HiGHS) "
-                "balancing effective paths (weight alpha) and active units at the layer's density.",
+    options={"alpha": 0.5, "distribution": "erk", "solver": "exact", "time_limit": 20.0},
+    choices={"distribution": ("uniform", "erk"), "solver": ("exact", "milp")},
+    description="NPB (Pham et al. 2023): per layer, from the input, the optimum of a programme balancing "
+                "effective paths (weight alpha) and active units at the layer's density (exact "
+                "combinatorial solver, or HiGHS with solver='milp').",
 )
-def npb_masks(ctx: Context, alpha: float = 0.5, distribution: str = "erk", time_limit: float = 20.0) -> list:
+def npb_masks(ctx: Context, alpha: float = 0.5, distribution: str = "erk", solver: str = "exact",
+              time_limit: float = 20.0) -> list:
     if not 0.0 <= float(alpha) <= 1.0:
         raise InvalidInputError(f"option alpha of method 'npb' must be in [0, 1], got {alpha!r}")
     if not float(time_limit) > 0:
@@ -133,11 +187,12 @@ def npb_masks(ctx: Context, alpha: float = 0.5, distribution: str = "erk", time_
     dens = np.full(len(sizes), ctx.density) if distribution == "uniform" else erk_densities(g, ctx.target)
     counts = allocate(sizes, dens, ctx.target)
     aggs = [np.zeros(l.weight.shape[:2]) for l in g.layers]
-    masks, infos = [], []
+    masks, infos, chosen, paths = [], [], set(), _SourcePaths(g)
     for layer, cnt in zip(g.layers, counts):
-        p = _source_paths(g, aggs, layer)
-        x, info = npb_layer(layer, int(cnt), p, float(alpha), float(time_limit))
+        p = paths(aggs, chosen, layer)
+        x, info = npb_layer(layer, int(cnt), p, float(alpha), float(time_limit), solver)
         aggs[layer.index] = x.astype(np.float64)
+        chosen.add(layer.index)
         masks.append(_elements(layer, x))
         infos.append(info)
     ctx.info["layer_densities"] = [float(c) / s for c, s in zip(counts, sizes)]

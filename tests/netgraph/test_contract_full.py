@@ -7,7 +7,9 @@ still runs; ``analysis.measure`` returns a record (for the PHEW mask of each mod
 the max-flow metrics). Each model is traced once (the cases run model by model). SynFlow and SynFlow-L2 run ``SYNFLOW_ITERATIONS`` rounds instead of
 the default 100 (time on a shared 2-core machine); the masks are still exact. Measured:
 72 cases in 8.6 min with one torch thread (vit_b_16's PHEW case, trace and measure
-included, is the longest: 114 s).
+included, is the longest: 114 s). The 32 cases of the newer methods (expander, npb,
+synflow-schedule, phew-layerwise) add 5 min (phew-layerwise on vit_b_16: 73 s; npb at most
+1.7 s per model).
 """
 
 import copy
@@ -30,7 +32,9 @@ MODELS = ["resnet50", "resnext50_32x4d", "mobilenet_v3_large", "efficientnet_b0"
 SYNFLOW_ITERATIONS = 20
 METHODS = [("phew", {}), ("synflow", {"iterations": SYNFLOW_ITERATIONS}),
            ("synflow-l2", {"iterations": SYNFLOW_ITERATIONS}), ("random", {}), ("random", {"distribution": "erk"}),
-           ("magnitude", {}), ("snip", {}), ("grasp", {})]
+           ("magnitude", {}), ("snip", {}), ("grasp", {}),
+           # the newer methods (issue 14)
+           ("expander", {}), ("npb", {}), ("synflow-schedule", {"iterations": SYNFLOW_ITERATIONS}), ("phew-layerwise", {})]
 DENSITY = 0.1  # with offpath="magnitude": below the dense off-path share of vit_b_16 (0.16)
 SHAPE = (3, 224, 224)
 _CURRENT: dict = {}  # the model of the running cases only (one full-size model in memory)

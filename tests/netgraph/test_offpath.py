@@ -177,8 +177,7 @@ def _new_cases():
     for net in ("vit", "swin"):
         for i, (method, opts) in enumerate(NEW_METHODS):
             policy = OFFPATH_POLICIES[i % 2]  # the policy only changes the count the method is given
-            slow = [pytest.mark.slow] if (method, net) == ("npb", "swin") else []  # about 30 s
-            yield pytest.param(net, method, opts, policy, marks=slow, id=f"{net}-{method}-{opts}-{policy}")
+            yield pytest.param(net, method, opts, policy, id=f"{net}-{method}-{opts}-{policy}")
 
 
 @pytest.mark.parametrize("net,method,opts,policy", list(_new_cases()))

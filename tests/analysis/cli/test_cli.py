@@ -136,6 +136,18 @@ def test_compare_command(run, tmp_path):
     assert "phew:bias=uniform,kernel_conserved=true" in (tmp_path / "summary.md").read_text()
 
 
+def test_compare_command_collapse(run, tmp_path):
+    """--collapse adds the layer-collapse margins; --force then replaces their files too."""
+    args = ["compare", "--model", "digits_mlp", "--methods", "phew,magnitude", "--densities", "0.2", "--seeds", "1",
+            "--no-max-flow", "--formats", "png", "--collapse", "--out", str(tmp_path), "--quiet"]
+    run(*args)
+    rows = (tmp_path / "collapse.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("phew,0,,") and (tmp_path / "collapse_margin.png").exists()
+    assert "Layer-collapse margin" in (tmp_path / "summary.md").read_text()
+    run(*[a for a in args if a != "--collapse"], "--force")
+    assert not (tmp_path / "collapse.csv").exists() and not (tmp_path / "collapse_margin.png").exists()
+
+
 @pytest.mark.parametrize("args,words", [
     (["--methods", ""], "method list is empty"),
     (["--densities", "0.1,2"], "density must be in (0, 1]"),
