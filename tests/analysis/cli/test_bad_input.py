@@ -165,6 +165,10 @@ CASES = [
     ("reproduce-study", ["reproduce", "--study", "nope"], 2, ["'--study'", "'nope'", "topology"]),
     ("reproduce-out-file", ["reproduce", "--study", "topology", "--quick", "--out", "{tmp}/file.txt"], 2,
      ["'--out'", "is a file"]),
+    ("reproduce-report-only-other-study", ["reproduce", "--study", "topology", "--report-only", "--out", "{tmp}/r"], 2,
+     ["--report-only", "mnist1d", "topology"]),
+    ("reproduce-report-only-no-results", ["reproduce", "--study", "mnist1d", "--report-only", "--out", "{tmp}/r"], 2,
+     ["mnist1d_results.csv does not exist", "run the study first"]),
     # sweep (no run starts)
     ("sweep-missing-config", ["sweep", "{tmp}/missing.yaml"], 2, ["missing.yaml: no such file"]),
     ("sweep-config-is-folder", ["sweep", "{tmp}"], 2, ["'CONFIG'", "is a directory"]),
