@@ -151,12 +151,29 @@ def _half_bound(d: float) -> float:
     return math.sqrt(d - 1.0) if d > 1.0 else 0.0
 
 
-def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None) -> dict:
+def _fractions(layer, count: np.ndarray) -> np.ndarray:
+    """The kept kernel fractions ``count / k`` (the count itself for one-element bundles)."""
+    return count if layer.k == 1 else count / layer.k
+
+
+def _single_threaded_blas():
+    """A context in which BLAS runs on one thread (a no-op without ``threadpoolctl``)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with scikit-learn
+        from contextlib import nullcontext
+
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None, fractions=None) -> dict:
     """Spectral measures of one layer from its kept-count and ``sum |w|`` bundle matrices.
 
-    ``sv`` (optional) are the precomputed top-2 singular values ``((mu1, mu2), (w1, w2))``.
+    ``sv`` (optional) are the precomputed top-2 singular values ``((mu1, mu2), (w1, w2))``;
+    ``fractions`` (optional) the precomputed ``count / layer.k``.
     """
-    a = count / layer.k
+    a = _fractions(layer, count) if fractions is None else fractions
     (mu1, mu2), (w1, w2) = sv if sv is not None else (top_singular_values(layer, a),
                                                       top_singular_values(layer, abs_sum))
     E = float(a.sum())
@@ -194,13 +211,15 @@ def layer_spectra(graph, masks=None) -> list:
 
     def compute():
         C, A = mg.aggregates("count"), mg.aggregates("abs")
-        jobs = [(layer, m) for layer, c, a in zip(graph.layers, C, A) for m in (c / layer.k, a)]
-        # largest first, over a small thread pool: LAPACK, ARPACK's products and BLAS release the GIL
+        F = [_fractions(layer, c) for layer, c in zip(graph.layers, C)]
+        jobs = [(layer, m) for layer, f, a in zip(graph.layers, F, A) for m in (f, a)]
+        # largest first, over a small thread pool: LAPACK, ARPACK's products and BLAS release the GIL;
+        # BLAS itself single-threaded meanwhile (threads of threads only contend for the cores)
         order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].size)
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        with _single_threaded_blas(), ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             done = dict(zip(order, pool.map(lambda i: top_singular_values(*jobs[i]), order)))
-        return [layer_spectrum(layer, c, a, (done[2 * i], done[2 * i + 1]))
-                for i, (layer, c, a) in enumerate(zip(graph.layers, C, A))]
+        return [layer_spectrum(layer, c, a, (done[2 * i], done[2 * i + 1]), fractions=f)
+                for i, (layer, c, a, f) in enumerate(zip(graph.layers, C, A, F))]
 
     return mg.cached("analysis.spectral", compute)
 
