@@ -2,7 +2,8 @@
 
 :class:`_Table` handles any set of out-edges (in-edges) of a unit group: layers, grouped
 layers and identity shortcuts, with the authors' branch rule; :class:`_DenseTable` is the
-fast path of a group whose only usable edge is an ungrouped layer (most groups), with the
+fast path of a group whose only usable edge is an ungrouped layer (most groups), and
+:class:`~netgraph.sparsifiers._blocktable.BlockTable` that of a very large linear layer, with the
 same distribution (``tests/netgraph/test_synflow_paths.py`` draws both alike).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Layer
+from ._blocktable import BLOCK_ABOVE, BlockTable
 
 
 def _fan(layer: Layer, bundle: np.ndarray, forward: bool):
@@ -132,10 +134,19 @@ class _DenseTable:
         return np.zeros(units.size, dtype=np.int64), lo
 
 
-def table(n: int, edges: list, bundle: list, forward: bool, authors: bool):
-    """The transition table of a group over its usable ``edges`` in one direction."""
+def table(n: int, edges: list, bundle, forward: bool, authors: bool, bias: str = "magnitude",
+          block_above: int | None = None):
+    """The transition table of a group over its usable ``edges`` in one direction.
+
+    ``bundle[i]`` is layer ``i``'s bundle totals (asked for only where a table needs them);
+    a linear layer of more than ``block_above`` bundles (default
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) gets a :class:`BlockTable`.
+    """
     if len(edges) == 1 and isinstance(edges[0], Layer) and edges[0].groups == 1:
-        return _DenseTable(edges[0], bundle[edges[0].index], forward)
+        e = edges[0]
+        if e.k == 1 and e.num_bundles > (BLOCK_ABOVE if block_above is None else block_above):
+            return BlockTable(e, forward, bias)
+        return _DenseTable(e, bundle[e.index], forward)
     return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer)
                       else (e, _shortcut_column(e, forward), None) for e in edges], authors)
 

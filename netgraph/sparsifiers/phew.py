@@ -68,16 +68,22 @@ def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.
 
 
 class WalkGraph:
-    """Transition tables of a graph for one bias and branch rule (build once, walk often)."""
+    """Transition tables of a graph for one bias and branch rule (build once, walk often).
 
-    def __init__(self, graph: NetGraph, bias: str = "magnitude", branch: str = "weighted"):
+    Linear layers of more than ``block_above`` bundles (default
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) get block tables, a fraction of a
+    byte a weight instead of 16, with the same draws.
+    """
+
+    def __init__(self, graph: NetGraph, bias: str = "magnitude", branch: str = "weighted",
+                 block_above: int | None = None):
         if bias not in BIASES:
             raise InvalidInputError(f"unknown bias {bias!r}; accepted: {', '.join(BIASES)}")
         if branch not in BRANCHES:
             raise InvalidInputError(f"unknown branch rule {branch!r}; accepted: {', '.join(BRANCHES)}")
         self.graph = graph
         self.bias = bias
-        bundle = [_bundle_totals(l, bias) for l in graph.layers]
+        bundle = _Bundles(graph.layers, bias)
         to_out, from_in = _live_groups(graph)
         authors = branch == "authors"
         G = len(graph.groups)
@@ -90,9 +96,9 @@ class WalkGraph:
                 outs = [e for e in outs if isinstance(e, Layer)] or outs
                 ins = [e for e in ins if isinstance(e, Layer)] or ins
             if outs and g != G - 1:
-                self.fwd[g] = table(n, outs, bundle, True, authors)
+                self.fwd[g] = table(n, outs, bundle, True, authors, bias, block_above)
             if ins and g != 0:
-                self.bwd[g] = table(n, ins, bundle, False, authors)
+                self.bwd[g] = table(n, ins, bundle, False, authors, bias, block_above)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
@@ -169,6 +175,18 @@ class WalkGraph:
         if not rec_w:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rec_w), np.concatenate(rec_e)
+
+
+class _Bundles:
+    """Layers' bundle totals, each computed when a table first asks for it (block tables never do)."""
+
+    def __init__(self, layers, bias: str):
+        self.layers, self.bias, self._done = layers, bias, {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i not in self._done:
+            self._done[i] = _bundle_totals(self.layers[i], self.bias)
+        return self._done[i]
 
 
 def _shortcut_step(e, units: np.ndarray, forward: bool) -> np.ndarray:

@@ -65,3 +65,36 @@ def test_first_takes_equals_stable_sort_and_unique():
     assert np.array_equal(uniq, u_ref) and np.array_equal(first, w2[order][idx])
     empty = _first_takes(w[:0], e[:0], kept, B)
     assert empty[0].size == 0 and empty[1].size == 0
+
+
+def _mlp_graph(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(37, 50), nn.ReLU(), nn.Linear(50, 9), nn.ReLU(), nn.Linear(9, 21))
+    with torch.no_grad():
+        model[0].weight[:, 3] = 0.0  # a source unit with no usable forward weight
+        model[2].weight[4] = 0.0  # a destination unit with no usable backward weight
+        model[0].weight[7, :5] = 0.0  # exact zeros inside blocks
+    return netgraph.from_torch(model, (37,))
+
+
+@pytest.mark.parametrize("bias", BIASES)
+def test_block_tables_draw_like_dense_tables(bias):
+    """Block tables (every 16th cumulative sum kept) give the dense tables' walks, bit for bit."""
+    g = _mlp_graph()
+    dense, block = WalkGraph(g, bias), WalkGraph(g, bias, block_above=0)
+    assert any(type(t).__name__ == "BlockTable" for t in block.fwd + block.bwd if t is not None)
+    for direction, n0 in (("forward", 37), ("backward", 21)):
+        ids = np.arange(3000)
+        a = dense.walk(direction, ids % n0, ids, np.random.default_rng(5))
+        b = block.walk(direction, ids % n0, ids, np.random.default_rng(5))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_phew_masks_with_block_tables(monkeypatch):
+    from netgraph.sparsifiers import _tables
+
+    g = _mlp_graph(1)
+    want = netgraph.sparsify(g, "phew", 0.2, seed=4)
+    monkeypatch.setattr(_tables, "BLOCK_ABOVE", 0)
+    got = netgraph.sparsify(g, "phew", 0.2, seed=4)
+    assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
