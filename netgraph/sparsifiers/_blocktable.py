@@ -17,8 +17,9 @@ from ..graph import Layer
 
 #: Cumulative sums kept per walk direction: one in ``BLOCK`` (0.5 byte a weight in float64).
 BLOCK = 16
-#: One-element-bundle layers with more bundles than this get a :class:`BlockTable`.
-BLOCK_ABOVE = 1 << 26
+#: One-element-bundle layers with more bundles than this get a :class:`BlockTable` (no slower than a
+#: full table: building one costs more than recomputing 16 sums a draw).
+BLOCK_ABOVE = 1 << 22
 
 
 def element_values(bias: str, w: np.ndarray) -> np.ndarray:
