@@ -80,7 +80,25 @@ def bi_adjacency(layer, agg: np.ndarray, fmt: str = "csr"):
     return m.toarray() if fmt == "dense" else m.asformat(fmt)
 
 
-def top_singular_values(layer, agg: np.ndarray, k: int = 2) -> np.ndarray:
+def _sparse_from_kept(layer, agg: np.ndarray, nonzero: np.ndarray, k: int):
+    """``sp.csr_matrix(agg)`` built from ``nonzero`` (ascending flat indices holding every
+    nonzero of ``agg``) when :func:`top_singular_values` would take that route, else None."""
+    if layer.groups > 1 or min(agg.shape) <= max(DENSE_LIMIT, k + 1):
+        return None
+    vals = agg.reshape(-1)[nonzero]
+    live = vals != 0
+    nnz = int(np.count_nonzero(live))
+    if not (nnz < 0.25 * agg.size and max(agg.shape) > GRAM_LIMIT) or nnz == 0:
+        return None
+    idx, vals = nonzero[live], vals[live]
+    rows, cols = np.divmod(idx, agg.shape[1])
+    indptr = np.zeros(agg.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=agg.shape[0]), out=indptr[1:])
+    itype = np.int32 if max(agg.shape[1], nnz) < 2**31 else np.int64
+    return sp.csr_matrix((vals.astype(np.float64), cols.astype(itype), indptr.astype(itype)), shape=agg.shape)
+
+
+def top_singular_values(layer, agg: np.ndarray, k: int = 2, nonzero=None) -> np.ndarray:
     """The ``k`` largest singular values (descending) of the layer's bi-adjacency.
 
     Layers with a small side (at most :data:`DENSE_LIMIT` units) use the dense
@@ -90,9 +108,16 @@ def top_singular_values(layer, agg: np.ndarray, k: int = 2) -> np.ndarray:
     on the smaller Gram operator (CSR when sparse). The last two finish with a
     Rayleigh-Ritz step (singular values of ``A V``), accurate to about ``1e-15 * mu1``. Grouped layers take the SVD of all
     blocks at once (batched ``numpy.linalg.svd``). Missing values (fewer than ``k`` units) are 0.
+    ``nonzero`` (optional): ascending flat indices holding every nonzero of ``agg`` (a mask's
+    kept bundles), which lets a large sparse layer skip scans of its dense matrix.
     """
     agg = np.asarray(agg, dtype=np.float64)
     out = np.zeros(k)
+    if nonzero is not None:
+        mat = _sparse_from_kept(layer, agg, nonzero, k)
+        if mat is not None:  # the same CSR matrix as below, so the same ARPACK run
+            out[:] = _top_sv_arpack(mat, k)
+            return out
     if not agg.any():
         return out
     first = agg.flat[0]
@@ -152,12 +177,18 @@ def _half_bound(d: float) -> float:
     return math.sqrt(d - 1.0) if d > 1.0 else 0.0
 
 
-def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None) -> dict:
+def _fractions(layer, count: np.ndarray) -> np.ndarray:
+    """The kept kernel fractions ``count / k`` (the count itself for one-element bundles)."""
+    return count if layer.k == 1 else count / layer.k
+
+
+def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None, fractions=None) -> dict:
     """Spectral measures of one layer from its kept-count and ``sum |w|`` bundle matrices.
 
-    ``sv`` (optional) are the precomputed top-2 singular values ``((mu1, mu2), (w1, w2))``.
+    ``sv`` (optional) are the precomputed top-2 singular values ``((mu1, mu2), (w1, w2))``;
+    ``fractions`` (optional) the precomputed ``count / layer.k``.
     """
-    a = count / layer.k
+    a = _fractions(layer, count) if fractions is None else fractions
     (mu1, mu2), (w1, w2) = sv if sv is not None else (top_singular_values(layer, a),
                                                       top_singular_values(layer, abs_sum))
     E = float(a.sum())
@@ -195,7 +226,9 @@ def layer_spectra(graph, masks=None) -> list:
 
     def compute():
         C, A = mg.aggregates("count"), mg.aggregates("abs")
-        jobs = [(layer, m) for layer, c, a in zip(graph.layers, C, A) for m in (c / layer.k, a)]
+        F = [_fractions(layer, c) for layer, c in zip(graph.layers, C)]
+        nz = [None if mg.dense else mg.kept_bundles(layer)[2] for layer in graph.layers]
+        jobs = [(layer, m, 2, z) for layer, f, a, z in zip(graph.layers, F, A, nz) for m in (f, a)]
         # largest first, over a small thread pool: LAPACK, ARPACK's products and BLAS release the GIL.
         # One BLAS thread per worker: a threaded BLAS inside each worker oversubscribes the cores
         # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
@@ -203,8 +236,8 @@ def layer_spectra(graph, masks=None) -> list:
         with threadpool_limits(1, user_api="blas"), \
                 ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             done = dict(zip(order, pool.map(lambda i: top_singular_values(*jobs[i]), order)))
-        return [layer_spectrum(layer, c, a, (done[2 * i], done[2 * i + 1]))
-                for i, (layer, c, a) in enumerate(zip(graph.layers, C, A))]
+        return [layer_spectrum(layer, c, a, (done[2 * i], done[2 * i + 1]), fractions=f)
+                for i, (layer, c, a, f) in enumerate(zip(graph.layers, C, A, F))]
 
     return mg.cached("analysis.spectral", compute)
 

@@ -93,7 +93,9 @@ def layer_bundle_max(graph, layer_masks, kept=None) -> list:
         idx = None if kept is None else kept[i]
         a = np.zeros(layer.num_bundles, dtype=np.result_type(layer.weight.dtype, np.float32))
         if idx is not None:
-            if idx.size:
+            if idx.size and layer.k == 1:  # one-element bundles: the maximum is the element
+                a[idx] = np.abs(layer.weight.reshape(-1)[idx])
+            elif idx.size:
                 b = idx // layer.k
                 starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])  # idx is sorted: bundles are runs
                 a[b[starts]] = np.maximum.reduceat(np.abs(layer.weight.reshape(-1)[idx]), starts)

@@ -2,7 +2,8 @@
 
 :class:`_Table` handles any set of out-edges (in-edges) of a unit group: layers, grouped
 layers and identity shortcuts, with the authors' branch rule; :class:`_DenseTable` is the
-fast path of a group whose only usable edge is an ungrouped layer (most groups), with the
+fast path of a group whose only usable edge is an ungrouped layer (most groups), and
+:class:`~netgraph.sparsifiers._blocktable.BlockTable` that of a very large linear layer, with the
 same distribution (``tests/netgraph/test_synflow_paths.py`` draws both alike).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Layer
+from ._blocktable import BLOCK_ABOVE, BlockTable
 
 
 def _fan(layer: Layer, bundle: np.ndarray, forward: bool):
@@ -90,8 +92,8 @@ class _DenseTable:
 
     The cumulative sums run along the bundle matrix's own axes (forward: down each column,
     backward: along each row), so building it is one contiguous ``cumsum`` and no
-    transposed copy; a batch of walkers draws by a vectorised binary search (first column
-    whose cumulative weight exceeds ``r * total``), the same distribution as :class:`_Table`.
+    transposed copy; a batch of walkers draws by a vectorised branchless binary search (first
+    column whose cumulative weight exceeds ``r * total``), the same distribution as :class:`_Table`.
     """
 
     def __init__(self, edge: Layer, bundle: np.ndarray, forward: bool):
@@ -110,25 +112,41 @@ class _DenseTable:
     def draw(self, units: np.ndarray, r: np.ndarray):
         tot = self.tot[units]
         target = r * tot
-        lo = np.zeros(units.size, dtype=np.int64)
-        hi = np.full(units.size, self.n - 1, dtype=np.int64)
+        # branchless search on flat positions: ``pos`` walks down the unit's cumulative sums (a column
+        # forward, a row backward) in strides ``step``; the result counts the sums <= target, i.e. the
+        # first column whose sum exceeds it (the sums never decrease), capped at the last column
         flat, stride = self.cum.reshape(-1), self.cum.shape[1]
-        for _ in range(max(1, int(self.n - 1).bit_length())):
-            mid = (lo + hi) >> 1
-            val = flat[mid * stride + units] if self.forward else flat[units * stride + mid]
-            right = val <= target
-            lo = np.where(right, mid + 1, lo)
-            hi = np.where(right, hi, mid)
+        unit_step = stride if self.forward else 1
+        pos = units.astype(np.int64) if self.forward else units * np.int64(stride)
+        start = pos.copy()
+        size = self.n
+        while size > 1:
+            half = size >> 1
+            step = half * unit_step
+            np.add(pos, step, out=pos, where=np.take(flat, pos + step) <= target)
+            size -= half
+        lo = (pos - start) // unit_step
+        lo += np.take(flat, pos) <= target
+        np.minimum(lo, self.n - 1, out=lo)
         empty = tot <= 0  # no usable weight: uniform (the reference's fallback)
         if empty.any():
             lo[empty] = np.minimum((r[empty] * self.n).astype(np.int64), self.n - 1)
         return np.zeros(units.size, dtype=np.int64), lo
 
 
-def table(n: int, edges: list, bundle: list, forward: bool, authors: bool):
-    """The transition table of a group over its usable ``edges`` in one direction."""
+def table(n: int, edges: list, bundle, forward: bool, authors: bool, bias: str = "magnitude",
+          block_above: int | None = None):
+    """The transition table of a group over its usable ``edges`` in one direction.
+
+    ``bundle[i]`` is layer ``i``'s bundle totals (asked for only where a table needs them);
+    a linear layer of more than ``block_above`` bundles (default
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) gets a :class:`BlockTable`.
+    """
     if len(edges) == 1 and isinstance(edges[0], Layer) and edges[0].groups == 1:
-        return _DenseTable(edges[0], bundle[edges[0].index], forward)
+        e = edges[0]
+        if e.k == 1 and e.num_bundles > (BLOCK_ABOVE if block_above is None else block_above):
+            return BlockTable(e, forward, bias)
+        return _DenseTable(e, bundle[e.index], forward)
     return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer)
                       else (e, _shortcut_column(e, forward), None) for e in edges], authors)
 

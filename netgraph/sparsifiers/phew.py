@@ -68,16 +68,22 @@ def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.
 
 
 class WalkGraph:
-    """Transition tables of a graph for one bias and branch rule (build once, walk often)."""
+    """Transition tables of a graph for one bias and branch rule (build once, walk often).
 
-    def __init__(self, graph: NetGraph, bias: str = "magnitude", branch: str = "weighted"):
+    Linear layers of more than ``block_above`` bundles (default
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) get block tables, a fraction of a
+    byte a weight instead of 16, with the same draws.
+    """
+
+    def __init__(self, graph: NetGraph, bias: str = "magnitude", branch: str = "weighted",
+                 block_above: int | None = None):
         if bias not in BIASES:
             raise InvalidInputError(f"unknown bias {bias!r}; accepted: {', '.join(BIASES)}")
         if branch not in BRANCHES:
             raise InvalidInputError(f"unknown branch rule {branch!r}; accepted: {', '.join(BRANCHES)}")
         self.graph = graph
         self.bias = bias
-        bundle = [_bundle_totals(l, bias) for l in graph.layers]
+        bundle = _Bundles(graph.layers, bias)
         to_out, from_in = _live_groups(graph)
         authors = branch == "authors"
         G = len(graph.groups)
@@ -90,9 +96,9 @@ class WalkGraph:
                 outs = [e for e in outs if isinstance(e, Layer)] or outs
                 ins = [e for e in ins if isinstance(e, Layer)] or ins
             if outs and g != G - 1:
-                self.fwd[g] = table(n, outs, bundle, True, authors)
+                self.fwd[g] = table(n, outs, bundle, True, authors, bias, block_above)
             if ins and g != 0:
-                self.bwd[g] = table(n, ins, bundle, False, authors)
+                self.bwd[g] = table(n, ins, bundle, False, authors, bias, block_above)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
@@ -104,10 +110,18 @@ class WalkGraph:
         r = rng.random(v.size)
         if self.bias == "uniform":
             return np.minimum((r * k).astype(np.int64), k - 1)
-        W = element_weights(layer, self.bias, layer.weight[v, j]).astype(np.float64)
-        cum = np.cumsum(W, axis=1)
-        tot = cum[:, -1]
-        t = (cum <= (r * tot)[:, None]).sum(axis=1)
+        # tap-major (k, n): the running sums are k contiguous adds, the same sequential sums as a cumsum
+        W = element_weights(layer, self.bias, np.ascontiguousarray(layer.weight[v, j].T))
+        tot = W[0].astype(np.float64)
+        for c in range(1, k):
+            tot += W[c]
+        target = r * tot
+        acc = W[0].astype(np.float64)
+        t = (acc <= target).astype(np.int64)
+        for c in range(1, k - 1):  # the last running sum is tot itself
+            acc += W[c]
+            t += acc <= target
+        t += tot <= target
         empty = tot <= 0
         if empty.any():
             t[empty] = (r[empty] * k).astype(np.int64)
@@ -163,6 +177,18 @@ class WalkGraph:
         return np.concatenate(rec_w), np.concatenate(rec_e)
 
 
+class _Bundles:
+    """Layers' bundle totals, each computed when a table first asks for it (block tables never do)."""
+
+    def __init__(self, layers, bias: str):
+        self.layers, self.bias, self._done = layers, bias, {}
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if i not in self._done:
+            self._done[i] = _bundle_totals(self.layers[i], self.bias)
+        return self._done[i]
+
+
 def _shortcut_step(e, units: np.ndarray, forward: bool) -> np.ndarray:
     """The unit a walk reaches across shortcut ``e``."""
     if e.is_identity:
@@ -188,6 +214,9 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
         name = "abs_sum" if bias == "magnitude" else "sq_sum"  # a 1B-weight graph keeps no 0.8 GB it won't reuse
         if name in layer.__dict__:
             return layer.__dict__[name]
+        if layer.k == 1:  # a sum of one element is the element (a float64 of a float32 is exact, so is its square)
+            w = layer.weight.reshape(layer.weight.shape[:2]).astype(np.float64)
+            return np.abs(w, out=w) if bias == "magnitude" else np.square(w, out=w)
         if bias == "magnitude":
             return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64))
         return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)))
@@ -245,6 +274,23 @@ def phew_walks(graph: NetGraph, n_walks: int, direction: str = "forward", seed: 
     return w[order], layer[order], (e - wg.offsets[layer])[order]
 
 
+def _first_takes(w: np.ndarray, e: np.ndarray, kept: np.ndarray, B: int):
+    """The weights not yet ``kept`` that walk records ``(w, e)`` take, ascending, and the
+    first walk (``0 <= w < B``) taking each.
+
+    One sort of the composite keys ``e * 2**bits + w`` (no stable argsort by walk, then by
+    element): the smallest key of each element carries its first walk.
+    """
+    fresh = ~kept[e]
+    bits = max(1, int(B - 1).bit_length())
+    keys = np.left_shift(e[fresh], bits)
+    keys |= w[fresh]
+    keys.sort()
+    el = keys >> bits
+    first = np.flatnonzero(np.r_[True, el[1:] != el[:-1]]) if el.size else el
+    return el[first], keys[first] & ((1 << bits) - 1)
+
+
 def _initial_state(ctx: Context, init_mask) -> np.ndarray:
     g = ctx.graph
     if init_mask is None:
@@ -298,12 +344,7 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
         w1, e1 = wg.walk("forward", (fwd // 2) % n_in, fwd, rng, kernel_conserved)
         w2, e2 = wg.walk("backward", (bwd // 2) % n_out, bwd, rng, kernel_conserved)
         w, e = np.concatenate([w1, w2]), np.concatenate([e1, e2])
-        fresh = ~kept[e]
-        w, e = w[fresh], e[fresh]
-        order = np.argsort(w, kind="stable")
-        w, e = w[order], e[order]
-        uniq, first = np.unique(e, return_index=True)
-        first_walk = w[first] - walks_done
+        uniq, first_walk = _first_takes(w - walks_done, e, kept, B)
         cum = np.cumsum(np.bincount(first_walk, minlength=B))
         if cum[-1] >= need:
             last = int(np.searchsorted(cum, need))  # first walk reaching the target

@@ -1,0 +1,100 @@
+"""PHEW's fast paths give exactly what the straightforward computations give."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import netgraph
+from netgraph.sparsifiers.phew import BIASES, WalkGraph, _bundle_totals, _first_takes, element_weights
+
+
+def _conv_graph(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.Conv2d(5, 4, 2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 2 * 2, 6), nn.ReLU(), nn.Linear(6, 3))
+    with torch.no_grad():
+        model[2].weight[0, 0] = 0.0  # an all-zero kernel: the uniform fallback
+    return netgraph.from_torch(model, (3, 5, 5))
+
+
+@pytest.mark.parametrize("bias", [b for b in BIASES if b != "uniform"])
+def test_tap_equals_cumsum_draw(bias):
+    """The tap-major running sums draw the same tap as a float64 cumsum over each kernel."""
+    g = _conv_graph()
+    wg = WalkGraph(g, bias)
+    for layer in g.layers:
+        rng = np.random.default_rng(3)
+        v = rng.integers(0, layer.n_dst, 500)
+        j = rng.integers(0, layer.n_in, 500)
+        got = wg._tap(layer, v, j, np.random.default_rng(7))
+        if layer.k == 1:
+            assert (got == 0).all()
+            continue
+        r = np.random.default_rng(7).random(500)
+        cum = np.cumsum(element_weights(layer, bias, layer.weight[v, j]).astype(np.float64), axis=1)
+        want = (cum <= (r * cum[:, -1])[:, None]).sum(axis=1)
+        empty = cum[:, -1] <= 0
+        want[empty] = (r[empty] * layer.k).astype(np.int64)
+        assert np.array_equal(got, np.minimum(want, layer.k - 1))
+
+
+@pytest.mark.parametrize("bias", ["magnitude", "square"])
+def test_bundle_totals_of_one_element_bundles(bias):
+    """A linear layer's bundle totals are the cached per-bundle sums, bit for bit."""
+    g = _conv_graph()
+    for layer in g.layers:
+        got = _bundle_totals(layer, bias)
+        want = layer.fresh_sums(1 if bias == "magnitude" else 2)
+        assert got.dtype == np.float64 and np.array_equal(got, want)
+
+
+def test_first_takes_equals_stable_sort_and_unique():
+    """One composite-key sort finds the same new elements and first walks as a stable sort
+    by walk followed by ``np.unique(return_index=True)``."""
+    rng = np.random.default_rng(0)
+    B, n = 1000, 20000
+    w = np.concatenate([np.sort(rng.integers(0, B, n // 4)) for _ in range(4)])  # sorted runs, as walks give
+    e = rng.integers(0, 5000, w.size)
+    kept = rng.random(5000) < 0.3
+    uniq, first = _first_takes(w, e, kept, B)
+    fresh = ~kept[e]
+    w2, e2 = w[fresh], e[fresh]
+    order = np.argsort(w2, kind="stable")
+    u_ref, idx = np.unique(e2[order], return_index=True)
+    assert np.array_equal(uniq, u_ref) and np.array_equal(first, w2[order][idx])
+    empty = _first_takes(w[:0], e[:0], kept, B)
+    assert empty[0].size == 0 and empty[1].size == 0
+
+
+def _mlp_graph(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(37, 50), nn.ReLU(), nn.Linear(50, 9), nn.ReLU(), nn.Linear(9, 21))
+    with torch.no_grad():
+        model[0].weight[:, 3] = 0.0  # a source unit with no usable forward weight
+        model[2].weight[4] = 0.0  # a destination unit with no usable backward weight
+        model[0].weight[7, :5] = 0.0  # exact zeros inside blocks
+    return netgraph.from_torch(model, (37,))
+
+
+@pytest.mark.parametrize("bias", BIASES)
+def test_block_tables_draw_like_dense_tables(bias):
+    """Block tables (every 16th cumulative sum kept) give the dense tables' walks, bit for bit."""
+    g = _mlp_graph()
+    dense, block = WalkGraph(g, bias), WalkGraph(g, bias, block_above=0)
+    assert any(type(t).__name__ == "BlockTable" for t in block.fwd + block.bwd if t is not None)
+    for direction, n0 in (("forward", 37), ("backward", 21)):
+        ids = np.arange(3000)
+        a = dense.walk(direction, ids % n0, ids, np.random.default_rng(5))
+        b = block.walk(direction, ids % n0, ids, np.random.default_rng(5))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_phew_masks_with_block_tables(monkeypatch):
+    from netgraph.sparsifiers import _tables
+
+    g = _mlp_graph(1)
+    want = netgraph.sparsify(g, "phew", 0.2, seed=4)
+    monkeypatch.setattr(_tables, "BLOCK_ABOVE", 0)
+    got = netgraph.sparsify(g, "phew", 0.2, seed=4)
+    assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
