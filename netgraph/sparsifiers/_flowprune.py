@@ -44,6 +44,30 @@ _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pru
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
 SAMPLE_SIZE = 1 << 15
+#: Elements of each bundle the walk examines at once (doubling while a bundle needs more).
+WINDOW = 4
+
+
+def _ranges(a: np.ndarray, b: np.ndarray) -> tuple:
+    """Flatten the ranges ``[a[i], b[i])``: ``(i, position)`` per element, ranges in order."""
+    n = b - a
+    i = np.repeat(np.arange(a.size), n)
+    return i, np.arange(i.size) - np.repeat(np.cumsum(n) - n - a, n)
+
+
+def _pruned_sums(state, t: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
+    """Sum of ``|w|`` (or ``w^2``) at positions ``[a, b)`` of tracked bundles ``t``, float64,
+    each added in ascending position from 0 (the summation order the flows were built on)."""
+    out = np.zeros(t.size)
+    ends = np.cumsum(b - a)
+    s = 0
+    while s < t.size:  # blocks of about ``chunk`` elements bound the temporaries
+        e = max(s + 1, int(np.searchsorted(ends, ends[s] - (b[s] - a[s]) + chunk, side="right")))
+        i, p = _ranges(a[s:e], b[s:e])
+        v = state.values(state.bundle_ids(t[s:e])[i], p).astype(np.float64)
+        out[s:e] = np.bincount(i, weights=v if state.power == 1 else v * v, minlength=e - s)
+        s = e
+    return out
 
 
 def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
@@ -79,11 +103,10 @@ class LayerState:
             for s in range(0, n_b, rows):  # row blocks: no full-size temporaries besides S
                 self.S[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
             self.low = self.S[:, 0].copy()
-        else:
-            self.S = None
-            self.low = np.abs(W[:, 0]).astype(np.float32)
+        else:  # the aggregate is |w| (or w^2) itself while kept: no copy of |w|
+            self.S = self.low = None
         self.agg = layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
-        self.m = np.full(n_b, k, dtype=np.int32)
+        self.m = np.full(n_b, k, dtype=np.min_scalar_type(k))
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0
         self.ids = None
@@ -128,6 +151,16 @@ class LayerState:
         out = c[0][v] * c[1][u]
         return np.maximum(out, _FLOOR, out=out)
 
+    def absw(self, t: np.ndarray) -> np.ndarray:
+        """``k = 1``: ``|w|`` of tracked bundles ``t`` (float64, exact), read off the aggregate."""
+        a = self.agg[t]
+        return a if self.power == 1 else np.sqrt(a)  # sqrt of an exact float32 square is exact
+
+    def lowest(self) -> np.ndarray:
+        """Smallest kept ``|w|`` of every tracked bundle (NaN when dead)."""
+        low = self.absw(slice(None)) if self.S is None else self.low.astype(np.float64)
+        return np.where(self.m > 0, low, np.nan)
+
     def candidates(self, c: tuple, hi: float, form: str, chunk: int = 1 << 20) -> np.ndarray:
         """Tracked bundles whose smallest kept score may be ``<= hi``: a superset (relative
         margin 1e-9, far above the rounding of the two products) of the exact test, found
@@ -135,26 +168,31 @@ class LayerState:
         bs, fs = c
         if not hi < np.inf:
             return np.flatnonzero(self.m > 0)
-        low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
+        if self.S is None:  # k = 1: the aggregate is |w| (power 1) or w^2 (power 2)
+            sq = self.agg if self.power == 2 else None
+            low = self.absw(slice(None)) if form != "w_grad" else 2.0 * (sq if sq is not None else self.agg**2)
+        else:
+            low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rhs = hi * (1.0 + 1e-9) / bs  # b = 0: every score is 0 (floored): inf keeps them
             if self.ids is not None:
-                return np.flatnonzero(low * fs[self.u] <= rhs[self.v])
+                hit = low * fs[self.u] <= rhs[self.v]
+                return np.flatnonzero(hit & (self.m > 0) if self.S is None else hit)
             layer = self.layer
             n_in = layer.n_in
-            L = low.reshape(layer.n_dst, n_in)
+            L, M = low.reshape(layer.n_dst, n_in), self.m.reshape(layer.n_dst, n_in)
             fg = layer.gather(fs)
             rows = max(1, chunk // n_in)
             parts = []
             for s in range(0, layer.n_dst, rows):
                 hit = L[s:s + rows] * (fg if fg.shape[0] == 1 else fg[s:s + rows]) <= rhs[s:s + rows, None]
+                if self.S is None:  # dead k = 1 bundles have aggregate 0
+                    hit &= M[s:s + rows] > 0
                 parts.append(np.flatnonzero(hit) + s * n_in)
         return np.concatenate(parts)
 
     def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """``|w|`` at ascending position ``pos`` of bundles ``b`` (global bundle ids)."""
-        if self.S is None:
-            return np.abs(self.layer.weight.reshape(-1)[b]).astype(np.float32, copy=False)
+        """``|w|`` at ascending position ``pos`` of bundles ``b`` (global ids; ``k > 1``)."""
         return self.S.reshape(-1)[b * self.k + pos]
 
     def bundle_ids(self, t: np.ndarray) -> np.ndarray:
@@ -168,71 +206,73 @@ class LayerState:
             return np.zeros(0)
         ct = self.factor_at(c, t)
         if self.S is None:
-            return _score(self.low[t], ct, form)
+            return _score(self.absw(t), ct, form)
         rows = self.S[self.bundle_ids(t)]
         sc = _score(rows, ct[:, None], form)
-        return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t])[:, None]]
+        return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t].astype(np.int64))[:, None]]
 
     # -- one pruning step ------------------------------------------------------------
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
         """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc).
 
-        ``act`` may hold a few bundles whose smallest kept score exceeds ``hi`` (the
-        candidates' margin): their walk stops at once and keeps them as they are."""
+        Per bundle of ``act`` (a superset of those whose smallest kept score is ``<= hi``):
+        ``n_lo`` kept elements score below ``lo`` (pruned), ``n_hi >= n_lo`` at most ``hi``;
+        the ``n_hi - n_lo`` between are the candidates, recorded as ``ri`` (index into
+        ``act``), ``rp`` (ascending position), ``rs`` (score). Scores rise along a bundle, so
+        the counts are found window by window from the smallest kept element."""
         act = self.candidates(c, hi, form)
-        above = self.kept - int(self.m[act].sum(dtype=np.int64))
-        p_hi = np.zeros(act.size, np.int32)
-        stop_val = np.full(act.size, -1.0, np.float32)
-        rec = []  # (index into act, ascending position, score, value)
-        pos = (self.k - self.m[act]).astype(np.int64)
-        bid = self.bundle_ids(act)
+        k = self.k
+        pos0 = k - self.m[act].astype(np.int64)
         cc = self.factor_at(c, act)
-        live = np.arange(act.size)
-        while live.size:
-            v = self.values(bid[live], pos[live])
-            sc = _score(v, cc[live], form)
-            stop = sc > hi
-            st = live[stop]
-            p_hi[st] = (self.k - pos[st]).astype(np.int32)
-            stop_val[st] = v[stop]
-            go = ~stop
-            rec.append((live[go], pos[live[go]], sc[go], v[go]))
-            live = live[go]
-            pos[live] += 1
-            live = live[pos[live] < self.k]
-        if rec:
-            ri, rp, rs, rv = (np.concatenate(x) for x in zip(*rec))
-        else:
-            ri = rp = np.zeros(0, np.int64)
-            rs, rv = np.zeros(0), np.zeros(0, np.float32)
-        above += int(p_hi.sum())
-        cand = rs >= lo
-        return {"act": act, "above": above, "p_hi": p_hi, "stop_val": stop_val, "ri": ri, "rp": rp,
-                "rs": rs, "rv": rv, "cand": cand}
+        if self.S is None:
+            sc = _score(self.absw(act), cc, form)
+            n_hi, n_lo = (~(sc > hi)).astype(np.int64), (~(sc >= lo)).astype(np.int64)  # NaN: passed, pruned
+            ri = np.flatnonzero(n_hi > n_lo)
+            return {"act": act, "pos0": pos0, "n_lo": n_lo, "n_hi": n_hi, "ri": ri, "rp": pos0[ri], "rs": sc[ri],
+                    "above": self.kept - int(n_hi.sum())}
+        base = self.bundle_ids(act) * k
+        n_hi = np.zeros(act.size, np.int64)
+        n_lo = np.zeros(act.size, np.int64)
+        rows, w = np.arange(act.size), min(k, WINDOW)
+        while rows.size:
+            P = (pos0[rows] + n_hi[rows])[:, None] + np.arange(w)
+            valid = P < k
+            P = base[rows, None] + np.minimum(P, k - 1)
+            sc = _score(self.S.reshape(-1)[P], cc[rows, None], form)
+            le = np.count_nonzero(~(sc > hi) & valid, axis=1)  # NaN scores: passed and pruned
+            n_lo[rows] += np.count_nonzero(~(sc >= lo) & valid, axis=1)
+            n_hi[rows] += le
+            rows = rows[(le == w) & (pos0[rows] + n_hi[rows] < k)]
+            w = min(k, 2 * w)
+        ri, rp = _ranges(pos0 + n_lo, pos0 + n_hi)
+        rs = _score(self.values(base[ri] // k, rp), cc[ri], form)
+        return {"act": act, "pos0": pos0, "n_lo": n_lo, "n_hi": n_hi, "ri": ri, "rp": rp, "rs": rs,
+                "above": self.kept - int(n_hi.sum())}
 
     def apply(self, w: dict, keep: np.ndarray) -> None:
-        """Set the new kept counts: ``keep`` flags the walk records that stay kept."""
+        """Set the new kept counts: ``keep`` flags the candidates (walk records) that stay."""
         act, ri = w["act"], w["ri"]
         if act.size == 0:
             return
-        m_new = w["p_hi"] + np.bincount(ri[keep], minlength=act.size).astype(np.int32)
-        gone = ~keep
-        vals = w["rv"][gone].astype(np.float64)
-        dec = np.bincount(ri[gone], weights=vals if self.power == 1 else vals * vals, minlength=act.size)
-        low = w["stop_val"].copy()
-        if keep.any():  # records of a bundle come in ascending value order: its first kept one is the lowest
-            kr = np.flatnonzero(keep)
-            first = np.unique(ri[kr], return_index=True)
-            low[first[0]] = w["rv"][kr[first[1]]]
-        changed = m_new < self.m[act]
+        k, pos0 = self.k, w["pos0"]
+        first = pos0 + w["n_hi"]  # the first kept position: above hi, or a kept candidate
+        kr = ri[keep]  # records of a bundle come in ascending position: its first kept is the lowest
+        np.minimum.at(first, kr, w["rp"][keep])
+        m_new = k - first
+        changed = first > pos0
         a = act[changed]
-        self.agg[a] -= dec[changed]
-        self.agg[a[m_new[changed] == 0]] = 0.0
-        self.kept -= int((self.m[act] - m_new).sum(dtype=np.int64))
+        if self.S is None:
+            self.agg[a] = 0.0  # a k = 1 bundle that changes dies
+        else:
+            self.agg[a] -= _pruned_sums(self, a, pos0[changed], first[changed])
+            self.agg[a[m_new[changed] == 0]] = 0.0
+            low = np.full(act.size, np.nan, np.float32)
+            live = m_new > 0
+            low[live] = self.values(self.bundle_ids(act[live]), first[live])
+            self.low[act] = low
+        self.kept -= int((first - pos0).sum())
         self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
         self.m[act] = m_new
-        low[m_new == 0] = np.nan
-        self.low[act] = low
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
@@ -241,7 +281,9 @@ class LayerState:
         alive = np.flatnonzero(self.m > 0)
         layer = self.layer
         self.ids = self.bundle_ids(alive)
-        self.m, self.low, self.agg = self.m[alive], self.low[alive], self.agg[alive]
+        self.m, self.agg = self.m[alive], self.agg[alive]
+        if self.low is not None:
+            self.low = self.low[alive]
         v, j = np.divmod(self.ids, layer.n_in)
         self.v, self.u = v, (v // layer.group_out) * layer.n_in + j
         if layer.groups == 1:
@@ -301,7 +343,7 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
     for lo, hi in (_bracket(states, cs, keep_count, form), (-np.inf, np.inf)):
         walks = list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
         need = keep_count - sum(w["above"] for w in walks)
-        cand = np.concatenate([w["rs"][w["cand"]] for w in walks])
+        cand = np.concatenate([w["rs"] for w in walks])
         if 1 <= need <= cand.size:
             tau = np.partition(cand, cand.size - need)[cand.size - need]
             break
@@ -310,12 +352,12 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
             break
     else:  # pragma: no cover - the unbounded bracket always holds the threshold
         raise RuntimeError("threshold selection failed")
-    keeps = [w["cand"] & (w["rs"] > tau) for w in walks]
+    keeps = [w["rs"] > tau for w in walks]
     need -= sum(int(kp.sum()) for kp in keeps)
     for s, w, kp in zip(states, walks, keeps):  # ties at tau, in position order
         if need <= 0:
             break
-        t = np.flatnonzero(w["cand"] & (w["rs"] == tau))
+        t = np.flatnonzero(w["rs"] == tau)
         if t.size:
             rank = s.k - 1 - w["rp"][t]  # rank inside the bundle, 0 = largest |w|
             t = t[np.lexsort((s.bundle_ids(w["act"][w["ri"][t]]), rank))][:need]

@@ -56,8 +56,11 @@ def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, 
     for layer in g.layers:
         for compact in (False, True):
             s = _flowprune.LayerState(layer, power)
-            s.m[rng.random(s.m.size) < 0.3] = 0  # some dead bundles
-            s.low[s.m == 0] = np.nan
+            dead = rng.random(s.m.size) < 0.3  # some dead bundles
+            s.m[dead] = 0
+            s.agg[dead] = 0.0
+            if s.low is not None:
+                s.low[dead] = np.nan
             s.alive = int(np.count_nonzero(s.m))
             if compact:  # track the survivors only (CSR flows, per-bundle unit arrays)
                 monkeypatch.setattr(_flowprune, "COMPACT_BELOW", 1.01)
@@ -67,7 +70,7 @@ def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, 
             t = np.arange(s.m.size)
             exact_c = s.factor_at(c, t)
             with np.errstate(invalid="ignore"):
-                scores = _flowprune._score(s.low, exact_c, form)
+                scores = _flowprune._score(s.lowest(), exact_c, form)
             finite = scores[np.isfinite(scores)]
             for hi in (*np.quantile(finite, [0.0, 0.3, 0.9]), np.inf) if finite.size else (np.inf,):
                 with np.errstate(invalid="ignore"):
