@@ -44,8 +44,6 @@ _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pru
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
 SAMPLE_SIZE = 1 << 15
-#: Elements of each bundle the walk examines at once (doubling while a bundle needs more).
-WINDOW = 4
 
 
 def _ranges(a: np.ndarray, b: np.ndarray) -> tuple:
@@ -55,19 +53,12 @@ def _ranges(a: np.ndarray, b: np.ndarray) -> tuple:
     return i, np.arange(i.size) - np.repeat(np.cumsum(n) - n - a, n)
 
 
-def _pruned_sums(state, t: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 1 << 22) -> np.ndarray:
-    """Sum of ``|w|`` (or ``w^2``) at positions ``[a, b)`` of tracked bundles ``t``, float64,
-    each added in ascending position from 0 (the summation order the flows were built on)."""
-    out = np.zeros(t.size)
-    ends = np.cumsum(b - a)
-    s = 0
-    while s < t.size:  # blocks of about ``chunk`` elements bound the temporaries
-        e = max(s + 1, int(np.searchsorted(ends, ends[s] - (b[s] - a[s]) + chunk, side="right")))
-        i, p = _ranges(a[s:e], b[s:e])
-        v = state.values(state.bundle_ids(t[s:e])[i], p).astype(np.float64)
-        out[s:e] = np.bincount(i, weights=v if state.power == 1 else v * v, minlength=e - s)
-        s = e
-    return out
+def _count_rows(b: np.ndarray) -> np.ndarray:
+    """True values per row of a C-contiguous bool matrix (one popcount for 1, 2, 4, 8 columns)."""
+    w = b.shape[1]
+    if w in (1, 2, 4, 8) and b.flags.c_contiguous:
+        return np.bitwise_count(b.view(f"u{w}")).ravel()
+    return np.count_nonzero(b, axis=1)
 
 
 def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
@@ -110,6 +101,7 @@ class LayerState:
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0
         self.ids = None
+        self.window = min(k, 4)  # elements the walk reads per bundle at first (adapts)
         self.v = self.u = None
         self._csr = None
 
@@ -230,45 +222,82 @@ class LayerState:
             ri = np.flatnonzero(n_hi > n_lo)
             return {"act": act, "pos0": pos0, "n_lo": n_lo, "n_hi": n_hi, "ri": ri, "rp": pos0[ri], "rs": sc[ri],
                     "above": self.kept - int(n_hi.sum())}
-        base = self.bundle_ids(act) * k
-        n_hi = np.zeros(act.size, np.int64)
-        n_lo = np.zeros(act.size, np.int64)
-        rows, w = np.arange(act.size), min(k, WINDOW)
-        while rows.size:
-            P = (pos0[rows] + n_hi[rows])[:, None] + np.arange(w)
-            valid = P < k
-            P = base[rows, None] + np.minimum(P, k - 1)
-            sc = _score(self.S.reshape(-1)[P], cc[rows, None], form)
-            le = np.count_nonzero(~(sc > hi) & valid, axis=1)  # NaN scores: passed and pruned
-            n_lo[rows] += np.count_nonzero(~(sc >= lo) & valid, axis=1)
-            n_hi[rows] += le
-            rows = rows[(le == w) & (pos0[rows] + n_hi[rows] < k)]
-            w = min(k, 2 * w)
+        S, base = self.S.reshape(-1), self.bundle_ids(act) * k
+        n_hi, n_lo, sum_lo, stop_val = self._scan(base + pos0, base + k, cc, lo, hi, form)
         ri, rp = _ranges(pos0 + n_lo, pos0 + n_hi)
-        rs = _score(self.values(base[ri] // k, rp), cc[ri], form)
-        return {"act": act, "pos0": pos0, "n_lo": n_lo, "n_hi": n_hi, "ri": ri, "rp": rp, "rs": rs,
-                "above": self.kept - int(n_hi.sum())}
+        rv = S[base[ri] + rp]
+        return {"act": act, "pos0": pos0, "n_hi": n_hi, "ri": ri, "rp": rp, "rs": _score(rv, cc[ri], form),
+                "rv": rv, "sum_lo": sum_lo, "stop_val": stop_val, "above": self.kept - int(n_hi.sum())}
+
+    def _scan(self, fs, end, cc, lo, hi, form, block: int = 1 << 16) -> tuple:
+        """From flat positions ``fs`` of ``S`` on (row ends ``end``), window by window: the
+        counts ``n_hi`` (score <= hi; NaN too) and ``n_lo`` (< lo; NaN too), the pruned
+        values' sum added in ascending order, and the first value above ``hi`` (NaN: none).
+        Blocks of rows keep the temporaries in cache."""
+        S, k, n = self.S.reshape(-1), self.k, fs.size
+        n_hi, n_lo, sum_lo = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
+        stop_val = np.full(n, np.nan, np.float32)
+        todo, w = [np.arange(s, min(n, s + block)) for s in range(0, n, block)], self.window
+        while todo:
+            nxt = []
+            for r in todo:
+                st, e = fs[r] + n_hi[r], end[r]
+                room = e - st
+                idx = st[:, None] + np.arange(w)
+                clip = room.min() < w
+                if clip:
+                    valid = np.arange(w) < room[:, None]
+                    idx = np.minimum(idx, (e - 1)[:, None])
+                V = S[idx]
+                sc = _score(V, cc[r, None], form)
+                g, p = ~(sc > hi), ~(sc >= lo)
+                if clip:
+                    g &= valid
+                    p &= valid
+                le, pl = _count_rows(g), _count_rows(p)
+                n_hi[r] += le
+                if pl.any():  # the sums continue in ascending order; a value not pruned adds 0.0
+                    n_lo[r] += pl
+                    vv, acc = self._pw(V) * p, sum_lo[r]
+                    for j in range(w):
+                        acc += vv[:, j]
+                    sum_lo[r] = acc
+                stop = np.flatnonzero(le < np.minimum(room, w))
+                stop_val[r[stop]] = V[stop, le[stop]]
+                nxt.append(r[(le == w) & (room > w)])
+            rows = np.concatenate(nxt)
+            todo, w = [rows[s:s + block] for s in range(0, rows.size, block)], min(k, 2 * w)
+        if n:  # next time, a first window that most bundles stop in
+            self.window = int(min(k, 8, 2 ** np.ceil(np.log2(n_hi.mean() + 1))))
+        return n_hi, n_lo, sum_lo, stop_val
+
+    def _pw(self, v: np.ndarray) -> np.ndarray:
+        v = v.astype(np.float64)
+        return v if self.power == 1 else v * v
 
     def apply(self, w: dict, keep: np.ndarray) -> None:
-        """Set the new kept counts: ``keep`` flags the candidates (walk records) that stay."""
-        act, ri = w["act"], w["ri"]
+        """Set the new kept counts: ``keep`` flags the candidates (walk records) that stay; a
+        bundle keeps a suffix of its records (ascending scores, ties kept from the top)."""
+        act, ri, rp = w["act"], w["ri"], w["rp"]
         if act.size == 0:
             return
         k, pos0 = self.k, w["pos0"]
         first = pos0 + w["n_hi"]  # the first kept position: above hi, or a kept candidate
-        kr = ri[keep]  # records of a bundle come in ascending position: its first kept is the lowest
-        np.minimum.at(first, kr, w["rp"][keep])
+        np.minimum.at(first, ri[keep], rp[keep])
         m_new = k - first
         changed = first > pos0
-        a = act[changed]
         if self.S is None:
-            self.agg[a] = 0.0  # a k = 1 bundle that changes dies
+            self.agg[act[changed]] = 0.0  # a k = 1 bundle that changes dies
         else:
-            self.agg[a] -= _pruned_sums(self, a, pos0[changed], first[changed])
-            self.agg[a[m_new[changed] == 0]] = 0.0
-            low = np.full(act.size, np.nan, np.float32)
-            live = m_new > 0
-            low[live] = self.values(self.bundle_ids(act[live]), first[live])
+            dec = w["sum_lo"]
+            gone = ~keep
+            np.add.at(dec, ri[gone], self._pw(w["rv"][gone]))  # in order: continues the ascending sums
+            self.agg[act[changed]] -= dec[changed]
+            self.agg[act[m_new == 0]] = 0.0
+            low = w["stop_val"]
+            sel = keep & (rp == first[ri])
+            low[ri[sel]] = w["rv"][sel]
+            low[m_new == 0] = np.nan
             self.low[act] = low
         self.kept -= int((first - pos0).sum())
         self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
