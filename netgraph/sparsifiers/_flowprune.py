@@ -153,7 +153,7 @@ class LayerState:
         low = self.absw(slice(None)) if self.S is None else self.low.astype(np.float64)
         return np.where(self.m > 0, low, np.nan)
 
-    def candidates(self, c: tuple, hi: float, form: str, chunk: int = 1 << 20) -> np.ndarray:
+    def candidates(self, c: tuple, hi: float, form: str, chunk: int = 1 << 16) -> np.ndarray:
         """Tracked bundles whose smallest kept score may be ``<= hi``: a superset (relative
         margin 1e-9, far above the rounding of the two products) of the exact test, found
         row block by row block without a float64 vector over all bundles; dead ones never."""
@@ -168,8 +168,12 @@ class LayerState:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rhs = hi * (1.0 + 1e-9) / bs  # b = 0: every score is 0 (floored): inf keeps them
             if self.ids is not None:
-                hit = low * fs[self.u] <= rhs[self.v]
-                return np.flatnonzero(hit & (self.m > 0) if self.S is None else hit)
+                parts = []
+                for s in range(0, self.m.size, chunk):
+                    e = s + chunk
+                    hit = low[s:e] * fs[self.u[s:e]] <= rhs[self.v[s:e]]
+                    parts.append(np.flatnonzero(hit & (self.m[s:e] > 0) if self.S is None else hit) + s)
+                return np.concatenate(parts) if parts else np.zeros(0, np.int64)
             layer = self.layer
             n_in = layer.n_in
             L, M = low.reshape(layer.n_dst, n_in), self.m.reshape(layer.n_dst, n_in)
@@ -188,7 +192,7 @@ class LayerState:
         return self.S.reshape(-1)[b * self.k + pos]
 
     def bundle_ids(self, t: np.ndarray) -> np.ndarray:
-        return t if self.ids is None else self.ids[t]
+        return t if self.ids is None else self.ids[t].astype(np.int64)
 
     def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:
         """Scores of every kept element of every ``stride``-th tracked bundle."""
@@ -229,7 +233,7 @@ class LayerState:
         return {"act": act, "pos0": pos0, "n_hi": n_hi, "ri": ri, "rp": rp, "rs": _score(rv, cc[ri], form),
                 "rv": rv, "sum_lo": sum_lo, "stop_val": stop_val, "above": self.kept - int(n_hi.sum())}
 
-    def _scan(self, fs, end, cc, lo, hi, form, block: int = 1 << 16) -> tuple:
+    def _scan(self, fs, end, cc, lo, hi, form, block: int = 1 << 14) -> tuple:
         """From flat positions ``fs`` of ``S`` on (row ends ``end``), window by window: the
         counts ``n_hi`` (score <= hi; NaN too) and ``n_lo`` (< lo; NaN too), the pruned
         values' sum added in ascending order, and the first value above ``hi`` (NaN: none).
@@ -237,11 +241,13 @@ class LayerState:
         S, k, n = self.S.reshape(-1), self.k, fs.size
         n_hi, n_lo, sum_lo = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
         stop_val = np.full(n, np.nan, np.float32)
-        todo, w = [np.arange(s, min(n, s + block)) for s in range(0, n, block)], self.window
+        exact = not np.isfinite(cc).all()  # NaN scores possible: compare as the plain walk did
+        todo, w = [slice(s, min(n, s + block)) for s in range(0, n, block)], self.window
         while todo:
             nxt = []
-            for r in todo:
-                st, e = fs[r] + n_hi[r], end[r]
+            for r in todo:  # a slice of rows (first window) or an array of rows
+                first = isinstance(r, slice)
+                st, e = (fs[r], end[r]) if first else (fs[r] + n_hi[r], end[r])
                 room = e - st
                 idx = st[:, None] + np.arange(w)
                 clip = room.min() < w
@@ -250,7 +256,7 @@ class LayerState:
                     idx = np.minimum(idx, (e - 1)[:, None])
                 V = S[idx]
                 sc = _score(V, cc[r, None], form)
-                g, p = ~(sc > hi), ~(sc >= lo)
+                g, p = (~(sc > hi), ~(sc >= lo)) if exact else (sc <= hi, sc < lo)
                 if clip:
                     g &= valid
                     p &= valid
@@ -263,8 +269,9 @@ class LayerState:
                         acc += vv[:, j]
                     sum_lo[r] = acc
                 stop = np.flatnonzero(le < np.minimum(room, w))
-                stop_val[r[stop]] = V[stop, le[stop]]
-                nxt.append(r[(le == w) & (room > w)])
+                more = np.flatnonzero((le == w) & (room > w))
+                stop_val[stop + r.start if first else r[stop]] = V[stop, le[stop]]
+                nxt.append(more + r.start if first else r[more])
             rows = np.concatenate(nxt)
             todo, w = [rows[s:s + block] for s in range(0, rows.size, block)], min(k, 2 * w)
         if n:  # next time, a first window that most bundles stop in
@@ -283,7 +290,9 @@ class LayerState:
             return
         k, pos0 = self.k, w["pos0"]
         first = pos0 + w["n_hi"]  # the first kept position: above hi, or a kept candidate
-        np.minimum.at(first, ri[keep], rp[keep])
+        lead = keep.copy()  # the first kept record of its bundle (records ascend inside a bundle)
+        lead[1:] &= ~keep[:-1] | (ri[1:] != ri[:-1])
+        first[ri[lead]] = rp[lead]
         m_new = k - first
         changed = first > pos0
         if self.S is None:
@@ -295,8 +304,7 @@ class LayerState:
             self.agg[act[changed]] -= dec[changed]
             self.agg[act[m_new == 0]] = 0.0
             low = w["stop_val"]
-            sel = keep & (rp == first[ri])
-            low[ri[sel]] = w["rv"][sel]
+            low[ri[lead]] = w["rv"][lead]
             low[m_new == 0] = np.nan
             self.low[act] = low
         self.kept -= int((first - pos0).sum())
@@ -309,18 +317,20 @@ class LayerState:
             return
         alive = np.flatnonzero(self.m > 0)
         layer = self.layer
-        self.ids = self.bundle_ids(alive)
+        ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
         self.m, self.agg = self.m[alive], self.agg[alive]
         if self.low is not None:
             self.low = self.low[alive]
-        v, j = np.divmod(self.ids, layer.n_in)
-        self.v, self.u = v, (v // layer.group_out) * layer.n_in + j
+        del alive
+        self.ids = ids
+        v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
+        self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
         if layer.groups == 1:
             from scipy.sparse import csr_matrix
 
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(v, minlength=layer.n_dst))])
-            self._csr = csr_matrix((self.agg, j.astype(np.int32), indptr.astype(np.int64)),
-                                   shape=layer.weight.shape[:2])
+            indptr = np.zeros(layer.n_dst + 1, np.int64)
+            np.cumsum(np.bincount(v, minlength=layer.n_dst), out=indptr[1:])
+            self._csr = csr_matrix((self.agg, j, indptr), shape=layer.weight.shape[:2])
             self.agg = self._csr.data  # one array: updates show in the flows
 
     # -- the result ------------------------------------------------------------------
