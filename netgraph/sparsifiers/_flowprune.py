@@ -39,33 +39,13 @@ import math
 
 import numpy as np
 
+from ._flowwalk import count_rows, power_of, ranges, scan_bundles, score as _score
+
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
 SAMPLE_SIZE = 1 << 15
-
-
-def _ranges(a: np.ndarray, b: np.ndarray) -> tuple:
-    """Flatten the ranges ``[a[i], b[i])``: ``(i, position)`` per element, ranges in order."""
-    n = b - a
-    i = np.repeat(np.arange(a.size), n)
-    return i, np.arange(i.size) - np.repeat(np.cumsum(n) - n - a, n)
-
-
-def _count_rows(b: np.ndarray) -> np.ndarray:
-    """True values per row of a C-contiguous bool matrix (one popcount for 1, 2, 4, 8 columns)."""
-    w = b.shape[1]
-    if w in (1, 2, 4, 8) and b.flags.c_contiguous:
-        return np.bitwise_count(b.view(f"u{w}")).ravel()
-    return np.count_nonzero(b, axis=1)
-
-
-def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
-    if form == "w_grad":
-        v = v.astype(np.float64)  # a float32 square would round
-        return v * v * (2.0 * c)
-    return v * c
 
 
 class LayerState:
@@ -227,60 +207,12 @@ class LayerState:
             return {"act": act, "pos0": pos0, "n_lo": n_lo, "n_hi": n_hi, "ri": ri, "rp": pos0[ri], "rs": sc[ri],
                     "above": self.kept - int(n_hi.sum())}
         S, base = self.S.reshape(-1), self.bundle_ids(act) * k
-        n_hi, n_lo, sum_lo, stop_val = self._scan(base + pos0, base + k, cc, lo, hi, form)
-        ri, rp = _ranges(pos0 + n_lo, pos0 + n_hi)
+        n_hi, n_lo, sum_lo, stop_val, self.window = scan_bundles(self.S, self.power, self.window, base + pos0,
+                                                                 base + k, cc, lo, hi, form)
+        ri, rp = ranges(pos0 + n_lo, pos0 + n_hi)
         rv = S[base[ri] + rp]
         return {"act": act, "pos0": pos0, "n_hi": n_hi, "ri": ri, "rp": rp, "rs": _score(rv, cc[ri], form),
                 "rv": rv, "sum_lo": sum_lo, "stop_val": stop_val, "above": self.kept - int(n_hi.sum())}
-
-    def _scan(self, fs, end, cc, lo, hi, form, block: int = 1 << 14) -> tuple:
-        """From flat positions ``fs`` of ``S`` on (row ends ``end``), window by window: the
-        counts ``n_hi`` (score <= hi; NaN too) and ``n_lo`` (< lo; NaN too), the pruned
-        values' sum added in ascending order, and the first value above ``hi`` (NaN: none).
-        Blocks of rows keep the temporaries in cache."""
-        S, k, n = self.S.reshape(-1), self.k, fs.size
-        n_hi, n_lo, sum_lo = np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
-        stop_val = np.full(n, np.nan, np.float32)
-        exact = not np.isfinite(cc).all()  # NaN scores possible: compare as the plain walk did
-        todo, w = [slice(s, min(n, s + block)) for s in range(0, n, block)], self.window
-        while todo:
-            nxt = []
-            for r in todo:  # a slice of rows (first window) or an array of rows
-                first = isinstance(r, slice)
-                st, e = (fs[r], end[r]) if first else (fs[r] + n_hi[r], end[r])
-                room = e - st
-                idx = st[:, None] + np.arange(w)
-                clip = room.min() < w
-                if clip:
-                    valid = np.arange(w) < room[:, None]
-                    idx = np.minimum(idx, (e - 1)[:, None])
-                V = S[idx]
-                sc = _score(V, cc[r, None], form)
-                g, p = (~(sc > hi), ~(sc >= lo)) if exact else (sc <= hi, sc < lo)
-                if clip:
-                    g &= valid
-                    p &= valid
-                le, pl = _count_rows(g), _count_rows(p)
-                n_hi[r] += le
-                if pl.any():  # the sums continue in ascending order; a value not pruned adds 0.0
-                    n_lo[r] += pl
-                    vv, acc = self._pw(V) * p, sum_lo[r]
-                    for j in range(w):
-                        acc += vv[:, j]
-                    sum_lo[r] = acc
-                stop = np.flatnonzero(le < np.minimum(room, w))
-                more = np.flatnonzero((le == w) & (room > w))
-                stop_val[stop + r.start if first else r[stop]] = V[stop, le[stop]]
-                nxt.append(more + r.start if first else r[more])
-            rows = np.concatenate(nxt)
-            todo, w = [rows[s:s + block] for s in range(0, rows.size, block)], min(k, 2 * w)
-        if n:  # next time, a first window that most bundles stop in
-            self.window = int(min(k, 8, 2 ** np.ceil(np.log2(n_hi.mean() + 1))))
-        return n_hi, n_lo, sum_lo, stop_val
-
-    def _pw(self, v: np.ndarray) -> np.ndarray:
-        v = v.astype(np.float64)
-        return v if self.power == 1 else v * v
 
     def apply(self, w: dict, keep: np.ndarray) -> None:
         """Set the new kept counts: ``keep`` flags the candidates (walk records) that stay; a
@@ -300,7 +232,7 @@ class LayerState:
         else:
             dec = w["sum_lo"]
             gone = ~keep
-            np.add.at(dec, ri[gone], self._pw(w["rv"][gone]))  # in order: continues the ascending sums
+            np.add.at(dec, ri[gone], power_of(self.power, w["rv"][gone]))  # in order: continues the ascending sums
             self.agg[act[changed]] -= dec[changed]
             self.agg[act[m_new == 0]] = 0.0
             low = w["stop_val"]
