@@ -167,6 +167,31 @@ class LayerState:
                 parts.append(np.flatnonzero(hit) + s * n_in)
         return np.concatenate(parts)
 
+    def _single(self, c: tuple, hi: float, form: str, chunk: int = 1 << 16) -> tuple:
+        """``k = 1``: the kept bundles scoring ``<= hi`` (NaN too) and their exact scores (the
+        walk's float64 products), block by block, from the aggregate (``|w|`` or ``w^2``)."""
+        bs, fs = c
+        a, p, ts, ss = self.agg, self.power, [], []
+        if self.ids is None:
+            n_in = self.layer.n_in
+            fg = self.layer.gather(fs)
+            blocks = [(slice(s * n_in, (s + r) * n_in), bs[s:s + r, None], fg if fg.shape[0] == 1 else fg[s:s + r])
+                      for r in [max(1, chunk // n_in)] for s in range(0, self.layer.n_dst, r)]
+        else:
+            blocks = [(slice(s, s + chunk), bs[self.v[s:s + chunk]], fs[self.u[s:s + chunk]])
+                      for s in range(0, self.m.size, chunk)]
+        for sl, b, f in blocks:
+            cb = np.maximum(b * f, _FLOOR).ravel()
+            ab = a[sl]
+            if form == "w_grad":
+                sc = (ab if p == 2 else ab * ab) * (2.0 * cb)
+            else:
+                sc = (ab if p == 1 else np.sqrt(ab)) * cb
+            t = np.flatnonzero(~(sc > hi) & (self.m[sl] > 0))
+            ts.append(t + sl.start)
+            ss.append(sc[t])
+        return (np.concatenate(ts), np.concatenate(ss)) if ts else (np.zeros(0, np.int64), np.zeros(0))
+
     def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """``|w|`` at ascending position ``pos`` of bundles ``b`` (global ids; ``k > 1``)."""
         return self.S.reshape(-1)[b * self.k + pos]
@@ -196,16 +221,15 @@ class LayerState:
         the ``n_hi - n_lo`` between are the candidates, recorded as ``ri`` (index into
         ``act``), ``rp`` (ascending position), ``rs`` (score). Scores rise along a bundle, so
         the counts are found window by window from the smallest kept element."""
+        if self.S is None:
+            act, sc = self._single(c, hi, form)
+            ri = np.flatnonzero(sc >= lo)  # the others (NaN too) are pruned
+            return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": sc[ri],
+                    "above": self.kept - act.size}
         act = self.candidates(c, hi, form)
         k = self.k
         pos0 = k - self.m[act].astype(np.int64)
         cc = self.factor_at(c, act)
-        if self.S is None:
-            sc = _score(self.absw(act), cc, form)
-            n_hi, n_lo = (~(sc > hi)).astype(np.int64), (~(sc >= lo)).astype(np.int64)  # NaN: passed, pruned
-            ri = np.flatnonzero(n_hi > n_lo)
-            return {"act": act, "pos0": pos0, "n_lo": n_lo, "n_hi": n_hi, "ri": ri, "rp": pos0[ri], "rs": sc[ri],
-                    "above": self.kept - int(n_hi.sum())}
         S, base = self.S.reshape(-1), self.bundle_ids(act) * k
         n_hi, n_lo, sum_lo, stop_val, self.window = scan_bundles(self.S, self.power, self.window, base + pos0,
                                                                  base + k, cc, lo, hi, form)
@@ -220,6 +244,15 @@ class LayerState:
         act, ri, rp = w["act"], w["ri"], w["rp"]
         if act.size == 0:
             return
+        if self.S is None:  # k = 1: every bundle of act dies but the kept records
+            dead = np.ones(act.size, bool)
+            dead[ri[keep]] = False
+            d = act[dead]
+            self.agg[d], self.m[d] = 0.0, 0
+            self.kept -= d.size
+            self.alive -= d.size
+            self._maybe_compact()
+            return
         k, pos0 = self.k, w["pos0"]
         first = pos0 + w["n_hi"]  # the first kept position: above hi, or a kept candidate
         lead = keep.copy()  # the first kept record of its bundle (records ascend inside a bundle)
@@ -227,18 +260,15 @@ class LayerState:
         first[ri[lead]] = rp[lead]
         m_new = k - first
         changed = first > pos0
-        if self.S is None:
-            self.agg[act[changed]] = 0.0  # a k = 1 bundle that changes dies
-        else:
-            dec = w["sum_lo"]
-            gone = ~keep
-            np.add.at(dec, ri[gone], power_of(self.power, w["rv"][gone]))  # in order: continues the ascending sums
-            self.agg[act[changed]] -= dec[changed]
-            self.agg[act[m_new == 0]] = 0.0
-            low = w["stop_val"]
-            low[ri[lead]] = w["rv"][lead]
-            low[m_new == 0] = np.nan
-            self.low[act] = low
+        dec = w["sum_lo"]
+        gone = ~keep
+        np.add.at(dec, ri[gone], power_of(self.power, w["rv"][gone]))  # in order: continues the ascending sums
+        self.agg[act[changed]] -= dec[changed]
+        self.agg[act[m_new == 0]] = 0.0
+        low = w["stop_val"]
+        low[ri[lead]] = w["rv"][lead]
+        low[m_new == 0] = np.nan
+        self.low[act] = low
         self.kept -= int((first - pos0).sum())
         self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
         self.m[act] = m_new
