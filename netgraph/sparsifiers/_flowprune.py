@@ -6,31 +6,39 @@ Every element ``w`` of bundle ``(u, v)`` scores ``|w| * c(u, v)`` (SynFlow and S
 ``|w|`` are float32, the weights' own precision): ranking in float32 would swap weights whose
 scores differ by less than one part in 10^7, thousands per round on a 20M-weight net, and
 iterative pruning compounds the swaps (93.6% agreement with the pixel level on a circular
-vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a bundle always keeps its ``m``
-largest ``|w|``: the state of a layer is one kept count ``m`` per bundle, the bundle's
-``|w|`` sorted once (``np.sort``, float32, 4 bytes a weight; nothing for ``k = 1``), its
-aggregate and its smallest kept value ``low``.
+vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a
+bundle always keeps its ``m`` largest ``|w|``. The state of a layer:
+
+* ``k > 1``: the bundle's ``|w|`` sorted once (``S``, float32, 4 bytes a weight), the kept
+  count ``m`` (1 byte while ``k < 256``), the float64 aggregate and the smallest kept
+  value ``low`` per bundle;
+* ``k = 1`` (linear layers, attention projections): the kept flag ``m`` (1 byte) and the
+  float64 aggregate, which *is* ``|w|`` (``w^2`` for SynFlow-L2, whose square root is exact)
+  while kept: 9 bytes a weight, no copy of ``|w|``.
 
 One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sample:
 
-* a bundle whose smallest kept score ``low * c`` exceeds ``hi`` keeps everything, found
-  with one comparison (most bundles, most of the time); ``c`` is never built for every
-  bundle: the layer keeps its factors per unit (``c = b[v] f[u]``) and the comparison
-  runs row block by row block as ``low f[u] <= hi / b[v]`` with a 1e-9 relative margin (a
-  superset of the exact test; the extra bundles' walks stop at once);
-* the others *walk down* from their smallest kept element towards larger ones until a
-  score exceeds ``hi``, recording what they pass: elements below ``lo`` (pruned), and
-  candidates inside the bracket. Each element is passed at most once as pruned, so the
-  walks cost O(weights) over the whole run, not per iteration;
-* the exact threshold is the partition of the few candidates; ties are kept in position
-  order (layer, rank inside the bundle, bundle);
-* aggregates drop by the pruned values (float64), ``low`` moves to the new smallest kept
-  value.
+* ``k > 1``: a bundle whose smallest kept score ``low * c`` exceeds ``hi`` keeps everything,
+  found with one comparison; ``c`` is never built for every bundle: the layer keeps its
+  factors per unit (``c = b[v] f[u]``) and the comparison runs row block by row block as
+  ``low f[u] <= hi / b[v]`` with a 1e-9 relative margin (a superset of the exact test). The
+  others are *walked* from their smallest kept element up (:mod:`._flowwalk`: windows of a
+  few elements per gather, in blocks of rows that stay in cache): per bundle the count of
+  elements below ``lo`` (pruned, their values summed on the way) and at most ``hi``; the
+  elements between are the candidates. Each element is passed at most once as pruned, so
+  the walks cost O(weights) over the whole run;
+* ``k = 1``: every kept bundle's exact score, block by block (cache-sized blocks of
+  ``b[v] f[u]`` and the aggregate); those at most ``hi`` are the walk's result;
+* the exact threshold is the partition of the candidates; ties are kept in position order
+  (layer, rank inside the bundle, bundle);
+* aggregates drop by the pruned values, added in ascending order from 0 (float64, the same
+  sums as an element-by-element walk); ``low`` moves to the new smallest kept value.
 
 Flows then cost O(bundles) per iteration: bundle vectors shrink to the surviving bundles
-once half of them are dead, and an ungrouped layer's aggregate becomes a CSR matrix over
-them. The engine is exact: :func:`tests.reference.autograd_synflow_prune` (autograd on the
-model, full sort) gives the same masks on small nets.
+(int32 ids) once half of them are dead, and an ungrouped layer's aggregate becomes a CSR
+matrix over them. The engine is exact: :func:`tests.reference.autograd_synflow_prune`
+(autograd on the model, full sort) gives the same masks on small nets, and the walk equals
+the element-by-element walk bit for bit (``tests/netgraph/test_fast_paths.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import math
 
 import numpy as np
 
-from ._flowwalk import count_rows, power_of, ranges, scan_bundles, score as _score
+from ._flowwalk import power_of, ranges, scan_bundles, score as _score
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
@@ -55,12 +63,16 @@ class LayerState:
     ----------
     S : ndarray or None
         ``(bundles, k)`` float32, each bundle's ``|w|`` in ascending order (``None`` for
-        ``k = 1``, whose single element is ``low``). Bundle ``b`` keeps ``S[b, k - m:]``.
+        ``k = 1``, whose single element is read off ``agg``). Bundle ``b`` keeps ``S[b, k - m:]``.
     ids : ndarray or None
-        Bundles still tracked (``None``: all); the vectors below are over tracked bundles.
+        Bundles still tracked (``None``: all; int32 when it fits); the vectors below are over
+        tracked bundles.
     m, low, agg
-        Kept count (int32), smallest kept ``|w|`` (float32, NaN when dead) and aggregate
-        (float64, sum of kept ``|w|`` or ``w^2``).
+        Kept count (smallest unsigned type holding ``k``), smallest kept ``|w|`` (float32,
+        NaN when dead; ``None`` for ``k = 1``) and aggregate (float64, sum of kept ``|w|``
+        or ``w^2``; 0 when dead).
+    window : int
+        Elements per bundle the next walk reads at first (adapts to the last walk).
     """
 
     def __init__(self, layer, power: int):
