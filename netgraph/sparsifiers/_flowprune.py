@@ -181,28 +181,48 @@ class LayerState:
 
     def _single(self, c: tuple, hi: float, form: str, chunk: int = 1 << 16) -> tuple:
         """``k = 1``: the kept bundles scoring ``<= hi`` (NaN too) and their exact scores (the
-        walk's float64 products), block by block, from the aggregate (``|w|`` or ``w^2``)."""
+        walk's float64 products), block by block: the candidates' margin test on every kept
+        bundle, the exact score on those it lets through (from the aggregate, ``|w|`` or ``w^2``)."""
         bs, fs = c
-        a, p, ts, ss = self.agg, self.power, [], []
-        if self.ids is None:
+        a, p = self.agg, self.power
+
+        def low(sl):  # the margin test's |w| (2 w^2 for w_grad)
+            b = a[sl]
+            if form == "w_grad":
+                return 2.0 * (b if p == 2 else b * b)
+            return b if p == 1 else np.sqrt(b)
+
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rhs = hi * (1.0 + 1e-9) / bs
+        if not hi < np.inf:
+            t = np.flatnonzero(self.m > 0)
+        elif self.ids is None:
             n_in = self.layer.n_in
             fg = self.layer.gather(fs)
-            blocks = [(slice(s * n_in, (s + r) * n_in), bs[s:s + r, None], fg if fg.shape[0] == 1 else fg[s:s + r])
-                      for r in [max(1, chunk // n_in)] for s in range(0, self.layer.n_dst, r)]
+            M = self.m.reshape(-1, n_in)
+            ts = []
+            for s in range(0, self.layer.n_dst, max(1, chunk // n_in)):
+                e = s + max(1, chunk // n_in)
+                L = low(slice(s * n_in, e * n_in)).reshape(-1, n_in)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    hit = L * (fg if fg.shape[0] == 1 else fg[s:e]) <= rhs[s:e, None]
+                ts.append(np.flatnonzero(hit & (M[s:e] > 0)) + s * n_in)
+            t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
         else:
-            blocks = [(slice(s, s + chunk), bs[self.v[s:s + chunk]], fs[self.u[s:s + chunk]])
-                      for s in range(0, self.m.size, chunk)]
-        for sl, b, f in blocks:
-            cb = np.maximum(b * f, _FLOOR).ravel()
-            ab = a[sl]
-            if form == "w_grad":
-                sc = (ab if p == 2 else ab * ab) * (2.0 * cb)
-            else:
-                sc = (ab if p == 1 else np.sqrt(ab)) * cb
-            t = np.flatnonzero(~(sc > hi) & (self.m[sl] > 0))
-            ts.append(t + sl.start)
-            ss.append(sc[t])
-        return (np.concatenate(ts), np.concatenate(ss)) if ts else (np.zeros(0, np.int64), np.zeros(0))
+            ts = []
+            for s in range(0, self.m.size, chunk):
+                e = s + chunk
+                with np.errstate(invalid="ignore", over="ignore"):
+                    hit = low(slice(s, e)) * fs[self.u[s:e]] <= rhs[self.v[s:e]]
+                ts.append(np.flatnonzero(hit & (self.m[s:e] > 0)) + s)
+            t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
+        ct, at = self.factor_at(c, t), a[t]
+        if form == "w_grad":
+            sc = (at if p == 2 else at * at) * (2.0 * ct)
+        else:
+            sc = (at if p == 1 else np.sqrt(at)) * ct
+        keep = ~(sc > hi)
+        return t[keep], sc[keep]
 
     def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
         """``|w|`` at ascending position ``pos`` of bundles ``b`` (global ids; ``k > 1``)."""
