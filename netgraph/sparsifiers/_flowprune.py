@@ -6,31 +6,39 @@ Every element ``w`` of bundle ``(u, v)`` scores ``|w| * c(u, v)`` (SynFlow and S
 ``|w|`` are float32, the weights' own precision): ranking in float32 would swap weights whose
 scores differ by less than one part in 10^7, thousands per round on a 20M-weight net, and
 iterative pruning compounds the swaps (93.6% agreement with the pixel level on a circular
-vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a bundle always keeps its ``m``
-largest ``|w|``: the state of a layer is one kept count ``m`` per bundle, the bundle's
-``|w|`` sorted once (``np.sort``, float32, 4 bytes a weight; nothing for ``k = 1``), its
-aggregate and its smallest kept value ``low``.
+vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a
+bundle always keeps its ``m`` largest ``|w|``. The state of a layer:
+
+* ``k > 1``: the bundle's ``|w|`` sorted once (``S``, float32, 4 bytes a weight), the kept
+  count ``m`` (1 byte while ``k < 256``), the float64 aggregate and the smallest kept
+  value ``low`` per bundle;
+* ``k = 1`` (linear layers, attention projections): the kept flag ``m`` (1 byte) and the
+  float64 aggregate, which *is* ``|w|`` (``w^2`` for SynFlow-L2, whose square root is exact)
+  while kept: 9 bytes a weight, no copy of ``|w|``.
 
 One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sample:
 
-* a bundle whose smallest kept score ``low * c`` exceeds ``hi`` keeps everything, found
-  with one comparison (most bundles, most of the time); ``c`` is never built for every
-  bundle: the layer keeps its factors per unit (``c = b[v] f[u]``) and the comparison
-  runs row block by row block as ``low f[u] <= hi / b[v]`` with a 1e-9 relative margin (a
-  superset of the exact test; the extra bundles' walks stop at once);
-* the others *walk down* from their smallest kept element towards larger ones until a
-  score exceeds ``hi``, recording what they pass: elements below ``lo`` (pruned), and
-  candidates inside the bracket. Each element is passed at most once as pruned, so the
-  walks cost O(weights) over the whole run, not per iteration;
-* the exact threshold is the partition of the few candidates; ties are kept in position
-  order (layer, rank inside the bundle, bundle);
-* aggregates drop by the pruned values (float64), ``low`` moves to the new smallest kept
-  value.
+* ``k > 1``: a bundle whose smallest kept score ``low * c`` exceeds ``hi`` keeps everything,
+  found with one comparison; ``c`` is never built for every bundle: the layer keeps its
+  factors per unit (``c = b[v] f[u]``) and the comparison runs row block by row block as
+  ``low f[u] <= hi / b[v]`` with a 1e-9 relative margin (a superset of the exact test). The
+  others are *walked* from their smallest kept element up (:mod:`._flowwalk`: windows of a
+  few elements per gather, in blocks of rows that stay in cache): per bundle the count of
+  elements below ``lo`` (pruned, their values summed on the way) and at most ``hi``; the
+  elements between are the candidates. Each element is passed at most once as pruned, so
+  the walks cost O(weights) over the whole run;
+* ``k = 1``: every kept bundle's exact score, block by block (cache-sized blocks of
+  ``b[v] f[u]`` and the aggregate); those at most ``hi`` are the walk's result;
+* the exact threshold is the partition of the candidates; ties are kept in position order
+  (layer, rank inside the bundle, bundle);
+* aggregates drop by the pruned values, added in ascending order from 0 (float64, the same
+  sums as an element-by-element walk); ``low`` moves to the new smallest kept value.
 
 Flows then cost O(bundles) per iteration: bundle vectors shrink to the surviving bundles
-once half of them are dead, and an ungrouped layer's aggregate becomes a CSR matrix over
-them. The engine is exact: :func:`tests.reference.autograd_synflow_prune` (autograd on the
-model, full sort) gives the same masks on small nets.
+(int32 ids) once half of them are dead, and an ungrouped layer's aggregate becomes a CSR
+matrix over them. The engine is exact: :func:`tests.reference.autograd_synflow_prune`
+(autograd on the model, full sort) gives the same masks on small nets, and the walk equals
+the element-by-element walk bit for bit (``tests/netgraph/test_fast_paths.py``).
 """
 
 from __future__ import annotations
@@ -39,18 +47,13 @@ import math
 
 import numpy as np
 
+from ._flowwalk import power_of, ranges, scan_bundles, score as _score
+
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
 SAMPLE_SIZE = 1 << 15
-
-
-def _score(v: np.ndarray, c: np.ndarray, form: str) -> np.ndarray:
-    if form == "w_grad":
-        v = v.astype(np.float64)  # a float32 square would round
-        return v * v * (2.0 * c)
-    return v * c
 
 
 class LayerState:
@@ -60,12 +63,16 @@ class LayerState:
     ----------
     S : ndarray or None
         ``(bundles, k)`` float32, each bundle's ``|w|`` in ascending order (``None`` for
-        ``k = 1``, whose single element is ``low``). Bundle ``b`` keeps ``S[b, k - m:]``.
+        ``k = 1``, whose single element is read off ``agg``). Bundle ``b`` keeps ``S[b, k - m:]``.
     ids : ndarray or None
-        Bundles still tracked (``None``: all); the vectors below are over tracked bundles.
+        Bundles still tracked (``None``: all; int32 when it fits); the vectors below are over
+        tracked bundles.
     m, low, agg
-        Kept count (int32), smallest kept ``|w|`` (float32, NaN when dead) and aggregate
-        (float64, sum of kept ``|w|`` or ``w^2``).
+        Kept count (smallest unsigned type holding ``k``), smallest kept ``|w|`` (float32,
+        NaN when dead; ``None`` for ``k = 1``) and aggregate (float64, sum of kept ``|w|``
+        or ``w^2``; 0 when dead).
+    window : int
+        Elements per bundle the next walk reads at first (adapts to the last walk).
     """
 
     def __init__(self, layer, power: int):
@@ -79,14 +86,14 @@ class LayerState:
             for s in range(0, n_b, rows):  # row blocks: no full-size temporaries besides S
                 self.S[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
             self.low = self.S[:, 0].copy()
-        else:
-            self.S = None
-            self.low = np.abs(W[:, 0]).astype(np.float32)
+        else:  # the aggregate is |w| (or w^2) itself while kept: no copy of |w|
+            self.S = self.low = None
         self.agg = layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
-        self.m = np.full(n_b, k, dtype=np.int32)
+        self.m = np.full(n_b, k, dtype=np.min_scalar_type(k))
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0
         self.ids = None
+        self.window = min(k, 4)  # elements the walk reads per bundle at first (adapts)
         self.v = self.u = None
         self._csr = None
 
@@ -128,37 +135,101 @@ class LayerState:
         out = c[0][v] * c[1][u]
         return np.maximum(out, _FLOOR, out=out)
 
-    def candidates(self, c: tuple, hi: float, form: str, chunk: int = 1 << 20) -> np.ndarray:
+    def absw(self, t: np.ndarray) -> np.ndarray:
+        """``k = 1``: ``|w|`` of tracked bundles ``t`` (float64, exact), read off the aggregate."""
+        a = self.agg[t]
+        return a if self.power == 1 else np.sqrt(a)  # sqrt of an exact float32 square is exact
+
+    def lowest(self) -> np.ndarray:
+        """Smallest kept ``|w|`` of every tracked bundle (NaN when dead)."""
+        low = self.absw(slice(None)) if self.S is None else self.low.astype(np.float64)
+        return np.where(self.m > 0, low, np.nan)
+
+    def candidates(self, c: tuple, hi: float, form: str, chunk: int = 1 << 16) -> np.ndarray:
         """Tracked bundles whose smallest kept score may be ``<= hi``: a superset (relative
         margin 1e-9, far above the rounding of the two products) of the exact test, found
         row block by row block without a float64 vector over all bundles; dead ones never."""
         bs, fs = c
         if not hi < np.inf:
             return np.flatnonzero(self.m > 0)
-        low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
+        if self.S is None:  # k = 1: the aggregate is |w| (power 1) or w^2 (power 2)
+            sq = self.agg if self.power == 2 else None
+            low = self.absw(slice(None)) if form != "w_grad" else 2.0 * (sq if sq is not None else self.agg**2)
+        else:
+            low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             rhs = hi * (1.0 + 1e-9) / bs  # b = 0: every score is 0 (floored): inf keeps them
             if self.ids is not None:
-                return np.flatnonzero(low * fs[self.u] <= rhs[self.v])
+                parts = []
+                for s in range(0, self.m.size, chunk):
+                    e = s + chunk
+                    hit = low[s:e] * fs[self.u[s:e]] <= rhs[self.v[s:e]]
+                    parts.append(np.flatnonzero(hit & (self.m[s:e] > 0) if self.S is None else hit) + s)
+                return np.concatenate(parts) if parts else np.zeros(0, np.int64)
             layer = self.layer
             n_in = layer.n_in
-            L = low.reshape(layer.n_dst, n_in)
+            L, M = low.reshape(layer.n_dst, n_in), self.m.reshape(layer.n_dst, n_in)
             fg = layer.gather(fs)
             rows = max(1, chunk // n_in)
             parts = []
             for s in range(0, layer.n_dst, rows):
                 hit = L[s:s + rows] * (fg if fg.shape[0] == 1 else fg[s:s + rows]) <= rhs[s:s + rows, None]
+                if self.S is None:  # dead k = 1 bundles have aggregate 0
+                    hit &= M[s:s + rows] > 0
                 parts.append(np.flatnonzero(hit) + s * n_in)
         return np.concatenate(parts)
 
+    def _single(self, c: tuple, hi: float, form: str, chunk: int = 1 << 16) -> tuple:
+        """``k = 1``: the kept bundles scoring ``<= hi`` (NaN too) and their exact scores (the
+        walk's float64 products), block by block: the candidates' margin test on every kept
+        bundle, the exact score on those it lets through (from the aggregate, ``|w|`` or ``w^2``)."""
+        bs, fs = c
+        a, p = self.agg, self.power
+
+        def low(sl):  # the margin test's |w| (2 w^2 for w_grad)
+            b = a[sl]
+            if form == "w_grad":
+                return 2.0 * (b if p == 2 else b * b)
+            return b if p == 1 else np.sqrt(b)
+
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            rhs = hi * (1.0 + 1e-9) / bs
+        if not hi < np.inf:
+            t = np.flatnonzero(self.m > 0)
+        elif self.ids is None:
+            n_in = self.layer.n_in
+            fg = self.layer.gather(fs)
+            M = self.m.reshape(-1, n_in)
+            ts = []
+            for s in range(0, self.layer.n_dst, max(1, chunk // n_in)):
+                e = s + max(1, chunk // n_in)
+                L = low(slice(s * n_in, e * n_in)).reshape(-1, n_in)
+                with np.errstate(invalid="ignore", over="ignore"):
+                    hit = L * (fg if fg.shape[0] == 1 else fg[s:e]) <= rhs[s:e, None]
+                ts.append(np.flatnonzero(hit & (M[s:e] > 0)) + s * n_in)
+            t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
+        else:
+            ts = []
+            for s in range(0, self.m.size, chunk):
+                e = s + chunk
+                with np.errstate(invalid="ignore", over="ignore"):
+                    hit = low(slice(s, e)) * fs[self.u[s:e]] <= rhs[self.v[s:e]]
+                ts.append(np.flatnonzero(hit & (self.m[s:e] > 0)) + s)
+            t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
+        ct, at = self.factor_at(c, t), a[t]
+        if form == "w_grad":
+            sc = (at if p == 2 else at * at) * (2.0 * ct)
+        else:
+            sc = (at if p == 1 else np.sqrt(at)) * ct
+        keep = ~(sc > hi)
+        return t[keep], sc[keep]
+
     def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """``|w|`` at ascending position ``pos`` of bundles ``b`` (global bundle ids)."""
-        if self.S is None:
-            return np.abs(self.layer.weight.reshape(-1)[b]).astype(np.float32, copy=False)
+        """``|w|`` at ascending position ``pos`` of bundles ``b`` (global ids; ``k > 1``)."""
         return self.S.reshape(-1)[b * self.k + pos]
 
     def bundle_ids(self, t: np.ndarray) -> np.ndarray:
-        return t if self.ids is None else self.ids[t]
+        return t if self.ids is None else self.ids[t].astype(np.int64)
 
     def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:
         """Scores of every kept element of every ``stride``-th tracked bundle."""
@@ -168,71 +239,71 @@ class LayerState:
             return np.zeros(0)
         ct = self.factor_at(c, t)
         if self.S is None:
-            return _score(self.low[t], ct, form)
+            return _score(self.absw(t), ct, form)
         rows = self.S[self.bundle_ids(t)]
         sc = _score(rows, ct[:, None], form)
-        return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t])[:, None]]
+        return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t].astype(np.int64))[:, None]]
 
     # -- one pruning step ------------------------------------------------------------
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
         """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc).
 
-        ``act`` may hold a few bundles whose smallest kept score exceeds ``hi`` (the
-        candidates' margin): their walk stops at once and keeps them as they are."""
+        Per bundle of ``act`` (a superset of those whose smallest kept score is ``<= hi``):
+        ``n_lo`` kept elements score below ``lo`` (pruned), ``n_hi >= n_lo`` at most ``hi``;
+        the ``n_hi - n_lo`` between are the candidates, recorded as ``ri`` (index into
+        ``act``), ``rp`` (ascending position), ``rs`` (score). Scores rise along a bundle, so
+        the counts are found window by window from the smallest kept element."""
+        if self.S is None:
+            act, sc = self._single(c, hi, form)
+            ri = np.flatnonzero(sc >= lo)  # the others (NaN too) are pruned
+            return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": sc[ri],
+                    "above": self.kept - act.size}
         act = self.candidates(c, hi, form)
-        above = self.kept - int(self.m[act].sum(dtype=np.int64))
-        p_hi = np.zeros(act.size, np.int32)
-        stop_val = np.full(act.size, -1.0, np.float32)
-        rec = []  # (index into act, ascending position, score, value)
-        pos = (self.k - self.m[act]).astype(np.int64)
-        bid = self.bundle_ids(act)
+        k = self.k
+        pos0 = k - self.m[act].astype(np.int64)
         cc = self.factor_at(c, act)
-        live = np.arange(act.size)
-        while live.size:
-            v = self.values(bid[live], pos[live])
-            sc = _score(v, cc[live], form)
-            stop = sc > hi
-            st = live[stop]
-            p_hi[st] = (self.k - pos[st]).astype(np.int32)
-            stop_val[st] = v[stop]
-            go = ~stop
-            rec.append((live[go], pos[live[go]], sc[go], v[go]))
-            live = live[go]
-            pos[live] += 1
-            live = live[pos[live] < self.k]
-        if rec:
-            ri, rp, rs, rv = (np.concatenate(x) for x in zip(*rec))
-        else:
-            ri = rp = np.zeros(0, np.int64)
-            rs, rv = np.zeros(0), np.zeros(0, np.float32)
-        above += int(p_hi.sum())
-        cand = rs >= lo
-        return {"act": act, "above": above, "p_hi": p_hi, "stop_val": stop_val, "ri": ri, "rp": rp,
-                "rs": rs, "rv": rv, "cand": cand}
+        S, base = self.S.reshape(-1), self.bundle_ids(act) * k
+        n_hi, n_lo, sum_lo, stop_val, self.window = scan_bundles(self.S, self.power, self.window, base + pos0,
+                                                                 base + k, cc, lo, hi, form)
+        ri, rp = ranges(pos0 + n_lo, pos0 + n_hi)
+        rv = S[base[ri] + rp]
+        return {"act": act, "pos0": pos0, "n_hi": n_hi, "ri": ri, "rp": rp, "rs": _score(rv, cc[ri], form),
+                "rv": rv, "sum_lo": sum_lo, "stop_val": stop_val, "above": self.kept - int(n_hi.sum())}
 
     def apply(self, w: dict, keep: np.ndarray) -> None:
-        """Set the new kept counts: ``keep`` flags the walk records that stay kept."""
-        act, ri = w["act"], w["ri"]
+        """Set the new kept counts: ``keep`` flags the candidates (walk records) that stay; a
+        bundle keeps a suffix of its records (ascending scores, ties kept from the top)."""
+        act, ri, rp = w["act"], w["ri"], w["rp"]
         if act.size == 0:
             return
-        m_new = w["p_hi"] + np.bincount(ri[keep], minlength=act.size).astype(np.int32)
+        if self.S is None:  # k = 1: every bundle of act dies but the kept records
+            dead = np.ones(act.size, bool)
+            dead[ri[keep]] = False
+            d = act[dead]
+            self.agg[d], self.m[d] = 0.0, 0
+            self.kept -= d.size
+            self.alive -= d.size
+            self._maybe_compact()
+            return
+        k, pos0 = self.k, w["pos0"]
+        first = pos0 + w["n_hi"]  # the first kept position: above hi, or a kept candidate
+        lead = keep.copy()  # the first kept record of its bundle (records ascend inside a bundle)
+        lead[1:] &= ~keep[:-1] | (ri[1:] != ri[:-1])
+        first[ri[lead]] = rp[lead]
+        m_new = k - first
+        changed = first > pos0
+        dec = w["sum_lo"]
         gone = ~keep
-        vals = w["rv"][gone].astype(np.float64)
-        dec = np.bincount(ri[gone], weights=vals if self.power == 1 else vals * vals, minlength=act.size)
-        low = w["stop_val"].copy()
-        if keep.any():  # records of a bundle come in ascending value order: its first kept one is the lowest
-            kr = np.flatnonzero(keep)
-            first = np.unique(ri[kr], return_index=True)
-            low[first[0]] = w["rv"][kr[first[1]]]
-        changed = m_new < self.m[act]
-        a = act[changed]
-        self.agg[a] -= dec[changed]
-        self.agg[a[m_new[changed] == 0]] = 0.0
-        self.kept -= int((self.m[act] - m_new).sum(dtype=np.int64))
-        self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
-        self.m[act] = m_new
+        np.add.at(dec, ri[gone], power_of(self.power, w["rv"][gone]))  # in order: continues the ascending sums
+        self.agg[act[changed]] -= dec[changed]
+        self.agg[act[m_new == 0]] = 0.0
+        low = w["stop_val"]
+        low[ri[lead]] = w["rv"][lead]
         low[m_new == 0] = np.nan
         self.low[act] = low
+        self.kept -= int((first - pos0).sum())
+        self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
+        self.m[act] = m_new
         self._maybe_compact()
 
     def _maybe_compact(self) -> None:
@@ -240,16 +311,20 @@ class LayerState:
             return
         alive = np.flatnonzero(self.m > 0)
         layer = self.layer
-        self.ids = self.bundle_ids(alive)
-        self.m, self.low, self.agg = self.m[alive], self.low[alive], self.agg[alive]
-        v, j = np.divmod(self.ids, layer.n_in)
-        self.v, self.u = v, (v // layer.group_out) * layer.n_in + j
+        ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
+        self.m, self.agg = self.m[alive], self.agg[alive]
+        if self.low is not None:
+            self.low = self.low[alive]
+        del alive
+        self.ids = ids
+        v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
+        self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
         if layer.groups == 1:
             from scipy.sparse import csr_matrix
 
-            indptr = np.concatenate([[0], np.cumsum(np.bincount(v, minlength=layer.n_dst))])
-            self._csr = csr_matrix((self.agg, j.astype(np.int32), indptr.astype(np.int64)),
-                                   shape=layer.weight.shape[:2])
+            indptr = np.zeros(layer.n_dst + 1, np.int64)
+            np.cumsum(np.bincount(v, minlength=layer.n_dst), out=indptr[1:])
+            self._csr = csr_matrix((self.agg, j, indptr), shape=layer.weight.shape[:2])
             self.agg = self._csr.data  # one array: updates show in the flows
 
     # -- the result ------------------------------------------------------------------
@@ -301,7 +376,7 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
     for lo, hi in (_bracket(states, cs, keep_count, form), (-np.inf, np.inf)):
         walks = list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
         need = keep_count - sum(w["above"] for w in walks)
-        cand = np.concatenate([w["rs"][w["cand"]] for w in walks])
+        cand = np.concatenate([w["rs"] for w in walks])
         if 1 <= need <= cand.size:
             tau = np.partition(cand, cand.size - need)[cand.size - need]
             break
@@ -310,12 +385,12 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
             break
     else:  # pragma: no cover - the unbounded bracket always holds the threshold
         raise RuntimeError("threshold selection failed")
-    keeps = [w["cand"] & (w["rs"] > tau) for w in walks]
+    keeps = [w["rs"] > tau for w in walks]
     need -= sum(int(kp.sum()) for kp in keeps)
     for s, w, kp in zip(states, walks, keeps):  # ties at tau, in position order
         if need <= 0:
             break
-        t = np.flatnonzero(w["cand"] & (w["rs"] == tau))
+        t = np.flatnonzero(w["rs"] == tau)
         if t.size:
             rank = s.k - 1 - w["rp"][t]  # rank inside the bundle, 0 = largest |w|
             t = t[np.lexsort((s.bundle_ids(w["act"][w["ri"][t]]), rank))][:need]

@@ -9,7 +9,7 @@ import torch
 import netgraph
 from netgraph import flows as F
 from netgraph.masked import as_masked
-from netgraph.sparsifiers import _flowprune
+from netgraph.sparsifiers import _flowprune, _flowwalk
 from tests import grouped_models as GM
 from tests import models as M
 
@@ -56,8 +56,11 @@ def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, 
     for layer in g.layers:
         for compact in (False, True):
             s = _flowprune.LayerState(layer, power)
-            s.m[rng.random(s.m.size) < 0.3] = 0  # some dead bundles
-            s.low[s.m == 0] = np.nan
+            dead = rng.random(s.m.size) < 0.3  # some dead bundles
+            s.m[dead] = 0
+            s.agg[dead] = 0.0
+            if s.low is not None:
+                s.low[dead] = np.nan
             s.alive = int(np.count_nonzero(s.m))
             if compact:  # track the survivors only (CSR flows, per-bundle unit arrays)
                 monkeypatch.setattr(_flowprune, "COMPACT_BELOW", 1.01)
@@ -67,7 +70,7 @@ def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, 
             t = np.arange(s.m.size)
             exact_c = s.factor_at(c, t)
             with np.errstate(invalid="ignore"):
-                scores = _flowprune._score(s.low, exact_c, form)
+                scores = _flowprune._score(s.lowest(), exact_c, form)
             finite = scores[np.isfinite(scores)]
             for hi in (*np.quantile(finite, [0.0, 0.3, 0.9]), np.inf) if finite.size else (np.inf,):
                 with np.errstate(invalid="ignore"):
@@ -87,3 +90,64 @@ def test_fresh_sums_equal_the_cached_sums_and_leave_the_cache_alone(name):
         assert "abs_sum" not in layer.__dict__ and "sq_sum" not in layer.__dict__
         assert np.array_equal(a, layer.abs_sum) and np.array_equal(b, layer.sq_sum)
         assert layer.fresh_sums(1) is not layer.abs_sum and np.array_equal(layer.fresh_sums(1), a)
+
+
+def _plain_walk(S, pos0, cc, lo, hi, power, form):
+    """Element by element, as the first engine walked: counts, the pruned values' sum from 0 in
+    ascending order, and the first value above ``hi``."""
+    n_hi, n_lo, sums, stop = [], [], [], []
+    for row, p0, c in zip(S, pos0, cc):
+        nh = nl = 0
+        acc, sv = 0.0, np.float32(np.nan)
+        for v in row[p0:]:
+            sc = _flowwalk.score(np.float32(v), c, form)
+            if sc > hi:
+                sv = v
+                break
+            nh += 1
+            if not sc >= lo:
+                nl += 1
+                acc += float(v) ** power
+        n_hi.append(nh), n_lo.append(nl), sums.append(acc), stop.append(sv)
+    return np.array(n_hi), np.array(n_lo), np.array(sums), np.array(stop, np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 3, 9, 49])
+@pytest.mark.parametrize("power,form", [(1, "abs_grad"), (2, "abs_grad"), (2, "w_grad")])
+@pytest.mark.filterwarnings("ignore:invalid value")
+def test_scan_bundles_equals_the_element_by_element_walk(k, power, form):
+    """Windows of any first width, blocks of any size, NaN factors: the same counts, the same
+    float64 sums bit for bit, the same first value above ``hi``."""
+    rng = np.random.default_rng(k)
+    n = 300
+    S = np.sort(rng.random((n, k), dtype=np.float32), axis=1)
+    S[:5] = 0.5  # ties
+    pos0 = rng.integers(0, k, n)
+    cc = np.exp(rng.normal(0, 1, n))
+    cc[7] = np.nan
+    cc[8] = np.inf
+    S[8, 0] = 0.0  # 0 * inf = NaN
+    pos0[8] = 0
+    sc = _flowwalk.score(S[np.arange(n), pos0], cc, form)
+    lo, hi = np.nanquantile(sc, [0.3, 0.6])
+    want = _plain_walk(S, pos0, cc, lo, hi, power, form)
+    for window in (1, 2, 4, 8):
+        for block in (7, 1 << 14):
+            base = np.arange(n) * k
+            *got, w_next = _flowwalk.scan_bundles(S, power, min(window, k), base + pos0, base + k, cc, lo, hi, form,
+                                                  block=block)
+            for a, b in zip(got, want):
+                assert np.array_equal(a, b, equal_nan=True)
+            assert 1 <= w_next <= max(k, 1)
+
+
+def test_ranges_and_row_counts_equal_the_plain_forms():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, 50)
+    b = a + rng.integers(0, 4, 50)
+    i, p = _flowwalk.ranges(a, b)
+    plain = [(j, q) for j in range(50) for q in range(a[j], b[j])]
+    assert list(zip(i.tolist(), p.tolist())) == plain
+    for w in (1, 2, 3, 4, 8, 9):
+        m = rng.random((40, w)) < 0.5
+        assert np.array_equal(_flowwalk.count_rows(m), m.sum(axis=1))
