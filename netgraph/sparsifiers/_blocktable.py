@@ -43,8 +43,11 @@ def element_values(bias: str, w: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown bias {bias!r}")
 
 
-def _search(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int, target: np.ndarray) -> np.ndarray:
-    """How many of the ``n`` nondecreasing values ``flat[pos + i * unit_step]`` are <= target."""
+def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int, target: np.ndarray) -> np.ndarray:
+    """How many of the ``n`` nondecreasing values ``flat[pos + i * unit_step]`` are <= target.
+
+    A branchless binary search, one per entry of ``pos``/``target``, on flat positions (a
+    column of a cumulative table with ``unit_step`` its row length, or a row with step 1)."""
     pos = pos.copy()
     start = pos.copy()
     size = n
@@ -98,7 +101,7 @@ class BlockTable:
             base, unit_step = units * np.int64(stride), 1
         tot = np.take(flat, base + (self.nb - 1) * unit_step)
         target = r * tot
-        b = _search(flat, base, unit_step, self.nb, target)  # the first block ending above the target
+        b = search_sorted_runs(flat, base, unit_step, self.nb, target)  # the first block ending above the target
         np.minimum(b, self.nb - 1, out=b)
         run = np.where(b > 0, np.take(flat, base + np.maximum(b - 1, 0) * unit_step), 0.0)
         first = b * BLOCK

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Layer
-from ._blocktable import BLOCK_ABOVE, BlockTable
+from ._blocktable import BLOCK_ABOVE, BlockTable, search_sorted_runs
 
 
 def _fan(layer: Layer, bundle: np.ndarray, forward: bool):
@@ -118,15 +118,7 @@ class _DenseTable:
         flat, stride = self.cum.reshape(-1), self.cum.shape[1]
         unit_step = stride if self.forward else 1
         pos = units.astype(np.int64) if self.forward else units * np.int64(stride)
-        start = pos.copy()
-        size = self.n
-        while size > 1:
-            half = size >> 1
-            step = half * unit_step
-            np.add(pos, step, out=pos, where=np.take(flat, pos + step) <= target)
-            size -= half
-        lo = (pos - start) // unit_step
-        lo += np.take(flat, pos) <= target
+        lo = search_sorted_runs(flat, pos, unit_step, self.n, target)
         np.minimum(lo, self.n - 1, out=lo)
         empty = tot <= 0  # no usable weight: uniform (the reference's fallback)
         if empty.any():
