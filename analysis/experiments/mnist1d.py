@@ -177,6 +177,12 @@ def run_mnist1d(study: Mnist1dStudy = Mnist1dStudy(), out_dir="docs/reproduction
         df = pd.read_csv(path)
         for c in CURVE_COLUMNS:
             df[c] = df[c].map(json.loads)
+        saved = set(zip(df["model"], df["method"], df["target_density"].astype(float), df["seed"].astype(int)))
+        grid = {(m, spec[0], float(d), int(seed)) for m, spec, d, seed in study.grid()}
+        if saved != grid:
+            raise InvalidInputError(f"{path} holds {len(saved)} runs that are not this study's grid of {len(grid)} "
+                                    "(models, methods, densities, seeds); rebuild the report with the settings of "
+                                    "the run that wrote it (--quick for a quick run)")
         seconds = None
     else:
         t0 = time.perf_counter()

@@ -31,6 +31,7 @@ figures are in :mod:`.modern_report`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -282,8 +283,10 @@ def execute(study: ModernStudy, progress: bool = False):
         from concurrent.futures import ProcessPoolExecutor
 
         ctx = multiprocessing.get_context("spawn")
-        # a fresh process per task: a worker that held ViT-B/16's graph (4.5 GB) would otherwise keep it
-        with ProcessPoolExecutor(min(study.workers, len(tasks)), mp_context=ctx, max_tasks_per_child=1) as pool:
+        # a fresh process per task (Python >= 3.11): a worker that held ViT-B/16's graph (4.5 GB) would
+        # otherwise keep it for the next model
+        fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+        with ProcessPoolExecutor(min(study.workers, len(tasks)), mp_context=ctx, **fresh) as pool:
             order = sorted(range(len(tasks)), key=lambda i: -_SIZES.get(tasks[i][1], 0))  # largest first
             futures = {i: pool.submit(_model_task, tasks[i]) for i in order}
             for i in range(len(tasks)):  # collected in the grid's order

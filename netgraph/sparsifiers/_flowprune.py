@@ -56,6 +56,17 @@ COMPACT_BELOW = 0.5
 SAMPLE_SIZE = 1 << 15
 
 
+def _rhs(hi: float, bs: np.ndarray) -> np.ndarray:
+    """Per destination unit, the bound ``hi / b`` of the margin test ``low f <= hi / b`` (relative
+    margin 1e-9). ``b = 0``: the bundles' scores are floored to ``|w| * floor``, which may be
+    ``<= hi`` even at ``hi = 0`` (zero weights): ``inf`` lets the walk decide (``0 / 0`` would
+    be NaN and drop them)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rhs = hi * (1.0 + 1e-9) / bs
+    rhs[bs == 0] = np.inf
+    return rhs
+
+
 class LayerState:
     """Kept counts of one layer's bundles under iterative flow pruning.
 
@@ -158,7 +169,7 @@ class LayerState:
         else:
             low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            rhs = hi * (1.0 + 1e-9) / bs  # b = 0: every score is 0 (floored): inf keeps them
+            rhs = _rhs(hi, bs)
             if self.ids is not None:
                 parts = []
                 for s in range(0, self.m.size, chunk):
@@ -192,8 +203,7 @@ class LayerState:
                 return 2.0 * (b if p == 2 else b * b)
             return b if p == 1 else np.sqrt(b)
 
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            rhs = hi * (1.0 + 1e-9) / bs
+        rhs = _rhs(hi, bs)
         if not hi < np.inf:
             t = np.flatnonzero(self.m > 0)
         elif self.ids is None:

@@ -151,3 +151,17 @@ def test_ranges_and_row_counts_equal_the_plain_forms():
     for w in (1, 2, 3, 4, 8, 9):
         m = rng.random((40, w)) < 0.5
         assert np.array_equal(_flowwalk.count_rows(m), m.sum(axis=1))
+
+
+def test_synflow_candidates_keep_zero_scores_of_units_without_backward_flow():
+    """At a threshold of 0, a zero weight of a destination with no backward flow scores 0 (its
+    factor floored) and is a candidate; ``0 / 0`` in the margin test used to drop it."""
+    from netgraph.layer import Layer
+    from netgraph.sparsifiers._flowprune import LayerState
+
+    w = np.ones((2, 2, 3), np.float32)
+    w[1, 0, 0] = 0.0
+    s = LayerState(Layer(0, "l", "conv", "w", (2, 2, 3), 0, 1, w), 1)
+    c = (np.array([1.0, 0.0]), np.array([1.0, 1.0]))  # destination 1: no backward flow
+    assert 2 in set(s.candidates(c, 0.0, "abs_grad").tolist())
+    assert set(s.candidates(c, 0.5, "abs_grad").tolist()) >= {2, 3}

@@ -93,6 +93,13 @@ def test_quick_study_tables_are_byte_identical(tmp_path):
     assert len(list((tmp_path / "a" / "data").glob("*.npz"))) == 1
     paired = pd.read_csv(tmp_path / "a" / "mnist1d_paired.csv")
     assert set(paired["rival"]) == {"synflow-l2"} and (paired["p_holm"] >= paired["p"]).all()
+    # --report-only rebuilds the same tables and figures from the saved results, without training
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a").glob("*") if p.suffix in (".csv", ".png")}
+    reproduce.run_study("mnist1d", quick=True, out_dir=tmp_path / "a", report_only=True)
+    assert before == {p.name: p.read_bytes() for p in (tmp_path / "a").glob("*") if p.suffix in (".csv", ".png")}
+    assert "rebuilt from `mnist1d_results.csv`" in (tmp_path / "a" / "mnist1d.md").read_text()
+    with pytest.raises(InvalidInputError, match="not this study's grid"):  # a quick run is not the full study
+        reproduce.run_study("mnist1d", quick=False, out_dir=tmp_path / "a", report_only=True)
 
 
 def test_claims_carry_effects_with_intervals():
