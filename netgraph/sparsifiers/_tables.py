@@ -62,16 +62,18 @@ class _Table:
                     M = np.where(tot > 0, M / np.where(tot > 0, tot, 1.0), 1.0 / M.shape[1]) / n_layers
             mats.append(M)
             cols_edge.append(np.full(M.shape[1], i))
-        P = np.concatenate(mats, axis=1).astype(np.float64)
+        P = np.concatenate(mats, axis=1, dtype=np.float64)  # one float64 copy, updated in place below
         tot = P.sum(axis=1)
         zero = tot <= 0
         if zero.any():  # no usable weight: uniform over the columns (the reference's fallback)
             P[zero] = 1.0
             tot[zero] = P.shape[1]
-        cdf = np.cumsum(P, axis=1) / tot[:, None]
+        cdf = np.cumsum(P, axis=1, out=P)
+        cdf /= tot[:, None]
         cdf[:, -1] = 1.0
         self.C = P.shape[1]
-        self.flat = (cdf + np.arange(n)[:, None]).ravel()
+        cdf += np.arange(n)[:, None]
+        self.flat = cdf.reshape(-1)
         self.col_edge = np.concatenate(cols_edge)
         self.col_unit = np.concatenate(cols_unit)
         self.edges = [e for e, _, _ in blocks]
