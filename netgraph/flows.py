@@ -140,6 +140,26 @@ class Flows:
         return b[:, None] * layer.gather(f), offset
 
 
+def forward_group(graph: NetGraph, g: int, fwd, fsc, agg_of: dict, power: int) -> tuple:
+    """One step of the forward programme: group ``g``'s ``(vector, log scale)`` from the
+    vectors ``fwd`` and log scales ``fsc`` of the groups before it and the layer aggregates
+    ``agg_of`` (layer index -> aggregate; a missing layer is empty)."""
+    terms = []
+    for e in graph.edges_into(g):
+        x = fwd[e.src]
+        si = _scale(e.in_scale, power)
+        if si is not None:
+            x = x * si
+        y = e.push(agg_of.get(e.index) if isinstance(e, Layer) else None, x)
+        so = _scale(e.out_scale, power)
+        if so is not None:
+            y = y * so
+        terms.append((y, fsc[e.src]))
+    if not terms:
+        terms = [(np.zeros(graph.groups[g].size), 0.0)]
+    return _combine(terms)
+
+
 def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str = "custom") -> Flows:
     """Run the forward/backward programme on given per-layer aggregates.
 
@@ -152,20 +172,7 @@ def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str 
     fsc = np.zeros(G)
     fwd[0] = np.ones(graph.groups[0].size)
     for g in range(1, G):
-        terms = []
-        for e in graph.edges_into(g):
-            x = fwd[e.src]
-            si = _scale(e.in_scale, power)
-            if si is not None:
-                x = x * si
-            y = e.push(agg_of.get(e.index) if isinstance(e, Layer) else None, x)
-            so = _scale(e.out_scale, power)
-            if so is not None:
-                y = y * so
-            terms.append((y, fsc[e.src]))
-        if not terms:
-            terms = [(np.zeros(graph.groups[g].size), 0.0)]
-        fwd[g], fsc[g] = _combine(terms)
+        fwd[g], fsc[g] = forward_group(graph, g, fwd, fsc, agg_of, power)
     bwd = [None] * G
     bsc = np.zeros(G)
     bwd[G - 1] = np.ones(graph.groups[G - 1].size)

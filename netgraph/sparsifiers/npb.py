@@ -44,7 +44,7 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..errors import InvalidInputError
-from ..flows import _combine
+from ..flows import forward_group
 from ..graph import Layer
 from . import npb_exact
 from .base import Context, method
@@ -66,18 +66,17 @@ class _SourcePaths:
 
     def __call__(self, aggs: list, chosen: set, layer) -> np.ndarray:
         vals = list(self.final)
+        fwd, fsc = [v for v, _ in vals], [c for _, c in vals]
+        agg_of = dict(enumerate(aggs))
         done = True
         for h in range(len(self.final), layer.src + 1):
-            terms = []
-            for e in self.graph.edges_into(h):
-                x, scale = vals[e.src]
-                is_layer = isinstance(e, Layer)
-                done &= not is_layer or e.index in chosen
-                terms.append((e.push(aggs[e.index] if is_layer else None, x), scale))
-            vals.append(_combine(terms) if terms else (np.zeros(self.graph.groups[h].size), 0.0))
+            done &= all(e.index in chosen for e in self.graph.edges_into(h) if isinstance(e, Layer))
+            v, c = forward_group(self.graph, h, fwd, fsc, agg_of, 0)
+            fwd.append(v)
+            fsc.append(c)
             if done:
-                self.final.append(vals[-1])
-        f = vals[layer.src][0]
+                self.final.append((v, c))
+        f = fwd[layer.src]
         return f / f.max() if f.size and f.max() > 0 else np.zeros(layer.n_src)
 
 
