@@ -146,18 +146,11 @@ def forward_group(graph: NetGraph, g: int, fwd, fsc, agg_of: dict, power: int) -
     ``agg_of`` (layer index -> aggregate; a missing layer is empty)."""
     terms = []
     for e in graph.edges_into(g):
-        x = fwd[e.src]
-        si = _scale(e.in_scale, power)
-        if si is not None:
-            x = x * si
+        si, so = _scale(e.in_scale, power), _scale(e.out_scale, power)
+        x = fwd[e.src] if si is None else fwd[e.src] * si
         y = e.push(agg_of.get(e.index) if isinstance(e, Layer) else None, x)
-        so = _scale(e.out_scale, power)
-        if so is not None:
-            y = y * so
-        terms.append((y, fsc[e.src]))
-    if not terms:
-        terms = [(np.zeros(graph.groups[g].size), 0.0)]
-    return _combine(terms)
+        terms.append((y if so is None else y * so, fsc[e.src]))
+    return _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
 
 
 def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str = "custom") -> Flows:
