@@ -158,10 +158,10 @@ def to_csv(df: pd.DataFrame, path, list_columns=LIST_COLUMNS, timings: bool = Tr
     out.to_csv(path, index=False)
 
 
-def read_results(path) -> pd.DataFrame:
-    """Read a results CSV written by :func:`to_csv` (list columns parsed back)."""
+def read_results(path, list_columns=LIST_COLUMNS) -> pd.DataFrame:
+    """Read a results CSV written by :func:`to_csv` (its ``list_columns`` parsed back)."""
     df = pd.read_csv(path)
-    for c in LIST_COLUMNS:
+    for c in list_columns:
         if c in df:
             df[c] = df[c].map(json.loads)
     return df

@@ -12,7 +12,6 @@ the result table is byte-identical whatever the number of workers. Wall-clock co
 from __future__ import annotations
 
 import os
-import json
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -27,7 +26,7 @@ from netgraph.sparsifiers import get
 from netgraph.zoo import init_weights
 
 from .. import plots
-from .compare import TIMING_COLUMNS, to_csv
+from .compare import TIMING_COLUMNS, read_results, to_csv
 from .mnist1d_report import cell_summary, claims, paired_comparisons, report, study_figures
 from .run import DENSE, layer_columns, model_graph, parse_method, run_one
 from .training import TrainConfig, train
@@ -174,9 +173,7 @@ def run_mnist1d(study: Mnist1dStudy = Mnist1dStudy(), out_dir="docs/reproduction
         if not os.path.exists(path):
             raise InvalidInputError(f"{path} does not exist: --report-only rebuilds the report of an earlier run "
                                     "of this study in the same --out folder; run the study first")
-        df = pd.read_csv(path)
-        for c in CURVE_COLUMNS:
-            df[c] = df[c].map(json.loads)
+        df = read_results(path, CURVE_COLUMNS)
         saved = set(zip(df["model"], df["method"], df["target_density"].astype(float), df["seed"].astype(int)))
         grid = {(m, spec[0], float(d), int(seed)) for m, spec, d, seed in study.grid()}
         if saved != grid:
