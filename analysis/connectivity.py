@@ -10,10 +10,11 @@ dead (Vysogorets & Kempe, 2021).
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from netgraph._validate import check_choice
 from netgraph.flows import aggregates, reachability
-from netgraph.masked import as_masked
+from netgraph.masked import as_masked, bundle_values
 
 
 def active_units(graph, masks=None) -> list:
@@ -47,12 +48,14 @@ def effective_counts(graph, masks=None, active=None) -> list:
     """Per layer, the number of effective elements of each bundle, ``(n_dst, n_in)``.
 
     The bundle-level form of :func:`effective_weights`: kept elements of bundles joining
-    two active units. O(bundles), where the element masks are O(weights).
+    two active units. O(bundles), where the element masks are O(weights). A layer whose
+    count aggregate is sparse (:data:`netgraph.masked.SPARSE_AGG_MIN`) gives a sparse matrix.
     """
     if active is None:
         active = active_units(graph, masks)
-    return [count * (active[layer.dst][:, None] & layer.gather(active[layer.src]))
-            for layer, count in zip(graph.layers, aggregates(graph, "count", masks))]
+    return [count.multiply(live).tocsr() if sp.issparse(count) else count * live
+            for layer, count in zip(graph.layers, aggregates(graph, "count", masks))
+            for live in [active[layer.dst][:, None] & layer.gather(active[layer.src])]]
 
 
 def effective_per_layer(graph, masks=None, active=None) -> list:
@@ -65,7 +68,7 @@ def effective_per_layer(graph, masks=None, active=None) -> list:
         out = []
         for layer, count in zip(graph.layers, aggregates(graph, "count", mg)):
             v, u, nz = mg.kept_bundles(layer)
-            out.append(int(count.reshape(-1)[nz][act[layer.dst][v] & act[layer.src][u]].sum()))
+            out.append(int(bundle_values(count, nz)[act[layer.dst][v] & act[layer.src][u]].sum()))
         return out
 
     return mg.cached("analysis.effective_per_layer", compute)
