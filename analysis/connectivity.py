@@ -10,11 +10,10 @@ dead (Vysogorets & Kempe, 2021).
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from netgraph._validate import check_choice
 from netgraph.flows import aggregates, reachability
-from netgraph.masked import as_masked, bundle_values
+from netgraph.masked import as_masked
 
 
 def active_units(graph, masks=None) -> list:
@@ -48,14 +47,12 @@ def effective_counts(graph, masks=None, active=None) -> list:
     """Per layer, the number of effective elements of each bundle, ``(n_dst, n_in)``.
 
     The bundle-level form of :func:`effective_weights`: kept elements of bundles joining
-    two active units. O(bundles), where the element masks are O(weights). A layer whose
-    count aggregate is sparse (:data:`netgraph.masked.SPARSE_AGG_MIN`) gives a sparse matrix.
+    two active units. O(bundles), where the element masks are O(weights).
     """
     if active is None:
         active = active_units(graph, masks)
-    return [count.multiply(live).tocsr() if sp.issparse(count) else count * live
-            for layer, count in zip(graph.layers, aggregates(graph, "count", masks))
-            for live in [active[layer.dst][:, None] & layer.gather(active[layer.src])]]
+    return [count * (active[layer.dst][:, None] & layer.gather(active[layer.src]))
+            for layer, count in zip(graph.layers, aggregates(graph, "count", masks))]
 
 
 def effective_per_layer(graph, masks=None, active=None) -> list:
@@ -68,7 +65,7 @@ def effective_per_layer(graph, masks=None, active=None) -> list:
         out = []
         for layer, count in zip(graph.layers, aggregates(graph, "count", mg)):
             v, u, nz = mg.kept_bundles(layer)
-            out.append(int(bundle_values(count, nz)[act[layer.dst][v] & act[layer.src][u]].sum()))
+            out.append(int(count.reshape(-1)[nz][act[layer.dst][v] & act[layer.src][u]].sum()))
         return out
 
     return mg.cached("analysis.effective_per_layer", compute)

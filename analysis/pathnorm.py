@@ -47,12 +47,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import sparse
 
 from netgraph.errors import InvalidInputError
 from netgraph.flows import LOG10E, flows_from_aggregates
 from netgraph.graph import Layer
-from netgraph.masked import as_masked, bundle_values
+from netgraph.masked import as_masked
 
 
 def _check_q(q) -> float:
@@ -93,12 +92,12 @@ def _max_plus(mg, layer, amax: np.ndarray, x: np.ndarray) -> np.ndarray:
     run for a segment maximum); the values are those of the dense form, element by element.
     """
     v, u, nz = mg.kept_bundles(layer)
-    if nz.size >= 0.25 * layer.num_bundles and not sparse.issparse(amax):
+    if nz.size >= 0.25 * amax.size:
         return (_log(amax) + layer.gather(x)).max(axis=1)
     y = np.full(layer.n_dst, -np.inf)
     if nz.size:
         starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-        y[v[starts]] = np.maximum.reduceat(_log(bundle_values(amax, nz)) + x[u], starts)
+        y[v[starts]] = np.maximum.reduceat(_log(amax.reshape(-1)[nz]) + x[u], starts)
     return y
 
 

@@ -109,22 +109,10 @@ def top_singular_values(layer, agg: np.ndarray, k: int = 2, nonzero=None) -> np.
     Rayleigh-Ritz step (singular values of ``A V``), accurate to about ``1e-15 * mu1``. Grouped layers take the SVD of all
     blocks at once (batched ``numpy.linalg.svd``). Missing values (fewer than ``k`` units) are 0.
     ``nonzero`` (optional): ascending flat indices holding every nonzero of ``agg`` (a mask's
-    kept bundles), which lets a large sparse layer skip scans of its dense matrix. ``agg`` may
-    be a sparse matrix (a masked graph's aggregate of a large sparse layer): the same CSR
-    matrix, so the same ARPACK run, as the dense form with ``nonzero``.
+    kept bundles), which lets a large sparse layer skip scans of its dense matrix.
     """
-    out = np.zeros(k)
-    if sp.issparse(agg):
-        mat = sp.csr_matrix(agg, dtype=np.float64, copy=True)
-        mat.eliminate_zeros()  # the matrix _sparse_from_kept builds from the nonzero values
-        if mat.nnz == 0:
-            return out
-        if layer.groups == 1 and min(mat.shape) > max(DENSE_LIMIT, k + 1) and mat.nnz < 0.25 * np.prod(mat.shape) \
-                and max(mat.shape) > GRAM_LIMIT:
-            out[:] = _top_sv_arpack(mat, k)
-            return out
-        agg, nonzero = agg.toarray(), None  # denser than a quarter: the dense routes
     agg = np.asarray(agg, dtype=np.float64)
+    out = np.zeros(k)
     if nonzero is not None:
         mat = _sparse_from_kept(layer, agg, nonzero, k)
         if mat is not None:  # the same CSR matrix as below, so the same ARPACK run

@@ -37,7 +37,7 @@ import numpy as np
 
 from ._validate import check_choice
 from .graph import Layer, NetGraph
-from .masked import WEIGHTS, MaskedGraph, as_masked, bundle_values
+from .masked import WEIGHTS, MaskedGraph, as_masked
 from .reach import reachability
 
 __all__ = ["WEIGHTS", "MaskedGraph", "as_masked", "aggregates", "path_flows", "reachability", "flows_from_aggregates", "Flows",
@@ -248,7 +248,7 @@ def _log_path_kernel_trace(graph: NetGraph, masks=None, flows: Flows | None = No
     p = flows.power
     for layer, cnt in zip(graph.layers, counts):
         v, u, nz = mg.kept_bundles(layer)  # kept bundles only: O(kept bundles)
-        n = bundle_values(cnt, nz)
+        n = cnt.reshape(-1)[nz]
         f, b = flows.forward[layer.src][u], flows.backward[layer.dst][v]
         if layer.in_scale is not None:
             f = f * layer.in_scale[u] ** p
@@ -397,7 +397,7 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
     for e in graph.edges():
         if isinstance(e, Layer):  # over the bundles that carry weight only: O(kept bundles)
             v, u, nz = mg.kept_bundles(e)
-            a = bundle_values(flows.aggregates[e.index], nz)
+            a = flows.aggregates[e.index].reshape(-1)[nz]
             if e.out_scale is not None:
                 a = a * e.out_scale[v]
             if e.in_scale is not None:

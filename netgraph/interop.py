@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .masked import as_masked, bundle_values
+from .masked import as_masked
 
 if TYPE_CHECKING:  # the graph's to_networkx/to_igraph call into this module
     from .graph import NetGraph
@@ -45,7 +45,7 @@ def edge_arrays(graph: NetGraph, masks=None, weights: bool = True) -> dict:
     parts = []
     for layer, a, s, c in zip(graph.layers, A, S, C):
         v, u, nz = mg.kept_bundles(layer)  # u: the source unit (src_index() in a grouped conv)
-        parts.append((off[layer.src] + u, off[layer.dst] + v, bundle_values(a, nz), bundle_values(s, nz), bundle_values(c, nz),
+        parts.append((off[layer.src] + u, off[layer.dst] + v, a.reshape(-1)[nz], s.reshape(-1)[nz], c.reshape(-1)[nz],
                       np.full(len(u), layer.index)))
     for sc in graph.shortcuts:
         one = np.ones(sc.size)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy import sparse
 
 from ._validate import check_choice
 
@@ -31,45 +30,6 @@ WEIGHTS = ("abs", "square", "count")
 
 #: Below this kept fraction a layer's masked aggregates come from its kept indices (bincount).
 SPARSE_BELOW = 0.125
-#: A sparse ungrouped layer with at least this many bundles gets its masked aggregates as a
-#: ``scipy.sparse.csr_matrix`` over its kept bundles (12 bytes a kept bundle) instead of a dense
-#: float64 bundle matrix (8 bytes a bundle: a 1B-weight MLP's three aggregates would need 24 GB).
-SPARSE_AGG_MIN = 1 << 22
-
-
-def bundle_values(agg, nz: np.ndarray) -> np.ndarray:
-    """The values of a bundle matrix ``agg`` at the flat bundle indices ``nz`` of a masked
-    graph's kept bundles (:meth:`MaskedGraph.kept_bundles`): ``agg.reshape(-1)[nz]``, or,
-    for a sparse aggregate (whose stored entries are exactly the kept bundles, row-major),
-    its entries."""
-    if sparse.issparse(agg):
-        if agg.nnz != nz.size:  # pragma: no cover - the aggregates of one masked graph agree
-            raise AssertionError("a sparse aggregate holds other bundles than the kept ones")
-        return agg.data
-    return agg.reshape(-1)[nz]
-
-
-def _sparse_bundles(layer, idx: np.ndarray, values, dtype=np.float64):
-    """A CSR bundle matrix with one stored entry per kept bundle (explicit zeros kept), from
-    the layer's ascending kept indices ``idx``; ``values(b, runs)`` gives the entries, where
-    ``b`` are the elements' bundles and ``runs`` their run index (one run per kept bundle)."""
-    b = idx // layer.k if layer.k > 1 else idx
-    if layer.k > 1 and b.size:
-        step = np.r_[False, b[1:] != b[:-1]]
-        runs = np.cumsum(step)
-        nzb = b[np.flatnonzero(np.r_[True, step[1:]])]
-    else:
-        runs, nzb = None, b
-    rows, cols = np.divmod(nzb, layer.n_in)
-    itype = np.int32 if max(layer.n_in, nzb.size) < 2**31 else np.int64
-    indptr = np.zeros(layer.n_dst + 1, itype)
-    np.cumsum(np.bincount(rows, minlength=layer.n_dst), out=indptr[1:])
-    data = np.asarray(values(b, runs), dtype=dtype)
-    return sparse.csr_matrix((data, cols.astype(itype), indptr), shape=layer.weight.shape[:2])
-
-
-def _sparse_ok(layer, idx) -> bool:
-    return idx is not None and layer.groups == 1 and layer.num_bundles >= SPARSE_AGG_MIN
 
 
 def kept_indices(mask: np.ndarray) -> np.ndarray:
@@ -84,9 +44,7 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
     ``"count"`` (number of kept elements). Each array has the shape of the layer's bundle
     matrix, ``layer.weight.shape[:2]``. ``kept`` (optional, per layer): flat kept indices, or
     None where the layer is dense enough to reduce block by block; sparse layers then cost
-    O(kept weights), never a float64 copy of the layer. A sparse ungrouped layer of at least
-    :data:`SPARSE_AGG_MIN` bundles gets a ``scipy.sparse.csr_matrix`` whose stored entries are
-    its kept bundles (read them with :func:`bundle_values`); every flow and metric accepts it.
+    O(kept weights), never a float64 copy of the layer.
     """
     check_choice("weights", weights, WEIGHTS)
     out = []
@@ -97,8 +55,6 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
         if m is None:
             a = np.full(shape, float(layer.k)) if weights == "count" else (
                 layer.abs_sum if weights == "abs" else layer.sq_sum)
-        elif _sparse_ok(layer, idx):
-            a = _sparse_bundles(layer, idx, lambda b, runs: _run_sums(layer, idx, weights, runs))
         elif idx is not None:
             nb = layer.num_bundles
             b = idx // layer.k if layer.k > 1 else idx
@@ -123,17 +79,6 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
     return out
 
 
-def _run_sums(layer, idx, weights, runs):
-    """Per kept bundle (``runs``: run index of each kept element, None for one-element
-    bundles), the sum of kept elements' ``1``, ``|w|`` or ``w^2``, added in index order like
-    :func:`numpy.bincount` (the dense route's sums, bit for bit)."""
-    if weights == "count":
-        return np.ones(idx.size) if runs is None else np.bincount(runs).astype(np.float64)
-    w = layer.weight.reshape(-1)[idx].astype(np.float64)
-    w = np.abs(w, out=w) if weights == "abs" else np.square(w, out=w)
-    return w if runs is None else np.bincount(runs, weights=w)
-
-
 def layer_bundle_max(graph, layer_masks, kept=None) -> list:
     """Per layer, the largest kept ``|w|`` of each bundle (0 where none is kept), in the
     weights' own dtype (a maximum is exact in it; float32 weights give float32 maxima, which
@@ -146,11 +91,7 @@ def layer_bundle_max(graph, layer_masks, kept=None) -> list:
     for i, layer in enumerate(graph.layers):
         m = None if layer_masks is None else layer_masks[i]
         idx = None if kept is None else kept[i]
-        dtype = np.result_type(layer.weight.dtype, np.float32)
-        if _sparse_ok(layer, idx):
-            out.append(_sparse_bundles(layer, idx, lambda b, runs: _run_max(layer, idx, runs), dtype))
-            continue
-        a = np.zeros(layer.num_bundles, dtype=dtype)
+        a = np.zeros(layer.num_bundles, dtype=np.result_type(layer.weight.dtype, np.float32))
         if idx is not None:
             if idx.size and layer.k == 1:  # one-element bundles: the maximum is the element
                 a[idx] = np.abs(layer.weight.reshape(-1)[idx])
@@ -169,14 +110,6 @@ def layer_bundle_max(graph, layer_masks, kept=None) -> list:
             a[s:s + rows] = w.max(axis=2)
         out.append(a)
     return out
-
-
-def _run_max(layer, idx, runs):
-    """Per kept bundle, the largest kept ``|w|`` (see :func:`_run_sums`)."""
-    w = np.abs(layer.weight.reshape(-1)[idx])
-    if runs is None:
-        return w
-    return np.maximum.reduceat(w, np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])) if w.size else w
 
 
 class MaskedGraph:
