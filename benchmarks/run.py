@@ -55,7 +55,7 @@ for _m in ("resnet50", "efficientnet_b0", "convnext_tiny", "vit_b_16"):
 ISSUE_PASS = 0.77
 # Bytes per weight a ladder job needs beyond the model (estimates, to skip what cannot fit).
 JOB_BYTES = {("conv", "trace"): 0.2, ("mlp", "trace"): 0.2, ("conv", "phew"): 3, ("mlp", "phew"): 4,
-             ("conv", "metrics"): 4, ("mlp", "metrics"): 26, ("conv", "synflow"): 9, ("mlp", "synflow"): 26}
+             ("conv", "metrics"): 4, ("mlp", "metrics"): 4, ("conv", "synflow"): 9, ("mlp", "synflow"): 26}
 
 
 def _child(args: list, quiet: bool) -> dict:
@@ -117,8 +117,6 @@ WHY = {
     ("modern vit_b_16", "metrics"): "the spectra of 50 layers and the max-flow metrics",
     ("modern", "synflow"): "100 iterations over 25-72M weights: the engine limits of vgg16, and ViT's "
     "one-element bundles scanned every iteration",
-    ("ladder mlp 1e9 metrics", ""): "the metrics' masked aggregates are dense float64 bundle matrices (24 bytes a "
-    "weight); sparse aggregates through every metric would be needed",
 }
 
 
