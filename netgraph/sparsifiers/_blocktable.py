@@ -19,7 +19,9 @@ from ..graph import Layer
 BLOCK = 16
 #: One-element-bundle layers with more bundles than this get a :class:`BlockTable` (no slower than a
 #: full table: building one costs more than recomputing 16 sums a draw).
-BLOCK_ABOVE = 1 << 22
+BLOCK_ABOVE = 1 << 16
+#: Elements of the float64 temporaries of one building step (small enough to stay in cache and be reused).
+CHUNK = 1 << 16
 
 
 def element_values(bias: str, w: np.ndarray) -> np.ndarray:
@@ -62,60 +64,86 @@ def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int
 
 
 class BlockTable:
-    """Transition table of a group whose only usable edge is a large ungrouped linear layer.
+    """Transition table of a group whose usable edges are one large ungrouped linear layer,
+    optionally followed by an identity shortcut.
 
-    ``ends`` holds the cumulative sum at the last position of every block of :data:`BLOCK`
-    candidates (forward: rows of destination units, one column per source unit; backward:
-    one row per destination unit), the last block ending at the last candidate.
+    ``ends[u, b]`` holds the float64 running sum of row ``u``'s element values (forward: the
+    weights of source unit ``u`` down the destination units; backward: destination unit
+    ``u``'s row) at the last position of block ``b`` of :data:`BLOCK` candidates, the last
+    block ending at the last candidate. Without a shortcut it draws as
+    :class:`~netgraph.sparsifiers._tables._DenseTable` (first position whose running sum
+    exceeds ``r * total``). With one it draws as
+    :class:`~netgraph.sparsifiers._tables._Table` over the columns ``[layer..., shortcut]``:
+    the running sums divided by the row's total (the shortcut's weight 1 included, summed as
+    ``numpy.sum`` sums that row), plus ``u``, against the key ``u + r``; ``keys`` holds those
+    values at the block ends. Built in chunks of rows that stay in cache (no array of the
+    layer's size is ever allocated).
     """
 
-    def __init__(self, edge: Layer, forward: bool, bias: str):
-        self.forward, self.bias, self.edges = forward, bias, [edge]
+    def __init__(self, edge: Layer, forward: bool, bias: str, shortcut=None):
+        self.forward, self.bias = forward, bias
+        self.edges = [edge] if shortcut is None else [edge, shortcut]
         W = edge.weight.reshape(edge.n_dst, edge.n_in)
         self.W = W
-        n = edge.n_dst if forward else edge.n_in
+        rows, n = (edge.n_in, edge.n_dst) if forward else (edge.n_dst, edge.n_in)
         nb = -(-n // BLOCK)
         self.n, self.nb = n, nb
-        if forward:  # running sums down the rows, kept every BLOCK rows
-            ends = np.empty((nb, edge.n_in))
-            run = np.zeros(edge.n_in)
-            for b in range(nb):
-                vals = element_values(bias, W[b * BLOCK:(b + 1) * BLOCK])
-                for row in vals:
-                    run += row
-                ends[b] = run
-        else:  # cumulative sums along each row, in row blocks that bound the temporaries
-            ends = np.empty((edge.n_dst, nb))
-            last = np.minimum(np.arange(nb) * BLOCK + BLOCK - 1, n - 1)
-            rows = max(1, (1 << 22) // n)
-            for s in range(0, edge.n_dst, rows):
-                ends[s:s + rows] = np.cumsum(element_values(bias, W[s:s + rows]), axis=1)[:, last]
-        self.ends = ends
+        last = np.minimum(np.arange(nb) * BLOCK + BLOCK - 1, n - 1)
+        self.ends = np.empty((rows, nb))
+        self.tot = None if shortcut is None else np.empty(rows)
+        step = max(1, CHUNK // (n + 1))
+        for s in range(0, rows, step):
+            e = min(rows, s + step)
+            vals = element_values(bias, W[:, s:e] if forward else W[s:e])
+            if shortcut is None:  # running sums along the candidates' axis (sequential, as a cumsum)
+                cum = np.cumsum(vals, axis=0 if forward else 1)
+                self.ends[s:e] = cum[last].T if forward else cum[:, last]
+                continue
+            P = np.empty((e - s, n + 1))  # the rows of _Table's matrix: the layer's columns, then 1.0
+            P[:, :n] = vals.T if forward else vals
+            P[:, n] = 1.0
+            self.tot[s:e] = P.sum(axis=1)
+            self.ends[s:e] = np.cumsum(P[:, :n], axis=1)[:, last]
+        if shortcut is not None:
+            self.keys = self.ends / self.tot[:, None]
+            self.keys += np.arange(rows)[:, None]
 
     def draw(self, units: np.ndarray, r: np.ndarray):
         units = units.astype(np.int64)
-        flat, stride = self.ends.reshape(-1), self.ends.shape[1]
-        if self.forward:
-            base, unit_step = units, stride
+        nb, n = self.nb, self.n
+        base = units * np.int64(nb)
+        flat = self.ends.reshape(-1)
+        if self.tot is None:
+            tot = np.take(flat, base + (nb - 1))
+            target = r * tot
+            b = search_sorted_runs(flat, base, 1, nb, target)  # the first block ending above the target
         else:
-            base, unit_step = units * np.int64(stride), 1
-        tot = np.take(flat, base + (self.nb - 1) * unit_step)
-        target = r * tot
-        b = search_sorted_runs(flat, base, unit_step, self.nb, target)  # the first block ending above the target
-        np.minimum(b, self.nb - 1, out=b)
-        run = np.where(b > 0, np.take(flat, base + np.maximum(b - 1, 0) * unit_step), 0.0)
+            tot = self.tot[units]
+            target = units + r
+            b = search_sorted_runs(self.keys.reshape(-1), base, 1, nb, target)
+            full = b >= nb  # every layer column at or below the key: the shortcut
+        np.minimum(b, nb - 1, out=b)
+        run = np.where(b > 0, np.take(flat, base + np.maximum(b - 1, 0)), 0.0)
         first = b * BLOCK
         count = np.zeros(units.size, dtype=np.int64)
         for c in range(BLOCK):  # the block's sums, recomputed in order from its start
             pos = first + c
-            inside = pos < self.n
-            np.minimum(pos, self.n - 1, out=pos)
+            inside = pos < n
+            np.minimum(pos, n - 1, out=pos)
             w = self.W[pos, units] if self.forward else self.W[units, pos]
             run += element_values(self.bias, w)
-            count += inside & (run <= target)
+            if self.tot is None:
+                count += inside & (run <= target)
+            else:
+                count += inside & (run / tot + units <= target)
         lo = first + count
-        np.minimum(lo, self.n - 1, out=lo)
+        if self.tot is not None:
+            lo[full] = n
+            edge = (lo >= n).astype(np.int64)
+            lo[edge == 1] = -1
+            return edge, lo
+        np.minimum(lo, n - 1, out=lo)
         empty = tot <= 0  # no usable weight: uniform (the reference's fallback)
         if empty.any():
-            lo[empty] = np.minimum((r[empty] * self.n).astype(np.int64), self.n - 1)
+            lo[empty] = np.minimum((r[empty] * n).astype(np.int64), n - 1)
         return np.zeros(units.size, dtype=np.int64), lo

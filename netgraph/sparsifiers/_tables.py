@@ -136,10 +136,14 @@ def table(n: int, edges: list, bundle, forward: bool, authors: bool, bias: str =
     a linear layer of more than ``block_above`` bundles (default
     :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) gets a :class:`BlockTable`.
     """
-    if len(edges) == 1 and isinstance(edges[0], Layer) and edges[0].groups == 1:
-        e = edges[0]
-        if e.k == 1 and e.num_bundles > (BLOCK_ABOVE if block_above is None else block_above):
+    e = edges[0]
+    plain = isinstance(e, Layer) and e.groups == 1
+    if plain and e.k == 1 and e.num_bundles > (BLOCK_ABOVE if block_above is None else block_above):
+        if len(edges) == 1:
             return BlockTable(e, forward, bias)
+        if len(edges) == 2 and not isinstance(edges[1], Layer) and edges[1].is_identity:
+            return BlockTable(e, forward, bias, edges[1])  # the block of a residual network
+    if len(edges) == 1 and plain:
         return _DenseTable(e, bundle[e.index], forward)
     return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer)
                       else (e, _shortcut_column(e, forward), None) for e in edges], authors)

@@ -35,6 +35,7 @@ import numpy as np
 from .._validate import check_choice
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
+from ._blocktable import CHUNK
 from ._tables import table
 from .base import Context, method
 
@@ -217,11 +218,12 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
         if layer.k == 1:  # a sum of one element is the element (a float64 of a float32 is exact, so is its square)
             w = layer.weight.reshape(layer.weight.shape[:2]).astype(np.float64)
             return np.abs(w, out=w) if bias == "magnitude" else np.square(w, out=w)
-        if bias == "magnitude":
-            return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64))
-        return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)))
+        if bias == "magnitude":  # the cached property's sums, in chunks that stay in cache (same bits:
+            return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64), CHUNK)  # per bundle)
+        return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)),
+                                  CHUNK)
     out = np.empty(layer.weight.shape[:2])
-    rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+    rows = max(1, CHUNK // max(1, layer.n_in * layer.k))
     for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
         out[s:s + rows] = element_weights(layer, bias, layer.weight[s:s + rows]).sum(axis=2, dtype=np.float64)
     return out
