@@ -323,7 +323,8 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
     g = ctx.graph
     wg = WalkGraph(g, bias, branch)
     kept = _initial_state(ctx, init_mask)
-    count = int(kept.sum())
+    # no read of a fresh array: reading its zero pages, then writing them, costs two faults a page
+    count = 0 if init_mask is None else int(np.count_nonzero(kept))
     if count > ctx.target:
         raise InvalidInputError(
             f"init_mask keeps {count} weights, more than the target {ctx.target} "
