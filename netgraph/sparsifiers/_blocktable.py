@@ -63,6 +63,32 @@ def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int
     return out
 
 
+def _running_down(W: np.ndarray, bias: str) -> np.ndarray:
+    """Running sums of the element values down the rows of ``W`` (the forward candidates of each
+    column), kept at the last row of every block: ``(n_columns, n_blocks)``. Row-vector adds,
+    in the order of a cumsum down each column."""
+    n, cols = W.shape
+    ends = np.empty((-(-n // BLOCK), cols))
+    run = np.zeros(cols)
+    step = BLOCK * max(1, CHUNK // (BLOCK * cols))
+    for s in range(0, n, step):
+        for i, row in enumerate(element_values(bias, W[s:s + step]), start=s):
+            run += row
+            if i % BLOCK == BLOCK - 1:
+                ends[i // BLOCK] = run
+    ends[-1] = run  # the last block ends at the last row
+    return np.ascontiguousarray(ends.T)
+
+
+def _row_totals(vals: np.ndarray) -> np.ndarray:
+    """Totals of the rows of :class:`~netgraph.sparsifiers._tables._Table`'s matrix for a layer and
+    an identity shortcut: each row ``vals[u]`` then 1.0, summed as ``numpy.sum`` sums a contiguous row."""
+    P = np.empty((vals.shape[0], vals.shape[1] + 1))
+    P[:, :-1] = vals
+    P[:, -1] = 1.0
+    return P.sum(axis=1)
+
+
 class BlockTable:
     """Transition table of a group whose usable edges are one large ungrouped linear layer,
     optionally followed by an identity shortcut.
@@ -88,22 +114,20 @@ class BlockTable:
         rows, n = (edge.n_in, edge.n_dst) if forward else (edge.n_dst, edge.n_in)
         nb = -(-n // BLOCK)
         self.n, self.nb = n, nb
-        last = np.minimum(np.arange(nb) * BLOCK + BLOCK - 1, n - 1)
-        self.ends = np.empty((rows, nb))
         self.tot = None if shortcut is None else np.empty(rows)
         step = max(1, CHUNK // (n + 1))
-        for s in range(0, rows, step):
-            e = min(rows, s + step)
-            vals = element_values(bias, W[:, s:e] if forward else W[s:e])
-            if shortcut is None:  # running sums along the candidates' axis (sequential, as a cumsum)
-                cum = np.cumsum(vals, axis=0 if forward else 1)
-                self.ends[s:e] = cum[last].T if forward else cum[:, last]
-                continue
-            P = np.empty((e - s, n + 1))  # the rows of _Table's matrix: the layer's columns, then 1.0
-            P[:, :n] = vals.T if forward else vals
-            P[:, n] = 1.0
-            self.tot[s:e] = P.sum(axis=1)
-            self.ends[s:e] = np.cumsum(P[:, :n], axis=1)[:, last]
+        if forward:  # row-vector adds down the weight matrix; the totals from transposed chunks
+            self.ends = _running_down(W, bias)
+            for s in range(0, rows if shortcut is not None else 0, step):
+                self.tot[s:s + step] = _row_totals(element_values(bias, W[:, s:s + step]).T)
+        else:  # running sums along the rows (sequential, as a cumsum), in chunks of rows
+            last = np.minimum(np.arange(nb) * BLOCK + BLOCK - 1, n - 1)
+            self.ends = np.empty((rows, nb))
+            for s in range(0, rows, step):
+                vals = element_values(bias, W[s:s + step])
+                if shortcut is not None:
+                    self.tot[s:s + step] = _row_totals(vals)
+                self.ends[s:s + step] = np.cumsum(vals, axis=1)[:, last]
         if shortcut is not None:
             self.keys = self.ends / self.tot[:, None]
             self.keys += np.arange(rows)[:, None]
