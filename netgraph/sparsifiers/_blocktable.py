@@ -149,17 +149,22 @@ class BlockTable:
         np.minimum(b, nb - 1, out=b)
         run = np.where(b > 0, np.take(flat, base + np.maximum(b - 1, 0)), 0.0)
         first = b * BLOCK
-        count = np.zeros(units.size, dtype=np.int64)
-        for c in range(BLOCK):  # the block's sums, recomputed in order from its start
-            pos = first + c
-            inside = pos < n
-            np.minimum(pos, n - 1, out=pos)
-            w = self.W[pos, units] if self.forward else self.W[units, pos]
-            run += element_values(self.bias, w)
-            if self.tot is None:
-                count += inside & (run <= target)
-            else:
-                count += inside & (run / tot + units <= target)
+        pos = first[:, None] + np.arange(BLOCK)  # the block's candidates, their sums recomputed in order
+        inside = pos < n
+        np.minimum(pos, n - 1, out=pos)
+        cols = self.W.shape[1]
+        flat_w = (pos * cols + units[:, None]) if self.forward else (pos + (units * cols)[:, None])
+        vals = element_values(self.bias, np.take(self.W.reshape(-1), flat_w))
+        vals[:, 0] += run
+        cum = np.cumsum(vals, axis=1, out=vals)  # from the exact sum at the block's start
+        if self.tot is None:
+            below = cum <= target[:, None]
+        else:
+            cum /= tot[:, None]
+            cum += units[:, None]
+            below = cum <= target[:, None]
+        below &= inside
+        count = np.count_nonzero(below, axis=1)
         lo = first + count
         if self.tot is not None:
             lo[full] = n
