@@ -1,4 +1,4 @@
-"""PHEW's transition table of a very large linear layer, in a fraction of a byte per weight.
+"""PHEW's transition table of a large linear layer, in a fraction of a byte per weight.
 
 A :class:`~netgraph.sparsifiers._tables._DenseTable` holds the float64 cumulative sums of
 a layer's bundle totals: 8 bytes a bundle per direction, 16 bytes a weight for a linear
@@ -6,7 +6,10 @@ layer (one-element bundles), four times its float32 weights. :class:`BlockTable`
 only every :data:`BLOCK`-th cumulative sum (and the last) and recomputes the few inside a
 block from the weights when a walker draws: from the exact float64 sum at the block's
 start, adding the same float64 element values in the same order gives the same sums bit
-for bit, so the draws (and PHEW's masks) are those of the full table.
+for bit, so the draws (and PHEW's masks) are those of the full table. Beside an identity
+shortcut it reproduces :class:`~netgraph.sparsifiers._tables._Table`'s normalised sums the
+same way (each row's total is summed by numpy as that table sums it; dividing by it and
+adding the unit are exact elementwise operations, done on the recomputed sums alike).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from ..graph import Layer
 #: Cumulative sums kept per walk direction: one in ``BLOCK`` (0.5 byte a weight in float64).
 BLOCK = 16
 #: One-element-bundle layers with more bundles than this get a :class:`BlockTable` (no slower than a
-#: full table: building one costs more than recomputing 16 sums a draw).
+#: full table from here up: writing and faulting in 16 bytes a weight costs more than recomputing
+#: 16 sums a draw).
 BLOCK_ABOVE = 1 << 16
 #: Elements of the float64 temporaries of one building step (small enough to stay in cache and be reused).
 CHUNK = 1 << 16

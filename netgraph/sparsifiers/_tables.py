@@ -3,8 +3,9 @@
 :class:`_Table` handles any set of out-edges (in-edges) of a unit group: layers, grouped
 layers and identity shortcuts, with the authors' branch rule; :class:`_DenseTable` is the
 fast path of a group whose only usable edge is an ungrouped layer (most groups), and
-:class:`~netgraph.sparsifiers._blocktable.BlockTable` that of a very large linear layer, with the
-same distribution (``tests/netgraph/test_synflow_paths.py`` draws both alike).
+:class:`~netgraph.sparsifiers._blocktable.BlockTable` that of a large linear layer (alone or
+beside an identity shortcut), with the same draws (``tests/netgraph/test_phew_fast.py`` and
+``test_phew_block.py`` draw them alike).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ def table(n: int, edges: list, bundle, forward: bool, authors: bool, bias: str =
 
     ``bundle[i]`` is layer ``i``'s bundle totals (asked for only where a table needs them);
     a linear layer of more than ``block_above`` bundles (default
-    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) gets a :class:`BlockTable`.
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`), alone or followed by an identity
+    shortcut, gets a :class:`BlockTable`.
     """
     e = edges[0]
     plain = isinstance(e, Layer) and e.groups == 1

@@ -72,8 +72,8 @@ class WalkGraph:
     """Transition tables of a graph for one bias and branch rule (build once, walk often).
 
     Linear layers of more than ``block_above`` bundles (default
-    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) get block tables, a fraction of a
-    byte a weight instead of 16, with the same draws.
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`), alone or beside an identity
+    shortcut, get block tables, a fraction of a byte a weight instead of 16, with the same draws.
     """
 
     def __init__(self, graph: NetGraph, bias: str = "magnitude", branch: str = "weighted",
