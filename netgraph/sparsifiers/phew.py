@@ -46,6 +46,8 @@ from .base import Context, method
 #: before 0.2). The two differ on conv layers only.
 BIASES = ("magnitude", "uniform", "inverse", "inverse_element", "square")
 BRANCHES = ("weighted", "authors")
+#: Kernels of up to this many taps draw a tap from all their running sums kept at once (same sums).
+TAPS_KEPT = 16
 
 
 def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.ndarray:
@@ -113,16 +115,27 @@ class WalkGraph:
             return np.minimum((r * k).astype(np.int64), k - 1)
         # tap-major (k, n): the running sums are k contiguous adds, the same sequential sums as a cumsum
         W = element_weights(layer, self.bias, np.ascontiguousarray(layer.weight[v, j].T))
-        tot = W[0].astype(np.float64)
-        for c in range(1, k):
-            tot += W[c]
-        target = r * tot
-        acc = W[0].astype(np.float64)
-        t = (acc <= target).astype(np.int64)
-        for c in range(1, k - 1):  # the last running sum is tot itself
-            acc += W[c]
-            t += acc <= target
-        t += tot <= target
+        if k <= TAPS_KEPT:  # every running sum kept (k x n float64): one pass of adds, one of compares
+            acc = np.empty((k, v.size))
+            acc[0] = W[0]
+            for c in range(1, k):
+                np.add(acc[c - 1], W[c], out=acc[c])
+            tot = acc[k - 1]
+            below = acc <= r * tot
+            t = below[0].astype(np.int64)
+            for c in range(1, k):
+                t += below[c]
+        else:  # the total first, then the running sums again (no k x n temporary)
+            tot = W[0].astype(np.float64)
+            for c in range(1, k):
+                tot += W[c]
+            target = r * tot
+            acc = W[0].astype(np.float64)
+            t = (acc <= target).astype(np.int64)
+            for c in range(1, k - 1):  # the last running sum is tot itself
+                acc += W[c]
+                t += acc <= target
+            t += tot <= target
         empty = tot <= 0
         if empty.any():
             t[empty] = (r[empty] * k).astype(np.int64)
