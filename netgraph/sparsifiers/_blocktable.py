@@ -69,7 +69,7 @@ def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int
 
 def _running_down(W: np.ndarray, bias: str) -> np.ndarray:
     """Running sums of the element values down the rows of ``W`` (the forward candidates of each
-    column), kept at the last row of every block: ``(n_columns, n_blocks)``. Row-vector adds,
+    column), kept at the last row of every block: ``(n_blocks, n_columns)``. Row-vector adds,
     in the order of a cumsum down each column."""
     n, cols = W.shape
     ends = np.empty((-(-n // BLOCK), cols))
@@ -81,7 +81,7 @@ def _running_down(W: np.ndarray, bias: str) -> np.ndarray:
             if i % BLOCK == BLOCK - 1:
                 ends[i // BLOCK] = run
     ends[-1] = run  # the last block ends at the last row
-    return np.ascontiguousarray(ends.T)
+    return ends
 
 
 def _row_totals(vals: np.ndarray) -> np.ndarray:
@@ -97,10 +97,10 @@ class BlockTable:
     """Transition table of a group whose usable edges are one large ungrouped linear layer,
     optionally followed by an identity shortcut.
 
-    ``ends[u, b]`` holds the float64 running sum of row ``u``'s element values (forward: the
-    weights of source unit ``u`` down the destination units; backward: destination unit
-    ``u``'s row) at the last position of block ``b`` of :data:`BLOCK` candidates, the last
-    block ending at the last candidate. Without a shortcut it draws as
+    ``ends`` holds the float64 running sum of unit ``u``'s element values (forward: the
+    weights of source unit ``u`` down the destination units, ``ends[b, u]``; backward:
+    destination unit ``u``'s row, ``ends[u, b]``) at the last position of block ``b`` of
+    :data:`BLOCK` candidates, the last block ending at the last candidate. Without a shortcut it draws as
     :class:`~netgraph.sparsifiers._tables._DenseTable` (first position whose running sum
     exceeds ``r * total``). With one it draws as
     :class:`~netgraph.sparsifiers._tables._Table` over the columns ``[layer..., shortcut]``:
@@ -132,26 +132,29 @@ class BlockTable:
                 if shortcut is not None:
                     self.tot[s:s + step] = _row_totals(vals)
                 self.ends[s:s + step] = np.cumsum(vals, axis=1)[:, last]
+        self.step = rows if forward else 1  # flat distance between a unit's consecutive block ends
         if shortcut is not None:
-            self.keys = self.ends / self.tot[:, None]
-            self.keys += np.arange(rows)[:, None]
+            along = (None, slice(None)) if forward else (slice(None), None)  # broadcast over the unit axis
+            self.keys = self.ends / self.tot[along]
+            self.keys += np.arange(rows)[along]
 
     def draw(self, units: np.ndarray, r: np.ndarray):
         units = units.astype(np.int64)
         nb, n = self.nb, self.n
-        base = units * np.int64(nb)
+        step = self.step
+        base = units if self.forward else units * np.int64(nb)
         flat = self.ends.reshape(-1)
         if self.tot is None:
-            tot = np.take(flat, base + (nb - 1))
+            tot = np.take(flat, base + (nb - 1) * step)
             target = r * tot
-            b = search_sorted_runs(flat, base, 1, nb, target)  # the first block ending above the target
+            b = search_sorted_runs(flat, base, step, nb, target)  # the first block ending above the target
         else:
             tot = self.tot[units]
             target = units + r
-            b = search_sorted_runs(self.keys.reshape(-1), base, 1, nb, target)
+            b = search_sorted_runs(self.keys.reshape(-1), base, step, nb, target)
             full = b >= nb  # every layer column at or below the key: the shortcut
         np.minimum(b, nb - 1, out=b)
-        run = np.where(b > 0, np.take(flat, base + np.maximum(b - 1, 0)), 0.0)
+        run = np.where(b > 0, np.take(flat, base + np.maximum(b - 1, 0) * step), 0.0)
         first = b * BLOCK
         pos = first[:, None] + np.arange(BLOCK)  # the block's candidates, their sums recomputed in order
         inside = pos < n
