@@ -3,8 +3,9 @@
 :class:`_Table` handles any set of out-edges (in-edges) of a unit group: layers, grouped
 layers and identity shortcuts, with the authors' branch rule; :class:`_DenseTable` is the
 fast path of a group whose only usable edge is an ungrouped layer (most groups), and
-:class:`~netgraph.sparsifiers._blocktable.BlockTable` that of a very large linear layer, with the
-same distribution (``tests/netgraph/test_synflow_paths.py`` draws both alike).
+:class:`~netgraph.sparsifiers._blocktable.BlockTable` that of a large linear layer (alone or
+beside an identity shortcut), with the same draws (``tests/netgraph/test_phew_fast.py`` and
+``test_phew_block.py`` draw them alike).
 """
 
 from __future__ import annotations
@@ -134,12 +135,17 @@ def table(n: int, edges: list, bundle, forward: bool, authors: bool, bias: str =
 
     ``bundle[i]`` is layer ``i``'s bundle totals (asked for only where a table needs them);
     a linear layer of more than ``block_above`` bundles (default
-    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) gets a :class:`BlockTable`.
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`), alone or followed by an identity
+    shortcut, gets a :class:`BlockTable`.
     """
-    if len(edges) == 1 and isinstance(edges[0], Layer) and edges[0].groups == 1:
-        e = edges[0]
-        if e.k == 1 and e.num_bundles > (BLOCK_ABOVE if block_above is None else block_above):
+    e = edges[0]
+    plain = isinstance(e, Layer) and e.groups == 1
+    if plain and e.k == 1 and e.num_bundles > (BLOCK_ABOVE if block_above is None else block_above):
+        if len(edges) == 1:
             return BlockTable(e, forward, bias)
+        if len(edges) == 2 and not isinstance(edges[1], Layer) and edges[1].is_identity:
+            return BlockTable(e, forward, bias, edges[1])  # the block of a residual network
+    if len(edges) == 1 and plain:
         return _DenseTable(e, bundle[e.index], forward)
     return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer)
                       else (e, _shortcut_column(e, forward), None) for e in edges], authors)

@@ -35,6 +35,7 @@ import numpy as np
 from .._validate import check_choice
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
+from ._blocktable import CHUNK
 from ._tables import table
 from .base import Context, method
 
@@ -45,6 +46,8 @@ from .base import Context, method
 #: before 0.2). The two differ on conv layers only.
 BIASES = ("magnitude", "uniform", "inverse", "inverse_element", "square")
 BRANCHES = ("weighted", "authors")
+#: Kernels of up to this many taps draw a tap from all their running sums kept at once (same sums).
+TAPS_KEPT = 16
 
 
 def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.ndarray:
@@ -71,8 +74,8 @@ class WalkGraph:
     """Transition tables of a graph for one bias and branch rule (build once, walk often).
 
     Linear layers of more than ``block_above`` bundles (default
-    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`) get block tables, a fraction of a
-    byte a weight instead of 16, with the same draws.
+    :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`), alone or beside an identity
+    shortcut, get block tables, a fraction of a byte a weight instead of 16, with the same draws.
     """
 
     def __init__(self, graph: NetGraph, bias: str = "magnitude", branch: str = "weighted",
@@ -112,16 +115,27 @@ class WalkGraph:
             return np.minimum((r * k).astype(np.int64), k - 1)
         # tap-major (k, n): the running sums are k contiguous adds, the same sequential sums as a cumsum
         W = element_weights(layer, self.bias, np.ascontiguousarray(layer.weight[v, j].T))
-        tot = W[0].astype(np.float64)
-        for c in range(1, k):
-            tot += W[c]
-        target = r * tot
-        acc = W[0].astype(np.float64)
-        t = (acc <= target).astype(np.int64)
-        for c in range(1, k - 1):  # the last running sum is tot itself
-            acc += W[c]
-            t += acc <= target
-        t += tot <= target
+        if k <= TAPS_KEPT:  # every running sum kept (k x n float64): one pass of adds, one of compares
+            acc = np.empty((k, v.size))
+            acc[0] = W[0]
+            for c in range(1, k):
+                np.add(acc[c - 1], W[c], out=acc[c])
+            tot = acc[k - 1]
+            below = acc <= r * tot
+            t = below[0].astype(np.int64)
+            for c in range(1, k):
+                t += below[c]
+        else:  # the total first, then the running sums again (no k x n temporary)
+            tot = W[0].astype(np.float64)
+            for c in range(1, k):
+                tot += W[c]
+            target = r * tot
+            acc = W[0].astype(np.float64)
+            t = (acc <= target).astype(np.int64)
+            for c in range(1, k - 1):  # the last running sum is tot itself
+                acc += W[c]
+                t += acc <= target
+            t += tot <= target
         empty = tot <= 0
         if empty.any():
             t[empty] = (r[empty] * k).astype(np.int64)
@@ -217,11 +231,12 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
         if layer.k == 1:  # a sum of one element is the element (a float64 of a float32 is exact, so is its square)
             w = layer.weight.reshape(layer.weight.shape[:2]).astype(np.float64)
             return np.abs(w, out=w) if bias == "magnitude" else np.square(w, out=w)
-        if bias == "magnitude":
-            return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64))
-        return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)))
+        if bias == "magnitude":  # the cached property's sums, in chunks that stay in cache (same bits:
+            return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64), CHUNK)  # per bundle)
+        return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)),
+                                  CHUNK)
     out = np.empty(layer.weight.shape[:2])
-    rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+    rows = max(1, CHUNK // max(1, layer.n_in * layer.k))
     for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
         out[s:s + rows] = element_weights(layer, bias, layer.weight[s:s + rows]).sum(axis=2, dtype=np.float64)
     return out
@@ -321,7 +336,8 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
     g = ctx.graph
     wg = WalkGraph(g, bias, branch)
     kept = _initial_state(ctx, init_mask)
-    count = int(kept.sum())
+    # no read of a fresh array: reading its zero pages, then writing them, costs two faults a page
+    count = 0 if init_mask is None else int(np.count_nonzero(kept))
     if count > ctx.target:
         raise InvalidInputError(
             f"init_mask keeps {count} weights, more than the target {ctx.target} "

@@ -18,9 +18,14 @@ def _conv_graph(seed=0):
     return netgraph.from_torch(model, (3, 5, 5))
 
 
+@pytest.mark.parametrize("taps_kept", [0, 16])
 @pytest.mark.parametrize("bias", [b for b in BIASES if b != "uniform"])
-def test_tap_equals_cumsum_draw(bias):
-    """The tap-major running sums draw the same tap as a float64 cumsum over each kernel."""
+def test_tap_equals_cumsum_draw(bias, taps_kept, monkeypatch):
+    """The tap-major running sums (all kept at once, or the total first) draw the same tap as a
+    float64 cumsum over each kernel."""
+    from netgraph.sparsifiers import phew
+
+    monkeypatch.setattr(phew, "TAPS_KEPT", taps_kept)
     g = _conv_graph()
     wg = WalkGraph(g, bias)
     for layer in g.layers:

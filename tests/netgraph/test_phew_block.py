@@ -1,0 +1,116 @@
+"""PHEW's block tables (every 16th running sum kept) draw exactly as the full tables, also at a
+unit whose out-edges (in-edges) are a linear layer and an identity shortcut (residual networks)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import netgraph
+from netgraph.graph import Layer
+from netgraph.sparsifiers._blocktable import BLOCK, BlockTable
+from netgraph.sparsifiers._tables import _DenseTable, _Table
+from netgraph.sparsifiers.phew import BIASES, WalkGraph, _bundle_totals
+
+
+class _ResMLP(nn.Module):
+    """Linear layers wider than a block, two residual blocks (identity shortcuts), a head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(7, 37)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(37, 50), nn.ReLU(), nn.Linear(50, 37)) for _ in range(2))
+        self.head = nn.Linear(37, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for b in self.blocks:
+            x = x + b(x)
+        return self.head(torch.relu(x))
+
+
+def _res_graph(seed=0, quantised=False):
+    torch.manual_seed(seed)
+    model = _ResMLP()
+    with torch.no_grad():
+        fc1, fc2 = model.blocks[0][0], model.blocks[0][2]
+        fc1.weight[:, 5] = 0.0  # a unit whose only usable forward step is the shortcut
+        fc2.weight[3] = 0.0  # a unit whose only usable backward step is the shortcut
+        fc1.weight[9, :20] = 0.0  # zeros across whole blocks
+        if quantised:  # few distinct values: running sums tie with the targets
+            for p in model.parameters():
+                p.copy_(torch.round(p * 4) / 4)
+    return netgraph.from_torch(model, (7,))
+
+
+def _kinds(wg):
+    return {(type(t).__name__, len(t.edges)) for t in wg.fwd + wg.bwd if t is not None}
+
+
+@pytest.mark.parametrize("quantised", [False, True])
+@pytest.mark.parametrize("bias", BIASES)
+def test_block_tables_beside_shortcuts_walk_like_full_tables(bias, quantised):
+    g = _res_graph(quantised=quantised)
+    full, block = WalkGraph(g, bias, block_above=10**9), WalkGraph(g, bias, block_above=0)
+    assert ("_Table", 2) in _kinds(full) and ("BlockTable", 2) in _kinds(block)
+    assert ("BlockTable", 1) in _kinds(block) and "BlockTable" not in {k for k, _ in _kinds(full)}
+    for direction, n0 in (("forward", 7), ("backward", 5)):
+        ids = np.arange(4000)
+        a = full.walk(direction, ids % n0, ids, np.random.default_rng(11))
+        b = block.walk(direction, ids % n0, ids, np.random.default_rng(11))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def _tables_of(g, bias, forward):
+    """(full, block) tables of every group whose edges a block table takes."""
+    out = []
+    for grp in range(1, len(g.groups) - 1):
+        edges = g.edges_out_of(grp) if forward else g.edges_into(grp)
+        if not isinstance(edges[0], Layer):
+            continue
+        e, n = edges[0], g.groups[grp].size
+        bundle = _bundle_totals(e, bias)
+        if len(edges) == 1:
+            full = _DenseTable(e, bundle, forward)
+        else:
+            M = bundle.T if forward else bundle
+            full = _Table(n, [(e, M, None), (edges[1], None, None)], False)
+        out.append((n, full, BlockTable(e, forward, bias, edges[1] if len(edges) == 2 else None)))
+    return out
+
+
+@pytest.mark.parametrize("bias", ["magnitude", "uniform", "square"])
+@pytest.mark.parametrize("forward", [True, False])
+def test_block_draws_at_exact_ties(bias, forward):
+    """Draws whose key or target equals a running sum exactly (quantised weights, ``r`` on the
+    grid of the cumulative fractions, ``r = 0``) fall on the same side in both tables."""
+    g = _res_graph(quantised=True)
+    for n, full, block in _tables_of(g, bias, forward):
+        units = np.repeat(np.arange(n), 66)
+        r = np.tile(np.r_[np.arange(64) / 64, 0.5 - 2.0 ** -53, 1 - 2.0 ** -53], n)
+        a, b = full.draw(units, r), block.draw(units, r)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_block_table_rows_longer_than_a_chunk(monkeypatch):
+    """Building in chunks of rows (here one row a chunk) changes no running sum."""
+    from netgraph.sparsifiers import _blocktable
+
+    g = _res_graph(1)
+    want = [(t.ends.copy(), None if t.tot is None else t.tot.copy()) for _, _, t in _tables_of(g, "magnitude", True)]
+    monkeypatch.setattr(_blocktable, "CHUNK", 1)
+    got = [(t.ends, t.tot) for _, _, t in _tables_of(g, "magnitude", True)]
+    for (e1, t1), (e2, t2) in zip(want, got):
+        assert np.array_equal(e1, e2) and (t1 is None or np.array_equal(t1, t2))
+    assert BLOCK == 16
+
+
+def test_phew_masks_with_block_tables_beside_shortcuts(monkeypatch):
+    from netgraph.sparsifiers import _tables
+
+    g = _res_graph(2)
+    monkeypatch.setattr(_tables, "BLOCK_ABOVE", 10**9)
+    want = netgraph.sparsify(g, "phew", 0.3, seed=4)
+    monkeypatch.setattr(_tables, "BLOCK_ABOVE", 0)
+    got = netgraph.sparsify(g, "phew", 0.3, seed=4)
+    assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
