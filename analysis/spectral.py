@@ -47,9 +47,10 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from threadpoolctl import threadpool_limits
 
 from netgraph.masked import as_masked
+
+from ._blas import one_blas_thread
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48
@@ -271,7 +272,7 @@ def layer_spectra(graph, masks=None) -> list:
         # One BLAS thread per worker: a threaded BLAS inside each worker oversubscribes the cores
         # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
         order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
-        with threadpool_limits(1, user_api="blas"), \
+        with one_blas_thread(), \
                 ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
             done = dict(zip(order, pool.map(lambda i: _top2(*jobs[i]), order)))
         return [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
