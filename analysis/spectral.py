@@ -28,7 +28,8 @@ of the two sides and ``d = 2E / (n_src + n_dst)`` the mean degree:
 
 ``sqrt(x - 1)`` is taken as 0 for ``x < 1``. The two largest singular values come from
 ARPACK (``scipy.sparse.linalg.eigsh`` on the smaller Gram operator, then a Rayleigh-Ritz
-step) for large layers and the dense ``svdvals`` for small ones; both agree with a dense ``numpy.linalg.svd`` to 1e-9 of ``mu1`` (tested).
+step) for large or sparse layers (a sparse mask's layer as a CSR matrix of its kept
+bundles), a dense Gram matrix for medium ones and the dense ``svdvals`` for small ones; both agree with a dense ``numpy.linalg.svd`` to 1e-9 of ``mu1`` (tested).
 
 >>> import torch, netgraph
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.ReLU(), torch.nn.Linear(9, 2))
