@@ -186,7 +186,7 @@ def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
         e_dst += [inputs, np.full(len(outputs), T)]
         n_vertices = n_units + 2
     e_cap += [np.full(len(inputs), big), np.full(len(outputs), big)]
-    es, ed, ec = (np.concatenate(x).astype(np.int64) for x in (e_src, e_dst, e_cap))
+    es, ed, ec = (np.concatenate(x).astype(np.int64, copy=False) for x in (e_src, e_dst, e_cap))
     if backend == "igraph":
         import igraph as ig
 
