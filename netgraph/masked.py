@@ -4,7 +4,10 @@
 a :class:`~netgraph.MaskSet`, a dict of tensors, per-layer arrays, or an existing
 :class:`MaskedGraph`) is checked against the graph and turned into per-layer boolean
 arrays. The result caches the per-layer aggregates and anything else computed from them
-(flows, reachability), so many metrics of one mask share the work.
+(flows, reachability), so many metrics of one mask share the work. A sparse layer (kept
+indices) also offers its kept bundles, their aggregates and a CSR matrix of them
+(:meth:`MaskedGraph.kept_bundles`, :meth:`~MaskedGraph.bundle_values`,
+:meth:`~MaskedGraph.operator`) in O(kept weights), with no dense aggregate made.
 
 >>> import torch, netgraph
 >>> from netgraph.masked import as_masked
