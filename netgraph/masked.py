@@ -200,6 +200,7 @@ class MaskedGraph:
 
     def aggregate(self, weights: str, layer) -> np.ndarray:
         """One layer's aggregate (see :meth:`aggregates`), computed alone; cached."""
+        check_choice("weights", weights, WEIGHTS)
         whole = self._cache.get(("aggregates", weights))
         if whole is not None:
             return whole[layer.index]
