@@ -33,6 +33,10 @@ WEIGHTS = ("abs", "square", "count")
 
 #: Below this kept fraction a layer's masked aggregates come from its kept indices (bincount).
 SPARSE_BELOW = 0.125
+#: Sparse layers of at least this many bundles give the flow programme CSR matrices of their
+#: kept bundles (:meth:`MaskedGraph.operator`); smaller ones their dense aggregates, which
+#: cost little (4 MiB at most) and keep the floats of the dense (BLAS) products.
+CSR_FROM = 1 << 19
 
 
 def kept_indices(mask: np.ndarray) -> np.ndarray:
@@ -246,9 +250,10 @@ class MaskedGraph:
 
     def operator(self, weights: str, layer):
         """The layer's bundle matrix for :meth:`netgraph.Layer.push` / ``pull``: a
-        ``scipy.sparse`` CSR matrix of :meth:`bundle_values` for a sparse layer (kept indices,
-        ``groups == 1``), O(kept bundles); the dense aggregate otherwise. Cached."""
-        if self._kept_of(layer) is None or layer.groups > 1:
+        ``scipy.sparse`` CSR matrix of :meth:`bundle_values` for a large sparse layer (kept
+        indices, ``groups == 1``, at least :data:`CSR_FROM` bundles), O(kept bundles); the
+        dense aggregate otherwise. Cached."""
+        if self._kept_of(layer) is None or layer.groups > 1 or layer.num_bundles < CSR_FROM:
             return self.aggregate(weights, layer)
 
         def compute():
