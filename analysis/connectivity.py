@@ -63,9 +63,9 @@ def effective_per_layer(graph, masks=None, active=None) -> list:
     def compute():
         act = active_units(graph, mg) if active is None else active
         out = []
-        for layer, count in zip(graph.layers, aggregates(graph, "count", mg)):
-            v, u, nz = mg.kept_bundles(layer)
-            out.append(int(count.reshape(-1)[nz][act[layer.dst][v] & act[layer.src][u]].sum()))
+        for layer in graph.layers:
+            v, u, _ = mg.kept_bundles(layer)
+            out.append(int(mg.bundle_values("count", layer)[act[layer.dst][v] & act[layer.src][u]].sum()))
         return out
 
     return mg.cached("analysis.effective_per_layer", compute)
@@ -93,7 +93,7 @@ def connectivity(graph, masks=None) -> dict:
     """
     active = active_units(graph, masks)
     eff = effective_per_layer(graph, masks, active)
-    kept = int(sum(int(a.sum()) for a in aggregates(graph, "count", masks)))
+    kept = int(sum(as_masked(graph, masks).kept_counts()))
     ne = int(sum(eff))
     return {
         "kept": kept,
@@ -186,7 +186,7 @@ def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
         e_dst += [inputs, np.full(len(outputs), T)]
         n_vertices = n_units + 2
     e_cap += [np.full(len(inputs), big), np.full(len(outputs), big)]
-    es, ed, ec = (np.concatenate(x).astype(np.int64) for x in (e_src, e_dst, e_cap))
+    es, ed, ec = (np.concatenate(x).astype(np.int64, copy=False) for x in (e_src, e_dst, e_cap))
     if backend == "igraph":
         import igraph as ig
 

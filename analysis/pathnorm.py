@@ -51,7 +51,9 @@ import numpy as np
 from netgraph.errors import InvalidInputError
 from netgraph.flows import LOG10E, flows_from_aggregates
 from netgraph.graph import Layer
-from netgraph.masked import as_masked
+from netgraph.masked import as_masked, layer_bundle_max_one
+
+from .pathflows import metric_flows
 
 
 def _check_q(q) -> float:
@@ -85,26 +87,27 @@ def _log(x):
         return np.log(np.abs(np.asarray(x, dtype=np.float64)))
 
 
-def _max_plus(mg, layer, amax: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``y[v] = max_u log(amax[v, u]) + x[u]`` over the layer's bundles (``-inf``: none).
+def _max_plus(mg, layer, x: np.ndarray) -> np.ndarray:
+    """``y[v] = max_u log(amax[v, u]) + x[u]`` over the layer's bundles (``-inf``: none),
+    ``amax`` the largest kept ``|w|`` of each bundle.
 
     Sparse layers visit their kept bundles only (row-major, so each destination is one
     run for a segment maximum); the values are those of the dense form, element by element.
     """
     v, u, nz = mg.kept_bundles(layer)
-    if nz.size >= 0.25 * amax.size:
-        return (_log(amax) + layer.gather(x)).max(axis=1)
+    if nz.size >= 0.25 * layer.num_bundles:
+        m, kept = (None, None) if mg.dense else (mg.layer_masks[layer.index], mg.kept()[layer.index])
+        return (_log(layer_bundle_max_one(layer, m, kept)) + layer.gather(x)).max(axis=1)
     y = np.full(layer.n_dst, -np.inf)
     if nz.size:
         starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-        y[v[starts]] = np.maximum.reduceat(_log(amax.reshape(-1)[nz]) + x[u], starts)
+        y[v[starts]] = np.maximum.reduceat(_log(mg.kept_bundle_max(layer)) + x[u], starts)
     return y
 
 
 def _log_max_path(graph, masks) -> float:
     """``log`` of the largest product of ``|w|`` (and scales) over input-output paths."""
     mg = as_masked(graph, masks)
-    amax = {layer.index: a for layer, a in zip(graph.layers, mg.bundle_max())}
     G = len(graph.groups)
     F = [None] * G
     F[0] = np.zeros(graph.groups[0].size)
@@ -113,7 +116,7 @@ def _log_max_path(graph, masks) -> float:
         for e in graph.edges_into(g):
             x = F[e.src] if e.in_scale is None else F[e.src] + _log(e.in_scale)
             if isinstance(e, Layer):
-                y = _max_plus(mg, e, amax[e.index], x)
+                y = _max_plus(mg, e, x)
             elif e.is_identity:
                 y = x
             else:  # an index map: units it does not reach get no path from it
@@ -151,7 +154,10 @@ def log10_path_norm(graph, masks=None, q=2) -> float:
         return mg.cached(("analysis.pathnorm", "inf"), lambda: _log_max_path(graph, mg) * LOG10E)
 
     def compute():
-        fl = flows_from_aggregates(graph, power_aggregates(graph, mg, q), q, f"abs^{q:g}")
+        if q in (1, 2):  # the flows of |w| and w^2 that the path metrics read too
+            fl = metric_flows(graph, mg, "abs" if q == 1 else "square")
+        else:
+            fl = flows_from_aggregates(graph, power_aggregates(graph, mg, q), q, f"abs^{q:g}")
         return fl.log_R / q * LOG10E
 
     return mg.cached(("analysis.pathnorm", q), compute)

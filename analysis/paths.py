@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 
-from netgraph import flows
+from netgraph.flows import LOG10E
+from netgraph.masked import as_masked
 
+from . import pathflows
 from .connectivity import _max_flow
 
 
@@ -26,7 +28,8 @@ def edge_disjoint_paths(graph, masks=None, backend: str = "scipy") -> int:
 
 
 def path_diversity(graph, masks=None, max_flow: bool = True) -> dict:
-    """Path statistics of a mask, all from the flow programme (and one max flow).
+    """Path statistics of a mask, all from the flow programme (and one max flow), run over
+    the kept bundles of sparse layers (:mod:`analysis.pathflows`).
 
     Keys: ``log10_paths`` (number of input-output paths through kept weights),
     ``log10_synflow_R`` (sum over paths of the product of ``|w|``), ``log10_R2`` (of
@@ -43,12 +46,13 @@ def path_diversity(graph, masks=None, max_flow: bool = True) -> dict:
     >>> round(10 ** d["log10_paths"]), d["edge_disjoint_paths"]
     (6, 3)
     """
-    H, _ = flows.path_entropy(graph, masks)
+    mg = as_masked(graph, masks)  # flows over the kept bundles of sparse layers (pathflows)
+    H, _ = pathflows.path_entropy(graph, mg)
     out = {
-        "log10_paths": flows.log10_num_paths(graph, masks),
-        "log10_synflow_R": flows.log10_synflow_R(graph, masks),
-        "log10_R2": flows.log10_R2(graph, masks),
-        "log10_path_kernel_trace": flows.log10_path_kernel_trace(graph, masks),
+        "log10_paths": pathflows.metric_flows(graph, mg, "count").log10_R,
+        "log10_synflow_R": pathflows.metric_flows(graph, mg, "abs").log10_R,
+        "log10_R2": pathflows.metric_flows(graph, mg, "square").log10_R,
+        "log10_path_kernel_trace": pathflows.log_path_kernel_trace(graph, mg) * LOG10E,
         "path_entropy": H,
         "log10_effective_paths": H / math.log(10),
     }

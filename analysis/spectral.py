@@ -28,7 +28,8 @@ of the two sides and ``d = 2E / (n_src + n_dst)`` the mean degree:
 
 ``sqrt(x - 1)`` is taken as 0 for ``x < 1``. The two largest singular values come from
 ARPACK (``scipy.sparse.linalg.eigsh`` on the smaller Gram operator, then a Rayleigh-Ritz
-step) for large layers and the dense ``svdvals`` for small ones; both agree with a dense ``numpy.linalg.svd`` to 1e-9 of ``mu1`` (tested).
+step) for large or sparse layers (a sparse mask's layer as a CSR matrix of its kept
+bundles), a dense Gram matrix for medium ones and the dense ``svdvals`` for small ones; both agree with a dense ``numpy.linalg.svd`` to 1e-9 of ``mu1`` (tested).
 
 >>> import torch, netgraph
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.ReLU(), torch.nn.Linear(9, 2))
@@ -47,15 +48,19 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from threadpoolctl import threadpool_limits
 
 from netgraph.masked import as_masked
+
+from ._blas import one_blas_thread
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48
 #: Layers whose smaller side has at most this many units (and are not large and sparse)
 #: use a dense Gram matrix; the others ARPACK.
 GRAM_LIMIT = 1024
+#: Sparse layers of at least this many bundles take ARPACK on CSR even with both sides
+#: within :data:`GRAM_LIMIT` (ViT-B/16's 768 x 768 layers at 1%: 9 ms, the Gram route 36 ms).
+SPARSE_ARPACK_FROM = 1 << 19
 
 
 def bi_adjacency(layer, agg: np.ndarray, fmt: str = "csr"):
@@ -80,22 +85,38 @@ def bi_adjacency(layer, agg: np.ndarray, fmt: str = "csr"):
     return m.toarray() if fmt == "dense" else m.asformat(fmt)
 
 
+def _large_sparse(shape, nnz: int) -> bool:
+    size = shape[0] * shape[1]
+    return nnz < 0.25 * size and (max(shape) > GRAM_LIMIT or size >= SPARSE_ARPACK_FROM)
+
+
+def _sparse_route(shape, groups: int, nnz: int, k: int) -> bool:
+    """Whether :func:`top_singular_values` takes ARPACK on a CSR matrix: a layer with
+    ``groups == 1``, both sides above :data:`DENSE_LIMIT`, under a quarter of its bundles
+    nonzero and large (a side above :data:`GRAM_LIMIT` or :data:`SPARSE_ARPACK_FROM`
+    bundles): O(kept bundles) per product."""
+    return groups == 1 and min(shape) > max(DENSE_LIMIT, k + 1) and nnz > 0 and _large_sparse(shape, nnz)
+
+
+def _csr(shape, nonzero: np.ndarray, vals: np.ndarray):
+    """The CSR matrix of ``shape`` holding ``vals`` at the ascending flat indices ``nonzero``
+    (zeros dropped)."""
+    live = vals != 0
+    idx, vals = nonzero[live], vals[live]
+    rows, cols = np.divmod(idx, shape[1])
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    itype = np.int32 if max(shape[1], idx.size) < 2**31 else np.int64
+    return sp.csr_matrix((vals.astype(np.float64), cols.astype(itype), indptr.astype(itype)), shape=shape)
+
+
 def _sparse_from_kept(layer, agg: np.ndarray, nonzero: np.ndarray, k: int):
     """``sp.csr_matrix(agg)`` built from ``nonzero`` (ascending flat indices holding every
     nonzero of ``agg``) when :func:`top_singular_values` would take that route, else None."""
-    if layer.groups > 1 or min(agg.shape) <= max(DENSE_LIMIT, k + 1):
-        return None
     vals = agg.reshape(-1)[nonzero]
-    live = vals != 0
-    nnz = int(np.count_nonzero(live))
-    if not (nnz < 0.25 * agg.size and max(agg.shape) > GRAM_LIMIT) or nnz == 0:
+    if not _sparse_route(agg.shape, layer.groups, int(np.count_nonzero(vals)), k):
         return None
-    idx, vals = nonzero[live], vals[live]
-    rows, cols = np.divmod(idx, agg.shape[1])
-    indptr = np.zeros(agg.shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=agg.shape[0]), out=indptr[1:])
-    itype = np.int32 if max(agg.shape[1], nnz) < 2**31 else np.int64
-    return sp.csr_matrix((vals.astype(np.float64), cols.astype(itype), indptr.astype(itype)), shape=agg.shape)
+    return _csr(agg.shape, nonzero, vals)
 
 
 def top_singular_values(layer, agg: np.ndarray, k: int = 2, nonzero=None) -> np.ndarray:
@@ -104,8 +125,9 @@ def top_singular_values(layer, agg: np.ndarray, k: int = 2, nonzero=None) -> np.
     Layers with a small side (at most :data:`DENSE_LIMIT` units) use the dense
     ``scipy.linalg.svdvals`` (backward stable: absolute error about ``1e-16 * mu1``);
     medium ones the top eigenvectors of the dense smaller Gram matrix (``eigh`` with
-    ``subset_by_index``); large or large sparse ones ARPACK (``scipy.sparse.linalg.eigsh``)
-    on the smaller Gram operator (CSR when sparse). The last two finish with a
+    ``subset_by_index``); large ones, or large sparse ones (under a quarter of the bundles
+    nonzero, see :data:`SPARSE_ARPACK_FROM`), ARPACK (``scipy.sparse.linalg.eigsh``) on the
+    smaller Gram operator (CSR when sparse). The last two finish with a
     Rayleigh-Ritz step (singular values of ``A V``), accurate to about ``1e-15 * mu1``. Grouped layers take the SVD of all
     blocks at once (batched ``numpy.linalg.svd``). Missing values (fewer than ``k`` units) are 0.
     ``nonzero`` (optional): ascending flat indices holding every nonzero of ``agg`` (a mask's
@@ -133,8 +155,9 @@ def top_singular_values(layer, agg: np.ndarray, k: int = 2, nonzero=None) -> np.
         sv = scipy.linalg.svdvals(agg, check_finite=False)[:k]
         out[: sv.size] = sv
         return out
-    sparse = np.count_nonzero(agg) < 0.25 * agg.size
-    if min(agg.shape) <= GRAM_LIMIT and not (sparse and max(agg.shape) > GRAM_LIMIT):
+    nnz = np.count_nonzero(agg)
+    sparse = nnz < 0.25 * agg.size
+    if min(agg.shape) <= GRAM_LIMIT and not _large_sparse(agg.shape, nnz):
         out[:] = _top_sv_gram(agg, k)
     else:
         out[:] = _top_sv_arpack(sp.csr_matrix(agg) if sparse else agg, k)
@@ -182,16 +205,21 @@ def _fractions(layer, count: np.ndarray) -> np.ndarray:
     return count if layer.k == 1 else count / layer.k
 
 
-def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None, fractions=None) -> dict:
+def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None, fractions=None, edges=None) -> dict:
     """Spectral measures of one layer from its kept-count and ``sum |w|`` bundle matrices.
 
     ``sv`` (optional) are the precomputed top-2 singular values ``((mu1, mu2), (w1, w2))``;
-    ``fractions`` (optional) the precomputed ``count / layer.k``.
+    ``fractions`` (optional) the precomputed ``count / layer.k``; ``edges`` (optional, with
+    ``sv``) the sum of the fractions, in which case ``count`` and ``abs_sum`` are not read.
     """
-    a = _fractions(layer, count) if fractions is None else fractions
-    (mu1, mu2), (w1, w2) = sv if sv is not None else (top_singular_values(layer, a),
-                                                      top_singular_values(layer, abs_sum))
-    E = float(a.sum())
+    if edges is None or sv is None:
+        a = _fractions(layer, count) if fractions is None else fractions
+        (mu1, mu2), (w1, w2) = sv if sv is not None else (top_singular_values(layer, a),
+                                                          top_singular_values(layer, abs_sum))
+        E = float(a.sum())
+    else:
+        (mu1, mu2), (w1, w2) = sv
+        E = float(edges)
     dl, dr = E / layer.n_src, E / layer.n_dst
     d = 2.0 * E / (layer.n_src + layer.n_dst)
     ram = 2.0 * _half_bound(d)
@@ -204,6 +232,31 @@ def layer_spectrum(layer, count: np.ndarray, abs_sum: np.ndarray, sv=None, fract
         "mu1_w": float(w1), "mu2_w": float(w2),
         "weighted_gap": 0.0 if w1 <= 0 else 1.0 - float(w2) / float(w1),
     }
+
+
+def _layer_inputs(mg, layer) -> tuple:
+    """``(fractions, abs_sum, edges)`` of one layer for :func:`layer_spectra`: the two
+    matrices as CSR when the layer is sparse (kept indices) and takes the CSR route (built
+    from the kept bundles, no dense aggregate), else the dense aggregates."""
+    idx = None if mg.dense else mg.kept()[layer.index]
+    if idx is not None and layer.groups == 1:
+        nz = mg.kept_bundles(layer)[2]
+        f, a = mg.bundle_values("count", layer), mg.bundle_values("abs", layer)
+        f = _fractions(layer, f)
+        shape = layer.weight.shape[:2]
+        if _sparse_route(shape, 1, nz.size, 2):
+            return (_csr(shape, nz, f), _csr(shape, nz, a) if _sparse_route(shape, 1, np.count_nonzero(a), 2)
+                    else mg.aggregate("abs", layer), float(f.sum()))
+    f = _fractions(layer, mg.aggregate("count", layer))
+    return f, mg.aggregate("abs", layer), float(f.sum())
+
+
+def _cost(m) -> int:
+    return m.nnz if sp.issparse(m) else m.size
+
+
+def _top2(layer, m) -> np.ndarray:
+    return _top_sv_arpack(m, 2) if sp.issparse(m) else top_singular_values(layer, m, 2)
 
 
 def layer_spectra(graph, masks=None) -> list:
@@ -225,19 +278,17 @@ def layer_spectra(graph, masks=None) -> list:
     mg = as_masked(graph, masks)
 
     def compute():
-        C, A = mg.aggregates("count"), mg.aggregates("abs")
-        F = [_fractions(layer, c) for layer, c in zip(graph.layers, C)]
-        nz = [None if mg.dense else mg.kept_bundles(layer)[2] for layer in graph.layers]
-        jobs = [(layer, m, 2, z) for layer, f, a, z in zip(graph.layers, F, A, nz) for m in (f, a)]
+        inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
+        jobs = [(layer, m) for layer, (f, a, _) in zip(graph.layers, inputs) for m in (f, a)]
         # largest first, over a small thread pool: LAPACK, ARPACK's products and BLAS release the GIL.
         # One BLAS thread per worker: a threaded BLAS inside each worker oversubscribes the cores
         # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
-        order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].size)
-        with threadpool_limits(1, user_api="blas"), \
+        order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
+        with one_blas_thread(), \
                 ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            done = dict(zip(order, pool.map(lambda i: top_singular_values(*jobs[i]), order)))
-        return [layer_spectrum(layer, c, a, (done[2 * i], done[2 * i + 1]), fractions=f)
-                for i, (layer, c, a, f) in enumerate(zip(graph.layers, C, A, F))]
+            done = dict(zip(order, pool.map(lambda i: _top2(*jobs[i]), order)))
+        return [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
+                for i, (layer, (_, _, E)) in enumerate(zip(graph.layers, inputs))]
 
     return mg.cached("analysis.spectral", compute)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netgraph.flows import aggregates
+from netgraph.masked import as_masked
 
 from .connectivity import active_units, effective_per_layer
 
@@ -26,8 +26,7 @@ def layer_table(graph, masks=None) -> list:
     active = active_units(graph, masks)
     eff = effective_per_layer(graph, masks, active)
     rows = []
-    for layer, count, ne in zip(graph.layers, aggregates(graph, "count", masks), eff):
-        kept = int(count.sum())
+    for layer, kept, ne in zip(graph.layers, as_masked(graph, masks).kept_counts(), eff):
         rows.append({
             "layer": layer.name, "index": layer.index, "kind": layer.kind, "param": layer.param,
             "kept": kept, "total": layer.numel, "density": kept / layer.numel, "effective": ne,

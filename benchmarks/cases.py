@@ -83,12 +83,12 @@ def case_metrics_vgg16(density: float = 0.01) -> dict:
 
     model, g = _vgg16_graph()
     ms = netgraph.sparsify(g, "phew", density, seed=0)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     measure(g, ms)
-    sec = time.perf_counter() - t
+    sec, cpu = time.perf_counter() - t, time.process_time() - c
     t = time.perf_counter()
     measure(g, ms, max_flow=False)
-    return {"seconds": sec, "seconds_without_max_flow": time.perf_counter() - t,
+    return {"seconds": sec, "seconds_without_max_flow": time.perf_counter() - t, "cpu_seconds": cpu,
             "autograd_pass": autograd_pass(model, (3, 224, 224))}
 
 

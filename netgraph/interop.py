@@ -39,14 +39,12 @@ def edge_arrays(graph: NetGraph, masks=None, weights: bool = True) -> dict:
     ``graph.layers``, -1 for shortcuts: identity edges and index maps)."""
     off = unit_offsets(graph)
     mg = as_masked(graph, masks)
-    C = mg.aggregates("count")
-    A = mg.aggregates("abs") if weights else C
-    S = mg.aggregates("square") if weights else C
     parts = []
-    for layer, a, s, c in zip(graph.layers, A, S, C):
-        v, u, nz = mg.kept_bundles(layer)  # u: the source unit (src_index() in a grouped conv)
-        parts.append((off[layer.src] + u, off[layer.dst] + v, a.reshape(-1)[nz], s.reshape(-1)[nz], c.reshape(-1)[nz],
-                      np.full(len(u), layer.index)))
+    for layer in graph.layers:
+        v, u, _ = mg.kept_bundles(layer)  # u: the source unit (src_index() in a grouped conv)
+        c = mg.bundle_values("count", layer)  # O(kept weights) for a sparse layer
+        a, s = (mg.bundle_values("abs", layer), mg.bundle_values("square", layer)) if weights else (c, c)
+        parts.append((off[layer.src] + u, off[layer.dst] + v, a, s, c, np.full(len(u), layer.index)))
     for sc in graph.shortcuts:
         one = np.ones(sc.size)
         parts.append((off[sc.src] + sc.src_units, off[sc.dst] + sc.dst_units, one, one, one,

@@ -4,7 +4,10 @@
 a :class:`~netgraph.MaskSet`, a dict of tensors, per-layer arrays, or an existing
 :class:`MaskedGraph`) is checked against the graph and turned into per-layer boolean
 arrays. The result caches the per-layer aggregates and anything else computed from them
-(flows, reachability), so many metrics of one mask share the work.
+(flows, reachability), so many metrics of one mask share the work. A sparse layer (kept
+indices) also offers its kept bundles, their aggregates and a CSR matrix of them
+(:meth:`MaskedGraph.kept_bundles`, :meth:`~MaskedGraph.bundle_values`,
+:meth:`~MaskedGraph.operator`) in O(kept weights), with no dense aggregate made.
 
 >>> import torch, netgraph
 >>> from netgraph.masked import as_masked
@@ -30,6 +33,10 @@ WEIGHTS = ("abs", "square", "count")
 
 #: Below this kept fraction a layer's masked aggregates come from its kept indices (bincount).
 SPARSE_BELOW = 0.125
+#: Sparse layers of at least this many bundles give the flow programme CSR matrices of their
+#: kept bundles (:meth:`MaskedGraph.operator`); smaller ones their dense aggregates, which
+#: cost little (4 MiB at most) and keep the floats of the dense (BLAS) products.
+CSR_FROM = 1 << 19
 
 
 def kept_indices(mask: np.ndarray) -> np.ndarray:
@@ -47,36 +54,52 @@ def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
     O(kept weights), never a float64 copy of the layer.
     """
     check_choice("weights", weights, WEIGHTS)
-    out = []
-    for i, layer in enumerate(graph.layers):
-        m = None if layer_masks is None else layer_masks[i]
-        shape = layer.weight.shape[:2]
-        idx = None if kept is None else kept[i]
-        if m is None:
-            a = np.full(shape, float(layer.k)) if weights == "count" else (
-                layer.abs_sum if weights == "abs" else layer.sq_sum)
-        elif idx is not None:
-            nb = layer.num_bundles
-            b = idx // layer.k if layer.k > 1 else idx
-            if weights == "count":
-                a = np.bincount(b, weights=np.ones(b.size), minlength=nb)  # float64 at once, no int64 copy
-            else:
-                w = layer.weight.reshape(-1)[idx].astype(np.float64)
-                a = np.bincount(b, weights=np.abs(w) if weights == "abs" else w * w, minlength=nb)
-            a = a.reshape(shape)
-        else:
-            a = np.empty(shape)
-            rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
-            for s in range(0, layer.n_dst, rows):  # row blocks bound the temporaries
-                mm = m[s:s + rows]
-                if weights == "count":
-                    a[s:s + rows] = mm.sum(axis=2, dtype=np.int32)
-                    continue
-                w = layer.weight[s:s + rows].astype(np.float64)
-                w = np.abs(w, out=w) if weights == "abs" else np.square(w, out=w)
-                a[s:s + rows] = np.einsum("ijk,ijk->ij", w, mm)
-        out.append(a)
-    return out
+    return [layer_aggregate(layer, weights, None if layer_masks is None else layer_masks[i],
+                            None if kept is None else kept[i]) for i, layer in enumerate(graph.layers)]
+
+
+def _element_values(layer, weights: str, idx: np.ndarray) -> np.ndarray:
+    """``1``, ``|w|`` or ``w^2`` (float64) of the kept elements ``idx`` of one layer."""
+    if weights == "count":
+        return np.ones(idx.size)
+    w = layer.weight.reshape(-1)[idx].astype(np.float64)
+    return np.abs(w) if weights == "abs" else w * w
+
+
+def layer_aggregate(layer, weights: str, m, idx=None) -> np.ndarray:
+    """One layer's bundle aggregate (see :func:`layer_aggregates`): ``m`` its mask (None:
+    dense), ``idx`` its flat kept indices (None: reduce the mask block by block)."""
+    shape = layer.weight.shape[:2]
+    if m is None:
+        return np.full(shape, float(layer.k)) if weights == "count" else (
+            layer.abs_sum if weights == "abs" else layer.sq_sum)
+    if idx is not None:
+        b = idx // layer.k if layer.k > 1 else idx
+        # float64 weights at once (no int64 copy for counts)
+        return np.bincount(b, weights=_element_values(layer, weights, idx), minlength=layer.num_bundles).reshape(shape)
+    a = np.empty(shape)
+    rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+    for s in range(0, layer.n_dst, rows):  # row blocks bound the temporaries
+        mm = m[s:s + rows]
+        if weights == "count":
+            a[s:s + rows] = mm.sum(axis=2, dtype=np.int32)
+            continue
+        w = layer.weight[s:s + rows].astype(np.float64)
+        w = np.abs(w, out=w) if weights == "abs" else np.square(w, out=w)
+        a[s:s + rows] = np.einsum("ijk,ijk->ij", w, mm)
+    return a
+
+
+def kept_bundle_values(layer, weights: str, idx: np.ndarray) -> np.ndarray:
+    """The aggregates of the kept bundles of a sparse layer from its flat kept indices
+    ``idx`` (ascending), in bundle order: O(kept weights), and the same floats as the dense
+    aggregate at those bundles (each bundle's elements are added in the same order)."""
+    vals = _element_values(layer, weights, idx)
+    if layer.k == 1 or not idx.size:
+        return vals  # one element per bundle: 0 + x is x
+    b = idx // layer.k
+    run = np.cumsum(np.r_[False, b[1:] != b[:-1]])  # the kept bundle of each element
+    return np.bincount(run, weights=vals)
 
 
 def layer_bundle_max(graph, layer_masks, kept=None) -> list:
@@ -87,29 +110,42 @@ def layer_bundle_max(graph, layer_masks, kept=None) -> list:
     Same arguments as :func:`layer_aggregates`; sparse layers reduce their kept indices
     (a segment maximum), the others blocks of rows.
     """
-    out = []
-    for i, layer in enumerate(graph.layers):
-        m = None if layer_masks is None else layer_masks[i]
-        idx = None if kept is None else kept[i]
-        a = np.zeros(layer.num_bundles, dtype=np.result_type(layer.weight.dtype, np.float32))
-        if idx is not None:
-            if idx.size and layer.k == 1:  # one-element bundles: the maximum is the element
-                a[idx] = np.abs(layer.weight.reshape(-1)[idx])
-            elif idx.size:
-                b = idx // layer.k
-                starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])  # idx is sorted: bundles are runs
-                a[b[starts]] = np.maximum.reduceat(np.abs(layer.weight.reshape(-1)[idx]), starts)
-            out.append(a.reshape(layer.weight.shape[:2]))
-            continue
-        a = a.reshape(layer.weight.shape[:2])
-        rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
-        for s in range(0, layer.n_dst, rows):
-            w = np.abs(layer.weight[s:s + rows])
-            if m is not None:
-                w *= m[s:s + rows]
-            a[s:s + rows] = w.max(axis=2)
-        out.append(a)
-    return out
+    return [layer_bundle_max_one(layer, None if layer_masks is None else layer_masks[i],
+                                 None if kept is None else kept[i]) for i, layer in enumerate(graph.layers)]
+
+
+def layer_bundle_max_one(layer, m, idx=None) -> np.ndarray:
+    """One layer's :func:`layer_bundle_max` (``m``: its mask or None, ``idx``: kept indices or None)."""
+    a = np.zeros(layer.num_bundles, dtype=np.result_type(layer.weight.dtype, np.float32))
+    if idx is not None:
+        a[_kept_bundle_ids(layer, idx)] = kept_bundle_max(layer, idx)
+        return a.reshape(layer.weight.shape[:2])
+    a = a.reshape(layer.weight.shape[:2])
+    rows = max(1, (1 << 22) // max(1, layer.n_in * layer.k))
+    for s in range(0, layer.n_dst, rows):
+        w = np.abs(layer.weight[s:s + rows])
+        if m is not None:
+            w *= m[s:s + rows]
+        a[s:s + rows] = w.max(axis=2)
+    return a
+
+
+def _kept_bundle_ids(layer, idx: np.ndarray) -> np.ndarray:
+    """Flat indices (ascending) of the bundles holding the kept elements ``idx`` (ascending)."""
+    if layer.k == 1:
+        return idx
+    b = idx // layer.k
+    return b[np.flatnonzero(np.r_[True, b[1:] != b[:-1]])] if b.size else b
+
+
+def kept_bundle_max(layer, idx: np.ndarray) -> np.ndarray:
+    """The largest kept ``|w|`` of each kept bundle of a sparse layer (flat kept indices
+    ``idx``, ascending), in bundle order and the weights' dtype; O(kept weights)."""
+    w = np.abs(layer.weight.reshape(-1)[idx])
+    if layer.k == 1 or not idx.size:  # one-element bundles: the maximum is the element
+        return w
+    b = idx // layer.k
+    return np.maximum.reduceat(w, np.flatnonzero(np.r_[True, b[1:] != b[:-1]]))  # bundles are runs
 
 
 class MaskedGraph:
@@ -145,17 +181,41 @@ class MaskedGraph:
             return None
 
         def compute():
-            out = []
+            out, counts = [], []
             for m in self.layer_masks:
                 n = int(np.count_nonzero(m))
+                counts.append(n)
                 out.append(kept_indices(m) if n < SPARSE_BELOW * m.size else None)
+            self._cache["kept_counts"] = counts
             return out
 
         return self.cached("kept_indices", compute)
 
+    def kept_counts(self) -> list:
+        """Per layer, the number of kept elements (int); cached."""
+        if self.layer_masks is None:
+            return [layer.numel for layer in self.graph.layers]
+        self.kept()
+        return self._cache["kept_counts"]
+
+    def _kept_of(self, layer):
+        kept = self.kept()
+        return None if kept is None else kept[layer.index]
+
+    def aggregate(self, weights: str, layer) -> np.ndarray:
+        """One layer's aggregate (see :meth:`aggregates`), computed alone; cached."""
+        check_choice("weights", weights, WEIGHTS)
+        whole = self._cache.get(("aggregates", weights))
+        if whole is not None:
+            return whole[layer.index]
+        m = None if self.layer_masks is None else self.layer_masks[layer.index]
+        return self.cached(("aggregate", weights, layer.index),
+                           lambda: layer_aggregate(layer, weights, m, self._kept_of(layer)))
+
     def aggregates(self, weights: str) -> list:
-        return self.cached(("aggregates", weights),
-                           lambda: layer_aggregates(self.graph, weights, self.layer_masks, self.kept()))
+        """Per-layer dense bundle aggregates (:func:`layer_aggregates`); cached."""
+        check_choice("weights", weights, WEIGHTS)
+        return self.cached(("aggregates", weights), lambda: [self.aggregate(weights, l) for l in self.graph.layers])
 
     def kept_bundles(self, layer) -> tuple:
         """``(v, u, nz)`` of the layer's bundles that keep an element: destination unit,
@@ -163,18 +223,59 @@ class MaskedGraph:
         is sparse, O(kept weights). Cached per layer; the same bundles as
         ``layer.nonzero_bundles(self.aggregates("count")[i])``."""
         def compute():
-            kept = self.kept()
-            idx = None if kept is None else kept[layer.index]
+            idx = self._kept_of(layer)
             if idx is not None:
-                b = idx // layer.k
-                nz = b[np.flatnonzero(np.r_[True, b[1:] != b[:-1]])] if b.size else b
+                nz = _kept_bundle_ids(layer, idx)
             else:
-                nz = np.flatnonzero(self.aggregates("count")[layer.index])
+                nz = np.flatnonzero(self.aggregate("count", layer))
             v, j = np.divmod(nz, layer.n_in)
             u = j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j
             return v, u, nz
 
         return self.cached(("kept_bundles", layer.index), compute)
+
+    def bundle_values(self, weights: str, layer) -> np.ndarray:
+        """The aggregates of the layer's kept bundles, in the order of :meth:`kept_bundles`:
+        the floats of ``aggregates(weights)[i].reshape(-1)[nz]``, in O(kept weights) for a
+        sparse layer (no dense aggregate is made). Cached."""
+        check_choice("weights", weights, WEIGHTS)
+
+        def compute():
+            idx = self._kept_of(layer)
+            if idx is not None:
+                return kept_bundle_values(layer, weights, idx)
+            return self.aggregate(weights, layer).reshape(-1)[self.kept_bundles(layer)[2]]
+
+        return self.cached(("bundle_values", weights, layer.index), compute)
+
+    def operator(self, weights: str, layer):
+        """The layer's bundle matrix for :meth:`netgraph.Layer.push` / ``pull``: a
+        ``scipy.sparse`` CSR matrix of :meth:`bundle_values` for a large sparse layer (kept
+        indices, ``groups == 1``, at least :data:`CSR_FROM` bundles), O(kept bundles); the
+        dense aggregate otherwise. Cached."""
+        if self._kept_of(layer) is None or layer.groups > 1 or layer.num_bundles < CSR_FROM:
+            return self.aggregate(weights, layer)
+
+        def compute():
+            import scipy.sparse as sp
+
+            v, u, _ = self.kept_bundles(layer)
+            indptr = np.zeros(layer.n_dst + 1, dtype=np.int64)
+            np.cumsum(np.bincount(v, minlength=layer.n_dst), out=indptr[1:])
+            itype = np.int32 if max(layer.n_in, u.size) < 2**31 else np.int64
+            return sp.csr_matrix((self.bundle_values(weights, layer), u.astype(itype), indptr.astype(itype)),
+                                 shape=(layer.n_dst, layer.n_in))
+
+        return self.cached(("operator", weights, layer.index), compute)
+
+    def kept_bundle_max(self, layer) -> np.ndarray:
+        """The largest kept ``|w|`` of each kept bundle, in the order of :meth:`kept_bundles`
+        (weights' dtype): O(kept weights) for a sparse layer. Not cached."""
+        idx = self._kept_of(layer)
+        if idx is not None:
+            return kept_bundle_max(layer, idx)
+        m = None if self.layer_masks is None else self.layer_masks[layer.index]
+        return layer_bundle_max_one(layer, m).reshape(-1)[self.kept_bundles(layer)[2]]
 
     def bundle_max(self) -> list:
         """Per layer, the largest kept ``|w|`` of each bundle (:func:`layer_bundle_max`); not

@@ -12,8 +12,8 @@ def reachability(graph, masks=None) -> tuple:
     """Which units an input reaches and which reach an output, through kept weights.
 
     Returns ``(forward, backward)``: one boolean array per unit group. Decided with
-    booleans (0/1 vectors through the 0/1 pattern of kept bundles), never from the
-    magnitudes of flows, which can underflow on deep networks. Cached on the masked graph.
+    booleans (the kept bundles of each layer, O(kept bundles)), never from the magnitudes
+    of flows, which can underflow on deep networks. Cached on the masked graph.
 
     Examples
     --------
@@ -29,23 +29,34 @@ def reachability(graph, masks=None) -> tuple:
     mg = as_masked(graph, masks)
 
     def compute():
-        kept = {layer.index: (a > 0).astype(np.float64) for layer, a in zip(graph.layers, mg.aggregates("count"))}
         G = len(graph.groups)
         fwd = [np.ones(graph.groups[0].size, dtype=bool)] + [None] * (G - 1)
         for g in range(1, G):
-            acc = np.zeros(graph.groups[g].size)
-            for e in graph.edges_into(g):
-                acc += e.push(kept.get(e.index) if isinstance(e, Layer) else None, fwd[e.src].astype(np.float64))
-            fwd[g] = acc > 0
+            fwd[g] = _reached(mg, graph.edges_into(g), fwd, graph.groups[g].size, forward=True)
         bwd = [None] * (G - 1) + [np.ones(graph.groups[-1].size, dtype=bool)]
         for g in range(G - 2, -1, -1):
-            acc = np.zeros(graph.groups[g].size)
-            for e in graph.edges_out_of(g):
-                acc += e.pull(kept.get(e.index) if isinstance(e, Layer) else None, bwd[e.dst].astype(np.float64))
-            bwd[g] = acc > 0
+            bwd[g] = _reached(mg, graph.edges_out_of(g), bwd, graph.groups[g].size, forward=False)
         return fwd, bwd
 
     return mg.cached("reachability", compute)
+
+
+def _reached(mg, edges, seen: list, size: int, forward: bool) -> np.ndarray:
+    """Units of one group reached along ``edges`` from the units marked in ``seen`` (one
+    step of the forward or backward programme): a layer's kept bundles, O(kept bundles)."""
+    out = np.zeros(size, dtype=bool)
+    for e in edges:
+        if isinstance(e, Layer):
+            v, u, _ = mg.kept_bundles(e)
+            if forward:
+                out[v[seen[e.src][u]]] = True
+            else:
+                out[u[seen[e.dst][v]]] = True
+        elif forward:
+            out |= e.push(None, seen[e.src].astype(np.float64)) > 0
+        else:
+            out |= e.pull(None, seen[e.dst].astype(np.float64)) > 0
+    return out
 
 
 def shortest_path_weights(graph) -> int:

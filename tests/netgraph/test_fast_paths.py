@@ -165,3 +165,57 @@ def test_synflow_candidates_keep_zero_scores_of_units_without_backward_flow():
     c = (np.array([1.0, 0.0]), np.array([1.0, 1.0]))  # destination 1: no backward flow
     assert 2 in set(s.candidates(c, 0.0, "abs_grad").tolist())
     assert set(s.candidates(c, 0.5, "abs_grad").tolist()) >= {2, 3}
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("density", [None, 0.6, 0.05, 0.0])
+def test_kept_bundle_values_and_operators_equal_the_dense_aggregates(name, density, monkeypatch):
+    """Per-bundle values, CSR operators, counts and maxima from the kept indices are the
+    floats of the dense aggregates, bit for bit."""
+    from netgraph import masked
+
+    monkeypatch.setattr(masked, "CSR_FROM", 0)  # every sparse layer as CSR (the test nets are small)
+    g, masks = _graph_and_masks(name, density)
+    mg = as_masked(g, masks)
+    fresh = as_masked(g, masks)  # nothing dense computed before the kept-bundle forms
+    for layer, m in zip(g.layers, mg.masks_or_dense()):
+        nz = mg.kept_bundles(layer)[2]
+        assert fresh.kept_counts()[layer.index] == int(m.sum())
+        for w in ("count", "abs", "square"):
+            dense = mg.aggregates(w)[layer.index]
+            assert np.array_equal(fresh.bundle_values(w, layer), dense.reshape(-1)[nz])
+            op = fresh.operator(w, layer)
+            assert np.array_equal(op.toarray() if hasattr(op, "toarray") else op, dense)
+        plain = np.where(m, np.abs(layer.weight), 0).max(axis=2)
+        assert np.array_equal(fresh.kept_bundle_max(layer), plain.reshape(-1)[nz])
+    sparse = [l for l in g.layers if mg.kept() is not None and mg.kept()[l.index] is not None and l.groups == 1]
+    assert density != 0.05 or sparse  # the CSR route is exercised
+    assert all(("aggregate", "count", l.index) not in fresh._cache for l in sparse)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("density", [None, 0.3, 0.05, 0.0])
+def test_reachability_equals_the_float_programme(name, density):
+    """Reachability from kept bundles equals 0/1 vectors pushed through the dense 0/1
+    pattern of the count aggregates (the former computation)."""
+    from netgraph.layer import Layer
+
+    g, masks = _graph_and_masks(name, density)
+    mg = as_masked(g, masks)
+    kept = {l.index: (a > 0).astype(np.float64) for l, a in zip(g.layers, mg.aggregates("count"))}
+    G = len(g.groups)
+    fwd = [np.ones(g.groups[0].size, dtype=bool)] + [None] * (G - 1)
+    for i in range(1, G):
+        acc = np.zeros(g.groups[i].size)
+        for e in g.edges_into(i):
+            acc += e.push(kept.get(e.index) if isinstance(e, Layer) else None, fwd[e.src].astype(np.float64))
+        fwd[i] = acc > 0
+    bwd = [None] * (G - 1) + [np.ones(g.groups[-1].size, dtype=bool)]
+    for i in range(G - 2, -1, -1):
+        acc = np.zeros(g.groups[i].size)
+        for e in g.edges_out_of(i):
+            acc += e.pull(kept.get(e.index) if isinstance(e, Layer) else None, bwd[e.dst].astype(np.float64))
+        bwd[i] = acc > 0
+    got_f, got_b = F.reachability(g, as_masked(g, masks))
+    assert all(np.array_equal(a, b) for a, b in zip(got_f, fwd))
+    assert all(np.array_equal(a, b) for a, b in zip(got_b, bwd))
