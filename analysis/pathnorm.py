@@ -49,11 +49,10 @@ import math
 import numpy as np
 
 from netgraph.errors import InvalidInputError
-from netgraph.flows import LOG10E, flows_from_aggregates
+from netgraph.flows import LOG10E, flows_from_aggregates, path_flows
 from netgraph.graph import Layer
 from netgraph.masked import as_masked, layer_bundle_max_one
 
-from .pathflows import metric_flows
 
 
 def _check_q(q) -> float:
@@ -155,7 +154,7 @@ def log10_path_norm(graph, masks=None, q=2) -> float:
 
     def compute():
         if q in (1, 2):  # the flows of |w| and w^2 that the path metrics read too
-            fl = metric_flows(graph, mg, "abs" if q == 1 else "square")
+            fl = path_flows(graph, "abs" if q == 1 else "square", mg)
         else:
             fl = flows_from_aggregates(graph, power_aggregates(graph, mg, q), q, f"abs^{q:g}")
         return fl.log_R / q * LOG10E

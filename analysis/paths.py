@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-from netgraph.flows import LOG10E
+from netgraph import flows
 from netgraph.masked import as_masked
 
-from . import pathflows
 from .connectivity import _max_flow
 
 
@@ -29,7 +28,7 @@ def edge_disjoint_paths(graph, masks=None, backend: str = "scipy") -> int:
 
 def path_diversity(graph, masks=None, max_flow: bool = True) -> dict:
     """Path statistics of a mask, all from the flow programme (and one max flow), run over
-    the kept bundles of sparse layers (:mod:`analysis.pathflows`).
+    the kept bundles of sparse layers (:func:`netgraph.flows.path_flows`).
 
     Keys: ``log10_paths`` (number of input-output paths through kept weights),
     ``log10_synflow_R`` (sum over paths of the product of ``|w|``), ``log10_R2`` (of
@@ -46,13 +45,13 @@ def path_diversity(graph, masks=None, max_flow: bool = True) -> dict:
     >>> round(10 ** d["log10_paths"]), d["edge_disjoint_paths"]
     (6, 3)
     """
-    mg = as_masked(graph, masks)  # flows over the kept bundles of sparse layers (pathflows)
-    H, _ = pathflows.path_entropy(graph, mg)
+    mg = as_masked(graph, masks)  # flows over the kept bundles of sparse layers
+    H, _ = flows.path_entropy(graph, mg)
     out = {
-        "log10_paths": pathflows.metric_flows(graph, mg, "count").log10_R,
-        "log10_synflow_R": pathflows.metric_flows(graph, mg, "abs").log10_R,
-        "log10_R2": pathflows.metric_flows(graph, mg, "square").log10_R,
-        "log10_path_kernel_trace": pathflows.log_path_kernel_trace(graph, mg) * LOG10E,
+        "log10_paths": flows.log10_num_paths(graph, mg),
+        "log10_synflow_R": flows.log10_synflow_R(graph, mg),
+        "log10_R2": flows.log10_R2(graph, mg),
+        "log10_path_kernel_trace": flows.log10_path_kernel_trace(graph, mg),
         "path_entropy": H,
         "log10_effective_paths": H / math.log(10),
     }
