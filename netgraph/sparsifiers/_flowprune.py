@@ -373,11 +373,13 @@ def _bracket(states, cs, keep_count: int, form: str):
     n = sample.size
     if n == 0:
         return -np.inf, np.inf
-    sample = np.sort(sample)[::-1]
     q = keep_count / valid * n
     margin = 6.0 * math.sqrt(max(q * (1 - q / n), 1.0)) + 16
-    lo = sample[int(q + margin)] if q + margin < n - 1 else -np.inf
-    hi = sample[int(q - margin)] if q - margin >= 1 else np.inf
+    ia, ib = int(q + margin), int(q - margin)  # ranks in descending order: n - 1 - rank ascending
+    kth = [n - 1 - i for i, ok in ((ia, q + margin < n - 1), (ib, q - margin >= 1)) if ok]
+    part = np.partition(sample, kth) if kth else sample  # the order statistics of a full sort
+    lo = part[n - 1 - ia] if q + margin < n - 1 else -np.inf
+    hi = part[n - 1 - ib] if q - margin >= 1 else np.inf
     return lo, hi
 
 

@@ -25,7 +25,7 @@ from .._validate import check_choice
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
 from ..reach import shortest_path_weights
-from ._flowprune import LayerState, prune_step
+from ._flowprune import prune_step
 from .base import Context, method
 
 LEVELS = ("unit", "pixel")
@@ -49,6 +49,15 @@ def _pool(num_weights: int):
     if num_weights < 2_000_000 or workers < 2:
         return _Serial()
     return ThreadPoolExecutor(max_workers=workers)
+
+
+def layer_state() -> type:
+    """The per-layer state class of the unit level: the compiled engine
+    (:class:`._synflow_fast.FastLayerState`; numba imported on first use). Tests swap in the
+    numpy reference :class:`._flowprune.LayerState`, whose masks are the same bit for bit."""
+    from ._synflow_fast import FastLayerState
+
+    return FastLayerState
 
 
 def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int, level: str = "unit",
@@ -88,7 +97,8 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int,
     N = graph.num_weights
     pool = _pool(N)
     try:
-        states = list(pool.map(lambda layer: LayerState(layer, power), graph.layers))
+        state = layer_state()
+        states = list(pool.map(lambda layer: state(layer, power), graph.layers))
         from tqdm.auto import tqdm
 
         steps = tqdm(range(1, iterations + 1), desc=f"synflow{'-l2' if power == 2 else ''}",

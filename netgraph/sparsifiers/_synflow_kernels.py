@@ -1,0 +1,322 @@
+"""Compiled per-layer kernels of iterative SynFlow (:mod:`._synflow_fast`): numba, one pass each.
+
+Each kernel does, bundle by bundle in one loop, what :class:`._flowprune.LayerState` does with
+a dozen whole-array numpy operations: the margin test of the candidates, the walk of a
+candidate's sorted ``|w|`` (:func:`._flowwalk.scan_bundles`) and the update of the kept counts.
+The arithmetic is the same, operation for operation, in the same order (float32 ``|w|`` cast
+to float64, ``c = max(b[v] f[u], floor)``, the pruned values summed in ascending order from
+0), so the results are those of the numpy engine bit for bit; ``tests/netgraph/
+test_synflow_kernels.py`` checks it. Kernels release the GIL (``nogil``), so the layers of a
+large net run in the engine's thread pool; ``cache=True`` compiles them once per install.
+
+Layouts: a layer's tracked bundles are either all of them (``compact=False``: bundle ``t``
+is ``(v, j) = divmod(t, n_in)``, source ``u = j`` or ``(v // group_out) n_in + j`` when
+``grouped``) or the survivors (``compact=True``: units ``vv[t]``, ``uu[t]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+FLOOR = 1e-35  # as _flowprune._FLOOR
+#: ``lowmode`` of the margin test: its value from ``x = float64(low or aggregate)``.
+LOW_X, LOW_SQRT, LOW_2XX, LOW_2X = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def _grow(a, n):
+    """``a`` with room for index ``n`` (doubled when full)."""
+    if n < a.size:
+        return a
+    b = np.empty(2 * a.size + 64, a.dtype)
+    b[:a.size] = a
+    return b
+
+
+@njit(cache=True, nogil=True)
+def _low(x, lowmode):
+    if lowmode == 0:
+        return x
+    if lowmode == 1:
+        return np.sqrt(x)
+    if lowmode == 2:
+        return 2.0 * (x * x)
+    return 2.0 * x
+
+
+@njit(cache=True, nogil=True)
+def _score(x, c, wgrad):
+    """``x c`` or ``2 x^2 c`` (float64 ``x``), as :func:`._flowwalk.score`."""
+    if wgrad:
+        return x * x * (2.0 * c)
+    return x * c
+
+
+@njit(cache=True, nogil=True)
+def _factor(b, f):
+    c = b * f
+    return c if not c < FLOOR else FLOOR  # np.maximum: NaN stays NaN
+
+
+BLOCK = 2048  # bundles whose margin test runs in one branch-free (vectorised) loop
+
+
+@njit(cache=True, nogil=True)
+def _hits(t0, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx):
+    """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
+    (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
+    A block of the full layout stays in one destination row (``rhs`` and the sources' offset fixed)."""
+    n = m.size
+    if compact:
+        t1 = min(n, t0 + BLOCK)
+        for t in range(t0, t1):  # branch-free: the index is written, the count moves on a hit
+            idx[t - t0] = t
+    else:
+        v = t0 // n_in
+        t1 = min(n, t0 + BLOCK, (v + 1) * n_in)
+        for t in range(t0, t1):
+            idx[t - t0] = t
+    c = 0
+    if all_alive:
+        for i in range(t1 - t0):
+            t = idx[i]
+            idx[c] = t
+            c += m[t] > 0
+        return c, t1
+    if compact:
+        for i in range(t1 - t0):
+            t = idx[i]
+            idx[c] = t
+            c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[uu[t]] <= rhs[vv[t]])
+        return c, t1
+    v = t0 // n_in
+    off = (v // group_out) * n_in - v * n_in if grouped else -v * n_in  # u = t + off
+    r = rhs[v]
+    for i in range(t1 - t0):
+        t = idx[i]
+        idx[c] = t
+        c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[t + off] <= r)
+    return c, t1
+
+
+@njit(cache=True, nogil=True)
+def _multi_part(t0, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+                lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs, nr, state):
+    """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
+    ``na`` and ``nr``) until they are full; returns the next bundle and the new counts (the
+    caller grows the buffers and calls again: no array is reassigned in this loop)."""
+    k = S.shape[1]
+    n = m.size
+    idx = np.empty(BLOCK, np.int64)
+    while t0 < n:
+        vb = t0 // n_in  # the full layout: the block's row, and u = t + off
+        off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
+        nc, t1 = _hits(t0, low, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        touch = np.float32(0.0)
+        for i in range(nc):  # load the candidates' rows first, with no branch: many cache misses in flight
+            t = idx[i]
+            row = ids[t] if compact else t
+            touch += S[row, k - np.int64(m[t])] + S[row, k - 1]
+        state[2] += touch != touch  # keeps the loads
+        for i in range(nc):
+            t = idx[i]
+            mt = np.int64(m[t])
+            if na == act.size or nr + mt > ri.size:
+                return t, na, nr
+            v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
+            c = _factor(bs[v], fs[u])
+            if not np.isfinite(c):
+                state[1] = 1
+            row = ids[t] if compact else t
+            p0 = k - mt
+            nh = 0
+            nl = 0
+            acc = 0.0
+            sv = np.float32(np.nan)
+            for p in range(p0, k):
+                x = S[row, p]
+                s = _score(np.float64(x), c, wgrad)
+                if exact:
+                    g, pl = not s > hi, not s >= lo
+                else:
+                    g, pl = s <= hi, s < lo
+                if not g:
+                    sv = x
+                    break
+                nh += 1
+                if pl:
+                    nl += 1
+                    xx = np.float64(x)
+                    acc += xx if power == 1 else xx * xx
+            act[na], n_hi[na], sum_lo[na], stop_val[na] = t, nh, acc, sv
+            for p in range(p0 + nl, p0 + nh):
+                x = S[row, p]
+                ri[nr], rp[nr], rv[nr], rs[nr] = na, p, x, _score(np.float64(x), c, wgrad)
+                nr += 1
+            na += 1
+            state[0] += nh
+        t0 = t1
+    return n, na, nr
+
+
+@njit(cache=True, nogil=True)
+def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+               lo, hi, wgrad, power, exact):
+    """``k > 1``: candidates (margin test ``low f[u] <= rhs[v]``, or every live bundle when
+    ``all_alive``) and their walks. Returns ``act, n_hi, sum_lo, stop_val`` (per candidate),
+    the records ``ri, rp, rv, rs``, ``sum(n_hi)`` and whether a candidate's factor is not finite
+    (then the caller walks again with ``exact=True``, comparing as ``~(s > hi)``, ``~(s >= lo)``)."""
+    k = S.shape[1]
+    cap = 4096
+    act, n_hi = np.empty(cap, np.int64), np.empty(cap, np.int64)
+    sum_lo, stop_val = np.empty(cap, np.float64), np.empty(cap, np.float32)
+    ri, rp = np.empty(cap + k, np.int64), np.empty(cap + k, np.int64)
+    rv, rs = np.empty(cap + k, np.float32), np.empty(cap + k, np.float64)
+    state = np.zeros(3, np.int64)  # sum of n_hi, a factor not finite, NaN touched
+    t, na, nr = 0, 0, 0
+    while t < m.size:
+        t, na, nr = _multi_part(t, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
+                                lowmode, lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs,
+                                nr, state)
+        if na == act.size:
+            act, n_hi, sum_lo, stop_val = _grow(act, na), _grow(n_hi, na), _grow(sum_lo, na), _grow(stop_val, na)
+        if nr + k > ri.size:
+            ri, rp, rv, rs = _grow(ri, ri.size), _grow(rp, rp.size), _grow(rv, rv.size), _grow(rs, rs.size)
+    return (act[:na], n_hi[:na], sum_lo[:na], stop_val[:na], ri[:nr], rp[:nr], rv[:nr], rs[:nr], state[0],
+            state[1] > 0)
+
+
+@njit(cache=True, nogil=True)
+def _single_part(t0, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+                 wgrad, power, act, na, ri, rs, nr):
+    """Bundles ``t0, ...`` of :func:`walk_single` into the buffers until they are full."""
+    n = m.size
+    idx = np.empty(BLOCK, np.int64)
+    while t0 < n:
+        vb = t0 // n_in
+        off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
+        nc, t1 = _hits(t0, agg, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        for i in range(nc):
+            t = idx[i]
+            v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
+            a = agg[t]
+            c = _factor(bs[v], fs[u])
+            if wgrad:
+                s = (a if power == 2 else a * a) * (2.0 * c)
+            else:
+                s = (a if power == 1 else np.sqrt(a)) * c
+            if s > hi:
+                continue
+            if na == act.size or nr == ri.size:
+                return t, na, nr
+            act[na] = t
+            if s >= lo:
+                ri[nr], rs[nr] = na, s
+                nr += 1
+            na += 1
+        t0 = t1
+    return n, na, nr
+
+
+@njit(cache=True, nogil=True)
+def walk_single(agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+                wgrad, power):
+    """``k = 1``: the live bundles passing the margin test whose exact score is not above
+    ``hi`` (``act``), and the records ``ri`` (index into ``act``) of those scoring ``>= lo``
+    with their scores ``rs``; ``|w|`` is read off the aggregate (``|w|`` or ``w^2``)."""
+    act, ri, rs = np.empty(4096, np.int64), np.empty(4096, np.int64), np.empty(4096, np.float64)
+    t, na, nr = 0, 0, 0
+    while t < m.size:
+        t, na, nr = _single_part(t, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+                                 lo, hi, wgrad, power, act, na, ri, rs, nr)
+        if na == act.size:
+            act = _grow(act, na)
+        if nr == ri.size:
+            ri, rs = _grow(ri, nr), _grow(rs, nr)
+    return act[:na], ri[:nr], rs[:nr]
+
+
+@njit(cache=True, nogil=True)
+def apply_multi(m, low, agg, act, n_hi, sum_lo, stop_val, ri, rp, rv, keep, k, power):
+    """``k > 1``: new kept counts, aggregates and smallest kept values of the candidates, as
+    :meth:`._flowprune.LayerState.apply`; returns ``(elements pruned, bundles emptied)``."""
+    na = act.size
+    first = np.empty(na, np.int64)
+    for i in range(na):
+        first[i] = k - np.int64(m[act[i]]) + n_hi[i]
+    dec = sum_lo.copy()
+    low_new = stop_val.copy()
+    nr = ri.size
+    for r in range(nr):  # records ascend inside a bundle: the first kept one is the new first
+        i = ri[r]
+        if keep[r]:
+            if r == 0 or not keep[r - 1] or ri[r - 1] != i:
+                first[i] = rp[r]
+                low_new[i] = rv[r]
+        else:
+            x = np.float64(rv[r])
+            dec[i] += x if power == 1 else x * x
+    pruned = 0
+    dead = 0
+    for i in range(na):
+        t = act[i]
+        p0 = k - np.int64(m[t])
+        mn = k - first[i]
+        if first[i] > p0:
+            agg[t] -= dec[i]
+        if mn == 0:
+            agg[t] = 0.0
+            low[t] = np.nan
+            dead += 1
+        else:
+            low[t] = low_new[i]
+        pruned += first[i] - p0
+        m[t] = mn
+    return pruned, dead
+
+
+@njit(cache=True, nogil=True)
+def apply_single(m, agg, act, ri, keep):
+    """``k = 1``: every candidate dies but the kept records; returns the bundles emptied."""
+    alive = np.zeros(act.size, np.bool_)
+    for r in range(ri.size):
+        if keep[r]:
+            alive[ri[r]] = True
+    dead = 0
+    for i in range(act.size):
+        if not alive[i]:
+            agg[act[i]] = 0.0
+            m[act[i]] = 0
+            dead += 1
+    return dead
+
+
+@njit(cache=True, nogil=True)
+def sample(S, agg, m, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, stride, wgrad, power):
+    """Scores of every kept element of every ``stride``-th tracked bundle (``S`` empty: ``k = 1``,
+    ``|w|`` off the aggregate), as :meth:`._flowprune.LayerState.sample`."""
+    n = m.size
+    k = S.shape[1] if S.size else 1
+    out = np.empty(((n + stride - 1) // stride) * k, np.float64)
+    no = 0
+    for t in range(0, n, stride):
+        mt = np.int64(m[t])
+        if mt == 0:
+            continue
+        if compact:
+            v, u = vv[t], uu[t]
+        else:
+            v, j = t // n_in, t % n_in
+            u = (v // group_out) * n_in + j if grouped else j
+        c = _factor(bs[v], fs[u])
+        if S.size == 0:
+            a = agg[t]
+            out[no] = _score(a if power == 1 else np.sqrt(a), c, wgrad)
+            no += 1
+            continue
+        row = ids[t] if compact else t
+        for p in range(k - mt, k):
+            out[no] = _score(np.float64(S[row, p]), c, wgrad)
+            no += 1
+    return out[:no]
