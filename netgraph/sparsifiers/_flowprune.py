@@ -255,6 +255,11 @@ class LayerState:
         return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t].astype(np.int64))[:, None]]
 
     # -- one pruning step ------------------------------------------------------------
+    @staticmethod
+    def walk_all(states, cs, lo, hi, form, pool) -> list:
+        """Every layer's :meth:`walk`, layers in the pool (a subclass may split a layer)."""
+        return list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
+
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
         """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc).
 
@@ -386,7 +391,7 @@ def _bracket(states, cs, keep_count: int, form: str):
 def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
     """Keep exactly ``keep_count`` elements overall (the top scores; ties by position)."""
     for lo, hi in (_bracket(states, cs, keep_count, form), (-np.inf, np.inf)):
-        walks = list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
+        walks = type(states[0]).walk_all(states, cs, lo, hi, form, pool)
         need = keep_count - sum(w["above"] for w in walks)
         cand = np.concatenate([w["rs"] for w in walks])
         if 1 <= need <= cand.size:

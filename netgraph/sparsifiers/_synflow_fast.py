@@ -18,6 +18,8 @@ from ._flowprune import LayerState, _rhs
 
 _NONE = np.zeros(0, np.int32)
 _NO_ROWS = np.zeros((0, 1), np.float32)
+#: Bundles per task of a layer's walk: the largest layers use every worker of the pool.
+PART = 1 << 19
 
 
 class FastLayerState(LayerState):
@@ -30,8 +32,8 @@ class FastLayerState(LayerState):
             return False, _NONE, _NONE, _NONE, layer.n_in, layer.group_out, layer.groups != 1
         return True, self.ids, self.v, self.u, layer.n_in, layer.group_out, layer.groups != 1
 
-    def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
-        """The records of :meth:`LayerState.walk`, from one kernel call per layer."""
+    def _walk_args(self, c: tuple, lo: float, hi: float, form: str) -> tuple:
+        """The arguments of the layer's walk kernel, but the bundle range (and ``exact``)."""
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)
         wgrad, p = form == "w_grad", self.power
         all_alive = not hi < np.inf
@@ -40,18 +42,46 @@ class FastLayerState(LayerState):
         lo, hi = float(lo), float(hi)
         if self.S is None:
             mode = (K.LOW_2X if p == 2 else K.LOW_2XX) if wgrad else (K.LOW_X if p == 1 else K.LOW_SQRT)
-            act, ri, rs = K.walk_single(self.agg, self.m, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs,
-                                        all_alive, mode, lo, hi, wgrad, p)
-            return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": rs, "above": self.kept - act.size}
+            return (self.agg, self.m, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode, lo, hi,
+                    wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
-        args = (self.S, self.m, self.low, ids, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
+        return (self.S, self.m, self.low, ids, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
                 lo, hi, wgrad, p)
-        out = K.walk_multi(*args, False)
-        if out[-1]:  # a factor is not finite: NaN scores possible, compare as the plain walk did
-            out = K.walk_multi(*args, True)
-        act, n_hi, sum_lo, stop_val, ri, rp, rv, rs, total, _ = out
-        return {"act": act, "n_hi": n_hi, "ri": ri, "rp": rp, "rs": rs, "rv": rv, "sum_lo": sum_lo,
-                "stop_val": stop_val, "above": self.kept - int(total)}
+
+    def _walk_range(self, args: tuple, a: int, b: int, exact: bool = False) -> tuple:
+        if self.S is None:
+            return K.walk_single(*args, a, b)
+        return K.walk_multi(*args, exact, a, b)
+
+    def _join(self, args: tuple, parts: list) -> dict:
+        """The records of :meth:`LayerState.walk` from the walks of consecutive bundle ranges."""
+        offs = np.cumsum([0] + [p[0].size for p in parts[:-1]])
+        cat = lambda i, dt=None: np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i]
+        ri = np.concatenate([p[1 if self.S is None else 4] + o for p, o in zip(parts, offs)])
+        if self.S is None:
+            act, rs = cat(0), cat(2)
+            return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": rs, "above": self.kept - act.size}
+        if any(p[-1] for p in parts):  # a factor is not finite: NaN scores possible, compare as the plain walk did
+            return self._join(args, [self._walk_range(args, 0, self.m.size, True)])
+        return {"act": cat(0), "n_hi": cat(1), "ri": ri, "rp": cat(5), "rs": cat(7), "rv": cat(6), "sum_lo": cat(2),
+                "stop_val": cat(3), "above": self.kept - int(sum(int(p[8]) for p in parts))}
+
+    def _ranges(self) -> list:
+        n = self.m.size
+        return [(a, min(n, a + PART)) for a in range(0, n, PART)] or [(0, 0)]
+
+    def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
+        """The records of :meth:`LayerState.walk`, from one kernel call per layer."""
+        args = self._walk_args(c, lo, hi, form)
+        return self._join(args, [self._walk_range(args, 0, self.m.size)])
+
+    @staticmethod
+    def walk_all(states, cs, lo, hi, form, pool) -> list:
+        """Every layer's walk; a layer of more than :data:`PART` bundles in ranges, all in the pool."""
+        args = [s._walk_args(c, lo, hi, form) for s, c in zip(states, cs)]
+        jobs = [(s, a, r) for s, a in zip(states, args) for r in s._ranges()]
+        outs = iter(list(pool.map(lambda j: j[0]._walk_range(j[1], *j[2]), jobs)))
+        return [s._join(a, [next(outs) for _ in s._ranges()]) for s, a in zip(states, args)]
 
     def apply(self, w: dict, keep: np.ndarray) -> None:
         """The update of :meth:`LayerState.apply`, in one kernel call."""

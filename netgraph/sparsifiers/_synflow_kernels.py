@@ -63,11 +63,11 @@ BLOCK = 2048  # bundles whose margin test runs in one branch-free (vectorised) l
 
 
 @njit(cache=True, nogil=True)
-def _hits(t0, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx):
+def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx):
     """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
     (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
-    A block of the full layout stays in one destination row (``rhs`` and the sources' offset fixed)."""
-    n = m.size
+    A block ends at ``n`` and, in the full layout, in one destination row (``rhs`` and the
+    sources' offset fixed)."""
     if compact:
         t1 = min(n, t0 + BLOCK)
         for t in range(t0, t1):  # branch-free: the index is written, the count moves on a hit
@@ -101,23 +101,22 @@ def _hits(t0, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped,
 
 
 @njit(cache=True, nogil=True)
-def _multi_part(t0, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                 lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs, nr, state):
     """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
     ``na`` and ``nr``) until they are full; returns the next bundle and the new counts (the
     caller grows the buffers and calls again: no array is reassigned in this loop)."""
     k = S.shape[1]
-    n = m.size
     idx = np.empty(BLOCK, np.int64)
     while t0 < n:
         vb = t0 // n_in  # the full layout: the block's row, and u = t + off
         off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
-        nc, t1 = _hits(t0, low, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        nc, t1 = _hits(t0, n, low, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
         touch = np.float32(0.0)
         for i in range(nc):  # load the candidates' rows first, with no branch: many cache misses in flight
             t = idx[i]
             row = ids[t] if compact else t
-            touch += S[row, k - np.int64(m[t])] + S[row, k - 1]
+            touch += S[row, k - np.int64(m[t])]
         state[2] += touch != touch  # keeps the loads
         for i in range(nc):
             t = idx[i]
@@ -162,8 +161,8 @@ def _multi_part(t0, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, b
 
 @njit(cache=True, nogil=True)
 def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
-               lo, hi, wgrad, power, exact):
-    """``k > 1``: candidates (margin test ``low f[u] <= rhs[v]``, or every live bundle when
+               lo, hi, wgrad, power, exact, t_begin, t_end):
+    """``k > 1``, bundles ``t_begin`` to ``t_end``: candidates (margin test ``low f[u] <= rhs[v]``, or every live bundle when
     ``all_alive``) and their walks. Returns ``act, n_hi, sum_lo, stop_val`` (per candidate),
     the records ``ri, rp, rv, rs``, ``sum(n_hi)`` and whether a candidate's factor is not finite
     (then the caller walks again with ``exact=True``, comparing as ``~(s > hi)``, ``~(s >= lo)``)."""
@@ -174,9 +173,9 @@ def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs
     ri, rp = np.empty(cap + k, np.int64), np.empty(cap + k, np.int64)
     rv, rs = np.empty(cap + k, np.float32), np.empty(cap + k, np.float64)
     state = np.zeros(3, np.int64)  # sum of n_hi, a factor not finite, NaN touched
-    t, na, nr = 0, 0, 0
-    while t < m.size:
-        t, na, nr = _multi_part(t, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
+    t, na, nr = t_begin, 0, 0
+    while t < t_end:
+        t, na, nr = _multi_part(t, t_end, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
                                 lowmode, lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs,
                                 nr, state)
         if na == act.size:
@@ -188,15 +187,14 @@ def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs
 
 
 @njit(cache=True, nogil=True)
-def _single_part(t0, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+def _single_part(t0, n, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
                  wgrad, power, act, na, ri, rs, nr):
     """Bundles ``t0, ...`` of :func:`walk_single` into the buffers until they are full."""
-    n = m.size
     idx = np.empty(BLOCK, np.int64)
     while t0 < n:
         vb = t0 // n_in
         off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
-        nc, t1 = _hits(t0, agg, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        nc, t1 = _hits(t0, n, agg, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
         for i in range(nc):
             t = idx[i]
             v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
@@ -221,14 +219,14 @@ def _single_part(t0, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, 
 
 @njit(cache=True, nogil=True)
 def walk_single(agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
-                wgrad, power):
-    """``k = 1``: the live bundles passing the margin test whose exact score is not above
+                wgrad, power, t_begin, t_end):
+    """``k = 1``, bundles ``t_begin`` to ``t_end``: the live bundles passing the margin test whose exact score is not above
     ``hi`` (``act``), and the records ``ri`` (index into ``act``) of those scoring ``>= lo``
     with their scores ``rs``; ``|w|`` is read off the aggregate (``|w|`` or ``w^2``)."""
     act, ri, rs = np.empty(4096, np.int64), np.empty(4096, np.int64), np.empty(4096, np.float64)
-    t, na, nr = 0, 0, 0
-    while t < m.size:
-        t, na, nr = _single_part(t, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+    t, na, nr = t_begin, 0, 0
+    while t < t_end:
+        t, na, nr = _single_part(t, t_end, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                                  lo, hi, wgrad, power, act, na, ri, rs, nr)
         if na == act.size:
             act = _grow(act, na)
