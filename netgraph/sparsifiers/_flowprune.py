@@ -92,10 +92,7 @@ class LayerState:
         self.k, self.n_b = k, n_b
         W = layer.weight.reshape(n_b, k)
         if k > 1:
-            self.S = np.empty((n_b, k), np.float32)
-            rows = max(1, (1 << 20) // k)
-            for s in range(0, n_b, rows):  # row blocks: no full-size temporaries besides S
-                self.S[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
+            self.S = self._sorted(W)
             self.low = self.S[:, 0].copy()
         else:  # the aggregate is |w| (or w^2) itself while kept: no copy of |w|
             self.S = self.low = None
@@ -107,6 +104,15 @@ class LayerState:
         self.window = min(k, 4)  # elements the walk reads per bundle at first (adapts)
         self.v = self.u = None
         self._csr = None
+
+    @staticmethod
+    def _sorted(W: np.ndarray, out=None) -> np.ndarray:
+        """``out[b]``: bundle ``b``'s ``|w|`` ascending, by row blocks (no full-size temporary)."""
+        out = np.empty(W.shape, np.float32) if out is None else out
+        rows = max(1, (1 << 20) // W.shape[1])
+        for s in range(0, W.shape[0], rows):
+            out[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
+        return out
 
     # -- per-iteration inputs --------------------------------------------------------
     def aggregate(self):

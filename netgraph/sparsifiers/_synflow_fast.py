@@ -17,13 +17,18 @@ from . import _synflow_kernels as K
 from ._flowprune import LayerState, _rhs
 
 _NONE = np.zeros(0, np.int32)
-_NO_ROWS = np.zeros((0, 1), np.float32)
+_NO_ROWS = np.zeros((1, 0), np.float32)
 #: Bundles per task of a layer's walk: the largest layers use every worker of the pool.
 PART = 1 << 19
 
 
 class FastLayerState(LayerState):
     """A :class:`~._flowprune.LayerState` whose per-iteration work runs in compiled kernels."""
+
+    @staticmethod
+    def _sorted(W: np.ndarray, out=None) -> np.ndarray:
+        """The sorted ``|w|`` stored position-major (the kernels' ``S``), seen as ``(bundles, k)``."""
+        return LayerState._sorted(W, np.empty(W.shape[::-1], np.float32).T)
 
     def _layout(self) -> tuple:
         """``(compact, ids, vv, uu, n_in, group_out, grouped)`` of the kernels."""
@@ -45,7 +50,7 @@ class FastLayerState(LayerState):
             return (self.agg, self.m, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode, lo, hi,
                     wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
-        return (self.S, self.m, self.low, ids, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
+        return (self.S.T, self.m, self.low, ids, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
                 lo, hi, wgrad, p)
 
     def _walk_range(self, args: tuple, a: int, b: int, exact: bool = False) -> tuple:
@@ -103,5 +108,5 @@ class FastLayerState(LayerState):
         """The sample of :meth:`LayerState.sample`, in one kernel call."""
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)
         compact, ids, vv, uu, n_in, gout, grouped = self._layout()
-        return K.sample(_NO_ROWS if self.S is None else self.S, self.agg, self.m, ids, vv, uu, compact, n_in, gout,
+        return K.sample(_NO_ROWS if self.S is None else self.S.T, self.agg, self.m, ids, vv, uu, compact, n_in, gout,
                         grouped, bs, fs, int(stride), form == "w_grad", self.power)

@@ -9,6 +9,10 @@ to float64, ``c = max(b[v] f[u], floor)``, the pruned values summed in ascending
 test_synflow_kernels.py`` checks it. Kernels release the GIL (``nogil``), so the layers of a
 large net run in the engine's thread pool; ``cache=True`` compiles them once per install.
 
+``S`` is the layer's sorted ``|w|`` position-major, ``(k, bundles)``: a walk reads the same
+few positions of many bundles in ascending bundle order, streams of the memory the
+prefetcher follows (twice as fast as bundle-major rows on vgg16's first linear layer).
+
 Layouts: a layer's tracked bundles are either all of them (``compact=False``: bundle ``t``
 is ``(v, j) = divmod(t, n_in)``, source ``u = j`` or ``(v // group_out) n_in + j`` when
 ``grouped``) or the survivors (``compact=True``: units ``vv[t]``, ``uu[t]``).
@@ -106,7 +110,7 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
     """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
     ``na`` and ``nr``) until they are full; returns the next bundle and the new counts (the
     caller grows the buffers and calls again: no array is reassigned in this loop)."""
-    k = S.shape[1]
+    k = S.shape[0]
     idx = np.empty(BLOCK, np.int64)
     while t0 < n:
         vb = t0 // n_in  # the full layout: the block's row, and u = t + off
@@ -116,7 +120,7 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
         for i in range(nc):  # load the candidates' rows first, with no branch: many cache misses in flight
             t = idx[i]
             row = ids[t] if compact else t
-            touch += S[row, k - np.int64(m[t])]
+            touch += S[k - np.int64(m[t]), row]
         state[2] += touch != touch  # keeps the loads
         for i in range(nc):
             t = idx[i]
@@ -134,7 +138,7 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
             acc = 0.0
             sv = np.float32(np.nan)
             for p in range(p0, k):
-                x = S[row, p]
+                x = S[p, row]
                 s = _score(np.float64(x), c, wgrad)
                 if exact:
                     g, pl = not s > hi, not s >= lo
@@ -150,7 +154,7 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
                     acc += xx if power == 1 else xx * xx
             act[na], n_hi[na], sum_lo[na], stop_val[na] = t, nh, acc, sv
             for p in range(p0 + nl, p0 + nh):
-                x = S[row, p]
+                x = S[p, row]
                 ri[nr], rp[nr], rv[nr], rs[nr] = na, p, x, _score(np.float64(x), c, wgrad)
                 nr += 1
             na += 1
@@ -166,7 +170,7 @@ def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs
     ``all_alive``) and their walks. Returns ``act, n_hi, sum_lo, stop_val`` (per candidate),
     the records ``ri, rp, rv, rs``, ``sum(n_hi)`` and whether a candidate's factor is not finite
     (then the caller walks again with ``exact=True``, comparing as ``~(s > hi)``, ``~(s >= lo)``)."""
-    k = S.shape[1]
+    k = S.shape[0]
     cap = 4096
     act, n_hi = np.empty(cap, np.int64), np.empty(cap, np.int64)
     sum_lo, stop_val = np.empty(cap, np.float64), np.empty(cap, np.float32)
@@ -295,7 +299,7 @@ def sample(S, agg, m, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, st
     """Scores of every kept element of every ``stride``-th tracked bundle (``S`` empty: ``k = 1``,
     ``|w|`` off the aggregate), as :meth:`._flowprune.LayerState.sample`."""
     n = m.size
-    k = S.shape[1] if S.size else 1
+    k = S.shape[0] if S.size else 1
     out = np.empty(((n + stride - 1) // stride) * k, np.float64)
     no = 0
     for t in range(0, n, stride):
@@ -315,6 +319,6 @@ def sample(S, agg, m, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, st
             continue
         row = ids[t] if compact else t
         for p in range(k - mt, k):
-            out[no] = _score(np.float64(S[row, p]), c, wgrad)
+            out[no] = _score(np.float64(S[p, row]), c, wgrad)
             no += 1
     return out[:no]
