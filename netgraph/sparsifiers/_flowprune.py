@@ -106,10 +106,10 @@ class LayerState:
         self._csr = None
 
     @staticmethod
-    def _sorted(W: np.ndarray, out=None) -> np.ndarray:
+    def _sorted(W: np.ndarray, out=None, block: int = 1 << 20) -> np.ndarray:
         """``out[b]``: bundle ``b``'s ``|w|`` ascending, by row blocks (no full-size temporary)."""
         out = np.empty(W.shape, np.float32) if out is None else out
-        rows = max(1, (1 << 20) // W.shape[1])
+        rows = max(1, block // W.shape[1])
         for s in range(0, W.shape[0], rows):
             out[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
         return out

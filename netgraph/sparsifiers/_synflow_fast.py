@@ -28,7 +28,7 @@ class FastLayerState(LayerState):
     @staticmethod
     def _sorted(W: np.ndarray, out=None) -> np.ndarray:
         """The sorted ``|w|`` stored position-major (the kernels' ``S``), seen as ``(bundles, k)``."""
-        return LayerState._sorted(W, np.empty(W.shape[::-1], np.float32).T)
+        return LayerState._sorted(W, np.empty(W.shape[::-1], np.float32).T, 1 << 14)  # blocks transpose in cache
 
     def _layout(self) -> tuple:
         """``(compact, ids, vv, uu, n_in, group_out, grouped)`` of the kernels."""

@@ -112,20 +112,16 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
     caller grows the buffers and calls again: no array is reassigned in this loop)."""
     k = S.shape[0]
     idx = np.empty(BLOCK, np.int64)
+    tot = 0
     while t0 < n:
         vb = t0 // n_in  # the full layout: the block's row, and u = t + off
         off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
         nc, t1 = _hits(t0, n, low, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
-        touch = np.float32(0.0)
-        for i in range(nc):  # load the candidates' rows first, with no branch: many cache misses in flight
-            t = idx[i]
-            row = ids[t] if compact else t
-            touch += S[k - np.int64(m[t]), row]
-        state[2] += touch != touch  # keeps the loads
         for i in range(nc):
             t = idx[i]
             mt = np.int64(m[t])
             if na == act.size or nr + mt > ri.size:
+                state[0] += tot
                 return t, na, nr
             v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
             c = _factor(bs[v], fs[u])
@@ -133,33 +129,33 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
                 state[1] = 1
             row = ids[t] if compact else t
             p0 = k - mt
-            nh = 0
-            nl = 0
+            # scores ascend: a prefix below lo (pruned; NaN too when exact), then up to hi
+            p = p0
             acc = 0.0
-            sv = np.float32(np.nan)
-            for p in range(p0, k):
-                x = S[p, row]
-                s = _score(np.float64(x), c, wgrad)
-                if exact:
-                    g, pl = not s > hi, not s >= lo
-                else:
-                    g, pl = s <= hi, s < lo
-                if not g:
-                    sv = x
+            while p < k:
+                x = np.float64(S[p, row])
+                s = _score(x, c, wgrad)
+                if not ((s < lo) | (exact & (s != s))):
                     break
-                nh += 1
-                if pl:
-                    nl += 1
-                    xx = np.float64(x)
-                    acc += xx if power == 1 else xx * xx
-            act[na], n_hi[na], sum_lo[na], stop_val[na] = t, nh, acc, sv
+                acc += x if power == 1 else x * x
+                p += 1
+            nl = p - p0
+            while p < k:
+                s = _score(np.float64(S[p, row]), c, wgrad)
+                if not ((s <= hi) | (exact & (s != s))):
+                    break
+                p += 1
+            nh = p - p0
+            act[na], n_hi[na], sum_lo[na] = t, nh, acc
+            stop_val[na] = S[p, row] if p < k else np.float32(np.nan)
             for p in range(p0 + nl, p0 + nh):
-                x = S[p, row]
-                ri[nr], rp[nr], rv[nr], rs[nr] = na, p, x, _score(np.float64(x), c, wgrad)
+                x32 = S[p, row]
+                ri[nr], rp[nr], rv[nr], rs[nr] = na, p, x32, _score(np.float64(x32), c, wgrad)
                 nr += 1
             na += 1
-            state[0] += nh
+            tot += nh
         t0 = t1
+    state[0] += tot
     return n, na, nr
 
 
@@ -176,7 +172,7 @@ def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs
     sum_lo, stop_val = np.empty(cap, np.float64), np.empty(cap, np.float32)
     ri, rp = np.empty(cap + k, np.int64), np.empty(cap + k, np.int64)
     rv, rs = np.empty(cap + k, np.float32), np.empty(cap + k, np.float64)
-    state = np.zeros(3, np.int64)  # sum of n_hi, a factor not finite, NaN touched
+    state = np.zeros(2, np.int64)  # sum of n_hi, a factor not finite
     t, na, nr = t_begin, 0, 0
     while t < t_end:
         t, na, nr = _multi_part(t, t_end, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
