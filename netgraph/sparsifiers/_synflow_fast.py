@@ -58,7 +58,7 @@ class FastLayerState(LayerState):
             return K.walk_single(*args, a, b)
         return K.walk_multi(*args, exact, a, b)
 
-    def _join(self, args: tuple, parts: list) -> dict:
+    def _join(self, args: tuple, parts: list, exact: bool = False) -> dict:
         """The records of :meth:`LayerState.walk` from the walks of consecutive bundle ranges."""
         offs = np.cumsum([0] + [p[0].size for p in parts[:-1]])
         cat = lambda i, dt=None: np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i]
@@ -66,8 +66,8 @@ class FastLayerState(LayerState):
         if self.S is None:
             act, rs = cat(0), cat(2)
             return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": rs, "above": self.kept - act.size}
-        if any(p[-1] for p in parts):  # a factor is not finite: NaN scores possible, compare as the plain walk did
-            return self._join(args, [self._walk_range(args, 0, self.m.size, True)])
+        if not exact and any(p[-1] for p in parts):  # a factor not finite: NaN scores possible, compared as
+            return self._join(args, [self._walk_range(args, 0, self.m.size, True)], True)  # the plain walk did
         return {"act": cat(0), "n_hi": cat(1), "ri": ri, "rp": cat(5), "rs": cat(7), "rv": cat(6), "sum_lo": cat(2),
                 "stop_val": cat(3), "above": self.kept - int(sum(int(p[8]) for p in parts))}
 
