@@ -240,10 +240,6 @@ class LayerState:
         keep = ~(sc > hi)
         return t[keep], sc[keep]
 
-    def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """``|w|`` at ascending position ``pos`` of bundles ``b`` (global ids; ``k > 1``)."""
-        return self.S.reshape(-1)[b * self.k + pos]
-
     def bundle_ids(self, t: np.ndarray) -> np.ndarray:
         return t if self.ids is None else self.ids[t].astype(np.int64)
 

@@ -108,7 +108,8 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int,
             keep_count = max(ctx.target, int(round(N * frac)))
             if t == iterations:
                 keep_count = ctx.target
-            flows = flows_from_aggregates(graph, [s.aggregate() for s in states], power)
+            flows = flows_from_aggregates(graph, [s.aggregate() for s in states], power,
+                                          pool=pool if hasattr(pool, "submit") else None)
             if not math.isfinite(flows.log_R):
                 raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero)")
             cs = list(pool.map(lambda s: s.factor(flows), states))
