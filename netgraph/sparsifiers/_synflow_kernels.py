@@ -105,6 +105,27 @@ def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, group
 
 
 @njit(cache=True, nogil=True)
+def _prefix_plain(S, row, p0, c, lo, hi):
+    """SynFlow's walk of one bundle (scores ``x c``, no NaN): the ends of the prefixes below
+    ``lo`` and up to ``hi``, and the pruned values' sum (ascending, from 0)."""
+    k = S.shape[0]
+    p = p0
+    acc = 0.0
+    while p < k:
+        x = np.float64(S[p, row])
+        if not x * c < lo:
+            break
+        acc += x
+        p += 1
+    q = p
+    while q < k:
+        if not np.float64(S[q, row]) * c <= hi:
+            break
+        q += 1
+    return (p, q), acc
+
+
+@njit(cache=True, nogil=True)
 def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                 lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs, nr, state):
     """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
@@ -113,6 +134,7 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
     k = S.shape[0]
     idx = np.empty(BLOCK, np.int64)
     tot = 0
+    plain = not exact and not wgrad and power == 1  # SynFlow: the walk without flags
     while t0 < n:
         vb = t0 // n_in  # the full layout: the block's row, and u = t + off
         off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
@@ -130,21 +152,25 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
             row = ids[t] if compact else t
             p0 = k - mt
             # scores ascend: a prefix below lo (pruned; NaN too when exact), then up to hi
-            p = p0
-            acc = 0.0
-            while p < k:
-                x = np.float64(S[p, row])
-                s = _score(x, c, wgrad)
-                if not ((s < lo) | (exact & (s != s))):
-                    break
-                acc += x if power == 1 else x * x
-                p += 1
-            nl = p - p0
-            while p < k:
-                s = _score(np.float64(S[p, row]), c, wgrad)
-                if not ((s <= hi) | (exact & (s != s))):
-                    break
-                p += 1
+            if plain:
+                ends, acc = _prefix_plain(S, row, p0, c, lo, hi)
+                nl, p = ends[0] - p0, ends[1]
+            else:
+                p = p0
+                acc = 0.0
+                while p < k:
+                    x = np.float64(S[p, row])
+                    s = _score(x, c, wgrad)
+                    if not ((s < lo) | (exact & (s != s))):
+                        break
+                    acc += x if power == 1 else x * x
+                    p += 1
+                nl = p - p0
+                while p < k:
+                    s = _score(np.float64(S[p, row]), c, wgrad)
+                    if not ((s <= hi) | (exact & (s != s))):
+                        break
+                    p += 1
             nh = p - p0
             act[na], n_hi[na], sum_lo[na] = t, nh, acc
             stop_val[na] = S[p, row] if p < k else np.float32(np.nan)
