@@ -38,7 +38,9 @@ Flows then cost O(bundles) per iteration: bundle vectors shrink to the surviving
 (int32 ids) once half of them are dead, and an ungrouped layer's aggregate becomes a CSR
 matrix over them. The engine is exact: :func:`tests.reference.autograd_synflow_prune`
 (autograd on the model, full sort) gives the same masks on small nets, and the walk equals
-the element-by-element walk bit for bit (``tests/netgraph/test_fast_paths.py``).
+the element-by-element walk bit for bit (``tests/netgraph/test_fast_paths.py``). SynFlow runs
+:class:`LayerState` 's compiled twin (:mod:`._synflow_fast`), whose kernels do each step in one
+pass per layer; this numpy class stays as its reference (the same masks bit for bit).
 """
 
 from __future__ import annotations
