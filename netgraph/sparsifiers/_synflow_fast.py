@@ -54,9 +54,21 @@ class FastLayerState(LayerState):
                 lo, hi, wgrad, p)
 
     def _walk_range(self, args: tuple, a: int, b: int, exact: bool = False) -> tuple:
+        """The kernel's outputs for bundles ``a`` to ``b``, as views of the range's buffers (kept
+        from one iteration to the next, so their pages are not faulted in again)."""
+        bufs = self.__dict__.setdefault("_bufs", {})
+        key = a // PART
         if self.S is None:
-            return K.walk_single(*args, a, b)
-        return K.walk_multi(*args, exact, a, b)
+            buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+            act, ri, rs, na, nr = K.walk_single(*args, a, b, *buf)
+            bufs[key] = (act, ri, rs)
+            return act[:na], ri[:nr], rs[:nr]
+        buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.float32),
+                                np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0))
+        out = K.walk_multi(*args, exact, a, b, *buf)
+        bufs[key] = out[:8]
+        na, nr = out[8], out[9]
+        return tuple(x[:na] for x in out[:4]) + tuple(x[:nr] for x in out[4:8]) + out[10:]
 
     def _join(self, args: tuple, parts: list, exact: bool = False) -> dict:
         """The records of :meth:`LayerState.walk` from the walks of consecutive bundle ranges."""
@@ -76,7 +88,8 @@ class FastLayerState(LayerState):
         return [(a, min(n, a + PART)) for a in range(0, n, PART)] or [(0, 0)]
 
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
-        """The records of :meth:`LayerState.walk`, from one kernel call per layer."""
+        """The records of :meth:`LayerState.walk`, from one kernel call per layer (views of the
+        layer's buffers: they hold until its next walk, which is all :func:`prune_step` needs)."""
         args = self._walk_args(c, lo, hi, form)
         return self._join(args, [self._walk_range(args, 0, self.m.size)])
 

@@ -187,29 +187,25 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
 
 @njit(cache=True, nogil=True)
 def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
-               lo, hi, wgrad, power, exact, t_begin, t_end):
-    """``k > 1``, bundles ``t_begin`` to ``t_end``: candidates (margin test ``low f[u] <= rhs[v]``, or every live bundle when
-    ``all_alive``) and their walks. Returns ``act, n_hi, sum_lo, stop_val`` (per candidate),
-    the records ``ri, rp, rv, rs``, ``sum(n_hi)`` and whether a candidate's factor is not finite
+               lo, hi, wgrad, power, exact, t_begin, t_end, act, n_hi, sum_lo, stop_val, ri, rp, rv, rs):
+    """``k > 1``, bundles ``t_begin`` to ``t_end``: candidates (margin test ``low f[u] <= rhs[v]``,
+    or every live bundle when ``all_alive``) and their walks, written into the buffers given
+    (kept between iterations: no fresh pages to fault in; grown when full). Returns the buffers
+    (``act, n_hi, sum_lo, stop_val`` per candidate, the records ``ri, rp, rv, rs``), the counts
+    of candidates and records, ``sum(n_hi)`` and whether a candidate's factor is not finite
     (then the caller walks again with ``exact=True``, comparing as ``~(s > hi)``, ``~(s >= lo)``)."""
     k = S.shape[0]
-    cap = 4096
-    act, n_hi = np.empty(cap, np.int64), np.empty(cap, np.int64)
-    sum_lo, stop_val = np.empty(cap, np.float64), np.empty(cap, np.float32)
-    ri, rp = np.empty(cap + k, np.int64), np.empty(cap + k, np.int64)
-    rv, rs = np.empty(cap + k, np.float32), np.empty(cap + k, np.float64)
     state = np.zeros(2, np.int64)  # sum of n_hi, a factor not finite
     t, na, nr = t_begin, 0, 0
     while t < t_end:
-        t, na, nr = _multi_part(t, t_end, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
-                                lowmode, lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs,
-                                nr, state)
+        t, na, nr = _multi_part(t, t_end, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs,
+                                all_alive, lowmode, lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri,
+                                rp, rv, rs, nr, state)
         if na == act.size:
             act, n_hi, sum_lo, stop_val = _grow(act, na), _grow(n_hi, na), _grow(sum_lo, na), _grow(stop_val, na)
         if nr + k > ri.size:
             ri, rp, rv, rs = _grow(ri, ri.size), _grow(rp, rp.size), _grow(rv, rv.size), _grow(rs, rs.size)
-    return (act[:na], n_hi[:na], sum_lo[:na], stop_val[:na], ri[:nr], rp[:nr], rv[:nr], rs[:nr], state[0],
-            state[1] > 0)
+    return act, n_hi, sum_lo, stop_val, ri, rp, rv, rs, na, nr, state[0], state[1] > 0
 
 
 @njit(cache=True, nogil=True)
@@ -245,20 +241,20 @@ def _single_part(t0, n, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, f
 
 @njit(cache=True, nogil=True)
 def walk_single(agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
-                wgrad, power, t_begin, t_end):
-    """``k = 1``, bundles ``t_begin`` to ``t_end``: the live bundles passing the margin test whose exact score is not above
-    ``hi`` (``act``), and the records ``ri`` (index into ``act``) of those scoring ``>= lo``
-    with their scores ``rs``; ``|w|`` is read off the aggregate (``|w|`` or ``w^2``)."""
-    act, ri, rs = np.empty(4096, np.int64), np.empty(4096, np.int64), np.empty(4096, np.float64)
+                wgrad, power, t_begin, t_end, act, ri, rs):
+    """``k = 1``, bundles ``t_begin`` to ``t_end``: the live bundles passing the margin test
+    whose exact score is not above ``hi`` (``act``), and the records ``ri`` (index into ``act``)
+    of those scoring ``>= lo`` with their scores ``rs``; ``|w|`` is read off the aggregate
+    (``|w|`` or ``w^2``). Buffers as :func:`walk_multi`; returns them and the two counts."""
     t, na, nr = t_begin, 0, 0
     while t < t_end:
-        t, na, nr = _single_part(t, t_end, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
-                                 lo, hi, wgrad, power, act, na, ri, rs, nr)
+        t, na, nr = _single_part(t, t_end, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
+                                 lowmode, lo, hi, wgrad, power, act, na, ri, rs, nr)
         if na == act.size:
             act = _grow(act, na)
         if nr == ri.size:
             ri, rs = _grow(ri, nr), _grow(rs, nr)
-    return act[:na], ri[:nr], rs[:nr]
+    return act, ri, rs, na, nr
 
 
 @njit(cache=True, nogil=True)
@@ -266,11 +262,9 @@ def apply_multi(m, low, agg, act, n_hi, sum_lo, stop_val, ri, rp, rv, keep, k, p
     """``k > 1``: new kept counts, aggregates and smallest kept values of the candidates, as
     :meth:`._flowprune.LayerState.apply`; returns ``(elements pruned, bundles emptied)``."""
     na = act.size
-    first = np.empty(na, np.int64)
+    first, dec, low_new = n_hi, sum_lo, stop_val  # the walk's buffers, updated in place
     for i in range(na):
         first[i] = k - np.int64(m[act[i]]) + n_hi[i]
-    dec = sum_lo.copy()
-    low_new = stop_val.copy()
     nr = ri.size
     for r in range(nr):  # records ascend inside a bundle: the first kept one is the new first
         i = ri[r]
@@ -302,14 +296,14 @@ def apply_multi(m, low, agg, act, n_hi, sum_lo, stop_val, ri, rp, rv, keep, k, p
 
 @njit(cache=True, nogil=True)
 def apply_single(m, agg, act, ri, keep):
-    """``k = 1``: every candidate dies but the kept records; returns the bundles emptied."""
-    alive = np.zeros(act.size, np.bool_)
+    """``k = 1``: every candidate dies but the kept records; returns the bundles emptied. The
+    kept ones are marked in ``act`` itself (``~t``, negative), the walk's buffer."""
     for r in range(ri.size):
         if keep[r]:
-            alive[ri[r]] = True
+            act[ri[r]] = ~act[ri[r]]
     dead = 0
     for i in range(act.size):
-        if not alive[i]:
+        if act[i] >= 0:
             agg[act[i]] = 0.0
             m[act[i]] = 0
             dead += 1
