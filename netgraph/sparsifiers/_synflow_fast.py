@@ -73,8 +73,25 @@ class FastLayerState(LayerState):
     def _join(self, args: tuple, parts: list, exact: bool = False) -> dict:
         """The records of :meth:`LayerState.walk` from the walks of consecutive bundle ranges."""
         offs = np.cumsum([0] + [p[0].size for p in parts[:-1]])
-        cat = lambda i, dt=None: np.concatenate([p[i] for p in parts]) if len(parts) > 1 else parts[0][i]
-        ri = np.concatenate([p[1 if self.S is None else 4] + o for p, o in zip(parts, offs)])
+        joined = self.__dict__.setdefault("_joined", {})
+
+        def cat(i, off=None):  # into a buffer kept between iterations, like the kernels' ones
+            if len(parts) == 1:  # (the first range's offset is 0)
+                return parts[0][i]
+            n = sum(p[i].size for p in parts)
+            buf = joined.get(i)
+            if buf is None or buf.size < n:
+                buf = joined[i] = np.empty(max(n, 2 * (0 if buf is None else buf.size)), parts[0][i].dtype)
+            out, s = buf[:n], 0
+            for j, p in enumerate(parts):
+                if off is None:
+                    out[s:s + p[i].size] = p[i]
+                else:
+                    np.add(p[i], off[j], out=out[s:s + p[i].size])
+                s += p[i].size
+            return out
+
+        ri = cat(1 if self.S is None else 4, offs)
         if self.S is None:
             act, rs = cat(0), cat(2)
             return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": rs, "above": self.kept - act.size}
