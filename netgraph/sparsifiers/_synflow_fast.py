@@ -5,8 +5,11 @@ The numpy methods of :class:`~._flowprune.LayerState` stay as the reference: the
 the same records, the same masks bit for bit (``tests/netgraph/test_synflow_kernels.py``).
 What changes is the cost: one compiled pass over a layer's tracked bundles per iteration (the
 margin test, the walk of the candidates from their smallest kept element, the records of the
-bracket) instead of a dozen whole-array numpy operations per window, and no temporaries the
-size of the candidates besides the records themselves.
+bracket) instead of a dozen whole-array numpy operations per window; the sorted ``|w|`` are
+stored position-major (``S.T`` is C-contiguous, the kernels' layout); a layer of more than
+:data:`PART` bundles is walked in ranges by the pool's threads; and the kernels write into
+per-layer buffers kept between iterations (fresh ones each time cost half the walk in page
+faults), dropped when they are more than four times what a walk needs.
 """
 
 from __future__ import annotations
@@ -61,13 +64,13 @@ class FastLayerState(LayerState):
         if self.S is None:
             buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
             act, ri, rs, na, nr = K.walk_single(*args, a, b, *buf)
-            bufs[key] = (act, ri, rs)
+            bufs[key] = (act, ri, rs) if act.size <= 4 * na + (1 << 16) else None
             return act[:na], ri[:nr], rs[:nr]
         buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.float32),
                                 np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0))
         out = K.walk_multi(*args, exact, a, b, *buf)
-        bufs[key] = out[:8]
         na, nr = out[8], out[9]
+        bufs[key] = out[:8] if out[0].size <= 4 * na + (1 << 16) else None  # not pinned by one large walk
         return tuple(x[:na] for x in out[:4]) + tuple(x[:nr] for x in out[4:8]) + out[10:]
 
     def _join(self, args: tuple, parts: list, exact: bool = False) -> dict:
@@ -80,8 +83,8 @@ class FastLayerState(LayerState):
                 return parts[0][i]
             n = sum(p[i].size for p in parts)
             buf = joined.get(i)
-            if buf is None or buf.size < n:
-                buf = joined[i] = np.empty(max(n, 2 * (0 if buf is None else buf.size)), parts[0][i].dtype)
+            if buf is None or buf.size < n or buf.size > 4 * n + (1 << 16):
+                buf = joined[i] = np.empty(2 * n, parts[0][i].dtype)
             out, s = buf[:n], 0
             for j, p in enumerate(parts):
                 if off is None:
