@@ -118,3 +118,17 @@ def test_walk_update_and_sample_equal_the_reference(name, power, form, compact, 
         for key in ("m", "agg", "low", "kept", "alive"):
             assert _equal(getattr(fast, key), getattr(ref, key)), key
         assert _equal(fast.final_mask(), ref.final_mask())
+
+
+@pytest.mark.parametrize("name", ["grouped", "residual"])
+def test_thread_pool_gives_the_same_masks(name, monkeypatch):
+    """Layers and ranges walked in a two-thread pool, the flows' sweeps side by side, one BLAS
+    thread: the masks of the serial run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = _graph(name)
+    want = netgraph.sparsify(g, "synflow-l2", 0.05, iterations=8)
+    monkeypatch.setattr(synflow, "_pool", lambda n: ThreadPoolExecutor(max_workers=2))
+    monkeypatch.setattr(_synflow_fast, "PART", 5)
+    got = netgraph.sparsify(g, "synflow-l2", 0.05, iterations=8)
+    assert _hashable(got, g) == _hashable(want, g)
