@@ -153,21 +153,9 @@ def forward_group(graph: NetGraph, g: int, fwd, fsc, agg_of: dict, power: int) -
     return _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
 
 
-def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str = "custom") -> Flows:
-    """Run the forward/backward programme on given per-layer aggregates.
-
-    This is the core the other functions call; sparsifiers that keep their own
-    aggregates (SynFlow's iterations) call it directly.
-    """
+def _backward(graph: NetGraph, agg_of: dict, power: int) -> tuple:
     G = len(graph.groups)
-    agg_of = {layer.index: a for layer, a in zip(graph.layers, aggs)}
-    fwd = [None] * G
-    fsc = np.zeros(G)
-    fwd[0] = np.ones(graph.groups[0].size)
-    for g in range(1, G):
-        fwd[g], fsc[g] = forward_group(graph, g, fwd, fsc, agg_of, power)
-    bwd = [None] * G
-    bsc = np.zeros(G)
+    bwd, bsc = [None] * G, np.zeros(G)
     bwd[G - 1] = np.ones(graph.groups[G - 1].size)
     for g in range(G - 2, -1, -1):
         terms = []
@@ -178,12 +166,25 @@ def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str 
                 y = y * so
             x = e.pull(agg_of.get(e.index) if isinstance(e, Layer) else None, y)
             si = _scale(e.in_scale, power)
-            if si is not None:
-                x = x * si
-            terms.append((x, bsc[e.dst]))
-        if not terms:
-            terms = [(np.zeros(graph.groups[g].size), 0.0)]
-        bwd[g], bsc[g] = _combine(terms)
+            terms.append((x if si is None else x * si, bsc[e.dst]))
+        bwd[g], bsc[g] = _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
+    return bwd, bsc
+
+
+def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str = "custom", pool=None) -> Flows:
+    """Run the forward/backward programme on given per-layer aggregates.
+
+    This is the core the other functions call; sparsifiers that keep their own
+    aggregates (SynFlow's iterations) call it directly, with a thread pool (``pool``, an
+    executor) that runs the backward sweep beside the forward one (the same products).
+    """
+    G = len(graph.groups)
+    agg_of = {layer.index: a for layer, a in zip(graph.layers, aggs)}
+    back = pool.submit(_backward, graph, agg_of, power) if pool is not None else None
+    fwd, fsc = [np.ones(graph.groups[0].size)] + [None] * (G - 1), np.zeros(G)
+    for g in range(1, G):
+        fwd[g], fsc[g] = forward_group(graph, g, fwd, fsc, agg_of, power)
+    bwd, bsc = _backward(graph, agg_of, power) if back is None else back.result()
     return Flows(graph, weights, power, aggs, fwd, fsc, bwd, bsc)
 
 

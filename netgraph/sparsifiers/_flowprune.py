@@ -38,7 +38,9 @@ Flows then cost O(bundles) per iteration: bundle vectors shrink to the surviving
 (int32 ids) once half of them are dead, and an ungrouped layer's aggregate becomes a CSR
 matrix over them. The engine is exact: :func:`tests.reference.autograd_synflow_prune`
 (autograd on the model, full sort) gives the same masks on small nets, and the walk equals
-the element-by-element walk bit for bit (``tests/netgraph/test_fast_paths.py``).
+the element-by-element walk bit for bit (``tests/netgraph/test_fast_paths.py``). SynFlow runs
+:class:`LayerState` 's compiled twin (:mod:`._synflow_fast`), whose kernels do each step in one
+pass per layer; this numpy class stays as its reference (the same masks bit for bit).
 """
 
 from __future__ import annotations
@@ -92,10 +94,7 @@ class LayerState:
         self.k, self.n_b = k, n_b
         W = layer.weight.reshape(n_b, k)
         if k > 1:
-            self.S = np.empty((n_b, k), np.float32)
-            rows = max(1, (1 << 20) // k)
-            for s in range(0, n_b, rows):  # row blocks: no full-size temporaries besides S
-                self.S[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
+            self.S = self._sorted(W)
             self.low = self.S[:, 0].copy()
         else:  # the aggregate is |w| (or w^2) itself while kept: no copy of |w|
             self.S = self.low = None
@@ -107,6 +106,15 @@ class LayerState:
         self.window = min(k, 4)  # elements the walk reads per bundle at first (adapts)
         self.v = self.u = None
         self._csr = None
+
+    @staticmethod
+    def _sorted(W: np.ndarray, out=None, block: int = 1 << 20) -> np.ndarray:
+        """``out[b]``: bundle ``b``'s ``|w|`` ascending, by row blocks (no full-size temporary)."""
+        out = np.empty(W.shape, np.float32) if out is None else out
+        rows = max(1, block // W.shape[1])
+        for s in range(0, W.shape[0], rows):
+            out[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
+        return out
 
     # -- per-iteration inputs --------------------------------------------------------
     def aggregate(self):
@@ -234,10 +242,6 @@ class LayerState:
         keep = ~(sc > hi)
         return t[keep], sc[keep]
 
-    def values(self, b: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """``|w|`` at ascending position ``pos`` of bundles ``b`` (global ids; ``k > 1``)."""
-        return self.S.reshape(-1)[b * self.k + pos]
-
     def bundle_ids(self, t: np.ndarray) -> np.ndarray:
         return t if self.ids is None else self.ids[t].astype(np.int64)
 
@@ -255,6 +259,11 @@ class LayerState:
         return sc[np.arange(self.k)[None, :] >= (self.k - self.m[t].astype(np.int64))[:, None]]
 
     # -- one pruning step ------------------------------------------------------------
+    @staticmethod
+    def walk_all(states, cs, lo, hi, form, pool) -> list:
+        """Every layer's :meth:`walk`, layers in the pool (a subclass may split a layer)."""
+        return list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
+
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
         """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc).
 
@@ -373,18 +382,20 @@ def _bracket(states, cs, keep_count: int, form: str):
     n = sample.size
     if n == 0:
         return -np.inf, np.inf
-    sample = np.sort(sample)[::-1]
     q = keep_count / valid * n
     margin = 6.0 * math.sqrt(max(q * (1 - q / n), 1.0)) + 16
-    lo = sample[int(q + margin)] if q + margin < n - 1 else -np.inf
-    hi = sample[int(q - margin)] if q - margin >= 1 else np.inf
+    ia, ib = int(q + margin), int(q - margin)  # ranks in descending order: n - 1 - rank ascending
+    kth = [n - 1 - i for i, ok in ((ia, q + margin < n - 1), (ib, q - margin >= 1)) if ok]
+    part = np.partition(sample, kth) if kth else sample  # the order statistics of a full sort
+    lo = part[n - 1 - ia] if q + margin < n - 1 else -np.inf
+    hi = part[n - 1 - ib] if q - margin >= 1 else np.inf
     return lo, hi
 
 
 def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
     """Keep exactly ``keep_count`` elements overall (the top scores; ties by position)."""
     for lo, hi in (_bracket(states, cs, keep_count, form), (-np.inf, np.inf)):
-        walks = list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
+        walks = type(states[0]).walk_all(states, cs, lo, hi, form, pool)
         need = keep_count - sum(w["above"] for w in walks)
         cand = np.concatenate([w["rs"] for w in walks])
         if 1 <= need <= cand.size:

@@ -17,15 +17,18 @@ Bundles that carry no flow score (almost) zero and go first, smaller ``|w|`` fir
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+
+from threadpoolctl import threadpool_limits
 
 from .._validate import check_choice
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
 from ..reach import shortest_path_weights
-from ._flowprune import LayerState, prune_step
+from ._flowprune import prune_step
 from .base import Context, method
 
 LEVELS = ("unit", "pixel")
@@ -49,6 +52,15 @@ def _pool(num_weights: int):
     if num_weights < 2_000_000 or workers < 2:
         return _Serial()
     return ThreadPoolExecutor(max_workers=workers)
+
+
+def layer_state() -> type:
+    """The per-layer state class of the unit level: the compiled engine
+    (:class:`._synflow_fast.FastLayerState`; numba imported on first use). Tests swap in the
+    numpy reference :class:`._flowprune.LayerState`, whose masks are the same bit for bit."""
+    from ._synflow_fast import FastLayerState
+
+    return FastLayerState
 
 
 def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int, level: str = "unit",
@@ -85,27 +97,38 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int,
         masks = pixel_flow_pruning(ctx.model, graph.input_shape, graph.param_names, ctx.density, ctx.target,
                                    power, form, iterations, ctx.progress)
         return graph.layer_masks(masks)
-    N = graph.num_weights
-    pool = _pool(N)
+    pool = _pool(graph.num_weights)
+    # BLAS threads would compete with the pool's (the flows' two sweeps side by side, the
+    # layers' walks); a matrix-vector product splits over its outputs: one thread, same values
+    blas = threadpool_limits(1, user_api="blas") if hasattr(pool, "submit") else contextlib.nullcontext()
     try:
-        states = list(pool.map(lambda layer: LayerState(layer, power), graph.layers))
-        from tqdm.auto import tqdm
-
-        steps = tqdm(range(1, iterations + 1), desc=f"synflow{'-l2' if power == 2 else ''}",
-                     disable=not ctx.progress, leave=False)
-        for t in steps:
-            frac = ctx.density ** (t / iterations) if fractions is None else fractions[t - 1]
-            keep_count = max(ctx.target, int(round(N * frac)))
-            if t == iterations:
-                keep_count = ctx.target
-            flows = flows_from_aggregates(graph, [s.aggregate() for s in states], power)
-            if not math.isfinite(flows.log_R):
-                raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero)")
-            cs = list(pool.map(lambda s: s.factor(flows), states))
-            prune_step(states, cs, keep_count, form, pool)
-        return list(pool.map(lambda s: s.final_mask(), states))
+        with blas:
+            return _iterate(ctx, power, form, iterations, fractions, pool)
     finally:
         pool.shutdown()
+
+
+def _iterate(ctx: Context, power: int, form: str, iterations: int, fractions, pool) -> list:
+    """The unit-level iterations of :func:`iterative_flow_pruning`; per-layer masks."""
+    graph, N = ctx.graph, ctx.graph.num_weights
+    state = layer_state()
+    states = list(pool.map(lambda layer: state(layer, power), graph.layers))
+    from tqdm.auto import tqdm
+
+    steps = tqdm(range(1, iterations + 1), desc=f"synflow{'-l2' if power == 2 else ''}",
+                 disable=not ctx.progress, leave=False)
+    for t in steps:
+        frac = ctx.density ** (t / iterations) if fractions is None else fractions[t - 1]
+        keep_count = max(ctx.target, int(round(N * frac)))
+        if t == iterations:
+            keep_count = ctx.target
+        flows = flows_from_aggregates(graph, [s.aggregate() for s in states], power,
+                                      pool=pool if hasattr(pool, "submit") else None)
+        if not math.isfinite(flows.log_R):
+            raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero)")
+        cs = list(pool.map(lambda s: s.factor(flows), states))
+        prune_step(states, cs, keep_count, form, pool)
+    return list(pool.map(lambda s: s.final_mask(), states))
 
 
 @method(

@@ -1,0 +1,340 @@
+"""Compiled per-layer kernels of iterative SynFlow (:mod:`._synflow_fast`): numba, one pass each.
+
+Each kernel does, bundle by bundle in one loop, what :class:`._flowprune.LayerState` does with
+a dozen whole-array numpy operations: the margin test of the candidates, the walk of a
+candidate's sorted ``|w|`` (:func:`._flowwalk.scan_bundles`) and the update of the kept counts.
+The arithmetic is the same, operation for operation, in the same order (float32 ``|w|`` cast
+to float64, ``c = max(b[v] f[u], floor)``, the pruned values summed in ascending order from
+0), so the results are those of the numpy engine bit for bit; ``tests/netgraph/
+test_synflow_kernels.py`` checks it. Kernels release the GIL (``nogil``), so the layers of a
+large net run in the engine's thread pool; ``cache=True`` compiles them once per install.
+
+``S`` is the layer's sorted ``|w|`` position-major, ``(k, bundles)``: a walk reads the same
+few positions of many bundles in ascending bundle order, streams of the memory the
+prefetcher follows (twice as fast as bundle-major rows on vgg16's first linear layer).
+
+Layouts: a layer's tracked bundles are either all of them (``compact=False``: bundle ``t``
+is ``(v, j) = divmod(t, n_in)``, source ``u = j`` or ``(v // group_out) n_in + j`` when
+``grouped``) or the survivors (``compact=True``: units ``vv[t]``, ``uu[t]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+FLOOR = 1e-35  # as _flowprune._FLOOR
+#: ``lowmode`` of the margin test: its value from ``x = float64(low or aggregate)``.
+LOW_X, LOW_SQRT, LOW_2XX, LOW_2X = 0, 1, 2, 3
+
+
+@njit(cache=True, nogil=True)
+def _grow(a, n):
+    """``a`` with room for index ``n`` (doubled when full)."""
+    if n < a.size:
+        return a
+    b = np.empty(2 * a.size + 64, a.dtype)
+    b[:a.size] = a
+    return b
+
+
+@njit(cache=True, nogil=True)
+def _low(x, lowmode):
+    if lowmode == 0:
+        return x
+    if lowmode == 1:
+        return np.sqrt(x)
+    if lowmode == 2:
+        return 2.0 * (x * x)
+    return 2.0 * x
+
+
+@njit(cache=True, nogil=True)
+def _score(x, c, wgrad):
+    """``x c`` or ``2 x^2 c`` (float64 ``x``), as :func:`._flowwalk.score`."""
+    if wgrad:
+        return x * x * (2.0 * c)
+    return x * c
+
+
+@njit(cache=True, nogil=True)
+def _factor(b, f):
+    c = b * f
+    return c if not c < FLOOR else FLOOR  # np.maximum: NaN stays NaN
+
+
+BLOCK = 2048  # bundles whose margin test runs in one branch-free (vectorised) loop
+
+
+@njit(cache=True, nogil=True)
+def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx):
+    """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
+    (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
+    A block ends at ``n`` and, in the full layout, in one destination row (``rhs`` and the
+    sources' offset fixed)."""
+    if compact:
+        t1 = min(n, t0 + BLOCK)
+        for t in range(t0, t1):  # branch-free: the index is written, the count moves on a hit
+            idx[t - t0] = t
+    else:
+        v = t0 // n_in
+        t1 = min(n, t0 + BLOCK, (v + 1) * n_in)
+        for t in range(t0, t1):
+            idx[t - t0] = t
+    c = 0
+    if all_alive:
+        for i in range(t1 - t0):
+            t = idx[i]
+            idx[c] = t
+            c += m[t] > 0
+        return c, t1
+    if compact:
+        for i in range(t1 - t0):
+            t = idx[i]
+            idx[c] = t
+            c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[uu[t]] <= rhs[vv[t]])
+        return c, t1
+    v = t0 // n_in
+    off = (v // group_out) * n_in - v * n_in if grouped else -v * n_in  # u = t + off
+    r = rhs[v]
+    for i in range(t1 - t0):
+        t = idx[i]
+        idx[c] = t
+        c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[t + off] <= r)
+    return c, t1
+
+
+@njit(cache=True, nogil=True)
+def _prefix_plain(S, row, p0, c, lo, hi):
+    """SynFlow's walk of one bundle (scores ``x c``, no NaN): the ends of the prefixes below
+    ``lo`` and up to ``hi``, and the pruned values' sum (ascending, from 0)."""
+    k = S.shape[0]
+    p = p0
+    acc = 0.0
+    while p < k:
+        x = np.float64(S[p, row])
+        if not x * c < lo:
+            break
+        acc += x
+        p += 1
+    q = p
+    while q < k:
+        if not np.float64(S[q, row]) * c <= hi:
+            break
+        q += 1
+    return (p, q), acc
+
+
+@njit(cache=True, nogil=True)
+def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+                lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs, nr, state):
+    """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
+    ``na`` and ``nr``) until they are full; returns the next bundle and the new counts (the
+    caller grows the buffers and calls again: no array is reassigned in this loop)."""
+    k = S.shape[0]
+    idx = np.empty(BLOCK, np.int64)
+    tot = 0
+    plain = not exact and not wgrad and power == 1  # SynFlow: the walk without flags
+    while t0 < n:
+        vb = t0 // n_in  # the full layout: the block's row, and u = t + off
+        off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
+        nc, t1 = _hits(t0, n, low, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        for i in range(nc):
+            t = idx[i]
+            mt = np.int64(m[t])
+            if na == act.size or nr + mt > ri.size:
+                state[0] += tot
+                return t, na, nr
+            v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
+            c = _factor(bs[v], fs[u])
+            if not np.isfinite(c):
+                state[1] = 1
+            row = ids[t] if compact else t
+            p0 = k - mt
+            # scores ascend: a prefix below lo (pruned; NaN too when exact), then up to hi
+            if plain:
+                ends, acc = _prefix_plain(S, row, p0, c, lo, hi)
+                nl, p = ends[0] - p0, ends[1]
+            else:
+                p = p0
+                acc = 0.0
+                while p < k:
+                    x = np.float64(S[p, row])
+                    s = _score(x, c, wgrad)
+                    if not ((s < lo) | (exact & (s != s))):
+                        break
+                    acc += x if power == 1 else x * x
+                    p += 1
+                nl = p - p0
+                while p < k:
+                    s = _score(np.float64(S[p, row]), c, wgrad)
+                    if not ((s <= hi) | (exact & (s != s))):
+                        break
+                    p += 1
+            nh = p - p0
+            act[na], n_hi[na], sum_lo[na] = t, nh, acc
+            stop_val[na] = S[p, row] if p < k else np.float32(np.nan)
+            for p in range(p0 + nl, p0 + nh):
+                x32 = S[p, row]
+                ri[nr], rp[nr], rv[nr], rs[nr] = na, p, x32, _score(np.float64(x32), c, wgrad)
+                nr += 1
+            na += 1
+            tot += nh
+        t0 = t1
+    state[0] += tot
+    return n, na, nr
+
+
+@njit(cache=True, nogil=True)
+def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+               lo, hi, wgrad, power, exact, t_begin, t_end, act, n_hi, sum_lo, stop_val, ri, rp, rv, rs):
+    """``k > 1``, bundles ``t_begin`` to ``t_end``: candidates (margin test ``low f[u] <= rhs[v]``,
+    or every live bundle when ``all_alive``) and their walks, written into the buffers given
+    (kept between iterations: no fresh pages to fault in; grown when full). Returns the buffers
+    (``act, n_hi, sum_lo, stop_val`` per candidate, the records ``ri, rp, rv, rs``), the counts
+    of candidates and records, ``sum(n_hi)`` and whether a candidate's factor is not finite
+    (then the caller walks again with ``exact=True``, comparing as ``~(s > hi)``, ``~(s >= lo)``)."""
+    k = S.shape[0]
+    state = np.zeros(2, np.int64)  # sum of n_hi, a factor not finite
+    t, na, nr = t_begin, 0, 0
+    while t < t_end:
+        t, na, nr = _multi_part(t, t_end, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs,
+                                all_alive, lowmode, lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri,
+                                rp, rv, rs, nr, state)
+        if na == act.size:
+            act, n_hi, sum_lo, stop_val = _grow(act, na), _grow(n_hi, na), _grow(sum_lo, na), _grow(stop_val, na)
+        if nr + k > ri.size:
+            ri, rp, rv, rs = _grow(ri, ri.size), _grow(rp, rp.size), _grow(rv, rv.size), _grow(rs, rs.size)
+    return act, n_hi, sum_lo, stop_val, ri, rp, rv, rs, na, nr, state[0], state[1] > 0
+
+
+@njit(cache=True, nogil=True)
+def _single_part(t0, n, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+                 wgrad, power, act, na, ri, rs, nr):
+    """Bundles ``t0, ...`` of :func:`walk_single` into the buffers until they are full."""
+    idx = np.empty(BLOCK, np.int64)
+    while t0 < n:
+        vb = t0 // n_in
+        off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
+        nc, t1 = _hits(t0, n, agg, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        for i in range(nc):
+            t = idx[i]
+            v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
+            a = agg[t]
+            c = _factor(bs[v], fs[u])
+            if wgrad:
+                s = (a if power == 2 else a * a) * (2.0 * c)
+            else:
+                s = (a if power == 1 else np.sqrt(a)) * c
+            if s > hi:
+                continue
+            if na == act.size or nr == ri.size:
+                return t, na, nr
+            act[na] = t
+            if s >= lo:
+                ri[nr], rs[nr] = na, s
+                nr += 1
+            na += 1
+        t0 = t1
+    return n, na, nr
+
+
+@njit(cache=True, nogil=True)
+def walk_single(agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+                wgrad, power, t_begin, t_end, act, ri, rs):
+    """``k = 1``, bundles ``t_begin`` to ``t_end``: the live bundles passing the margin test
+    whose exact score is not above ``hi`` (``act``), and the records ``ri`` (index into ``act``)
+    of those scoring ``>= lo`` with their scores ``rs``; ``|w|`` is read off the aggregate
+    (``|w|`` or ``w^2``). Buffers as :func:`walk_multi`; returns them and the two counts."""
+    t, na, nr = t_begin, 0, 0
+    while t < t_end:
+        t, na, nr = _single_part(t, t_end, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
+                                 lowmode, lo, hi, wgrad, power, act, na, ri, rs, nr)
+        if na == act.size:
+            act = _grow(act, na)
+        if nr == ri.size:
+            ri, rs = _grow(ri, nr), _grow(rs, nr)
+    return act, ri, rs, na, nr
+
+
+@njit(cache=True, nogil=True)
+def apply_multi(m, low, agg, act, n_hi, sum_lo, stop_val, ri, rp, rv, keep, k, power):
+    """``k > 1``: new kept counts, aggregates and smallest kept values of the candidates, as
+    :meth:`._flowprune.LayerState.apply`; returns ``(elements pruned, bundles emptied)``."""
+    na = act.size
+    first, dec, low_new = n_hi, sum_lo, stop_val  # the walk's buffers, updated in place
+    for i in range(na):
+        first[i] = k - np.int64(m[act[i]]) + n_hi[i]
+    nr = ri.size
+    for r in range(nr):  # records ascend inside a bundle: the first kept one is the new first
+        i = ri[r]
+        if keep[r]:
+            if r == 0 or not keep[r - 1] or ri[r - 1] != i:
+                first[i] = rp[r]
+                low_new[i] = rv[r]
+        else:
+            x = np.float64(rv[r])
+            dec[i] += x if power == 1 else x * x
+    pruned = 0
+    dead = 0
+    for i in range(na):
+        t = act[i]
+        p0 = k - np.int64(m[t])
+        mn = k - first[i]
+        if first[i] > p0:
+            agg[t] -= dec[i]
+        if mn == 0:
+            agg[t] = 0.0
+            low[t] = np.nan
+            dead += 1
+        else:
+            low[t] = low_new[i]
+        pruned += first[i] - p0
+        m[t] = mn
+    return pruned, dead
+
+
+@njit(cache=True, nogil=True)
+def apply_single(m, agg, act, ri, keep):
+    """``k = 1``: every candidate dies but the kept records; returns the bundles emptied. The
+    kept ones are marked in ``act`` itself (``~t``, negative), the walk's buffer."""
+    for r in range(ri.size):
+        if keep[r]:
+            act[ri[r]] = ~act[ri[r]]
+    dead = 0
+    for i in range(act.size):
+        if act[i] >= 0:
+            agg[act[i]] = 0.0
+            m[act[i]] = 0
+            dead += 1
+    return dead
+
+
+@njit(cache=True, nogil=True)
+def sample(S, agg, m, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, stride, wgrad, power):
+    """Scores of every kept element of every ``stride``-th tracked bundle (``S`` empty: ``k = 1``,
+    ``|w|`` off the aggregate), as :meth:`._flowprune.LayerState.sample`."""
+    n = m.size
+    k = S.shape[0] if S.size else 1
+    out = np.empty(((n + stride - 1) // stride) * k, np.float64)
+    no = 0
+    for t in range(0, n, stride):
+        mt = np.int64(m[t])
+        if mt == 0:
+            continue
+        if compact:
+            v, u = vv[t], uu[t]
+        else:
+            v, j = t // n_in, t % n_in
+            u = (v // group_out) * n_in + j if grouped else j
+        c = _factor(bs[v], fs[u])
+        if S.size == 0:
+            a = agg[t]
+            out[no] = _score(a if power == 1 else np.sqrt(a), c, wgrad)
+            no += 1
+            continue
+        row = ids[t] if compact else t
+        for p in range(k - mt, k):
+            out[no] = _score(np.float64(S[p, row]), c, wgrad)
+            no += 1
+    return out[:no]

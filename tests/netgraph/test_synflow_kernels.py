@@ -1,0 +1,134 @@
+"""The compiled SynFlow engine (``_synflow_fast``, numba kernels) against the numpy reference
+(``_flowprune.LayerState``): the same masks bit for bit on small nets (dense, grouped,
+depthwise, residual, ties; ``k = 1`` and ``k > 1`` layers; compacted or not; layers split in
+ranges), and the same walk records, updates and samples state by state, NaN factors included."""
+
+import numpy as np
+import pytest
+import torch
+
+import netgraph
+from netgraph import flows as F
+from netgraph.sparsifiers import _flowprune, _synflow_fast, synflow
+from tests import grouped_models as GM
+from tests import models as M
+
+
+def _tied_mlp():
+    model = M.mlp((10, 8, 6, 3))
+    with torch.no_grad():
+        for p in model.parameters():  # four magnitudes only: many ties inside and across bundles
+            p.copy_(torch.round(p * 4) / 4 + 0.25 * (p == 0))
+    return model, (10,)
+
+
+NETS = {
+    "mlp": lambda: (M.mlp((12, 9, 7, 4)), (12,)),
+    "conv": lambda: (M.randomize_bn(M.ConvNoPad()), M.CONV_NOPAD_INPUT),
+    "residual": lambda: (M.randomize_bn(M.Residual1x1()), M.RESIDUAL_INPUT),
+    "grouped": lambda: (GM.GroupedNet(), GM.GROUPED_INPUT),
+    "mobile": lambda: (GM.MobileNetish(), GM.MOBILE_INPUT),
+    "ties": _tied_mlp,
+}
+METHODS = [("synflow", {}), ("synflow-l2", {}), ("synflow-l2", {"form": "w_grad"})]
+
+
+def _graph(name):
+    torch.manual_seed(0)
+    model, shape = NETS[name]()
+    return netgraph.from_torch(model, shape)
+
+
+def _hashable(ms, g):
+    return [np.asarray(ms[p]).tobytes() for p in g.param_names]
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+@pytest.mark.parametrize("method,opts", METHODS)
+def test_compiled_engine_gives_the_reference_masks(name, method, opts, monkeypatch):
+    """Default, compacted at once, and every layer walked in ranges of 3 bundles: the masks of
+    the numpy engine, bit for bit."""
+    g = _graph(name)
+    monkeypatch.setattr(synflow, "layer_state", lambda: _flowprune.LayerState)
+    want = netgraph.sparsify(g, method, 0.05, iterations=8, **opts)
+    monkeypatch.undo()
+    assert synflow.layer_state() is _synflow_fast.FastLayerState
+    for compact, part in ((0.5, 1 << 19), (1.01, 3)):
+        monkeypatch.setattr(_flowprune, "COMPACT_BELOW", compact)
+        monkeypatch.setattr(_synflow_fast, "PART", part)
+        got = netgraph.sparsify(g, method, 0.05, iterations=8, **opts)
+        assert _hashable(got, g) == _hashable(want, g)
+        assert got.num_kept == want.num_kept == round(0.05 * g.num_weights)
+
+
+def _pair(layer, power, compact, monkeypatch, seed=0):
+    """A reference state and a compiled one with the same dead bundles (some), maybe compacted."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for cls in (_flowprune.LayerState, _synflow_fast.FastLayerState):
+        s = cls(layer, power)
+        dead = np.random.default_rng(seed).random(s.m.size) < 0.3
+        s.m[dead], s.agg[dead] = 0, 0.0
+        if s.low is not None:
+            s.low[dead] = np.nan
+        s.alive = int(np.count_nonzero(s.m))
+        s.kept = int(s.m.astype(np.int64).sum())
+        if compact:
+            monkeypatch.setattr(_flowprune, "COMPACT_BELOW", 1.01)
+            s._maybe_compact()
+            monkeypatch.undo()
+        out.append(s)
+    return out, rng
+
+
+def _equal(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+@pytest.mark.parametrize("name", ["conv", "grouped", "mlp"])
+@pytest.mark.parametrize("power,form", [(1, "abs_grad"), (2, "abs_grad"), (2, "w_grad")])
+@pytest.mark.parametrize("compact", [False, True])
+@pytest.mark.filterwarnings("ignore:invalid value", "ignore:overflow")
+def test_walk_update_and_sample_equal_the_reference(name, power, form, compact, monkeypatch):
+    """Per layer: the walk's records (NaN, inf and zero factors too: the exact comparisons), the
+    update of kept counts, aggregates and smallest kept values, and the bracket's sample."""
+    g = _graph(name)
+    fl = F.path_flows(g, "abs" if power == 1 else "square", None)
+    for layer in g.layers:
+        (ref, fast), rng = _pair(layer, power, compact, monkeypatch, seed=layer.index)
+        b, f = ref.factor(fl)
+        b, f = b.copy(), f.copy()
+        if layer.index % 2:
+            b[0], f[-1] = np.nan, np.inf
+        b[-1] = 0.0
+        c = (b, f)
+        s = ref.sample(c, 1, form)
+        assert _equal(np.sort(fast.sample(c, 1, form)), np.sort(s))
+        finite = s[np.isfinite(s)]
+        brackets = [tuple(np.quantile(finite, [0.2, 0.5])), (-np.inf, np.inf), (0.0, 0.0)]
+        for lo, hi in brackets + brackets[:1]:  # a walk's records hold until the layer's next walk
+            w_ref, w_fast = ref.walk(c, lo, hi, form), fast.walk(c, lo, hi, form)
+            for key in ("act", "ri", "rp", "rs", "above", "n_hi", "sum_lo", "stop_val", "rv"):
+                if key in w_ref:
+                    assert _equal(w_fast[key], w_ref[key]), key
+        keep = rng.random(w_ref["rs"].size) < 0.5
+        ref.apply(w_ref, keep.copy())
+        fast.apply(w_fast, keep.copy())
+        for key in ("m", "agg", "low", "kept", "alive"):
+            assert _equal(getattr(fast, key), getattr(ref, key)), key
+        assert _equal(fast.final_mask(), ref.final_mask())
+
+
+@pytest.mark.parametrize("name", ["grouped", "residual"])
+def test_thread_pool_gives_the_same_masks(name, monkeypatch):
+    """Layers and ranges walked in a two-thread pool, the flows' sweeps side by side, one BLAS
+    thread: the masks of the serial run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = _graph(name)
+    want = netgraph.sparsify(g, "synflow-l2", 0.05, iterations=8)
+    monkeypatch.setattr(synflow, "_pool", lambda n: ThreadPoolExecutor(max_workers=2))
+    monkeypatch.setattr(_synflow_fast, "PART", 5)
+    got = netgraph.sparsify(g, "synflow-l2", 0.05, iterations=8)
+    assert _hashable(got, g) == _hashable(want, g)
