@@ -51,7 +51,7 @@ import scipy.sparse.linalg as spla
 
 from netgraph.masked import as_masked
 
-from ._blas import one_blas_thread
+from netgraph._blas import one_blas_thread
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48

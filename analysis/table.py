@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from netgraph.errors import InvalidInputError
 
-from ._blas import one_blas_thread
+from netgraph._blas import one_blas_thread
 from .connectivity import connectivity, min_vertex_cut
 from .pathnorm import log10_path_norm
 from .paths import path_diversity

@@ -22,8 +22,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from threadpoolctl import threadpool_limits
-
+from .._blas import one_blas_thread
 from .._validate import check_choice
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
@@ -100,7 +99,7 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int,
     pool = _pool(graph.num_weights)
     # BLAS threads would compete with the pool's (the flows' two sweeps side by side, the
     # layers' walks); a matrix-vector product splits over its outputs: one thread, same values
-    blas = threadpool_limits(1, user_api="blas") if hasattr(pool, "submit") else contextlib.nullcontext()
+    blas = one_blas_thread() if hasattr(pool, "submit") else contextlib.nullcontext()
     try:
         with blas:
             return _iterate(ctx, power, form, iterations, fractions, pool)

@@ -1,4 +1,5 @@
-"""One BLAS thread for the metrics (a context manager), with the loaded libraries found once."""
+"""One BLAS thread (a context manager) for the metrics and SynFlow's iterations, with the loaded
+libraries found once."""
 
 from __future__ import annotations
 
