@@ -22,7 +22,6 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from .._blas import one_blas_thread
 from .._validate import check_choice
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
@@ -96,6 +95,8 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int,
         masks = pixel_flow_pruning(ctx.model, graph.input_shape, graph.param_names, ctx.density, ctx.target,
                                    power, form, iterations, ctx.progress)
         return graph.layer_masks(masks)
+    from .._blas import one_blas_thread  # (scipy.linalg, threadpoolctl: not at import)
+
     pool = _pool(graph.num_weights)
     # BLAS threads would compete with the pool's (the flows' two sweeps side by side, the
     # layers' walks); a matrix-vector product splits over its outputs: one thread, same values
