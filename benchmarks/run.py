@@ -117,7 +117,8 @@ WHY = {
     "each tested every iteration (9 bytes each, at memory speed); an algorithm visiting fewer bundles per "
     "iteration would be needed",
     ("ladder mlp 1e9 synflow", ""): "measured once by hand (benchmarks/run.py --ladder-cell mlp 1000000000 "
-    "synflow): 108 s, peak 22.1 GB (5.8x): the compaction of the three 313M-bundle layers runs at once",
+    "synflow): 109 s, peak 21.7 GB (5.7x); the peak is the compaction of the one-element layers at half their "
+    "bundles (the survivors' state with ids and unit indices, made while the old state is held)",
 }
 
 

@@ -36,16 +36,15 @@ One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sam
 
 Flows then cost O(bundles) per iteration: bundle vectors shrink to the surviving bundles
 (int32 ids) once half of them are dead, and an ungrouped layer's aggregate becomes a CSR
-matrix over them. The engine is exact: :func:`tests.reference.autograd_synflow_prune`
-(autograd on the model, full sort) gives the same masks on small nets, and the walk equals
-the element-by-element walk bit for bit (``tests/netgraph/test_fast_paths.py``). SynFlow runs
-:class:`LayerState` 's compiled twin (:mod:`._synflow_fast`), whose kernels do each step in one
-pass per layer; this numpy class stays as its reference (the same masks bit for bit).
+matrix over them. The engine is exact: :func:`tests.reference.autograd_synflow_prune` gives the
+same masks on small nets, the walk equals the element-by-element walk bit for bit. SynFlow runs
+the compiled twin (:mod:`._synflow_fast`, one pass per layer); this class is its reference.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -56,6 +55,8 @@ _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pru
 COMPACT_BELOW = 0.5
 #: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
 SAMPLE_SIZE = 1 << 15
+#: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory.
+_COMPACTING = threading.Lock()
 
 
 def _rhs(hi: float, bs: np.ndarray) -> np.ndarray:
@@ -144,9 +145,8 @@ class LayerState:
         """Destination and source units of tracked bundles ``t``."""
         if self.ids is not None:
             return self.v[t], self.u[t]
-        layer = self.layer
-        v, j = np.divmod(t, layer.n_in)
-        return v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
+        v, j = np.divmod(t, self.layer.n_in)
+        return v, (j if self.layer.groups == 1 else (v // self.layer.group_out) * self.layer.n_in + j)
 
     def factor_at(self, c: tuple, t: np.ndarray) -> np.ndarray:
         """Relative gradient factor of tracked bundles ``t`` (float64, floored)."""
@@ -328,35 +328,33 @@ class LayerState:
     def _maybe_compact(self) -> None:
         if self.alive >= COMPACT_BELOW * self.m.size:
             return
-        alive = np.flatnonzero(self.m > 0)
-        layer = self.layer
-        ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
-        self.m, self.agg = self.m[alive], self.agg[alive]
-        if self.low is not None:
-            self.low = self.low[alive]
-        del alive
-        self.ids = ids
-        v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
-        self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
-        if layer.groups == 1:
-            from scipy.sparse import csr_matrix
+        with _COMPACTING:
+            alive = np.flatnonzero(self.m > 0)
+            layer = self.layer
+            ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
+            self.m, self.agg, self.low = self.m[alive], self.agg[alive], None if self.low is None else self.low[alive]
+            del alive
+            self.ids = ids
+            v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
+            self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
+            if layer.groups == 1:  # indptr of the ids' type: no int64 copy of j
+                from scipy.sparse import csr_matrix
 
-            indptr = np.zeros(layer.n_dst + 1, np.int64)
-            np.cumsum(np.bincount(v, minlength=layer.n_dst), out=indptr[1:])
-            self._csr = csr_matrix((self.agg, j, indptr), shape=layer.weight.shape[:2])
-            self.agg = self._csr.data  # one array: updates show in the flows
+                indptr = np.zeros(layer.n_dst + 1, ids.dtype)
+                np.cumsum(np.bincount(v, minlength=layer.n_dst), out=indptr[1:])
+                self._csr = csr_matrix((self.agg, j, indptr), shape=layer.weight.shape[:2], copy=False)
+                self.agg = self._csr.data  # one array: updates show in the flows
 
     # -- the result ------------------------------------------------------------------
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """Keep the ``m`` largest ``|w|`` of each bundle; ties in parameter order."""
         layer, k = self.layer, self.k
+        if k == 1:  # a bool a bundle (no int32 copy of the flags: 4 GB on a 1B-weight MLP)
+            out = np.zeros(self.n_b, dtype=bool)
+            out[slice(None) if self.ids is None else self.ids] = self.m > 0
+            return out.reshape(layer.weight.shape)
         m = np.zeros(self.n_b, dtype=np.int32)
-        if self.ids is None:
-            m[:] = self.m
-        else:
-            m[self.ids] = self.m
-        if k == 1:
-            return (m > 0).reshape(layer.weight.shape)
+        m[slice(None) if self.ids is None else self.ids] = self.m
         W = layer.weight.reshape(self.n_b, k)
         out = np.empty((self.n_b, k), dtype=bool)
         rows = max(1, chunk // k)
