@@ -109,10 +109,14 @@ WHY = {
     "layers adds about 0.85x and numba about 0.2x (a 1-byte argsort in place of the sorted copy was not tried)",
     ("synflow vgg19 cifar", "seconds"): "17 small layers x 100 iterations: the per-call overhead of the flows and "
     "the kernels' calls",
-    ("phew vgg16 224px 1%", "seconds"): "about 0.6-0.8 s of CPU (the walks about 0.3 s, the sums over fc1's 100M "
-    "weights); more than 1 s of wall time only on a loaded machine",
+    ("phew vgg16 224px 1%", "seconds"): "0.58-1.09 s between fresh processes for the same work: about 0.55 s of "
+    "user CPU (the walks about 0.3 s, the sums over fc1's 100M weights), the rest system time for the page faults "
+    "of fresh memory (about 20 us each on this VM)",
     ("metrics vgg16 224px", "seconds"): "about 0.45 s of CPU (0.37 s without max flow): at the target, over it "
     "only on a loaded machine",
+    ("modern vit_b_16", "synflow"): "6.2-10.1 s between runs on this machine: 72M one-element bundles, each "
+    "tested every iteration (9 bytes each, at memory speed); an algorithm visiting fewer bundles per iteration "
+    "would be needed",
     ("modern", "synflow"): "100 iterations over 25-72M weights: ViT's and the 1x1 convs' one-element bundles are "
     "each tested every iteration (9 bytes each, at memory speed); an algorithm visiting fewer bundles per "
     "iteration would be needed",
