@@ -1,4 +1,5 @@
-"""Graph flows equal an independent autograd computation (DESIGN.md, exactness test)."""
+"""Graph flows equal an independent autograd computation (DESIGN.md, exactness test), on plain,
+residual, grouped and depthwise nets."""
 
 import math
 
@@ -10,10 +11,11 @@ from hypothesis import given, settings, strategies as st
 
 import netgraph
 from netgraph import flows
+from tests import grouped_models as GM
 from tests import models as M
 from tests.reference import close, random_masks, autograd_flow, autograd_path_kernel_trace, autograd_synflow_scores
 
-REL = 1e-6
+REL = 1e-9
 
 
 def _cases():
@@ -23,6 +25,9 @@ def _cases():
         ("mlp_image", M.mlp((2 * 3 * 3, 8, 5)), (2, 3, 3)),
         ("conv_nopad", M.randomize_bn(M.ConvNoPad()), M.CONV_NOPAD_INPUT),
         ("residual_1x1", M.randomize_bn(M.Residual1x1()), M.RESIDUAL_INPUT),
+        ("grouped", M.randomize_bn(GM.GroupedNet()), GM.GROUPED_INPUT),
+        ("mobilenetish", M.randomize_bn(GM.MobileNetish()), GM.MOBILE_INPUT),
+        ("grouped_1d", GM.grouped_1d(), GM.GROUPED_1D_INPUT),
     ]
 
 

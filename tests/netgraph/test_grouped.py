@@ -16,8 +16,7 @@ from netgraph.sparsifiers.phew import WalkGraph, phew_walks
 from netgraph.sparsifiers.random_pruning import erk_densities
 from tests import grouped_models as GM
 from tests.models import randomize_bn
-from tests.reference import (close, random_masks, autograd_flow, autograd_path_kernel_trace, autograd_synflow_prune,
-                             autograd_synflow_scores)
+from tests.reference import close, random_masks, autograd_synflow_prune
 
 REL = 1e-9
 
@@ -124,46 +123,7 @@ def test_depthwise_1280_costs_its_weights_not_a_dense_matrix():
     assert g.num_edges == 3 * 1280 + 1280 + 1280 * 10
 
 
-# -- exactness against autograd -----------------------------------------------------------
-
-@pytest.mark.parametrize("name,model,shape", CASES, ids=IDS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_synflow_R_and_scores_match_autograd(name, model, shape, masked):
-    g = netgraph.from_torch(model, shape)
-    masks = _random_mask(g, 0.6, 1) if masked else None
-    R, ref = autograd_synflow_scores(model, shape, masks)
-    assert _close(10 ** flows.log10_synflow_R(g, masks), R)
-    ours = flows.synflow_scores(g, masks)
-    for p, s in ref.items():
-        np.testing.assert_allclose(ours[p], s, rtol=REL, atol=REL * np.abs(s).max())
-
-
-@pytest.mark.parametrize("name,model,shape", CASES, ids=IDS)
-@pytest.mark.parametrize("masked", [False, True])
-def test_R2_path_kernel_trace_and_path_counts_match_autograd(name, model, shape, masked):
-    g = netgraph.from_torch(model, shape)
-    masks = _random_mask(g, 0.6, 2) if masked else None
-    R2, trace = autograd_path_kernel_trace(model, shape, masks)
-    assert _close(10 ** flows.log10_R2(g, masks), R2)
-    assert _close(flows.path_kernel_trace(g, masks), trace)
-    cmask = masks or _random_mask(g, 1.0, 0)
-    P, _, _ = autograd_flow(model, shape, masks=cmask, count=True)
-    assert _close(10 ** flows.log10_num_paths(g, masks), P)
-
-
-@pytest.mark.parametrize("name,model,shape", CASES, ids=IDS)
-def test_synflow_l2_scores_both_forms_match_autograd(name, model, shape):
-    g = netgraph.from_torch(model, shape)
-    _, grads, _ = autograd_flow(model, shape, power=2)
-    params = dict(model.named_parameters())
-    abs_grad = flows.synflow_l2_scores(g, form="abs_grad")
-    w_grad = flows.synflow_l2_scores(g, form="w_grad")
-    for p, gr in grads.items():
-        w = params[p].detach().double()
-        ref1, ref2 = (w.abs() * gr).numpy(), (w * (2 * w * gr)).numpy()
-        np.testing.assert_allclose(abs_grad[p], ref1, rtol=REL, atol=REL * np.abs(ref1).max())
-        np.testing.assert_allclose(w_grad[p], ref2, rtol=REL, atol=REL * np.abs(ref2).max())
-
+# -- exactness against autograd (flows, scores, path counts: tests/netgraph/test_flows_exact.py) -------
 
 @pytest.mark.parametrize("name,model,shape", CASES[:2], ids=IDS[:2])
 @pytest.mark.parametrize("method,power,form", [("synflow", 1, "abs_grad"), ("synflow-l2", 2, "abs_grad"),
