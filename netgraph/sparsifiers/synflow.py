@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 from .._validate import check_choice
@@ -55,9 +56,16 @@ def _pool(num_weights: int):
 def layer_state() -> type:
     """The per-layer state class of the unit level: the compiled engine
     (:class:`._synflow_fast.FastLayerState`; numba imported on first use). Tests swap in the
-    numpy reference :class:`._flowprune.LayerState`, whose masks are the same bit for bit."""
-    from ._synflow_fast import FastLayerState
+    numpy reference :class:`._flowprune.LayerState`, whose masks are the same bit for bit; it
+    also runs, with a warning, where numba cannot be imported."""
+    try:
+        from ._synflow_fast import FastLayerState
+    except ImportError as exc:  # numba missing or unusable here: the same masks, several times slower
+        warnings.warn(f"SynFlow runs its numpy engine (the same masks, several times slower): {exc}",
+                      RuntimeWarning, stacklevel=4)
+        from ._flowprune import LayerState
 
+        return LayerState
     return FastLayerState
 
 

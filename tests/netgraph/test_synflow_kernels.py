@@ -132,3 +132,20 @@ def test_thread_pool_gives_the_same_masks(name, monkeypatch):
     monkeypatch.setattr(_synflow_fast, "PART", 5)
     got = netgraph.sparsify(g, "synflow-l2", 0.05, iterations=8)
     assert _hashable(got, g) == _hashable(want, g)
+
+
+def test_without_numba_the_numpy_engine_runs_with_a_warning(monkeypatch):
+    """Where numba cannot be imported, SynFlow warns and runs the reference engine: the same mask."""
+    import sys
+
+    g = _graph("conv")
+    want = netgraph.sparsify(g, "synflow", 0.05, iterations=8)
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    for mod in ("_synflow_fast", "_synflow_kernels"):  # as if never imported
+        monkeypatch.delitem(sys.modules, f"netgraph.sparsifiers.{mod}", raising=False)
+        monkeypatch.delattr(netgraph.sparsifiers, mod, raising=False)
+    with pytest.warns(RuntimeWarning, match="numpy engine"):
+        assert synflow.layer_state() is _flowprune.LayerState
+    with pytest.warns(RuntimeWarning, match="numpy engine"):
+        got = netgraph.sparsify(g, "synflow", 0.05, iterations=8)
+    assert _hashable(got, g) == _hashable(want, g)
