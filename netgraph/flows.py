@@ -84,8 +84,8 @@ class Flows:
     """Forward and backward flows of one aggregate.
 
     ``forward[g] * exp(log_forward_scale[g])`` is :math:`F` on the units of group ``g``;
-    likewise for ``backward``. Use :meth:`log_R` for the total, :meth:`bundle_factor`
-    for per-bundle gradients.
+    likewise for ``backward``. Use :meth:`log_R` for the total, :meth:`bundle_factor` for per-bundle
+    gradients. ``aggregates``: the per-layer matrices run on (CSR for a large sparse layer).
     """
 
     graph: NetGraph

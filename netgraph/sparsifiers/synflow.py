@@ -133,7 +133,8 @@ def _iterate(ctx: Context, power: int, form: str, iterations: int, fractions, po
         flows = flows_from_aggregates(graph, [s.aggregate() for s in states], power,
                                       pool=pool if hasattr(pool, "submit") else None)
         if not math.isfinite(flows.log_R):
-            raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero)")
+            raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero, or weights "
+                                    "near 1e30 or more, whose relative factors fall under the engine's floor 1e-35)")
         cs = list(pool.map(lambda s: s.factor(flows), states))
         prune_step(states, cs, keep_count, form, pool)
     return list(pool.map(lambda s: s.final_mask(), states))
