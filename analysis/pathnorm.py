@@ -51,8 +51,7 @@ import numpy as np
 from netgraph.errors import InvalidInputError
 from netgraph.flows import LOG10E, flows_from_aggregates, path_flows
 from netgraph.graph import Layer
-from netgraph.masked import as_masked, layer_bundle_max_one
-
+from netgraph.masked import as_masked
 
 
 def _check_q(q) -> float:
@@ -95,8 +94,7 @@ def _max_plus(mg, layer, x: np.ndarray) -> np.ndarray:
     """
     v, u, nz = mg.kept_bundles(layer)
     if nz.size >= 0.25 * layer.num_bundles:
-        m, kept = (None, None) if mg.dense else (mg.layer_masks[layer.index], mg.kept()[layer.index])
-        return (_log(layer_bundle_max_one(layer, m, kept)) + layer.gather(x)).max(axis=1)
+        return (_log(mg.bundle_max(layer)) + layer.gather(x)).max(axis=1)
     y = np.full(layer.n_dst, -np.inf)
     if nz.size:
         starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])

@@ -49,9 +49,8 @@ import scipy.linalg
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from netgraph.masked import as_masked
-
 from netgraph._blas import one_blas_thread
+from netgraph.masked import as_masked, csr_rows
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48
@@ -102,12 +101,8 @@ def _csr(shape, nonzero: np.ndarray, vals: np.ndarray):
     """The CSR matrix of ``shape`` holding ``vals`` at the ascending flat indices ``nonzero``
     (zeros dropped)."""
     live = vals != 0
-    idx, vals = nonzero[live], vals[live]
-    rows, cols = np.divmod(idx, shape[1])
-    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
-    itype = np.int32 if max(shape[1], idx.size) < 2**31 else np.int64
-    return sp.csr_matrix((vals.astype(np.float64), cols.astype(itype), indptr.astype(itype)), shape=shape)
+    rows, cols = np.divmod(nonzero[live], shape[1])
+    return csr_rows(rows, cols, vals[live].astype(np.float64), shape)
 
 
 def _sparse_from_kept(layer, agg: np.ndarray, nonzero: np.ndarray, k: int):

@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from netgraph._blas import one_blas_thread
 from netgraph.errors import InvalidInputError
 
-from netgraph._blas import one_blas_thread
 from .connectivity import connectivity, min_vertex_cut
 from .pathnorm import log10_path_norm
 from .paths import path_diversity

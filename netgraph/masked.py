@@ -39,6 +39,18 @@ SPARSE_BELOW = 0.125
 CSR_FROM = 1 << 19
 
 
+def csr_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple):
+    """The ``scipy.sparse`` CSR matrix of ``shape`` holding ``vals`` at ``(rows, cols)``, given
+    in row-major order (ascending flat index): no sort, no copy of ``vals`` (so updates to it
+    show in the matrix), explicit zeros kept, int32 indices where they fit."""
+    import scipy.sparse as sp
+
+    itype = np.int32 if max(shape[1], rows.size) < 2**31 else np.int64
+    indptr = np.zeros(shape[0] + 1, itype)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    return sp.csr_matrix((vals, cols.astype(itype, copy=False), indptr), shape=shape, copy=False)
+
+
 def kept_indices(mask: np.ndarray) -> np.ndarray:
     """Flat indices of the kept elements of one layer mask."""
     return np.flatnonzero(mask.reshape(-1))
@@ -102,20 +114,11 @@ def kept_bundle_values(layer, weights: str, idx: np.ndarray) -> np.ndarray:
     return np.bincount(run, weights=vals)
 
 
-def layer_bundle_max(graph, layer_masks, kept=None) -> list:
-    """Per layer, the largest kept ``|w|`` of each bundle (0 where none is kept), in the
+def layer_bundle_max(layer, m, idx=None) -> np.ndarray:
+    """The largest kept ``|w|`` of each bundle of one layer (0 where none is kept), in the
     weights' own dtype (a maximum is exact in it; float32 weights give float32 maxima, which
-    keeps a 1-element-bundle layer at the weights' size).
-
-    Same arguments as :func:`layer_aggregates`; sparse layers reduce their kept indices
-    (a segment maximum), the others blocks of rows.
-    """
-    return [layer_bundle_max_one(layer, None if layer_masks is None else layer_masks[i],
-                                 None if kept is None else kept[i]) for i, layer in enumerate(graph.layers)]
-
-
-def layer_bundle_max_one(layer, m, idx=None) -> np.ndarray:
-    """One layer's :func:`layer_bundle_max` (``m``: its mask or None, ``idx``: kept indices or None)."""
+    keeps a 1-element-bundle layer at the weights' size). ``m``: the layer's mask (None:
+    dense); ``idx``: its flat kept indices (a segment maximum), else blocks of rows."""
     a = np.zeros(layer.num_bundles, dtype=np.result_type(layer.weight.dtype, np.float32))
     if idx is not None:
         a[_kept_bundle_ids(layer, idx)] = kept_bundle_max(layer, idx)
@@ -130,12 +133,19 @@ def layer_bundle_max_one(layer, m, idx=None) -> np.ndarray:
     return a
 
 
+def _runs(layer, idx: np.ndarray) -> tuple:
+    """The bundle of each kept element ``idx`` (ascending, ``k > 1``) and where each bundle's
+    run of elements starts."""
+    b = idx // layer.k
+    return b, (np.flatnonzero(np.r_[True, b[1:] != b[:-1]]) if b.size else b)
+
+
 def _kept_bundle_ids(layer, idx: np.ndarray) -> np.ndarray:
     """Flat indices (ascending) of the bundles holding the kept elements ``idx`` (ascending)."""
     if layer.k == 1:
         return idx
-    b = idx // layer.k
-    return b[np.flatnonzero(np.r_[True, b[1:] != b[:-1]])] if b.size else b
+    b, starts = _runs(layer, idx)
+    return b[starts]
 
 
 def kept_bundle_max(layer, idx: np.ndarray) -> np.ndarray:
@@ -144,8 +154,7 @@ def kept_bundle_max(layer, idx: np.ndarray) -> np.ndarray:
     w = np.abs(layer.weight.reshape(-1)[idx])
     if layer.k == 1 or not idx.size:  # one-element bundles: the maximum is the element
         return w
-    b = idx // layer.k
-    return np.maximum.reduceat(w, np.flatnonzero(np.r_[True, b[1:] != b[:-1]]))  # bundles are runs
+    return np.maximum.reduceat(w, _runs(layer, idx)[1])  # bundles are runs
 
 
 class MaskedGraph:
@@ -257,14 +266,8 @@ class MaskedGraph:
             return self.aggregate(weights, layer)
 
         def compute():
-            import scipy.sparse as sp
-
             v, u, _ = self.kept_bundles(layer)
-            indptr = np.zeros(layer.n_dst + 1, dtype=np.int64)
-            np.cumsum(np.bincount(v, minlength=layer.n_dst), out=indptr[1:])
-            itype = np.int32 if max(layer.n_in, u.size) < 2**31 else np.int64
-            return sp.csr_matrix((self.bundle_values(weights, layer), u.astype(itype), indptr.astype(itype)),
-                                 shape=(layer.n_dst, layer.n_in))
+            return csr_rows(v, u, self.bundle_values(weights, layer), (layer.n_dst, layer.n_in))
 
         return self.cached(("operator", weights, layer.index), compute)
 
@@ -274,13 +277,13 @@ class MaskedGraph:
         idx = self._kept_of(layer)
         if idx is not None:
             return kept_bundle_max(layer, idx)
-        m = None if self.layer_masks is None else self.layer_masks[layer.index]
-        return layer_bundle_max_one(layer, m).reshape(-1)[self.kept_bundles(layer)[2]]
+        return self.bundle_max(layer).reshape(-1)[self.kept_bundles(layer)[2]]
 
-    def bundle_max(self) -> list:
-        """Per layer, the largest kept ``|w|`` of each bundle (:func:`layer_bundle_max`); not
-        cached (one metric reads it, and it is as large as a layer's bundles)."""
-        return layer_bundle_max(self.graph, self.layer_masks, self.kept())
+    def bundle_max(self, layer) -> np.ndarray:
+        """The largest kept ``|w|`` of each of the layer's bundles (:func:`layer_bundle_max`);
+        not cached (it is as large as the layer's bundles)."""
+        m = None if self.layer_masks is None else self.layer_masks[layer.index]
+        return layer_bundle_max(layer, m, self._kept_of(layer))
 
     def __repr__(self) -> str:
         kept = "dense" if self.dense else f"{int(sum(m.sum() for m in self.layer_masks))} kept weights"

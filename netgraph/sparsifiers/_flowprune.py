@@ -48,6 +48,7 @@ import threading
 
 import numpy as np
 
+from ..masked import csr_rows
 from ._flowwalk import power_of, ranges, scan_bundles, score as _score
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
@@ -337,12 +338,8 @@ class LayerState:
             self.ids = ids
             v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
             self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
-            if layer.groups == 1:  # indptr of the ids' type: no int64 copy of j
-                from scipy.sparse import csr_matrix
-
-                indptr = np.zeros(layer.n_dst + 1, ids.dtype)
-                np.cumsum(np.bincount(v, minlength=layer.n_dst), out=indptr[1:])
-                self._csr = csr_matrix((self.agg, j, indptr), shape=layer.weight.shape[:2], copy=False)
+            if layer.groups == 1:
+                self._csr = csr_rows(v, j, self.agg, layer.weight.shape[:2])
                 self.agg = self._csr.data  # one array: updates show in the flows
 
     # -- the result ------------------------------------------------------------------
