@@ -330,17 +330,22 @@ class LayerState:
         if self.alive >= COMPACT_BELOW * self.m.size:
             return
         with _COMPACTING:
-            alive = np.flatnonzero(self.m > 0)
-            layer = self.layer
-            ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
-            self.m, self.agg, self.low = self.m[alive], self.agg[alive], None if self.low is None else self.low[alive]
-            del alive
-            self.ids = ids
-            v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
-            self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
-            if layer.groups == 1:
-                self._csr = csr_rows(v, j, self.agg, layer.weight.shape[:2])
-                self.agg = self._csr.data  # one array: updates show in the flows
+            self._compact()
+        layer = self.layer
+        if layer.groups == 1:
+            self._csr = csr_rows(self.v, self.u, self.agg, layer.weight.shape[:2])
+            self.agg = self._csr.data  # one array: updates show in the flows
+
+    def _compact(self) -> None:
+        """Keep the surviving bundles' vectors only, with their ids and units (``v``, ``u``)."""
+        alive = np.flatnonzero(self.m > 0)
+        layer = self.layer
+        ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
+        self.m, self.agg, self.low = self.m[alive], self.agg[alive], None if self.low is None else self.low[alive]
+        del alive
+        self.ids = ids
+        v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
+        self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
 
     # -- the result ------------------------------------------------------------------
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:

@@ -21,6 +21,7 @@ from ._flowprune import LayerState, _rhs
 
 _NONE = np.zeros(0, np.int32)
 _NO_ROWS = np.zeros((1, 0), np.float32)
+_NO_LOW = np.zeros(0, np.float32)
 #: Bundles per task of a layer's walk: the largest layers use every worker of the pool.
 PART = 1 << 19
 
@@ -136,6 +137,22 @@ class FastLayerState(LayerState):
         self.kept -= int(pruned)
         self.alive -= int(dead)
         self._maybe_compact()
+
+    def _compact(self) -> None:
+        """The compaction of :meth:`LayerState._compact` in one kernel pass, in place: the
+        survivors move to the front of the vectors (no fresh pages to fault in, no second copy
+        while the first is held); the first compaction makes the ids and units, one spare."""
+        n = int(np.count_nonzero(self.m))
+        low = self.low if self.low is not None else _NO_LOW
+        compact, ids, vv, uu, n_in, gout, grouped = self._layout()
+        if compact:
+            new = ids, vv, uu
+        else:
+            itype = np.int32 if self.n_b < 2**31 else np.int64
+            new = tuple(np.empty(n + 1, itype) for _ in range(3))
+        K.compact(self.m, self.agg, low, ids, vv, uu, compact, n_in, gout, grouped, self.m, self.agg, low, *new)
+        self.m, self.agg, self.ids, self.v, self.u = self.m[:n], self.agg[:n], *(x[:n] for x in new)
+        self.low = self.low[:n] if self.low is not None else None
 
     def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:
         """The sample of :meth:`LayerState.sample`, in one kernel call."""

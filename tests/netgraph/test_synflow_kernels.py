@@ -91,12 +91,15 @@ def _equal(a, b):
 @pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.filterwarnings("ignore:invalid value", "ignore:overflow")
 def test_walk_update_and_sample_equal_the_reference(name, power, form, compact, monkeypatch):
-    """Per layer: the walk's records (NaN, inf and zero factors too: the exact comparisons), the
+    """Per layer: the compacted state, the walk's records (NaN, inf and zero factors too: the exact comparisons), the
     update of kept counts, aggregates and smallest kept values, and the bracket's sample."""
     g = _graph(name)
     fl = F.path_flows(g, "abs" if power == 1 else "square", None)
     for layer in g.layers:
         (ref, fast), rng = _pair(layer, power, compact, monkeypatch, seed=layer.index)
+        for key in ("ids", "v", "u", "m", "agg", "low"):  # the compaction kernel's state, dtypes too
+            a, r = getattr(fast, key), getattr(ref, key)
+            assert _equal(a, r) and np.asarray(a).dtype == np.asarray(r).dtype, key
         b, f = ref.factor(fl)
         b, f = b.copy(), f.copy()
         if layer.index % 2:
