@@ -154,6 +154,16 @@ class FastLayerState(LayerState):
         self.m, self.agg, self.ids, self.v, self.u = self.m[:n], self.agg[:n], *(x[:n] for x in new)
         self.low = self.low[:n] if self.low is not None else None
 
+    def final_mask(self) -> np.ndarray:
+        """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass."""
+        if self.k == 1:
+            return super().final_mask()
+        m = np.zeros(self.n_b, dtype=self.m.dtype)
+        m[slice(None) if self.ids is None else self.ids] = self.m
+        out = np.empty((self.n_b, self.k), dtype=bool)
+        K.final_multi(self.S.T, self.layer.weight.reshape(self.n_b, self.k), m, out)
+        return out.reshape(self.layer.weight.shape)
+
     def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:
         """The sample of :meth:`LayerState.sample`, in one kernel call."""
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)

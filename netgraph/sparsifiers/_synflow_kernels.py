@@ -339,6 +339,28 @@ def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg
 
 
 @njit(cache=True, nogil=True)
+def final_multi(S, W, m, out):
+    """``k > 1``: ``out[b]`` flags bundle ``b``'s ``m[b]`` largest ``|w|`` (``W`` its weights,
+    ``S`` the sorted ``|w|`` position-major), ties at the cut in parameter order, as
+    :meth:`._flowprune.LayerState.final_mask`."""
+    k = S.shape[0]
+    for b in range(W.shape[0]):
+        mb = np.int64(m[b])
+        if mb == 0:
+            out[b, :] = False
+            continue
+        cut = S[k - mb, b]
+        quota = mb
+        for j in range(k):
+            quota -= abs(W[b, j]) > cut
+        for j in range(k):
+            a = abs(W[b, j])
+            tie = (a == cut) & (quota > 0)
+            out[b, j] = (a > cut) | tie
+            quota -= tie
+
+
+@njit(cache=True, nogil=True)
 def sample(S, agg, m, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, stride, wgrad, power):
     """Scores of every kept element of every ``stride``-th tracked bundle (``S`` empty: ``k = 1``,
     ``|w|`` off the aggregate), as :meth:`._flowprune.LayerState.sample`."""

@@ -22,6 +22,15 @@ def _tied_mlp():
     return model, (10,)
 
 
+def _tied_conv():
+    model = M.randomize_bn(M.ConvNoPad())
+    with torch.no_grad():
+        for p in model.parameters():  # ties inside 3x3 bundles: the final mask's cut in parameter order
+            q = torch.round(p * 16) / 16
+            p.copy_(torch.where(q == 0, 1 / 16, q))
+    return model, M.CONV_NOPAD_INPUT
+
+
 NETS = {
     "mlp": lambda: (M.mlp((12, 9, 7, 4)), (12,)),
     "conv": lambda: (M.randomize_bn(M.ConvNoPad()), M.CONV_NOPAD_INPUT),
@@ -29,6 +38,7 @@ NETS = {
     "grouped": lambda: (GM.GroupedNet(), GM.GROUPED_INPUT),
     "mobile": lambda: (GM.MobileNetish(), GM.MOBILE_INPUT),
     "ties": _tied_mlp,
+    "conv ties": _tied_conv,
 }
 METHODS = [("synflow", {}), ("synflow-l2", {}), ("synflow-l2", {"form": "w_grad"})]
 
