@@ -373,11 +373,12 @@ class LayerState:
         return out.reshape(layer.weight.shape)
 
 
-def _bracket(states, cs, keep_count: int, form: str):
-    """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score."""
+def _bracket(states, cs, keep_count: int, form: str, pool):
+    """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score (the layers'
+    samples taken in ``pool``)."""
     rows_total = sum(s.m.size for s in states)
     stride = max(1, rows_total // SAMPLE_SIZE)
-    sample = np.concatenate([s.sample(c, stride, form) for s, c in zip(states, cs)])
+    sample = np.concatenate(list(pool.map(lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs))))
     valid = sum(s.kept for s in states)
     n = sample.size
     if n == 0:
@@ -394,7 +395,7 @@ def _bracket(states, cs, keep_count: int, form: str):
 
 def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
     """Keep exactly ``keep_count`` elements overall (the top scores; ties by position)."""
-    for lo, hi in (_bracket(states, cs, keep_count, form), (-np.inf, np.inf)):
+    for lo, hi in (_bracket(states, cs, keep_count, form, pool), (-np.inf, np.inf)):
         walks = type(states[0]).walk_all(states, cs, lo, hi, form, pool)
         need = keep_count - sum(w["above"] for w in walks)
         cand = np.concatenate([w["rs"] for w in walks])
