@@ -95,6 +95,8 @@ def run_ladder(args, results: dict) -> None:
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
+    if isinstance(v, list):  # every timed run of a figure
+        return "/".join(_fmt(x) for x in v)
     return str(v)
 
 
