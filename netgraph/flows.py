@@ -141,9 +141,8 @@ class Flows:
 
 
 def forward_group(graph: NetGraph, g: int, fwd, fsc, agg_of: dict, power: int) -> tuple:
-    """One step of the forward programme: group ``g``'s ``(vector, log scale)`` from the
-    vectors ``fwd`` and log scales ``fsc`` of the groups before it and the layer aggregates
-    ``agg_of`` (layer index -> aggregate; a missing layer is empty)."""
+    """One step of the forward programme: group ``g``'s ``(vector, log scale)`` from the vectors ``fwd``, log
+    scales ``fsc`` of the groups before it and layer aggregates ``agg_of`` (index -> aggregate; missing: empty)."""
     terms = []
     for e in graph.edges_into(g):
         si, so = _scale(e.in_scale, power), _scale(e.out_scale, power)
@@ -153,38 +152,39 @@ def forward_group(graph: NetGraph, g: int, fwd, fsc, agg_of: dict, power: int) -
     return _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
 
 
-def _backward(graph: NetGraph, agg_of: dict, power: int) -> tuple:
+def backward_group(graph: NetGraph, g: int, bwd, bsc, agg_of: dict, power: int) -> tuple:
+    """One step of the backward programme, the mirror of :func:`forward_group`: group ``g``'s
+    ``(vector, log scale)`` from the vectors ``bwd`` and log scales ``bsc`` of the groups after it."""
+    terms = []
+    for e in graph.edges_out_of(g):
+        si, so = _scale(e.in_scale, power), _scale(e.out_scale, power)
+        y = bwd[e.dst] if so is None else bwd[e.dst] * so
+        x = e.pull(agg_of.get(e.index) if isinstance(e, Layer) else None, y)
+        terms.append((x if si is None else x * si, bsc[e.dst]))
+    return _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
+
+
+def _sweep(graph: NetGraph, agg_of: dict, power: int, forward: bool) -> tuple:
+    """Every group's ``(vectors, log scales)``, from the input group up or the output group down."""
     G = len(graph.groups)
-    bwd, bsc = [None] * G, np.zeros(G)
-    bwd[G - 1] = np.ones(graph.groups[G - 1].size)
-    for g in range(G - 2, -1, -1):
-        terms = []
-        for e in graph.edges_out_of(g):
-            y = bwd[e.dst]
-            so = _scale(e.out_scale, power)
-            if so is not None:
-                y = y * so
-            x = e.pull(agg_of.get(e.index) if isinstance(e, Layer) else None, y)
-            si = _scale(e.in_scale, power)
-            terms.append((x if si is None else x * si, bsc[e.dst]))
-        bwd[g], bsc[g] = _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
-    return bwd, bsc
+    vecs, logs = [None] * G, np.zeros(G)
+    first, order, step = (0, range(1, G), forward_group) if forward else (G - 1, range(G - 2, -1, -1), backward_group)
+    vecs[first] = np.ones(graph.groups[first].size)
+    for g in order:
+        vecs[g], logs[g] = step(graph, g, vecs, logs, agg_of, power)
+    return vecs, logs
 
 
 def flows_from_aggregates(graph: NetGraph, aggs: list, power: int, weights: str = "custom", pool=None) -> Flows:
     """Run the forward/backward programme on given per-layer aggregates.
 
-    This is the core the other functions call; sparsifiers that keep their own
-    aggregates (SynFlow's iterations) call it directly, with a thread pool (``pool``, an
-    executor) that runs the backward sweep beside the forward one (the same products).
+    This is the core the other functions call; sparsifiers that keep their own aggregates (SynFlow's
+    iterations) call it directly, with an executor (``pool``) running the backward sweep beside the forward one.
     """
-    G = len(graph.groups)
     agg_of = {layer.index: a for layer, a in zip(graph.layers, aggs)}
-    back = pool.submit(_backward, graph, agg_of, power) if pool is not None else None
-    fwd, fsc = [np.ones(graph.groups[0].size)] + [None] * (G - 1), np.zeros(G)
-    for g in range(1, G):
-        fwd[g], fsc[g] = forward_group(graph, g, fwd, fsc, agg_of, power)
-    bwd, bsc = _backward(graph, agg_of, power) if back is None else back.result()
+    back = pool.submit(_sweep, graph, agg_of, power, False) if pool is not None else None
+    fwd, fsc = _sweep(graph, agg_of, power, True)
+    bwd, bsc = _sweep(graph, agg_of, power, False) if back is None else back.result()
     return Flows(graph, weights, power, aggs, fwd, fsc, bwd, bsc)
 
 

@@ -188,24 +188,15 @@ class MaskedGraph:
         """Per layer, the flat kept indices where the mask is sparse (else None); cached."""
         if self.layer_masks is None:
             return None
-
-        def compute():
-            out, counts = [], []
-            for m in self.layer_masks:
-                n = int(np.count_nonzero(m))
-                counts.append(n)
-                out.append(kept_indices(m) if n < SPARSE_BELOW * m.size else None)
-            self._cache["kept_counts"] = counts
-            return out
-
-        return self.cached("kept_indices", compute)
+        return self.cached("kept_indices", lambda: [
+            kept_indices(m) if n < SPARSE_BELOW * m.size else None
+            for m, n in zip(self.layer_masks, self.kept_counts())])
 
     def kept_counts(self) -> list:
         """Per layer, the number of kept elements (int); cached."""
         if self.layer_masks is None:
             return [layer.numel for layer in self.graph.layers]
-        self.kept()
-        return self._cache["kept_counts"]
+        return self.cached("kept_counts", lambda: [int(np.count_nonzero(m)) for m in self.layer_masks])
 
     def _kept_of(self, layer):
         kept = self.kept()

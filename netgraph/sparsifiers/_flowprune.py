@@ -331,21 +331,18 @@ class LayerState:
             return
         with _COMPACTING:
             self._compact()
-        layer = self.layer
-        if layer.groups == 1:
-            self._csr = csr_rows(self.v, self.u, self.agg, layer.weight.shape[:2])
-            self.agg = self._csr.data  # one array: updates show in the flows
+        if self.layer.groups == 1:  # one array: updates to the aggregate show in the flows
+            self._csr = csr_rows(self.v, self.u, self.agg, self.layer.weight.shape[:2])
+            self.agg = self._csr.data
 
     def _compact(self) -> None:
         """Keep the surviving bundles' vectors only, with their ids and units (``v``, ``u``)."""
-        alive = np.flatnonzero(self.m > 0)
-        layer = self.layer
+        alive, layer = np.flatnonzero(self.m > 0), self.layer
         ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
         self.m, self.agg, self.low = self.m[alive], self.agg[alive], None if self.low is None else self.low[alive]
         del alive
-        self.ids = ids
         v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
-        self.v, self.u = v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
+        self.ids, self.v, self.u = ids, v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
 
     # -- the result ------------------------------------------------------------------
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
