@@ -105,26 +105,28 @@ def _fmt(v) -> str:
 WHY = {
     ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 60 ns "
     "a candidate, some 55M bundle visits in 100 iterations) and the flows' float64 products over every "
-    "surviving bundle each iteration; about 8-9 s of CPU on 2 cores",
-    ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds about 2.4x the weight bytes before "
-    "SynFlow starts (torch, the model, the graph's views of it); the sorted float32 |w| of the multi-element "
-    "layers adds about 0.85x and numba about 0.2x (a 1-byte argsort in place of the sorted copy was not tried)",
-    ("synflow vgg19 cifar", "seconds"): "17 small layers x 100 iterations: the per-call overhead of the flows and "
-    "the kernels' calls",
-    ("phew vgg16 224px 1%", "seconds"): "0.58-1.09 s between fresh processes for the same work: about 0.55 s of "
-    "user CPU (the walks about 0.3 s, the sums over fc1's 100M weights), the rest system time for the page faults "
-    "of fresh memory (about 20 us each on this VM)",
+    "surviving bundle each iteration; the first run in a process is often slower (5.7 s against 4.8 s)",
+    ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
+    "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds about 2x: "
+    "the sorted float32 |w| of the multi-element layers 0.89x, the one-element layers' float64 aggregates, numba "
+    "about 0.2x; a 1-byte argsort in place of the sorted copy (0.22x) would still leave about 3.9x",
+    ("synflow vgg19 cifar", "seconds"): "about 11 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
+    "(about 5 ms on two threads), the bracket's sample and partition (2 ms), the flows (1.4 ms); plus 0.2 s "
+    "of set-up (the sorted |w|)",
+    ("phew vgg16 224px 1%", "seconds"): "0.58-1.1 s between runs of the same work: about 0.55 s of user CPU "
+    "(the walks about 0.3 s, the sums over fc1's 100M weights), the rest the machine's noise",
     ("metrics vgg16 224px", "seconds"): "about 0.45 s of CPU (0.37 s without max flow): at the target, over it "
     "only on a loaded machine",
-    ("modern vit_b_16", "synflow"): "6.2-10.1 s between runs on this machine: 72M one-element bundles, each "
-    "tested every iteration (9 bytes each, at memory speed); an algorithm visiting fewer bundles per iteration "
-    "would be needed",
-    ("modern", "synflow"): "100 iterations over 25-72M weights: ViT's and the 1x1 convs' one-element bundles are "
-    "each tested every iteration (9 bytes each, at memory speed); an algorithm visiting fewer bundles per "
-    "iteration would be needed",
+    ("modern vit_b_16", "synflow"): "72M one-element bundles: every tracked bundle is tested every iteration "
+    "(about 30 tests a weight over the run, at memory speed: about 2.3 s on two threads) and the flows read every "
+    "surviving bundle twice an iteration (1.4 s; float64, dense until half a layer's bundles are dead); "
+    "2 s needs an algorithm that visits fewer bundles per iteration",
+    ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
+    "iteration (about 1 s on two threads), the flows read every surviving bundle twice an iteration (0.6 s); "
+    "2 s needs an algorithm that visits fewer bundles per iteration",
     ("ladder mlp 1e9 synflow", ""): "measured once by hand (benchmarks/run.py --ladder-cell mlp 1000000000 "
-    "synflow): 109 s, peak 21.7 GB (5.7x); the peak is the compaction of the one-element layers at half their "
-    "bundles (the survivors' state with ids and unit indices, made while the old state is held)",
+    "synflow): 102 s, peak 21.0 GB (5.5x): the one-element layers' float64 aggregates and kept flags (9 bytes a "
+    "weight) and, from their first compaction, the survivors' ids and units (12 bytes each)",
 }
 
 
@@ -172,8 +174,11 @@ def report(results: dict, args) -> str:
              f"{platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, with "
              f"`python benchmarks/run.py{' --docs' if args.docs else ''}` (`make bench-docs`): each case in a "
              "fresh process; peak memory is that process's maximum resident set (torch, about 0.5 GiB, "
-             "and the model included). The machine is shared: times are noisy, ratios are measured in the same "
-             "process. An *autograd pass* is one forward + backward pass of the model at batch 1.", "",
+             "and the model included). The machine is shared: times are noisy (the same work varies up to 2x "
+             "between runs), so a job's seconds are the fastest of its runs in the case (three; SynFlow two; trace "
+             "best of two or three), each on a freshly traced graph, every run listed in the details (timeit's "
+             "convention: the noise only ever adds time); ratios are measured in the same process. An *autograd "
+             "pass* is one forward + backward pass of the model at batch 1.", "",
              "Second targets are also given in autograd passes (the issue's 0.77 s pass of vgg16): on a loaded "
              "machine the *ratio* column is the comparable figure.", "",
              "| case | figure | value | target | met | reference (same run) | ratio | target in passes | met in "

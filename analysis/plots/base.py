@@ -4,8 +4,10 @@ axes, and saving."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
+import seaborn as sns
 from matplotlib.figure import Figure
 
 from ..table import label_of
@@ -83,6 +85,27 @@ def _new_figure(width=6.4, height=4.2, ncols=1, nrows=1, **kw):
     fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
+
+
+@contextmanager
+def _per_model(df, title: str):
+    """A figure of one panel per model of ``df`` (first-seen order) in the house style: yields
+    ``(fig, [(ax, model, first)])`` to draw on; then each panel takes its model's name, the
+    first panel's legend (if any) becomes the figure's and ``title`` its title."""
+    models = list(dict.fromkeys(df["model"]))
+    with sns.axes_style("whitegrid", _STYLE):
+        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
+        panels = [(ax, model, i == 0) for i, (ax, model) in enumerate(zip(axes.flat, models))]
+        yield fig, panels
+        for ax, model, _ in panels:
+            ax.set_title(model)
+        _shared_legend(fig, axes.flat[0])
+        fig.suptitle(title)
+
+
+def _dense_line(ax, mean: float) -> None:
+    """The dense network's value: a dashed black line, labelled for the legend."""
+    ax.axhline(mean, ls="--", color="black", lw=1.2, label="dense")
 
 
 def _labels(metric, ylabel, title):

@@ -9,8 +9,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ..table import label_of
-from .base import (_STYLE, _band, _density_axis, _labels, _new_figure, _palette, _shared_legend, _title, layer_axis,
-                   metric_range)
+from .base import (_STYLE, _band, _density_axis, _labels, _new_figure, _palette, _per_model, _shared_legend, _title,
+                   layer_axis, metric_range)
 
 
 def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: bool = False) -> Figure:
@@ -91,15 +91,10 @@ def plot_metric_grid(df: pd.DataFrame, metric: str, ylabel: str | None = None, t
                      logy: bool = False, diagonal: bool = False) -> Figure:
     """Like :func:`plot_metric` with one panel per model and one legend."""
     ylabel, title = _labels(metric, ylabel, title)
-    models = list(dict.fromkeys(df["model"]))
     pal = _palette(df["method"])
-    with sns.axes_style("whitegrid", _STYLE):
-        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
-        for i, (ax, model) in enumerate(zip(axes.flat, models)):
-            _metric_on(ax, df[df["model"] == model], metric, ylabel, pal, logy, diagonal, legend=i == 0)
-            ax.set_title(model)
-        _shared_legend(fig, axes.flat[0])
-        fig.suptitle(_title(df, title))
+    with _per_model(df, _title(df, title)) as (fig, panels):
+        for ax, model, first in panels:
+            _metric_on(ax, df[df["model"] == model], metric, ylabel, pal, logy, diagonal, legend=first)
     return fig
 
 

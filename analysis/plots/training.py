@@ -9,34 +9,27 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from ..table import label_of
-from .base import _STYLE, _band, _density_axis, _new_figure, _palette, _shared_legend, _title
+from .base import _band, _dense_line, _density_axis, _palette, _per_model, _title
 from .comparison import _metric_on
 
 
 def plot_accuracy(df: pd.DataFrame) -> Figure:
     """Test accuracy against density, one panel per model; dense accuracy as a dashed line."""
-    models = list(dict.fromkeys(df["model"]))
     sparse = df[df["method"] != "dense"]
     pal = _palette(sparse["method"])
-    with sns.axes_style("whitegrid", _STYLE):
-        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
-        for i, (ax, model) in enumerate(zip(axes.flat, models)):
-            part = sparse[sparse["model"] == model]
-            _metric_on(ax, part, "test_acc", "test accuracy", pal, legend=i == 0)
+    with _per_model(df, _title(sparse, "Test accuracy vs density (digits)")) as (fig, panels):
+        for ax, model, first in panels:
+            _metric_on(ax, sparse[sparse["model"] == model], "test_acc", "test accuracy", pal, legend=first)
             dense = df[(df["model"] == model) & (df["method"] == "dense")]["test_acc"]
             if len(dense):
-                ax.axhline(dense.mean(), ls="--", color="black", lw=1.2, label="dense")
-                if i == 0:
+                _dense_line(ax, dense.mean())
+                if first:
                     ax.legend(title="method")
-            ax.set_title(model)
-        _shared_legend(fig, axes.flat[0])
-        fig.suptitle(_title(sparse, "Test accuracy vs density (digits)"))
     return fig
 
 
 def plot_loss_curves(df: pd.DataFrame, density: float) -> Figure:
     """Training loss per epoch at one density (dense for reference), one panel per model."""
-    models = list(dict.fromkeys(df["model"]))
     rows = []
     for r in df.itertuples():
         if r.method == "dense" or np.isclose(r.target_density, density):
@@ -45,17 +38,13 @@ def plot_loss_curves(df: pd.DataFrame, density: float) -> Figure:
     long = pd.DataFrame(rows)
     pal = _palette(df.loc[df["method"] != "dense", "method"])  # same colours as the other figures
     pal["dense"] = (0.0, 0.0, 0.0)
-    with sns.axes_style("whitegrid", _STYLE):
-        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
-        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+    with _per_model(df, _title(df[df["method"] != "dense"], f"Training loss at density {density:g}")) as (fig, panels):
+        for ax, model, first in panels:
             _band(ax, long[long["model"] == model], "epoch", "loss", "method", pal, (1e-12, np.inf),
-                  legend=i == 0, marker=None)
+                  legend=first, marker=None)
             ax.set_yscale("log")
             ax.set_xlabel("epoch (0 = at initialization)")
             ax.set_ylabel("training cross-entropy (nats, log scale)")
-            ax.set_title(model)
-        _shared_legend(fig, axes.flat[0])
-        fig.suptitle(_title(df[df["method"] != "dense"], f"Training loss at density {density:g}"))
     return fig
 
 
@@ -66,12 +55,11 @@ def plot_accuracy_bands(cells: pd.DataFrame) -> Figure:
     ``high`` (e.g. 95% t intervals over seeds); the ``dense`` rows are drawn as a dashed line
     with a grey band. One panel per model.
     """
-    models = list(dict.fromkeys(cells["model"]))
     sparse = cells[cells["method"] != "dense"]
     pal = _palette(sparse["method"])
-    with sns.axes_style("whitegrid", _STYLE):
-        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
-        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+    n = int(cells["n"].max()) if "n" in cells else 0
+    with _per_model(cells, f"Test accuracy vs density ({n} seeds; mean and 95% interval)") as (fig, panels):
+        for ax, model, first in panels:
             part = sparse[sparse["model"] == model]
             for method, m in part.groupby("method", sort=False):
                 m = m.sort_values("target_density")
@@ -81,19 +69,15 @@ def plot_accuracy_bands(cells: pd.DataFrame) -> Figure:
             dense = cells[(cells["model"] == model) & (cells["method"] == "dense")]
             if len(dense):
                 r = dense.iloc[0]
-                ax.axhline(r["mean"], ls="--", color="black", lw=1.2, label="dense")
+                _dense_line(ax, r["mean"])
                 if np.isfinite(r["low"]):
                     ax.axhspan(max(r["low"], 0), min(r["high"], 1), color="black", alpha=0.08, lw=0)
             _density_axis(ax, part["target_density"])
             ax.set_ylim(0, 1)
             ax.set_xlabel("density (fraction of weights kept)")
             ax.set_ylabel("test accuracy")
-            ax.set_title(model)
-            if i == 0:
+            if first:
                 ax.legend(title="method")
-        _shared_legend(fig, axes.flat[0])
-        n = int(cells["n"].max()) if "n" in cells else 0
-        fig.suptitle(f"Test accuracy vs density ({n} seeds; mean and 95% interval)")
     return fig
 
 
@@ -104,18 +88,13 @@ def plot_scatter_by_method(df: pd.DataFrame, x: str, y: str, density: float, xla
     Axis labels default to the metric table's (the column name for other columns).
     """
     xlabel, ylabel = xlabel or label_of(x), ylabel or label_of(y)
-    models = list(dict.fromkeys(df["model"]))
     pal = _palette(df.loc[df["method"] != "dense", "method"])
     part = df[(df["method"] != "dense") & np.isclose(df["target_density"], density)]
     part = part.replace([np.inf, -np.inf], np.nan)
-    with sns.axes_style("whitegrid", _STYLE):
-        fig, axes = _new_figure(4.8, 3.8, len(models), 1)
-        for i, (ax, model) in enumerate(zip(axes.flat, models)):
+    with _per_model(df, f"{ylabel} vs {xlabel} at density {density:g} (one point per mask)") as (fig, panels):
+        for ax, model, first in panels:
             sns.scatterplot(data=part[part["model"] == model], x=x, y=y, hue="method", palette=pal, ax=ax,
-                            legend=i == 0, s=22)
+                            legend=first, s=22)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
-            ax.set_title(model)
-        _shared_legend(fig, axes.flat[0])
-        fig.suptitle(f"{ylabel} vs {xlabel} at density {density:g} (one point per mask)")
     return fig
