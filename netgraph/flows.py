@@ -140,27 +140,18 @@ class Flows:
         return b[:, None] * layer.gather(f), offset
 
 
-def forward_group(graph: NetGraph, g: int, fwd, fsc, agg_of: dict, power: int) -> tuple:
-    """One step of the forward programme: group ``g``'s ``(vector, log scale)`` from the vectors ``fwd``, log
-    scales ``fsc`` of the groups before it and layer aggregates ``agg_of`` (index -> aggregate; missing: empty)."""
+def flow_step(graph: NetGraph, g: int, vecs, logs, agg_of: dict, power: int, forward: bool = True) -> tuple:
+    """One step of the forward (backward) programme: group ``g``'s ``(vector, log scale)`` from the vectors
+    ``vecs``, log scales ``logs`` of the groups before (after) it and layer aggregates ``agg_of`` (index ->
+    aggregate; missing: empty)."""
     terms = []
-    for e in graph.edges_into(g):
-        si, so = _scale(e.in_scale, power), _scale(e.out_scale, power)
-        x = fwd[e.src] if si is None else fwd[e.src] * si
-        y = e.push(agg_of.get(e.index) if isinstance(e, Layer) else None, x)
-        terms.append((y if so is None else y * so, fsc[e.src]))
-    return _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
-
-
-def backward_group(graph: NetGraph, g: int, bwd, bsc, agg_of: dict, power: int) -> tuple:
-    """One step of the backward programme, the mirror of :func:`forward_group`: group ``g``'s
-    ``(vector, log scale)`` from the vectors ``bwd`` and log scales ``bsc`` of the groups after it."""
-    terms = []
-    for e in graph.edges_out_of(g):
-        si, so = _scale(e.in_scale, power), _scale(e.out_scale, power)
-        y = bwd[e.dst] if so is None else bwd[e.dst] * so
-        x = e.pull(agg_of.get(e.index) if isinstance(e, Layer) else None, y)
-        terms.append((x if si is None else x * si, bsc[e.dst]))
+    for e in graph.edges_into(g) if forward else graph.edges_out_of(g):
+        near, far, end = (e.in_scale, e.out_scale, e.src) if forward else (e.out_scale, e.in_scale, e.dst)
+        near, far = _scale(near, power), _scale(far, power)
+        x = vecs[end] if near is None else vecs[end] * near
+        agg = agg_of.get(e.index) if isinstance(e, Layer) else None
+        y = e.push(agg, x) if forward else e.pull(agg, x)
+        terms.append((y if far is None else y * far, logs[end]))
     return _combine(terms or [(np.zeros(graph.groups[g].size), 0.0)])
 
 
@@ -168,10 +159,10 @@ def _sweep(graph: NetGraph, agg_of: dict, power: int, forward: bool) -> tuple:
     """Every group's ``(vectors, log scales)``, from the input group up or the output group down."""
     G = len(graph.groups)
     vecs, logs = [None] * G, np.zeros(G)
-    first, order, step = (0, range(1, G), forward_group) if forward else (G - 1, range(G - 2, -1, -1), backward_group)
+    first, order = (0, range(1, G)) if forward else (G - 1, range(G - 2, -1, -1))
     vecs[first] = np.ones(graph.groups[first].size)
     for g in order:
-        vecs[g], logs[g] = step(graph, g, vecs, logs, agg_of, power)
+        vecs[g], logs[g] = flow_step(graph, g, vecs, logs, agg_of, power, forward)
     return vecs, logs
 
 

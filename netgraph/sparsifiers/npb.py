@@ -44,7 +44,7 @@ import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from ..errors import InvalidInputError
-from ..flows import forward_group
+from ..flows import flow_step
 from ..graph import Layer
 from . import npb_exact
 from .base import Context, method
@@ -71,7 +71,7 @@ class _SourcePaths:
         done = True
         for h in range(len(self.final), layer.src + 1):
             done &= all(e.index in chosen for e in self.graph.edges_into(h) if isinstance(e, Layer))
-            v, c = forward_group(self.graph, h, fwd, fsc, agg_of, 0)
+            v, c = flow_step(self.graph, h, fwd, fsc, agg_of, 0)
             fwd.append(v)
             fsc.append(c)
             if done:
