@@ -54,7 +54,8 @@ from ._flowwalk import power_of, ranges, scan_bundles, score as _score
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
-#: Bundles sampled to bracket each iteration's threshold (a miss only costs an exact second pass).
+#: Kept elements sampled (every kept element of every n-th bundle) to bracket each iteration's
+#: threshold (a miss only costs an exact second pass).
 SAMPLE_SIZE = 1 << 15
 #: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory.
 _COMPACTING = threading.Lock()
@@ -373,10 +374,9 @@ class LayerState:
 def _bracket(states, cs, keep_count: int, form: str, pool):
     """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score (the layers'
     samples taken in ``pool``)."""
-    rows_total = sum(s.m.size for s in states)
-    stride = max(1, rows_total // SAMPLE_SIZE)
-    sample = np.concatenate(list(pool.map(lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs))))
     valid = sum(s.kept for s in states)
+    stride = max(1, valid // SAMPLE_SIZE)
+    sample = np.concatenate(list(pool.map(lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs))))
     n = sample.size
     if n == 0:
         return -np.inf, np.inf
