@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from . import _trace_levit as levit
 from ._trace_attention import _linear_spec, _offpath
@@ -283,18 +284,39 @@ def rule_for(node, mod):
     return _leaf_rule(mod)
 
 
+#: Functional layers and the position of their weight argument.
+_FUNCTIONAL_WEIGHT = {F.linear: 1, F.conv1d: 1, F.conv2d: 1, F.conv3d: 1}
+
+
 def constant_layers(c, gm, layer_params) -> list:
-    """Off-path entries for the Linear/Conv weights of modules called only on constants (EdgeNeXt's
-    Fourier position encoding): their output is an additive constant, no path crosses them."""
+    """Off-path entries for the weights of Linear/Conv modules, or of ``F.linear``/``F.convNd`` on a
+    parameter of the model, called only on constants (EdgeNeXt's Fourier position encoding): their
+    output is an additive constant, no path crosses them."""
     out, seen = [], set(layer_params) | {p["param"] for p in c.offpath}
+    root = c.model_modules[""]
     for n in gm.graph.nodes:
-        if n.op != "call_module" or n in c.recorder.signal:
+        if n in c.recorder.signal:
             continue
-        mod = c.model_modules.get(n.target)
-        w = getattr(mod, "weight", None)
-        param = f"{n.target}.weight"
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)) and param not in seen:
+        if n.op == "call_module":
+            mod, param = c.model_modules.get(n.target), f"{n.target}.weight"
+            if not isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+                continue
+            w, where = mod.weight, n.target
+        elif n.op == "call_function" and n.target in _FUNCTIONAL_WEIGHT:
+            i = _FUNCTIONAL_WEIGHT[n.target]
+            arg = n.args[i] if len(n.args) > i else n.kwargs.get("weight")
+            if not isinstance(arg, torch.fx.Node) or arg.op != "get_attr":
+                continue
+            param = arg.target
+            try:
+                w = root.get_parameter(param)
+            except AttributeError:  # a buffer or a constant: not a weight of the model
+                continue
+            where = param.rpartition(".")[0]
+        else:
+            continue
+        if param not in seen:
             seen.add(param)
             out.append({"param": param, "shape": tuple(w.shape), "numel": w.numel(), "role": "constant",
-                        "module": n.target})
+                        "module": where})
     return out

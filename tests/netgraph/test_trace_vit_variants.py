@@ -140,6 +140,38 @@ def test_edgenext_masks_keep_offpath_dense_and_apply():
     check_masks(model, g, (3, 64, 64))
 
 
+class ConstantBranches(nn.Module):
+    """A signal path plus constants computed by a Linear module and by ``F.linear`` / ``F.conv1d``
+    on the model's own parameters (and on a buffer, which is not a weight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc, self.enc = nn.Linear(5, 4), nn.Linear(6, 4)
+        self.w = nn.Parameter(torch.randn(4, 5))
+        self.k = nn.Parameter(torch.randn(4, 2, 3))
+        self.register_buffer("buf", torch.randn(4, 5))
+
+    def forward(self, x):
+        c = torch.ones(1, 5)
+        conv = nn.functional.conv1d(torch.ones(1, 2, 3), weight=self.k).flatten(1)
+        return self.fc(x) + self.enc(torch.ones(1, 6)) + nn.functional.linear(c, self.w) + conv + c @ self.buf.T
+
+
+def test_weights_used_only_on_constants_are_offpath_and_dense():
+    """Module calls and functional calls on constants: off-path (role "constant"), kept dense; the
+    masks count and cover every weight (a bare parameter too) and apply to the model."""
+    model = ConstantBranches()
+    g = netgraph.from_torch(model, (5,))
+    assert [layer.name for layer in g.layers] == ["fc"]
+    assert sorted((p["param"], p["role"], p["numel"]) for p in g.offpath) == [
+        ("enc.weight", "constant", 24), ("k", "constant", 24), ("w", "constant", 20)]
+    ms = sparsify(g, "synflow", 0.9, seed=0)
+    assert ms.num_total == 20 + 24 + 20 + 24 and ms.num_kept == round(0.9 * 88)
+    assert all(bool(ms[p["param"]].all()) for p in g.offpath)
+    ms.apply(model)
+    assert torch.isfinite(model.eval()(torch.randn(2, 5))).all()
+
+
 # -- CaiT: talking heads, class attention, the final [cls, x] norm ---------------------------------
 
 class TalkingHeadsUniform(nn.Module):
