@@ -343,7 +343,9 @@ def scale(c, node, x, sig):
 
 
 def _is_parameter(c, a) -> bool:
-    """``a`` is a model parameter, possibly through views/reshapes (a learnable layer scale)."""
+    """``a`` is computed from one model parameter alone (through views, reshapes or elementwise
+    functions of it and numbers: ``gamma``, ``log_scale.exp()``, ``2 * sigmoid(alpha)``): a
+    learnable factor, such as a layer scale."""
     while isinstance(a, torch.fx.Node) and not c.is_signal(a):
         if a.op == "get_attr":
             path, _, attr = a.target.rpartition(".")

@@ -81,3 +81,38 @@ def test_layer_scale_one_equals_the_model_with_gamma_one():
 def test_layer_scale_choice_is_checked():
     with pytest.raises(InvalidInputError, match="layer_scale='1' must be one of 'as_is', 'one'"):
         netgraph.from_torch(_model(), SHAPE, layer_scale="1")
+
+
+class FunctionOfParameter(nn.Module):
+    """Residual branches scaled by functions of one parameter each (``exp`` of a log scale,
+    ``sigmoid`` of a gate, times a number): learnable factors, scored as 1 under "one"
+    (``plain=True``: the same model with both factors 1)."""
+
+    def __init__(self, plain=False):
+        super().__init__()
+        self.plain = plain
+        self.stem, self.a, self.b, self.head = nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+        self.log_scale = nn.Parameter(torch.linspace(-9.0, -8.0, 6))
+        self.gate = nn.Parameter(torch.tensor(-6.0))
+
+    def forward(self, x):
+        x = self.stem(x)
+        if self.plain:
+            return self.head(self.b(x + self.a(x)) + x + self.a(x))
+        x = x + self.a(x) * self.log_scale.exp()
+        x = x + self.b(x) * (torch.sigmoid(self.gate) * 2)
+        return self.head(x)
+
+
+def test_a_function_of_one_parameter_is_a_layer_scale():
+    """Under "one" the graph equals that of the model whose two factors are 1; the default
+    keeps them (about 1e-4 and 5e-3: the branches barely count)."""
+    torch.manual_seed(0)
+    model = FunctionOfParameter()
+    plain = FunctionOfParameter(plain=True)
+    plain.load_state_dict(model.state_dict())
+    g_one = netgraph.from_torch(model, (4,), layer_scale="one")
+    assert_matches_linearised(g_one, plain, (4,), (None,), REL)
+    with pytest.warns(UserWarning, match="layer_scale='one'"):
+        g_as_is = netgraph.from_torch(model, (4,))
+    assert flows.log10_synflow_R(g_one) > flows.log10_synflow_R(g_as_is) + 0.5  # the branches count again
