@@ -131,22 +131,24 @@ WHY = {
 
 
 def _checks(results: dict):
-    """``(case, figure, value, op, limit, met)`` of every measured target."""
+    """``(case, figure, value, op, limit, met, first run)`` of every measured target (the first
+    run's value where the figure is the fastest of several, else None)."""
     for name, (_, _, _, checks) in CASES.items():
         r = results.get(name)
         if r is None or "error" in r:
             continue
         for fig, key, op, limit, _ in checks:
             v = r[key]
-            yield name, fig, v, op, limit, (v <= limit if op == "<=" else v >= limit)
+            runs = r.get(key.replace("seconds", "runs")) if "seconds" in key else None
+            yield name, fig, v, op, limit, (v <= limit if op == "<=" else v >= limit), (runs[0] if runs else None)
     for key, r in results.items():
         if key.startswith("ladder") and r.get("weights", 0) >= 1e9 and r.get("job") in ("phew", "metrics"):
             name = f"ladder {r['family']} 1e9 {r['job']}"
             if "peak_over_weights" in r:
                 v = r["peak_over_weights"]
-                yield name, "peak memory / weight bytes", v, "<=", 2.5, v <= 2.5
+                yield name, "peak memory / weight bytes", v, "<=", 2.5, v <= 2.5, None
             else:
-                yield name, "peak memory / weight bytes", r.get("skipped") or r.get("error"), "<=", 2.5, False
+                yield name, "peak memory / weight bytes", r.get("skipped") or r.get("error"), "<=", 2.5, False, None
 
 
 def _why(name: str, fig: str) -> str:
@@ -154,15 +156,21 @@ def _why(name: str, fig: str) -> str:
 
 
 def _standing(results: dict) -> list:
-    met, unmet = [], []
-    for name, fig, v, op, limit, ok in _checks(results):
+    met, later, unmet = [], [], []
+    for name, fig, v, op, limit, ok, first in _checks(results):
         txt = f"{name}, {fig}: {_fmt(v)} ({op} {limit:g})"
         if ok:
             met.append(txt)
+            if first is not None and not (first <= limit if op == "<=" else first >= limit):
+                later.append(f"{name}, {fig}: first run {_fmt(first)}")
         else:
             why = _why(name, fig)
             unmet.append(f"- {txt}" + (f": {why}" if why else ""))
-    return [f"Met ({len(met)}): " + "; ".join(met) + ".", "", f"Not met ({len(unmet)}):", ""] + unmet
+    out = [f"Met ({len(met)}): " + "; ".join(met) + ".", ""]
+    if later:  # the first run in a process also pays its one-time costs (fresh pages, first calls)
+        out += [f"Of these, met by a later run only, the first run in the process missing ({len(later)}): "
+                + "; ".join(later) + ".", ""]
+    return out + [f"Not met ({len(unmet)}):", ""] + unmet
 
 
 def report(results: dict, args) -> str:
@@ -176,8 +184,9 @@ def report(results: dict, args) -> str:
              "fresh process; peak memory is that process's maximum resident set (torch, about 0.5 GiB, "
              "and the model included). The machine is shared: times are noisy (the same work varies up to 2x "
              "between runs), so a job's seconds are the fastest of its runs in the case (three; SynFlow two; trace "
-             "best of two or three), each on a freshly traced graph, every run listed in the details (timeit's "
-             "convention: the noise only ever adds time); ratios are measured in the same process. An *autograd "
+             "best of two or three), each on a freshly traced graph, every run listed in the details. The first "
+             "run in a process also pays one-time costs (page faults of fresh memory, first calls): the targets "
+             "met only by a later run are listed as such. Ratios are measured in the same process. An *autograd "
              "pass* is one forward + backward pass of the model at batch 1.", "",
              "Second targets are also given in autograd passes (the issue's 0.77 s pass of vgg16): on a loaded "
              "machine the *ratio* column is the comparable figure.", "",

@@ -321,8 +321,8 @@ def scale(c, node, x, sig):
         c.fail(node, "division of a number by a tensor")
     if isinstance(other, bool) or not isinstance(other, (int, float, torch.Tensor)):
         c.fail(node, f"multiplication by {type(other).__name__}")
-    if c.layer_scale == "one" and not divide and _is_parameter(c, args[1] if tensor_first else args[0]):
-        return x  # layer scale (a learnable factor) scored as 1
+    if c.layer_scale == "one" and not divide and parameter_of(c, args[1] if tensor_first else args[0]):
+        return x  # layer scale (a learnable factor: see parameter_of) scored as 1
     if isinstance(other, torch.Tensor) and other.numel() != 1:
         s = _per_unit(c, node, x, other, "the constant factor")
         if divide:
@@ -342,19 +342,19 @@ def scale(c, node, x, sig):
     return _scaled(x, np.full(x.n, k))
 
 
-def _is_parameter(c, a) -> bool:
-    """``a`` is computed from one model parameter alone (through views, reshapes or elementwise
-    functions of it and numbers: ``gamma``, ``log_scale.exp()``, ``2 * sigmoid(alpha)``): a
-    learnable factor, such as a layer scale."""
+def parameter_of(c, a) -> str | None:
+    """The name of the one model parameter that ``a`` is computed from alone, through any chain
+    of single-input operations (views, reshapes, transposes, elementwise functions, products
+    with numbers: ``gamma``, ``w.t()``, ``log_scale.exp()``, ``2 * sigmoid(alpha)``); else None."""
     while isinstance(a, torch.fx.Node) and not c.is_signal(a):
         if a.op == "get_attr":
             path, _, attr = a.target.rpartition(".")
-            return isinstance(getattr(c.modules.get(path), attr, None), nn.Parameter)
+            return a.target if isinstance(getattr(c.modules.get(path), attr, None), nn.Parameter) else None
         inputs = a.all_input_nodes
         if a.op not in ("call_method", "call_function") or len(inputs) != 1:
-            return False
+            return None
         a = inputs[0]
-    return False
+    return None
 
 
 def gate(c, node, x, sig):

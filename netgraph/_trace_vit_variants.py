@@ -35,6 +35,8 @@ weights are off-path (role ``"constant"``). See ``docs/data-model.md``.
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -42,7 +44,7 @@ import torch.nn.functional as F
 from . import _trace_levit as levit
 from ._trace_attention import _linear_spec, _offpath
 from ._trace_vit_common import _flat, _layer_out, _only_input, _timm, _tokens, _value_rows
-from ._trace_ops import layernorm
+from ._trace_ops import layernorm, parameter_of
 from ._trace_values import _Term, _Value
 
 
@@ -284,39 +286,35 @@ def rule_for(node, mod):
     return _leaf_rule(mod)
 
 
-#: Functional layers and the position of their weight argument.
-_FUNCTIONAL_WEIGHT = {F.linear: 1, F.conv1d: 1, F.conv2d: 1, F.conv3d: 1}
+#: Functional layers and the positions of their weight arguments (either operand of a product).
+_FUNCTIONAL_WEIGHT = {F.linear: (1,), F.conv1d: (1,), F.conv2d: (1,), F.conv3d: (1,), operator.matmul: (0, 1),
+                      torch.matmul: (0, 1), torch.mm: (0, 1), torch.bmm: (0, 1)}
 
 
 def constant_layers(c, gm, layer_params) -> list:
-    """Off-path entries for the weights of Linear/Conv modules, or of ``F.linear``/``F.convNd`` on a
-    parameter of the model, called only on constants (EdgeNeXt's Fourier position encoding): their
-    output is an additive constant, no path crosses them."""
+    """Off-path entries for the weights of Linear/Conv modules, and for the parameters (2-D or
+    more) of ``F.linear``/``F.convNd``/matrix products, called only on constants (EdgeNeXt's Fourier
+    position encoding): their output is an additive constant, no path crosses them."""
     out, seen = [], set(layer_params) | {p["param"] for p in c.offpath}
     root = c.model_modules[""]
     for n in gm.graph.nodes:
         if n in c.recorder.signal:
             continue
+        found = []
         if n.op == "call_module":
-            mod, param = c.model_modules.get(n.target), f"{n.target}.weight"
-            if not isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
-                continue
-            w, where = mod.weight, n.target
-        elif n.op == "call_function" and n.target in _FUNCTIONAL_WEIGHT:
-            i = _FUNCTIONAL_WEIGHT[n.target]
-            arg = n.args[i] if len(n.args) > i else n.kwargs.get("weight")
-            if not isinstance(arg, torch.fx.Node) or arg.op != "get_attr":
-                continue
-            param = arg.target
-            try:
-                w = root.get_parameter(param)
-            except AttributeError:  # a buffer or a constant: not a weight of the model
-                continue
-            where = param.rpartition(".")[0]
-        else:
-            continue
-        if param not in seen:
-            seen.add(param)
-            out.append({"param": param, "shape": tuple(w.shape), "numel": w.numel(), "role": "constant",
-                        "module": where})
+            mod = c.model_modules.get(n.target)
+            if isinstance(mod, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+                found.append((f"{n.target}.weight", mod.weight, n.target))
+        elif (n.op == "call_function" and n.target in _FUNCTIONAL_WEIGHT) or (
+                n.op == "call_method" and n.target in ("matmul", "mm", "bmm", "__matmul__")):
+            for i in _FUNCTIONAL_WEIGHT.get(n.target, (0, 1)):
+                arg = n.args[i] if len(n.args) > i else n.kwargs.get("weight" if i == 1 else "input")
+                param = parameter_of(c, arg)
+                if param is not None and root.get_parameter(param).dim() >= 2:
+                    found.append((param, root.get_parameter(param), param.rpartition(".")[0]))
+        for param, w, where in found:
+            if param not in seen:
+                seen.add(param)
+                out.append({"param": param, "shape": tuple(w.shape), "numel": w.numel(), "role": "constant",
+                            "module": where})
     return out

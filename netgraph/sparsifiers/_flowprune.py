@@ -332,9 +332,9 @@ class LayerState:
             return
         with _COMPACTING:
             self._compact()
-        if self.layer.groups == 1:  # one array: updates to the aggregate show in the flows
-            self._csr = csr_rows(self.v, self.u, self.agg, self.layer.weight.shape[:2])
-            self.agg = self._csr.data
+            if self.layer.groups == 1:  # one array: updates to the aggregate show in the flows
+                self._csr = csr_rows(self.v, self.u, self.agg, self.layer.weight.shape[:2])
+                self.agg = self._csr.data
 
     def _compact(self) -> None:
         """Keep the surviving bundles' vectors only, with their ids and units (``v``, ``u``)."""

@@ -139,9 +139,9 @@ class FastLayerState(LayerState):
         self._maybe_compact()
 
     def _compact(self) -> None:
-        """The compaction of :meth:`LayerState._compact` in one kernel pass, in place: the
-        survivors move to the front of the vectors (no fresh pages to fault in, no second copy
-        while the first is held); the first compaction makes the ids and units, one spare."""
+        """The compaction of :meth:`LayerState._compact` in one kernel pass: the survivors move to
+        the front of the vectors (no index vector), which are then copied at their new size (the
+        full-size arrays are freed); the first compaction makes the ids and units, one spare."""
         n = int(np.count_nonzero(self.m))
         low = self.low if self.low is not None else _NO_LOW
         compact, ids, vv, uu, n_in, gout, grouped = self._layout()
@@ -151,13 +151,14 @@ class FastLayerState(LayerState):
             itype = np.int32 if self.n_b < 2**31 else np.int64
             new = tuple(np.empty(n + 1, itype) for _ in range(3))
         K.compact(self.m, self.agg, low, ids, vv, uu, compact, n_in, gout, grouped, self.m, self.agg, low, *new)
-        self.m, self.agg, self.ids, self.v, self.u = self.m[:n], self.agg[:n], *(x[:n] for x in new)
-        self.low = self.low[:n] if self.low is not None else None
+        self.m, self.agg, self.ids, self.v, self.u = self.m[:n].copy(), self.agg[:n].copy(), *(
+            x[:n].copy() if compact else x[:n] for x in new)
+        self.low = self.low[:n].copy() if self.low is not None else None
 
-    def final_mask(self) -> np.ndarray:
-        """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass."""
+    def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
+        """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""
         if self.k == 1:
-            return super().final_mask()
+            return super().final_mask(chunk)
         m = np.zeros(self.n_b, dtype=self.m.dtype)
         m[slice(None) if self.ids is None else self.ids] = self.m
         out = np.empty((self.n_b, self.k), dtype=bool)

@@ -141,20 +141,25 @@ def test_edgenext_masks_keep_offpath_dense_and_apply():
 
 
 class ConstantBranches(nn.Module):
-    """A signal path plus constants computed by a Linear module and by ``F.linear`` / ``F.conv1d``
-    on the model's own parameters (and on a buffer, which is not a weight)."""
+    """A signal path plus constants computed by a Linear module, by ``F.linear`` / ``F.conv1d`` and
+    matrix products on the model's own parameters (also through a transpose), and on a buffer
+    (not a weight) and a 1-D parameter (not a weight)."""
 
     def __init__(self):
         super().__init__()
         self.fc, self.enc = nn.Linear(5, 4), nn.Linear(6, 4)
-        self.w = nn.Parameter(torch.randn(4, 5))
+        self.w, self.wt = nn.Parameter(torch.randn(4, 5)), nn.Parameter(torch.randn(5, 4))
         self.k = nn.Parameter(torch.randn(4, 2, 3))
+        self.m, self.mt = nn.Parameter(torch.randn(5, 4)), nn.Parameter(torch.randn(4, 5))
+        self.v = nn.Parameter(torch.randn(4))
         self.register_buffer("buf", torch.randn(4, 5))
 
     def forward(self, x):
         c = torch.ones(1, 5)
         conv = nn.functional.conv1d(torch.ones(1, 2, 3), weight=self.k).flatten(1)
-        return self.fc(x) + self.enc(torch.ones(1, 6)) + nn.functional.linear(c, self.w) + conv + c @ self.buf.T
+        const = nn.functional.linear(c, self.w) + nn.functional.linear(c, self.wt.t()) + conv
+        const = const + c @ self.m + torch.matmul(c, self.mt.T) + c @ self.buf.T + self.v * 2
+        return self.fc(x) + self.enc(torch.ones(1, 6)) + const
 
 
 def test_weights_used_only_on_constants_are_offpath_and_dense():
@@ -164,9 +169,10 @@ def test_weights_used_only_on_constants_are_offpath_and_dense():
     g = netgraph.from_torch(model, (5,))
     assert [layer.name for layer in g.layers] == ["fc"]
     assert sorted((p["param"], p["role"], p["numel"]) for p in g.offpath) == [
-        ("enc.weight", "constant", 24), ("k", "constant", 24), ("w", "constant", 20)]
+        ("enc.weight", "constant", 24), ("k", "constant", 24), ("m", "constant", 20), ("mt", "constant", 20),
+        ("w", "constant", 20), ("wt", "constant", 20)]
     ms = sparsify(g, "synflow", 0.9, seed=0)
-    assert ms.num_total == 20 + 24 + 20 + 24 and ms.num_kept == round(0.9 * 88)
+    assert ms.num_total == 20 + 24 + 24 + 4 * 20 and ms.num_kept == round(0.9 * ms.num_total)
     assert all(bool(ms[p["param"]].all()) for p in g.offpath)
     ms.apply(model)
     assert torch.isfinite(model.eval()(torch.randn(2, 5))).all()
