@@ -125,7 +125,7 @@ WHY = {
     "iteration (about 1 s on two threads), the flows read every surviving bundle twice an iteration (0.6 s); "
     "2 s needs an algorithm that visits fewer bundles per iteration",
     ("ladder mlp 1e9 synflow", ""): "measured once by hand (benchmarks/run.py --ladder-cell mlp 1000000000 "
-    "synflow): 102 s, peak 21.0 GB (5.5x): the one-element layers' float64 aggregates and kept flags (9 bytes a "
+    "synflow): 112 s, peak 21.4 GB (5.6x): the one-element layers' float64 aggregates and kept flags (9 bytes a "
     "weight) and, from their first compaction, the survivors' ids and units (12 bytes each)",
 }
 
