@@ -105,16 +105,7 @@ def _csr(shape, nonzero: np.ndarray, vals: np.ndarray):
     return csr_rows(rows, cols, vals[live].astype(np.float64), shape)
 
 
-def _sparse_from_kept(layer, agg: np.ndarray, nonzero: np.ndarray, k: int):
-    """``sp.csr_matrix(agg)`` built from ``nonzero`` (ascending flat indices holding every
-    nonzero of ``agg``) when :func:`top_singular_values` would take that route, else None."""
-    vals = agg.reshape(-1)[nonzero]
-    if not _sparse_route(agg.shape, layer.groups, int(np.count_nonzero(vals)), k):
-        return None
-    return _csr(agg.shape, nonzero, vals)
-
-
-def top_singular_values(layer, agg: np.ndarray, k: int = 2, nonzero=None) -> np.ndarray:
+def top_singular_values(layer, agg, k: int = 2) -> np.ndarray:
     """The ``k`` largest singular values (descending) of the layer's bi-adjacency.
 
     Layers with a small side (at most :data:`DENSE_LIMIT` units) use the dense
@@ -125,16 +116,16 @@ def top_singular_values(layer, agg: np.ndarray, k: int = 2, nonzero=None) -> np.
     smaller Gram operator (CSR when sparse). The last two finish with a
     Rayleigh-Ritz step (singular values of ``A V``), accurate to about ``1e-15 * mu1``. Grouped layers take the SVD of all
     blocks at once (batched ``numpy.linalg.svd``). Missing values (fewer than ``k`` units) are 0.
-    ``nonzero`` (optional): ascending flat indices holding every nonzero of ``agg`` (a mask's
-    kept bundles), which lets a large sparse layer skip scans of its dense matrix.
+    ``agg`` may also be given as a ``scipy.sparse`` matrix (a large sparse ungrouped layer built
+    from a mask's kept bundles, :func:`_layer_inputs`): ARPACK on it, the run the dense matrix
+    of the same values takes, so the same values bit for bit.
     """
-    agg = np.asarray(agg, dtype=np.float64)
     out = np.zeros(k)
-    if nonzero is not None:
-        mat = _sparse_from_kept(layer, agg, nonzero, k)
-        if mat is not None:  # the same CSR matrix as below, so the same ARPACK run
-            out[:] = _top_sv_arpack(mat, k)
-            return out
+    if sp.issparse(agg):
+        if agg.nnz:
+            out[:] = _top_sv_arpack(agg, k)
+        return out
+    agg = np.asarray(agg, dtype=np.float64)
     if not agg.any():
         return out
     first = agg.flat[0]
@@ -250,10 +241,6 @@ def _cost(m) -> int:
     return m.nnz if sp.issparse(m) else m.size
 
 
-def _top2(layer, m) -> np.ndarray:
-    return _top_sv_arpack(m, 2) if sp.issparse(m) else top_singular_values(layer, m, 2)
-
-
 def layer_spectra(graph, masks=None) -> list:
     """Per-layer spectral measures of a mask (one dict per layer, in layer order).
 
@@ -281,7 +268,7 @@ def layer_spectra(graph, masks=None) -> list:
         order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
         with one_blas_thread(), \
                 ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            done = dict(zip(order, pool.map(lambda i: _top2(*jobs[i]), order)))
+            done = dict(zip(order, pool.map(lambda i: top_singular_values(*jobs[i]), order)))
         return [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
                 for i, (layer, (_, _, E)) in enumerate(zip(graph.layers, inputs))]
 

@@ -3,7 +3,9 @@
 import numpy as np
 
 import netgraph
-from analysis.spectral import layer_spectra, layer_spectrum, top_singular_values
+import scipy.sparse as sp
+
+from analysis.spectral import _layer_inputs, layer_spectra, layer_spectrum, top_singular_values
 from netgraph.masked import as_masked
 
 
@@ -32,7 +34,9 @@ def test_sparse_layers_from_kept_bundles_equal_the_dense_route():
     g = netgraph.from_torch(model, (60,))
     ms = netgraph.sparsify(g, "random", 0.05, seed=1)
     mg = as_masked(g, ms)
+    routes = 0
     for layer, c, a in zip(g.layers, mg.aggregates("count"), mg.aggregates("abs")):
-        nz = mg.kept_bundles(layer)[2]
-        for m in (c, a):
-            assert np.array_equal(top_singular_values(layer, m, nonzero=nz), top_singular_values(layer, m))
+        for kept, dense in zip(_layer_inputs(mg, layer)[:2], (c / layer.k, a)):
+            routes += sp.issparse(kept)
+            assert np.array_equal(top_singular_values(layer, kept), top_singular_values(layer, dense))
+    assert routes == 4  # both layers' two matrices came from their kept bundles
