@@ -128,16 +128,12 @@ class Layer:
     @cached_property
     def abs_sum(self) -> np.ndarray:
         """``sum |w|`` of each bundle, shape ``(n_dst, n_in)``, float64."""
-        return self._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64))
+        return self._bundle_sums(1)
 
     @cached_property
     def sq_sum(self) -> np.ndarray:
         """``sum w^2`` of each bundle, shape ``(n_dst, n_in)``, float64."""
-        def sq(w):
-            w = w.astype(np.float64)
-            return np.einsum("ijk,ijk->ij", w, w)
-
-        return self._bundle_sums(sq)
+        return self._bundle_sums(2)
 
     def fresh_sums(self, power: int) -> np.ndarray:
         """A new array of ``sum |w|`` (``power=1``) or ``sum w^2`` (``power=2``) per bundle,
@@ -146,14 +142,24 @@ class Layer:
         name = "abs_sum" if power == 1 else "sq_sum"
         if name in self.__dict__:
             return self.__dict__[name].copy()
-        return type(self).__dict__[name].func(self)
+        return self._bundle_sums(power)
 
-    def _bundle_sums(self, fn, chunk: int = 1 << 22) -> np.ndarray:
-        """``fn`` of the weights, block of destination rows by block (bounded temporaries)."""
+    def _bundle_sums(self, power: int, chunk: int = 1 << 16) -> np.ndarray:
+        """``sum |w|`` or ``sum w^2`` per bundle, by blocks of destination rows that stay in cache.
+        A one-element bundle's sum is the element itself (a float64 of a float32 is exact, so
+        is its square): no reduction."""
+        if self.k == 1:
+            w = self.weight.reshape(self.weight.shape[:2]).astype(np.float64)
+            return np.abs(w, out=w) if power == 1 else np.square(w, out=w)
         out = np.empty(self.weight.shape[:2])
         rows = max(1, chunk // max(1, self.n_in * self.k))
         for s in range(0, self.n_dst, rows):
-            out[s:s + rows] = fn(self.weight[s:s + rows])
+            w = self.weight[s:s + rows]
+            if power == 1:
+                out[s:s + rows] = np.abs(w).sum(axis=2, dtype=np.float64)
+            else:
+                w = w.astype(np.float64)
+                out[s:s + rows] = np.einsum("ijk,ijk->ij", w, w)
         return out
 
     def src_index(self) -> np.ndarray:

@@ -228,13 +228,7 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
         name = "abs_sum" if bias == "magnitude" else "sq_sum"  # a 1B-weight graph keeps no 0.8 GB it won't reuse
         if name in layer.__dict__:
             return layer.__dict__[name]
-        if layer.k == 1:  # a sum of one element is the element (a float64 of a float32 is exact, so is its square)
-            w = layer.weight.reshape(layer.weight.shape[:2]).astype(np.float64)
-            return np.abs(w, out=w) if bias == "magnitude" else np.square(w, out=w)
-        if bias == "magnitude":  # the cached property's sums, in chunks that stay in cache (same bits:
-            return layer._bundle_sums(lambda w: np.abs(w).sum(axis=2, dtype=np.float64), CHUNK)  # per bundle)
-        return layer._bundle_sums(lambda w: np.einsum("ijk,ijk->ij", w.astype(np.float64), w.astype(np.float64)),
-                                  CHUNK)
+        return layer.fresh_sums(1 if bias == "magnitude" else 2)
     out = np.empty(layer.weight.shape[:2])
     rows = max(1, CHUNK // max(1, layer.n_in * layer.k))
     for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries

@@ -46,12 +46,15 @@ def test_tap_equals_cumsum_draw(bias, taps_kept, monkeypatch):
 
 @pytest.mark.parametrize("bias", ["magnitude", "square"])
 def test_bundle_totals_of_one_element_bundles(bias):
-    """A linear layer's bundle totals are the cached per-bundle sums, bit for bit."""
+    """Bundle totals (a linear layer's without a reduction) are the per-bundle float64 sums of
+    ``|w|`` or ``w^2``, bit for bit, and the layer's cached sums."""
     g = _conv_graph()
     for layer in g.layers:
         got = _bundle_totals(layer, bias)
-        want = layer.fresh_sums(1 if bias == "magnitude" else 2)
+        w = layer.weight.astype(np.float64)
+        want = np.abs(w).sum(axis=2) if bias == "magnitude" else np.einsum("ijk,ijk->ij", w, w)
         assert got.dtype == np.float64 and np.array_equal(got, want)
+        assert np.array_equal(got, layer.abs_sum if bias == "magnitude" else layer.sq_sum)
 
 
 def test_first_takes_equals_stable_sort_and_unique():
