@@ -56,20 +56,6 @@ def kept_indices(mask: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask.reshape(-1))
 
 
-def layer_aggregates(graph, weights: str, layer_masks, kept=None) -> list:
-    """Per-layer bundle aggregates (float64) under per-layer masks (``None`` = dense).
-
-    ``weights`` is ``"abs"`` (sum of kept ``|w|``), ``"square"`` (sum of kept ``w^2``) or
-    ``"count"`` (number of kept elements). Each array has the shape of the layer's bundle
-    matrix, ``layer.weight.shape[:2]``. ``kept`` (optional, per layer): flat kept indices, or
-    None where the layer is dense enough to reduce block by block; sparse layers then cost
-    O(kept weights), never a float64 copy of the layer.
-    """
-    check_choice("weights", weights, WEIGHTS)
-    return [layer_aggregate(layer, weights, None if layer_masks is None else layer_masks[i],
-                            None if kept is None else kept[i]) for i, layer in enumerate(graph.layers)]
-
-
 def _element_values(layer, weights: str, idx: np.ndarray) -> np.ndarray:
     """``1``, ``|w|`` or ``w^2`` (float64) of the kept elements ``idx`` of one layer."""
     if weights == "count":
@@ -79,8 +65,11 @@ def _element_values(layer, weights: str, idx: np.ndarray) -> np.ndarray:
 
 
 def layer_aggregate(layer, weights: str, m, idx=None) -> np.ndarray:
-    """One layer's bundle aggregate (see :func:`layer_aggregates`): ``m`` its mask (None:
-    dense), ``idx`` its flat kept indices (None: reduce the mask block by block)."""
+    """One layer's bundle aggregate (float64, the layer's bundle shape ``weight.shape[:2]``):
+    the sum of kept ``|w|`` (``weights="abs"``), of kept ``w^2`` (``"square"``) or the number
+    of kept elements (``"count"``). ``m``: the layer's mask (None: dense); ``idx``: its flat
+    kept indices (O(kept weights), no float64 copy of the layer), else the mask is reduced
+    block by block."""
     shape = layer.weight.shape[:2]
     if m is None:
         return np.full(shape, float(layer.k)) if weights == "count" else (
@@ -213,7 +202,7 @@ class MaskedGraph:
                            lambda: layer_aggregate(layer, weights, m, self._kept_of(layer)))
 
     def aggregates(self, weights: str) -> list:
-        """Per-layer dense bundle aggregates (:func:`layer_aggregates`); cached."""
+        """Per-layer dense bundle aggregates (:func:`layer_aggregate`); cached."""
         check_choice("weights", weights, WEIGHTS)
         return self.cached(("aggregates", weights), lambda: [self.aggregate(weights, l) for l in self.graph.layers])
 
