@@ -26,6 +26,12 @@ _NO_LOW = np.zeros(0, np.float32)
 PART = 1 << 19
 
 
+def _worth_keeping(size: int, need: int) -> bool:
+    """Whether a buffer of ``size`` is kept for the next iteration's walk, which needed ``need``:
+    kept unless one large walk would pin it at several times what walks need."""
+    return size <= 4 * need + (1 << 16)
+
+
 class FastLayerState(LayerState):
     """A :class:`~._flowprune.LayerState` whose per-iteration work runs in compiled kernels."""
 
@@ -65,13 +71,13 @@ class FastLayerState(LayerState):
         if self.S is None:
             buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
             act, ri, rs, na, nr = K.walk_single(*args, a, b, *buf)
-            bufs[key] = (act, ri, rs) if act.size <= 4 * na + (1 << 16) else None
+            bufs[key] = (act, ri, rs) if _worth_keeping(act.size, na) else None
             return act[:na], ri[:nr], rs[:nr]
         buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.float32),
                                 np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0))
         out = K.walk_multi(*args, exact, a, b, *buf)
         na, nr = out[8], out[9]
-        bufs[key] = out[:8] if out[0].size <= 4 * na + (1 << 16) else None  # not pinned by one large walk
+        bufs[key] = out[:8] if _worth_keeping(out[0].size, na) else None
         return tuple(x[:na] for x in out[:4]) + tuple(x[:nr] for x in out[4:8]) + out[10:]
 
     def _join(self, args: tuple, parts: list, exact: bool = False) -> dict:
@@ -84,7 +90,7 @@ class FastLayerState(LayerState):
                 return parts[0][i]
             n = sum(p[i].size for p in parts)
             buf = joined.get(i)
-            if buf is None or buf.size < n or buf.size > 4 * n + (1 << 16):
+            if buf is None or buf.size < n or not _worth_keeping(buf.size, n):
                 buf = joined[i] = np.empty(2 * n, parts[0][i].dtype)
             out, s = buf[:n], 0
             for j, p in enumerate(parts):
