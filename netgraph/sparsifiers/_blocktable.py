@@ -164,12 +164,10 @@ class BlockTable:
         vals = element_values(self.bias, np.take(self.W.reshape(-1), flat_w))
         vals[:, 0] += run
         cum = np.cumsum(vals, axis=1, out=vals)  # from the exact sum at the block's start
-        if self.tot is None:
-            below = cum <= target[:, None]
-        else:
+        if self.tot is not None:  # the shortcut's table: normalised sums plus the unit, as its keys
             cum /= tot[:, None]
             cum += units[:, None]
-            below = cum <= target[:, None]
+        below = cum <= target[:, None]
         below &= inside
         count = np.count_nonzero(below, axis=1)
         lo = first + count
