@@ -188,9 +188,14 @@ class Layer:
         source unit): what per-bundle sums over a sparse mask need, in O(kept bundles)."""
         flat = np.asarray(agg).reshape(-1)
         nz = np.flatnonzero(flat)
-        v, j = np.divmod(nz, self.n_in)
-        u = j if self.groups == 1 else (v // self.group_out) * self.n_in + j
-        return v, u, flat[nz]
+        return *self.bundle_units(nz), flat[nz]
+
+    def bundle_units(self, flat: np.ndarray) -> tuple:
+        """``(v, u)`` of the bundles at flat indices ``flat`` of the ``(n_dst, n_in)`` bundle
+        matrix: destination unit and source unit (:meth:`src_index` there), in ``flat``'s
+        integer type."""
+        v, j = np.divmod(flat, flat.dtype.type(self.n_in))
+        return v, (j if self.groups == 1 else (v // self.group_out) * self.n_in + j)
 
     def gather(self, x: np.ndarray) -> np.ndarray:
         """Per-source-unit values ``x`` (length ``n_src``) laid out on the bundles.

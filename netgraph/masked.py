@@ -217,9 +217,7 @@ class MaskedGraph:
                 nz = _kept_bundle_ids(layer, idx)
             else:
                 nz = np.flatnonzero(self.aggregate("count", layer))
-            v, j = np.divmod(nz, layer.n_in)
-            u = j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j
-            return v, u, nz
+            return *layer.bundle_units(nz), nz
 
         return self.cached(("kept_bundles", layer.index), compute)
 

@@ -147,8 +147,7 @@ class LayerState:
         """Destination and source units of tracked bundles ``t``."""
         if self.ids is not None:
             return self.v[t], self.u[t]
-        v, j = np.divmod(t, self.layer.n_in)
-        return v, (j if self.layer.groups == 1 else (v // self.layer.group_out) * self.layer.n_in + j)
+        return self.layer.bundle_units(t)
 
     def factor_at(self, c: tuple, t: np.ndarray) -> np.ndarray:
         """Relative gradient factor of tracked bundles ``t`` (float64, floored)."""
@@ -342,8 +341,7 @@ class LayerState:
         ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
         self.m, self.agg, self.low = self.m[alive], self.agg[alive], None if self.low is None else self.low[alive]
         del alive
-        v, j = np.divmod(ids, ids.dtype.type(layer.n_in))
-        self.ids, self.v, self.u = ids, v, (j if layer.groups == 1 else (v // layer.group_out) * layer.n_in + j)
+        self.ids, (self.v, self.u) = ids, layer.bundle_units(ids)
 
     # -- the result ------------------------------------------------------------------
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
