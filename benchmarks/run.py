@@ -105,7 +105,7 @@ def _fmt(v) -> str:
 WHY = {
     ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 60 ns "
     "a candidate, some 55M bundle visits in 100 iterations) and the flows' float64 products over every "
-    "surviving bundle each iteration; the first run in a process is often slower (5.7 s against 4.8 s)",
+    "surviving bundle each iteration; 4.8-5.2 s between full runs, the first run in a process 5.7-6.9 s",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
     "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds about 2x: "
     "the sorted float32 |w| of the multi-element layers 0.89x, the one-element layers' float64 aggregates, numba "
