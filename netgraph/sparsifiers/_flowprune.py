@@ -108,7 +108,7 @@ class LayerState:
         self.ids = None
         self.window = min(k, 4)  # elements the walk reads per bundle at first (adapts)
         self.v = self.u = None
-        self._csr = None
+        self._csr = self._indptr = None  # (the compiled compaction counts the rows: its CSR offsets)
 
     @staticmethod
     def _sorted(W: np.ndarray, out=None, block: int = 1 << 20) -> np.ndarray:
@@ -332,7 +332,7 @@ class LayerState:
         with _COMPACTING:
             self._compact()
             if self.layer.groups == 1:  # one array: updates to the aggregate show in the flows
-                self._csr = csr_rows(self.v, self.u, self.agg, self.layer.weight.shape[:2])
+                self._csr = csr_rows(self.v, self.u, self.agg, self.layer.weight.shape[:2], self._indptr)
                 self.agg = self._csr.data
 
     def _compact(self) -> None:

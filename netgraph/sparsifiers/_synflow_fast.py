@@ -145,21 +145,19 @@ class FastLayerState(LayerState):
         self._maybe_compact()
 
     def _compact(self) -> None:
-        """The compaction of :meth:`LayerState._compact` in one kernel pass: the survivors move to
-        the front of the vectors (no index vector), which are then copied at their new size (the
-        full-size arrays are freed); the first compaction makes the ids and units, one spare."""
+        """The compaction of :meth:`LayerState._compact` in one kernel pass, straight into
+        vectors of the survivors' size (one spare element), with the CSR row offsets."""
         n = int(np.count_nonzero(self.m))
-        low = self.low if self.low is not None else _NO_LOW
         compact, ids, vv, uu, n_in, gout, grouped = self._layout()
-        if compact:
-            new = ids, vv, uu
-        else:
-            itype = np.int32 if self.n_b < 2**31 else np.int64
-            new = tuple(np.empty(n + 1, itype) for _ in range(3))
-        K.compact(self.m, self.agg, low, ids, vv, uu, compact, n_in, gout, grouped, self.m, self.agg, low, *new)
-        self.m, self.agg, self.ids, self.v, self.u = self.m[:n].copy(), self.agg[:n].copy(), *(
-            x[:n].copy() if compact else x[:n] for x in new)
-        self.low = self.low[:n].copy() if self.low is not None else None
+        itype = ids.dtype if compact else np.int32 if self.n_b < 2**31 else np.int64
+        m, agg, ids2, v, u = (np.empty(n + 1, d) for d in (self.m.dtype, self.agg.dtype, itype, itype, itype))
+        low = np.empty(n + 1, np.float32) if self.low is not None else _NO_LOW
+        indptr = np.zeros(self.layer.n_dst + 1, np.int64)
+        K.compact(self.m, self.agg, self.low if self.low is not None else _NO_LOW, ids, vv, uu, compact, n_in, gout,
+                  grouped, m, agg, low, ids2, v, u, indptr)
+        self.m, self.agg, self.ids, self.v, self.u = m[:n], agg[:n], ids2[:n], v[:n], u[:n]
+        self.low = low[:n] if self.low is not None else None
+        self._indptr = indptr
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""

@@ -311,13 +311,13 @@ def apply_single(m, agg, act, ri, keep):
 
 
 @njit(cache=True, nogil=True)
-def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg2, low2, ids2, v2, u2):
+def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg2, low2, ids2, v2, u2, indptr):
     """The surviving bundles (``m > 0``) of a layer's tracked ones, in order, into the new
     vectors: kept count, aggregate, smallest kept value (``low`` empty: ``k = 1``), bundle id
-    and units, as :meth:`._flowprune.LayerState._compact`. The loop writes every bundle at the
-    count of survivors before it and moves on past a survivor only (no branch to mispredict):
-    the output may be the input itself (the count never passes the bundle read), else it needs
-    one spare element."""
+    and units, as :meth:`._flowprune.LayerState._compact`; and the survivors' row offsets
+    (``indptr``, zeros on entry: the CSR matrix's). The loop writes every bundle at the count of
+    survivors before it and moves on past a survivor only (no branch to mispredict), so the
+    outputs need one spare element."""
     c = 0
     has_low = low.size > 0
     if compact:
@@ -325,7 +325,11 @@ def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg
             m2[c], agg2[c], ids2[c], v2[c], u2[c] = m[t], agg[t], ids[t], vv[t], uu[t]
             if has_low:
                 low2[c] = low[t]
-            c += m[t] > 0
+            alive = m[t] > 0
+            indptr[vv[t] + 1] += alive
+            c += alive
+        for v in range(indptr.size - 1):
+            indptr[v + 1] += indptr[v]
         return c
     for v in range(m.size // n_in):  # rows, then sources: no division per bundle
         off = (v // group_out) * n_in if grouped else 0
@@ -335,6 +339,7 @@ def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg
             if has_low:
                 low2[c] = low[t]
             c += m[t] > 0
+        indptr[v + 1] = c
     return c
 
 
