@@ -126,6 +126,19 @@ def _prefix_plain(S, row, p0, c, lo, hi):
 
 
 @njit(cache=True, nogil=True)
+def _one_below(S, row, p0, c, lo, hi):
+    """SynFlow's walk (scores ``x c``, ``lo <= hi``): whether the bundle's second kept value (if
+    any) scores neither up to ``hi`` nor below ``lo``, so that only the first may be pruned or
+    a record (then the walk needs no loop)."""
+    if not lo <= hi:
+        return False
+    if p0 + 1 >= S.shape[0]:
+        return True
+    x1 = np.float64(S[p0 + 1, row]) * c
+    return not x1 <= hi and not x1 < lo
+
+
+@njit(cache=True, nogil=True)
 def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                 lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs, nr, state):
     """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
@@ -152,6 +165,16 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
             row = ids[t] if compact else t
             p0 = k - mt
             # scores ascend: a prefix below lo (pruned; NaN too when exact), then up to hi
+            if plain and _one_below(S, row, p0, c, lo, hi):  # most candidates: no branch on a score
+                x0 = np.float64(low[t])  # S[p0, row]
+                nl, nh = np.int64(x0 * c < lo), np.int64(x0 * c <= hi)
+                act[na], n_hi[na], sum_lo[na] = t, nh, x0 if nl else 0.0  # (0.0 + x0 is x0)
+                stop_val[na] = (S[p0 + 1, row] if p0 + 1 < k else np.float32(np.nan)) if nh else low[t]
+                ri[nr], rp[nr], rv[nr], rs[nr] = na, p0, low[t], x0 * c  # kept when it is a record
+                nr += nh - nl
+                na += 1
+                tot += nh
+                continue
             if plain:
                 ends, acc = _prefix_plain(S, row, p0, c, lo, hi)
                 nl, p = ends[0] - p0, ends[1]
