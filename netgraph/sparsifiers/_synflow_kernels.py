@@ -249,15 +249,12 @@ def _single_part(t0, n, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, f
                 s = (a if power == 2 else a * a) * (2.0 * c)
             else:
                 s = (a if power == 1 else np.sqrt(a)) * c
-            if s > hi:
-                continue
             if na == act.size or nr == ri.size:
                 return t, na, nr
-            act[na] = t
-            if s >= lo:
-                ri[nr], rs[nr] = na, s
-                nr += 1
-            na += 1
+            act[na], ri[nr], rs[nr] = t, na, s  # kept when a candidate, and a record (no branch on s)
+            cand = not s > hi  # (NaN: a candidate, not a record, as the numpy walk)
+            nr += cand & (s >= lo)
+            na += cand
         t0 = t1
     return n, na, nr
 
