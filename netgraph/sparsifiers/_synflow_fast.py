@@ -22,6 +22,7 @@ from ._flowprune import LayerState, _rhs
 _NONE = np.zeros(0, np.int32)
 _NO_ROWS = np.zeros((1, 0), np.float32)
 _NO_LOW = np.zeros(0, np.float32)
+_NO_PTR = np.zeros(1, np.int64)
 #: Bundles per task of a layer's walk: the largest layers use every worker of the pool.
 PART = 1 << 19
 
@@ -54,13 +55,14 @@ class FastLayerState(LayerState):
         all_alive = not hi < np.inf
         rhs = _rhs(hi, bs) if not all_alive else bs
         compact, ids, vv, uu, n_in, gout, grouped = self._layout()
+        rows = self._indptr if compact else _NO_PTR  # the walks read the survivors' rows as runs
         lo, hi = float(lo), float(hi)
         if self.S is None:
             mode = (K.LOW_2X if p == 2 else K.LOW_2XX) if wgrad else (K.LOW_X if p == 1 else K.LOW_SQRT)
-            return (self.agg, self.m, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode, lo, hi,
+            return (self.agg, self.m, rows, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode, lo, hi,
                     wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
-        return (self.S.T, self.m, self.low, ids, vv, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
+        return (self.S.T, self.m, self.low, ids, rows, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
                 lo, hi, wgrad, p)
 
     def _walk_range(self, args: tuple, a: int, b: int, exact: bool = False) -> tuple:

@@ -15,7 +15,8 @@ prefetcher follows (twice as fast as bundle-major rows on vgg16's first linear l
 
 Layouts: a layer's tracked bundles are either all of them (``compact=False``: bundle ``t``
 is ``(v, j) = divmod(t, n_in)``, source ``u = j`` or ``(v // group_out) n_in + j`` when
-``grouped``) or the survivors (``compact=True``: units ``vv[t]``, ``uu[t]``).
+``grouped``) or the survivors (``compact=True``: units ``vv[t]``, ``uu[t]``; in id order, so
+the rows are runs: row ``v`` holds ``indptr[v]`` to ``indptr[v + 1]``, which the walks use).
 """
 
 from __future__ import annotations
@@ -67,11 +68,24 @@ BLOCK = 2048  # bundles whose margin test runs in one branch-free (vectorised) l
 
 
 @njit(cache=True, nogil=True)
-def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx):
+def _block_row(t0, n, v, indptr, compact, n_in, group_out, grouped):
+    """The row of tracked bundle ``t0`` (compacted: from row ``v`` on, the rows' runs in
+    ``indptr``), the sources' offset in the full layout (``u = t + off``) and the end of the
+    walk's range inside that row (compacted) or the range's end."""
+    if compact:
+        while indptr[v + 1] <= t0:
+            v += 1
+        return v, 0, min(n, indptr[v + 1])
+    v = t0 // n_in
+    return v, ((v // group_out) * n_in - v * n_in if grouped else -v * n_in), n
+
+
+@njit(cache=True, nogil=True)
+def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, uu, n_in, group_out, grouped, all_alive, idx):
     """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
     (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
-    A block ends at ``n`` and, in the full layout, in one destination row (``rhs`` and the
-    sources' offset fixed)."""
+    A block ends at ``n`` and in one destination row (``rhs`` fixed; in the full layout the
+    sources' offset too): compacted, the caller ends ``n`` with row ``vc``, the block's."""
     if compact:
         t1 = min(n, t0 + BLOCK)
         for t in range(t0, t1):  # branch-free: the index is written, the count moves on a hit
@@ -89,10 +103,11 @@ def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, group
             c += m[t] > 0
         return c, t1
     if compact:
+        r = rhs[vc]
         for i in range(t1 - t0):
             t = idx[i]
             idx[c] = t
-            c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[uu[t]] <= rhs[vv[t]])
+            c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[uu[t]] <= r)
         return c, t1
     v = t0 // n_in
     off = (v // group_out) * n_in - v * n_in if grouped else -v * n_in  # u = t + off
@@ -139,7 +154,7 @@ def _one_below(S, row, p0, c, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+def _multi_part(t0, n, S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                 lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs, nr, state):
     """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
     ``na`` and ``nr``) until they are full; returns the next bundle and the new counts (the
@@ -148,17 +163,17 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
     idx = np.empty(BLOCK, np.int64)
     tot = 0
     plain = not exact and not wgrad and power == 1  # SynFlow: the walk without flags
+    vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
-        vb = t0 // n_in  # the full layout: the block's row, and u = t + off
-        off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
-        nc, t1 = _hits(t0, n, low, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
+        nc, t1 = _hits(t0, te, low, m, lowmode, fs, rhs, compact, vb, uu, n_in, group_out, grouped, all_alive, idx)
         for i in range(nc):
             t = idx[i]
             mt = np.int64(m[t])
             if na == act.size or nr + mt > ri.size:
                 state[0] += tot
                 return t, na, nr
-            v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
+            v, u = (vb, np.int64(uu[t])) if compact else (vb, t + off)
             c = _factor(bs[v], fs[u])
             if not np.isfinite(c):
                 state[1] = 1
@@ -209,7 +224,7 @@ def _multi_part(t0, n, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped
 
 
 @njit(cache=True, nogil=True)
-def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+def walk_multi(S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                lo, hi, wgrad, power, exact, t_begin, t_end, act, n_hi, sum_lo, stop_val, ri, rp, rv, rs):
     """``k > 1``, bundles ``t_begin`` to ``t_end``: candidates (margin test ``low f[u] <= rhs[v]``,
     or every live bundle when ``all_alive``) and their walks, written into the buffers given
@@ -221,7 +236,7 @@ def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs
     state = np.zeros(2, np.int64)  # sum of n_hi, a factor not finite
     t, na, nr = t_begin, 0, 0
     while t < t_end:
-        t, na, nr = _multi_part(t, t_end, S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs,
+        t, na, nr = _multi_part(t, t_end, S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs,
                                 all_alive, lowmode, lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri,
                                 rp, rv, rs, nr, state)
         if na == act.size:
@@ -232,17 +247,17 @@ def walk_multi(S, m, low, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs
 
 
 @njit(cache=True, nogil=True)
-def _single_part(t0, n, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+def _single_part(t0, n, agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
                  wgrad, power, act, na, ri, rs, nr):
     """Bundles ``t0, ...`` of :func:`walk_single` into the buffers until they are full."""
     idx = np.empty(BLOCK, np.int64)
+    vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
-        vb = t0 // n_in
-        off = (vb // group_out) * n_in - vb * n_in if grouped else -vb * n_in
-        nc, t1 = _hits(t0, n, agg, m, lowmode, fs, rhs, compact, vv, uu, n_in, group_out, grouped, all_alive, idx)
+        vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
+        nc, t1 = _hits(t0, te, agg, m, lowmode, fs, rhs, compact, vb, uu, n_in, group_out, grouped, all_alive, idx)
         for i in range(nc):
             t = idx[i]
-            v, u = (np.int64(vv[t]), np.int64(uu[t])) if compact else (vb, t + off)
+            v, u = (vb, np.int64(uu[t])) if compact else (vb, t + off)
             a = agg[t]
             c = _factor(bs[v], fs[u])
             if wgrad:
@@ -260,7 +275,7 @@ def _single_part(t0, n, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, f
 
 
 @njit(cache=True, nogil=True)
-def walk_single(agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+def walk_single(agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
                 wgrad, power, t_begin, t_end, act, ri, rs):
     """``k = 1``, bundles ``t_begin`` to ``t_end``: the live bundles passing the margin test
     whose exact score is not above ``hi`` (``act``), and the records ``ri`` (index into ``act``)
@@ -268,7 +283,7 @@ def walk_single(agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, 
     (``|w|`` or ``w^2``). Buffers as :func:`walk_multi`; returns them and the two counts."""
     t, na, nr = t_begin, 0, 0
     while t < t_end:
-        t, na, nr = _single_part(t, t_end, agg, m, vv, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
+        t, na, nr = _single_part(t, t_end, agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
                                  lowmode, lo, hi, wgrad, power, act, na, ri, rs, nr)
         if na == act.size:
             act = _grow(act, na)
