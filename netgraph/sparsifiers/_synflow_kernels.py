@@ -140,6 +140,32 @@ def _prefix_plain(S, row, p0, c, lo, hi):
     return (p, q), acc
 
 
+#: Kept values of a bundle SynFlow's walk reads at once, without a branch on their scores.
+WINDOW = 4
+
+
+@njit(cache=True, nogil=True)
+def _window(S, row, p0, first, c, lo, hi, na, ri, rp, rv, rs, nr):
+    """SynFlow's walk (scores ``x c``, ``lo <= hi``) over the bundle's first :data:`WINDOW`
+    kept values (``first = S[p0, row]``), without branches: the counts below ``lo`` and up to
+    ``hi`` in the window, the pruned values' sum (ascending, from 0), and the window's records
+    written from ``nr`` on (the caller keeps ``nh - nl`` of them; room for ``WINDOW`` needed)."""
+    nl = 0
+    nh = 0
+    acc = 0.0
+    for j in range(WINDOW):
+        x32 = first if j == 0 else S[p0 + j, row]
+        x = np.float64(x32)
+        sc = x * c
+        below, upto = sc < lo, sc <= hi
+        acc = acc + x if below else acc
+        nl += below
+        nh += upto
+        ri[nr], rp[nr], rv[nr], rs[nr] = na, p0 + j, x32, sc
+        nr += upto & (not below)
+    return nl, nh, acc
+
+
 @njit(cache=True, nogil=True)
 def _one_below(S, row, p0, c, lo, hi):
     """SynFlow's walk (scores ``x c``, ``lo <= hi``): whether the bundle's second kept value (if
@@ -180,7 +206,16 @@ def _multi_part(t0, n, S, m, low, ids, indptr, uu, compact, n_in, group_out, gro
             row = ids[t] if compact else t
             p0 = k - mt
             # scores ascend: a prefix below lo (pruned; NaN too when exact), then up to hi
-            if plain and _one_below(S, row, p0, c, lo, hi):  # most candidates: no branch on a score
+            if plain and lo <= hi and mt >= WINDOW:  # most candidates: no branch on a score
+                nl, nh, acc = _window(S, row, p0, low[t], c, lo, hi, na, ri, rp, rv, rs, nr)
+                if nh < WINDOW:  # the walk ended inside the window
+                    act[na], n_hi[na], sum_lo[na] = t, nh, acc
+                    stop_val[na] = (S[p0 + nh, row] if p0 + nh < k else np.float32(np.nan)) if nh else low[t]
+                    nr += nh - nl
+                    na += 1
+                    tot += nh
+                    continue
+            if plain and _one_below(S, row, p0, c, lo, hi):  # (fewer than WINDOW kept)
                 x0 = np.float64(low[t])  # S[p0, row]
                 nl, nh = np.int64(x0 * c < lo), np.int64(x0 * c <= hi)
                 act[na], n_hi[na], sum_lo[na] = t, nh, x0 if nl else 0.0  # (0.0 + x0 is x0)
