@@ -85,35 +85,24 @@ def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, uu, n_in, group_out, group
     """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
     (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
     A block ends at ``n`` and in one destination row (``rhs`` fixed; in the full layout the
-    sources' offset too): compacted, the caller ends ``n`` with row ``vc``, the block's."""
-    if compact:
-        t1 = min(n, t0 + BLOCK)
-        for t in range(t0, t1):  # branch-free: the index is written, the count moves on a hit
-            idx[t - t0] = t
-    else:
-        v = t0 // n_in
-        t1 = min(n, t0 + BLOCK, (v + 1) * n_in)
-        for t in range(t0, t1):
-            idx[t - t0] = t
+    sources' offset too): compacted, the caller ends ``n`` with row ``vc``, the block's.
+    Branch-free: every bundle is written at the count, which moves on a hit."""
+    v = vc if compact else t0 // n_in
+    t1 = min(n, t0 + BLOCK) if compact else min(n, t0 + BLOCK, (v + 1) * n_in)
     c = 0
     if all_alive:
-        for i in range(t1 - t0):
-            t = idx[i]
+        for t in range(t0, t1):
             idx[c] = t
             c += m[t] > 0
         return c, t1
+    r = rhs[v]
     if compact:
-        r = rhs[vc]
-        for i in range(t1 - t0):
-            t = idx[i]
+        for t in range(t0, t1):
             idx[c] = t
             c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[uu[t]] <= r)
         return c, t1
-    v = t0 // n_in
     off = (v // group_out) * n_in - v * n_in if grouped else -v * n_in  # u = t + off
-    r = rhs[v]
-    for i in range(t1 - t0):
-        t = idx[i]
+    for t in range(t0, t1):
         idx[c] = t
         c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[t + off] <= r)
     return c, t1
