@@ -147,18 +147,22 @@ class FastLayerState(LayerState):
         self._maybe_compact()
 
     def _compact(self) -> None:
-        """The compaction of :meth:`LayerState._compact` in one kernel pass, straight into
-        vectors of the survivors' size (one spare element), with the CSR row offsets."""
+        """The compaction of :meth:`LayerState._compact` in one kernel pass, in place (the survivors
+        move to the front of the vectors, which are then seen at their new size: no fresh pages
+        to fault in, no copy; the memory is the first size's, as at the start), with the CSR row
+        offsets; the first compaction makes the ids and units (one spare element)."""
         n = int(np.count_nonzero(self.m))
         compact, ids, vv, uu, n_in, gout, grouped = self._layout()
-        itype = ids.dtype if compact else np.int32 if self.n_b < 2**31 else np.int64
-        m, agg, ids2, v, u = (np.empty(n + 1, d) for d in (self.m.dtype, self.agg.dtype, itype, itype, itype))
-        low = np.empty(n + 1, np.float32) if self.low is not None else _NO_LOW
+        if compact:
+            new = ids, vv, uu
+        else:
+            itype = np.int32 if self.n_b < 2**31 else np.int64
+            new = tuple(np.empty(n + 1, itype) for _ in range(3))
+        low = self.low if self.low is not None else _NO_LOW
         indptr = np.zeros(self.layer.n_dst + 1, np.int64)
-        K.compact(self.m, self.agg, self.low if self.low is not None else _NO_LOW, ids, vv, uu, compact, n_in, gout,
-                  grouped, m, agg, low, ids2, v, u, indptr)
-        self.m, self.agg, self.ids, self.v, self.u = m[:n], agg[:n], ids2[:n], v[:n], u[:n]
-        self.low = low[:n] if self.low is not None else None
+        K.compact(self.m, self.agg, low, ids, vv, uu, compact, n_in, gout, grouped, self.m, self.agg, low, *new, indptr)
+        self.m, self.agg, self.ids, self.v, self.u = self.m[:n], self.agg[:n], *(x[:n] for x in new)
+        self.low = self.low[:n] if self.low is not None else None
         self._indptr = indptr
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:

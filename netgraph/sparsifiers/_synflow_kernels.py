@@ -375,8 +375,9 @@ def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg
     vectors: kept count, aggregate, smallest kept value (``low`` empty: ``k = 1``), bundle id
     and units, as :meth:`._flowprune.LayerState._compact`; and the survivors' row offsets
     (``indptr``, zeros on entry: the CSR matrix's). The loop writes every bundle at the count of
-    survivors before it and moves on past a survivor only (no branch to mispredict), so the
-    outputs need one spare element."""
+    survivors before it and moves on past a survivor only (no branch to mispredict): an output
+    may be the input itself (the count never passes the bundle read), else it needs one spare
+    element."""
     c = 0
     has_low = low.size > 0
     if compact:
