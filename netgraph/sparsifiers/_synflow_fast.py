@@ -1,5 +1,6 @@
 """The compiled engine of iterative SynFlow: :class:`._flowprune.LayerState` with its walk,
-update and sample done by the numba kernels of :mod:`._synflow_kernels`.
+update and sample done by the numba kernels of :mod:`._synflow_kernels` and
+:mod:`._synflow_updates`.
 
 The numpy methods of :class:`~._flowprune.LayerState` stay as the reference: the same state,
 the same records, the same masks bit for bit (``tests/netgraph/test_synflow_kernels.py``).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _synflow_kernels as K
+from . import _synflow_updates as U
 from ._flowprune import LayerState, _rhs
 
 _NONE = np.zeros(0, np.int32)
@@ -137,10 +139,10 @@ class FastLayerState(LayerState):
             return
         keep = np.ascontiguousarray(keep, np.bool_)
         if self.S is None:
-            dead = K.apply_single(self.m, self.agg, act, w["ri"], keep)
+            dead = U.apply_single(self.m, self.agg, act, w["ri"], keep)
             pruned = dead
         else:
-            pruned, dead = K.apply_multi(self.m, self.low, self.agg, act, w["n_hi"], w["sum_lo"], w["stop_val"],
+            pruned, dead = U.apply_multi(self.m, self.low, self.agg, act, w["n_hi"], w["sum_lo"], w["stop_val"],
                                          w["ri"], w["rp"], w["rv"], keep, self.k, self.power)
         self.kept -= int(pruned)
         self.alive -= int(dead)
@@ -160,7 +162,7 @@ class FastLayerState(LayerState):
             new = tuple(np.empty(n + 1, itype) for _ in range(3))
         low = self.low if self.low is not None else _NO_LOW
         indptr = np.zeros(self.layer.n_dst + 1, np.int64)
-        K.compact(self.m, self.agg, low, ids, vv, uu, compact, n_in, gout, grouped, self.m, self.agg, low, *new, indptr)
+        U.compact(self.m, self.agg, low, ids, vv, uu, compact, n_in, gout, grouped, self.m, self.agg, low, *new, indptr)
         self.m, self.agg, self.ids, self.v, self.u = self.m[:n], self.agg[:n], *(x[:n] for x in new)
         self.low = self.low[:n] if self.low is not None else None
         self._indptr = indptr
@@ -172,7 +174,7 @@ class FastLayerState(LayerState):
         m = np.zeros(self.n_b, dtype=self.m.dtype)
         m[slice(None) if self.ids is None else self.ids] = self.m
         out = np.empty((self.n_b, self.k), dtype=bool)
-        K.final_multi(self.S.T, self.layer.weight.reshape(self.n_b, self.k), m, out)
+        U.final_multi(self.S.T, self.layer.weight.reshape(self.n_b, self.k), m, out)
         return out.reshape(self.layer.weight.shape)
 
     def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:

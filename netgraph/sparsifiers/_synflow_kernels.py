@@ -1,8 +1,10 @@
-"""Compiled per-layer kernels of iterative SynFlow (:mod:`._synflow_fast`): numba, one pass each.
+"""Compiled per-layer walks of iterative SynFlow (:mod:`._synflow_fast`): numba, one pass each
+(the updates that follow are in :mod:`._synflow_updates`).
 
 Each kernel does, bundle by bundle in one loop, what :class:`._flowprune.LayerState` does with
 a dozen whole-array numpy operations: the margin test of the candidates, the walk of a
-candidate's sorted ``|w|`` (:func:`._flowwalk.scan_bundles`) and the update of the kept counts.
+candidate's sorted ``|w|`` (:func:`._flowwalk.scan_bundles`; its first :data:`WINDOW` values
+without a branch on their scores, as most walks end there) and the bracket's sample.
 The arithmetic is the same, operation for operation, in the same order (float32 ``|w|`` cast
 to float64, ``c = max(b[v] f[u], floor)``, the pruned values summed in ascending order from
 0), so the results are those of the numpy engine bit for bit; ``tests/netgraph/
@@ -314,115 +316,6 @@ def walk_single(agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, r
         if nr == ri.size:
             ri, rs = _grow(ri, nr), _grow(rs, nr)
     return act, ri, rs, na, nr
-
-
-@njit(cache=True, nogil=True)
-def apply_multi(m, low, agg, act, n_hi, sum_lo, stop_val, ri, rp, rv, keep, k, power):
-    """``k > 1``: new kept counts, aggregates and smallest kept values of the candidates, as
-    :meth:`._flowprune.LayerState.apply`; returns ``(elements pruned, bundles emptied)``."""
-    na = act.size
-    first, dec, low_new = n_hi, sum_lo, stop_val  # the walk's buffers, updated in place
-    for i in range(na):
-        first[i] = k - np.int64(m[act[i]]) + n_hi[i]
-    nr = ri.size
-    for r in range(nr):  # records ascend inside a bundle: the first kept one is the new first
-        i = ri[r]
-        if keep[r]:
-            if r == 0 or not keep[r - 1] or ri[r - 1] != i:
-                first[i] = rp[r]
-                low_new[i] = rv[r]
-        else:
-            x = np.float64(rv[r])
-            dec[i] += x if power == 1 else x * x
-    pruned = 0
-    dead = 0
-    for i in range(na):
-        t = act[i]
-        p0 = k - np.int64(m[t])
-        mn = k - first[i]
-        if first[i] > p0:
-            agg[t] -= dec[i]
-        if mn == 0:
-            agg[t] = 0.0
-            low[t] = np.nan
-            dead += 1
-        else:
-            low[t] = low_new[i]
-        pruned += first[i] - p0
-        m[t] = mn
-    return pruned, dead
-
-
-@njit(cache=True, nogil=True)
-def apply_single(m, agg, act, ri, keep):
-    """``k = 1``: every candidate dies but the kept records; returns the bundles emptied. The
-    kept ones are marked in ``act`` itself (``~t``, negative), the walk's buffer."""
-    for r in range(ri.size):
-        if keep[r]:
-            act[ri[r]] = ~act[ri[r]]
-    dead = 0
-    for i in range(act.size):
-        if act[i] >= 0:
-            agg[act[i]] = 0.0
-            m[act[i]] = 0
-            dead += 1
-    return dead
-
-
-@njit(cache=True, nogil=True)
-def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg2, low2, ids2, v2, u2, indptr):
-    """The surviving bundles (``m > 0``) of a layer's tracked ones, in order, into the new
-    vectors: kept count, aggregate, smallest kept value (``low`` empty: ``k = 1``), bundle id
-    and units, as :meth:`._flowprune.LayerState._compact`; and the survivors' row offsets
-    (``indptr``, zeros on entry: the CSR matrix's). The loop writes every bundle at the count of
-    survivors before it and moves on past a survivor only (no branch to mispredict): an output
-    may be the input itself (the count never passes the bundle read), else it needs one spare
-    element."""
-    c = 0
-    has_low = low.size > 0
-    if compact:
-        for t in range(m.size):
-            m2[c], agg2[c], ids2[c], v2[c], u2[c] = m[t], agg[t], ids[t], vv[t], uu[t]
-            if has_low:
-                low2[c] = low[t]
-            alive = m[t] > 0
-            indptr[vv[t] + 1] += alive
-            c += alive
-        for v in range(indptr.size - 1):
-            indptr[v + 1] += indptr[v]
-        return c
-    for v in range(m.size // n_in):  # rows, then sources: no division per bundle
-        off = (v // group_out) * n_in if grouped else 0
-        for j in range(n_in):
-            t = v * n_in + j
-            m2[c], agg2[c], ids2[c], v2[c], u2[c] = m[t], agg[t], t, v, off + j
-            if has_low:
-                low2[c] = low[t]
-            c += m[t] > 0
-        indptr[v + 1] = c
-    return c
-
-
-@njit(cache=True, nogil=True)
-def final_multi(S, W, m, out):
-    """``k > 1``: ``out[b]`` flags bundle ``b``'s ``m[b]`` largest ``|w|`` (``W`` its weights,
-    ``S`` the sorted ``|w|`` position-major), ties at the cut in parameter order, as
-    :meth:`._flowprune.LayerState.final_mask`."""
-    k = S.shape[0]
-    for b in range(W.shape[0]):
-        mb = np.int64(m[b])
-        if mb == 0:
-            out[b, :] = False
-            continue
-        cut = S[k - mb, b]
-        quota = mb
-        for j in range(k):
-            quota -= abs(W[b, j]) > cut
-        for j in range(k):
-            a = abs(W[b, j])
-            tie = (a == cut) & (quota > 0)
-            out[b, j] = (a > cut) | tie
-            quota -= tie
 
 
 @njit(cache=True, nogil=True)

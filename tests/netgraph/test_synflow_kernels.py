@@ -154,7 +154,7 @@ def test_without_numba_the_numpy_engine_runs_with_a_warning(monkeypatch):
     g = _graph("conv")
     want = netgraph.sparsify(g, "synflow", 0.05, iterations=8)
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
-    for mod in ("_synflow_fast", "_synflow_kernels"):  # as if never imported
+    for mod in ("_synflow_fast", "_synflow_kernels", "_synflow_updates"):  # as if never imported
         monkeypatch.delitem(sys.modules, f"netgraph.sparsifiers.{mod}", raising=False)
         monkeypatch.delattr(netgraph.sparsifiers, mod, raising=False)
     with pytest.warns(RuntimeWarning, match="numpy engine"):
