@@ -61,6 +61,21 @@ SAMPLE_SIZE = 1 << 15
 _COMPACTING = threading.Lock()
 
 
+def map_sized(pool, fn, items, sizes) -> list:
+    """``[fn(x) for x in items]`` in ``pool`` (an executor; else plain ``pool.map``), the items in
+    contiguous groups of about equal total ``sizes``, four per worker: a task costs some 10 us to
+    dispatch, and a net of 60 layers maps four times an iteration. Same results, same order."""
+    items = list(items)
+    if not hasattr(pool, "submit") or len(items) < 3:
+        return list(pool.map(fn, items))
+    cum = np.cumsum(np.asarray(sizes, dtype=np.float64) + 1.0)  # (+1: an empty item still costs a call)
+    n = 4 * getattr(pool, "_max_workers", 2)
+    cuts = np.unique(np.concatenate(([0], np.searchsorted(cum, cum[-1] * np.arange(1, n) / n) + 1, [len(items)])))
+    cuts = cuts[cuts <= len(items)]
+    tasks = [pool.submit(lambda a, b: [fn(x) for x in items[a:b]], int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    return [r for t in tasks for r in t.result()]
+
+
 def _rhs(hi: float, bs: np.ndarray) -> np.ndarray:
     """Per destination unit, the bound ``hi / b`` of the margin test ``low f <= hi / b`` (relative
     margin 1e-9). ``b = 0``: the bundles' scores are floored to ``|w| * floor``, which may be
@@ -263,7 +278,7 @@ class LayerState:
     @staticmethod
     def walk_all(states, cs, lo, hi, form, pool) -> list:
         """Every layer's :meth:`walk`, layers in the pool (a subclass may split a layer)."""
-        return list(pool.map(lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs)))
+        return map_sized(pool, lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs), [s.m.size for s in states])
 
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
         """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc).
@@ -374,7 +389,8 @@ def _bracket(states, cs, keep_count: int, form: str, pool):
     samples taken in ``pool``)."""
     valid = sum(s.kept for s in states)
     stride = max(1, valid // SAMPLE_SIZE)
-    sample = np.concatenate(list(pool.map(lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs))))
+    sizes = [s.m.size // stride for s in states]
+    sample = np.concatenate(map_sized(pool, lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs), sizes))
     n = sample.size
     if n == 0:
         return -np.inf, np.inf
@@ -413,4 +429,4 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
             t = t[np.lexsort((s.bundle_ids(w["act"][w["ri"][t]]), rank))][:need]
             kp[t] = True
             need -= t.size
-    list(pool.map(lambda a: a[0].apply(a[1], a[2]), zip(states, walks, keeps)))
+    map_sized(pool, lambda a: a[0].apply(a[1], a[2]), zip(states, walks, keeps), [w["act"].size for w in walks])

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _synflow_kernels as K
 from . import _synflow_updates as U
-from ._flowprune import LayerState, _rhs
+from ._flowprune import LayerState, _rhs, map_sized
 
 _NONE = np.zeros(0, np.int32)
 _NO_ROWS = np.zeros((1, 0), np.float32)
@@ -129,7 +129,7 @@ class FastLayerState(LayerState):
         """Every layer's walk; a layer of more than :data:`PART` bundles in ranges, all in the pool."""
         args = [s._walk_args(c, lo, hi, form) for s, c in zip(states, cs)]
         jobs = [(s, a, r) for s, a in zip(states, args) for r in s._ranges()]
-        outs = iter(list(pool.map(lambda j: j[0]._walk_range(j[1], *j[2]), jobs)))
+        outs = iter(map_sized(pool, lambda j: j[0]._walk_range(j[1], *j[2]), jobs, [b - a for _, _, (a, b) in jobs]))
         return [s._join(a, [next(outs) for _ in s._ranges()]) for s, a in zip(states, args)]
 
     def apply(self, w: dict, keep: np.ndarray) -> None:

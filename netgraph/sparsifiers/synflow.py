@@ -27,7 +27,7 @@ from .._validate import check_choice
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
 from ..reach import shortest_path_weights
-from ._flowprune import prune_step
+from ._flowprune import map_sized, prune_step
 from .base import Context, method
 
 LEVELS = ("unit", "pixel")
@@ -120,7 +120,8 @@ def _iterate(ctx: Context, power: int, form: str, iterations: int, fractions, po
     """The unit-level iterations of :func:`iterative_flow_pruning`; per-layer masks."""
     graph, N = ctx.graph, ctx.graph.num_weights
     state = layer_state()
-    states = list(pool.map(lambda layer: state(layer, power), graph.layers))
+    sizes = [layer.weight.size for layer in graph.layers]
+    states = map_sized(pool, lambda layer: state(layer, power), graph.layers, sizes)
     from tqdm.auto import tqdm
 
     steps = tqdm(range(1, iterations + 1), desc=f"synflow{'-l2' if power == 2 else ''}",
@@ -135,9 +136,9 @@ def _iterate(ctx: Context, power: int, form: str, iterations: int, fractions, po
         if not math.isfinite(flows.log_R):
             raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero, or weights "
                                     "near 1e30 or more, whose relative factors fall under the engine's floor 1e-35)")
-        cs = list(pool.map(lambda s: s.factor(flows), states))
+        cs = map_sized(pool, lambda s: s.factor(flows), states, [0] * len(states))
         prune_step(states, cs, keep_count, form, pool)
-    return list(pool.map(lambda s: s.final_mask(), states))
+    return map_sized(pool, lambda s: s.final_mask(), states, sizes)
 
 
 @method(
