@@ -67,13 +67,14 @@ def _scale(s, p):
 
 def _combine(terms):
     """Sum scaled vectors ``y * exp(c)``; return ``(vec, log_scale)`` with max(vec) = 1."""
-    live = [(y, c) for y, c in terms if y.size and y.max() > 0]
+    tops = [(y, c, y.max()) for y, c in terms if y.size]
+    live = [(y, c, t) for y, c, t in tops if t > 0]
     if not live:
         n = terms[0][0].shape[0] if terms else 0
         return np.zeros(n), 0.0
-    top = max(c + math.log(y.max()) for y, c in live)
-    f = np.zeros_like(live[0][0])
-    for y, c in live:
+    top = max(c + math.log(t) for _, c, t in live)
+    f = live[0][0] * math.exp(live[0][1] - top)  # (0.0 + x is x: the sum from zeros, one pass less)
+    for y, c, _ in live[1:]:
         f += y * math.exp(c - top)
     m = f.max()
     return f / m, top + math.log(m)
