@@ -50,6 +50,7 @@ import numpy as np
 
 from ..masked import csr_rows
 from ._flowwalk import power_of, ranges, scan_bundles, score as _score
+from ._workers import map_sized
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
@@ -59,21 +60,6 @@ COMPACT_BELOW = 0.5
 SAMPLE_SIZE = 1 << 15
 #: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory.
 _COMPACTING = threading.Lock()
-
-
-def map_sized(pool, fn, items, sizes) -> list:
-    """``[fn(x) for x in items]`` in ``pool`` (an executor; else plain ``pool.map``), the items in
-    contiguous groups of about equal total ``sizes``, four per worker: a task costs some 10 us to
-    dispatch, and a net of 60 layers maps four times an iteration. Same results, same order."""
-    items = list(items)
-    if not hasattr(pool, "submit") or len(items) < 3:
-        return list(pool.map(fn, items))
-    cum = np.cumsum(np.asarray(sizes, dtype=np.float64) + 1.0)  # (+1: an empty item still costs a call)
-    n = 4 * getattr(pool, "_max_workers", 2)
-    cuts = np.unique(np.concatenate(([0], np.searchsorted(cum, cum[-1] * np.arange(1, n) / n) + 1, [len(items)])))
-    cuts = cuts[cuts <= len(items)]
-    tasks = [pool.submit(lambda a, b: [fn(x) for x in items[a:b]], int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
-    return [r for t in tasks for r in t.result()]
 
 
 def _rhs(hi: float, bs: np.ndarray) -> np.ndarray:

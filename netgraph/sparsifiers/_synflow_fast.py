@@ -19,7 +19,8 @@ import numpy as np
 
 from . import _synflow_kernels as K
 from . import _synflow_updates as U
-from ._flowprune import LayerState, _rhs, map_sized
+from ._flowprune import LayerState, _rhs
+from ._workers import map_sized
 
 _NONE = np.zeros(0, np.int32)
 _NO_ROWS = np.zeros((1, 0), np.float32)

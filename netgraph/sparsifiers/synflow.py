@@ -19,38 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 from .._validate import check_choice
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
 from ..reach import shortest_path_weights
-from ._flowprune import map_sized, prune_step
+from ._flowprune import prune_step
+from ._workers import map_sized, pool as _pool
 from .base import Context, method
 
 LEVELS = ("unit", "pixel")
-
-
-class _Serial:
-    """Executor stand-in for small graphs, where threads cost more than they save.
-
-    Large graphs use one thread per core, or ``NETGRAPH_NUM_THREADS`` threads when that
-    environment variable is set (sweep workers set it to 1).
-    """
-
-    map = staticmethod(map)
-
-    def shutdown(self):
-        pass
-
-
-def _pool(num_weights: int):
-    workers = min(4, int(os.environ.get("NETGRAPH_NUM_THREADS", 0)) or os.cpu_count() or 1)
-    if num_weights < 2_000_000 or workers < 2:
-        return _Serial()
-    return ThreadPoolExecutor(max_workers=workers)
 
 
 def layer_state() -> type:

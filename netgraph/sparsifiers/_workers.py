@@ -1,0 +1,46 @@
+"""The workers of unit-level SynFlow's engine (:mod:`.synflow`, :mod:`._flowprune`): a thread
+pool for large graphs (the compiled kernels release the GIL), and :func:`map_sized`, which maps
+over the layers in a few tasks of about equal work."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+
+class Serial:
+    """Executor stand-in for small graphs, where threads cost more than they save.
+
+    Large graphs use one thread per core, or ``NETGRAPH_NUM_THREADS`` threads when that
+    environment variable is set (sweep workers set it to 1).
+    """
+
+    map = staticmethod(map)
+
+    def shutdown(self):
+        pass
+
+
+def pool(num_weights: int):
+    """The engine's executor for a graph of ``num_weights``: a thread pool, or :class:`Serial`."""
+    workers = min(4, int(os.environ.get("NETGRAPH_NUM_THREADS", 0)) or os.cpu_count() or 1)
+    if num_weights < 2_000_000 or workers < 2:
+        return Serial()
+    return ThreadPoolExecutor(max_workers=workers)
+
+
+def map_sized(executor, fn, items, sizes) -> list:
+    """``[fn(x) for x in items]`` in ``executor`` (else its plain ``map``), the items in
+    contiguous groups of about equal total ``sizes``, four per worker: a task costs some 10 us to
+    dispatch, and a net of 60 layers maps four times an iteration. Same results, same order."""
+    items = list(items)
+    if not hasattr(executor, "submit") or len(items) < 3:
+        return list(executor.map(fn, items))
+    cum = np.cumsum(np.asarray(sizes, dtype=np.float64) + 1.0)  # (+1: an empty item still costs a call)
+    n = 4 * getattr(executor, "_max_workers", 2)
+    cuts = np.unique(np.concatenate(([0], np.searchsorted(cum, cum[-1] * np.arange(1, n) / n) + 1, [len(items)])))
+    cuts = cuts[cuts <= len(items)]
+    tasks = [executor.submit(lambda a, b: [fn(x) for x in items[a:b]], int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    return [r for t in tasks for r in t.result()]
