@@ -103,27 +103,29 @@ def _fmt(v) -> str:
 #: Why a target is not met yet, by (case name prefix, figure prefix): printed beside it in the
 #: report for as long as it is not.
 WHY = {
-    ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 60 ns "
-    "a candidate, some 55M bundle visits in 100 iterations) and the flows' float64 products over every "
-    "surviving bundle each iteration; 4.8-5.2 s between full runs, the first run in a process 5.7-6.9 s",
+    ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 30 ns "
+    "a candidate, some 53M candidates in 100 iterations) and the flows' float64 products over every surviving "
+    "bundle each iteration; 4.6-5.2 s between full runs, the first run in a process 5.7-6.9 s",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
     "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds about 2x: "
     "the sorted float32 |w| of the multi-element layers 0.89x, the one-element layers' float64 aggregates, numba "
     "about 0.2x; a 1-byte argsort in place of the sorted copy (0.22x) would still leave about 3.9x",
-    ("synflow vgg19 cifar", "seconds"): "about 11 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
-    "(about 5 ms on two threads), the bracket's sample and partition (2 ms), the flows (1.4 ms); plus 0.2 s "
-    "of set-up (the sorted |w|)",
+    ("synflow vgg19 cifar", "seconds"): "about 10 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
+    "(about 5 ms on two threads; a sixth of the live bundles are candidates each iteration, about 40 ns each), "
+    "the bracket's sample and partition (1 ms), the flows (1.4 ms); plus 0.15 s of set-up (the sorted |w|); "
+    "1.03-1.1 s between runs",
     ("phew vgg16 224px 1%", "seconds"): "0.58-1.1 s between runs of the same work: about 0.55 s of user CPU "
     "(the walks about 0.3 s, the sums over fc1's 100M weights), the rest the machine's noise",
     ("metrics vgg16 224px", "seconds"): "about 0.45 s of CPU (0.37 s without max flow): at the target, over it "
     "only on a loaded machine",
     ("modern vit_b_16", "synflow"): "72M one-element bundles: every tracked bundle is tested every iteration "
-    "(about 30 tests a weight over the run, at memory speed: about 2.3 s on two threads) and the flows read every "
-    "surviving bundle twice an iteration (1.4 s; float64, dense until half a layer's bundles are dead); "
-    "2 s needs an algorithm that visits fewer bundles per iteration",
+    "(about 25 tests a weight over the run, 1.5-2.2 ns each: about 1.9 s on two threads) and the flows read every "
+    "surviving bundle twice an iteration (1.4 s; float64, dense until half a layer's bundles are dead). A bound "
+    "per row (|w| in buckets, the layer's smallest live source factor) would skip at most 60% of the tests "
+    "(measured), read in another order; 2 s needs an algorithm that visits fewer bundles per iteration",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
-    "iteration (about 1 s on two threads), the flows read every surviving bundle twice an iteration (0.6 s); "
-    "2 s needs an algorithm that visits fewer bundles per iteration",
+    "iteration (about 0.6 s on two threads), the flows read every surviving bundle twice an iteration (0.5-0.7 s); "
+    "1.8-2.5 s between runs of the same work",
     ("ladder mlp 1e9 synflow", ""): "measured once by hand (benchmarks/run.py --ladder-cell mlp 1000000000 "
     "synflow): 112 s, peak 21.4 GB (5.6x): the one-element layers' float64 aggregates and kept flags (9 bytes a "
     "weight) and, from their first compaction, the survivors' ids and units (12 bytes each)",
