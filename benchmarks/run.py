@@ -127,7 +127,7 @@ WHY = {
     "iteration (about 0.6 s on two threads), the flows read every surviving bundle twice an iteration (0.5-0.7 s); "
     "1.8-2.5 s between runs of the same work",
     ("ladder mlp 1e9 synflow", ""): "measured once by hand (benchmarks/run.py --ladder-cell mlp 1000000000 "
-    "synflow): 112 s, peak 21.4 GB (5.6x): the one-element layers' float64 aggregates and kept flags (9 bytes a "
+    "synflow): 94 s, peak 20.3 GiB (5.4x): the one-element layers' float64 aggregates and kept flags (9 bytes a "
     "weight) and, from their first compaction, the survivors' ids and units (12 bytes each)",
 }
 
