@@ -41,6 +41,5 @@ def map_sized(executor, fn, items, sizes) -> list:
     cum = np.cumsum(np.asarray(sizes, dtype=np.float64) + 1.0)  # (+1: an empty item still costs a call)
     n = 4 * getattr(executor, "_max_workers", 2)
     cuts = np.unique(np.concatenate(([0], np.searchsorted(cum, cum[-1] * np.arange(1, n) / n) + 1, [len(items)])))
-    cuts = cuts[cuts <= len(items)]
     tasks = [executor.submit(lambda a, b: [fn(x) for x in items[a:b]], int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
     return [r for t in tasks for r in t.result()]
