@@ -138,26 +138,36 @@ WINDOW = 4
 @njit(cache=True, nogil=True)
 def _window(S, row, p0, first, c, lo, hi, na, ri, rp, rv, rs, nr):
     """SynFlow's walk (scores ``x c``, ``lo <= hi``) over the bundle's first :data:`WINDOW`
-    kept values (``first = S[p0, row]``; fewer when fewer are kept), without branches: the
-    counts below ``lo`` and up to ``hi`` in the window, the pruned values' sum (ascending, from
-    0), and the window's records written from ``nr`` on (the caller keeps ``nh - nl`` of them;
-    room for one more than the bundle's kept count needed)."""
-    k = S.shape[0]
+    kept values (``first = S[p0, row]``), without branches: the counts below ``lo`` and up to
+    ``hi`` in the window, the pruned values' sum (ascending, from 0), and the window's records
+    written from ``nr`` on (the caller keeps ``nh - nl`` of them; room for ``WINDOW`` needed)."""
     nl = 0
     nh = 0
     acc = 0.0
     for j in range(WINDOW):
-        kept = p0 + j < k
-        x32 = first if j == 0 else S[min(p0 + j, k - 1), row]
+        x32 = first if j == 0 else S[p0 + j, row]
         x = np.float64(x32)
         sc = x * c
-        below, upto = kept & (sc < lo), kept & (sc <= hi)
+        below, upto = sc < lo, sc <= hi
         acc = acc + x if below else acc
         nl += below
         nh += upto
         ri[nr], rp[nr], rv[nr], rs[nr] = na, p0 + j, x32, sc
         nr += upto & (not below)
     return nl, nh, acc
+
+
+@njit(cache=True, nogil=True)
+def _one_below(S, row, p0, c, lo, hi):
+    """SynFlow's walk (scores ``x c``, ``lo <= hi``): whether the bundle's second kept value (if
+    any) scores neither up to ``hi`` nor below ``lo``, so that only the first may be pruned or
+    a record (then the walk needs no loop)."""
+    if not lo <= hi:
+        return False
+    if p0 + 1 >= S.shape[0]:
+        return True
+    x1 = np.float64(S[p0 + 1, row]) * c
+    return not x1 <= hi and not x1 < lo
 
 
 @njit(cache=True, nogil=True)
@@ -177,7 +187,7 @@ def _multi_part(t0, n, S, m, low, ids, indptr, uu, compact, n_in, group_out, gro
         for i in range(nc):
             t = idx[i]
             mt = np.int64(m[t])
-            if na == act.size or nr + mt >= ri.size:  # (room for the window's records)
+            if na == act.size or nr + mt > ri.size:
                 state[0] += tot
                 return t, na, nr
             v, u = (vb, np.int64(uu[t])) if compact else (vb, t + off)
@@ -187,15 +197,25 @@ def _multi_part(t0, n, S, m, low, ids, indptr, uu, compact, n_in, group_out, gro
             row = ids[t] if compact else t
             p0 = k - mt
             # scores ascend: a prefix below lo (pruned; NaN too when exact), then up to hi
-            if plain and lo <= hi:  # most candidates: no branch on a score
+            if plain and lo <= hi and mt >= WINDOW:  # most candidates: no branch on a score
                 nl, nh, acc = _window(S, row, p0, low[t], c, lo, hi, na, ri, rp, rv, rs, nr)
-                if nh < WINDOW:  # the walk ended inside the window (or at the bundle's end)
+                if nh < WINDOW:  # the walk ended inside the window
                     act[na], n_hi[na], sum_lo[na] = t, nh, acc
                     stop_val[na] = (S[p0 + nh, row] if p0 + nh < k else np.float32(np.nan)) if nh else low[t]
                     nr += nh - nl
                     na += 1
                     tot += nh
                     continue
+            if plain and _one_below(S, row, p0, c, lo, hi):  # (fewer than WINDOW kept)
+                x0 = np.float64(low[t])  # S[p0, row]
+                nl, nh = np.int64(x0 * c < lo), np.int64(x0 * c <= hi)
+                act[na], n_hi[na], sum_lo[na] = t, nh, x0 if nl else 0.0  # (0.0 + x0 is x0)
+                stop_val[na] = (S[p0 + 1, row] if p0 + 1 < k else np.float32(np.nan)) if nh else low[t]
+                ri[nr], rp[nr], rv[nr], rs[nr] = na, p0, low[t], x0 * c  # kept when it is a record
+                nr += nh - nl
+                na += 1
+                tot += nh
+                continue
             if plain:
                 ends, acc = _prefix_plain(S, row, p0, c, lo, hi)
                 nl, p = ends[0] - p0, ends[1]
@@ -247,7 +267,7 @@ def walk_multi(S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs
                                 rp, rv, rs, nr, state)
         if na == act.size:
             act, n_hi, sum_lo, stop_val = _grow(act, na), _grow(n_hi, na), _grow(sum_lo, na), _grow(stop_val, na)
-        if nr + k >= ri.size:
+        if nr + k > ri.size:
             ri, rp, rv, rs = _grow(ri, ri.size), _grow(rp, rp.size), _grow(rv, rv.size), _grow(rs, rs.size)
     return act, n_hi, sum_lo, stop_val, ri, rp, rv, rs, na, nr, state[0], state[1] > 0
 
