@@ -55,7 +55,7 @@ for _m in ("resnet50", "efficientnet_b0", "convnext_tiny", "vit_b_16"):
 ISSUE_PASS = 0.77
 # Bytes per weight a ladder job needs beyond the model (estimates, to skip what cannot fit).
 JOB_BYTES = {("conv", "trace"): 0.2, ("mlp", "trace"): 0.2, ("conv", "phew"): 3, ("mlp", "phew"): 4,
-             ("conv", "metrics"): 4, ("mlp", "metrics"): 4, ("conv", "synflow"): 9, ("mlp", "synflow"): 18}
+             ("conv", "metrics"): 4, ("mlp", "metrics"): 4, ("conv", "synflow"): 9, ("mlp", "synflow"): 14}
 
 
 def _child(args: list, quiet: bool) -> dict:

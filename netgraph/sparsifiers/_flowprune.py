@@ -34,11 +34,11 @@ One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sam
 * aggregates drop by the pruned values, added in ascending order from 0 (float64, the same
   sums as an element-by-element walk); ``low`` moves to the new smallest kept value.
 
-Flows then cost O(bundles) per iteration: bundle vectors shrink to the surviving bundles
-(int32 ids) once half of them are dead, and an ungrouped layer's aggregate becomes a CSR
-matrix over them. The engine is exact: :func:`tests.reference.autograd_synflow_prune` gives the
-same masks on small nets, the walk equals the element-by-element walk bit for bit. SynFlow runs
-the compiled twin (:mod:`._synflow_fast`, one pass per layer); this class is its reference.
+Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead its vectors
+shrink to the survivors, with their ids (int32) and rows' offsets only (units are read off the
+ids), and an ungrouped layer's aggregate becomes a CSR matrix over them. The engine is exact
+(:func:`tests.reference.autograd_synflow_prune` gives the same masks on small nets); SynFlow
+runs its compiled twin (:mod:`._synflow_fast`), which this class checks bit for bit.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ import threading
 import numpy as np
 
 from ..masked import csr_rows
-from ._flowwalk import power_of, ranges, scan_bundles, score as _score
+from ._flowwalk import power_of, ranges, rhs as _rhs, scan_bundles, score as _score
 from ._workers import map_sized
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
@@ -60,17 +60,6 @@ COMPACT_BELOW = 0.5
 SAMPLE_SIZE = 1 << 15
 #: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory.
 _COMPACTING = threading.Lock()
-
-
-def _rhs(hi: float, bs: np.ndarray) -> np.ndarray:
-    """Per destination unit, the bound ``hi / b`` of the margin test ``low f <= hi / b`` (relative
-    margin 1e-9). ``b = 0``: the bundles' scores are floored to ``|w| * floor``, which may be
-    ``<= hi`` even at ``hi = 0`` (zero weights): ``inf`` lets the walk decide (``0 / 0`` would
-    be NaN and drop them)."""
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rhs = hi * (1.0 + 1e-9) / bs
-    rhs[bs == 0] = np.inf
-    return rhs
 
 
 class LayerState:
@@ -108,8 +97,7 @@ class LayerState:
         self.alive = n_b  # bundles with m > 0
         self.ids = None
         self.window = min(k, 4)  # elements the walk reads per bundle at first (adapts)
-        self.v = self.u = None
-        self._csr = self._indptr = None  # (the compiled compaction counts the rows: its CSR offsets)
+        self._csr = self._indptr = None  # the survivors' CSR matrix (ungrouped) and rows' offsets
 
     @staticmethod
     def _sorted(W: np.ndarray, out=None, block: int = 1 << 20) -> np.ndarray:
@@ -146,9 +134,7 @@ class LayerState:
 
     def _units(self, t: np.ndarray) -> tuple:
         """Destination and source units of tracked bundles ``t``."""
-        if self.ids is not None:
-            return self.v[t], self.u[t]
-        return self.layer.bundle_units(t)
+        return self.layer.bundle_units(t if self.ids is None else self.ids[t])
 
     def factor_at(self, c: tuple, t: np.ndarray) -> np.ndarray:
         """Relative gradient factor of tracked bundles ``t`` (float64, floored)."""
@@ -184,7 +170,8 @@ class LayerState:
                 parts = []
                 for s in range(0, self.m.size, chunk):
                     e = s + chunk
-                    hit = low[s:e] * fs[self.u[s:e]] <= rhs[self.v[s:e]]
+                    v, u = self._units(slice(s, e))
+                    hit = low[s:e] * fs[u] <= rhs[v]
                     parts.append(np.flatnonzero(hit & (self.m[s:e] > 0) if self.S is None else hit) + s)
                 return np.concatenate(parts) if parts else np.zeros(0, np.int64)
             layer = self.layer
@@ -233,7 +220,8 @@ class LayerState:
             for s in range(0, self.m.size, chunk):
                 e = s + chunk
                 with np.errstate(invalid="ignore", over="ignore"):
-                    hit = low(slice(s, e)) * fs[self.u[s:e]] <= rhs[self.v[s:e]]
+                    v, u = self._units(slice(s, e))
+                    hit = low(slice(s, e)) * fs[u] <= rhs[v]
                 ts.append(np.flatnonzero(hit & (self.m[s:e] > 0)) + s)
             t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
         ct, at = self.factor_at(c, t), a[t]
@@ -333,16 +321,22 @@ class LayerState:
         with _COMPACTING:
             self._compact()
             if self.layer.groups == 1:  # one array: updates to the aggregate show in the flows
-                self._csr = csr_rows(self.v, self.u, self.agg, self.layer.weight.shape[:2], self._indptr)
-                self.agg = self._csr.data
+                self._csr = self._matrix()
+
+    def _matrix(self):
+        """The survivors' CSR aggregate; its values become the state's ``agg`` (scipy copies the view once)."""
+        out = csr_rows(None, self.layer.bundle_units(self.ids)[1], self.agg, self.layer.weight.shape[:2], self._indptr)
+        self.agg = out.data
+        return out
 
     def _compact(self) -> None:
-        """Keep the surviving bundles' vectors only, with their ids and units (``v``, ``u``)."""
+        """Keep the surviving bundles' vectors only, with their ids and the rows' offsets."""
         alive, layer = np.flatnonzero(self.m > 0), self.layer
         ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
         self.m, self.agg, self.low = self.m[alive], self.agg[alive], None if self.low is None else self.low[alive]
         del alive
-        self.ids, (self.v, self.u) = ids, layer.bundle_units(ids)
+        self.ids, self._indptr = ids, np.zeros(layer.n_dst + 1, np.int64)
+        np.cumsum(np.bincount(ids // layer.n_in, minlength=layer.n_dst), out=self._indptr[1:])
 
     # -- the result ------------------------------------------------------------------
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:

@@ -21,6 +21,17 @@ def power_of(power: int, v: np.ndarray) -> np.ndarray:
     return v if power == 1 else v * v
 
 
+def rhs(hi: float, bs: np.ndarray) -> np.ndarray:
+    """Per destination unit, the bound ``hi / b`` of the margin test ``low f <= hi / b`` (relative
+    margin 1e-9). ``b = 0``: the bundles' scores are floored to ``|w| * floor``, which may be
+    ``<= hi`` even at ``hi = 0`` (zero weights): ``inf`` lets the walk decide (``0 / 0`` would
+    be NaN and drop them)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rhs = hi * (1.0 + 1e-9) / bs
+    rhs[bs == 0] = np.inf
+    return rhs
+
+
 def ranges(a: np.ndarray, b: np.ndarray) -> tuple:
     """Flatten the ranges ``[a[i], b[i])``: ``(i, position)`` per element, ranges in order."""
     n = b - a

@@ -19,7 +19,8 @@ import numpy as np
 
 from . import _synflow_kernels as K
 from . import _synflow_updates as U
-from ._flowprune import LayerState, _rhs
+from ._flowprune import LayerState
+from ._flowwalk import rhs as _rhs
 from ._workers import map_sized
 
 _NONE = np.zeros(0, np.int32)
@@ -45,11 +46,10 @@ class FastLayerState(LayerState):
         return LayerState._sorted(W, np.empty(W.shape[::-1], np.float32).T, 1 << 14)  # blocks transpose in cache
 
     def _layout(self) -> tuple:
-        """``(compact, ids, vv, uu, n_in, group_out, grouped)`` of the kernels."""
+        """``(compact, ids, n_in, group_out, grouped)`` of the kernels."""
         layer = self.layer
-        if self.ids is None:
-            return False, _NONE, _NONE, _NONE, layer.n_in, layer.group_out, layer.groups != 1
-        return True, self.ids, self.v, self.u, layer.n_in, layer.group_out, layer.groups != 1
+        return self.ids is not None, _NONE if self.ids is None else self.ids, layer.n_in, layer.group_out, \
+            layer.groups != 1
 
     def _walk_args(self, c: tuple, lo: float, hi: float, form: str) -> tuple:
         """The arguments of the layer's walk kernel, but the bundle range (and ``exact``)."""
@@ -57,15 +57,15 @@ class FastLayerState(LayerState):
         wgrad, p = form == "w_grad", self.power
         all_alive = not hi < np.inf
         rhs = _rhs(hi, bs) if not all_alive else bs
-        compact, ids, vv, uu, n_in, gout, grouped = self._layout()
+        compact, ids, n_in, gout, grouped = self._layout()
         rows = self._indptr if compact else _NO_PTR  # the walks read the survivors' rows as runs
         lo, hi = float(lo), float(hi)
         if self.S is None:
             mode = (K.LOW_2X if p == 2 else K.LOW_2XX) if wgrad else (K.LOW_X if p == 1 else K.LOW_SQRT)
-            return (self.agg, self.m, rows, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode, lo, hi,
+            return (self.agg, self.m, rows, ids, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode, lo, hi,
                     wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
-        return (self.S.T, self.m, self.low, ids, rows, uu, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
+        return (self.S.T, self.m, self.low, ids, rows, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
                 lo, hi, wgrad, p)
 
     def _walk_range(self, args: tuple, a: int, b: int, exact: bool = False) -> tuple:
@@ -153,20 +153,21 @@ class FastLayerState(LayerState):
         """The compaction of :meth:`LayerState._compact` in one kernel pass, in place (the survivors
         move to the front of the vectors, which are then seen at their new size: no fresh pages
         to fault in, no copy; the memory is the first size's, as at the start), with the CSR row
-        offsets; the first compaction makes the ids and units (one spare element)."""
+        offsets; the first compaction makes the ids (one spare element)."""
         n = int(np.count_nonzero(self.m))
-        compact, ids, vv, uu, n_in, gout, grouped = self._layout()
-        if compact:
-            new = ids, vv, uu
-        else:
-            itype = np.int32 if self.n_b < 2**31 else np.int64
-            new = tuple(np.empty(n + 1, itype) for _ in range(3))
+        compact, ids, n_in, gout, grouped = self._layout()
+        new = ids if compact else np.empty(n + 1, np.int32 if self.n_b < 2**31 else np.int64)
         low = self.low if self.low is not None else _NO_LOW
         indptr = np.zeros(self.layer.n_dst + 1, np.int64)
-        U.compact(self.m, self.agg, low, ids, vv, uu, compact, n_in, gout, grouped, self.m, self.agg, low, *new, indptr)
-        self.m, self.agg, self.ids, self.v, self.u = self.m[:n], self.agg[:n], *(x[:n] for x in new)
+        U.compact(self.m, self.agg, low, ids, self._indptr if compact else _NO_PTR, compact, n_in, self.m, self.agg,
+                  low, new, indptr)
+        self.m, self.agg, self.ids = self.m[:n], self.agg[:n], new[:n]
         self.low = self.low[:n] if self.low is not None else None
         self._indptr = indptr
+
+    def _matrix(self):
+        """The survivors' aggregate for the flows: a view of the state (no copy; updates show)."""
+        return SurvivorMatrix(self._indptr, self.ids, self.agg, self.layer.n_in, self.layer.weight.shape[:2])
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""
@@ -181,6 +182,34 @@ class FastLayerState(LayerState):
     def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:
         """The sample of :meth:`LayerState.sample`, in one kernel call."""
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)
-        compact, ids, vv, uu, n_in, gout, grouped = self._layout()
-        return K.sample(_NO_ROWS if self.S is None else self.S.T, self.agg, self.m, ids, vv, uu, compact, n_in, gout,
+        compact, ids, n_in, gout, grouped = self._layout()
+        return K.sample(_NO_ROWS if self.S is None else self.S.T, self.agg, self.m, ids, compact, n_in, gout,
                         grouped, bs, fs, int(stride), form == "w_grad", self.power)
+
+
+class SurvivorMatrix:
+    """The aggregate of a compacted ungrouped layer as the flows use it (``A @ x``, ``A.T @ y``):
+    the survivors' values ``agg`` by rows (``indptr``) with their bundle ids (column ``ids[t] -
+    v n_in`` in row ``v``), read in place. The products are scipy's CSR ones, bit for bit
+    (:func:`._synflow_updates.rows_matvec`), without the CSR copy of the columns and values."""
+
+    def __init__(self, indptr, ids, agg, n_in: int, shape: tuple):
+        self.indptr, self.ids, self.agg, self.n_in, self.shape = indptr, ids, agg, n_in, tuple(shape)
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float64)
+        return U.rows_matvec(self.indptr, self.ids, self.agg, self.n_in, x, np.empty(self.shape[0]))
+
+    @property
+    def T(self) -> "_Transposed":
+        return _Transposed(self)
+
+
+class _Transposed:
+    def __init__(self, a: SurvivorMatrix):
+        self.a = a
+
+    def __matmul__(self, y: np.ndarray) -> np.ndarray:
+        a = self.a
+        y = np.ascontiguousarray(y, np.float64)
+        return U.rows_rmatvec(a.indptr, a.ids, a.agg, a.n_in, y, np.empty(a.shape[1]))

@@ -17,8 +17,9 @@ prefetcher follows (twice as fast as bundle-major rows on vgg16's first linear l
 
 Layouts: a layer's tracked bundles are either all of them (``compact=False``: bundle ``t``
 is ``(v, j) = divmod(t, n_in)``, source ``u = j`` or ``(v // group_out) n_in + j`` when
-``grouped``) or the survivors (``compact=True``: units ``vv[t]``, ``uu[t]``; in id order, so
-the rows are runs: row ``v`` holds ``indptr[v]`` to ``indptr[v + 1]``, which the walks use).
+``grouped``) or the survivors (``compact=True``: bundle ids ``ids[t]``, in id order, so the
+rows are runs: row ``v`` holds ``indptr[v]`` to ``indptr[v + 1]``, which the walks use; the
+source of survivor ``t`` in row ``v`` is that of bundle ``ids[t]``, ``ids[t] + off(v)``).
 """
 
 from __future__ import annotations
@@ -72,22 +73,23 @@ BLOCK = 2048  # bundles whose margin test runs in one branch-free (vectorised) l
 @njit(cache=True, nogil=True)
 def _block_row(t0, n, v, indptr, compact, n_in, group_out, grouped):
     """The row of tracked bundle ``t0`` (compacted: from row ``v`` on, the rows' runs in
-    ``indptr``), the sources' offset in the full layout (``u = t + off``) and the end of the
-    walk's range inside that row (compacted) or the range's end."""
+    ``indptr``), the row's sources' offset (bundle id ``t`` has source ``u = t + off``) and the
+    end of the walk's range inside that row (compacted) or the range's end."""
     if compact:
         while indptr[v + 1] <= t0:
             v += 1
-        return v, 0, min(n, indptr[v + 1])
-    v = t0 // n_in
-    return v, ((v // group_out) * n_in - v * n_in if grouped else -v * n_in), n
+    else:
+        v = t0 // n_in
+    off = (v // group_out) * n_in - v * n_in if grouped else -v * n_in
+    return v, off, (min(n, indptr[v + 1]) if compact else n)
 
 
 @njit(cache=True, nogil=True)
-def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, uu, n_in, group_out, grouped, all_alive, idx):
+def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, ids, off, n_in, all_alive, idx):
     """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
     (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
-    A block ends at ``n`` and in one destination row (``rhs`` fixed; in the full layout the
-    sources' offset too): compacted, the caller ends ``n`` with row ``vc``, the block's.
+    A block ends at ``n`` and in one destination row (``rhs`` and the sources' offset ``off``
+    fixed): compacted, the caller ends ``n`` with row ``vc``, the block's.
     Branch-free: every bundle is written at the count, which moves on a hit."""
     v = vc if compact else t0 // n_in
     t1 = min(n, t0 + BLOCK) if compact else min(n, t0 + BLOCK, (v + 1) * n_in)
@@ -101,9 +103,8 @@ def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, uu, n_in, group_out, group
     if compact:
         for t in range(t0, t1):
             idx[c] = t
-            c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[uu[t]] <= r)
+            c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[ids[t] + off] <= r)
         return c, t1
-    off = (v // group_out) * n_in - v * n_in if grouped else -v * n_in  # u = t + off
     for t in range(t0, t1):
         idx[c] = t
         c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[t + off] <= r)
@@ -171,7 +172,7 @@ def _one_below(S, row, p0, c, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _multi_part(t0, n, S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+def _multi_part(t0, n, S, m, low, ids, indptr, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                 lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri, rp, rv, rs, nr, state):
     """Bundles ``t0, t0 + 1, ...`` of :func:`walk_multi` into the given buffers (filled from
     ``na`` and ``nr``) until they are full; returns the next bundle and the new counts (the
@@ -183,18 +184,17 @@ def _multi_part(t0, n, S, m, low, ids, indptr, uu, compact, n_in, group_out, gro
     vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
         vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
-        nc, t1 = _hits(t0, te, low, m, lowmode, fs, rhs, compact, vb, uu, n_in, group_out, grouped, all_alive, idx)
+        nc, t1 = _hits(t0, te, low, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx)
         for i in range(nc):
             t = idx[i]
             mt = np.int64(m[t])
             if na == act.size or nr + mt > ri.size:
                 state[0] += tot
                 return t, na, nr
-            v, u = (vb, np.int64(uu[t])) if compact else (vb, t + off)
-            c = _factor(bs[v], fs[u])
+            row = np.int64(ids[t]) if compact else t
+            c = _factor(bs[vb], fs[row + off])
             if not np.isfinite(c):
                 state[1] = 1
-            row = ids[t] if compact else t
             p0 = k - mt
             # scores ascend: a prefix below lo (pruned; NaN too when exact), then up to hi
             if plain and lo <= hi and mt >= WINDOW:  # most candidates: no branch on a score
@@ -250,7 +250,7 @@ def _multi_part(t0, n, S, m, low, ids, indptr, uu, compact, n_in, group_out, gro
 
 
 @njit(cache=True, nogil=True)
-def walk_multi(S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
+def walk_multi(S, m, low, ids, indptr, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode,
                lo, hi, wgrad, power, exact, t_begin, t_end, act, n_hi, sum_lo, stop_val, ri, rp, rv, rs):
     """``k > 1``, bundles ``t_begin`` to ``t_end``: candidates (margin test ``low f[u] <= rhs[v]``,
     or every live bundle when ``all_alive``) and their walks, written into the buffers given
@@ -262,7 +262,7 @@ def walk_multi(S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs
     state = np.zeros(2, np.int64)  # sum of n_hi, a factor not finite
     t, na, nr = t_begin, 0, 0
     while t < t_end:
-        t, na, nr = _multi_part(t, t_end, S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs,
+        t, na, nr = _multi_part(t, t_end, S, m, low, ids, indptr, compact, n_in, group_out, grouped, bs, fs, rhs,
                                 all_alive, lowmode, lo, hi, wgrad, power, exact, act, n_hi, sum_lo, stop_val, na, ri,
                                 rp, rv, rs, nr, state)
         if na == act.size:
@@ -273,19 +273,18 @@ def walk_multi(S, m, low, ids, indptr, uu, compact, n_in, group_out, grouped, bs
 
 
 @njit(cache=True, nogil=True)
-def _single_part(t0, n, agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+def _single_part(t0, n, agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
                  wgrad, power, act, na, ri, rs, nr):
     """Bundles ``t0, ...`` of :func:`walk_single` into the buffers until they are full."""
     idx = np.empty(BLOCK, np.int64)
     vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
         vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
-        nc, t1 = _hits(t0, te, agg, m, lowmode, fs, rhs, compact, vb, uu, n_in, group_out, grouped, all_alive, idx)
+        nc, t1 = _hits(t0, te, agg, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx)
         for i in range(nc):
             t = idx[i]
-            v, u = (vb, np.int64(uu[t])) if compact else (vb, t + off)
             a = agg[t]
-            c = _factor(bs[v], fs[u])
+            c = _factor(bs[vb], fs[(np.int64(ids[t]) if compact else t) + off])
             if wgrad:
                 s = (a if power == 2 else a * a) * (2.0 * c)
             else:
@@ -301,7 +300,7 @@ def _single_part(t0, n, agg, m, indptr, uu, compact, n_in, group_out, grouped, b
 
 
 @njit(cache=True, nogil=True)
-def walk_single(agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+def walk_single(agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
                 wgrad, power, t_begin, t_end, act, ri, rs):
     """``k = 1``, bundles ``t_begin`` to ``t_end``: the live bundles passing the margin test
     whose exact score is not above ``hi`` (``act``), and the records ``ri`` (index into ``act``)
@@ -309,7 +308,7 @@ def walk_single(agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, r
     (``|w|`` or ``w^2``). Buffers as :func:`walk_multi`; returns them and the two counts."""
     t, na, nr = t_begin, 0, 0
     while t < t_end:
-        t, na, nr = _single_part(t, t_end, agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
+        t, na, nr = _single_part(t, t_end, agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
                                  lowmode, lo, hi, wgrad, power, act, na, ri, rs, nr)
         if na == act.size:
             act = _grow(act, na)
@@ -319,7 +318,7 @@ def walk_single(agg, m, indptr, uu, compact, n_in, group_out, grouped, bs, fs, r
 
 
 @njit(cache=True, nogil=True)
-def sample(S, agg, m, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, stride, wgrad, power):
+def sample(S, agg, m, ids, compact, n_in, group_out, grouped, bs, fs, stride, wgrad, power):
     """Scores of every kept element of every ``stride``-th tracked bundle (``S`` empty: ``k = 1``,
     ``|w|`` off the aggregate), as :meth:`._flowprune.LayerState.sample`."""
     n = m.size
@@ -330,18 +329,14 @@ def sample(S, agg, m, ids, vv, uu, compact, n_in, group_out, grouped, bs, fs, st
         mt = np.int64(m[t])
         if mt == 0:
             continue
-        if compact:
-            v, u = vv[t], uu[t]
-        else:
-            v, j = t // n_in, t % n_in
-            u = (v // group_out) * n_in + j if grouped else j
-        c = _factor(bs[v], fs[u])
+        row = np.int64(ids[t]) if compact else t
+        v, j = row // n_in, row % n_in
+        c = _factor(bs[v], fs[(v // group_out) * n_in + j if grouped else j])
         if S.size == 0:
             a = agg[t]
             out[no] = _score(a if power == 1 else np.sqrt(a), c, wgrad)
             no += 1
             continue
-        row = ids[t] if compact else t
         for p in range(k - mt, k):
             out[no] = _score(np.float64(S[p, row]), c, wgrad)
             no += 1

@@ -3,7 +3,8 @@ pass each, after a walk (:mod:`._synflow_kernels`) has found the candidates.
 
 :func:`apply_multi` and :func:`apply_single` set the new kept counts, aggregates and smallest
 kept values of the candidates from the threshold's choice; :func:`compact` keeps the surviving
-bundles' vectors (in place, with the rows' offsets); :func:`final_multi` writes a layer's mask.
+bundles' vectors (in place, with the rows' offsets); :func:`rows_matvec` and :func:`rows_rmatvec`
+are the flows' products over a compacted layer; :func:`final_multi` writes a layer's mask.
 As the walks, they do what :class:`._flowprune.LayerState` does with whole-array numpy
 operations, in the same order, so the states and masks are those of the numpy engine bit for
 bit (``tests/netgraph/test_synflow_kernels.py``).
@@ -69,37 +70,57 @@ def apply_single(m, agg, act, ri, keep):
 
 
 @njit(cache=True, nogil=True)
-def compact(m, agg, low, ids, vv, uu, compact, n_in, group_out, grouped, m2, agg2, low2, ids2, v2, u2, indptr):
+def compact(m, agg, low, ids, rows, compact, n_in, m2, agg2, low2, ids2, indptr):
     """The surviving bundles (``m > 0``) of a layer's tracked ones, in order, into the new
-    vectors: kept count, aggregate, smallest kept value (``low`` empty: ``k = 1``), bundle id
-    and units, as :meth:`._flowprune.LayerState._compact`; and the survivors' row offsets
-    (``indptr``, zeros on entry: the CSR matrix's). The loop writes every bundle at the count of
-    survivors before it and moves on past a survivor only (no branch to mispredict): an output
-    may be the input itself (the count never passes the bundle read), else it needs one spare
-    element."""
+    vectors: kept count, aggregate, smallest kept value (``low`` empty: ``k = 1``) and bundle
+    id, as :meth:`._flowprune.LayerState._compact`; and the survivors' row offsets (``indptr``,
+    the CSR matrix's; ``rows``: the tracked bundles' when ``compact``). The loop writes every
+    bundle at the count of survivors before it and moves on past a survivor only (no branch to
+    mispredict): an output may be the input itself (the count never passes the bundle read),
+    else it needs one spare element."""
     c = 0
     has_low = low.size > 0
-    if compact:
-        for t in range(m.size):
-            m2[c], agg2[c], ids2[c], v2[c], u2[c] = m[t], agg[t], ids[t], vv[t], uu[t]
-            if has_low:
-                low2[c] = low[t]
-            alive = m[t] > 0
-            indptr[vv[t] + 1] += alive
-            c += alive
-        for v in range(indptr.size - 1):
-            indptr[v + 1] += indptr[v]
-        return c
-    for v in range(m.size // n_in):  # rows, then sources: no division per bundle
-        off = (v // group_out) * n_in if grouped else 0
-        for j in range(n_in):
-            t = v * n_in + j
-            m2[c], agg2[c], ids2[c], v2[c], u2[c] = m[t], agg[t], t, v, off + j
-            if has_low:
-                low2[c] = low[t]
-            c += m[t] > 0
+    for v in range(indptr.size - 1):
+        if compact:
+            for t in range(rows[v], rows[v + 1]):
+                m2[c], agg2[c], ids2[c] = m[t], agg[t], ids[t]
+                if has_low:
+                    low2[c] = low[t]
+                c += m[t] > 0
+        else:
+            for t in range(v * n_in, (v + 1) * n_in):
+                m2[c], agg2[c], ids2[c] = m[t], agg[t], t
+                if has_low:
+                    low2[c] = low[t]
+                c += m[t] > 0
         indptr[v + 1] = c
     return c
+
+
+@njit(cache=True, nogil=True)
+def rows_matvec(indptr, ids, agg, n_in, x, out):
+    """``out[v] = sum agg[t] x[ids[t] - v n_in]`` over row ``v``'s survivors, in order from 0:
+    scipy's CSR product (``csr_matvec``), the same sums bit for bit, without its CSR copy."""
+    for v in range(indptr.size - 1):
+        s = 0.0
+        base = v * n_in
+        for t in range(indptr[v], indptr[v + 1]):
+            s += agg[t] * x[ids[t] - base]
+        out[v] = s
+    return out
+
+
+@njit(cache=True, nogil=True)
+def rows_rmatvec(indptr, ids, agg, n_in, y, out):
+    """The transpose: ``out[j] += agg[t] y[v]`` in storage order, as scipy's ``csc_matvec`` of
+    the CSR matrix's transpose."""
+    out[:] = 0.0
+    for v in range(indptr.size - 1):
+        yv = y[v]
+        base = v * n_in
+        for t in range(indptr[v], indptr[v + 1]):
+            out[ids[t] - base] += agg[t] * yv
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -5,6 +5,7 @@ ranges), and the same walk records, updates and samples state by state, NaN fact
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 import torch
 
 import netgraph
@@ -107,7 +108,7 @@ def test_walk_update_and_sample_equal_the_reference(name, power, form, compact, 
     fl = F.path_flows(g, "abs" if power == 1 else "square", None)
     for layer in g.layers:
         (ref, fast), rng = _pair(layer, power, compact, monkeypatch, seed=layer.index)
-        for key in ("ids", "v", "u", "m", "agg", "low"):  # the compaction kernel's state, dtypes too
+        for key in ("ids", "_indptr", "m", "agg", "low"):  # the compaction kernel's state, dtypes too
             a, r = getattr(fast, key), getattr(ref, key)
             assert _equal(a, r) and np.asarray(a).dtype == np.asarray(r).dtype, key
         b, f = ref.factor(fl)
@@ -162,3 +163,23 @@ def test_without_numba_the_numpy_engine_runs_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="numpy engine"):
         got = netgraph.sparsify(g, "synflow", 0.05, iterations=8)
     assert _hashable(got, g) == _hashable(want, g)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_dst=st.integers(1, 9), n_in=st.integers(1, 9), keep=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
+def test_survivor_matrix_products_equal_scipy_bit_for_bit(n_dst, n_in, keep, seed):
+    """A compacted layer's aggregate, read in place: its two products are scipy CSR's, bit for
+    bit (the same sums in the same order), the kept values and ids seen through spare room."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    ids = np.flatnonzero(rng.random(n_dst * n_in) < keep).astype(np.int32)
+    agg = np.concatenate([rng.lognormal(size=ids.size) * 10.0 ** rng.integers(-30, 30, ids.size), [7.0]])
+    ids = np.concatenate([ids, [0]]).astype(np.int32)  # spare room after the survivors, as after a compaction
+    n = ids.size - 1
+    indptr = np.zeros(n_dst + 1, np.int64)
+    np.cumsum(np.bincount(ids[:n] // n_in, minlength=n_dst), out=indptr[1:])
+    A = _synflow_fast.SurvivorMatrix(indptr, ids[:n], agg[:n], n_in, (n_dst, n_in))
+    ref = sp.csr_matrix((agg[:n].copy(), ids[:n] % n_in, indptr), shape=(n_dst, n_in))
+    x, y = rng.lognormal(size=n_in), rng.lognormal(size=n_dst)
+    assert np.array_equal(A @ x, ref @ x) and np.array_equal(A.T @ y, ref.T @ y)
