@@ -85,12 +85,32 @@ def _block_row(t0, n, v, indptr, compact, n_in, group_out, grouped):
 
 
 @njit(cache=True, nogil=True)
-def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, ids, off, n_in, all_alive, idx):
+def _flags(x, m, fs, r, lowmode, hit):
+    """``hit[i]``: live and ``low(x[i]) fs[i] <= r``, over aligned slices of one row (vectorised:
+    no branch, no index arithmetic; SynFlow's ``low(x) = x`` has its own loop)."""
+    if lowmode == LOW_X:
+        for i in range(x.size):
+            hit[i] = (m[i] > 0) & (np.float64(x[i]) * fs[i] <= r)
+    else:
+        for i in range(x.size):
+            hit[i] = (m[i] > 0) & (_low(np.float64(x[i]), lowmode) * fs[i] <= r)
+
+
+@njit(cache=True, nogil=True)
+def _flags_at(x, m, ids, off, fs, r, lowmode, hit):
+    """:func:`_flags` of survivors, source ``ids[i] + off``."""
+    for i in range(x.size):
+        hit[i] = (m[i] > 0) & (_low(np.float64(x[i]), lowmode) * fs[np.uint64(ids[i] + off)] <= r)
+
+
+@njit(cache=True, nogil=True)
+def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, ids, off, n_in, all_alive, idx, hit):
     """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
     (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
     A block ends at ``n`` and in one destination row (``rhs`` and the sources' offset ``off``
-    fixed): compacted, the caller ends ``n`` with row ``vc``, the block's.
-    Branch-free: every bundle is written at the count, which moves on a hit."""
+    fixed): compacted, the caller ends ``n`` with row ``vc``, the block's. The tests' flags
+    are found first (:func:`_flags`, into ``hit``: ``BLOCK + 8`` bytes), then the passing
+    bundles are written eight flags at a time, skipping a word of zeros (most: few pass)."""
     v = vc if compact else t0 // n_in
     t1 = min(n, t0 + BLOCK) if compact else min(n, t0 + BLOCK, (v + 1) * n_in)
     c = 0
@@ -99,15 +119,19 @@ def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, ids, off, n_in, all_alive,
             idx[c] = t
             c += m[t] > 0
         return c, t1
-    r = rhs[v]
     if compact:
-        for t in range(t0, t1):
-            idx[c] = t
-            c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[ids[t] + off] <= r)
-        return c, t1
-    for t in range(t0, t1):
-        idx[c] = t
-        c += (m[t] > 0) & (_low(np.float64(x[t]), lowmode) * fs[t + off] <= r)
+        _flags_at(x[t0:t1], m[t0:t1], ids[t0:t1], off, fs, rhs[v], lowmode, hit)
+    else:
+        _flags(x[t0:t1], m[t0:t1], fs[t0 + off:t1 + off], rhs[v], lowmode, hit)
+    nb = t1 - t0
+    hit[nb:nb + 8] = 0
+    words = hit.view(np.uint64)
+    for w in range((nb + 7) // 8):
+        if words[w] == 0:
+            continue
+        for i in range(8 * w, 8 * w + 8):  # branch-free: written at the count, which moves on a hit
+            idx[c] = t0 + i
+            c += hit[i]
     return c, t1
 
 
@@ -178,13 +202,13 @@ def _multi_part(t0, n, S, m, low, ids, indptr, compact, n_in, group_out, grouped
     ``na`` and ``nr``) until they are full; returns the next bundle and the new counts (the
     caller grows the buffers and calls again: no array is reassigned in this loop)."""
     k = S.shape[0]
-    idx = np.empty(BLOCK, np.int64)
+    idx, hit = np.empty(BLOCK, np.int64), np.empty(BLOCK + 8, np.uint8)
     tot = 0
     plain = not exact and not wgrad and power == 1  # SynFlow: the walk without flags
     vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
         vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
-        nc, t1 = _hits(t0, te, low, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx)
+        nc, t1 = _hits(t0, te, low, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx, hit)
         for i in range(nc):
             t = idx[i]
             mt = np.int64(m[t])
@@ -276,11 +300,11 @@ def walk_multi(S, m, low, ids, indptr, compact, n_in, group_out, grouped, bs, fs
 def _single_part(t0, n, agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
                  wgrad, power, act, na, ri, rs, nr):
     """Bundles ``t0, ...`` of :func:`walk_single` into the buffers until they are full."""
-    idx = np.empty(BLOCK, np.int64)
+    idx, hit = np.empty(BLOCK, np.int64), np.empty(BLOCK + 8, np.uint8)
     vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
         vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
-        nc, t1 = _hits(t0, te, agg, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx)
+        nc, t1 = _hits(t0, te, agg, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx, hit)
         for i in range(nc):
             t = idx[i]
             a = agg[t]

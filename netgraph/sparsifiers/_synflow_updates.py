@@ -101,11 +101,11 @@ def compact(m, agg, low, ids, rows, compact, n_in, m2, agg2, low2, ids2, indptr)
 def rows_matvec(indptr, ids, agg, n_in, x, out):
     """``out[v] = sum agg[t] x[ids[t] - v n_in]`` over row ``v``'s survivors, in order from 0:
     scipy's CSR product (``csr_matvec``), the same sums bit for bit, without its CSR copy."""
-    for v in range(indptr.size - 1):
+    for v in range(indptr.size - 1):  # (unsigned indices: no wraparound test, as fast as scipy)
         s = 0.0
-        base = v * n_in
-        for t in range(indptr[v], indptr[v + 1]):
-            s += agg[t] * x[ids[t] - base]
+        base = np.uint64(v * n_in)
+        for t in range(np.uint64(indptr[v]), np.uint64(indptr[v + 1])):
+            s += agg[t] * x[np.uint64(ids[t]) - base]
         out[v] = s
     return out
 
@@ -117,9 +117,9 @@ def rows_rmatvec(indptr, ids, agg, n_in, y, out):
     out[:] = 0.0
     for v in range(indptr.size - 1):
         yv = y[v]
-        base = v * n_in
-        for t in range(indptr[v], indptr[v + 1]):
-            out[ids[t] - base] += agg[t] * yv
+        base = np.uint64(v * n_in)
+        for t in range(np.uint64(indptr[v]), np.uint64(indptr[v + 1])):
+            out[np.uint64(ids[t]) - base] += agg[t] * yv
     return out
 
 
