@@ -110,9 +110,14 @@ def _iterate(ctx: Context, power: int, form: str, iterations: int, fractions, po
         keep_count = max(ctx.target, int(round(N * frac)))
         if t == iterations:
             keep_count = ctx.target
+        frac_prev = 1.0 if t == 1 else sum(s.kept for s in states) / N
         flows = flows_from_aggregates(graph, [s.aggregate() for s in states], power,
                                       pool=pool if hasattr(pool, "submit") else None)
         if not math.isfinite(flows.log_R):
+            if t > 1:  # the last step's mask cut every path: pruned too far at once
+                raise InvalidInputError(
+                    f"iteration {t - 1} of {iterations} left no input-output path (it kept {frac_prev:.3g} of the weights "
+                    f"in one step: layer collapse); prune more gradually: more iterations, or a schedule of smaller steps")
             raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero, or weights "
                                     "near 1e30 or more, whose relative factors fall under the engine's floor 1e-35)")
         cs = map_sized(pool, lambda s: s.factor(flows), states, [0] * len(states))

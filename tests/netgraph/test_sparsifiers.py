@@ -249,3 +249,12 @@ def test_phew_max_walks_is_a_hard_cap(r20):
         netgraph.sparsify(g, "phew", 0.05, max_walks=5)
     ms = netgraph.sparsify(g, "phew", 0.0001, max_walks=100)
     assert ms.meta["details"]["walks"] <= 100
+
+
+def test_synflow_says_which_step_cut_every_path():
+    """A schedule that prunes to 0.2% in its first step disconnects the net: the next
+    iteration has no flow to score by, and the error names the step and the remedy."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 2))
+    with pytest.raises(InvalidInputError, match=r"iteration 1 of 2 left no input-output path .*0\.002.*more gradually"):
+        netgraph.sparsify(net, "synflow-schedule", 0.001, input_shape=(4,), schedule="0.002,0.001", iterations=2)
