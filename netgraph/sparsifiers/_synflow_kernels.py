@@ -99,8 +99,12 @@ def _flags(x, m, fs, r, lowmode, hit):
 @njit(cache=True, nogil=True)
 def _flags_at(x, m, ids, off, fs, r, lowmode, hit):
     """:func:`_flags` of survivors, source ``ids[i] + off``."""
-    for i in range(x.size):
-        hit[i] = (m[i] > 0) & (_low(np.float64(x[i]), lowmode) * fs[np.uint64(ids[i] + off)] <= r)
+    if lowmode == LOW_X:
+        for i in range(x.size):
+            hit[i] = (m[i] > 0) & (np.float64(x[i]) * fs[np.uint64(ids[i] + off)] <= r)
+    else:
+        for i in range(x.size):
+            hit[i] = (m[i] > 0) & (_low(np.float64(x[i]), lowmode) * fs[np.uint64(ids[i] + off)] <= r)
 
 
 @njit(cache=True, nogil=True)
