@@ -105,7 +105,7 @@ def _fmt(v) -> str:
 WHY = {
     ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 30 ns "
     "a candidate, some 53M candidates in 100 iterations) and the flows' float64 products over every surviving "
-    "bundle each iteration; 4.6-5.2 s between full runs, the first run in a process 5.7-6.9 s",
+    "bundle each iteration; 4.4-4.7 s in the runs of 2026-12-01, the first run in a process 5.2 s",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
     "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds about 2x: "
     "the sorted float32 |w| of the multi-element layers 0.89x, the one-element layers' float64 aggregates, numba "
@@ -118,17 +118,17 @@ WHY = {
     "(the walks about 0.3 s, the sums over fc1's 100M weights), the rest the machine's noise",
     ("metrics vgg16 224px", "seconds"): "about 0.45 s of CPU (0.37 s without max flow): at the target, over it "
     "only on a loaded machine",
-    ("modern vit_b_16", "synflow"): "72M one-element bundles: every tracked bundle is tested every iteration "
-    "(about 25 tests a weight over the run, 1.5-2.2 ns each: about 1.9 s on two threads) and the flows read every "
-    "surviving bundle twice an iteration (1.4 s; float64, dense until half a layer's bundles are dead). A bound "
-    "per row (|w| in buckets, the layer's smallest live source factor) would skip at most 60% of the tests "
-    "(measured), read in another order; 2 s needs an algorithm that visits fewer bundles per iteration",
+    ("modern vit_b_16", "synflow"): "72M one-element bundles, each kept one tested every iteration (about 21 "
+    "tests a weight over the run: a vectorised pass, about 0.6 ns a test in the full layout, 1 ns once compacted, "
+    "where the source factor is gathered; the passing 6% scored and recorded): the walks about 1.5 s on two "
+    "threads; the flows 1.2 s (float64, dense until half a layer's bundles are dead, then sums over the survivors "
+    "in order, about 0.45 ns each, bound by the additions' latency); updates and compactions 0.5 s. 2 s needs an "
+    "algorithm that visits fewer bundles per iteration (a bound per row skips at most 60% of the tests, measured)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
-    "iteration (about 0.6 s on two threads), the flows read every surviving bundle twice an iteration (0.5-0.7 s); "
-    "1.8-2.5 s between runs of the same work",
-    ("ladder mlp 1e9 synflow", ""): "measured once by hand (benchmarks/run.py --ladder-cell mlp 1000000000 "
-    "synflow): 94 s, peak 20.3 GiB (5.4x): the one-element layers' float64 aggregates and kept flags (9 bytes a "
-    "weight) and, from their first compaction, the survivors' ids and units (12 bytes each)",
+    "iteration, the flows read every surviving bundle twice an iteration; 1.5-1.8 s in the runs of "
+    "2026-12-01 (ConvNeXt-T), their first runs up to 1.8 s",
+    ("ladder mlp 1e9 synflow", ""): "needs about 17 GiB (4.4x): the one-element layers' float64 aggregates and "
+    "kept flags (9 bytes a weight) and, from their first compaction, the survivors' ids (4 bytes each)",
 }
 
 
