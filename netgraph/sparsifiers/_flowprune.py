@@ -48,16 +48,13 @@ import threading
 
 import numpy as np
 
-from ..masked import csr_rows
+from ._flowmatrix import MaskedWeights, SurvivorMatrix
 from ._flowwalk import power_of, ranges, rhs as _rhs, scan_bundles, score as _score
 from ._workers import map_sized
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
-#: Kept elements sampled (every kept element of every n-th bundle) to bracket each iteration's
-#: threshold (a miss only costs an exact second pass).
-SAMPLE_SIZE = 1 << 15
 #: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory.
 _COMPACTING = threading.Lock()
 
@@ -91,7 +88,10 @@ class LayerState:
             self.low = self.S[:, 0].copy()
         else:  # the aggregate is |w| (or w^2) itself while kept: no copy of |w|
             self.S = self.low = None
-        self.agg = layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
+        # an ungrouped layer of one-element bundles reads its aggregate off the weights until it compacts ("raw")
+        self.raw = k == 1 and layer.groups == 1
+        self.w = np.ascontiguousarray(W.reshape(n_b)) if self.raw else None
+        self.agg = None if self.raw else layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
         self.m = np.full(n_b, k, dtype=np.min_scalar_type(k))
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0
@@ -110,8 +110,11 @@ class LayerState:
 
     # -- per-iteration inputs --------------------------------------------------------
     def aggregate(self):
-        """The layer's bundle aggregate for the flows: dense, or CSR over survivors."""
+        """The layer's bundle aggregate for the flows: dense, the weights read in place (raw), or
+        the survivors read in place (:mod:`._flowmatrix`)."""
         layer = self.layer
+        if self.raw:
+            return MaskedWeights(self.w, self.m, self.power, layer.weight.shape[:2])
         if self.ids is None:
             return self.agg.reshape(layer.weight.shape[:2])
         if layer.groups == 1:
@@ -142,9 +145,17 @@ class LayerState:
         out = c[0][v] * c[1][u]
         return np.maximum(out, _FLOOR, out=out)
 
+    def values(self, t) -> np.ndarray:
+        """``k = 1``: the aggregate of tracked bundles ``t``, float64 (``|w|`` or ``w^2`` while kept;
+        raw: read off the weights, dead bundles too)."""
+        if not self.raw:
+            return self.agg[t]
+        w = self.w[t].astype(np.float64)
+        return np.abs(w, out=w) if self.power == 1 else np.square(w, out=w)
+
     def absw(self, t: np.ndarray) -> np.ndarray:
         """``k = 1``: ``|w|`` of tracked bundles ``t`` (float64, exact), read off the aggregate."""
-        a = self.agg[t]
+        a = self.values(t)
         return a if self.power == 1 else np.sqrt(a)  # sqrt of an exact float32 square is exact
 
     def lowest(self) -> np.ndarray:
@@ -160,8 +171,8 @@ class LayerState:
         if not hi < np.inf:
             return np.flatnonzero(self.m > 0)
         if self.S is None:  # k = 1: the aggregate is |w| (power 1) or w^2 (power 2)
-            sq = self.agg if self.power == 2 else None
-            low = self.absw(slice(None)) if form != "w_grad" else 2.0 * (sq if sq is not None else self.agg**2)
+            a = self.values(slice(None))
+            low = self.absw(slice(None)) if form != "w_grad" else 2.0 * (a if self.power == 2 else a**2)
         else:
             low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -192,10 +203,10 @@ class LayerState:
         walk's float64 products), block by block: the candidates' margin test on every kept
         bundle, the exact score on those it lets through (from the aggregate, ``|w|`` or ``w^2``)."""
         bs, fs = c
-        a, p = self.agg, self.power
+        p = self.power
 
         def low(sl):  # the margin test's |w| (2 w^2 for w_grad)
-            b = a[sl]
+            b = self.values(sl)
             if form == "w_grad":
                 return 2.0 * (b if p == 2 else b * b)
             return b if p == 1 else np.sqrt(b)
@@ -224,7 +235,7 @@ class LayerState:
                     hit = low(slice(s, e)) * fs[u] <= rhs[v]
                 ts.append(np.flatnonzero(hit & (self.m[s:e] > 0)) + s)
             t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
-        ct, at = self.factor_at(c, t), a[t]
+        ct, at = self.factor_at(c, t), self.values(t)
         if form == "w_grad":
             sc = (at if p == 2 else at * at) * (2.0 * ct)
         else:
@@ -289,7 +300,9 @@ class LayerState:
             dead = np.ones(act.size, bool)
             dead[ri[keep]] = False
             d = act[dead]
-            self.agg[d], self.m[d] = 0.0, 0
+            if not self.raw:  # (raw: the weights, read only; the kept flags say what is kept)
+                self.agg[d] = 0.0
+            self.m[d] = 0
             self.kept -= d.size
             self.alive -= d.size
             self._maybe_compact()
@@ -324,16 +337,17 @@ class LayerState:
                 self._csr = self._matrix()
 
     def _matrix(self):
-        """The survivors' CSR aggregate; its values become the state's ``agg`` (scipy copies the view once)."""
-        out = csr_rows(None, self.layer.bundle_units(self.ids)[1], self.agg, self.layer.weight.shape[:2], self._indptr)
-        self.agg = out.data
-        return out
+        """The survivors' aggregate as the flows read it, in place (:class:`._flowmatrix.SurvivorMatrix`)."""
+        layer = self.layer
+        return SurvivorMatrix(self._indptr, self.ids, self.agg, layer.n_in, layer.weight.shape[:2])
 
     def _compact(self) -> None:
         """Keep the surviving bundles' vectors only, with their ids and the rows' offsets."""
         alive, layer = np.flatnonzero(self.m > 0), self.layer
         ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
-        self.m, self.agg, self.low = self.m[alive], self.agg[alive], None if self.low is None else self.low[alive]
+        self.m, self.agg, self.low = self.m[alive], self.values(alive) if self.raw else self.agg[alive], \
+            None if self.low is None else self.low[alive]
+        self.raw, self.w = False, None
         del alive
         self.ids, self._indptr = ids, np.zeros(layer.n_dst + 1, np.int64)
         np.cumsum(np.bincount(ids // layer.n_in, minlength=layer.n_dst), out=self._indptr[1:])
@@ -362,51 +376,3 @@ class LayerState:
             mask[mm == 0] = False
             out[s:s + rows] = mask
         return out.reshape(layer.weight.shape)
-
-
-def _bracket(states, cs, keep_count: int, form: str, pool):
-    """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score (the layers'
-    samples taken in ``pool``)."""
-    valid = sum(s.kept for s in states)
-    stride = max(1, valid // SAMPLE_SIZE)
-    sizes = [s.m.size // stride for s in states]
-    sample = np.concatenate(map_sized(pool, lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs), sizes))
-    n = sample.size
-    if n == 0:
-        return -np.inf, np.inf
-    q = keep_count / valid * n
-    margin = 6.0 * math.sqrt(max(q * (1 - q / n), 1.0)) + 16
-    ia, ib = int(q + margin), int(q - margin)  # ranks in descending order: n - 1 - rank ascending
-    kth = [n - 1 - i for i, ok in ((ia, q + margin < n - 1), (ib, q - margin >= 1)) if ok]
-    part = np.partition(sample, kth) if kth else sample  # the order statistics of a full sort
-    lo = part[n - 1 - ia] if q + margin < n - 1 else -np.inf
-    hi = part[n - 1 - ib] if q - margin >= 1 else np.inf
-    return lo, hi
-
-
-def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
-    """Keep exactly ``keep_count`` elements overall (the top scores; ties by position)."""
-    for lo, hi in (_bracket(states, cs, keep_count, form, pool), (-np.inf, np.inf)):
-        walks = type(states[0]).walk_all(states, cs, lo, hi, form, pool)
-        need = keep_count - sum(w["above"] for w in walks)
-        cand = np.concatenate([w["rs"] for w in walks])
-        if 1 <= need <= cand.size:
-            tau = np.partition(cand, cand.size - need)[cand.size - need]
-            break
-        if need == 0:
-            tau = np.inf
-            break
-    else:  # pragma: no cover - the unbounded bracket always holds the threshold
-        raise RuntimeError("threshold selection failed")
-    keeps = [w["rs"] > tau for w in walks]
-    need -= sum(int(kp.sum()) for kp in keeps)
-    for s, w, kp in zip(states, walks, keeps):  # ties at tau, in position order
-        if need <= 0:
-            break
-        t = np.flatnonzero(w["rs"] == tau)
-        if t.size:
-            rank = s.k - 1 - w["rp"][t]  # rank inside the bundle, 0 = largest |w|
-            t = t[np.lexsort((s.bundle_ids(w["act"][w["ri"][t]]), rank))][:need]
-            kp[t] = True
-            need -= t.size
-    map_sized(pool, lambda a: a[0].apply(a[1], a[2]), zip(states, walks, keeps), [w["act"].size for w in walks])

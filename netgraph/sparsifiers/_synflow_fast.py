@@ -27,6 +27,7 @@ _NONE = np.zeros(0, np.int32)
 _NO_ROWS = np.zeros((1, 0), np.float32)
 _NO_LOW = np.zeros(0, np.float32)
 _NO_PTR = np.zeros(1, np.int64)
+_NO_VALS = np.zeros(0)  # (a raw layer's aggregate is its weights, read only)
 #: Bundles per task of a layer's walk: the largest layers use every worker of the pool.
 PART = 1 << 19
 
@@ -62,8 +63,8 @@ class FastLayerState(LayerState):
         lo, hi = float(lo), float(hi)
         if self.S is None:
             mode = (K.LOW_2X if p == 2 else K.LOW_2XX) if wgrad else (K.LOW_X if p == 1 else K.LOW_SQRT)
-            return (self.agg, self.m, rows, ids, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode, lo, hi,
-                    wgrad, p)
+            return (self.w if self.raw else self.agg, self.raw, self.m, rows, ids, compact, n_in, gout, grouped, bs, fs,
+                    rhs, all_alive, mode, lo, hi, wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
         return (self.S.T, self.m, self.low, ids, rows, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
                 lo, hi, wgrad, p)
@@ -140,7 +141,7 @@ class FastLayerState(LayerState):
             return
         keep = np.ascontiguousarray(keep, np.bool_)
         if self.S is None:
-            dead = U.apply_single(self.m, self.agg, act, w["ri"], keep)
+            dead = U.apply_single(self.m, _NO_VALS if self.raw else self.agg, self.raw, act, w["ri"], keep)
             pruned = dead
         else:
             pruned, dead = U.apply_multi(self.m, self.low, self.agg, act, w["n_hi"], w["sum_lo"], w["stop_val"],
@@ -153,21 +154,20 @@ class FastLayerState(LayerState):
         """The compaction of :meth:`LayerState._compact` in one kernel pass, in place (the survivors
         move to the front of the vectors, which are then seen at their new size: no fresh pages
         to fault in, no copy; the memory is the first size's, as at the start), with the CSR row
-        offsets; the first compaction makes the ids (one spare element)."""
+        offsets; the first compaction makes the ids (one spare element), and a raw layer's
+        aggregate from its weights (at the survivors' size)."""
         n = int(np.count_nonzero(self.m))
         compact, ids, n_in, gout, grouped = self._layout()
         new = ids if compact else np.empty(n + 1, np.int32 if self.n_b < 2**31 else np.int64)
+        agg = np.empty(n + 1) if self.raw else self.agg
         low = self.low if self.low is not None else _NO_LOW
         indptr = np.zeros(self.layer.n_dst + 1, np.int64)
-        U.compact(self.m, self.agg, low, ids, self._indptr if compact else _NO_PTR, compact, n_in, self.m, self.agg,
-                  low, new, indptr)
-        self.m, self.agg, self.ids = self.m[:n], self.agg[:n], new[:n]
+        U.compact(self.m, self.w if self.raw else self.agg, self.raw, self.power, low, ids,
+                  self._indptr if compact else _NO_PTR, compact, n_in, self.m, agg, low, new, indptr)
+        self.m, self.agg, self.ids = self.m[:n], agg[:n], new[:n]
         self.low = self.low[:n] if self.low is not None else None
         self._indptr = indptr
-
-    def _matrix(self):
-        """The survivors' aggregate for the flows: a view of the state (no copy; updates show)."""
-        return SurvivorMatrix(self._indptr, self.ids, self.agg, self.layer.n_in, self.layer.weight.shape[:2])
+        self.raw, self.w = False, None
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""
@@ -183,33 +183,6 @@ class FastLayerState(LayerState):
         """The sample of :meth:`LayerState.sample`, in one kernel call."""
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)
         compact, ids, n_in, gout, grouped = self._layout()
-        return K.sample(_NO_ROWS if self.S is None else self.S.T, self.agg, self.m, ids, compact, n_in, gout,
-                        grouped, bs, fs, int(stride), form == "w_grad", self.power)
+        return K.sample(_NO_ROWS if self.S is None else self.S.T, self.w if self.raw else self.agg, self.raw, self.m,
+                        ids, compact, n_in, gout, grouped, bs, fs, int(stride), form == "w_grad", self.power)
 
-
-class SurvivorMatrix:
-    """The aggregate of a compacted ungrouped layer as the flows use it (``A @ x``, ``A.T @ y``):
-    the survivors' values ``agg`` by rows (``indptr``) with their bundle ids (column ``ids[t] -
-    v n_in`` in row ``v``), read in place. The products are scipy's CSR ones, bit for bit
-    (:func:`._synflow_updates.rows_matvec`), without the CSR copy of the columns and values."""
-
-    def __init__(self, indptr, ids, agg, n_in: int, shape: tuple):
-        self.indptr, self.ids, self.agg, self.n_in, self.shape = indptr, ids, agg, n_in, tuple(shape)
-
-    def __matmul__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float64)
-        return U.rows_matvec(self.indptr, self.ids, self.agg, self.n_in, x, np.empty(self.shape[0]))
-
-    @property
-    def T(self) -> "_Transposed":
-        return _Transposed(self)
-
-
-class _Transposed:
-    def __init__(self, a: SurvivorMatrix):
-        self.a = a
-
-    def __matmul__(self, y: np.ndarray) -> np.ndarray:
-        a = self.a
-        y = np.ascontiguousarray(y, np.float64)
-        return U.rows_rmatvec(a.indptr, a.ids, a.agg, a.n_in, y, np.empty(a.shape[1]))

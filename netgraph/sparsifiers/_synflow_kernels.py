@@ -54,6 +54,16 @@ def _low(x, lowmode):
 
 
 @njit(cache=True, nogil=True)
+def _value(x, raw, power):
+    """A one-element bundle's aggregate (float64): stored, or read off its weight (``raw``):
+    ``|w|`` or ``w^2``, exactly the stored value."""
+    a = np.float64(x)
+    if not raw:
+        return a
+    return abs(a) if power == 1 else a * a
+
+
+@njit(cache=True, nogil=True)
 def _score(x, c, wgrad):
     """``x c`` or ``2 x^2 c`` (float64 ``x``), as :func:`._flowwalk.score`."""
     if wgrad:
@@ -85,15 +95,19 @@ def _block_row(t0, n, v, indptr, compact, n_in, group_out, grouped):
 
 
 @njit(cache=True, nogil=True)
-def _flags(x, m, fs, r, lowmode, hit):
+def _flags(x, m, fs, r, lowmode, raw, power, hit):
     """``hit[i]``: live and ``low(x[i]) fs[i] <= r``, over aligned slices of one row (vectorised:
-    no branch, no index arithmetic; SynFlow's ``low(x) = x`` has its own loop)."""
-    if lowmode == LOW_X:
+    no branch, no index arithmetic; SynFlow's ``low(x) = x`` or ``|w|`` has its own loop);
+    ``raw``: ``x`` are the weights (:func:`_value`)."""
+    if lowmode == LOW_X and not raw:
         for i in range(x.size):
             hit[i] = (m[i] > 0) & (np.float64(x[i]) * fs[i] <= r)
+    elif lowmode == LOW_X and power == 1:
+        for i in range(x.size):
+            hit[i] = (m[i] > 0) & (abs(np.float64(x[i])) * fs[i] <= r)
     else:
         for i in range(x.size):
-            hit[i] = (m[i] > 0) & (_low(np.float64(x[i]), lowmode) * fs[i] <= r)
+            hit[i] = (m[i] > 0) & (_low(_value(x[i], raw, power), lowmode) * fs[i] <= r)
 
 
 @njit(cache=True, nogil=True)
@@ -108,7 +122,7 @@ def _flags_at(x, m, ids, off, fs, r, lowmode, hit):
 
 
 @njit(cache=True, nogil=True)
-def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, ids, off, n_in, all_alive, idx, hit):
+def _hits(t0, n, x, m, lowmode, raw, power, fs, rhs, compact, vc, ids, off, n_in, all_alive, idx, hit):
     """The live bundles of the block from ``t0`` passing the margin test ``low(x) f[u] <= rhs[v]``
     (every live one when ``all_alive``), written to ``idx``; returns ``(count, block end)``.
     A block ends at ``n`` and in one destination row (``rhs`` and the sources' offset ``off``
@@ -126,7 +140,7 @@ def _hits(t0, n, x, m, lowmode, fs, rhs, compact, vc, ids, off, n_in, all_alive,
     if compact:
         _flags_at(x[t0:t1], m[t0:t1], ids[t0:t1], off, fs, rhs[v], lowmode, hit)
     else:
-        _flags(x[t0:t1], m[t0:t1], fs[t0 + off:t1 + off], rhs[v], lowmode, hit)
+        _flags(x[t0:t1], m[t0:t1], fs[t0 + off:t1 + off], rhs[v], lowmode, raw, power, hit)
     nb = t1 - t0
     hit[nb:nb + 8] = 0
     words = hit.view(np.uint64)
@@ -212,7 +226,8 @@ def _multi_part(t0, n, S, m, low, ids, indptr, compact, n_in, group_out, grouped
     vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
         vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
-        nc, t1 = _hits(t0, te, low, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx, hit)
+        nc, t1 = _hits(t0, te, low, m, lowmode, False, power, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx,
+                       hit)
         for i in range(nc):
             t = idx[i]
             mt = np.int64(m[t])
@@ -301,17 +316,18 @@ def walk_multi(S, m, low, ids, indptr, compact, n_in, group_out, grouped, bs, fs
 
 
 @njit(cache=True, nogil=True)
-def _single_part(t0, n, agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
-                 wgrad, power, act, na, ri, rs, nr):
+def _single_part(t0, n, agg, raw, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo,
+                 hi, wgrad, power, act, na, ri, rs, nr):
     """Bundles ``t0, ...`` of :func:`walk_single` into the buffers until they are full."""
     idx, hit = np.empty(BLOCK, np.int64), np.empty(BLOCK + 8, np.uint8)
     vb = np.searchsorted(indptr, t0, side="right") - 1 if compact and t0 < n else 0
     while t0 < n:
         vb, off, te = _block_row(t0, n, vb, indptr, compact, n_in, group_out, grouped)
-        nc, t1 = _hits(t0, te, agg, m, lowmode, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx, hit)
+        nc, t1 = _hits(t0, te, agg, m, lowmode, raw, power, fs, rhs, compact, vb, ids, off, n_in, all_alive, idx,
+                       hit)
         for i in range(nc):
             t = idx[i]
-            a = agg[t]
+            a = _value(agg[t], raw, power)
             c = _factor(bs[vb], fs[(np.int64(ids[t]) if compact else t) + off])
             if wgrad:
                 s = (a if power == 2 else a * a) * (2.0 * c)
@@ -328,16 +344,17 @@ def _single_part(t0, n, agg, m, indptr, ids, compact, n_in, group_out, grouped, 
 
 
 @njit(cache=True, nogil=True)
-def walk_single(agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
+def walk_single(agg, raw, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive, lowmode, lo, hi,
                 wgrad, power, t_begin, t_end, act, ri, rs):
     """``k = 1``, bundles ``t_begin`` to ``t_end``: the live bundles passing the margin test
     whose exact score is not above ``hi`` (``act``), and the records ``ri`` (index into ``act``)
     of those scoring ``>= lo`` with their scores ``rs``; ``|w|`` is read off the aggregate
-    (``|w|`` or ``w^2``). Buffers as :func:`walk_multi`; returns them and the two counts."""
+    (``|w|`` or ``w^2``), or off the weights themselves (``raw``: the full layout of an
+    ungrouped layer). Buffers as :func:`walk_multi`; returns them and the two counts."""
     t, na, nr = t_begin, 0, 0
     while t < t_end:
-        t, na, nr = _single_part(t, t_end, agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs, all_alive,
-                                 lowmode, lo, hi, wgrad, power, act, na, ri, rs, nr)
+        t, na, nr = _single_part(t, t_end, agg, raw, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, rhs,
+                                 all_alive, lowmode, lo, hi, wgrad, power, act, na, ri, rs, nr)
         if na == act.size:
             act = _grow(act, na)
         if nr == ri.size:
@@ -346,7 +363,7 @@ def walk_single(agg, m, indptr, ids, compact, n_in, group_out, grouped, bs, fs, 
 
 
 @njit(cache=True, nogil=True)
-def sample(S, agg, m, ids, compact, n_in, group_out, grouped, bs, fs, stride, wgrad, power):
+def sample(S, agg, raw, m, ids, compact, n_in, group_out, grouped, bs, fs, stride, wgrad, power):
     """Scores of every kept element of every ``stride``-th tracked bundle (``S`` empty: ``k = 1``,
     ``|w|`` off the aggregate), as :meth:`._flowprune.LayerState.sample`."""
     n = m.size
@@ -361,7 +378,7 @@ def sample(S, agg, m, ids, compact, n_in, group_out, grouped, bs, fs, stride, wg
         v, j = row // n_in, row % n_in
         c = _factor(bs[v], fs[(v // group_out) * n_in + j if grouped else j])
         if S.size == 0:
-            a = agg[t]
+            a = _value(agg[t], raw, power)
             out[no] = _score(a if power == 1 else np.sqrt(a), c, wgrad)
             no += 1
             continue

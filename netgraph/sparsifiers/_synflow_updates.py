@@ -54,26 +54,29 @@ def apply_multi(m, low, agg, act, n_hi, sum_lo, stop_val, ri, rp, rv, keep, k, p
 
 
 @njit(cache=True, nogil=True)
-def apply_single(m, agg, act, ri, keep):
+def apply_single(m, agg, raw, act, ri, keep):
     """``k = 1``: every candidate dies but the kept records; returns the bundles emptied. The
-    kept ones are marked in ``act`` itself (``~t``, negative), the walk's buffer."""
+    kept ones are marked in ``act`` itself (``~t``, negative), the walk's buffer. ``raw``: the
+    aggregate is the weights, never written (``agg`` unused; the kept flags say what is kept)."""
     for r in range(ri.size):
         if keep[r]:
             act[ri[r]] = ~act[ri[r]]
     dead = 0
     for i in range(act.size):
         if act[i] >= 0:
-            agg[act[i]] = 0.0
+            if not raw:
+                agg[act[i]] = 0.0
             m[act[i]] = 0
             dead += 1
     return dead
 
 
 @njit(cache=True, nogil=True)
-def compact(m, agg, low, ids, rows, compact, n_in, m2, agg2, low2, ids2, indptr):
+def compact(m, agg, raw, power, low, ids, rows, compact, n_in, m2, agg2, low2, ids2, indptr):
     """The surviving bundles (``m > 0``) of a layer's tracked ones, in order, into the new
     vectors: kept count, aggregate, smallest kept value (``low`` empty: ``k = 1``) and bundle
-    id, as :meth:`._flowprune.LayerState._compact`; and the survivors' row offsets (``indptr``,
+    id, as :meth:`._flowprune.LayerState._compact` (``raw``: ``agg`` are the weights, whose
+    ``|w|`` or ``w^2`` the new aggregate holds); and the survivors' row offsets (``indptr``,
     the CSR matrix's; ``rows``: the tracked bundles' when ``compact``). The loop writes every
     bundle at the count of survivors before it and moves on past a survivor only (no branch to
     mispredict): an output may be the input itself (the count never passes the bundle read),
@@ -89,7 +92,8 @@ def compact(m, agg, low, ids, rows, compact, n_in, m2, agg2, low2, ids2, indptr)
                 c += m[t] > 0
         else:
             for t in range(v * n_in, (v + 1) * n_in):
-                m2[c], agg2[c], ids2[c] = m[t], agg[t], t
+                x = np.float64(agg[t])
+                m2[c], agg2[c], ids2[c] = m[t], (x if not raw else abs(x) if power == 1 else x * x), t
                 if has_low:
                     low2[c] = low[t]
                 c += m[t] > 0
@@ -143,3 +147,42 @@ def final_multi(S, W, m, out):
             tie = (a == cut) & (quota > 0)
             out[b, j] = (a > cut) | tie
             quota -= tie
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def masked_matvec(w, m, power, n_in, x, out):
+    """``out[v] = sum_j a(w[v, j]) x[j]`` over the kept bundles of an ungrouped one-element layer
+    read in place (``a``: ``|w|`` or ``w^2``; a dead bundle adds an exact 0). The one kernel
+    whose sums the compiler may reassociate (``fastmath={"reassoc"}``, nothing else): it
+    vectorises them, about BLAS's order and speed, from float32 weights and byte flags; the
+    order is fixed for a machine, so the same inputs give the same bits."""
+    for v in range(out.size):
+        r, q = w[v * n_in:(v + 1) * n_in], m[v * n_in:(v + 1) * n_in]
+        s = 0.0
+        if power == 1:
+            for j in range(n_in):
+                s += abs(np.float64(r[j])) * np.float64(q[j]) * x[j]
+        else:
+            for j in range(n_in):
+                a = np.float64(r[j])
+                s += a * a * np.float64(q[j]) * x[j]
+        out[v] = s
+    return out
+
+
+@njit(cache=True, nogil=True)
+def masked_rmatvec(w, m, power, n_in, y, out):
+    """The transpose of :func:`masked_matvec`: ``out[j] += a(w[v, j]) y[v]``, rows in order (the
+    sums of :func:`rows_rmatvec` over the survivors, bit for bit; vectorised over ``j``)."""
+    out[:] = 0.0
+    for v in range(w.size // n_in):
+        yv = y[v]
+        r, q = w[v * n_in:(v + 1) * n_in], m[v * n_in:(v + 1) * n_in]  # (row views: no index arithmetic)
+        if power == 1:
+            for j in range(n_in):
+                out[j] += abs(np.float64(r[j])) * np.float64(q[j]) * yv
+        else:
+            for j in range(n_in):
+                a = np.float64(r[j])
+                out[j] += a * a * np.float64(q[j]) * yv
+    return out

@@ -25,7 +25,7 @@ from .._validate import check_choice
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
 from ..reach import shortest_path_weights
-from ._flowprune import prune_step
+from ._flowstep import prune_step
 from ._workers import map_sized, pool as _pool
 from .base import Context, method
 

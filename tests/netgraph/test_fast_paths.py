@@ -59,7 +59,8 @@ def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, 
             s = _flowprune.LayerState(layer, power)
             dead = rng.random(s.m.size) < 0.3  # some dead bundles
             s.m[dead] = 0
-            s.agg[dead] = 0.0
+            if s.agg is not None:  # (raw: the kept flags alone)
+                s.agg[dead] = 0.0
             if s.low is not None:
                 s.low[dead] = np.nan
             s.alive = int(np.count_nonzero(s.m))

@@ -79,7 +79,9 @@ def _pair(layer, power, compact, monkeypatch, seed=0):
     for cls in (_flowprune.LayerState, _synflow_fast.FastLayerState):
         s = cls(layer, power)
         dead = np.random.default_rng(seed).random(s.m.size) < 0.3
-        s.m[dead], s.agg[dead] = 0, 0.0
+        s.m[dead] = 0
+        if s.agg is not None:  # (raw: the kept flags alone)
+            s.agg[dead] = 0.0
         if s.low is not None:
             s.low[dead] = np.nan
         s.alive = int(np.count_nonzero(s.m))
@@ -166,20 +168,37 @@ def test_without_numba_the_numpy_engine_runs_with_a_warning(monkeypatch):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n_dst=st.integers(1, 9), n_in=st.integers(1, 9), keep=st.floats(0.0, 1.0), seed=st.integers(0, 2**16))
-def test_survivor_matrix_products_equal_scipy_bit_for_bit(n_dst, n_in, keep, seed):
-    """A compacted layer's aggregate, read in place: its two products are scipy CSR's, bit for
-    bit (the same sums in the same order), the kept values and ids seen through spare room."""
+@given(n_dst=st.integers(1, 9), n_in=st.integers(1, 40), keep=st.floats(0.0, 1.0), power=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**16))
+def test_flow_products_read_in_place_equal_scipy(n_dst, n_in, keep, power, seed):
+    """The aggregates SynFlow's flows multiply by, read in place (a raw layer's weights and kept
+    flags; a compacted layer's survivors, seen through spare room): their products, compiled and
+    numpy, are scipy CSR's over the kept bundles bit for bit (the same sums in the same order),
+    but the raw layer's compiled ``A @ x``, whose sums are reassociated: equal to rounding."""
     import scipy.sparse as sp
 
+    from netgraph.sparsifiers import _flowmatrix
+    from netgraph.sparsifiers._flowmatrix import MaskedWeights, SurvivorMatrix
+
     rng = np.random.default_rng(seed)
-    ids = np.flatnonzero(rng.random(n_dst * n_in) < keep).astype(np.int32)
-    agg = np.concatenate([rng.lognormal(size=ids.size) * 10.0 ** rng.integers(-30, 30, ids.size), [7.0]])
-    ids = np.concatenate([ids, [0]]).astype(np.int32)  # spare room after the survivors, as after a compaction
-    n = ids.size - 1
+    w = (rng.standard_normal(n_dst * n_in) * 10.0 ** rng.integers(-20, 20, n_dst * n_in)).astype(np.float32)
+    m = (rng.random(w.size) < keep).astype(np.uint8)
+    ids = np.flatnonzero(m)
+    agg = np.abs(w[ids], dtype=np.float64) if power == 1 else np.square(w[ids], dtype=np.float64)
+    spare = lambda a, x: np.concatenate([a, [x]]).astype(a.dtype)[:a.size]  # noqa: E731 (a view of a larger buffer)
+    ids32, agg = spare(ids.astype(np.int32), 0), spare(agg, 7.0)
     indptr = np.zeros(n_dst + 1, np.int64)
-    np.cumsum(np.bincount(ids[:n] // n_in, minlength=n_dst), out=indptr[1:])
-    A = _synflow_fast.SurvivorMatrix(indptr, ids[:n], agg[:n], n_in, (n_dst, n_in))
-    ref = sp.csr_matrix((agg[:n].copy(), ids[:n] % n_in, indptr), shape=(n_dst, n_in))
+    np.cumsum(np.bincount(ids // n_in, minlength=n_dst), out=indptr[1:])
+    ref = sp.csr_matrix((agg.copy(), ids % n_in, indptr), shape=(n_dst, n_in))
     x, y = rng.lognormal(size=n_in), rng.lognormal(size=n_dst)
-    assert np.array_equal(A @ x, ref @ x) and np.array_equal(A.T @ y, ref.T @ y)
+    for kernels in (_flowmatrix._kernels(), None):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_flowmatrix, "_kernels", lambda: kernels)
+            raw, survivors = MaskedWeights(w, m, power, (n_dst, n_in)), SurvivorMatrix(indptr, ids32, agg, n_in,
+                                                                                          (n_dst, n_in))
+            assert np.array_equal(survivors @ x, ref @ x) and np.array_equal(survivors.T @ y, ref.T @ y)
+            assert np.array_equal(raw.T @ y, ref.T @ y)
+            if kernels is None:
+                assert np.array_equal(raw @ x, ref @ x)
+            else:
+                np.testing.assert_allclose(raw @ x, ref @ x, rtol=1e-13, atol=0)
