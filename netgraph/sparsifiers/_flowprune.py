@@ -12,9 +12,11 @@ bundle always keeps its ``m`` largest ``|w|``. The state of a layer:
 * ``k > 1``: the bundle's ``|w|`` sorted once (``S``, float32, 4 bytes a weight), the kept
   count ``m`` (1 byte while ``k < 256``), the float64 aggregate and the smallest kept
   value ``low`` per bundle;
-* ``k = 1`` (linear layers, attention projections): the kept flag ``m`` (1 byte) and the
-  float64 aggregate, which *is* ``|w|`` (``w^2`` for SynFlow-L2, whose square root is exact)
-  while kept: 9 bytes a weight, no copy of ``|w|``.
+* ``k = 1`` (linear layers, attention projections): the kept flag ``m`` (1 byte); the
+  aggregate *is* ``|w|`` (``w^2`` for SynFlow-L2, whose square root is exact) while kept.
+  An ungrouped layer reads it off the model's weights (``raw``: 1 byte a weight, the flows'
+  products read the weights and flags in place, :mod:`._flowmatrix`) until its first
+  compaction, which stores the survivors' float64 aggregates; a grouped one stores it.
 
 One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sample:
 
