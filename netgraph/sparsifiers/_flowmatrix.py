@@ -34,7 +34,29 @@ def _kernels():
     return _synflow_updates
 
 
-class MaskedWeights:
+class _InPlace:
+    """``A @ x`` and ``A.T @ y`` of a layer's aggregate read in place: the compiled kernels where
+    numba imports, numpy else."""
+
+    shape: tuple
+
+    def __matmul__(self, x: np.ndarray) -> np.ndarray:
+        return self._product(x, True)
+
+    def rmatvec(self, y: np.ndarray) -> np.ndarray:
+        return self._product(y, False)
+
+    @property
+    def T(self) -> "_Transposed":
+        return _Transposed(self)
+
+    def _product(self, x: np.ndarray, forward: bool) -> np.ndarray:
+        x, K = np.ascontiguousarray(x, np.float64), _kernels()
+        out = np.empty(self.shape[0] if forward else self.shape[1])
+        return self._compiled(K, x, forward, out) if K is not None else self._numpy(x, forward)
+
+
+class MaskedWeights(_InPlace):
     """The aggregate of an ungrouped one-element layer, from its weights ``w`` (flat, the
     ``(n_dst, n_in)`` bundle order) and kept flags ``m``."""
 
@@ -46,56 +68,32 @@ class MaskedWeights:
         a = np.abs(self.w, dtype=np.float64) if self.power == 1 else np.square(self.w, dtype=np.float64)
         return a * (self.m > 0)
 
-    def __matmul__(self, x: np.ndarray) -> np.ndarray:
-        (n_dst, n_in), x = self.shape, np.ascontiguousarray(x, np.float64)
-        K = _kernels()
-        if K is not None:
-            return K.masked_matvec(self.w, self.m, self.power, n_in, x, np.empty(n_dst))
-        return _bincount(np.repeat(np.arange(n_dst), n_in), (self.values().reshape(n_dst, n_in) * x).ravel(), n_dst)
+    def _compiled(self, K, x, forward, out):
+        return (K.masked_matvec if forward else K.masked_rmatvec)(self.w, self.m, self.power, self.shape[1], x, out)
 
-    @property
-    def T(self) -> "_Transposed":
-        return _Transposed(self)
-
-    def rmatvec(self, y: np.ndarray) -> np.ndarray:
-        (n_dst, n_in), y = self.shape, np.ascontiguousarray(y, np.float64)
-        K = _kernels()
-        if K is not None:
-            return K.masked_rmatvec(self.w, self.m, self.power, n_in, y, np.empty(n_in))
-        return _bincount(np.tile(np.arange(n_in), n_dst), (self.values().reshape(n_dst, n_in) * y[:, None]).ravel(),
-                         n_in)
+    def _numpy(self, x, forward):
+        (n_dst, n_in), a = self.shape, self.values().reshape(self.shape)
+        if forward:
+            return _bincount(np.repeat(np.arange(n_dst), n_in), (a * x).ravel(), n_dst)
+        return _bincount(np.tile(np.arange(n_in), n_dst), (a * x[:, None]).ravel(), n_in)
 
 
-class SurvivorMatrix:
+class SurvivorMatrix(_InPlace):
     """The aggregate of a compacted ungrouped layer: ``agg`` by rows (``indptr``), bundle ids
     ``ids``, read in place (updates to ``agg`` show)."""
 
     def __init__(self, indptr, ids, agg, n_in: int, shape: tuple):
         self.indptr, self.ids, self.agg, self.n_in, self.shape = indptr, ids, agg, n_in, tuple(shape)
 
-    def _rows_cols(self) -> tuple:
+    def _compiled(self, K, x, forward, out):
+        return (K.rows_matvec if forward else K.rows_rmatvec)(self.indptr, self.ids, self.agg, self.n_in, x, out)
+
+    def _numpy(self, x, forward):
         rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
-        return rows, self.ids - rows * self.n_in
-
-    def __matmul__(self, x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float64)
-        K = _kernels()
-        if K is not None:
-            return K.rows_matvec(self.indptr, self.ids, self.agg, self.n_in, x, np.empty(self.shape[0]))
-        rows, cols = self._rows_cols()
-        return _bincount(rows, self.agg * x[cols], self.shape[0])
-
-    @property
-    def T(self) -> "_Transposed":
-        return _Transposed(self)
-
-    def rmatvec(self, y: np.ndarray) -> np.ndarray:
-        y = np.ascontiguousarray(y, np.float64)
-        K = _kernels()
-        if K is not None:
-            return K.rows_rmatvec(self.indptr, self.ids, self.agg, self.n_in, y, np.empty(self.shape[1]))
-        rows, cols = self._rows_cols()
-        return _bincount(cols, self.agg * y[rows], self.shape[1])
+        cols = self.ids - rows * self.n_in
+        if forward:
+            return _bincount(rows, self.agg * x[cols], self.shape[0])
+        return _bincount(cols, self.agg * x[rows], self.shape[1])
 
 
 class _Transposed:
