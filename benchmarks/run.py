@@ -105,11 +105,11 @@ def _fmt(v) -> str:
 WHY = {
     ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 30 ns "
     "a candidate, some 53M candidates in 100 iterations) and the flows' float64 products over every surviving "
-    "bundle each iteration; 4.4-4.7 s in the runs of 2026-12-01, the first run in a process 5.2 s",
+    "bundle each iteration; 4.4-4.7 s in the runs of 2026-12-01, the first run in a process 5.2-5.8 s",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
-    "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds about 2x: "
-    "the sorted float32 |w| of the multi-element layers 0.89x, the one-element layers' float64 aggregates, numba "
-    "about 0.2x; a 1-byte argsort in place of the sorted copy (0.22x) would still leave about 3.9x",
+    "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds 1.85x, "
+    "most of it the sorted float32 |w| of the multi-element layers (0.89x; the one-element layers' aggregates are "
+    "read off the weights); a 1-byte argsort in place of the sorted copy (0.22x) would still leave about 3.8x",
     ("synflow vgg19 cifar", "seconds"): "about 10 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
     "(about 5 ms on two threads; a sixth of the live bundles are candidates each iteration, about 40 ns each), "
     "the bracket's sample and partition (1 ms), the flows (1.4 ms); plus 0.15 s of set-up (the sorted |w|); "
@@ -120,10 +120,10 @@ WHY = {
     "only on a loaded machine",
     ("modern vit_b_16", "synflow"): "72M one-element bundles, each kept one tested every iteration (about 21 "
     "tests a weight over the run: a vectorised pass, about 0.6 ns a test in the full layout, 1 ns once compacted, "
-    "where the source factor is gathered; the passing 6% scored and recorded): the walks about 1.5 s on two "
-    "threads; the flows 1.2 s (float64, dense until half a layer's bundles are dead, then sums over the survivors "
-    "in order, about 0.45 ns each, bound by the additions' latency); updates and compactions 0.5 s. 2 s needs an "
-    "algorithm that visits fewer bundles per iteration (a bound per row skips at most 60% of the tests, measured)",
+    "where the source factor is gathered; the passing 6% scored and recorded): the walks about 1.4 s on two "
+    "threads; the flows 1.05 s (float64; in order over a compacted layer's survivors, about 0.45 ns each, bound "
+    "by the additions' latency); updates and compactions 0.5 s. 2 s needs an algorithm that visits fewer "
+    "bundles per iteration (a bound per row skips at most 60% of the tests, measured)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
     "iteration, the flows read every surviving bundle twice an iteration; 1.5-1.8 s in the runs of "
     "2026-12-01 (ConvNeXt-T), their first runs up to 1.8 s",
