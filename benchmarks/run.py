@@ -55,7 +55,7 @@ for _m in ("resnet50", "efficientnet_b0", "convnext_tiny", "vit_b_16"):
 ISSUE_PASS = 0.77
 # Bytes per weight a ladder job needs beyond the model (estimates, to skip what cannot fit).
 JOB_BYTES = {("conv", "trace"): 0.2, ("mlp", "trace"): 0.2, ("conv", "phew"): 3, ("mlp", "phew"): 4,
-             ("conv", "metrics"): 4, ("mlp", "metrics"): 4, ("conv", "synflow"): 9, ("mlp", "synflow"): 10}
+             ("conv", "metrics"): 4, ("mlp", "metrics"): 4, ("conv", "synflow"): 9, ("mlp", "synflow"): 8}
 
 
 def _child(args: list, quiet: bool) -> dict:
@@ -127,9 +127,9 @@ WHY = {
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
     "iteration, the flows read every surviving bundle twice an iteration; 1.5-1.8 s in the runs of "
     "2026-12-01 (ConvNeXt-T), their first runs up to 1.8 s",
-    ("ladder mlp 1e9 synflow", ""): "needs about 13 GiB (3.4x): the kept flags (1 byte a weight; the aggregates "
-    "are read off the weights) and, from a layer's first compaction, its survivors' float64 aggregates and ids "
-    "(12 bytes each)",
+    ("ladder mlp 1e9 synflow", ""): "needs about 11 GiB (2.9x): the kept flags (1 byte a weight; the aggregates "
+    "are read off the weights) and, from a layer's first compaction, its survivors' float32 |w| and ids (8 bytes "
+    "each)",
 }
 
 

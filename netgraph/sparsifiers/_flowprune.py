@@ -151,7 +151,8 @@ class LayerState:
         """``k = 1``: the aggregate of tracked bundles ``t``, float64 (``|w|`` or ``w^2`` while kept;
         raw: read off the weights, dead bundles too)."""
         if not self.raw:
-            return self.agg[t]
+            a = self.agg[t]
+            return a if a.dtype == np.float64 else a.astype(np.float64)  # (a compacted raw layer's float32 |w|)
         w = self.w[t].astype(np.float64)
         return np.abs(w, out=w) if self.power == 1 else np.square(w, out=w)
 
@@ -338,6 +339,11 @@ class LayerState:
             if self.layer.groups == 1:  # one array: updates to the aggregate show in the flows
                 self._csr = self._matrix()
 
+    def _survivor_dtype(self):
+        """A raw layer's aggregate once compacted: ``|w|`` is a float32 exactly (4 bytes a survivor);
+        ``w^2`` needs float64."""
+        return np.float32 if self.power == 1 else np.float64
+
     def _matrix(self):
         """The survivors' aggregate as the flows read it, in place (:class:`._flowmatrix.SurvivorMatrix`)."""
         layer = self.layer
@@ -347,7 +353,8 @@ class LayerState:
         """Keep the surviving bundles' vectors only, with their ids and the rows' offsets."""
         alive, layer = np.flatnonzero(self.m > 0), self.layer
         ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
-        self.m, self.agg, self.low = self.m[alive], self.values(alive) if self.raw else self.agg[alive], \
+        agg = self.values(alive).astype(self._survivor_dtype(), copy=False) if self.raw else self.agg[alive]
+        self.m, self.agg, self.low = self.m[alive], agg, \
             None if self.low is None else self.low[alive]
         self.raw, self.w = False, None
         del alive

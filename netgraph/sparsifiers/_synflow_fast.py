@@ -155,11 +155,11 @@ class FastLayerState(LayerState):
         move to the front of the vectors, which are then seen at their new size: no fresh pages
         to fault in, no copy; the memory is the first size's, as at the start), with the CSR row
         offsets; the first compaction makes the ids (one spare element), and a raw layer's
-        aggregate from its weights (at the survivors' size)."""
+        aggregate from its weights (at the survivors' size; float32 ``|w|`` for SynFlow, exact)."""
         n = int(np.count_nonzero(self.m))
         compact, ids, n_in, gout, grouped = self._layout()
         new = ids if compact else np.empty(n + 1, np.int32 if self.n_b < 2**31 else np.int64)
-        agg = np.empty(n + 1) if self.raw else self.agg
+        agg = np.empty(n + 1, self._survivor_dtype()) if self.raw else self.agg
         low = self.low if self.low is not None else _NO_LOW
         indptr = np.zeros(self.layer.n_dst + 1, np.int64)
         U.compact(self.m, self.w if self.raw else self.agg, self.raw, self.power, low, ids,
