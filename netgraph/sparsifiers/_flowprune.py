@@ -16,7 +16,8 @@ bundle always keeps its ``m`` largest ``|w|``. The state of a layer:
   aggregate *is* ``|w|`` (``w^2`` for SynFlow-L2, whose square root is exact) while kept.
   An ungrouped layer reads it off the model's weights (``raw``: 1 byte a weight, the flows'
   products read the weights and flags in place, :mod:`._flowmatrix`) until its first
-  compaction, which stores the survivors' float64 aggregates; a grouped one stores it.
+  compaction, which stores the survivors' ``|w|`` (float32, exact) or ``w^2`` (float64); a
+  grouped layer stores its float64 aggregates.
 
 One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sample:
 
