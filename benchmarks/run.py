@@ -105,11 +105,11 @@ def _fmt(v) -> str:
 WHY = {
     ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 30 ns "
     "a candidate, some 53M candidates in 100 iterations) and the flows' float64 products over every surviving "
-    "bundle each iteration; 4.4-4.7 s in the runs of 2026-12-01, the first run in a process 5.2-5.8 s",
+    "bundle each iteration; 4.1-4.7 s in the runs of 2026-12-01, the first run in a process 5.2-5.8 s",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
-    "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds 1.85x, "
+    "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds 1.8x, "
     "most of it the sorted float32 |w| of the multi-element layers (0.89x; the one-element layers' aggregates are "
-    "read off the weights); a 1-byte argsort in place of the sorted copy (0.22x) would still leave about 3.8x",
+    "read off the weights); a 1-byte argsort in place of the sorted copy (0.22x) would still leave about 3.7x",
     ("synflow vgg19 cifar", "seconds"): "about 10 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
     "(about 5 ms on two threads; a sixth of the live bundles are candidates each iteration, about 40 ns each), "
     "the bracket's sample and partition (1 ms), the flows (1.4 ms); plus 0.15 s of set-up (the sorted |w|); "
