@@ -341,9 +341,9 @@ class LayerState:
                 self._csr = self._matrix()
 
     def _survivor_dtype(self):
-        """A raw layer's aggregate once compacted: ``|w|`` is a float32 exactly (4 bytes a survivor);
-        ``w^2`` needs float64."""
-        return np.float32 if self.power == 1 else np.float64
+        """A raw layer's aggregate once compacted: the ``|w|`` of float32 weights is a float32
+        exactly (4 bytes a survivor); ``w^2``, or float64 weights, need float64."""
+        return np.float32 if self.power == 1 and self.w.dtype == np.float32 else np.float64
 
     def _matrix(self):
         """The survivors' aggregate as the flows read it, in place (:class:`._flowmatrix.SurvivorMatrix`)."""

@@ -202,3 +202,17 @@ def test_flow_products_read_in_place_equal_scipy(n_dst, n_in, keep, power, seed)
                 assert np.array_equal(raw @ x, ref @ x)
             else:
                 np.testing.assert_allclose(raw @ x, ref @ x, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("dtype,power,want", [(torch.float32, 1, np.float32), (torch.float32, 2, np.float64),
+                                              (torch.float64, 1, np.float64)])
+def test_a_compacted_linear_layer_keeps_its_aggregate_exactly(dtype, power, want, monkeypatch):
+    """A linear layer reads |w| off the weights until it compacts, then stores it: as float32
+    only where that is exact (SynFlow's |w| of float32 weights), and both engines alike."""
+    torch.manual_seed(0)
+    g = netgraph.from_torch(torch.nn.Sequential(torch.nn.Linear(6, 5)).to(dtype), (6,))
+    (ref, fast), _ = _pair(g.layers[0], power, True, monkeypatch)
+    w = g.layers[0].weight.reshape(-1).astype(np.float64)
+    exact = np.abs(w) if power == 1 else w * w
+    for s in (ref, fast):
+        assert s.agg.dtype == want and np.array_equal(s.agg.astype(np.float64), exact[s.ids])
