@@ -39,19 +39,15 @@ SPARSE_BELOW = 0.125
 CSR_FROM = 1 << 19
 
 
-def csr_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple, indptr=None):
+def csr_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple):
     """The ``scipy.sparse`` CSR matrix of ``shape`` holding ``vals`` at ``(rows, cols)``, given
     in row-major order (ascending flat index): no sort, no copy of ``vals`` (so updates to it
-    show in the matrix), explicit zeros kept, int32 indices where they fit. ``indptr``: the
-    row offsets when the caller has them (then ``rows`` is not read)."""
+    show in the matrix), explicit zeros kept, int32 indices where they fit."""
     import scipy.sparse as sp
 
     itype = np.int32 if max(shape[1], cols.size) < 2**31 else np.int64
-    if indptr is not None:
-        indptr = indptr.astype(itype, copy=False)
-    else:
-        indptr = np.zeros(shape[0] + 1, itype)
-        np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    indptr = np.zeros(shape[0] + 1, itype)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
     return sp.csr_matrix((vals, cols.astype(itype, copy=False), indptr), shape=shape, copy=False)
 
 

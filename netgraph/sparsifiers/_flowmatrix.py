@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._flowwalk import power_of
+
 
 def _bincount(rows: np.ndarray, vals: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(rows, weights=vals, minlength=n).astype(np.float64, copy=False)
@@ -52,8 +54,9 @@ class _InPlace:
 
     def _product(self, x: np.ndarray, forward: bool) -> np.ndarray:
         x, K = np.ascontiguousarray(x, np.float64), _kernels()
-        out = np.empty(self.shape[0] if forward else self.shape[1])
-        return self._compiled(K, x, forward, out) if K is not None else self._numpy(x, forward)
+        if K is None:
+            return self._numpy(x, forward)
+        return self._compiled(K, x, forward, np.empty(self.shape[0] if forward else self.shape[1]))
 
 
 class MaskedWeights(_InPlace):
@@ -65,8 +68,7 @@ class MaskedWeights(_InPlace):
 
     def values(self) -> np.ndarray:
         """Every bundle's aggregate (float64; 0 where dead)."""
-        a = np.abs(self.w, dtype=np.float64) if self.power == 1 else np.square(self.w, dtype=np.float64)
-        return a * (self.m > 0)
+        return power_of(self.power, np.abs(self.w)) * (self.m > 0)
 
     def _compiled(self, K, x, forward, out):
         return (K.masked_matvec if forward else K.masked_rmatvec)(self.w, self.m, self.power, self.shape[1], x, out)

@@ -58,7 +58,8 @@ from ._workers import map_sized
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
-#: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory.
+#: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory
+#: where a compaction copies (the numpy engine; the compiled one moves the survivors in place).
 _COMPACTING = threading.Lock()
 
 
@@ -91,16 +92,20 @@ class LayerState:
             self.low = self.S[:, 0].copy()
         else:  # the aggregate is |w| (or w^2) itself while kept: no copy of |w|
             self.S = self.low = None
-        # an ungrouped layer of one-element bundles reads its aggregate off the weights until it compacts ("raw")
-        self.raw = k == 1 and layer.groups == 1
-        self.w = np.ascontiguousarray(W.reshape(n_b)) if self.raw else None
+        # an ungrouped layer of one-element bundles reads its aggregate off the weights until it compacts (raw)
+        self.w = np.ascontiguousarray(W.reshape(n_b)) if k == 1 and layer.groups == 1 else None
         self.agg = None if self.raw else layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
         self.m = np.full(n_b, k, dtype=np.min_scalar_type(k))
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0
         self.ids = None
         self.window = min(k, 4)  # elements the walk reads per bundle at first (adapts)
-        self._csr = self._indptr = None  # the survivors' CSR matrix (ungrouped) and rows' offsets
+        self._indptr = None  # the survivors' rows' offsets (once compacted)
+
+    @property
+    def raw(self) -> bool:
+        """Whether the aggregate is read off the weights ``w`` (until the first compaction)."""
+        return self.w is not None
 
     @staticmethod
     def _sorted(W: np.ndarray, out=None, block: int = 1 << 20) -> np.ndarray:
@@ -121,7 +126,7 @@ class LayerState:
         if self.ids is None:
             return self.agg.reshape(layer.weight.shape[:2])
         if layer.groups == 1:
-            return self._csr
+            return SurvivorMatrix(self._indptr, self.ids, self.agg, layer.n_in, layer.weight.shape[:2])
         out = np.zeros(self.n_b)
         out[self.ids] = self.agg
         return out.reshape(layer.weight.shape[:2])
@@ -151,11 +156,9 @@ class LayerState:
     def values(self, t) -> np.ndarray:
         """``k = 1``: the aggregate of tracked bundles ``t``, float64 (``|w|`` or ``w^2`` while kept;
         raw: read off the weights, dead bundles too)."""
-        if not self.raw:
-            a = self.agg[t]
-            return a if a.dtype == np.float64 else a.astype(np.float64)  # (a compacted raw layer's float32 |w|)
-        w = self.w[t].astype(np.float64)
-        return np.abs(w, out=w) if self.power == 1 else np.square(w, out=w)
+        if not self.raw:  # (a compacted raw layer's float32 |w| too)
+            return self.agg[t].astype(np.float64, copy=False)
+        return power_of(self.power, np.abs(self.w[t]))
 
     def absw(self, t: np.ndarray) -> np.ndarray:
         """``k = 1``: ``|w|`` of tracked bundles ``t`` (float64, exact), read off the aggregate."""
@@ -337,27 +340,19 @@ class LayerState:
             return
         with _COMPACTING:
             self._compact()
-            if self.layer.groups == 1:  # one array: updates to the aggregate show in the flows
-                self._csr = self._matrix()
 
     def _survivor_dtype(self):
         """A raw layer's aggregate once compacted: the ``|w|`` of float32 weights is a float32
         exactly (4 bytes a survivor); ``w^2``, or float64 weights, need float64."""
         return np.float32 if self.power == 1 and self.w.dtype == np.float32 else np.float64
 
-    def _matrix(self):
-        """The survivors' aggregate as the flows read it, in place (:class:`._flowmatrix.SurvivorMatrix`)."""
-        layer = self.layer
-        return SurvivorMatrix(self._indptr, self.ids, self.agg, layer.n_in, layer.weight.shape[:2])
-
     def _compact(self) -> None:
         """Keep the surviving bundles' vectors only, with their ids and the rows' offsets."""
         alive, layer = np.flatnonzero(self.m > 0), self.layer
         ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
         agg = self.values(alive).astype(self._survivor_dtype(), copy=False) if self.raw else self.agg[alive]
-        self.m, self.agg, self.low = self.m[alive], agg, \
-            None if self.low is None else self.low[alive]
-        self.raw, self.w = False, None
+        self.m, self.agg, self.low = self.m[alive], agg, None if self.low is None else self.low[alive]
+        self.w = None
         del alive
         self.ids, self._indptr = ids, np.zeros(layer.n_dst + 1, np.int64)
         np.cumsum(np.bincount(ids // layer.n_in, minlength=layer.n_dst), out=self._indptr[1:])

@@ -46,6 +46,11 @@ class FastLayerState(LayerState):
         """The sorted ``|w|`` stored position-major (the kernels' ``S``), seen as ``(bundles, k)``."""
         return LayerState._sorted(W, np.empty(W.shape[::-1], np.float32).T, 1 << 14)  # blocks transpose in cache
 
+    @property
+    def _values_array(self) -> np.ndarray:
+        """What the kernels read a bundle's aggregate from: the weights (raw) or the aggregates."""
+        return self.w if self.raw else self.agg
+
     def _layout(self) -> tuple:
         """``(compact, ids, n_in, group_out, grouped)`` of the kernels."""
         layer = self.layer
@@ -63,7 +68,7 @@ class FastLayerState(LayerState):
         lo, hi = float(lo), float(hi)
         if self.S is None:
             mode = (K.LOW_2X if p == 2 else K.LOW_2XX) if wgrad else (K.LOW_X if p == 1 else K.LOW_SQRT)
-            return (self.w if self.raw else self.agg, self.raw, self.m, rows, ids, compact, n_in, gout, grouped, bs, fs,
+            return (self._values_array, self.raw, self.m, rows, ids, compact, n_in, gout, grouped, bs, fs,
                     rhs, all_alive, mode, lo, hi, wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
         return (self.S.T, self.m, self.low, ids, rows, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
@@ -162,12 +167,12 @@ class FastLayerState(LayerState):
         agg = np.empty(n + 1, self._survivor_dtype()) if self.raw else self.agg
         low = self.low if self.low is not None else _NO_LOW
         indptr = np.zeros(self.layer.n_dst + 1, np.int64)
-        U.compact(self.m, self.w if self.raw else self.agg, self.raw, self.power, low, ids,
+        U.compact(self.m, self._values_array, self.raw, self.power, low, ids,
                   self._indptr if compact else _NO_PTR, compact, n_in, self.m, agg, low, new, indptr)
         self.m, self.agg, self.ids = self.m[:n], agg[:n], new[:n]
         self.low = self.low[:n] if self.low is not None else None
         self._indptr = indptr
-        self.raw, self.w = False, None
+        self.w = None
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""
@@ -183,6 +188,6 @@ class FastLayerState(LayerState):
         """The sample of :meth:`LayerState.sample`, in one kernel call."""
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)
         compact, ids, n_in, gout, grouped = self._layout()
-        return K.sample(_NO_ROWS if self.S is None else self.S.T, self.w if self.raw else self.agg, self.raw, self.m,
+        return K.sample(_NO_ROWS if self.S is None else self.S.T, self._values_array, self.raw, self.m,
                         ids, compact, n_in, gout, grouped, bs, fs, int(stride), form == "w_grad", self.power)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._synflow_kernels import _value
+
 
 @njit(cache=True, nogil=True)
 def apply_multi(m, low, agg, act, n_hi, sum_lo, stop_val, ri, rp, rv, keep, k, power):
@@ -92,8 +94,7 @@ def compact(m, agg, raw, power, low, ids, rows, compact, n_in, m2, agg2, low2, i
                 c += m[t] > 0
         else:
             for t in range(v * n_in, (v + 1) * n_in):
-                x = np.float64(agg[t])
-                m2[c], agg2[c], ids2[c] = m[t], (x if not raw else abs(x) if power == 1 else x * x), t
+                m2[c], agg2[c], ids2[c] = m[t], _value(agg[t], raw, power), t
                 if has_low:
                     low2[c] = low[t]
                 c += m[t] > 0
