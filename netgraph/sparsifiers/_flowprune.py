@@ -269,8 +269,10 @@ class LayerState:
     # -- one pruning step ------------------------------------------------------------
     @staticmethod
     def walk_all(states, cs, lo, hi, form, pool) -> list:
-        """Every layer's :meth:`walk`, layers in the pool (a subclass may split a layer)."""
-        return map_sized(pool, lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs), [s.m.size for s in states])
+        """Every layer's :meth:`walk` as ``(above, parts)`` (:func:`._flowstep.prune_step`), layers
+        in the pool; here one part a layer (a subclass walks a large layer in ranges)."""
+        walks = map_sized(pool, lambda sc: sc[0].walk(sc[1], lo, hi, form), zip(states, cs), [s.m.size for s in states])
+        return [(w["above"], [w]) for w in walks]
 
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
         """Classify the kept elements against the bracket ``[lo, hi]`` (see the module doc).
@@ -300,6 +302,16 @@ class LayerState:
     def apply(self, w: dict, keep: np.ndarray) -> None:
         """Set the new kept counts: ``keep`` flags the candidates (walk records) that stay; a
         bundle keeps a suffix of its records (ascending scores, ties kept from the top)."""
+        self.apply_parts([w], [keep])
+
+    def apply_parts(self, parts: list, keeps: list) -> None:
+        """:meth:`apply` of a walk in parts (the bundle ranges' records), then compact."""
+        for w, keep in zip(parts, keeps):
+            self._update(w, keep)
+        self._maybe_compact()
+
+    def _update(self, w: dict, keep: np.ndarray) -> None:
+        """The new kept counts, aggregates and smallest kept values of :meth:`apply`."""
         act, ri, rp = w["act"], w["ri"], w["rp"]
         if act.size == 0:
             return
@@ -312,7 +324,6 @@ class LayerState:
             self.m[d] = 0
             self.kept -= d.size
             self.alive -= d.size
-            self._maybe_compact()
             return
         k, pos0 = self.k, w["pos0"]
         first = pos0 + w["n_hi"]  # the first kept position: above hi, or a kept candidate
@@ -333,7 +344,6 @@ class LayerState:
         self.kept -= int((first - pos0).sum())
         self.alive -= int(np.count_nonzero(m_new == 0))  # act bundles were alive
         self.m[act] = m_new
-        self._maybe_compact()
 
     def _maybe_compact(self) -> None:
         if self.alive >= COMPACT_BELOW * self.m.size:

@@ -36,11 +36,15 @@ def _bracket(states, cs, keep_count: int, form: str, pool):
 
 
 def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
-    """Keep exactly ``keep_count`` elements overall (the top scores; ties by position)."""
+    """Keep exactly ``keep_count`` elements overall (the top scores; ties by position).
+
+    A layer's walk comes in parts (``(above, parts)``: the kept elements scoring above ``hi``,
+    and the records of consecutive bundle ranges, each indexed from its own candidates), so a
+    large layer walked in ranges is never copied into one set of records."""
     for lo, hi in (_bracket(states, cs, keep_count, form, pool), (-np.inf, np.inf)):
         walks = type(states[0]).walk_all(states, cs, lo, hi, form, pool)
-        need = keep_count - sum(w["above"] for w in walks)
-        cand = np.concatenate([w["rs"] for w in walks])
+        need = keep_count - sum(above for above, _ in walks)
+        cand = np.concatenate([p["rs"] for _, parts in walks for p in parts])
         if 1 <= need <= cand.size:
             tau = np.partition(cand, cand.size - need)[cand.size - need]
             break
@@ -49,15 +53,20 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
             break
     else:  # pragma: no cover - the unbounded bracket always holds the threshold
         raise RuntimeError("threshold selection failed")
-    keeps = [w["rs"] > tau for w in walks]
-    need -= sum(int(kp.sum()) for kp in keeps)
-    for s, w, kp in zip(states, walks, keeps):  # ties at tau, in position order
+    keeps = [[p["rs"] > tau for p in parts] for _, parts in walks]
+    need -= sum(int(kp.sum()) for kps in keeps for kp in kps)
+    for s, (_, parts), kps in zip(states, walks, keeps):  # ties at tau, in position order
         if need <= 0:
             break
-        t = np.flatnonzero(w["rs"] == tau)
-        if t.size:
-            rank = s.k - 1 - w["rp"][t]  # rank inside the bundle, 0 = largest |w|
-            t = t[np.lexsort((s.bundle_ids(w["act"][w["ri"][t]]), rank))][:need]
-            kp[t] = True
-            need -= t.size
-    map_sized(pool, lambda a: a[0].apply(a[1], a[2]), zip(states, walks, keeps), [w["act"].size for w in walks])
+        ties = [np.flatnonzero(p["rs"] == tau) for p in parts]
+        if any(t.size for t in ties):
+            which = np.repeat(np.arange(len(parts)), [t.size for t in ties])  # the part of each tie
+            t = np.concatenate(ties)
+            rank = np.concatenate([s.k - 1 - p["rp"][tp] for p, tp in zip(parts, ties)])  # 0 = largest |w|
+            bundle = np.concatenate([s.bundle_ids(p["act"][p["ri"][tp]]) for p, tp in zip(parts, ties)])
+            first = np.lexsort((bundle, rank))[:need]
+            for j, kp in enumerate(kps):
+                kp[t[first[which[first] == j]]] = True
+            need -= first.size
+    map_sized(pool, lambda a: a[0].apply_parts(a[1][1], a[2]), zip(states, walks, keeps),
+              [sum(p["act"].size for p in w[1]) for w in walks])

@@ -8,9 +8,11 @@ What changes is the cost: one compiled pass over a layer's tracked bundles per i
 margin test, the walk of the candidates from their smallest kept element, the records of the
 bracket) instead of a dozen whole-array numpy operations per window; the sorted ``|w|`` are
 stored position-major (``S.T`` is C-contiguous, the kernels' layout); a layer of more than
-:data:`PART` bundles is walked in ranges by the pool's threads; and the kernels write into
-per-layer buffers kept between iterations (fresh ones each time cost half the walk in page
-faults), dropped when they are more than four times what a walk needs.
+:data:`PART` bundles is walked in ranges by the pool's threads, each range's records left
+where its kernel wrote them (the pruning step takes a layer's walk in parts: no joined copy);
+and the kernels write into per-range buffers kept between iterations (fresh ones each time
+cost half the walk in page faults), dropped when they are more than four times what a walk
+needs, and after the last walk.
 """
 
 from __future__ import annotations
@@ -91,56 +93,48 @@ class FastLayerState(LayerState):
         bufs[key] = out[:8] if _worth_keeping(out[0].size, na) else None
         return tuple(x[:na] for x in out[:4]) + tuple(x[:nr] for x in out[4:8]) + out[10:]
 
-    def _join(self, args: tuple, parts: list, exact: bool = False) -> dict:
-        """The records of :meth:`LayerState.walk` from the walks of consecutive bundle ranges."""
-        offs = np.cumsum([0] + [p[0].size for p in parts[:-1]])
-        joined = self.__dict__.setdefault("_joined", {})
-
-        def cat(i, off=None):  # into a buffer kept between iterations, like the kernels' ones
-            if len(parts) == 1:  # (the first range's offset is 0)
-                return parts[0][i]
-            n = sum(p[i].size for p in parts)
-            buf = joined.get(i)
-            if buf is None or buf.size < n or not _worth_keeping(buf.size, n):
-                buf = joined[i] = np.empty(2 * n, parts[0][i].dtype)
-            out, s = buf[:n], 0
-            for j, p in enumerate(parts):
-                if off is None:
-                    out[s:s + p[i].size] = p[i]
-                else:
-                    np.add(p[i], off[j], out=out[s:s + p[i].size])
-                s += p[i].size
-            return out
-
-        ri = cat(1 if self.S is None else 4, offs)
+    def _part(self, out: tuple) -> dict:
+        """The records of one bundle range's walk (:meth:`_walk_range`), as :meth:`LayerState.walk`'s
+        but indexed from the range's own candidates; ``at_most_hi``: its kept elements scoring ``<= hi``."""
         if self.S is None:
-            act, rs = cat(0), cat(2)
-            return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": rs, "above": self.kept - act.size}
-        if not exact and any(p[-1] for p in parts):  # a factor not finite: NaN scores possible, compared as
-            return self._join(args, [self._walk_range(args, 0, self.m.size, True)], True)  # the plain walk did
-        return {"act": cat(0), "n_hi": cat(1), "ri": ri, "rp": cat(5), "rs": cat(7), "rv": cat(6), "sum_lo": cat(2),
-                "stop_val": cat(3), "above": self.kept - int(sum(int(p[8]) for p in parts))}
+            act, ri, rs = out
+            return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": rs, "at_most_hi": act.size}
+        return {"act": out[0], "n_hi": out[1], "sum_lo": out[2], "stop_val": out[3], "ri": out[4], "rp": out[5],
+                "rv": out[6], "rs": out[7], "at_most_hi": int(out[8])}
+
+    def _parts(self, args: tuple, outs: list) -> tuple:
+        """``(above, parts)`` of :func:`._flowstep.prune_step` from the walks of consecutive ranges
+        (a factor not finite in one: the layer walked again in one exact range, whose NaN scores
+        compare as the plain walk's)."""
+        if self.S is not None and any(o[-1] for o in outs):
+            outs = [self._walk_range(args, 0, self.m.size, True)]
+        parts = [self._part(o) for o in outs]
+        return self.kept - sum(p["at_most_hi"] for p in parts), parts
 
     def _ranges(self) -> list:
         n = self.m.size
         return [(a, min(n, a + PART)) for a in range(0, n, PART)] or [(0, 0)]
 
     def walk(self, c: tuple, lo: float, hi: float, form: str) -> dict:
-        """The records of :meth:`LayerState.walk`, from one kernel call per layer (views of the
-        layer's buffers: they hold until its next walk, which is all :func:`prune_step` needs)."""
+        """The records of :meth:`LayerState.walk`: the layer's ranges walked and joined."""
         args = self._walk_args(c, lo, hi, form)
-        return self._join(args, [self._walk_range(args, 0, self.m.size)])
+        above, parts = self._parts(args, [self._walk_range(args, a, b) for a, b in self._ranges()])
+        offs = np.cumsum([0] + [p["act"].size for p in parts[:-1]])
+        return {"above": above, **{key: np.concatenate([p[key] + off if key == "ri" else p[key]
+                                                        for p, off in zip(parts, offs)])
+                                   for key in parts[0] if key != "at_most_hi"}}
 
     @staticmethod
     def walk_all(states, cs, lo, hi, form, pool) -> list:
-        """Every layer's walk; a layer of more than :data:`PART` bundles in ranges, all in the pool."""
+        """Every layer's walk as ``(above, parts)``: a layer of more than :data:`PART` bundles in
+        ranges, all in the pool, its records left in the ranges' buffers (no joined copy)."""
         args = [s._walk_args(c, lo, hi, form) for s, c in zip(states, cs)]
         jobs = [(s, a, r) for s, a in zip(states, args) for r in s._ranges()]
         outs = iter(map_sized(pool, lambda j: j[0]._walk_range(j[1], *j[2]), jobs, [b - a for _, _, (a, b) in jobs]))
-        return [s._join(a, [next(outs) for _ in s._ranges()]) for s, a in zip(states, args)]
+        return [s._parts(a, [next(outs) for _ in s._ranges()]) for s, a in zip(states, args)]
 
-    def apply(self, w: dict, keep: np.ndarray) -> None:
-        """The update of :meth:`LayerState.apply`, in one kernel call."""
+    def _update(self, w: dict, keep: np.ndarray) -> None:
+        """The update of :meth:`LayerState._update`, in one kernel call."""
         act = w["act"]
         if act.size == 0:
             return
@@ -153,7 +147,6 @@ class FastLayerState(LayerState):
                                          w["ri"], w["rp"], w["rv"], keep, self.k, self.power)
         self.kept -= int(pruned)
         self.alive -= int(dead)
-        self._maybe_compact()
 
     def _compact(self) -> None:
         """The compaction of :meth:`LayerState._compact` in one kernel pass, in place (the survivors
@@ -176,6 +169,7 @@ class FastLayerState(LayerState):
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""
+        self.__dict__.pop("_bufs", None)  # the walks are over
         if self.k == 1:
             return super().final_mask(chunk)
         m = np.zeros(self.n_b, dtype=self.m.dtype)
