@@ -216,3 +216,35 @@ def test_a_compacted_linear_layer_keeps_its_aggregate_exactly(dtype, power, want
     exact = np.abs(w) if power == 1 else w * w
     for s in (ref, fast):
         assert s.agg.dtype == want and np.array_equal(s.agg.astype(np.float64), exact[s.ids])
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_dst=st.integers(1, 6), n_in=st.integers(1, 3000), keep=st.floats(0.0, 1.0), quantile=st.floats(0.0, 1.0),
+       compact=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_margin_test_finds_every_passing_bundle_in_order(n_dst, n_in, keep, quantile, compact, seed):
+    """The margin test's passing bundles, block by block (rows longer than a block, blocks of 64
+    flags and their remainders, none or every one passing): those of a numpy test, in order."""
+    from netgraph.sparsifiers import _synflow_kernels as K
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(n_dst * n_in).astype(np.float32)
+    m = (rng.random(w.size) < keep).astype(np.uint8)
+    fs, bs = rng.lognormal(size=n_in), rng.lognormal(size=n_dst)
+    v, u = np.divmod(np.arange(w.size), n_in)
+    score = np.abs(w.astype(np.float64)) * fs[u] * bs[v]
+    rhs = np.quantile(score, quantile) / bs
+    want = np.flatnonzero((m > 0) & (np.abs(w.astype(np.float64)) * fs[u] <= rhs[v]))
+    ids, indptr, x = np.zeros(0, np.int32), np.zeros(1, np.int64), w
+    if compact:  # the survivors: their ids, rows' offsets and |w|
+        alive = np.flatnonzero(m)
+        ids, x, m = alive.astype(np.int32), np.abs(w[alive]), m[alive]
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(alive // n_in, minlength=n_dst))])
+        want = np.searchsorted(alive, want)
+    idx, hit = np.empty(K.BLOCK, np.int64), np.empty(K.BLOCK + 64, np.uint8)
+    got, t0, row = [], 0, 0
+    while t0 < m.size:
+        row, off, end = K._block_row(t0, m.size, row, indptr, compact, n_in, n_dst, False)
+        c, t0 = K._hits(t0, end, x, m, K.LOW_X, not compact, 1, fs, rhs, compact, row, ids, off, n_in, False, idx,
+                        hit)
+        got.append(idx[:c].copy())
+    assert np.array_equal(np.concatenate(got) if got else np.zeros(0, np.int64), want)
