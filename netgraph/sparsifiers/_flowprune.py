@@ -37,8 +37,8 @@ One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sam
 * aggregates drop by the pruned values, added in ascending order from 0 (float64, the same
   sums as an element-by-element walk); ``low`` moves to the new smallest kept value.
 
-Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead its vectors
-shrink to the survivors, with their ids (int32) and rows' offsets only (units are read off the
+Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead (70% of a raw
+layer's, :data:`RAW_COMPACT_BELOW`) its vectors shrink to the survivors, with their ids (int32) and rows' offsets only (units are read off the
 ids), and an ungrouped layer's aggregate becomes a CSR matrix over them. The engine is exact
 (:func:`tests.reference.autograd_synflow_prune` gives the same masks on small nets); SynFlow
 runs its compiled twin (:mod:`._synflow_fast`), which this class checks bit for bit.
@@ -58,6 +58,10 @@ from ._workers import map_sized
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
+#: The same for a layer still read off its weights (raw): later, as a raw layer's tests and
+#: products cost per tracked bundle about what a compacted one's cost per survivor at 20-40%
+#: alive (contiguous weights against gathered sources).
+RAW_COMPACT_BELOW = 0.3
 #: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory
 #: where a compaction copies (the numpy engine; the compiled one moves the survivors in place).
 _COMPACTING = threading.Lock()
@@ -346,7 +350,7 @@ class LayerState:
         self.m[act] = m_new
 
     def _maybe_compact(self) -> None:
-        if self.alive >= COMPACT_BELOW * self.m.size:
+        if self.alive >= (RAW_COMPACT_BELOW if self.raw else COMPACT_BELOW) * self.m.size:
             return
         with _COMPACTING:
             self._compact()

@@ -66,6 +66,7 @@ def test_walk_candidates_hold_every_bundle_of_the_exact_test(name, form, power, 
             s.alive = int(np.count_nonzero(s.m))
             if compact:  # track the survivors only (CSR flows, per-bundle unit arrays)
                 monkeypatch.setattr(_flowprune, "COMPACT_BELOW", 1.01)
+                monkeypatch.setattr(_flowprune, "RAW_COMPACT_BELOW", 1.01)
                 s._maybe_compact()
                 monkeypatch.undo()
             c = s.factor(fl)

@@ -64,8 +64,10 @@ def test_compiled_engine_gives_the_reference_masks(name, method, opts, monkeypat
     want = netgraph.sparsify(g, method, 0.05, iterations=8, **opts)
     monkeypatch.undo()
     assert synflow.layer_state() is _synflow_fast.FastLayerState
-    for compact, part in ((0.5, 1 << 19), (1.01, 3)):
-        monkeypatch.setattr(_flowprune, "COMPACT_BELOW", compact)
+    for compact, part in ((None, 1 << 19), (1.01, 3)):  # (None: the default compactions)
+        if compact is not None:
+            monkeypatch.setattr(_flowprune, "COMPACT_BELOW", compact)
+            monkeypatch.setattr(_flowprune, "RAW_COMPACT_BELOW", compact)
         monkeypatch.setattr(_synflow_fast, "PART", part)
         got = netgraph.sparsify(g, method, 0.05, iterations=8, **opts)
         assert _hashable(got, g) == _hashable(want, g)
@@ -88,6 +90,7 @@ def _pair(layer, power, compact, monkeypatch, seed=0):
         s.kept = int(s.m.astype(np.int64).sum())
         if compact:
             monkeypatch.setattr(_flowprune, "COMPACT_BELOW", 1.01)
+            monkeypatch.setattr(_flowprune, "RAW_COMPACT_BELOW", 1.01)
             s._maybe_compact()
             monkeypatch.undo()
         out.append(s)

@@ -34,6 +34,7 @@ def test_compaction_and_sampled_bracket_change_nothing(case, method, opts, monke
     runs = []
     for compact, sample in ((0.0, 1 << 13), (1.01, 1 << 13), (0.5, 4)):
         monkeypatch.setattr(_flowprune, "COMPACT_BELOW", compact)
+        monkeypatch.setattr(_flowprune, "RAW_COMPACT_BELOW", compact)
         monkeypatch.setattr(_flowstep, "SAMPLE_SIZE", sample)
         runs.append(netgraph.sparsify(g, method, 0.05, iterations=12, **opts))
     assert _equal(runs[0], runs[1]) and _equal(runs[0], runs[2])
