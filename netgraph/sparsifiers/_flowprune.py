@@ -38,8 +38,9 @@ One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sam
   sums as an element-by-element walk); ``low`` moves to the new smallest kept value.
 
 Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead (70% of a raw
-layer's, :data:`RAW_COMPACT_BELOW`) its vectors shrink to the survivors, with their ids (int32) and rows' offsets only (units are read off the
-ids), and an ungrouped layer's aggregate becomes a CSR matrix over them. The engine is exact
+layer's, :data:`RAW_COMPACT_BELOW`) its vectors shrink to the survivors, with their ids (int32)
+and rows' offsets only (units are read off the ids), and an ungrouped layer's aggregate
+becomes a CSR matrix over them. The engine is exact
 (:func:`tests.reference.autograd_synflow_prune` gives the same masks on small nets); SynFlow
 runs its compiled twin (:mod:`._synflow_fast`), which this class checks bit for bit.
 """

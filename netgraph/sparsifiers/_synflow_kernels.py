@@ -24,8 +24,13 @@ source of survivor ``t`` in row ``v`` is that of bundle ``ids[t]``, ``ids[t] + o
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numba import njit
+
+if sys.byteorder != "little":  # (_hits reads eight byte flags as one word, byte j as its bit j)
+    raise ImportError("the compiled SynFlow kernels need a little-endian machine")
 
 FLOOR = 1e-35  # as _flowprune._FLOOR
 #: ``lowmode`` of the margin test: its value from ``x = float64(low or aggregate)``.
