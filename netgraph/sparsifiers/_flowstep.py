@@ -11,22 +11,31 @@ import numpy as np
 from ._workers import map_sized
 
 #: Kept elements sampled (every kept element of every n-th bundle) to bracket each iteration's
-#: threshold (a miss only costs an exact second pass).
+#: threshold (a miss costs one more walk, on the miss's side).
 SAMPLE_SIZE = 1 << 15
+#: After a miss, the threshold's side of the bracket is bounded by a bracket this many times as
+#: wide, from the same sample (a bundle's elements are sampled together, so their scores are
+#: correlated and the binomial margin is sometimes too narrow: about one iteration in 1000).
+WIDER = 8.0
 
 
-def _bracket(states, cs, keep_count: int, form: str, pool):
-    """A sampled bracket ``(lo, hi)`` around the ``keep_count``-th largest score (the layers'
-    samples taken in ``pool``)."""
+def _sample(states, cs, form: str, pool) -> tuple:
+    """The scores of every kept element of every n-th tracked bundle (about :data:`SAMPLE_SIZE`;
+    the layers' samples taken in ``pool``) and the number of kept elements."""
     valid = sum(s.kept for s in states)
     stride = max(1, valid // SAMPLE_SIZE)
     sizes = [s.m.size // stride for s in states]
-    sample = np.concatenate(map_sized(pool, lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs), sizes))
+    return np.concatenate(map_sized(pool, lambda sc: sc[0].sample(sc[1], stride, form), zip(states, cs), sizes)), valid
+
+
+def _bracket(sample: np.ndarray, valid: int, keep_count: int, widen: float = 1.0):
+    """A bracket ``(lo, hi)`` around the ``keep_count``-th largest score from ``sample`` (``widen``
+    times the margin of 6 binomial standard deviations and 16 elements)."""
     n = sample.size
     if n == 0:
         return -np.inf, np.inf
     q = keep_count / valid * n
-    margin = 6.0 * math.sqrt(max(q * (1 - q / n), 1.0)) + 16
+    margin = widen * (6.0 * math.sqrt(max(q * (1 - q / n), 1.0)) + 16)
     ia, ib = int(q + margin), int(q - margin)  # ranks in descending order: n - 1 - rank ascending
     kth = [n - 1 - i for i, ok in ((ia, q + margin < n - 1), (ib, q - margin >= 1)) if ok]
     part = np.partition(sample, kth) if kth else sample  # the order statistics of a full sort
@@ -38,10 +47,14 @@ def _bracket(states, cs, keep_count: int, form: str, pool):
 def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
     """Keep exactly ``keep_count`` elements overall (the top scores; ties by position).
 
-    A layer's walk comes in parts (``(above, parts)``: the kept elements scoring above ``hi``,
-    and the records of consecutive bundle ranges, each indexed from its own candidates), so a
-    large layer walked in ranges is never copied into one set of records."""
-    for lo, hi in (_bracket(states, cs, keep_count, form, pool), (-np.inf, np.inf)):
+    The walks run with the sampled bracket; after a miss, on the threshold's side of it (above
+    ``hi``: ``(hi, wider hi)``; below ``lo``: ``(wider lo, lo)``), then unbounded, which always
+    holds it. A layer's walk comes in parts (``(above, parts)``: the kept elements scoring above
+    ``hi``, and the records of consecutive bundle ranges, each indexed from its own candidates),
+    so a large layer walked in ranges is never copied into one set of records."""
+    sample, valid = _sample(states, cs, form, pool)
+    lo, hi = _bracket(sample, valid, keep_count)
+    for attempt in range(3):
         walks = type(states[0]).walk_all(states, cs, lo, hi, form, pool)
         need = keep_count - sum(above for above, _ in walks)
         cand = np.concatenate([p["rs"] for _, parts in walks for p in parts])
@@ -51,6 +64,13 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
         if need == 0:
             tau = np.inf
             break
+        wide = _bracket(sample, valid, keep_count, WIDER) if attempt == 0 else (-np.inf, np.inf)
+        if attempt == 1:
+            lo, hi = wide
+        elif need < 0:  # more than keep_count score above hi: the threshold is above it
+            lo, hi = hi, (wide[1] if wide[1] > hi else np.inf)
+        else:  # fewer than keep_count score lo or more: the threshold is below it
+            lo, hi = (wide[0] if wide[0] < lo else -np.inf), lo
     else:  # pragma: no cover - the unbounded bracket always holds the threshold
         raise RuntimeError("threshold selection failed")
     keeps = [[p["rs"] > tau for p in parts] for _, parts in walks]

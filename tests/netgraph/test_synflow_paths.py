@@ -41,6 +41,42 @@ def test_compaction_and_sampled_bracket_change_nothing(case, method, opts, monke
     assert runs[0].num_kept == round(0.05 * g.num_weights)
 
 
+@pytest.mark.parametrize("side", ["below", "above"])
+@pytest.mark.parametrize("widened", ["holds", "misses"])
+def test_a_missed_bracket_is_walked_again_on_the_thresholds_side(side, widened, monkeypatch):
+    """A sampled bracket that misses the threshold (all of it below or above the scores that
+    matter), then a widened one that holds it or misses again (then the unbounded walk): the
+    masks of a run whose brackets hold, and one more walk per miss."""
+    from netgraph.sparsifiers._synflow_fast import FastLayerState
+
+    torch.manual_seed(1)
+    model, shape = CASES["conv"]()
+    g = netgraph.from_torch(model, shape)
+    want = netgraph.sparsify(g, "synflow", 0.05, iterations=6)
+    brackets, walks = [], []
+
+    def wrong(sample, valid, keep_count, widen=1.0):  # below: the smallest scores; above: beyond the largest
+        ends = np.sort(sample)[[0, -1]]
+        lo, hi = (ends[0] / 8, ends[0] / 4) if side == "below" else (2 * ends[1], 4 * ends[1])
+        if widen > 1:  # the widened bracket: around the threshold, or still on the wrong side of it
+            lo, hi = _real(sample, valid, keep_count, widen) if widened == "holds" else (lo / 2, hi * 2)
+        brackets.append(widen)
+        return lo, hi
+
+    def counted(states, cs, lo, hi, form, pool):
+        walks.append((lo, hi))
+        return _walk_all(states, cs, lo, hi, form, pool)
+
+    _real, _walk_all = _flowstep._bracket, FastLayerState.walk_all
+    monkeypatch.setattr(_flowstep, "_bracket", wrong)
+    monkeypatch.setattr(FastLayerState, "walk_all", staticmethod(counted))
+    got = netgraph.sparsify(g, "synflow", 0.05, iterations=6)
+    assert _equal(got, want)
+    assert len(walks) == 6 * (2 if widened == "holds" else 3) and brackets.count(_flowstep.WIDER) == 6
+    if widened == "misses":
+        assert walks[2] == (-np.inf, np.inf)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("method,power,form", [("synflow", 1, "abs_grad"), ("synflow-l2", 2, "w_grad")])
 def test_pixel_level_is_the_original_algorithm_and_equals_the_graph_without_padding(case, method, power, form):
