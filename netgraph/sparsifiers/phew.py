@@ -224,11 +224,8 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
         a = _bundle_totals(layer, "magnitude")
         with np.errstate(divide="ignore"):
             return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0)
-    if bias in ("magnitude", "square"):  # the cached sums if there, else computed without caching them:
-        name = "abs_sum" if bias == "magnitude" else "sq_sum"  # a 1B-weight graph keeps no 0.8 GB it won't reuse
-        if name in layer.__dict__:
-            return layer.__dict__[name]
-        return layer.fresh_sums(1 if bias == "magnitude" else 2)
+    if bias in ("magnitude", "square"):  # the cached sums if there, else computed without caching them
+        return layer.sums(1 if bias == "magnitude" else 2)
     out = np.empty(layer.weight.shape[:2])
     rows = max(1, CHUNK // max(1, layer.n_in * layer.k))
     for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
