@@ -104,12 +104,14 @@ def _fmt(v) -> str:
 #: report for as long as it is not.
 WHY = {
     ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 30 ns "
-    "a candidate, some 53M candidates in 100 iterations) and the flows' float64 products over every surviving "
-    "bundle each iteration; 4.1-4.7 s in the runs of 2026-12-01, the first run in a process 5.2-5.8 s",
+    "a candidate, its sorted values read from rows of 8 MB at scattered positions; some 57M candidates in 100 "
+    "iterations) and the flows' float64 products over every surviving bundle each iteration; 4.2-4.8 s in the "
+    "runs of 2026-12-01, the first run in a process 4.6-5.9 s",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
-    "SynFlow starts (torch's CUDA build about 0.5 GiB, torchvision 0.16 GiB, the model 1x); SynFlow adds 1.8x, "
-    "most of it the sorted float32 |w| of the multi-element layers (0.89x; the one-element layers' aggregates are "
-    "read off the weights); a 1-byte argsort in place of the sorted copy (0.22x) would still leave about 3.7x",
+    "SynFlow starts (torch's CUDA build 470 MiB resident after its import, 375 MiB of it allocated; torchvision "
+    "160 MiB; numba's compiled kernels 90 MiB; the model 1x); SynFlow adds about 1.6x: the sorted float32 |w| of "
+    "the multi-element layers 0.85x (fc1 alone 0.78x), the walks' buffers about 0.2x, the bundles' states 0.12x. "
+    "3x needs SynFlow to add at most 0.4x, less than the sorted copy alone",
     ("synflow vgg19 cifar", "seconds"): "about 10 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
     "(about 5 ms on two threads; a sixth of the live bundles are candidates each iteration, about 40 ns each), "
     "the bracket's sample and partition (1 ms), the flows (1.4 ms); plus 0.15 s of set-up (the sorted |w|); "
@@ -119,17 +121,19 @@ WHY = {
     ("metrics vgg16 224px", "seconds"): "about 0.45 s of CPU (0.37 s without max flow): at the target, over it "
     "only on a loaded machine",
     ("modern vit_b_16", "synflow"): "72M one-element bundles, each kept one tested every iteration (about 21 "
-    "tests a weight over the run: a vectorised pass, about 0.6 ns a test in the full layout, 1 ns once compacted, "
-    "where the source factor is gathered; the passing 6% scored and recorded): the walks about 1.4 s on two "
-    "threads; the flows 1.05 s (float64; in order over a compacted layer's survivors, about 0.45 ns each, bound "
-    "by the additions' latency); updates and compactions 0.5 s. 2 s needs an algorithm that visits fewer "
-    "bundles per iteration (a bound per row skips at most 60% of the tests, measured)",
+    "tests a weight over the run): the walks about 1.15 s on two threads (a vectorised test, about 0.3 ns a weight "
+    "while a layer is read off its weights, 1 ns once compacted, where the source factor is gathered; the passing "
+    "4-5% written from the bits of 64 flags, then scored and recorded, about 2.5 ns each); the flows 1.0 s (the two "
+    "sweeps side by side: a raw layer's products read 5 bytes a weight, both near the memory's bandwidth; a "
+    "compacted layer's 0.6-0.7 ns a survivor); updates and compactions 0.45 s. 2 s needs fewer passes over the "
+    "weights an iteration (the walk fused into the backward sweep would need the bracket before the flows) or "
+    "fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
     "iteration, the flows read every surviving bundle twice an iteration; 1.5-1.8 s in the runs of "
     "2026-12-01 (ConvNeXt-T), their first runs up to 1.8 s",
-    ("ladder mlp 1e9 synflow", ""): "needs about 11 GiB (2.9x): the kept flags (1 byte a weight; the aggregates "
-    "are read off the weights) and, from a layer's first compaction, its survivors' float32 |w| and ids (8 bytes "
-    "each)",
+    ("ladder mlp 1e9 synflow", ""): "needs about 9.5 GiB (2.55x): the kept flags (1 byte a weight; the aggregates "
+    "are read off the weights) and, from a layer's first compaction (at 30% alive), its survivors' float32 |w| and "
+    "ids (8 bytes each)",
 }
 
 
