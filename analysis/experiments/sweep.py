@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
 import threading
@@ -187,6 +188,10 @@ def run_sweep(config, out_dir: str | None = None, *, resume: bool = False, retry
 WORKER_LOG_ENV = "DASK_LOGGING__DISTRIBUTED"
 
 
+#: Scheduler addresses of the clusters :func:`local_cluster` runs in this process.
+_LOCAL_CLUSTERS: set = set()
+
+
 @contextlib.contextmanager
 def local_cluster(workers: int):
     """A local Dask cluster whose worker processes ignore Ctrl-C; yields its scheduler address.
@@ -198,10 +203,10 @@ def local_cluster(workers: int):
     without their shutdown warnings. ``run_sweep`` uses it when no scheduler is given; the
     CLI enters it itself, to catch Ctrl-C around the whole sweep.
     """
-    import logging
-
     from dask.distributed import LocalCluster
 
+    log = logging.getLogger("distributed")
+    level = log.level  # restored once the cluster is down (a client closed mid-run silences it until then)
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
     # the worker processes log at CRITICAL only (a run's failure is recorded in its row; a worker
@@ -220,15 +225,15 @@ def local_cluster(workers: int):
             os.environ.pop(WORKER_LOG_ENV, None)
         else:
             os.environ[WORKER_LOG_ENV] = saved_env
+    _LOCAL_CLUSTERS.add(cluster.scheduler_address)
     try:
         yield cluster.scheduler_address
     finally:
-        log = logging.getLogger("distributed")
-        level = log.level
         log.setLevel(logging.CRITICAL)  # a worker killed mid-run is expected here
         try:
             cluster.close()
         finally:
+            _LOCAL_CLUSTERS.discard(cluster.scheduler_address)
             log.setLevel(level)
 
 
@@ -238,6 +243,8 @@ def _dispatch(todo, handle, workers: int, scheduler: str | None) -> None:
 
     if not scheduler and workers < 1:
         raise InvalidInputError(f"workers must be at least 1, got {workers}")
+    log = logging.getLogger("distributed")
+    level = log.level
     with contextlib.ExitStack() as stack:
         address = scheduler or stack.enter_context(local_cluster(workers))
         client = Client(address)
@@ -250,5 +257,8 @@ def _dispatch(todo, handle, workers: int, scheduler: str | None) -> None:
                     row = {**futures[fut].header(), "status": "failed", "error": f"{type(exc).__name__}: {exc}"}
                 handle(row)
                 fut.release()
-        finally:
+        finally:  # closing with runs in flight (Ctrl-C) logs their forgotten keys, until the cluster is down
+            log.setLevel(logging.CRITICAL)
             client.close()
+            if address not in _LOCAL_CLUSTERS:  # (a local cluster's exit restores the level once it is down)
+                log.setLevel(level)

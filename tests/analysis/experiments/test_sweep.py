@@ -1,5 +1,6 @@
 """Sweeps: a grid on a local Dask cluster, SIGKILL and resume, failures, config validation."""
 
+import logging
 import os
 import signal
 import sqlite3
@@ -35,7 +36,11 @@ def test_grid_on_two_local_workers(tmp_path):
                        {"name": "phew", "options": {"max_walks": 1}, "label": "phew-capped"}],
            "densities": [0.2, 0.05], "seeds": 2, "data": "digits", "train": {"epochs": 2}}
     out = tmp_path / "out"
+    import dask.distributed  # noqa: F401 (its import sets its logging up)
+
+    level = logging.getLogger("distributed").level
     res = run_sweep(_write(tmp_path, cfg), str(out), workers=2)
+    assert logging.getLogger("distributed").level == level  # silenced while the cluster closed, then restored
     assert res.total == 5 * 2 * 2 and res.skipped == 0
     df = read_sweep(str(out))
     assert len(df) == 20 and df["run_hash"].is_unique
@@ -134,8 +139,10 @@ def test_submits_to_a_running_scheduler(tmp_path):
     cfg = {"models": ["digits_mlp"], "methods": ["phew", "random"], "densities": [0.1, 0.02], "seeds": 1}
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                       host="127.0.0.1") as cluster:
+        level = logging.getLogger("distributed").level
         res = run_sweep(_write(tmp_path, cfg), str(tmp_path / "out"), scheduler=cluster.scheduler_address,
                         report=False)
+        assert logging.getLogger("distributed").level == level  # (the client closed: Dask's logging as it was)
     assert res.done == 4 and res.failed == 0
     assert len(read_sweep(str(tmp_path / "out"))) == 4
 
