@@ -135,18 +135,18 @@ class Layer:
         """``sum w^2`` of each bundle, shape ``(n_dst, n_in)``, float64."""
         return self._bundle_sums(2)
 
-    def sums(self, power: int) -> np.ndarray:
+    def sums(self, power: int, copy: bool = False) -> np.ndarray:
         """:attr:`abs_sum` (``power=1``) or :attr:`sq_sum` (``power=2``) if cached, else the same
         values computed without filling the cache (for one-off readers: a 1B-weight graph keeps
-        no 0.8 GB it won't reuse). Read only: it may be the cache itself."""
+        no 0.8 GB it won't reuse). Read only unless ``copy`` (then never the cache itself)."""
         cached = self.__dict__.get("abs_sum" if power == 1 else "sq_sum")
-        return self._bundle_sums(power) if cached is None else cached
+        if cached is None:
+            return self._bundle_sums(power)
+        return cached.copy() if copy else cached
 
     def fresh_sums(self, power: int) -> np.ndarray:
-        """A new array of :meth:`sums`, never the cache (for callers that modify it, such as
-        SynFlow's state)."""
-        out = self.sums(power)
-        return out.copy() if out is self.__dict__.get("abs_sum" if power == 1 else "sq_sum") else out
+        """:meth:`sums` as a new array (for callers that modify it, such as SynFlow's state)."""
+        return self.sums(power, copy=True)
 
     def _bundle_sums(self, power: int, chunk: int = 1 << 16) -> np.ndarray:
         """``sum |w|`` or ``sum w^2`` per bundle, by blocks of destination rows that stay in cache.

@@ -165,6 +165,14 @@ class LayerState:
             return self.agg[t].astype(np.float64, copy=False)
         return power_of(self.power, np.abs(self.w[t]))
 
+    def _margin_low(self, t, form: str) -> np.ndarray:
+        """``k = 1``: the margin test's value of tracked bundles ``t``: ``|w|`` (``2 w^2`` for
+        ``w_grad``), float64, read off the aggregate."""
+        a = self.values(t)
+        if form == "w_grad":
+            return 2.0 * (a if self.power == 2 else a * a)
+        return a if self.power == 1 else np.sqrt(a)
+
     def absw(self, t: np.ndarray) -> np.ndarray:
         """``k = 1``: ``|w|`` of tracked bundles ``t`` (float64, exact), read off the aggregate."""
         a = self.values(t)
@@ -183,8 +191,7 @@ class LayerState:
         if not hi < np.inf:
             return np.flatnonzero(self.m > 0)
         if self.S is None:  # k = 1: the aggregate is |w| (power 1) or w^2 (power 2)
-            a = self.values(slice(None))
-            low = self.absw(slice(None)) if form != "w_grad" else 2.0 * (a if self.power == 2 else a**2)
+            low = self._margin_low(slice(None), form)
         else:
             low = self.low if form != "w_grad" else 2.0 * np.square(self.low, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -216,13 +223,6 @@ class LayerState:
         bundle, the exact score on those it lets through (from the aggregate, ``|w|`` or ``w^2``)."""
         bs, fs = c
         p = self.power
-
-        def low(sl):  # the margin test's |w| (2 w^2 for w_grad)
-            b = self.values(sl)
-            if form == "w_grad":
-                return 2.0 * (b if p == 2 else b * b)
-            return b if p == 1 else np.sqrt(b)
-
         rhs = _rhs(hi, bs)
         if not hi < np.inf:
             t = np.flatnonzero(self.m > 0)
@@ -233,7 +233,7 @@ class LayerState:
             ts = []
             for s in range(0, self.layer.n_dst, max(1, chunk // n_in)):
                 e = s + max(1, chunk // n_in)
-                L = low(slice(s * n_in, e * n_in)).reshape(-1, n_in)
+                L = self._margin_low(slice(s * n_in, e * n_in), form).reshape(-1, n_in)
                 with np.errstate(invalid="ignore", over="ignore"):
                     hit = L * (fg if fg.shape[0] == 1 else fg[s:e]) <= rhs[s:e, None]
                 ts.append(np.flatnonzero(hit & (M[s:e] > 0)) + s * n_in)
@@ -244,7 +244,7 @@ class LayerState:
                 e = s + chunk
                 with np.errstate(invalid="ignore", over="ignore"):
                     v, u = self._units(slice(s, e))
-                    hit = low(slice(s, e)) * fs[u] <= rhs[v]
+                    hit = self._margin_low(slice(s, e), form) * fs[u] <= rhs[v]
                 ts.append(np.flatnonzero(hit & (self.m[s:e] > 0)) + s)
             t = np.concatenate(ts) if ts else np.zeros(0, np.int64)
         ct, at = self.factor_at(c, t), self.values(t)

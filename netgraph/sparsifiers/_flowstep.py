@@ -64,13 +64,14 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
         if need == 0:
             tau = np.inf
             break
-        wide = _bracket(sample, valid, keep_count, WIDER) if attempt == 0 else (-np.inf, np.inf)
-        if attempt == 1:
-            lo, hi = wide
-        elif need < 0:  # more than keep_count score above hi: the threshold is above it
-            lo, hi = hi, (wide[1] if wide[1] > hi else np.inf)
+        if attempt == 1:  # missed twice
+            lo, hi = -np.inf, np.inf
+            continue
+        wlo, whi = _bracket(sample, valid, keep_count, WIDER)
+        if need < 0:  # more than keep_count score above hi: the threshold is above it
+            lo, hi = hi, (whi if whi > hi else np.inf)
         else:  # fewer than keep_count score lo or more: the threshold is below it
-            lo, hi = (wide[0] if wide[0] < lo else -np.inf), lo
+            lo, hi = (wlo if wlo < lo else -np.inf), lo
     else:  # pragma: no cover - the unbounded bracket always holds the threshold
         raise RuntimeError("threshold selection failed")
     keeps = [[p["rs"] > tau for p in parts] for _, parts in walks]
