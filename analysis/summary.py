@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from netgraph.errors import InvalidInputError
+from netgraph.graph import NetGraph
 from netgraph.masked import as_masked
 
 from .table import measure_masked
@@ -23,5 +25,17 @@ def measure(graph, masks=None, max_flow: bool = True) -> dict:
     >>> rec = analysis.measure(g, netgraph.sparsify(g, "phew", 0.1, seed=0))
     >>> rec["effective_fraction"], rec["connected"]
     (1.0, True)
+
+    Raises
+    ------
+    InvalidInputError
+        If ``graph`` is not a :class:`~netgraph.NetGraph` (a torch model must be traced
+        first: ``netgraph.from_torch(model, input_shape)``) or ``masks`` is of another kind.
+    MaskMismatchError
+        If the masks do not fit the graph.
     """
+    if not isinstance(graph, NetGraph):
+        hint = " (trace a torch model first: netgraph.from_torch(model, input_shape))" if hasattr(
+            graph, "named_parameters") else ""
+        raise InvalidInputError(f"measure takes a NetGraph and masks, got a {type(graph).__name__}{hint}")
     return measure_masked(as_masked(graph, masks), max_flow=max_flow)

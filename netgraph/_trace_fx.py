@@ -322,21 +322,6 @@ def _ancestors(node) -> set:
     return seen
 
 
-def check_input_shape(input_shape) -> tuple:
-    try:
-        shape = tuple(int(s) for s in input_shape)
-    except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"input_shape must be a sequence of positive integers such as (3, 32, 32), got {input_shape!r}"
-        ) from None
-    if not shape or any(s <= 0 for s in shape):
-        raise InvalidInputError(
-            f"input_shape must be a non-empty sequence of positive integers such as (3, 32, 32) "
-            f"(one sample, no batch dimension), got {input_shape!r}"
-        )
-    return shape
-
-
 #: Above this many parameters the gates keep the values of the model's own dtype: a float64
 #: copy and pass of RegNetY-128GF (644M parameters) cost 5 GB and about 12 s of tracing.
 GATE_FLOAT64_MAX_PARAMS = 10**8

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 from numbers import Integral, Real
 
-from .errors import InvalidInputError
+import numpy as np
+import torch
+
+from .errors import InvalidInputError, MaskMismatchError
 
 
 def check_density(density) -> float:
@@ -110,3 +114,90 @@ def check_like(name: str, value, default, where: str = ""):
     if isinstance(default, str) and not isinstance(value, str):
         raise InvalidInputError(f"{name}{where} must be a string, got {value!r}")
     return value
+
+
+def check_input_shape(input_shape) -> tuple:
+    """Return one sample's shape as a tuple of positive ints, or raise one clear line.
+
+    The one rule of a shape given to the API: a non-empty sequence (tuple, list, ``torch.Size``)
+    of positive integers, no batch dimension. A string is refused (``"64"`` is not ``(6, 4)``;
+    the CLI parses ``"3,32,32"`` itself), and so are bools and non-integral numbers.
+
+    >>> check_input_shape([3, 32, 32])
+    (3, 32, 32)
+    >>> check_input_shape("64")
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: input_shape must be a sequence of positive integers such as (3, 32, 32) (one sample, no batch dimension), got '64' (a str)
+    """
+    ok = not isinstance(input_shape, (str, bytes)) and hasattr(input_shape, "__len__") and hasattr(input_shape, "__iter__")
+    dims = list(input_shape) if ok else []
+    ok = ok and bool(dims) and all(
+        not isinstance(s, (bool, np.bool_)) and isinstance(s, Integral) and int(s) > 0 for s in dims)
+    if not ok:
+        raise InvalidInputError(
+            "input_shape must be a sequence of positive integers such as (3, 32, 32) (one sample, no batch "
+            f"dimension), got {input_shape!r} (a {type(input_shape).__name__})"
+        )
+    return tuple(int(s) for s in dims)
+
+
+def check_mask_shape(name: str, shape, *accepted) -> None:
+    """Raise :class:`MaskMismatchError` unless a mask's ``shape`` is one of the ``accepted`` shapes.
+
+    The one shape rule of masks (:meth:`netgraph.MaskSet.check` against a model,
+    :meth:`netgraph.NetGraph.layer_masks` against a graph): the mask has its parameter's
+    shape (``accepted[0]``; a graph's per-layer masks may also be in layer form).
+    """
+    shape = tuple(shape)
+    if all(shape != tuple(a) for a in accepted):
+        also = "".join(f" (or {tuple(a)})" for a in accepted[1:] if tuple(a) != tuple(accepted[0]))
+        raise MaskMismatchError(
+            f"mask for parameter {name!r} has shape {shape}, the parameter has shape {tuple(accepted[0])}{also}"
+        )
+
+
+def as_bool_mask(name: str, value, *accepted_shapes):
+    """``value`` as a bool mask of its own kind (numpy array, or torch tensor moved to the CPU).
+
+    The one value rule of masks (:class:`netgraph.MaskSet` on insertion,
+    :meth:`netgraph.NetGraph.layer_masks`): a torch tensor or numpy array of dtype bool, or
+    of a number dtype whose every value is exactly 0 or 1 (then ``value != 0``). Scores
+    (0.5), NaN or 2 are refused rather than read as "kept". With ``accepted_shapes`` the
+    shape is checked first (:func:`check_mask_shape`).
+
+    Raises
+    ------
+    InvalidInputError
+        Not a tensor or array, or values other than 0 and 1.
+    MaskMismatchError
+        A shape that is not accepted.
+    """
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        is_bool, numeric = value.dtype == torch.bool, True
+    elif isinstance(value, np.ndarray):
+        is_bool = value.dtype == np.bool_
+        numeric = np.issubdtype(value.dtype, np.number)
+    else:
+        raise InvalidInputError(
+            f"mask for {name!r} must be a bool tensor or array (or one of 0s and 1s), got {type(value).__name__}")
+    if accepted_shapes:
+        check_mask_shape(name, value.shape, *accepted_shapes)
+    if is_bool:
+        return value
+    if not numeric or not bool(((value == 0) | (value == 1)).all()):
+        raise InvalidInputError(
+            f"mask for {name!r} has values other than 0 and 1 (dtype {value.dtype}); a mask is bool or 0/1 "
+            "numbers, not scores")
+    return value != 0
+
+
+def check_file_path(path, what: str = "path") -> str:
+    """Return ``path`` as a string if it is a str or ``os.PathLike`` naming no directory, else raise."""
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InvalidInputError(f"{what} must be a file path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fsdecode(os.fspath(path))
+    if not path or os.path.isdir(path):
+        raise InvalidInputError(f"{what} must name a file, got {'a directory ' if path else ''}{path!r}")
+    return path

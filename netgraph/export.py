@@ -28,17 +28,31 @@ import copy
 import json
 import os
 import warnings
+from numbers import Real
 
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from ._validate import check_file_path
 from .errors import InvalidInputError, NotAMaskFileError
 from .masks import Mask, MaskSet, prunable_parameter_names
 
 META_KEY = "netgraph_meta"
 ORDER_KEY = "netgraph_order"  # safetensors sorts tensors by name; the mask set's order is kept here
 SAFETENSORS_SUFFIX = ".safetensors"
+
+
+def _check_masks(masks) -> MaskSet:
+    if not isinstance(masks, MaskSet):
+        raise InvalidInputError(f"masks must be a netgraph.MaskSet, got {type(masks).__name__}")
+    return masks
+
+
+def _check_model(model, what: str) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(f"{what} takes a torch.nn.Module, got {type(model).__name__}")
+    return model
 
 
 def _safetensors():
@@ -56,6 +70,8 @@ def save_safetensors(masks: MaskSet, path) -> None:
     ``netgraph_meta`` (the metadata, JSON) and ``netgraph_order`` (the parameter order).
     """
     st = _safetensors()
+    _check_masks(masks)
+    path = check_file_path(path)
     meta = dict(masks.meta)
     meta.update(kept=masks.num_kept, total=masks.num_total, achieved_density=masks.achieved_density)
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
@@ -67,7 +83,7 @@ def save_safetensors(masks: MaskSet, path) -> None:
 def load_safetensors(path) -> MaskSet:
     """Read a mask file written by :func:`save_safetensors` (a clear error otherwise)."""
     st = _safetensors()
-    path = os.fspath(path)
+    path = _path(path)
     if not os.path.isfile(path):
         raise NotAMaskFileError(f"{path}: no such file")
     try:
@@ -90,9 +106,16 @@ def load_safetensors(path) -> MaskSet:
     return MaskSet({n: tensors[n] for n in names}, meta)
 
 
+def _path(path) -> str:
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InvalidInputError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
+    return os.fsdecode(os.fspath(path))
+
+
 def save(masks: MaskSet, path) -> None:
     """Save in the format the file name says: ``.safetensors`` or a torch file (anything else)."""
-    if os.fspath(path).endswith(SAFETENSORS_SUFFIX):
+    _check_masks(masks)
+    if _path(path).endswith(SAFETENSORS_SUFFIX):
         save_safetensors(masks, path)
     else:
         masks.save(path)
@@ -100,7 +123,7 @@ def save(masks: MaskSet, path) -> None:
 
 def load(path) -> MaskSet:
     """Load a mask file of either format (chosen by the file name)."""
-    if os.fspath(path).endswith(SAFETENSORS_SUFFIX):
+    if _path(path).endswith(SAFETENSORS_SUFFIX):
         return load_safetensors(path)
     return MaskSet.load(path)
 
@@ -112,12 +135,12 @@ def apply_parametrize(model: nn.Module, masks: MaskSet, strict: bool = True) -> 
     pass always sees ``original * mask``, so pruned weights are zero and get no gradient.
     :func:`remove_parametrize` makes it permanent. ``strict`` as in :meth:`MaskSet.check`.
     """
-    masks.apply(model, how="parametrize", strict=strict)
+    _check_masks(masks).apply(model, how="parametrize", strict=strict)
 
 
 def remove_parametrize(model: nn.Module) -> nn.Module:
     """Remove every :class:`~netgraph.masks.Mask` parametrization, keeping the masked values as plain parameters."""
-    for module in model.modules():
+    for module in _check_model(model, "remove_parametrize").modules():
         plist = getattr(module, "parametrizations", None)
         if plist is None:
             continue
@@ -136,7 +159,7 @@ def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
     as pruned).
     """
     out = {}
-    for pname in prunable_parameter_names(model):
+    for pname in prunable_parameter_names(_check_model(model, "masks_from_model")):
         path, _, attr = pname.rpartition(".")
         module = model.get_submodule(path) if path else model
         plist = getattr(module, "parametrizations", None)
@@ -206,8 +229,14 @@ def to_sparse(model: nn.Module, max_density: float = 1.0) -> nn.Module:
 
     The weights are the model's current (masked) values: apply a mask first (any mode);
     the model itself is not changed.
-    Layers whose kept fraction is above ``max_density`` stay dense (sparse kernels only
-    pay off at low density). The copy is for inference (the sparse weights are buffers).
+    Layers whose kept fraction is above ``max_density`` (a number in [0, 1]) stay dense
+    (sparse kernels only pay off at low density). The copy is for inference (the sparse
+    weights are buffers).
+
+    Raises
+    ------
+    InvalidInputError
+        If ``model`` is not a container module or ``max_density`` is not in [0, 1].
 
     Examples
     --------
@@ -220,6 +249,10 @@ def to_sparse(model: nn.Module, max_density: float = 1.0) -> nn.Module:
     >>> torch.allclose(sparse(x), model(x), atol=1e-6)
     True
     """
+    _check_model(model, "to_sparse")
+    if isinstance(max_density, bool) or not isinstance(max_density, Real) or not 0.0 <= max_density <= 1.0:
+        raise InvalidInputError(
+            f"max_density must be a number in [0, 1] (layers kept above it stay dense), got {max_density!r}")
     names = [n for n, m in model.named_modules() if n and _sparsifiable(m)]
     if not names and _sparsifiable(model):
         raise InvalidInputError("to_sparse needs a container module; wrap a single layer in nn.Sequential")
@@ -231,7 +264,7 @@ def to_sparse(model: nn.Module, max_density: float = 1.0) -> nn.Module:
         mod = model.get_submodule(name)
         with torch.no_grad():
             weight = mod.weight.detach().clone()
-        if float((weight != 0).float().mean()) > max_density:
+        if int(torch.count_nonzero(weight)) > max_density * weight.numel():  # exact count (no float32 mean)
             continue
         if isinstance(mod, nn.Linear):
             new = SparseLinear(weight, mod.bias)

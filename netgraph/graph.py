@@ -38,6 +38,7 @@ from typing import Iterator, Mapping, Union
 
 import numpy as np
 
+from ._validate import as_bool_mask
 from .errors import InvalidInputError, MaskMismatchError
 from .layer import Layer
 
@@ -271,14 +272,19 @@ class NetGraph:
         """Per-layer bool arrays of shape ``(n_dst, n_in, k)`` for a mask set.
 
         ``masks`` may be ``None`` (dense), a :class:`~netgraph.MaskSet` or a mapping from
-        parameter name to a bool tensor/array of the parameter's shape, a list of arrays
-        already in layer form. A mapping must have exactly the graph's parameters. (Functions
-        that read masks go through :func:`netgraph.masked.as_masked`, which calls this once.)
+        parameter name to a mask tensor/array of the parameter's shape, or a list with one
+        array per layer, of the layer's form ``(n_dst, n_in, k)`` or its parameter's shape
+        (its rows, for a layer that is a row range). A mapping must have exactly the graph's
+        parameters. Each mask is bool, or numbers that are all exactly 0 or 1 (the rule of
+        :class:`~netgraph.MaskSet`); scores, NaN or 2 are refused. (Functions that read
+        masks go through :func:`netgraph.masked.as_masked`, which calls this once.)
 
         Raises
         ------
         MaskMismatchError
             If a parameter is missing, unknown, or its mask has the wrong shape.
+        InvalidInputError
+            If ``masks`` is of another kind, or a mask is not a tensor/array of 0/1 values.
         """
         if masks is None:
             return self.dense_masks()
@@ -287,16 +293,8 @@ class NetGraph:
                 raise MaskMismatchError(
                     f"got {len(masks)} layer masks for a graph with {len(self.layers)} layers"
                 )
-            out = []
-            for layer, m in zip(self.layers, masks):
-                m = np.asarray(m)
-                if m.size != layer.numel:
-                    raise MaskMismatchError(
-                        f"mask for {layer.param!r} has {m.size} elements, the parameter "
-                        f"{tuple(layer.param_shape)} has {layer.numel}"
-                    )
-                out.append(m.reshape(layer.weight.shape).astype(bool, copy=False))
-            return out
+            return [np.asarray(as_bool_mask(layer.param, m, layer.rows_shape, layer.weight.shape))
+                    .reshape(layer.weight.shape) for layer, m in zip(self.layers, masks)]
         if not isinstance(masks, Mapping):
             raise InvalidInputError(
                 f"masks must be None, a MaskSet, a dict name -> tensor or a list of arrays, "
@@ -313,17 +311,8 @@ class NetGraph:
                 parts.append(f"masks for parameters the graph does not have {extra[:5]}"
                              f"{'...' if len(extra) > 5 else ''}")
             raise MaskMismatchError("mask set does not fit this graph: " + "; ".join(parts))
-        out = []
-        for layer in self.layers:
-            m = masks[layer.param]
-            m = m.detach().cpu().numpy() if hasattr(m, "detach") else np.asarray(m)
-            if tuple(m.shape) != tuple(layer.param_shape):
-                raise MaskMismatchError(
-                    f"mask for {layer.param!r} has shape {tuple(m.shape)}, "
-                    f"the parameter has shape {tuple(layer.param_shape)}"
-                )
-            out.append(layer.take(m).reshape(layer.weight.shape).astype(bool, copy=False))
-        return out
+        return [np.asarray(layer.take(as_bool_mask(layer.param, masks[layer.param], layer.param_shape)))
+                .reshape(layer.weight.shape) for layer in self.layers]
 
     def split_flat(self, flat: np.ndarray) -> list:
         """Per-layer ``(n_dst, n_in, k)`` views of an array over all weights in layer order."""

@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize, prune
 
 from ._json import plain
-from ._validate import check_choice
+from ._validate import as_bool_mask, check_choice, check_file_path, check_mask_shape
 from ._version import __version__
 from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
 
@@ -31,19 +31,8 @@ FORMAT = "netgraph-masks/1"
 
 
 def _to_bool_tensor(name, value) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    if not isinstance(value, torch.Tensor):
-        raise InvalidInputError(f"mask for {name!r} must be a tensor or array, got {type(value).__name__}")
-    if value.dtype != torch.bool:
-        if value.is_floating_point() or value.is_complex() or value.dtype in (
-            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8,
-        ):
-            ok = ((value == 0) | (value == 1)).all()
-            if not bool(ok):
-                raise InvalidInputError(f"mask for {name!r} has values other than 0 and 1")
-        value = value != 0
-    return value.detach().cpu()
+    value = as_bool_mask(name, value)  # the one mask value rule (netgraph._validate)
+    return torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
 
 
 #: How :meth:`MaskSet.apply` applies masks.
@@ -74,7 +63,9 @@ class MaskSet(MutableMapping):
     """Boolean masks keyed by parameter name, plus metadata.
 
     Values are validated on insertion: keys are strings, values are boolean tensors
-    (0/1 numeric tensors or arrays are converted).
+    (tensors or arrays of numbers that are all exactly 0 or 1 are converted; other values,
+    e.g. scores, NaN or 2, raise :class:`InvalidInputError`). Files hold bool tensors only
+    (:meth:`load`).
 
     Parameters
     ----------
@@ -97,6 +88,11 @@ class MaskSet(MutableMapping):
     """
 
     def __init__(self, masks: Mapping | None = None, meta: dict | None = None):
+        if masks is not None and not isinstance(masks, Mapping):
+            raise InvalidInputError(
+                f"MaskSet takes a mapping parameter name -> mask, got {type(masks).__name__}")
+        if meta is not None and not isinstance(meta, Mapping):
+            raise InvalidInputError(f"MaskSet meta must be a dict, got {type(meta).__name__}")
         self._masks: dict = {}
         self.meta: dict = dict(meta or {})
         for k, v in (masks or {}).items():
@@ -162,7 +158,14 @@ class MaskSet(MutableMapping):
 
     # -- files ------------------------------------------------------------------------
     def save(self, path) -> None:
-        """Write ``{"masks": ..., "meta": ...}`` with ``torch.save``."""
+        """Write ``{"masks": ..., "meta": ...}`` with ``torch.save``.
+
+        Raises
+        ------
+        InvalidInputError
+            If ``path`` is not a str or path-like, or names a directory.
+        """
+        path = check_file_path(path)
         meta = dict(self.meta)
         meta.setdefault("library_version", __version__)
         meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
@@ -180,11 +183,15 @@ class MaskSet(MutableMapping):
 
         Raises
         ------
+        InvalidInputError
+            If ``path`` is not a str or path-like.
         NotAMaskFileError
             If the file does not exist, cannot be read safely by
             ``torch.load(weights_only=True)``, or is not a mask file.
         """
-        path = os.fspath(path)
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            raise InvalidInputError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
+        path = os.fsdecode(os.fspath(path))
         if not os.path.isfile(path):
             raise NotAMaskFileError(f"{path}: no such file")
         try:
@@ -228,6 +235,8 @@ class MaskSet(MutableMapping):
         every conv and linear weight of the model must also have a mask, so that a mask
         made for a smaller model is not applied to part of a larger one.
         """
+        if not isinstance(model, nn.Module):
+            raise InvalidInputError(f"masks apply to a torch.nn.Module, got {type(model).__name__}")
         if strict:
             uncovered = [n for n in prunable_parameter_names(model) if n not in self._masks]
             if uncovered:
@@ -240,11 +249,7 @@ class MaskSet(MutableMapping):
                 )
         for name, m in self._masks.items():
             _, _, t = self._resolve(model, name)
-            if tuple(t.shape) != tuple(m.shape):
-                raise MaskMismatchError(
-                    f"mask for parameter {name!r} has shape {tuple(m.shape)} but the model's parameter "
-                    f"has shape {tuple(t.shape)}"
-                )
+            check_mask_shape(name, m.shape, t.shape)
 
     def apply(self, model: nn.Module, how: str = "prune", strict: bool = True) -> None:
         """Apply the masks to ``model`` in place.

@@ -45,7 +45,7 @@ from . import _trace_tokens as tokens
 from . import _trace_vit_variants as vit_variants
 from . import _trace_windows as windows
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
-from ._validate import check_choice
+from ._validate import check_choice, check_input_shape
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
 from .offpath import offpath_arrays
@@ -166,8 +166,8 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None,
         every one of them, each with the module it lives in and its type, and what is
         supported; the list is also in the exception's ``blockers`` attribute.
     InvalidInputError
-        If ``input_shape`` is malformed or the model fails on it, or a weight contains NaN
-        or infinite values.
+        If ``input_shape`` is not a sequence of positive ints (a string is refused) or the
+        model fails on it, or a weight contains NaN or infinite values.
 
     Notes
     -----
@@ -186,7 +186,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None,
     """
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    shape = fx.check_input_shape(input_shape)
+    shape = check_input_shape(input_shape)
     check_choice("layer_scale", layer_scale, ops.LAYER_SCALE_MODES)
     try:
         dtype = next(model.parameters()).dtype

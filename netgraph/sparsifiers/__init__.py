@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import torch
 import torch.nn as nn
 
 from .._validate import check_choice, check_density, check_seed, target_count
@@ -22,6 +23,27 @@ from ..provenance import provenance
 from .registry import Context, check_options, get, methods, names, register
 
 __all__ = ["sparsify", "names", "methods", "get", "register", "Context", "OFFPATH_POLICIES"]
+
+
+def _check_graph_of(model: nn.Module, graph) -> None:
+    """Raise unless every parameter of ``graph`` (layers and off-path) is one of ``model``'s,
+    of the same shape: names and shapes only, no tracing. (A model may have conv/linear
+    weights its graph lacks: modules its forward pass does not use, e.g. auxiliary heads.)"""
+    if not isinstance(graph, NetGraph):
+        raise InvalidInputError(f"graph must be a NetGraph (netgraph.from_torch), got {type(graph).__name__}")
+    params = [(layer.param, tuple(layer.param_shape)) for layer in graph.layers]
+    params += [(p["param"], tuple(p["shape"])) for p in graph.offpath]
+    for name, shape in params:
+        path, _, attr = name.rpartition(".")
+        try:
+            t = getattr(model.get_submodule(path) if path else model, attr, None)
+        except AttributeError:
+            t = None
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+            found = "has no such parameter" if not isinstance(t, torch.Tensor) else f"has shape {tuple(t.shape)}"
+            raise InvalidInputError(
+                f"graph= is not the graph of this model: its parameter {name!r} of shape {shape} does not "
+                f"fit (the model {found}); pass the graph from_torch built for this model, or no graph")
 
 
 def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, input_shape=None,
@@ -50,7 +72,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     progress : bool
         Show a progress bar for long methods.
     graph : NetGraph, optional
-        The graph of the given module, if already built (saves tracing it again).
+        The graph of the given module, if already built (saves tracing it again). Its
+        parameters (names and shapes) must be the module's.
     offpath : {"dense", "magnitude"}
         Policy for the off-path parameters (:data:`netgraph.offpath.OFFPATH_POLICIES`):
         keep them all (default; the layers get the rest of the count), or keep the
@@ -72,7 +95,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     ------
     InvalidInputError
         Unknown method, option or off-path policy, density outside (0, 1] (or too low
-        for the off-path policy), a data-dependent method without data, NaN/inf weights.
+        for the off-path policy), a data-dependent method without data, NaN/inf weights,
+        a ``graph`` that is not a NetGraph of ``model_or_graph``'s parameters.
     """
     m = get(method)
     density = check_density(density)
@@ -84,7 +108,9 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
         graph = model_or_graph
     elif isinstance(model_or_graph, nn.Module):
         model = model_or_graph
-        if graph is None:
+        if graph is not None:
+            _check_graph_of(model, graph)
+        else:
             if input_shape is None:
                 raise InvalidInputError(
                     "input_shape is required when sparsifying a torch model, e.g. input_shape=(3, 32, 32)")
