@@ -193,11 +193,16 @@ def as_bool_mask(name: str, value, *accepted_shapes):
     return value != 0
 
 
-def check_file_path(path, what: str = "path") -> str:
-    """Return ``path`` as a string if it is a str or ``os.PathLike`` naming no directory, else raise."""
+def as_path(path, what: str = "path") -> str:
+    """Return ``path`` (a str, bytes or ``os.PathLike``) as a str, else raise one clear line."""
     if not isinstance(path, (str, bytes, os.PathLike)):
         raise InvalidInputError(f"{what} must be a file path (str or os.PathLike), got {type(path).__name__}")
-    path = os.fsdecode(os.fspath(path))
+    return os.fsdecode(os.fspath(path))
+
+
+def check_file_path(path, what: str = "path") -> str:
+    """Return ``path`` as a str (see :func:`as_path`) if it can name a file to write: not a directory."""
+    path = as_path(path, what)
     if not path or os.path.isdir(path):
         raise InvalidInputError(f"{what} must name a file, got {'a directory ' if path else ''}{path!r}")
     return path

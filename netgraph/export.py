@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from ._validate import check_file_path
+from ._validate import as_path, check_file_path
 from .errors import InvalidInputError, NotAMaskFileError
 from .masks import Mask, MaskSet, prunable_parameter_names
 
@@ -83,7 +83,7 @@ def save_safetensors(masks: MaskSet, path) -> None:
 def load_safetensors(path) -> MaskSet:
     """Read a mask file written by :func:`save_safetensors` (a clear error otherwise)."""
     st = _safetensors()
-    path = _path(path)
+    path = as_path(path)
     if not os.path.isfile(path):
         raise NotAMaskFileError(f"{path}: no such file")
     try:
@@ -106,16 +106,10 @@ def load_safetensors(path) -> MaskSet:
     return MaskSet({n: tensors[n] for n in names}, meta)
 
 
-def _path(path) -> str:
-    if not isinstance(path, (str, bytes, os.PathLike)):
-        raise InvalidInputError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
-    return os.fsdecode(os.fspath(path))
-
-
 def save(masks: MaskSet, path) -> None:
     """Save in the format the file name says: ``.safetensors`` or a torch file (anything else)."""
     _check_masks(masks)
-    if _path(path).endswith(SAFETENSORS_SUFFIX):
+    if as_path(path).endswith(SAFETENSORS_SUFFIX):
         save_safetensors(masks, path)
     else:
         masks.save(path)
@@ -123,7 +117,7 @@ def save(masks: MaskSet, path) -> None:
 
 def load(path) -> MaskSet:
     """Load a mask file of either format (chosen by the file name)."""
-    if _path(path).endswith(SAFETENSORS_SUFFIX):
+    if as_path(path).endswith(SAFETENSORS_SUFFIX):
         return load_safetensors(path)
     return MaskSet.load(path)
 

@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize, prune
 
 from ._json import plain
-from ._validate import as_bool_mask, check_choice, check_file_path, check_mask_shape
+from ._validate import as_bool_mask, as_path, check_choice, check_file_path, check_mask_shape
 from ._version import __version__
 from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
 
@@ -189,9 +189,7 @@ class MaskSet(MutableMapping):
             If the file does not exist, cannot be read safely by
             ``torch.load(weights_only=True)``, or is not a mask file.
         """
-        if not isinstance(path, (str, bytes, os.PathLike)):
-            raise InvalidInputError(f"path must be a file path (str or os.PathLike), got {type(path).__name__}")
-        path = os.fsdecode(os.fspath(path))
+        path = as_path(path)
         if not os.path.isfile(path):
             raise NotAMaskFileError(f"{path}: no such file")
         try:
