@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from netgraph.errors import InvalidInputError
-from netgraph.graph import NetGraph
+from netgraph._validate import check_graph
 from netgraph.masked import as_masked
 
 from .table import measure_masked
@@ -34,8 +33,5 @@ def measure(graph, masks=None, max_flow: bool = True) -> dict:
     MaskMismatchError
         If the masks do not fit the graph.
     """
-    if not isinstance(graph, NetGraph):
-        hint = " (trace a torch model first: netgraph.from_torch(model, input_shape))" if hasattr(
-            graph, "named_parameters") else ""
-        raise InvalidInputError(f"measure takes a NetGraph and masks, got a {type(graph).__name__}{hint}")
+    check_graph(graph, "measure")
     return measure_masked(as_masked(graph, masks), max_flow=max_flow)

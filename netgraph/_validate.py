@@ -116,6 +116,17 @@ def check_like(name: str, value, default, where: str = ""):
     return value
 
 
+def check_graph(graph, what: str) -> None:
+    """Raise one clear line unless ``graph`` is a :class:`~netgraph.NetGraph` (``what``: who asks;
+    a torch model gets the hint to trace it first)."""
+    from .graph import NetGraph  # (the graph module imports this one)
+
+    if not isinstance(graph, NetGraph):
+        hint = " (trace a torch model first: netgraph.from_torch(model, input_shape))" \
+            if hasattr(graph, "named_parameters") else ""
+        raise InvalidInputError(f"{what} takes a NetGraph and masks, got a {type(graph).__name__}{hint}")
+
+
 def check_input_shape(input_shape) -> tuple:
     """Return one sample's shape as a tuple of positive ints, or raise one clear line.
 
@@ -130,7 +141,8 @@ def check_input_shape(input_shape) -> tuple:
     ...
     netgraph.errors.InvalidInputError: input_shape must be a sequence of positive integers such as (3, 32, 32) (one sample, no batch dimension), got '64' (a str)
     """
-    ok = not isinstance(input_shape, (str, bytes)) and hasattr(input_shape, "__len__") and hasattr(input_shape, "__iter__")
+    ok = not isinstance(input_shape, (str, bytes)) and hasattr(input_shape, "__len__") \
+        and hasattr(input_shape, "__iter__")
     dims = list(input_shape) if ok else []
     ok = ok and bool(dims) and all(
         not isinstance(s, (bool, np.bool_)) and isinstance(s, Integral) and int(s) > 0 for s in dims)

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import check_choice
+from ._validate import check_choice, check_graph
 
 WEIGHTS = ("abs", "square", "count")
 
@@ -276,9 +276,12 @@ def as_masked(graph, masks=None) -> MaskedGraph:
 
     Raises
     ------
+    InvalidInputError
+        If ``graph`` is not a :class:`~netgraph.NetGraph` (a torch model, say).
     MaskMismatchError
         If the masks do not fit the graph (a parameter missing or unknown, a wrong shape).
     """
+    check_graph(graph, "a metric")
     if isinstance(masks, MaskedGraph):
         if masks.graph is graph:
             return masks
