@@ -4,8 +4,9 @@
   kept fraction after iteration ``t`` of ``T`` follows ``schedule``:
   ``"exponential"`` (SynFlow's ``d ** (t / T)``), ``"linear"`` (``1 - (1 - d) t / T``),
   ``"cosine"`` (``d + (1 - d)(1 + cos(pi t / T)) / 2``), or an explicit comma-separated
-  list of decreasing densities (``"0.5,0.2,0.1"``; ``T`` is then its length and the last
-  step always ends on the target). It reuses the one SynFlow loop
+  list of finite, strictly decreasing densities in ``(d, 1]`` (``"0.5,0.2"``): the target
+  ``d`` is appended as the last step (a list may also end on it, ``"0.5,0.2,0.1"``), so
+  ``T`` is the list's length + 1, or its length if it ends on the target. It reuses the one SynFlow loop
   (:func:`netgraph.sparsifiers.synflow.iterative_flow_pruning`, option ``fractions``).
 * ``phew-layerwise``: PHEW walks under per-layer budgets (``layer_densities``: ``"erk"``,
   ``"uniform"`` or a comma-separated list, one density per layer). Phase 1 takes whole
@@ -23,6 +24,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..errors import InvalidInputError
@@ -38,10 +41,21 @@ SCHEDULES = ("exponential", "linear", "cosine")
 def schedule_fractions(schedule, density: float, iterations: int) -> list:
     """Kept fraction after each iteration for a named schedule or a list of densities.
 
+    An explicit list (a comma-separated string or a sequence of numbers) holds finite
+    densities in ``(density, 1]``, strictly decreasing; the target ``density`` is appended as
+    the last step (a list may also end on the target itself). Anything else raises
+    :class:`~netgraph.errors.InvalidInputError` naming the bad entry.
+
     >>> [round(f, 3) for f in schedule_fractions("linear", 0.1, 3)]
     [0.7, 0.4, 0.1]
     >>> schedule_fractions("0.5, 0.2", 0.1, 100)
     [0.5, 0.2, 0.1]
+    >>> schedule_fractions("0.5,0.2,0.1", 0.1, 100)
+    [0.5, 0.2, 0.1]
+    >>> schedule_fractions("0.5,0.05", 0.1, 100)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: schedule entry 0.05 is outside (0.1, 1]: ...
     """
     if isinstance(schedule, str) and schedule.strip() in SCHEDULES:
         t = np.arange(1, iterations + 1) / iterations
@@ -49,16 +63,33 @@ def schedule_fractions(schedule, density: float, iterations: int) -> list:
              "cosine": density + (1 - density) * (1 + np.cos(np.pi * t)) / 2}[schedule.strip()]
         f[-1] = density  # end exactly on the target
         return [float(x) for x in f]
+    return _explicit_schedule(schedule, density)
+
+
+def _explicit_schedule(schedule, density: float) -> list:
+    """A list of densities checked (finite, in ``(density, 1]``, strictly decreasing), target appended."""
+    usage = (f"schedule must be one of {', '.join(SCHEDULES)} or densities decreasing from at most 1 "
+             f"to above the target {density:g}, comma-separated like '0.5,0.2'")
     try:
         vals = [float(x) for x in (schedule.split(",") if isinstance(schedule, str) else schedule)]
     except (TypeError, ValueError):
-        raise InvalidInputError(
-            f"schedule must be one of {', '.join(SCHEDULES)} or decreasing densities like '0.5,0.2', got {schedule!r}"
-        ) from None
-    vals = [v for v in vals if v > density] + [density]
-    if any(not 0 < v <= 1 for v in vals) or any(a < b for a, b in zip(vals, vals[1:])):
-        raise InvalidInputError(f"schedule densities must decrease within (0, 1], got {schedule!r}")
-    return vals
+        raise InvalidInputError(f"{usage}, got {schedule!r}") from None
+    if not vals:
+        raise InvalidInputError(f"{usage}, got an empty list")
+    if vals[-1] == density:  # a list may end on the target itself
+        vals.pop()
+    for v in vals:
+        if not math.isfinite(v):
+            raise InvalidInputError(f"schedule entry {v} is not a finite number; {usage}, got {schedule!r}")
+        if not density < v <= 1:
+            raise InvalidInputError(
+                f"schedule entry {v:g} is outside ({density:g}, 1]: every density of a schedule lies above "
+                f"the target {density:g} and at most 1, got {schedule!r}")
+    for a, b in zip(vals, vals[1:]):
+        if not a > b:
+            raise InvalidInputError(
+                f"schedule densities must strictly decrease, but {a:g} is followed by {b:g} in {schedule!r}")
+    return vals + [density]
 
 
 @method(

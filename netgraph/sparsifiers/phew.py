@@ -15,6 +15,10 @@ the DAG in topological order. Only the stopping rule couples them: walks are rep
 order and the process stops after the first walk that brings the number of distinct kept
 weights to the target, so the result overshoots the target by less than one walk's length
 (no partial walk is kept: every kept weight lies on a complete input-output path).
+Density 1 (a target of every weight) returns the dense mask without walking: the mask the
+walks end on when every weight can be drawn (as for every method, density 1 is the dense
+network). Short of the target, walks stop with an error after three batches in a row that
+take no new weight (``max_walks=0``, automatic) or after ``max_walks`` walks (a hard cap).
 
 Branches (residual networks): with ``branch="weighted"`` (default) a unit chooses among
 all its out-edges (in-edges) by weight, an identity shortcut (or the edge of an index map:
@@ -29,6 +33,7 @@ bug that puts weights off any input-output path and is not reproduced.)
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import numpy as np
 
@@ -325,7 +330,10 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
 def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = False, branch: str = "weighted",
                init_mask=None, max_walks: int = 0) -> list:
     g = ctx.graph
-    wg = WalkGraph(g, bias, branch)
+    if isinstance(max_walks, bool) or not isinstance(max_walks, Integral) or max_walks < 0:
+        raise InvalidInputError(
+            f"max_walks of method 'phew' must be 0 (automatic: stop when walks stall) or a positive number "
+            f"of walks (a hard cap, walking on until it), got {max_walks!r}")
     kept = _initial_state(ctx, init_mask)
     # no read of a fresh array: reading its zero pages, then writing them, costs two faults a page
     count = 0 if init_mask is None else int(np.count_nonzero(kept))
@@ -334,18 +342,23 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
             f"init_mask keeps {count} weights, more than the target {ctx.target} "
             f"(density {ctx.density:g}); grow masks from sparse to dense"
         )
+    if ctx.target == g.num_weights:  # density 1: the mask the walks end on once every weight is drawn
+        ctx.info.update({"walks": 0, "forward_walks": 0, "backward_walks": 0, "kept": g.num_weights,
+                         "overshoot": 0, "note": "density 1 keeps every weight (the dense mask, no walks)"})
+        return g.split_flat(np.ones(g.num_weights, dtype=bool))
+    wg = WalkGraph(g, bias, branch)
     n_in, n_out = g.groups[0].size, g.groups[-1].size
     rng = ctx.rng()
     walks_done = 0
     per_walk = float(len(g.layers))  # running estimate of new weights per walk
-    max_walks = int(max_walks) or max(1_000_000, 50 * g.num_weights)
-    stalled = 0
+    cap = int(max_walks) or max(1_000_000, 50 * g.num_weights)
+    stalled, idle = 0, 0  # batches in a row without a new weight, and their walks
     from tqdm.auto import tqdm
 
     bar = tqdm(total=ctx.target, initial=count, desc="phew", unit="w", disable=not ctx.progress, leave=False)
     while count < ctx.target:
         need = ctx.target - count
-        B = int(min(1 << 17, max(256, math.ceil(1.2 * need / max(per_walk, 0.05)) + 64), max_walks - walks_done))
+        B = int(min(1 << 17, max(256, math.ceil(1.2 * need / max(per_walk, 0.05)) + 64), cap - walks_done))
         ids = walks_done + np.arange(B)
         fwd, bwd = ids[ids % 2 == 0], ids[ids % 2 == 1]
         w1, e1 = wg.walk("forward", (fwd // 2) % n_in, fwd, rng, kernel_conserved)
@@ -366,15 +379,30 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
         walks_done += B
         bar.update(uniq.size)
         per_walk = max(uniq.size / B, 0.01)
-        stalled = stalled + 1 if uniq.size == 0 else 0
-        if stalled >= 3 or walks_done >= max_walks:  # max_walks is a hard cap on the walks taken
+        stalled, idle = (stalled + 1, idle + B) if uniq.size == 0 else (0, 0)
+        # automatic: stop once the walks without a new weight (three batches at least) are as
+        # many as all the walks before them; max_walks: a hard cap
+        stuck = not max_walks and stalled >= 3 and 2 * idle >= walks_done
+        if stuck or walks_done >= cap:
             bar.close()
-            raise InvalidInputError(
-                f"PHEW cannot reach density {ctx.density:g}: after {walks_done} walks it keeps {count} of "
-                f"the {ctx.target} weights wanted (weights with zero probability under bias={bias!r}, e.g. "
-                f"exact zeros, are never chosen; raise max_walks or lower the density)"
-            )
+            raise InvalidInputError(_unreached(ctx, kept, count, walks_done, idle if stuck else 0, max_walks, cap))
     bar.close()
     ctx.info.update({"walks": walks_done, "forward_walks": (walks_done + 1) // 2,
                      "backward_walks": walks_done // 2, "kept": count, "overshoot": count - ctx.target})
     return g.split_flat(kept)
+
+
+def _unreached(ctx: Context, kept: np.ndarray, count: int, walks: int, idle: int, max_walks: int, cap: int) -> str:
+    """Why the walks stopped short of the target: the last ``idle`` walks found no new weight
+    (0: the cap of ``cap`` walks was reached)."""
+    head = (f"PHEW cannot reach density {ctx.density:g}: after {walks} walks it keeps {count} of the "
+            f"{ctx.target} weights wanted")
+    if not idle:
+        which = f"max_walks={max_walks}" if max_walks else f"the automatic cap of {cap} walks (max_walks=0)"
+        return f"{head}, stopped by {which}; raise max_walks or lower the density"
+    g = ctx.graph
+    zeros = sum(int(np.count_nonzero((l.weight == 0) & ~m)) for l, m in zip(g.layers, g.split_flat(kept)))
+    return (f"{head}, and the last {idle} walks took no new weight: the {kept.size - count} weights not taken "
+            f"({zeros} of them exact zeros) have zero or tiny probability per walk (much smaller than the other "
+            f"weights at their unit, or on units few walks reach); lower the density, use density 1 for the dense "
+            f"mask, or set max_walks to walk on up to that many walks")

@@ -12,17 +12,24 @@ batch statistics; ``"eval"`` uses the running statistics (as the Synaptic-Flow c
 In train mode dropout is active; its draws come from torch's generator seeded with the
 method's seed inside ``torch.random.fork_rng``, so the same seed gives the same mask and
 the caller's random state is left as it was.
+
+The data are checked where they enter: labels must be integer class indices in
+``[0, outputs)`` of the shape the outputs need, floating inputs must have the model's
+dtype, and GraSP's ``temperature`` must be finite and positive (one clear error each).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
 
 from ..data import as_batches
+from ..errors import InvalidInputError
 from ._select import check_scores, top_k_masks
 from .base import Context, method
 
@@ -32,9 +39,42 @@ def _setup(ctx: Context, bn_mode: str):
     model.train(bn_mode == "train")
     params = dict(model.named_parameters())
     weights = [params[l.param] for l in ctx.graph.layers]
-    device = weights[0].device
-    batches = [(x.to(device), y.to(device)) for x, y in as_batches(ctx.data, ctx.graph.input_shape)]
-    return model, weights, batches
+    device, dtype = weights[0].device, weights[0].dtype
+    batches = [_checked(x, y, dtype) for x, y in as_batches(ctx.data, ctx.graph.input_shape)]
+    return model, weights, [(x.to(device), y.to(device)) for x, y in batches]
+
+
+def _checked(x, y, dtype):
+    """A batch whose labels are integer class indices (as int64) and whose floating inputs
+    have the model's dtype; else one clear error."""
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise InvalidInputError(
+            f"data labels must be integer class indices (e.g. int64), got {str(y.dtype).removeprefix('torch.')} "
+            "labels; convert them with labels.long()")
+    if x.is_floating_point() and x.dtype != dtype:
+        dt = str(dtype).removeprefix("torch.")
+        raise InvalidInputError(
+            f"data inputs are {str(x.dtype).removeprefix('torch.')} but the model's weights are {dt}: "
+            f"give inputs of the model's dtype (inputs.to(torch.{dt})) or convert the model")
+    return x, y.long()
+
+
+def _logits(model, x, y):
+    """``model(x)``, once the labels ``y`` are checked against it: class indices in
+    ``[0, classes)`` of the shape the outputs need."""
+    out = model(x)
+    if out.dim() >= 2 and y.numel():
+        want = (out.shape[0], *out.shape[2:])
+        if tuple(y.shape) != want:
+            raise InvalidInputError(
+                f"data labels have shape {tuple(y.shape)}; the model's outputs {tuple(out.shape)} need "
+                f"labels of shape {want}")
+        lo, hi, n = int(y.min()), int(y.max()), out.shape[1]
+        if lo < 0 or hi >= n:
+            raise InvalidInputError(
+                f"data labels must be class indices in [0, {n - 1}] (the model has {n} outputs), "
+                f"got labels from {lo} to {hi}")
+    return out
 
 
 def _layer_shaped(ctx, arrays):
@@ -63,7 +103,7 @@ def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
     model, weights, batches = _setup(ctx, bn_mode)
     model.zero_grad()
     for x, y in batches:
-        F.cross_entropy(model(x), y).backward()
+        F.cross_entropy(_logits(model, x, y), y).backward()
     scores = [(w.detach() * w.grad).abs().double().cpu().numpy() for w in weights]
     check_scores("snip", scores)
     return top_k_masks(_layer_shaped(ctx, scores), ctx.target)
@@ -76,6 +116,11 @@ def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
 )
 @_seeded
 def grasp_masks(ctx: Context, bn_mode: str = "train", temperature: float = 200.0) -> list:
+    if isinstance(temperature, bool) or not isinstance(temperature, Real) or not (
+            math.isfinite(temperature) and temperature > 0):
+        raise InvalidInputError(
+            f"temperature of method 'grasp' must be a finite number > 0 (the logits are divided by it; "
+            f"default 200.0), got {temperature!r}")
     model, weights, batches = _setup(ctx, bn_mode)
     # the fused CPU attention kernels and hardsigmoid (MobileNetV3's SE gates) have no double backward
     with _math_attention(), _twice_differentiable_hardsigmoid():
@@ -106,12 +151,12 @@ def _math_attention():
 def _grasp(ctx, model, weights, batches, T):
     g = [torch.zeros_like(w) for w in weights]
     for x, y in batches:
-        grads = torch.autograd.grad(F.cross_entropy(model(x) / T, y), weights)
+        grads = torch.autograd.grad(F.cross_entropy(_logits(model, x, y) / T, y), weights)
         for acc, gr in zip(g, grads):
             acc += gr
     model.zero_grad()
     for x, y in batches:
-        grads = torch.autograd.grad(F.cross_entropy(model(x) / T, y), weights, create_graph=True)
+        grads = torch.autograd.grad(F.cross_entropy(_logits(model, x, y) / T, y), weights, create_graph=True)
         z = sum((gr * gs).sum() for gr, gs in zip(grads, g))
         z.backward()
     hg = [(w.detach() * w.grad).double().cpu().numpy() for w in weights]  # w * Hg = -score
