@@ -63,7 +63,7 @@ def _logits(model, x, y):
     """``model(x)``, once the labels ``y`` are checked against it: class indices in
     ``[0, classes)`` of the shape the outputs need."""
     out = model(x)
-    if out.dim() >= 2 and y.numel():
+    if isinstance(out, torch.Tensor) and out.dim() >= 2 and y.numel():
         want = (out.shape[0], *out.shape[2:])
         if tuple(y.shape) != want:
             raise InvalidInputError(
