@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import sources, zoo1d
+from ._validate import check_seed
 from .errors import InvalidInputError
 
 _VGG_CFG = {
@@ -249,8 +250,7 @@ def init_weights(model: nn.Module, seed: int = 0) -> nn.Module:
 def _check_classes(num_classes):
     if num_classes is None:
         return None
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) and not str(num_classes).isdigit() \
-            or int(num_classes) < 1:
+    if isinstance(num_classes, bool) or not str(num_classes).isdigit() or int(num_classes) < 1:
         raise InvalidInputError(f"num_classes must be a positive integer, got {num_classes!r}")
     return int(num_classes)
 
@@ -277,7 +277,11 @@ def _resolve_spec(spec, input_shape, seed, num_classes) -> tuple:
         seed = spec.get("seed") if seed is None else seed
         num_classes = spec.get("num_classes") if num_classes is None else num_classes
         spec = spec["name"]
-    return spec, input_shape, 0 if seed is None else int(seed), num_classes
+    mod, colon, attr = str(spec).partition(":")
+    if not isinstance(spec, str) or not spec.strip() or colon and mod not in sources.PREFIXES and not (
+            all(p.isidentifier() for p in mod.split(".")) and attr.isidentifier()):
+        raise InvalidInputError(f"{spec!r} is not a model name (zoo, torchvision:NAME, timm:NAME, pkg.mod:factory)")
+    return spec, input_shape, 0 if seed is None else check_seed(seed), num_classes
 
 
 def build(name, seed: int | None = None, num_classes: int | None = None) -> nn.Module:
@@ -355,7 +359,7 @@ def parse_input_shape(text) -> tuple:
         parts = [p for p in str(text).replace("x", ",").split(",") if p.strip()]
     try:
         shape = tuple(int(p) for p in parts)
-    except ValueError:
+    except (TypeError, ValueError):  # "a", [3]
         shape = ()
     if not shape or any(s <= 0 for s in shape):
         raise InvalidInputError(f"input shape must look like C,H,W (positive integers), got {text!r}")

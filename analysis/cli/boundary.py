@@ -7,7 +7,8 @@ Every failure leaves the command as one line on standard error:
 * status 1, a runtime failure: a file that cannot be written, a user model factory that
   raises, a sweep with failed runs, an unexpected exception (reported with its type and
   a hint to rerun with ``--debug``);
-* status 130 after Ctrl-C.
+* status 130 after Ctrl-C;
+* status 1, silently, when the reader of standard output goes away (``| head``; click's handling).
 
 ``netgraph --debug ...`` or the environment variable ``NETGRAPH_DEBUG=1`` lets exceptions
 through with their traceback, for bug reports.
@@ -25,8 +26,11 @@ from netgraph.errors import NetgraphError, UnsupportedModelError
 
 from ..plots import FORMATS as FIGURE_FORMATS  # noqa: F401 (the choices of --formats)
 
-#: Seeds the command line accepts (those numpy's and torch's generators both take).
+#: Seeds the command line accepts (those numpy's and torch's generators both take): the one
+#: type of every ``--seed``-like option.
 SEED = click.IntRange(0, SEED_MAX)
+#: Grids of more runs than this (``sweep``, ``compare``) ask for confirmation (or ``--yes``).
+CONFIRM_ABOVE = 10_000
 DEBUG_ENV = "NETGRAPH_DEBUG"
 
 
@@ -85,6 +89,8 @@ class NetgraphGroup(click.Group):
             if debug_enabled(ctx):
                 raise
             raise click.UsageError(error_text(exc)) from None
+        except BrokenPipeError:  # the reader left (`... | head`): click's main exits quietly with status 1
+            raise
         except OSError as exc:
             if debug_enabled(ctx):
                 raise
@@ -146,8 +152,19 @@ def _check_creatable(path: str, option: str, shown: str | None = None) -> None:
     base = _first_existing(path)
     if not os.path.isdir(base):
         raise click.BadParameter(f"cannot write {shown!r}: {base} is a file, not a folder", param_hint=f"'{option}'")
-    if not os.access(base, os.W_OK | os.X_OK):
+    if not os.access(base, os.W_OK | os.X_OK) or _probe_fails(base):
         raise click.BadParameter(f"cannot write {shown!r}: {base} is not writable", param_hint=f"'{option}'")
+
+
+def _probe_fails(folder: str) -> bool:
+    """True when a file cannot be created in ``folder`` (``os.access`` says yes to root, and to /proc)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return False
+    except OSError:
+        return True
 
 
 def check_out_file(path: str | None, option: str = "--out") -> str | None:
@@ -158,9 +175,25 @@ def check_out_file(path: str | None, option: str = "--out") -> str | None:
         raise click.BadParameter(f"{path!r} is a folder; give a file name such as masks.pt",
                                  param_hint=f"'{option}'")
     _check_creatable(os.path.dirname(os.path.abspath(path)), option, shown=path)
-    if os.path.exists(path) and not os.access(path, os.W_OK):
-        raise click.BadParameter(f"cannot write {path!r}: the file is read-only", param_hint=f"'{option}'")
+    if os.path.exists(path):
+        try:
+            with open(path, "ab"):  # appends nothing: the file stays as it is
+                pass
+        except OSError as exc:
+            why = "the file is read-only" if isinstance(exc, PermissionError) else exc.strerror or describe(exc)
+            raise click.BadParameter(f"cannot write {path!r}: {why}", param_hint=f"'{option}'") from None
     return path
+
+
+def mask_format(path: str, option: str = "--out") -> str:
+    """The mask file format ``path``'s suffix names (:func:`analysis.experiments.maskfile.check_mask_path`);
+    a usage error for any other suffix."""
+    from ..experiments.maskfile import check_mask_path
+
+    try:
+        return check_mask_path(path)
+    except NetgraphError as exc:
+        raise click.BadParameter(one_line(exc), param_hint=f"'{option}'") from None
 
 
 def check_out_dir(path: str | None, option: str = "--out") -> str | None:
@@ -171,6 +204,18 @@ def check_out_dir(path: str | None, option: str = "--out") -> str | None:
         raise click.BadParameter(f"{path!r} is a file; give a folder", param_hint=f"'{option}'")
     _check_creatable(path, option)
     return path
+
+
+def confirm_runs(total: int, detail: str = "") -> None:
+    """Ask whether to start ``total`` runs (counted before any is built); refuse (status 1) when
+    the answer is no or no one can answer (no terminal): the line says to pass ``--yes``."""
+    question = f"The grid has {total:,} runs{f' ({detail})' if detail else ''}. Start it?"
+    try:
+        if not click.confirm(question, default=False, err=True):
+            raise click.Abort()
+    except click.Abort:
+        raise click.ClickException(f"not started: {total:,} runs need a confirmation; pass --yes to start "
+                                   "without asking") from None
 
 
 def comma_choices(choices):
@@ -254,7 +299,12 @@ def density_list(ctx, param, value):
     items = [t.strip() for t in str(value).split(",") if t.strip()]
     if not items:
         raise click.BadParameter(f"{value!r} holds no density; give e.g. 0.1,0.05", param=param)
-    return list(dict.fromkeys(density_value(ctx, param, t) for t in items))
+    from ..experiments.grid import check_distinct
+
+    try:
+        return check_distinct("densities", [density_value(ctx, param, t) for t in items])
+    except NetgraphError as exc:  # a density listed twice: the grid's one rule
+        raise _bad(param, exc) from None
 
 
 def method_list(ctx, param, value):
@@ -267,11 +317,12 @@ def method_list(ctx, param, value):
     if not specs:
         raise click.BadParameter(f"{value!r} names no method (the method list is empty); "
                                  "give e.g. phew,synflow (see `netgraph methods`)", param=param)
-    for spec in specs:
-        try:
-            parse_method(spec)
-        except NetgraphError as exc:
-            raise _bad(param, exc) from None
+    from ..experiments.grid import check_distinct_methods
+
+    try:
+        check_distinct_methods([parse_method(spec) for spec in specs])
+    except NetgraphError as exc:
+        raise _bad(param, exc) from None
     return specs
 
 

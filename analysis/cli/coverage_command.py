@@ -6,7 +6,9 @@ import time
 
 import click
 
-from .boundary import check_out_dir
+from netgraph.errors import NetgraphError
+
+from .boundary import check_out_dir, one_line
 
 
 @click.command("coverage")
@@ -27,12 +29,16 @@ def coverage_cmd(out_dir, sources, timeout, threads, in_process, quiet):
     """
     from netgraph.provenance import command_line
 
-    from ..experiments.coverage import write_coverage
+    from ..experiments.coverage import check_sources, write_coverage
 
-    check_out_dir(out_dir)
     names = tuple(s.strip() for s in sources.split(",") if s.strip())
     if not names:
         raise click.BadParameter("give at least one source, e.g. torchvision", param_hint="'--sources'")
+    try:
+        check_sources(names)  # before anything is written
+    except NetgraphError as exc:
+        raise click.BadParameter(one_line(exc), param_hint="'--sources'") from None
+    check_out_dir(out_dir)
     t0 = time.perf_counter()
     res = write_coverage(out_dir, names, quiet=quiet, isolate=not in_process, timeout=timeout, threads=threads,
                          command=command_line())

@@ -11,10 +11,10 @@ import click
 from netgraph import zoo
 from netgraph.data import PRUNE_DATA
 
+from ..experiments.grid import grid_size
 from ..experiments.reproduce import STUDIES
-
-from .boundary import (FIGURE_FORMATS, SEED_MAX, check_out_dir, comma_choices, density_list, load_model_checked,
-                       method_list)
+from .boundary import (CONFIRM_ABOVE, FIGURE_FORMATS, SEED_MAX, check_out_dir, comma_choices, confirm_runs,
+                       density_list, load_model_checked, method_list)
 from .common import format_table, layer_scale_option, model_options, offpath_option
 
 def check_empty_out(out_dir: str, force: bool) -> None:
@@ -56,9 +56,10 @@ def _command_line() -> str | None:
               help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}.")
 @offpath_option
 @layer_scale_option
+@click.option("--yes", "-y", is_flag=True, help=f"Start a grid of more than {CONFIRM_ABOVE:,} runs without asking.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, seeds, out_dir, force, data_kind, no_max_flow,
-                collapse, formats, offpath, layer_scale, quiet):
+                collapse, formats, offpath, layer_scale, yes, quiet):
     """Masks for methods x densities x seeds: results.csv, summary.md and plots.
 
     Seed s initialises the model and drives the method; the seeds are --seed, --seed+1,
@@ -76,9 +77,12 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
     if needs and data_kind is None:
         raise click.UsageError(f"method {needs[0]!r} is data-dependent: add --data random or --data digits")
     check_empty_out(out_dir, force)
+    total = grid_size(methods, densities, range(seeds))  # counted before anything is built
+    if total > CONFIRM_ABOVE and not yes:
+        confirm_runs(total, f"{len(methods)} methods x {len(densities)} densities x {seeds:,} seeds")
     load_model_checked(model_name, input_shape, seed, num_classes)  # a factory that fails or ties weights: one line
     t0 = time.perf_counter()
-    df = compare(model_name, methods, densities, list(range(seed, seed + seeds)), input_shape=input_shape,
+    df = compare(model_name, methods, densities, range(seed, seed + seeds), input_shape=input_shape,
                  num_classes=num_classes, data=data_kind, progress=not quiet, max_flow=not no_max_flow,
                  offpath=offpath, layer_scale=layer_scale, collapse=collapse)
     for path in comparison_files(out_dir):

@@ -25,7 +25,8 @@ def main(debug):
     """Sparse neural-network topologies at initialization, as graph algorithms.
 
     Errors are one line on standard error: exit status 2 for a bad option or input,
-    1 for a failure while running, 130 after Ctrl-C.
+    1 for a failure while running (silently when the reader of the output goes away, as in
+    `netgraph analyze m.pt | head`), 130 after Ctrl-C.
     """
     make_cwd_importable()
     if not debug:  # a library warning is one line on the command line (with --debug: Python's full form)

@@ -10,7 +10,9 @@ from netgraph import flows, zoo
 from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
-from .boundary import SEED, check_out_file, density_value, graph_checked, input_shape_value, method_name
+from ..experiments.maskfile import write_masks
+from .boundary import (SEED, check_out_file, density_value, graph_checked, input_shape_value, mask_format,
+                       method_name)
 from .common import (echo_json, format_table, layer_scale_option, model_options, offpath_option, parse_options,
                      prune_data)
 
@@ -122,7 +124,8 @@ def methods_cmd(as_json):
 @model_options
 @click.option("--method", required=True, callback=method_name, help="Sparsification method (see `netgraph methods`).")
 @click.option("--density", callback=density_value, required=True, help="Kept fraction of weights, in (0, 1].")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the mask file here.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the mask file here: NAME.pt or NAME.pth (torch), NAME.safetensors.")
 @click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE",
               help="Method option, e.g. -o bias=uniform -o kernel_conserved=true (repeatable).")
 @click.option("--data", "data_kind", type=click.Choice(PRUNE_DATA), default=None,
@@ -141,6 +144,8 @@ def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, 
     m = get(method)
     opts = parse_options(method, options)
     check_out_file(out)
+    if out is not None:
+        mask_format(out)
     echo = (lambda *a: None) if (quiet or as_json) else click.echo
     model, g = graph_checked(model_name, input_shape, seed if init_seed is None else init_seed, num_classes,
                              layer_scale)
@@ -154,7 +159,7 @@ def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, 
                   **opts)
     seconds = time.perf_counter() - t0
     if out:
-        ms.save(out)
+        write_masks(ms, out)
     report = {"method": method, "options": ms.meta["options"], "density": density,
               "achieved_density": ms.achieved_density, "kept": ms.num_kept, "target": ms.meta["target"],
               "total": ms.num_total, "offpath": ms.meta.get("offpath"), "seconds": round(seconds, 3), "out": out,
@@ -180,6 +185,8 @@ def metrics_cmd(as_json, markdown):
     """List the metrics of a mask (the metric table): key, unit, direction, description."""
     from ..table import METRICS, markdown as table_markdown
 
+    if as_json and markdown:
+        raise click.UsageError("--json and --markdown exclude each other: give one (JSON rows, or the Markdown table)")
     if markdown:
         click.echo(table_markdown(), nl=False)
         return
@@ -203,13 +210,13 @@ def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
     """Measure a saved mask: widths, bottleneck, connectivity, path diversity."""
     from netgraph.errors import MaskMismatchError
     from netgraph.masked import as_masked
-    from netgraph.masks import MaskSet
 
+    from ..experiments.maskfile import model_spec, read_masks
     from ..summary import measure
     from ..widths import layer_table
 
-    ms = MaskSet.load(mask_file)
-    spec = ms.meta.get("model") if isinstance(ms.meta.get("model"), dict) else {}
+    ms = read_masks(mask_file)
+    spec = model_spec(ms, mask_file)
     name = model_name or spec.get("name")
     if not name:
         raise click.UsageError(f"{mask_file} does not say which model it was made for; pass --model")

@@ -19,10 +19,8 @@ import click
 
 from netgraph.errors import NetgraphError
 
-from .boundary import Interrupted, check_out_dir, debug_enabled, describe, load_model_checked, one_line
-
-#: Grids larger than this ask for confirmation (or ``--yes``).
-CONFIRM_ABOVE = 10_000
+from .boundary import (CONFIRM_ABOVE, Interrupted, check_out_dir, confirm_runs, debug_enabled, describe,
+                       load_model_checked, one_line)
 #: Seconds to wait for a ``--scheduler`` to accept a connection.
 SCHEDULER_TIMEOUT = 3.0
 SCHEMES = ("tcp", "tls", "ws", "wss")
@@ -83,19 +81,14 @@ def human_time(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def confirm_size(runs: list, workers: int, scheduler: str | None) -> None:
-    """Ask before a grid of more than :data:`CONFIRM_ABOVE` runs; refuse when no one can answer."""
-    per_run = estimate_seconds(runs[0])
+def confirm_size(first_run, total: int, workers: int, scheduler: str | None) -> None:
+    """Ask before a grid of ``total`` runs (more than :data:`CONFIRM_ABOVE`), timing ``first_run``;
+    refuse when no one can answer (:func:`analysis.cli.boundary.confirm_runs`)."""
+    per_run = estimate_seconds(first_run)
     who = f"on the cluster at {scheduler}" if scheduler else f"with {workers} worker{'s' * (workers > 1)}"
-    eta = (f"about {human_time(per_run * len(runs) / (1 if scheduler else workers))} {who} "
+    eta = (f"about {human_time(per_run * total / (1 if scheduler else workers))} {who} "
            f"({per_run:.2f} s per run measured now)") if per_run is not None else "time unknown"
-    question = f"The grid has {len(runs):,} runs ({eta}). Start it?"
-    try:
-        if not click.confirm(question, default=False, err=True):
-            raise click.Abort()
-    except click.Abort:
-        raise click.ClickException(f"not started: {len(runs):,} runs need a confirmation; pass --yes to start "
-                                   "without asking") from None
+    confirm_runs(total, eta)
 
 
 def first_errors(res, limit: int = 3) -> list:
@@ -173,16 +166,16 @@ def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, force, 
                                  "sweep, or choose another folder", param_hint="'--out'")
     if scheduler:
         check_scheduler(scheduler)
-    runs = cfg.expand(out_dir)
-    if len(runs) > CONFIRM_ABOVE and not yes:
-        confirm_size(runs, workers, scheduler)
+    total = cfg.size  # counted, not built: a huge grid is confirmed before it takes memory
+    if total > CONFIRM_ABOVE and not yes:
+        confirm_size(next(cfg.iter_runs(out_dir)), total, workers, scheduler)
     try:
         with contextlib.ExitStack() as stack:
             address = scheduler or stack.enter_context(local_cluster(workers))
             res = run_sweep(cfg, out_dir, resume=resume, retry_failed=retry_failed, workers=workers,
                             scheduler=address, progress=not quiet, force=force)
     except KeyboardInterrupt:
-        raise interrupted(config, out_dir, len(runs)) from None
+        raise interrupted(config, out_dir, total) from None
     click.echo(f"{res.total} runs: {res.skipped} already recorded, {res.done} finished, {res.failed} failed "
                f"in {res.seconds:.1f} s; results in {os.path.join(res.directory, 'results.sqlite')}")
     if res.failed:

@@ -15,32 +15,19 @@ import os
 import numpy as np
 import pandas as pd
 
-from netgraph._validate import check_density, check_seed
+from netgraph._validate import check_density
 from netgraph.errors import InvalidInputError
 from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
 from ..table import METRICS
 from .collapse import collapse_margins
+from .grid import check_distinct, check_distinct_methods, seed_axis
 from .run import LIST_COLUMNS, DENSE, layer_columns, model_graph, parse_method, run_one
 from .markdown import table
 
 __all__ = ["compare", "to_csv", "read_results", "summary_markdown", "write_comparison", "parse_method",
            "layer_columns", "LIST_COLUMNS"]
-
-
-def _seeds(seeds) -> list:
-    if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        if seeds < 1:
-            raise InvalidInputError(f"seeds must be at least 1, got {seeds}")
-        return list(range(int(seeds)))
-    try:
-        out = [check_seed(s, "each seed") for s in seeds]
-    except TypeError:
-        raise InvalidInputError(f"seeds must be a count or a list of integers, got {seeds!r}") from None
-    if not out:
-        raise InvalidInputError("seeds must be a count or a non-empty list of integers")
-    return out
 
 
 def _data_for(kind, graph, seed):
@@ -67,7 +54,8 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     densities : sequence of float
         Kept fractions in (0, 1].
     seeds : int or sequence of int
-        A count (seeds 0..n-1) or explicit seeds.
+        A count (seeds 0..n-1), a range, or explicit seeds. A method (with the same options),
+        density or seed listed twice is refused (:mod:`analysis.experiments.grid`).
     input_shape : tuple, optional
         Required for user models; default: the model's own.
     num_classes : int, optional
@@ -102,13 +90,13 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     """
     if isinstance(methods, str):
         methods = [methods]
-    specs = [parse_method(m) for m in methods]
+    specs = check_distinct_methods(parse_method(m) for m in methods)
     if not specs:
         raise InvalidInputError("the method list is empty; give at least one method, e.g. phew,synflow")
-    dens = [check_density(d) for d in densities]
+    dens = check_distinct("densities", [check_density(d) for d in densities])
     if not dens:
         raise InvalidInputError("the density list is empty")
-    seed_list = _seeds(seeds)
+    seed_list = seed_axis(seeds)
     from tqdm.auto import tqdm
 
     rows, margins = [], []

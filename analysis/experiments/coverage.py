@@ -46,7 +46,7 @@ import traceback
 
 from .coverage_report import blocker_key, split_blockers, summarize, to_markdown
 
-__all__ = ["SOURCES", "TIMM_SELECTION", "model_specs", "probe", "run_coverage", "write_coverage", "summarize",
+__all__ = ["SOURCES", "TIMM_SELECTION", "check_sources", "model_specs", "probe", "run_coverage", "write_coverage", "summarize",
            "to_markdown", "blocker_key", "split_blockers"]
 
 SOURCES = ("torchvision", "timm")
@@ -97,6 +97,31 @@ def model_specs(sources=SOURCES) -> list:
         else:
             out += [n for n in zoo.names()] if source == "zoo" else [source]
     return out
+
+
+def check_sources(sources) -> tuple:
+    """``sources`` if each is a source (torchvision, timm, zoo), a zoo model or an existing
+    ``torchvision:NAME`` / ``timm:NAME``; else :class:`~netgraph.errors.InvalidInputError` naming it.
+
+    >>> check_sources(("zoo", "timm:resnet18"))
+    ('zoo', 'timm:resnet18')
+    >>> check_sources(("foo",))
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: 'foo' is neither a source (torchvision, timm, zoo) nor a model (a zoo name such as resnet20, torchvision:NAME, timm:NAME)
+    """
+    from netgraph import sources as model_sources, zoo
+    from netgraph.errors import InvalidInputError
+
+    sources = tuple(sources)
+    for s in sources:
+        if s in (*SOURCES, "zoo") or s in zoo.names():
+            continue
+        if model_sources.split(s)[0] is None:
+            raise InvalidInputError(f"{s!r} is neither a source ({', '.join((*SOURCES, 'zoo'))}) nor a model (a zoo "
+                                    "name such as resnet20, torchvision:NAME, timm:NAME)")
+        zoo.input_shape(s)  # an unknown torchvision/timm name: one line with close matches
+    return sources
 
 
 def prunable_weights(model) -> int:

@@ -20,7 +20,6 @@ from matplotlib.figure import Figure
 
 from netgraph import zoo
 from netgraph.errors import InvalidInputError, MaskMismatchError
-from netgraph.export import load
 from netgraph.masked import as_masked
 from netgraph.masks import MaskSet
 
@@ -28,17 +27,19 @@ from .. import plots
 from ..spectral import layer_spectra
 from ..table import METRICS, measure_masked
 from ..widths import layer_table
+from .maskfile import model_spec, read_masks
 
 
 def graph_for(ms: MaskSet, model=None, input_shape=None, seed=None):
     """The graph a mask file was made for (from its metadata), or of ``model``."""
-    spec = ms.meta.get("model") if isinstance(ms.meta.get("model"), dict) else {}
+    spec = model_spec(ms)
     name = model or spec.get("name")
     if not name:
         raise InvalidInputError("the mask file does not say which model it was made for; pass a model")
     shape = input_shape or (None if model else spec.get("input_shape"))
     init = seed if seed is not None else spec.get("seed", 0)
-    return zoo.graph_of(name, shape, int(init))[1]
+    classes = None if model else spec.get("num_classes")
+    return zoo.graph_of(name, shape, int(init), classes, spec.get("layer_scale", "as_is"))[1]
 
 
 def _layer_density_figure(layers) -> Figure:
@@ -73,7 +74,7 @@ def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=
     per-layer table (kept, density, active units beside the dense width, ``mu2`` against the
     Ramanujan bound).
     """
-    ms = load(masks) if isinstance(masks, (str, os.PathLike)) else masks
+    ms = read_masks(masks) if isinstance(masks, (str, os.PathLike)) else masks
     g = graph if graph is not None else graph_for(ms, model, input_shape, seed)
     try:
         mg = as_masked(g, ms)

@@ -18,6 +18,7 @@ from netgraph.errors import InvalidInputError, NetgraphError
 from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
+from .grid import check_distinct, check_distinct_methods, grid_size, seed_axis
 from .run import parse_method
 from .training import TrainConfig
 
@@ -76,7 +77,7 @@ class SweepConfig:
     def grid(self) -> dict:
         """The grid as plain data (what defines the runs; written to ``config.json``)."""
         return {"name": self.name, "models": self.models, "methods": [list(m) for m in self.methods],
-                "densities": self.densities, "seeds": self.seeds, "data": self.data, "max_flow": self.max_flow,
+                "densities": self.densities, "seeds": list(self.seeds), "data": self.data, "max_flow": self.max_flow,
                 "train": self.train}
 
     @property
@@ -84,10 +85,20 @@ class SweepConfig:
         """A hash of :meth:`grid`: a resumed sweep must have the same."""
         return hashlib.sha256(json.dumps(self.grid(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def expand(self, out_dir: str) -> list:
+    @property
+    def size(self) -> int:
+        """The number of runs, counted without building them (models x seeds x methods x densities)."""
+        return grid_size(self.models, self.seeds, self.methods, self.densities)
+
+    def iter_runs(self, out_dir: str):
+        """The runs one by one, in :meth:`expand`'s order (the first without building the rest)."""
         masks_dir = os.path.join(out_dir, "masks") if self.save_masks else None
-        return [Run(m, label, name, opts, d, s, self.data, self.max_flow, self.train, masks_dir, self.name)
-                for m in self.models for s in self.seeds for label, name, opts in self.methods for d in self.densities]
+        return (Run(m, label, name, opts, d, s, self.data, self.max_flow, self.train, masks_dir, self.name)
+                for m in self.models for s in self.seeds for label, name, opts in self.methods for d in self.densities)
+
+    def expand(self, out_dir: str) -> list:
+        """Every run of the grid (check :attr:`size` first: a large grid takes memory)."""
+        return list(self.iter_runs(out_dir))
 
 
 def _load_file(path: str) -> dict:
@@ -164,17 +175,24 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
             densities.append(check_density(d))
         except NetgraphError as exc:
             bad(f"densities[{i}]", str(exc))
+    try:
+        check_distinct_methods(methods)
+        check_distinct("densities", densities)
+    except NetgraphError as exc:  # the one rule of repeated values (analysis.experiments.grid)
+        raise SweepConfigError(f"sweep config {src}: {exc}") from None
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds):
         bad("seeds", f"must be a positive count or a non-empty list of seeds, got {seeds!r}")
-    seeds = list(range(seeds)) if isinstance(seeds, int) else seeds
-    for i, s in enumerate(seeds):
-        try:
-            check_seed(s)
-        except NetgraphError as exc:
-            bad(f"seeds[{i}]", str(exc))
-    if len(set(seeds)) != len(seeds):
-        bad("seeds", f"lists a seed twice: {seeds}")
+    if isinstance(seeds, list):
+        for i, s in enumerate(seeds):
+            try:
+                check_seed(s)
+            except NetgraphError as exc:
+                bad(f"seeds[{i}]", str(exc))
+    try:
+        seeds = seed_axis(seeds)  # a count stays a range: the grid's size is known without listing it
+    except NetgraphError as exc:
+        raise SweepConfigError(f"sweep config {src}: {exc}") from None
     data = raw.get("data")
     if data is not None and data not in PRUNE_DATA:
         bad("data", f"must be one of {', '.join(map(repr, PRUNE_DATA))}, got {data!r}")

@@ -13,7 +13,10 @@ BASE = {"name": "v", "models": ["digits_mlp"], "methods": ["random"], "densities
 @pytest.mark.parametrize("change,words", [
     ({"seeds": [0, -1]}, "seeds[1]: seed must be an integer in [0, 4294967295], got -1"),
     ({"seeds": [0, 2**40]}, "seeds[1]"),
-    ({"seeds": [1, 1]}, "lists a seed twice"),
+    ({"seeds": [1, 1]}, "seeds lists 1 twice (entries 1 and 2); give each value once"),
+    ({"methods": ["phew", "phew"]}, "methods lists 'phew' twice"),
+    ({"methods": ["phew", "phew:bias=magnitude"]}, "methods lists 'phew:bias=magnitude' (as 'phew') twice"),
+    ({"densities": [0.2, 0.2]}, "densities lists 0.2 twice"),
     ({"seeds": [0.5]}, "seeds[0]"),
     ({"train": {"nesterov": "false"}}, "nesterov must be true or false, got 'false'"),
     ({"train": {"epochs": "3"}}, "epochs must be an integer"),

@@ -1,0 +1,122 @@
+"""Mask files on the command line: one writer and one reader for every command.
+
+* :func:`check_mask_path`: the format an output name asks for, from its suffix
+  (:data:`FORMATS`: ``.pt``/``.pth`` a torch file, ``.safetensors``); any other suffix is
+  refused before any work starts.
+* :func:`write_masks`: writes that format (:func:`netgraph.export.save_safetensors` or
+  :meth:`netgraph.MaskSet.save`).
+* :func:`read_masks`: reads either format, told apart by the file's first bytes (a
+  torch file is a zip or a pickle; a safetensors file starts with its header's length and
+  ``{``): a safetensors file under another name reads; a torch file named ``.safetensors``
+  (which torch will not load) is refused with the fix (rename it); then the metadata's model spec
+  is checked (:func:`model_spec`), so a hand-edited file fails with one line naming the
+  entry, not deep inside the model builder.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from numbers import Integral
+
+from netgraph import export
+from netgraph._trace_ops import LAYER_SCALE_MODES
+from netgraph._validate import check_seed
+from netgraph.errors import NetgraphError, NotAMaskFileError
+from netgraph.masks import MaskSet
+
+__all__ = ["FORMATS", "check_mask_path", "write_masks", "read_masks", "model_spec"]
+
+#: Suffix -> format of the mask files the library writes and reads.
+FORMATS = {".pt": "torch", ".pth": "torch", ".safetensors": "safetensors"}
+_ACCEPTED = ", ".join(f"{s} ({f})" for s, f in FORMATS.items())
+
+
+def check_mask_path(path) -> str:
+    """The format (``"torch"`` or ``"safetensors"``) ``path``'s suffix names; one line otherwise.
+
+    >>> check_mask_path("m.safetensors"), check_mask_path("m.pt")
+    ('safetensors', 'torch')
+    >>> check_mask_path("m.npz")
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: cannot write a mask file as 'm.npz': the suffix '.npz' is not a mask format; use .pt (torch), .pth (torch), .safetensors (safetensors)
+    """
+    from netgraph.errors import InvalidInputError
+
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in FORMATS:
+        what = f"the suffix {suffix!r} is not a mask format" if suffix else "the name has no suffix"
+        raise InvalidInputError(f"cannot write a mask file as {os.fspath(path)!r}: {what}; use {_ACCEPTED}")
+    return FORMATS[suffix]
+
+
+def write_masks(masks: MaskSet, path) -> None:
+    """Write ``masks`` in the format of ``path``'s suffix (see :func:`check_mask_path`)."""
+    if check_mask_path(path) == "safetensors":
+        export.save_safetensors(masks, path)
+    else:
+        masks.save(path)
+
+
+def _sniff(path: str) -> str:
+    """``"safetensors"`` when the file starts like one (8-byte header length, then ``{``), else ``"torch"``."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise NotAMaskFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path):
+        return "safetensors"
+    return "torch"
+
+
+def read_masks(path) -> MaskSet:
+    """A mask file of either format, with its metadata's model spec checked (one line otherwise)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise NotAMaskFileError(f"{path}: no such file" if not os.path.isdir(path) else
+                                f"{path} is a folder, not a mask file")
+    kind = _sniff(path)
+    if kind == "torch" and path.lower().endswith(export.SAFETENSORS_SUFFIX):
+        # torch.load takes the name's word for it; `prune --out` once wrote such files
+        raise NotAMaskFileError(f"{path} is named .safetensors but holds a torch file; rename it to .pt to read it")
+    ms = export.load_safetensors(path) if kind == "safetensors" else MaskSet.load(path)
+    model_spec(ms, path)
+    return ms
+
+
+def _bad(path, key, why):
+    return NotAMaskFileError(f"{path}: the metadata's model.{key} {why} (edit or remake the file, or pass "
+                             f"--model/--seed/--input-shape)")
+
+
+def model_spec(ms: MaskSet, path="the mask file") -> dict:
+    """The metadata's model spec (``{}`` if none), each entry checked: ``name`` a non-empty
+    string, ``seed`` an integer in 0..2^32-1, ``input_shape`` positive integers,
+    ``num_classes`` a positive integer, ``layer_scale`` one of the modes."""
+    spec = ms.meta.get("model")
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise NotAMaskFileError(f"{path}: the metadata's model is a {type(spec).__name__}, not a mapping "
+                                "(name, input_shape, seed, num_classes)")
+    name = spec.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise _bad(path, "name", f"must be a model name (text), got {name!r}")
+    if spec.get("seed") is not None:
+        try:
+            check_seed(spec["seed"])
+        except NetgraphError as exc:
+            raise _bad(path, "seed", str(exc).replace("seed must", "must")) from None
+    shape = spec.get("input_shape")
+    if shape is not None and (not isinstance(shape, (list, tuple)) or not shape or any(
+            isinstance(s, bool) or not isinstance(s, Integral) or s <= 0 for s in shape)):
+        raise _bad(path, "input_shape", f"must be a list of positive integers, got {shape!r}")
+    classes = spec.get("num_classes")
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, Integral) or classes < 1):
+        raise _bad(path, "num_classes", f"must be a positive integer, got {classes!r}")
+    scale = spec.get("layer_scale")
+    if scale is not None and scale not in LAYER_SCALE_MODES:
+        raise _bad(path, "layer_scale", f"must be one of {', '.join(map(repr, LAYER_SCALE_MODES))}, got {scale!r}")
+    return spec
