@@ -79,7 +79,8 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
     check_empty_out(out_dir, force)
     total = grid_size(methods, densities, range(seeds))  # counted before anything is built
     if total > CONFIRM_ABOVE and not yes:
-        confirm_runs(total, f"{len(methods)} methods x {len(densities)} densities x {seeds:,} seeds")
+        confirm_runs(total, " x ".join(f"{n:,} {word if n == 1 else plural}" for n, word, plural in (
+            (len(methods), "method", "methods"), (len(densities), "density", "densities"), (seeds, "seed", "seeds"))))
     load_model_checked(model_name, input_shape, seed, num_classes)  # a factory that fails or ties weights: one line
     t0 = time.perf_counter()
     df = compare(model_name, methods, densities, range(seed, seed + seeds), input_shape=input_shape,

@@ -87,8 +87,7 @@ def read_masks(path) -> MaskSet:
 
 
 def _bad(path, key, why):
-    return NotAMaskFileError(f"{path}: the metadata's model.{key} {why} (edit or remake the file, or pass "
-                             f"--model/--seed/--input-shape)")
+    return NotAMaskFileError(f"{path}: the metadata's model.{key} {why} (a hand-edited file? fix or remake it)")
 
 
 def model_spec(ms: MaskSet, path="the mask file") -> dict:
