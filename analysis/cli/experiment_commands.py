@@ -10,8 +10,9 @@ import click
 
 from netgraph import zoo
 from netgraph.data import PRUNE_DATA
+from netgraph.errors import NetgraphError
 
-from ..experiments.grid import grid_size
+from ..experiments.grid import check_distinct, grid_size
 from ..experiments.reproduce import STUDIES
 from .boundary import (CONFIRM_ABOVE, FIGURE_FORMATS, SEED_MAX, check_out_dir, comma_choices, confirm_runs,
                        density_list, load_model_checked, method_list)
@@ -129,7 +130,10 @@ def zoo_model_list(ctx, param, value):
     if bad:
         raise click.BadParameter(f"{bad[0]!r} is not a zoo model; choose from {', '.join(zoo.names())}",
                                  param=param)
-    return names
+    try:
+        return check_distinct("models", names)
+    except NetgraphError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
 
 
 @click.command("demo")

@@ -46,7 +46,8 @@ import traceback
 
 from .coverage_report import blocker_key, split_blockers, summarize, to_markdown
 
-__all__ = ["SOURCES", "TIMM_SELECTION", "check_sources", "model_specs", "probe", "run_coverage", "write_coverage", "summarize",
+__all__ = ["SOURCES", "TIMM_SELECTION", "check_sources", "model_specs", "probe", "run_coverage", "write_coverage",
+           "summarize",
            "to_markdown", "blocker_key", "split_blockers"]
 
 SOURCES = ("torchvision", "timm")
@@ -105,10 +106,10 @@ def check_sources(sources) -> tuple:
 
     >>> check_sources(("zoo", "timm:resnet18"))
     ('zoo', 'timm:resnet18')
-    >>> check_sources(("foo",))
+    >>> check_sources(("foo",))  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    netgraph.errors.InvalidInputError: 'foo' is neither a source (torchvision, timm, zoo) nor a model (a zoo name such as resnet20, torchvision:NAME, timm:NAME)
+    netgraph.errors.InvalidInputError: 'foo' is neither a source (torchvision, timm, zoo) nor a model (...)
     """
     from netgraph import sources as model_sources, zoo
     from netgraph.errors import InvalidInputError

@@ -1,6 +1,6 @@
-"""The axes of a grid of runs (methods x densities x seeds): one rule for repeated values, and its size.
+"""The axes of a grid of runs (models x methods x densities x seeds): one rule for repeated values, and its size.
 
-The rule, for every axis of every grid (``compare``, sweeps, the CLI's lists): a value
+The rule, for every axis of every grid (``compare``, sweeps, ``demo``, the CLI's lists): a value
 listed twice is refused with one line naming it, never run twice nor merged silently.
 Two method specs are the same when they name the same method with the same options once
 the defaults are filled in (``phew`` and ``phew:bias=magnitude``), or carry the same label.

@@ -37,10 +37,10 @@ def check_mask_path(path) -> str:
 
     >>> check_mask_path("m.safetensors"), check_mask_path("m.pt")
     ('safetensors', 'torch')
-    >>> check_mask_path("m.npz")
+    >>> check_mask_path("m.npz")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    netgraph.errors.InvalidInputError: cannot write a mask file as 'm.npz': the suffix '.npz' is not a mask format; use .pt (torch), .pth (torch), .safetensors (safetensors)
+    netgraph.errors.InvalidInputError: ... the suffix '.npz' is not a mask format; use .pt (torch), .pth (torch), ...
     """
     from netgraph.errors import InvalidInputError
 

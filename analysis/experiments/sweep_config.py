@@ -176,6 +176,8 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
         except NetgraphError as exc:
             bad(f"densities[{i}]", str(exc))
     try:
+        check_distinct("models", models, keys=[json.dumps(m, sort_keys=True) for m in models],
+                       shown=[m["name"] for m in models])
         check_distinct_methods(methods)
         check_distinct("densities", densities)
     except NetgraphError as exc:  # the one rule of repeated values (analysis.experiments.grid)

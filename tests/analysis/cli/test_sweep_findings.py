@@ -94,6 +94,11 @@ def test_sweep_refuses_a_repeated_method(tmp_path):
     assert not (tmp_path / "s" / "results.sqlite").exists()
 
 
+def test_demo_refuses_a_repeated_model(tmp_path):
+    res = invoke("demo", "--models", "digits_mlp,digits_mlp", "--out", tmp_path / "d")
+    assert_one_line(res, 2, "'--models'", "models lists 'digits_mlp' twice")
+
+
 def test_the_library_compare_refuses_a_repeated_seed():
     from analysis.experiments.compare import compare
 

@@ -17,6 +17,7 @@ BASE = {"name": "v", "models": ["digits_mlp"], "methods": ["random"], "densities
     ({"methods": ["phew", "phew"]}, "methods lists 'phew' twice"),
     ({"methods": ["phew", "phew:bias=magnitude"]}, "methods lists 'phew:bias=magnitude' (as 'phew') twice"),
     ({"densities": [0.2, 0.2]}, "densities lists 0.2 twice"),
+    ({"models": ["digits_mlp", {"name": "digits_mlp"}]}, "models lists 'digits_mlp' twice"),
     ({"seeds": [0.5]}, "seeds[0]"),
     ({"train": {"nesterov": "false"}}, "nesterov must be true or false, got 'false'"),
     ({"train": {"epochs": "3"}}, "epochs must be an integer"),
