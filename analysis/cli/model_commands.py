@@ -12,7 +12,7 @@ from netgraph.masks import prunable_parameter_names
 
 from ..experiments.maskfile import write_masks
 from .boundary import (SEED, check_out_file, density_value, graph_checked, input_shape_value, mask_format,
-                       method_name)
+                       method_name, one_line)
 from .common import (echo_json, format_table, layer_scale_option, model_options, offpath_option, parse_options,
                      prune_data)
 
@@ -159,7 +159,10 @@ def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, 
                   **opts)
     seconds = time.perf_counter() - t0
     if out:
-        write_masks(ms, out)
+        try:
+            write_masks(ms, out)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+            raise click.ClickException(f"cannot write {out}: {one_line(exc)}") from None
     report = {"method": method, "options": ms.meta["options"], "density": density,
               "achieved_density": ms.achieved_density, "kept": ms.num_kept, "target": ms.meta["target"],
               "total": ms.num_total, "offpath": ms.meta.get("offpath"), "seconds": round(seconds, 3), "out": out,

@@ -199,7 +199,7 @@ def test_an_unwritable_output_is_refused_before_the_work(tmp_path, masks, args):
     assert_one_line(res, 2, "'--out'", "cannot write", "/proc is not writable")
 
 
-# 8. exclusive flags; a closed pipe
+# 8. exclusive flags; a closed pipe; a failed write
 
 
 def test_metrics_json_and_markdown_exclude_each_other():
@@ -215,3 +215,14 @@ def test_a_closed_pipe_ends_quietly():
     finally:
         os.close(write)
     assert proc.returncode == 1 and proc.stderr == "", proc.stderr  # click's status for EPIPE, nothing printed
+
+
+def test_a_write_that_fails_after_the_check_is_one_line(tmp_path, monkeypatch):
+    from analysis.cli import model_commands
+
+    def fail(masks, path):
+        raise RuntimeError("File /x cannot be opened.\nmore")
+
+    monkeypatch.setattr(model_commands, "write_masks", fail)
+    res = invoke(*PRUNE, "--out", tmp_path / "m.pt")
+    assert_one_line(res, 1, f"cannot write {tmp_path / 'm.pt'}: File /x cannot be opened. more")
