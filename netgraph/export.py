@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import struct
 import warnings
 from numbers import Real
 
@@ -115,11 +116,37 @@ def save(masks: MaskSet, path) -> None:
         masks.save(path)
 
 
+def _format(path: str) -> str | None:
+    """``"safetensors"`` when the file starts as one does (an 8-byte header length, then ``{``),
+    ``"torch"`` as a torch file does (a zip, or a pickle), else None (unreadable or neither)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return None
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path):
+        return "safetensors"
+    return "torch" if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" else None
+
+
 def load(path) -> MaskSet:
-    """Load a mask file of either format (chosen by the file name)."""
-    if as_path(path).endswith(SAFETENSORS_SUFFIX):
-        return load_safetensors(path)
-    return MaskSet.load(path)
+    """Load a mask file of either format, told apart by its first bytes (a safetensors file
+    under another name reads too; a file of neither kind is read as its name says, for that
+    reader's error); the one reader of mask files (:func:`netgraph.load_masks`, the CLI,
+    PHEW's ``init_mask``).
+
+    Raises
+    ------
+    NotAMaskFileError
+        If the file is missing or not a mask file of either format, or is a torch file named
+        ``.safetensors`` (torch will not load it under that name; renamed ``.pt``, it reads).
+    """
+    path = as_path(path)
+    named = path.lower().endswith(SAFETENSORS_SUFFIX)
+    kind = _format(path) or ("safetensors" if named else "torch")
+    if kind == "torch" and named:
+        raise NotAMaskFileError(f"{path} is named .safetensors but holds a torch file; rename it to .pt to read it")
+    return load_safetensors(path) if kind == "safetensors" else MaskSet.load(path)
 
 
 def apply_parametrize(model: nn.Module, masks: MaskSet, strict: bool = True) -> None:

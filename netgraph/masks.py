@@ -305,8 +305,11 @@ def prunable_parameter_names(model: nn.Module) -> list:
 
 
 def load_masks(path) -> MaskSet:
-    """Read a mask file (see :meth:`MaskSet.load`)."""
-    return MaskSet.load(path)
+    """Read a mask file of either format, torch (:meth:`MaskSet.save`) or safetensors
+    (:func:`netgraph.export.save_safetensors`), told apart by its content (:func:`netgraph.export.load`)."""
+    from .export import load  # (export imports this module)
+
+    return load(path)
 
 
 def remove_pruning(model: nn.Module) -> nn.Module:

@@ -5,18 +5,15 @@
   refused before any work starts.
 * :func:`write_masks`: writes that format (:func:`netgraph.export.save_safetensors` or
   :meth:`netgraph.MaskSet.save`).
-* :func:`read_masks`: reads either format, told apart by the file's first bytes (a
-  torch file is a zip or a pickle; a safetensors file starts with its header's length and
-  ``{``): a safetensors file under another name reads; a torch file named ``.safetensors``
-  (which torch will not load) is refused with the fix (rename it); then the metadata's model spec
-  is checked (:func:`model_spec`), so a hand-edited file fails with one line naming the
-  entry, not deep inside the model builder.
+* :func:`read_masks`: reads either format (:func:`netgraph.export.load`, which tells them
+  apart by the file's first bytes), then checks the metadata's model spec
+  (:func:`model_spec`), so a hand-edited file fails with one line naming the entry, not deep
+  inside the model builder.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 from numbers import Integral
 
 from netgraph import export
@@ -59,29 +56,13 @@ def write_masks(masks: MaskSet, path) -> None:
         masks.save(path)
 
 
-def _sniff(path: str) -> str:
-    """``"safetensors"`` when the file starts like one (8-byte header length, then ``{``), else ``"torch"``."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError as exc:
-        raise NotAMaskFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    if len(head) == 9 and head[8:9] == b"{" and 2 <= struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path):
-        return "safetensors"
-    return "torch"
-
-
 def read_masks(path) -> MaskSet:
     """A mask file of either format, with its metadata's model spec checked (one line otherwise)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise NotAMaskFileError(f"{path}: no such file" if not os.path.isdir(path) else
                                 f"{path} is a folder, not a mask file")
-    kind = _sniff(path)
-    if kind == "torch" and path.lower().endswith(export.SAFETENSORS_SUFFIX):
-        # torch.load takes the name's word for it; `prune --out` once wrote such files
-        raise NotAMaskFileError(f"{path} is named .safetensors but holds a torch file; rename it to .pt to read it")
-    ms = export.load_safetensors(path) if kind == "safetensors" else MaskSet.load(path)
+    ms = export.load(path)  # (either format, by content)
     model_spec(ms, path)
     return ms
 

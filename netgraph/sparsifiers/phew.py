@@ -306,10 +306,10 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
     g = ctx.graph
     if init_mask is None:
         return np.zeros(g.num_weights, dtype=bool)
-    if isinstance(init_mask, str):
-        from ..masks import MaskSet
+    if isinstance(init_mask, str):  # a mask file of either format
+        from ..masks import load_masks
 
-        init_mask = MaskSet.load(init_mask)
+        init_mask = load_masks(init_mask)
     try:
         lms = g.layer_masks(init_mask)
     except MaskMismatchError as exc:

@@ -76,6 +76,21 @@ def test_parametrize_is_trainable_and_removable():
     assert _same(export.masks_from_model(model), ms)
 
 
+def test_one_reader_tells_the_formats_apart_by_content(r20_masks, tmp_path):
+    """``load_masks``, ``export.load`` and PHEW's ``init_mask`` read either format whatever the
+    name (a safetensors file named ``.pt`` too); a torch file named ``.safetensors`` gets the fix."""
+    model, ms = r20_masks
+    export.save_safetensors(ms, tmp_path / "s.safetensors")
+    (tmp_path / "s.safetensors").rename(tmp_path / "s.pt")
+    ms.save(tmp_path / "t.safetensors")  # (torch.save writes any name)
+    assert _same(ms, netgraph.load_masks(tmp_path / "s.pt")) and _same(ms, export.load(tmp_path / "s.pt"))
+    with pytest.raises(NotAMaskFileError, match="holds a torch file; rename it to .pt"):
+        netgraph.load_masks(tmp_path / "t.safetensors")
+    g = zoo.graph_of("resnet20")[1]
+    grown = netgraph.sparsify(g, "phew", 0.08, seed=1, init_mask=str(tmp_path / "s.pt"))
+    assert all(bool((grown[n] | ~ms[n]).all()) for n in ms)  # the start mask is kept
+
+
 def test_errors(tmp_path, r20_masks):
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
     with pytest.raises(NotAMaskFileError, match="not a safetensors file"):
