@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from netgraph._validate import check_graph
-from netgraph.masked import as_masked
+from netgraph.masked import as_masked, check_graph
 
 from .table import measure_masked
 

@@ -19,7 +19,8 @@ from .errors import (
 )
 from .graph import Layer, NetGraph, Shortcut, UnitGroup
 from .trace import from_torch
-from .masks import MaskSet, load_masks
+from .export import load_masks
+from .masks import MaskSet
 from . import flows, zoo
 from .sparsifiers import sparsify
 

@@ -116,17 +116,6 @@ def check_like(name: str, value, default, where: str = ""):
     return value
 
 
-def check_graph(graph, what: str) -> None:
-    """Raise one clear line unless ``graph`` is a :class:`~netgraph.NetGraph` (``what``: who asks;
-    a torch model gets the hint to trace it first)."""
-    from .graph import NetGraph  # (the graph module imports this one)
-
-    if not isinstance(graph, NetGraph):
-        hint = " (trace a torch model first: netgraph.from_torch(model, input_shape))" \
-            if hasattr(graph, "named_parameters") else ""
-        raise InvalidInputError(f"{what} takes a NetGraph and masks, got a {type(graph).__name__}{hint}")
-
-
 def check_input_shape(input_shape) -> tuple:
     """Return one sample's shape as a tuple of positive ints, or raise one clear line.
 

@@ -132,7 +132,7 @@ def _format(path: str) -> str | None:
 def load(path) -> MaskSet:
     """Load a mask file of either format, told apart by its first bytes (a safetensors file
     under another name reads too; a file of neither kind is read as its name says, for that
-    reader's error); the one reader of mask files (:func:`netgraph.load_masks`, the CLI,
+    reader's error); the one reader of mask files (:func:`load_masks`, the CLI,
     PHEW's ``init_mask``).
 
     Raises
@@ -147,6 +147,12 @@ def load(path) -> MaskSet:
     if kind == "torch" and named:
         raise NotAMaskFileError(f"{path} is named .safetensors but holds a torch file; rename it to .pt to read it")
     return load_safetensors(path) if kind == "safetensors" else MaskSet.load(path)
+
+
+def load_masks(path) -> MaskSet:
+    """Read a mask file of either format, torch (:meth:`MaskSet.save`) or safetensors
+    (:func:`save_safetensors`), told apart by its content (:func:`load`); ``netgraph.load_masks``."""
+    return load(path)
 
 
 def apply_parametrize(model: nn.Module, masks: MaskSet, strict: bool = True) -> None:

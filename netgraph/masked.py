@@ -26,7 +26,8 @@ from typing import Callable
 
 import numpy as np
 
-from ._validate import check_choice, check_graph
+from ._validate import check_choice
+from .errors import InvalidInputError
 
 WEIGHTS = ("abs", "square", "count")
 
@@ -266,6 +267,16 @@ class MaskedGraph:
     def __repr__(self) -> str:
         kept = "dense" if self.dense else f"{int(sum(m.sum() for m in self.layer_masks))} kept weights"
         return f"MaskedGraph({self.graph!r}, {kept})"
+
+
+def check_graph(graph, what: str) -> None:
+    """Raise one clear line unless ``graph`` is a :class:`~netgraph.NetGraph` (by its interface:
+    the graph module imports this one; ``what``: who asks; a torch model gets the hint to trace
+    it first)."""
+    if not (hasattr(graph, "layer_masks") and hasattr(graph, "edges") and hasattr(graph, "num_weights")):
+        hint = " (trace a torch model first: netgraph.from_torch(model, input_shape))" \
+            if hasattr(graph, "named_parameters") else ""
+        raise InvalidInputError(f"{what} takes a NetGraph and masks, got a {type(graph).__name__}{hint}")
 
 
 def as_masked(graph, masks=None) -> MaskedGraph:

@@ -304,14 +304,6 @@ def prunable_parameter_names(model: nn.Module) -> list:
     return [f"{n}.weight" if n else "weight" for n, m in model.named_modules() if isinstance(m, layers)]
 
 
-def load_masks(path) -> MaskSet:
-    """Read a mask file of either format, torch (:meth:`MaskSet.save`) or safetensors
-    (:func:`netgraph.export.save_safetensors`), told apart by its content (:func:`netgraph.export.load`)."""
-    from .export import load  # (export imports this module)
-
-    return load(path)
-
-
 def remove_pruning(model: nn.Module) -> nn.Module:
     """Make pruning permanent: ``torch.nn.utils.prune.remove`` on every pruned tensor."""
     for module in model.modules():

@@ -307,7 +307,7 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
     if init_mask is None:
         return np.zeros(g.num_weights, dtype=bool)
     if isinstance(init_mask, str):  # a mask file of either format
-        from ..masks import load_masks
+        from ..export import load_masks
 
         init_mask = load_masks(init_mask)
     try:
