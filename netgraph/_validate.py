@@ -153,9 +153,7 @@ def check_mask_shape(name: str, shape, *accepted) -> None:
     shape = tuple(shape)
     if all(shape != tuple(a) for a in accepted):
         also = "".join(f" (or {tuple(a)})" for a in accepted[1:] if tuple(a) != tuple(accepted[0]))
-        raise MaskMismatchError(
-            f"mask for parameter {name!r} has shape {shape}, the parameter has shape {tuple(accepted[0])}{also}"
-        )
+        raise MaskMismatchError(f"mask for parameter {name!r} has shape {shape}; accepted: {tuple(accepted[0])}{also}")
 
 
 def as_bool_mask(name: str, value, *accepted_shapes):
@@ -175,23 +173,27 @@ def as_bool_mask(name: str, value, *accepted_shapes):
         A shape that is not accepted.
     """
     if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        is_bool, numeric = value.dtype == torch.bool, True
+        is_bool, numeric = value.dtype == torch.bool, not value.is_complex()
     elif isinstance(value, np.ndarray):
         is_bool = value.dtype == np.bool_
-        numeric = np.issubdtype(value.dtype, np.number)
+        numeric = np.issubdtype(value.dtype, np.number) and not np.iscomplexobj(value)
     else:
         raise InvalidInputError(
             f"mask for {name!r} must be a bool tensor or array (or one of 0s and 1s), got {type(value).__name__}")
-    if accepted_shapes:
+    if accepted_shapes:  # (before any copy)
         check_mask_shape(name, value.shape, *accepted_shapes)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
     if is_bool:
         return value
-    if not numeric or not bool(((value == 0) | (value == 1)).all()):
+    if not numeric:
+        raise InvalidInputError(f"mask for {name!r} has dtype {value.dtype}, which is not a mask: use bool")
+    kept = value != 0  # (one temporary beside the result: masks may have 10^9 elements)
+    if bool((kept & (value != 1)).any()):
         raise InvalidInputError(
             f"mask for {name!r} has values other than 0 and 1 (dtype {value.dtype}); a mask is bool or 0/1 "
             "numbers, not scores")
-    return value != 0
+    return kept
 
 
 def as_path(path, what: str = "path") -> str:

@@ -107,10 +107,16 @@ def load_safetensors(path) -> MaskSet:
     return MaskSet({n: tensors[n] for n in names}, meta)
 
 
+def format_of_name(path) -> str:
+    """The format a file name asks for: ``"safetensors"`` (a ``.safetensors`` suffix, any case),
+    else ``"torch"``; the one rule of names (:func:`save`, the reader's fallback, the CLI)."""
+    return "safetensors" if as_path(path).lower().endswith(SAFETENSORS_SUFFIX) else "torch"
+
+
 def save(masks: MaskSet, path) -> None:
-    """Save in the format the file name says: ``.safetensors`` or a torch file (anything else)."""
+    """Save in the format the file name says (:func:`format_of_name`)."""
     _check_masks(masks)
-    if as_path(path).endswith(SAFETENSORS_SUFFIX):
+    if format_of_name(path) == "safetensors":
         save_safetensors(masks, path)
     else:
         masks.save(path)
@@ -124,35 +130,28 @@ def _format(path: str) -> str | None:
             head = f.read(9)
     except OSError:
         return None
-    if len(head) == 9 and head[8:9] == b"{" and 2 <= struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path):
+    if len(head) == 9 and head[8:9] == b"{" and 8 + struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path):
         return "safetensors"
     return "torch" if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" else None
 
 
 def load(path) -> MaskSet:
-    """Load a mask file of either format, told apart by its first bytes (a safetensors file
-    under another name reads too; a file of neither kind is read as its name says, for that
-    reader's error); the one reader of mask files (:func:`load_masks`, the CLI,
-    PHEW's ``init_mask``).
+    """Load a mask file of either format, torch (:meth:`MaskSet.save`) or safetensors
+    (:func:`save_safetensors`), told apart by its first bytes, whatever its name (a file of
+    neither kind is read as its name says, for that reader's error). The one reader of mask
+    files: ``netgraph.load_masks``, the CLI, PHEW's ``init_mask``.
 
     Raises
     ------
     NotAMaskFileError
-        If the file is missing or not a mask file of either format, or is a torch file named
-        ``.safetensors`` (torch will not load it under that name; renamed ``.pt``, it reads).
+        If the file is missing or not a mask file of either format.
     """
     path = as_path(path)
-    named = path.lower().endswith(SAFETENSORS_SUFFIX)
-    kind = _format(path) or ("safetensors" if named else "torch")
-    if kind == "torch" and named:
-        raise NotAMaskFileError(f"{path} is named .safetensors but holds a torch file; rename it to .pt to read it")
+    kind = _format(path) or format_of_name(path)
     return load_safetensors(path) if kind == "safetensors" else MaskSet.load(path)
 
 
-def load_masks(path) -> MaskSet:
-    """Read a mask file of either format, torch (:meth:`MaskSet.save`) or safetensors
-    (:func:`save_safetensors`), told apart by its content (:func:`load`); ``netgraph.load_masks``."""
-    return load(path)
+load_masks = load  # netgraph.load_masks
 
 
 def apply_parametrize(model: nn.Module, masks: MaskSet, strict: bool = True) -> None:

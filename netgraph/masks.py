@@ -193,7 +193,8 @@ class MaskSet(MutableMapping):
         if not os.path.isfile(path):
             raise NotAMaskFileError(f"{path}: no such file")
         try:
-            blob = torch.load(path, weights_only=True, map_location="cpu")
+            with open(path, "rb") as f:  # (a file object: torch.load reads the content, not the name's suffix)
+                blob = torch.load(f, weights_only=True, map_location="cpu")
         except Exception as exc:
             first = str(exc).split(". ")[0].splitlines()[0] if str(exc) else ""
             raise NotAMaskFileError(

@@ -18,7 +18,7 @@ from numbers import Integral
 
 from netgraph import export
 from netgraph._trace_ops import LAYER_SCALE_MODES
-from netgraph._validate import check_seed
+from netgraph._validate import check_input_shape, check_seed
 from netgraph.errors import NetgraphError, NotAMaskFileError
 from netgraph.masks import MaskSet
 
@@ -49,11 +49,10 @@ def check_mask_path(path) -> str:
 
 
 def write_masks(masks: MaskSet, path) -> None:
-    """Write ``masks`` in the format of ``path``'s suffix (see :func:`check_mask_path`)."""
-    if check_mask_path(path) == "safetensors":
-        export.save_safetensors(masks, path)
-    else:
-        masks.save(path)
+    """Write ``masks`` in the format of ``path``'s suffix (:func:`check_mask_path`, then the
+    library's writer, :func:`netgraph.export.save`)."""
+    check_mask_path(path)
+    export.save(masks, path)
 
 
 def read_masks(path) -> MaskSet:
@@ -90,9 +89,11 @@ def model_spec(ms: MaskSet, path="the mask file") -> dict:
         except NetgraphError as exc:
             raise _bad(path, "seed", str(exc).replace("seed must", "must")) from None
     shape = spec.get("input_shape")
-    if shape is not None and (not isinstance(shape, (list, tuple)) or not shape or any(
-            isinstance(s, bool) or not isinstance(s, Integral) or s <= 0 for s in shape)):
-        raise _bad(path, "input_shape", f"must be a list of positive integers, got {shape!r}")
+    if shape is not None:
+        try:
+            check_input_shape(shape)  # (the API's one rule of shapes)
+        except NetgraphError:
+            raise _bad(path, "input_shape", f"must be a list of positive integers, got {shape!r}") from None
     classes = spec.get("num_classes")
     if classes is not None and (isinstance(classes, bool) or not isinstance(classes, Integral) or classes < 1):
         raise _bad(path, "num_classes", f"must be a positive integer, got {classes!r}")

@@ -33,6 +33,7 @@ bug that puts weights off any input-output path and is not reproduced.)
 from __future__ import annotations
 
 import math
+import os
 from numbers import Integral
 
 import numpy as np
@@ -306,7 +307,7 @@ def _initial_state(ctx: Context, init_mask) -> np.ndarray:
     g = ctx.graph
     if init_mask is None:
         return np.zeros(g.num_weights, dtype=bool)
-    if isinstance(init_mask, str):  # a mask file of either format
+    if isinstance(init_mask, (str, bytes, os.PathLike)):  # a mask file of either format
         from ..export import load_masks
 
         init_mask = load_masks(init_mask)

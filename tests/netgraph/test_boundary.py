@@ -48,7 +48,7 @@ def test_layer_masks_accept_parameter_and_layer_forms_alike(g):
 
 def test_list_mask_of_the_transposed_shape_is_refused(g):
     # (4, 3) has the 12 elements of the (3, 4) weight: it used to be reshaped silently
-    with pytest.raises(MaskMismatchError, match=r"'0.weight' has shape \(4, 3\), the parameter has shape \(3, 4\)"):
+    with pytest.raises(MaskMismatchError, match=r"'0.weight' has shape \(4, 3\); accepted: \(3, 4\)"):
         as_masked(g, [np.ones((4, 3), bool), np.ones((2, 3), bool)])
 
 
@@ -61,9 +61,10 @@ def test_scores_are_not_masks(g, bad, container):
     masks = [bad, np.ones((2, 3), bool)]
     if container == "dict":
         masks = {layer.param: m for layer, m in zip(g.layers, masks)}
-    with pytest.raises(InvalidInputError, match=r"mask for '0.weight' has values other than 0 and 1"):
+    why = r"mask for '0.weight' has (values other than 0 and 1|dtype .*which is not a mask)"
+    with pytest.raises(InvalidInputError, match=why):
         as_masked(g, masks)
-    with pytest.raises(InvalidInputError, match="values other than 0 and 1"):  # MaskSet: the same rule
+    with pytest.raises(InvalidInputError, match=why):  # MaskSet: the same rule
         MaskSet({"0.weight": bad})
 
 
@@ -74,7 +75,7 @@ def test_a_mask_that_is_not_an_array_is_refused(g):
 
 def test_dict_mask_of_a_wrong_shape_names_both_shapes(g):
     masks = {"0.weight": torch.ones(4, 3, dtype=torch.bool), "2.weight": torch.ones(2, 3, dtype=torch.bool)}
-    with pytest.raises(MaskMismatchError, match=r"'0.weight' has shape \(4, 3\), the parameter has shape \(3, 4\)"):
+    with pytest.raises(MaskMismatchError, match=r"'0.weight' has shape \(4, 3\); accepted: \(3, 4\)"):
         g.layer_masks(masks)
 
 

@@ -77,18 +77,21 @@ def test_parametrize_is_trainable_and_removable():
 
 
 def test_one_reader_tells_the_formats_apart_by_content(r20_masks, tmp_path):
-    """``load_masks``, ``export.load`` and PHEW's ``init_mask`` read either format whatever the
-    name (a safetensors file named ``.pt`` too); a torch file named ``.safetensors`` gets the fix."""
+    """``load_masks``, ``export.load`` and PHEW's ``init_mask`` (a str or a path object) read
+    either format whatever the name: a safetensors file named ``.pt``, a torch file named
+    ``.safetensors``; ``export.save`` reads the suffix in any case."""
     model, ms = r20_masks
     export.save_safetensors(ms, tmp_path / "s.safetensors")
     (tmp_path / "s.safetensors").rename(tmp_path / "s.pt")
     ms.save(tmp_path / "t.safetensors")  # (torch.save writes any name)
-    assert _same(ms, netgraph.load_masks(tmp_path / "s.pt")) and _same(ms, export.load(tmp_path / "s.pt"))
-    with pytest.raises(NotAMaskFileError, match="holds a torch file; rename it to .pt"):
-        netgraph.load_masks(tmp_path / "t.safetensors")
+    export.save(ms, tmp_path / "u.SAFETENSORS")
+    for name in ("s.pt", "t.safetensors", "u.SAFETENSORS"):
+        assert _same(ms, netgraph.load_masks(tmp_path / name)) and _same(ms, export.load(tmp_path / name))
+    assert export._format(str(tmp_path / "u.SAFETENSORS")) == "safetensors"
     g = zoo.graph_of("resnet20")[1]
-    grown = netgraph.sparsify(g, "phew", 0.08, seed=1, init_mask=str(tmp_path / "s.pt"))
-    assert all(bool((grown[n] | ~ms[n]).all()) for n in ms)  # the start mask is kept
+    for start in (str(tmp_path / "s.pt"), tmp_path / "t.safetensors"):
+        grown = netgraph.sparsify(g, "phew", 0.08, seed=1, init_mask=start)
+        assert all(bool((grown[n] | ~ms[n]).all()) for n in ms)  # the start mask is kept
 
 
 def test_errors(tmp_path, r20_masks):
