@@ -124,12 +124,14 @@ def save(masks: MaskSet, path) -> None:
 
 def _format(path: str) -> str | None:
     """``"safetensors"`` when the file starts as one does (an 8-byte header length, then ``{``),
-    ``"torch"`` as a torch file does (a zip, or a pickle), else None (unreadable or neither)."""
+    ``"torch"`` as a torch file does (a zip, or a pickle), else None (missing, or neither)."""
     try:
         with open(path, "rb") as f:
             head = f.read(9)
-    except OSError:
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise NotAMaskFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     if len(head) == 9 and head[8:9] == b"{" and 8 + struct.unpack("<Q", head[:8])[0] <= os.path.getsize(path):
         return "safetensors"
     return "torch" if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80" else None
@@ -137,9 +139,8 @@ def _format(path: str) -> str | None:
 
 def load(path) -> MaskSet:
     """Load a mask file of either format, torch (:meth:`MaskSet.save`) or safetensors
-    (:func:`save_safetensors`), told apart by its first bytes, whatever its name (a file of
-    neither kind is read as its name says, for that reader's error). The one reader of mask
-    files: ``netgraph.load_masks``, the CLI, PHEW's ``init_mask``.
+    (:func:`save_safetensors`), told apart by its first bytes, whatever its name. The one
+    reader of mask files: ``netgraph.load_masks``, the CLI, PHEW's ``init_mask``.
 
     Raises
     ------
@@ -147,8 +148,12 @@ def load(path) -> MaskSet:
         If the file is missing or not a mask file of either format.
     """
     path = as_path(path)
-    kind = _format(path) or format_of_name(path)
-    return load_safetensors(path) if kind == "safetensors" else MaskSet.load(path)
+    kind = _format(path)
+    if kind is None and os.path.isfile(path):  # readable or not, neither kind: say so plainly
+        size = os.path.getsize(path)
+        what = "it is empty" if size == 0 else "neither a torch file (zip or pickle) nor a safetensors file"
+        raise NotAMaskFileError(f"{path} is not a mask file: {what}")
+    return load_safetensors(path) if (kind or format_of_name(path)) == "safetensors" else MaskSet.load(path)
 
 
 load_masks = load  # netgraph.load_masks

@@ -85,7 +85,11 @@ def parse_options(method, pairs):
         key, sep, value = pair.partition("=")
         if not sep:
             raise click.UsageError(f"options look like key=value, got {pair!r}")
-        opts[key.strip().replace("-", "_")] = parse_option_value(m, key.strip().replace("-", "_"), value)
+        key = key.strip().replace("-", "_")
+        if key in opts:  # (the last one silently won)
+            raise click.UsageError(f"option {key!r} is given twice (-o {pair!r} after an earlier -o {key}=...); "
+                                   "give each option once")
+        opts[key] = parse_option_value(m, key, value)
     return opts
 
 

@@ -96,8 +96,13 @@ def test_one_reader_tells_the_formats_apart_by_content(r20_masks, tmp_path):
 
 def test_errors(tmp_path, r20_masks):
     (tmp_path / "bad.safetensors").write_bytes(b"not a file")
-    with pytest.raises(NotAMaskFileError, match="not a safetensors file"):
+    with pytest.raises(NotAMaskFileError, match="neither a torch file .zip or pickle. nor a safetensors file"):
         export.load(tmp_path / "bad.safetensors")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(NotAMaskFileError, match="is not a mask file: it is empty"):
+        netgraph.load_masks(tmp_path / "empty.pt")
+    with pytest.raises(NotAMaskFileError, match="cannot read it"):
+        export.load(tmp_path)  # a folder
     with pytest.raises(NotAMaskFileError, match="no such file"):
         export.load(tmp_path / "none.safetensors")
     _, ms = r20_masks

@@ -40,3 +40,9 @@ def test_phew_at_density_one_writes_the_dense_mask(tmp_path):
                                     "--out", str(tmp_path / "m.pt")], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "kept 6464 of 6464 weights" in res.output
+
+
+def test_an_option_given_twice_is_a_usage_error():
+    """``-o iterations=5 -o iterations=6`` is refused (the last one silently won)."""
+    res = CliRunner().invoke(main, PRUNE + ["--method", "synflow", "-o", "iterations=5", "-o", "iterations=6"])
+    assert res.exit_code == 2 and "option 'iterations' is given twice" in res.output, res.output
