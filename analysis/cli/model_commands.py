@@ -179,6 +179,9 @@ def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, 
     click.echo(f"{method}: kept {ms.num_kept} of {ms.num_total} weights, density {ms.achieved_density:.6g} "
                f"(asked {density:g}{f', {over:+d} weights' if over else ', exact'}) in {seconds:.2f} s"
                + (f"; wrote {out}" if out else ""))
+    note = report["details"].get("note")
+    if note:  # what the method did other than asked (per-layer densities that set the count, say)
+        click.echo(f"note: {note}")
 
 
 @click.command("metrics")

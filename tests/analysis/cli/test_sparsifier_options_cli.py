@@ -46,3 +46,11 @@ def test_an_option_given_twice_is_a_usage_error():
     """``-o iterations=5 -o iterations=6`` is refused (the last one silently won)."""
     res = CliRunner().invoke(main, PRUNE + ["--method", "synflow", "-o", "iterations=5", "-o", "iterations=6"])
     assert res.exit_code == 2 and "option 'iterations' is given twice" in res.output, res.output
+
+
+def test_prune_says_when_the_method_keeps_another_count_than_asked():
+    """Per-layer densities set the count themselves: the summary's negative overshoot comes with the
+    method's note saying why."""
+    res = CliRunner().invoke(main, PRUNE + ["--method", "phew-layerwise", "-o", "layer_densities=0.1,0.2,0.3"])
+    assert res.exit_code == 0, res.output
+    assert "note: per-layer densities keep 916 weights, not the global target 646" in res.output, res.output
