@@ -37,7 +37,7 @@ from torch.nn.utils import parametrize
 
 from ._validate import as_path, check_file_path
 from .errors import InvalidInputError, NotAMaskFileError
-from .masks import Mask, MaskSet, prunable_parameter_names
+from .masks import Mask, MaskSet, parameter_of, prunable_parameter_names
 
 META_KEY = "netgraph_meta"
 ORDER_KEY = "netgraph_order"  # safetensors sorts tensors by name; the mask set's order is kept here
@@ -191,8 +191,7 @@ def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
     """
     out = {}
     for pname in prunable_parameter_names(_check_model(model, "masks_from_model")):
-        path, _, attr = pname.rpartition(".")
-        module = model.get_submodule(path) if path else model
+        module, attr, _ = parameter_of(model, pname)
         plist = getattr(module, "parametrizations", None)
         found = None
         if plist is not None and attr in plist:

@@ -54,9 +54,16 @@ class Mask(nn.Module):
         return x * self.mask.to(x.dtype)
 
 
-def _split(name: str):
+def parameter_of(model: nn.Module, name: str) -> tuple:
+    """``(module, attribute, tensor)`` of the dotted parameter name ``name`` in ``model``;
+    ``tensor`` (and ``module``, if the path does not exist) is None when there is no such tensor."""
     path, _, attr = name.rpartition(".")
-    return path, attr
+    try:
+        module = model.get_submodule(path) if path else model
+    except AttributeError:
+        return None, attr, None
+    t = getattr(module, attr, None)
+    return module, attr, t if isinstance(t, torch.Tensor) else None
 
 
 class MaskSet(MutableMapping):
@@ -215,13 +222,8 @@ class MaskSet(MutableMapping):
 
     # -- models -------------------------------------------------------------------------
     def _resolve(self, model: nn.Module, name: str):
-        path, attr = _split(name)
-        try:
-            module = model.get_submodule(path) if path else model
-        except AttributeError:
-            module = None
-        t = getattr(module, attr, None) if module is not None else None
-        if not isinstance(t, torch.Tensor):
+        module, attr, t = parameter_of(model, name)
+        if t is None:
             raise MaskMismatchError(
                 f"mask for parameter {name!r} does not fit the model: the model has no such parameter"
             )

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import time
 
-import torch
 import torch.nn as nn
 
 from .._validate import check_choice, check_density, check_seed, target_count
 from ..errors import InvalidInputError
 from ..graph import NetGraph
-from ..masks import MaskSet
+from ..masks import MaskSet, parameter_of
 from ..offpath import OFFPATH_POLICIES, magnitude_masks, split_counts
 from ..provenance import provenance
 from .registry import Context, check_options, get, methods, names, register
@@ -34,13 +33,9 @@ def _check_graph_of(model: nn.Module, graph) -> None:
     params = [(layer.param, tuple(layer.param_shape)) for layer in graph.layers]
     params += [(p["param"], tuple(p["shape"])) for p in graph.offpath]
     for name, shape in params:
-        path, _, attr = name.rpartition(".")
-        try:
-            t = getattr(model.get_submodule(path) if path else model, attr, None)
-        except AttributeError:
-            t = None
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
-            found = "has no such parameter" if not isinstance(t, torch.Tensor) else f"has shape {tuple(t.shape)}"
+        t = parameter_of(model, name)[2]
+        if t is None or tuple(t.shape) != shape:
+            found = "has no such parameter" if t is None else f"has shape {tuple(t.shape)}"
             raise InvalidInputError(
                 f"graph= is not the graph of this model: its parameter {name!r} of shape {shape} does not "
                 f"fit (the model {found}); pass the graph from_torch built for this model, or no graph")
