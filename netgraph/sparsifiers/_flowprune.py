@@ -168,10 +168,10 @@ class LayerState:
     def _margin_low(self, t, form: str) -> np.ndarray:
         """``k = 1``: the margin test's value of tracked bundles ``t``: ``|w|`` (``2 w^2`` for
         ``w_grad``), float64, read off the aggregate."""
+        if form != "w_grad":
+            return self.absw(t)
         a = self.values(t)
-        if form == "w_grad":
-            return 2.0 * (a if self.power == 2 else a * a)
-        return a if self.power == 1 else np.sqrt(a)
+        return 2.0 * (a if self.power == 2 else a * a)
 
     def absw(self, t: np.ndarray) -> np.ndarray:
         """``k = 1``: ``|w|`` of tracked bundles ``t`` (float64, exact), read off the aggregate."""
