@@ -84,9 +84,15 @@ def seed_axis(seeds, start: int = 0):
             raise InvalidInputError(f"{n} seeds from {start} reach {start + n - 1}; seeds must stay in 0..{MAX_SEED}")
         return range(start, start + n)
     try:
-        out = [check_seed(s, "each seed") for s in seeds]
+        seeds = list(seeds)
     except TypeError:
         raise InvalidInputError(f"seeds must be a count or a list of integers, got {seeds!r}") from None
+    out = []
+    for i, s in enumerate(seeds):  # (the one check of each seed, named by its entry)
+        try:
+            out.append(check_seed(s))
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"seeds[{i}]: {exc}") from None
     if not out:
         raise InvalidInputError("seeds must be a count or a non-empty list of integers")
     return check_distinct("seeds", out)

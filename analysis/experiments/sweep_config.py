@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from netgraph import __version__, zoo
-from netgraph._validate import check_density, check_like, check_seed
+from netgraph._validate import check_density, check_like
 from netgraph.data import DIGITS_SHAPES, PRUNE_DATA
 from netgraph.errors import InvalidInputError, NetgraphError
 from netgraph.provenance import provenance
@@ -185,12 +185,6 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds):
         bad("seeds", f"must be a positive count or a non-empty list of seeds, got {seeds!r}")
-    if isinstance(seeds, list):
-        for i, s in enumerate(seeds):
-            try:
-                check_seed(s)
-            except NetgraphError as exc:
-                bad(f"seeds[{i}]", str(exc))
     try:
         seeds = seed_axis(seeds)  # a count stays a range: the grid's size is known without listing it
     except NetgraphError as exc:
