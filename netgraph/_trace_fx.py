@@ -23,7 +23,7 @@ import torch
 import torch.fx
 from torch.fx.node import map_arg
 
-from .errors import InvalidInputError, UnsupportedModelError
+from .errors import UnsupportedModelError
 
 _SHAPE_QUERIES = {"size", "dim", "numel", "ndimension", "nelement"}
 _SHAPE_ATTRS = {"shape", "ndim", "dtype", "device", "is_cuda"}

@@ -81,6 +81,39 @@ def check_seed(seed, name: str = "seed") -> int:
     return int(seed)
 
 
+def check_positive_int(name: str, value) -> int:
+    """Return ``value`` as an int, or raise unless it is an integer ``>= 1`` (not a bool, not
+    a float or a string: ``2.5`` classes or ``"10"`` iterations are a mistake, not a request).
+
+    The one rule of counts given by the user: ``num_classes``, ``iterations``.
+
+    >>> check_positive_int("iterations", 100)
+    100
+    >>> check_positive_int("num_classes", 2.5)
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: num_classes must be a positive integer, got 2.5
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_module(model, what: str):
+    """Return ``model``, or raise unless it is a ``torch.nn.Module`` (``what``: who asks).
+
+    >>> check_module("resnet20", "from_torch")
+    Traceback (most recent call last):
+    ...
+    netgraph.errors.InvalidInputError: from_torch takes a torch.nn.Module, got str
+    """
+    if not isinstance(model, torch.nn.Module):
+        hint = " (a NetGraph is not a model: pass the model it was traced from)" \
+            if hasattr(model, "layer_masks") and hasattr(model, "num_weights") else ""
+        raise InvalidInputError(f"{what} takes a torch.nn.Module, got {type(model).__name__}{hint}")
+    return model
+
+
 def check_like(name: str, value, default, where: str = ""):
     """Return ``value`` if it has the type of ``default`` (the setting's default), else raise.
 

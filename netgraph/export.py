@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from ._validate import as_path, check_file_path
+from ._validate import as_path, check_file_path, check_module
 from .errors import InvalidInputError, NotAMaskFileError
 from .masks import Mask, MaskSet, parameter_of, prunable_parameter_names
 
@@ -48,12 +48,6 @@ def _check_masks(masks) -> MaskSet:
     if not isinstance(masks, MaskSet):
         raise InvalidInputError(f"masks must be a netgraph.MaskSet, got {type(masks).__name__}")
     return masks
-
-
-def _check_model(model, what: str) -> nn.Module:
-    if not isinstance(model, nn.Module):
-        raise InvalidInputError(f"{what} takes a torch.nn.Module, got {type(model).__name__}")
-    return model
 
 
 def _safetensors():
@@ -171,7 +165,7 @@ def apply_parametrize(model: nn.Module, masks: MaskSet, strict: bool = True) -> 
 
 def remove_parametrize(model: nn.Module) -> nn.Module:
     """Remove every :class:`~netgraph.masks.Mask` parametrization, keeping the masked values as plain parameters."""
-    for module in _check_model(model, "remove_parametrize").modules():
+    for module in check_module(model, "remove_parametrize").modules():
         plist = getattr(module, "parametrizations", None)
         if plist is None:
             continue
@@ -190,7 +184,7 @@ def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
     as pruned).
     """
     out = {}
-    for pname in prunable_parameter_names(_check_model(model, "masks_from_model")):
+    for pname in prunable_parameter_names(check_module(model, "masks_from_model")):
         module, attr, _ = parameter_of(model, pname)
         plist = getattr(module, "parametrizations", None)
         found = None
@@ -279,7 +273,7 @@ def to_sparse(model: nn.Module, max_density: float = 1.0) -> nn.Module:
     >>> torch.allclose(sparse(x), model(x), atol=1e-6)
     True
     """
-    _check_model(model, "to_sparse")
+    check_module(model, "to_sparse")
     if isinstance(max_density, bool) or not isinstance(max_density, Real) or not 0.0 <= max_density <= 1.0:
         raise InvalidInputError(
             f"max_density must be a number in [0, 1] (layers kept above it stay dense), got {max_density!r}")

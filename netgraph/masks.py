@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.nn.utils import parametrize, prune
 
 from ._json import plain
-from ._validate import as_bool_mask, as_path, check_choice, check_file_path, check_mask_shape
+from ._validate import as_bool_mask, as_path, check_choice, check_file_path, check_mask_shape, check_module
 from ._version import __version__
 from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
 
@@ -236,8 +236,7 @@ class MaskSet(MutableMapping):
         every conv and linear weight of the model must also have a mask, so that a mask
         made for a smaller model is not applied to part of a larger one.
         """
-        if not isinstance(model, nn.Module):
-            raise InvalidInputError(f"masks apply to a torch.nn.Module, got {type(model).__name__}")
+        check_module(model, "MaskSet.check")
         if strict:
             uncovered = [n for n in prunable_parameter_names(model) if n not in self._masks]
             if uncovered:

@@ -39,6 +39,7 @@ import warnings
 import torch
 import torch.nn as nn
 
+from ._validate import check_positive_int
 from .errors import InvalidInputError
 
 PREFIXES = ("torchvision", "timm")
@@ -184,8 +185,8 @@ def build(source: str, name: str, seed: int = 0, num_classes=None) -> nn.Module:
     >>> m.fc.out_features
     10
     """
-    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
-        raise InvalidInputError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if num_classes is not None:
+        num_classes = check_positive_int("num_classes", num_classes)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # e.g. torchvision's notes on weights=None
         torch.manual_seed(int(seed))

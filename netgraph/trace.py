@@ -45,7 +45,7 @@ from . import _trace_tokens as tokens
 from . import _trace_vit_variants as vit_variants
 from . import _trace_windows as windows
 from ._trace_values import BAD, _Builder, _Term, _Value, stand_in
-from ._validate import check_choice, check_input_shape
+from ._validate import check_choice, check_input_shape, check_module
 from .errors import InvalidInputError, UnsupportedModelError
 from .graph import NetGraph
 from .offpath import offpath_arrays
@@ -75,10 +75,10 @@ def _functional_layer(c, node, x, sig):
     (weight standardisation) is refused: the graph would hold the wrong weights."""
     a = c.bind(node, ["input", "weight", "bias", "stride", "padding", "dilation", "groups"], {})
     w = node.kwargs.get("weight", node.args[1] if len(node.args) > 1 else None)
-    if not (isinstance(w, torch.fx.Node) and w.op == "get_attr" and w.target.endswith(".weight")):
+    if not (isinstance(w, torch.fx.Node) and w.op == "get_attr" and w.target.rpartition(".")[2] == "weight"):
         c.fail(node, "the weight is computed from parameters (e.g. weight standardisation), not a "
                      "module's own weight")
-    qual = w.target[: -len(".weight")]
+    qual = w.target.rpartition(".")[0]  # "": the model is itself a Linear or Conv
     mod = c.model_modules.get(qual)  # the model's own module (the traced copy holds only the weight)
     if not isinstance(mod, _FUNCTIONAL_LAYERS[node.target]) or mod.weight is not a["weight"]:
         c.fail(node, f"the weight {w.target!r} is not the weight of a {_FUNCTIONAL_LAYERS[node.target].__name__}")
@@ -184,8 +184,7 @@ def from_torch(model: nn.Module, input_shape, *, model_spec: dict | None = None,
     >>> [grp.size for grp in g.groups], g.num_weights
     ([4, 3, 2], 18)
     """
-    if not isinstance(model, nn.Module):
-        raise InvalidInputError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module(model, "from_torch")
     shape = check_input_shape(input_shape)
     check_choice("layer_scale", layer_scale, ops.LAYER_SCALE_MODES)
     try:
@@ -387,7 +386,7 @@ def _weight_array(node, mod, param_name):
 
 
 def _layer(b: _Builder, node, mod, x: _Value, out_shape, fail) -> _Value:
-    param = f"{node.target}.weight"
+    param = f"{node.target}.weight" if node.target else "weight"  # (a model that is one layer)
     if isinstance(mod, _CONV_MODULES):
         if x.flat_k != 1 or len(x.spatial) != mod.weight.dim() - 2:
             fail(node, "a conv applied to a tensor that is not a (batch, channels, *spatial) map")

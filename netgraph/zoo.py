@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import sources, zoo1d
-from ._validate import check_seed
+from ._validate import check_positive_int, check_seed
 from .errors import InvalidInputError
 
 _VGG_CFG = {
@@ -248,11 +248,7 @@ def init_weights(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _check_classes(num_classes):
-    if num_classes is None:
-        return None
-    if isinstance(num_classes, bool) or not str(num_classes).isdigit() or int(num_classes) < 1:
-        raise InvalidInputError(f"num_classes must be a positive integer, got {num_classes!r}")
-    return int(num_classes)
+    return None if num_classes is None else check_positive_int("num_classes", num_classes)
 
 
 def _user_factory(spec: str):

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from .._validate import check_positive_int
 from ..errors import InvalidInputError
 from ..flows import path_flows
 from .base import Context, method
@@ -101,8 +102,7 @@ def _explicit_schedule(schedule, density: float) -> list:
 )
 def synflow_schedule_masks(ctx: Context, schedule="linear", iterations: int = 100, power: int = 1,
                            form: str = "abs_grad") -> list:
-    if not isinstance(iterations, int) or iterations < 1:
-        raise InvalidInputError(f"iterations must be a positive integer, got {iterations!r}")
+    iterations = check_positive_int("iterations", iterations)
     fr = schedule_fractions(schedule, ctx.density, iterations)
     ctx.info["schedule"] = fr
     return iterative_flow_pruning(ctx, power=int(power), form=form, iterations=len(fr), fractions=fr)

@@ -21,7 +21,7 @@ import contextlib
 import math
 import warnings
 
-from .._validate import check_choice
+from .._validate import check_choice, check_positive_int
 from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
 from ..reach import shortest_path_weights
@@ -62,8 +62,7 @@ def iterative_flow_pruning(ctx: Context, power: int, form: str, iterations: int,
         input-output path: no mask of that size keeps a path, so SynFlow (which prunes by
         flow) refuses and states the smallest feasible density.
     """
-    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
-        raise InvalidInputError(f"iterations must be a positive integer, got {iterations!r}")
+    iterations = check_positive_int("iterations", iterations)
     check_choice("level", level, LEVELS)
     graph = ctx.graph
     shortest = shortest_path_weights(graph)

@@ -120,9 +120,9 @@ def test_maskset_constructor_and_apply_check_their_arguments():
     with pytest.raises(InvalidInputError, match="meta must be a dict"):
         MaskSet({}, meta=[("method", "x")])
     ms = MaskSet({"0.weight": torch.ones(3, 4, dtype=torch.bool)})
-    with pytest.raises(InvalidInputError, match="masks apply to a torch.nn.Module, got str"):
+    with pytest.raises(InvalidInputError, match="MaskSet.check takes a torch.nn.Module, got str"):
         ms.apply("x")
-    with pytest.raises(InvalidInputError, match="masks apply to a torch.nn.Module, got NoneType"):
+    with pytest.raises(InvalidInputError, match="MaskSet.check takes a torch.nn.Module, got NoneType"):
         ms.check(None, strict=False)
     with pytest.raises(InvalidInputError, match="masks must be a netgraph.MaskSet, got dict"):
         export.apply_parametrize(_model(), {"0.weight": torch.ones(3, 4, dtype=torch.bool)})
@@ -166,3 +166,25 @@ def test_to_sparse_max_density_bounds_are_kept():
         out = export.to_sparse(model, max_density=d)
         assert [i for i in (0, 2) if isinstance(out[i], export.SparseLinear)] == sparse_layers
         assert torch.allclose(out(x), model(x), atol=1e-6)
+
+
+def test_a_model_is_checked_by_one_rule_that_names_a_graph_given_instead(g):
+    for fn, what in ((lambda m: netgraph.from_torch(m, (4,)), "from_torch"), (MaskSet().check, "MaskSet.check"),
+                     (export.to_sparse, "to_sparse")):
+        with pytest.raises(InvalidInputError, match=f"^{what} takes a torch.nn.Module, got NetGraph \\(a NetGraph "
+                                                    "is not a model: pass the model it was traced from\\)$"):
+            fn(g)
+
+
+@pytest.mark.parametrize("bad", ["abc", "10", 2.5, True, 0, -3, None.__class__])
+def test_counts_are_positive_integers_everywhere(bad):
+    """One rule (``_validate.check_positive_int``): a float or a string was truncated, read as
+    digits or raised a bare ValueError in one place or another."""
+    from netgraph import sources, zoo
+
+    calls = [lambda: zoo.build("mlp", num_classes=bad), lambda: sources.build("torchvision", "resnet18", num_classes=bad),
+             lambda: netgraph.sparsify(_model(), "synflow", 0.5, input_shape=(4,), iterations=bad),
+             lambda: netgraph.sparsify(_model(), "synflow-schedule", 0.5, input_shape=(4,), iterations=bad)]
+    for call in calls:
+        with pytest.raises(InvalidInputError, match=r"(num_classes|iterations)\b.* must be (a positive integer|an integer), got "):
+            call()

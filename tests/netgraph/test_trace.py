@@ -199,3 +199,26 @@ def test_user_model_spec_and_unknown_model():
         zoo.load_model("vgg1000")
     with pytest.raises(InvalidInputError, match="no callable"):
         zoo.load_model("tests.models:nothing_here", "6")
+
+
+@pytest.mark.parametrize("layer,shape", [(nn.Linear(5, 3), (5,)), (nn.Conv2d(2, 4, 3, padding=1), (2, 6, 6))])
+def test_a_model_that_is_one_layer_traces_with_its_own_parameter_names(layer, shape):
+    """A bare Linear or Conv (a logistic regression) is the graph of the same layer in a
+    container, its parameter named ``weight`` as in ``layer.named_parameters()``."""
+    from netgraph import flows
+
+    torch.manual_seed(0)
+    layer.reset_parameters()
+    g, wrapped = netgraph.from_torch(layer, shape), netgraph.from_torch(nn.Sequential(layer), shape)
+    assert g.param_names == ["weight"] and [l.name for l in g.layers] == [""]
+    assert g.num_weights == layer.weight.numel()
+    assert flows.log10_synflow_R(g) == flows.log10_synflow_R(wrapped)
+    np.testing.assert_array_equal(flows.synflow_scores(g)["weight"], flows.synflow_scores(wrapped)["0.weight"])
+    if isinstance(layer, nn.Linear):  # ones in: R is the sum of |w|, each score its |w|
+        w = layer.weight.detach().double().abs().numpy()
+        assert np.isclose(10 ** flows.log10_synflow_R(g), w.sum(), rtol=1e-12)
+        np.testing.assert_allclose(flows.synflow_scores(g)["weight"], w, rtol=1e-12)
+    ms = netgraph.sparsify(layer, "synflow", 0.5, input_shape=shape, seed=0)
+    ms.check(layer)  # the masks fit the model as given
+    assert list(ms) == ["weight"]
+    assert torch.equal(ms["weight"], netgraph.sparsify(wrapped, "synflow", 0.5, seed=0)["0.weight"])
