@@ -207,15 +207,17 @@ def check_out_dir(path: str | None, option: str = "--out") -> str | None:
 
 
 def confirm_runs(total: int, detail: str = "") -> None:
-    """Ask whether to start ``total`` runs (counted before any is built); refuse (status 1) when
-    the answer is no or no one can answer (no terminal): the line says to pass ``--yes``."""
+    """Ask whether to start ``total`` runs (counted before any is built). No: not started
+    (status 1). No one to answer (no input left): a usage error (status 2) saying to pass
+    ``--yes``."""
     question = f"The grid has {total:,} runs{f' ({detail})' if detail else ''}. Start it?"
     try:
-        if not click.confirm(question, default=False, err=True):
-            raise click.Abort()
-    except click.Abort:
-        raise click.ClickException(f"not started: {total:,} runs need a confirmation; pass --yes to start "
-                                   "without asking") from None
+        ok = click.confirm(question, default=False, err=True)
+    except click.Abort:  # end of input: a script or a pipe
+        raise click.UsageError(f"not started: {total:,} runs need a confirmation and there is no input to "
+                               "answer it; pass --yes to start without asking") from None
+    if not ok:
+        raise click.ClickException(f"not started: you answered no to {total:,} runs (--yes starts without asking)")
 
 
 def comma_choices(choices):

@@ -265,8 +265,8 @@ def test_sweep_of_more_than_10000_runs_asks(sweep_config, tmp_path):
     assert res.exit_code == 1 and res.stderr.strip().splitlines()[-1].startswith("Error: not started")
     assert "--yes" in res.stderr and "Traceback" not in res.output
     assert not (tmp_path / "s" / "results.sqlite").exists()
-    res = invoke("sweep", cfg, "--out", tmp_path / "s")  # no answer at all (end of input)
-    assert res.exit_code == 1 and "not started" in res.stderr
+    res = invoke("sweep", cfg, "--out", tmp_path / "s")  # no answer at all (end of input): a usage error
+    assert res.exit_code == 2 and "not started" in res.stderr and "--yes" in res.stderr
 
 
 def test_sweep_with_failed_runs_exits_1(sweep_config, tmp_path):

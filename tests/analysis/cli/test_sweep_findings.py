@@ -121,7 +121,9 @@ def test_a_huge_sweep_is_counted_and_refused_without_building_it(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert res.exit_code == 1 and "not started: 100,000,000 runs need a confirmation; pass --yes" in res.stderr
+    assert res.exit_code == 2  # no input to answer: a usage error
+    assert "not started: 100,000,000 runs need a confirmation and there is no input to answer it; pass --yes" \
+        in res.stderr
     assert peak < 200e6, peak  # the expanded grid alone would take tens of GB
 
 
@@ -129,7 +131,7 @@ def test_a_huge_compare_asks_first_and_writes_nothing(tmp_path):
     res = invoke("compare", "--model", "digits_mlp", "--methods", "random,phew", "--densities", "0.5",
                  "--seeds", "100000000", "--out", tmp_path / "c", input="n\n")
     assert "The grid has 200,000,000 runs (2 methods x 1 density x 100,000,000 seeds)" in res.stderr
-    assert res.exit_code == 1 and "Error: not started: 200,000,000 runs" in res.stderr
+    assert res.exit_code == 1 and "Error: not started: you answered no to 200,000,000 runs" in res.stderr
     assert not (tmp_path / "c").exists()
 
 
