@@ -57,18 +57,22 @@ def digits_prune_batch(input_shape=(1, 8, 8), per_class: int = 10, seed: int = 0
     return xtr[idx], ytr[idx]
 
 
-def prune_batch(kind: str, graph, seed: int = 0, samples: int = 100):
+def prune_batch(kind: str, graph, seed: int = 0, samples: int = 100, model=None):
     """The pruning batch for data-dependent methods, for a graph's input shape.
 
     ``kind="random"``: ``samples`` standard-normal inputs with random labels over the
     graph's outputs (no real signal); ``kind="digits"``: ``samples // 10`` training images
-    per digit.
+    per digit. The inputs are float32, or of ``model``'s floating dtype when it is given
+    (a float64 model is pruned with float64 inputs; the values are the float32 ones).
     """
-    if kind == "random":
-        return random_batch(graph.input_shape, graph.output_group.size, samples, seed)
-    if kind == "digits":
-        return digits_prune_batch(graph.input_shape, per_class=max(1, samples // 10), seed=seed)
     check_choice("data", kind, PRUNE_DATA)
+    if kind == "random":
+        x, y = random_batch(graph.input_shape, graph.output_group.size, samples, seed)
+    else:
+        x, y = digits_prune_batch(graph.input_shape, per_class=max(1, samples // 10), seed=seed)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype) if model is not None \
+        else x.dtype
+    return x.to(dtype), y
 
 
 def as_batches(data, input_shape=None):

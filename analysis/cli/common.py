@@ -97,7 +97,7 @@ def parse_options(method, pairs):
 DIGITS_MAX_SAMPLES = 1200
 
 
-def prune_data(kind, graph, samples, seed, echo):
+def prune_data(kind, model, graph, samples, seed, echo):
     """Batches for data-dependent methods: 'random' Gaussian inputs or scikit-learn digits."""
     from netgraph.data import prune_batch
 
@@ -109,5 +109,5 @@ def prune_data(kind, graph, samples, seed, echo):
                                      f"use at most {DIGITS_MAX_SAMPLES} (N samples take N // 10 images of each digit)",
                                      param_hint="'--data-samples'")
         echo(f"data: scikit-learn digits, {max(1, samples // 10)} training images per class")
-    return prune_batch(kind, graph, seed, samples)
+    return prune_batch(kind, graph, seed, samples, model=model)
 

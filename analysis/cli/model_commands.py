@@ -153,7 +153,7 @@ def prune_cmd(model_name, input_shape, num_classes, seed, method, density, out, 
     if m.needs_data:
         if data_kind is None:
             raise click.UsageError(f"method {method!r} is data-dependent: add --data random or --data digits")
-        data = prune_data(data_kind, g, data_samples, seed, echo)
+        data = prune_data(data_kind, model, g, data_samples, seed, echo)
     t0 = time.perf_counter()
     ms = sparsify(model, method, density, seed, graph=g, data=data, progress=not (quiet or as_json), offpath=offpath,
                   **opts)

@@ -30,12 +30,12 @@ __all__ = ["compare", "to_csv", "read_results", "summary_markdown", "write_compa
            "layer_columns", "LIST_COLUMNS"]
 
 
-def _data_for(kind, graph, seed):
+def _data_for(kind, built, seed):
     if kind is None or not isinstance(kind, str):
         return kind  # caller's own (inputs, labels) or batches
     from netgraph.data import prune_batch
 
-    return prune_batch(kind, graph, seed)
+    return prune_batch(kind, built[1], seed, model=built[0])
 
 
 def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), densities=(0.1, 0.05, 0.02, 0.01),
@@ -109,7 +109,7 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
             if name != DENSE and get(name).needs_data:
                 if data is None:
                     raise InvalidInputError(f"method {name!r} needs data: pass data='random' or 'digits'")
-                batch = batch if batch is not None else _data_for(data, built[1], seed)
+                batch = batch if batch is not None else _data_for(data, built, seed)
             for d in dens:
                 bar.set_postfix_str(f"{label} @ {d:g}, seed {seed}")
                 row = run_one(model, (label, name, opts), d, seed, data=batch, max_flow=max_flow, built=built,

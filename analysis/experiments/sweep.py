@@ -66,7 +66,7 @@ def execute(run: Run) -> dict:
 
         built = model_graph(run.model["name"], tuple(run.model["input_shape"]), run.seed,
                             run.model.get("num_classes"))
-        data = prune_batch(run.data, built[1], run.seed) if get(run.method).needs_data else None
+        data = prune_batch(run.data, built[1], run.seed, model=built[0]) if get(run.method).needs_data else None
         res = run_one(run.model["name"], (run.label, run.method, run.options), run.density, run.seed, data=data,
                       max_flow=run.max_flow, built=built)
         out = dict(res.row)

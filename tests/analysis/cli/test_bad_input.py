@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from analysis.cli import main
@@ -404,3 +405,22 @@ def test_large_grid_starts_when_confirmed(sweep_config, tmp_path, monkeypatch):
     res = invoke("sweep", cfg, "--out", tmp_path / "s", "--workers", "1", "--quiet", input="y\n")
     assert res.exit_code == 0, res.output
     assert "The grid has 3 runs" in res.stderr and "3 runs: 0 already recorded, 3 finished, 0 failed" in res.stdout
+
+
+@pytest.mark.parametrize("data", ["random", "digits"])
+def test_the_data_the_cli_makes_takes_a_float64_models_dtype(data, tmp_path):
+    """The CLI makes the pruning batch itself: a float64 model was refused for float32 inputs
+    it could not change."""
+    res = invoke("prune", "--model", f"{USER}:double", "--input-shape", "1,8,8", "--method", "snip", "--density",
+                 "0.5", "--data", data, "--out", tmp_path / "m.pt", "--quiet")
+    assert res.exit_code == 0, res.output
+    from netgraph import from_torch
+    from netgraph.data import prune_batch
+
+    from tests.analysis.cli import user_models
+
+    g = from_torch(user_models.ok(), (1, 8, 8))
+    x32, y32 = prune_batch(data, g, 0, 20)
+    x64, y64 = prune_batch(data, g, 0, 20, model=user_models.double())
+    assert x32.dtype == torch.float32 and x64.dtype == torch.float64
+    assert torch.equal(x64.float(), x32) and torch.equal(y64, y32)  # the same batch, in the model's dtype

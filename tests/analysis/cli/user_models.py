@@ -9,6 +9,11 @@ def ok():
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10))
 
 
+def double():
+    """The digits-shaped MLP in float64."""
+    return ok().double()
+
+
 def raises():
     """A factory that fails, with a two-line message."""
     raise RuntimeError("cannot build the net\nsecond line")
