@@ -27,11 +27,19 @@ def random_batch(input_shape, num_classes: int, n: int = 100, seed: int = 0):
     return x, y
 
 
-def digits(input_shape=(1, 8, 8), test_fraction: float = 0.3, seed: int = 0):
+def _floating_dtype(model, default):
+    """The dtype of ``model``'s first floating parameter (``default`` without a model or one)."""
+    if model is None:
+        return default
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), default)
+
+
+def digits(input_shape=(1, 8, 8), test_fraction: float = 0.3, seed: int = 0, model=None):
     """scikit-learn's 8x8 digits (1,797 images, 10 classes), scaled to [0, 1].
 
     Returns ``(x_train, y_train, x_test, y_test)`` with a fixed stratified split.
-    ``input_shape`` may be ``(1, 8, 8)``, ``(8, 8)`` or ``(64,)``.
+    ``input_shape`` may be ``(1, 8, 8)``, ``(8, 8)`` or ``(64,)``. The images are float32,
+    or of ``model``'s floating dtype when it is given.
     """
     shape = tuple(input_shape)
     if shape not in DIGITS_SHAPES:
@@ -46,7 +54,8 @@ def digits(input_shape=(1, 8, 8), test_fraction: float = 0.3, seed: int = 0):
     x = (ds.data / 16.0).astype(np.float32).reshape((-1, *shape))
     y = ds.target.astype(np.int64)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
-    return torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xte), torch.from_numpy(yte)
+    dtype = _floating_dtype(model, torch.float32)
+    return torch.from_numpy(xtr).to(dtype), torch.from_numpy(ytr), torch.from_numpy(xte).to(dtype), torch.from_numpy(yte)
 
 
 def digits_prune_batch(input_shape=(1, 8, 8), per_class: int = 10, seed: int = 0):
@@ -70,9 +79,7 @@ def prune_batch(kind: str, graph, seed: int = 0, samples: int = 100, model=None)
         x, y = random_batch(graph.input_shape, graph.output_group.size, samples, seed)
     else:
         x, y = digits_prune_batch(graph.input_shape, per_class=max(1, samples // 10), seed=seed)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype) if model is not None \
-        else x.dtype
-    return x.to(dtype), y
+    return x.to(_floating_dtype(model, x.dtype)), y
 
 
 def as_batches(data, input_shape=None):

@@ -81,7 +81,7 @@ def execute(run: Run) -> dict:
             res.masks.save(path)
             row["mask_path"] = path
         if run.train is not None:
-            tr = train(built[0], res.masks, digits(tuple(run.model["input_shape"])), TrainConfig(**run.train),
+            tr = train(built[0], res.masks, digits(tuple(run.model["input_shape"]), model=built[0]), TrainConfig(**run.train),
                        run.seed)
             row.update({"test_acc": tr["final_test_acc"], "final_train_loss": tr["final_train_loss"],
                         "train_seconds": tr["seconds"],

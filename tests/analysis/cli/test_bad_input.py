@@ -424,3 +424,15 @@ def test_the_data_the_cli_makes_takes_a_float64_models_dtype(data, tmp_path):
     x64, y64 = prune_batch(data, g, 0, 20, model=user_models.double())
     assert x32.dtype == torch.float32 and x64.dtype == torch.float64
     assert torch.equal(x64.float(), x32) and torch.equal(y64, y32)  # the same batch, in the model's dtype
+
+
+def test_a_sweep_prunes_and_trains_a_float64_model_on_the_data_it_makes(sweep_config, tmp_path):
+    from analysis import read_sweep
+
+    cfg = sweep_config(f"models: [{{name: '{USER}:double', input_shape: [1, 8, 8]}}]\nmethods: [snip]\n"
+                       "densities: [0.5]\nseeds: [0]\ndata: digits\nmax_flow: false\nsave_masks: false\n"
+                       "train: {epochs: 1}\n")
+    res = invoke("sweep", cfg, "--out", tmp_path / "s", "--workers", "1", "--quiet")
+    assert res.exit_code == 0, res.output
+    row = read_sweep(str(tmp_path / "s")).iloc[0]
+    assert row["status"] == "done" and 0.0 <= row["test_acc"] <= 1.0
