@@ -59,6 +59,7 @@ POOL_FUNCTIONS = {
     F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear, F.pad,
 }
 BN_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+INSTANCE_NORM_MODULES = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 SOFTMAX_MODULES = (nn.Softmax, nn.LogSoftmax)
 SOFTMAX_CALLS = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, "softmax", "log_softmax"}
 # a subtraction is an add whose second operand has weight -1: |-1| = 1 under the linearisation
@@ -191,7 +192,11 @@ def batchnorm(c, node, x, sig):
             c.fail(node, "batch_norm with training=True (batch statistics)")
     if x.flat_k != 1 or (x.channels_last and x.spatial):
         c.fail(node, "BatchNorm of a tensor whose channels are not dimension 1")
-    n = x.n
+    return _scaled(x, _norm_scale(c, node, x.n, weight, var, eps))
+
+
+def _norm_scale(c, node, n, weight, var, eps):
+    """Per unit ``|gamma| / sqrt(var + eps)`` (``gamma``, ``var`` of ``n`` units or None: 1)."""
     if weight is not None and weight.numel() != n or var is not None and var.numel() != n:
         c.fail(node, f"has {var.numel() if var is not None else weight.numel()} features, the input has {n} units")
     gamma = weight.detach().double().abs().cpu().numpy() if weight is not None else np.ones(n)
@@ -199,7 +204,27 @@ def batchnorm(c, node, x, sig):
     scale = gamma / np.sqrt(var + eps)
     if not np.all(np.isfinite(scale)):
         c.fail(node, "NaN or infinite weight or running_var")
-    return _scaled(x, scale)
+    return scale
+
+
+def instancenorm(c, node, x, sig):
+    """InstanceNorm (module or ``F.instance_norm``): with running statistics in eval, an eval
+    BatchNorm's scale; with the instance's own (the default), frozen-statistics ``|gamma|``."""
+    if node.op == "call_module":
+        mod = c.module(node)
+        weight, eps = mod.weight, mod.eps
+        var = mod.running_var if mod.track_running_stats else None
+    else:
+        a = c.bind(node, ["input", "running_mean", "running_var", "weight", "bias", "use_input_stats", "momentum",
+                          "eps"], {"running_mean": None, "running_var": None, "weight": None, "bias": None,
+                                   "use_input_stats": True, "momentum": 0.1, "eps": 1e-5})
+        weight, eps = a["weight"], a["eps"]
+        var = None if a["use_input_stats"] else a["running_var"]
+    if x.flat_k != 1 or x.channels_last or not x.spatial:
+        c.fail(node, "InstanceNorm of a tensor that is not (batch, channels, *spatial)")
+    if var is None:  # frozen statistics: mean 0, var 1, no eps (as LayerNorm, GroupNorm)
+        return _scaled(x, _norm_scale(c, node, x.n, weight, None, 0.0) if weight is not None else None)
+    return _scaled(x, _norm_scale(c, node, x.n, weight, var, eps))
 
 
 def layernorm(c, node, x, sig):

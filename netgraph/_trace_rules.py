@@ -17,7 +17,7 @@ RULE_MODULES = (_trace_leaves, _trace_windows, _trace_attention, _trace_tokens, 
 #: What the tracer supports, in the words of its unsupported-model error.
 SUPPORTED = (
     "Linear (also on channels-last tensors), Conv1d/Conv2d/Conv3d (also grouped/depthwise), BatchNorm "
-    "(module or F.batch_norm), LayerNorm over channels, GroupNorm, elementwise activations and "
+    "(module or F.batch_norm), LayerNorm over channels, GroupNorm, InstanceNorm, elementwise activations and "
     "dropout/stochastic depth (identity under the linearisation), max/avg/adaptive pooling, "
     "mean/sum over spatial dims, flatten/view/reshape/permute/transpose/getitem, cat/split/chunk/"
     "channel shuffle, residual add or subtraction, multiplication by a number or a per-channel constant "

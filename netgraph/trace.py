@@ -96,7 +96,8 @@ def _rule(node, mod):
         if isinstance(mod, (nn.Linear, *_CONV_MODULES)):
             return _linear_or_conv
         for kinds, rule in ((ops.BN_MODULES, ops.batchnorm), ((nn.LayerNorm,), ops.layernorm),
-                            ((nn.GroupNorm,), ops.groupnorm), (ops.IDENTITY_MODULES, ops.identity),
+                            ((nn.GroupNorm,), ops.groupnorm), (ops.INSTANCE_NORM_MODULES, ops.instancenorm),
+                            (ops.IDENTITY_MODULES, ops.identity),
                             (ops.POOL_MODULES, ops.pool), (ops.SOFTMAX_MODULES, ops.softmax),
                             ((nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d), ops.pool),
                             ((nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d,
@@ -118,6 +119,7 @@ def _rule(node, mod):
         (ops.ADD_CALLS, ops.add), (ops.MUL_CALLS, ops.scale), (ops.DIV_CALLS, ops.scale),
         (ops.SOFTMAX_CALLS, ops.softmax), ({torch.nn.functional.batch_norm}, ops.batchnorm),
         ({torch.nn.functional.layer_norm}, ops.layernorm), ({torch.nn.functional.group_norm}, ops.groupnorm),
+        ({torch.nn.functional.instance_norm}, ops.instancenorm),
         ({"__getitem__"}, ops.getitem),
     ]
     if t is operator.getitem:

@@ -7,7 +7,8 @@ The real model is copied to float64 in eval mode and its modules are substituted
   ``F.batch_norm``) -> per-channel ``(|gamma| / sqrt(var + eps)) ** p``, shift 0;
 * LayerNorm, GroupNorm, timm's ``LayerNorm2d`` and modules tagged
   ``linearise = "channel_scale"`` -> per-channel ``|gamma| ** p`` (frozen statistics: no
-  centring, no division);
+  centring, no division); InstanceNorm the same, or with running statistics (eval)
+  ``(|gamma| / sqrt(running_var + eps)) ** p``;
 * activation modules (ReLU6, Hardswish, GELU, SiLU, Sigmoid, ..., and timm's own
   ``timm.layers.activations`` classes) -> identity;
 * parameters named ``gamma``, ``gamma_*`` or ``layer_scale`` (layer scale: timm, CaiT/EdgeNeXt,
@@ -206,6 +207,12 @@ def linearised_flow(model, input_shape, power=1, masks=None, count=False):
                 if mod.bias is not None:
                     mod.bias.zero_()
                 vs[pname] = mod.weight
+            elif isinstance(mod, nn.modules.instancenorm._InstanceNorm):  # per channel, dimension 1
+                n = mod.num_features
+                gamma = mod.weight.detach().abs() if mod.weight is not None else torch.ones(n, dtype=torch.double)
+                if mod.track_running_stats:  # eval: the running statistics, as an eval BatchNorm
+                    gamma = gamma / torch.sqrt(mod.running_var + mod.eps)
+                subs.append((name, ChannelScale(gamma ** p, 1)))
             elif getattr(mod, "running_var", None) is not None:
                 root = torch.sqrt(mod.running_var + mod.eps)
                 gamma = mod.weight.abs() if mod.weight is not None else torch.ones_like(root)

@@ -495,3 +495,40 @@ def test_random_rearrangements_are_exact(data):
     dup = data.draw(st.booleans())
     torch.manual_seed(data.draw(st.integers(0, 1000)))
     check_against_reference(RandomRearrange(c, list(perm), sizes, list(order), dup), (2, 2, 2))
+
+
+class InstanceNormNet(nn.Module):
+    """InstanceNorm in its forms: affine, with running statistics (eval), plain on a 1-d map,
+    or (``functional=True``) the plain one as ``F.instance_norm``."""
+
+    def __init__(self, functional=False):
+        super().__init__()
+        self.functional = functional
+        self.stem = _conv(3, 6)
+        self.inorm = nn.InstanceNorm2d(6, affine=True)
+        self.tracked = nn.InstanceNorm2d(6, affine=True, track_running_stats=True)
+        self.conv = _conv(6, 4)
+        self.plain = nn.InstanceNorm1d(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.conv(self.tracked(self.inorm(self.stem(x)))).flatten(2)  # (batch, 4, positions)
+        return self.fc((F.instance_norm(x) if self.functional else self.plain(x)).mean(-1))
+
+
+def test_instancenorm_rules_match_the_linearised_network():
+    torch.manual_seed(0)
+    model = InstanceNormNet()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in (model.inorm, model.tracked):
+            m.weight.copy_((torch.rand(6, generator=g) + 0.5) * torch.sign(torch.randn(6, generator=g)))
+        model.tracked.running_var.copy_(torch.rand(6, generator=g) * 2 + 0.2)
+    graph = check_against_reference(model, (3, 5, 5))
+    functional = InstanceNormNet(functional=True)
+    functional.load_state_dict(model.state_dict())
+    same = netgraph.from_torch(functional, (3, 5, 5))  # F.instance_norm: the module's rule
+    assert flows.log10_synflow_R(same) == flows.log10_synflow_R(graph)
+    with pytest.raises(netgraph.UnsupportedModelError, match="InstanceNorm of a tensor that is not"), \
+            pytest.warns(UserWarning, match="num_features"):  # torch reads (1, 3) as 1 channel of 3
+        netgraph.from_torch(nn.Sequential(nn.Linear(4, 3), nn.InstanceNorm1d(3)), (4,))
