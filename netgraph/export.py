@@ -24,7 +24,6 @@ True
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import struct
@@ -33,11 +32,11 @@ from numbers import Real
 
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
 
 from ._validate import as_path, check_file_path, check_module
 from .errors import InvalidInputError, NotAMaskFileError
-from .masks import Mask, MaskSet, parameter_of, prunable_parameter_names
+from .masks import Mask, MaskSet, copy_model, parameter_of, prunable_parameter_names
+from .masks import remove_parametrize as _remove_parametrize
 
 META_KEY = "netgraph_meta"
 ORDER_KEY = "netgraph_order"  # safetensors sorts tensors by name; the mask set's order is kept here
@@ -165,18 +164,34 @@ def apply_parametrize(model: nn.Module, masks: MaskSet, strict: bool = True) -> 
 
 def remove_parametrize(model: nn.Module) -> nn.Module:
     """Remove every :class:`~netgraph.masks.Mask` parametrization, keeping the masked values as plain parameters."""
-    for module in check_module(model, "remove_parametrize").modules():
+    return _remove_parametrize(check_module(model, "remove_parametrize"))
+
+
+_MHA_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+def _maskable_names(model: nn.Module) -> list:
+    """The conv and linear weights, ``nn.MultiheadAttention``'s input projections and every
+    other parameter that carries a mask (a pruning buffer or a Mask parametrization), in
+    module order."""
+    names = set(prunable_parameter_names(model))
+    out = []
+    for mname, module in model.named_modules():
+        attrs = [a for a in _MHA_WEIGHTS if getattr(module, a, None) is not None] \
+            if isinstance(module, nn.MultiheadAttention) else []
+        attrs += [b[:-len("_mask")] for b, _ in module.named_buffers(recurse=False) if b.endswith("_mask")]
         plist = getattr(module, "parametrizations", None)
-        if plist is None:
-            continue
-        for attr in list(plist.keys()):
-            if any(isinstance(p, Mask) for p in plist[attr]):
-                parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
-    return model
+        attrs += [a for a in (plist or {}) if any(isinstance(p, Mask) for p in plist[a])]
+        for attr in ["weight"] + attrs:
+            name = f"{mname}.{attr}" if mname else attr
+            if (attr != "weight" or name in names) and name not in out:
+                out.append(name)
+    return out
 
 
 def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
-    """The masks ``model`` carries for its conv and linear weights.
+    """The masks ``model`` carries for its conv and linear weights, ``nn.MultiheadAttention``'s
+    input projections and any other parameter masked by :meth:`MaskSet.apply`.
 
     A ``torch.nn.utils.prune`` buffer (``weight_mask``) or a :class:`~netgraph.masks.Mask`
     parametrization gives its mask exactly; otherwise the mask is ``weight != 0`` (after
@@ -184,7 +199,7 @@ def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
     as pruned).
     """
     out = {}
-    for pname in prunable_parameter_names(check_module(model, "masks_from_model")):
+    for pname in _maskable_names(check_module(model, "masks_from_model")):
         module, attr, _ = parameter_of(model, pname)
         plist = getattr(module, "parametrizations", None)
         found = None
@@ -283,7 +298,7 @@ def to_sparse(model: nn.Module, max_density: float = 1.0) -> nn.Module:
     # The copy keeps parametrizations and pruning hooks of the other layers as they are:
     # removing a parametrization from a deep copy would break the original (they share
     # the parametrized class), so sparse modules are built from the original's weights.
-    out = copy.deepcopy(model)
+    out = copy_model(model)
     for name in names:
         mod = model.get_submodule(name)
         with torch.no_grad():

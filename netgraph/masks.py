@@ -12,6 +12,7 @@ version and ``"format": "netgraph-masks/1"``.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import os
 import warnings
@@ -313,3 +314,39 @@ def remove_pruning(model: nn.Module) -> nn.Module:
             if isinstance(hook, prune.BasePruningMethod):
                 prune.remove(module, hook._tensor_name)
     return model
+
+
+def remove_parametrize(model: nn.Module) -> nn.Module:
+    """Remove every :class:`Mask` parametrization, keeping the masked values as plain parameters."""
+    for module in model.modules():
+        plist = getattr(module, "parametrizations", None)
+        for attr in list(plist.keys()) if plist is not None else ():
+            if any(isinstance(p, Mask) for p in plist[attr]):
+                parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
+    return model
+
+
+def copy_model(model: nn.Module, plain: bool = False) -> nn.Module:
+    """``copy.deepcopy(model)``, also of a model whose weights are computed tensors (the
+    ``weight`` that ``torch.nn.utils.prune`` or the old ``weight_norm`` recompute before each
+    forward pass, which deepcopy refuses): those are copied detached, and the copy recomputes
+    them as the original does. ``plain=True``: the copy's masks applied by :meth:`MaskSet.apply`
+    are made permanent (:func:`remove_pruning`, :func:`remove_parametrize`), so every weight
+    is a plain parameter under its own name holding its masked value."""
+    computed = [(m, k, v) for m in model.modules() for k, v in vars(m).items()
+                if isinstance(v, torch.Tensor) and v.grad_fn is not None]
+    try:
+        for m, k, v in computed:
+            setattr(m, k, v.detach())
+        out = copy.deepcopy(model)
+    finally:
+        for m, k, v in computed:
+            setattr(m, k, v)
+    if not plain:
+        return out
+    for m in out.modules():  # the copy's own parametrized class: removing a parametrization
+        cls = type(m)        # deletes its property from the class, which the original shares
+        if parametrize.is_parametrized(m):
+            m.__class__ = type(cls.__name__, cls.__bases__,
+                               {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")})
+    return remove_parametrize(remove_pruning(out))

@@ -7,7 +7,6 @@ Single-threaded torch and a seeded shuffling generator make runs repeatable bit 
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import asdict, dataclass
 
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from netgraph.errors import InvalidInputError
+from netgraph.masks import copy_model
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ def _optimizer(net, config: TrainConfig):
 
 
 def _train(model, masks, xtr, ytr, xte, yte, config: TrainConfig, seed: int) -> dict:
-    net = copy.deepcopy(model)
+    net = copy_model(model)  # (a model already pruned too)
     if masks is not None:
         masks.apply(net)
     opt = _optimizer(net, config)

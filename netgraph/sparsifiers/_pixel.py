@@ -14,11 +14,11 @@ the scheduled count, ties in parameter order.
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..masks import copy_model
 from ._select import top_k_masks
 
 def _linearised(model, power: int):
@@ -30,7 +30,7 @@ def _linearised(model, power: int):
     import torch
     import torch.nn as nn
 
-    m = copy.deepcopy(model).double().eval()
+    m = copy_model(model, plain=True).double().eval()
     weights = []
     with torch.no_grad():
         for name, mod in m.named_modules():
@@ -76,11 +76,10 @@ def pixel_flow_pruning(model, input_shape, param_names, density: float, target: 
 
     if model is None:
         raise InvalidInputError("level='pixel' runs autograd on the torch model: pass the model, not a graph")
-    names = dict(model.named_parameters())
-    missing = [p for p in param_names if p not in names]
+    net, params = _linearised(model, power)  # (a pruned model's weights under their own names)
+    missing = [p for p in param_names if p not in params]
     if missing:
         raise InvalidInputError(f"level='pixel': the model has no parameters {missing[:3]}")
-    net, params = _linearised(model, power)
     originals = {p: params[p].detach().clone() for p in param_names}
     masks = {p: torch.ones_like(originals[p], dtype=torch.bool) for p in param_names}
     N = sum(m.numel() for m in masks.values())

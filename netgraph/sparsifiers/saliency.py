@@ -21,7 +21,6 @@ dtype, and GraSP's ``temperature`` must be finite and positive (one clear error 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 from numbers import Real
 
@@ -30,12 +29,13 @@ import torch.nn.functional as F
 
 from ..data import as_batches
 from ..errors import InvalidInputError
+from ..masks import copy_model
 from ._select import check_scores, top_k_masks
 from .base import Context, method
 
 
 def _setup(ctx: Context, bn_mode: str):
-    model = copy.deepcopy(ctx.model)
+    model = copy_model(ctx.model, plain=True)  # (a pruned model's weights as plain parameters)
     model.train(bn_mode == "train")
     params = dict(model.named_parameters())
     weights = [params[l.param] for l in ctx.graph.layers]

@@ -133,3 +133,66 @@ def test_to_sparse_leaves_other_convs_dense():
     x = torch.randn(2, 3, 6, 6)
     with torch.no_grad():
         assert torch.allclose(sparse(x), model(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("how", ["prune", "parametrize", "multiply"])
+def test_to_sparse_after_every_apply_mode(how):
+    """``apply``'s default mode (torch's pruning: a computed ``weight``, which deepcopy refuses)
+    failed with a RuntimeError."""
+    torch.manual_seed(0)
+    model = M.mlp((30, 40, 20, 5))
+    ms = netgraph.sparsify(model, "random", 0.2, input_shape=(30,), seed=0)
+    ms.apply(model, how=how)
+    x = torch.randn(4, 30)
+    with torch.no_grad():
+        before = model(x)
+        assert torch.allclose(export.to_sparse(model)(x), before, atol=1e-5)
+        assert torch.equal(model(x), before)  # the model itself is unchanged
+
+
+class _MHA(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Conv1d(3, 4, 1)
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):  # (batch, 3 channels, 5 positions)
+        h = self.embed(x).transpose(1, 2)
+        return self.head(self.attn(h, h, h, need_weights=False)[0].mean(1))
+
+
+@pytest.mark.parametrize("how", ["prune", "parametrize", "multiply"])
+def test_masks_read_back_include_attention_input_projections(how):
+    torch.manual_seed(0)
+    model = _MHA()
+    ms = netgraph.sparsify(model, "random", 0.5, input_shape=(3, 5), seed=0, offpath="magnitude")
+    assert "attn.in_proj_weight" in ms
+    ms.apply(model, how=how)
+    back = export.masks_from_model(model)
+    assert list(back) == list(ms) and all(torch.equal(back[k], ms[k]) for k in ms)
+
+
+@pytest.mark.parametrize("how", ["prune", "parametrize", "multiply"])
+def test_every_method_prunes_a_model_already_masked_and_leaves_it_as_it_was(how):
+    """Iterative pruning: SNIP, GraSP and pixel-level SynFlow read parameters by name, which
+    a pruned (``weight_orig``) or parametrized model renames; they raised a KeyError, and a
+    parametrized model was broken by the copy's clean-up (its class is shared)."""
+    from netgraph.sparsifiers import names
+
+    torch.manual_seed(0)
+    model = M.mlp((12, 8, 6, 3))
+    first = netgraph.sparsify(model, "random", 0.5, input_shape=(12,), seed=0)
+    first.apply(model, how=how)
+    x, y = torch.randn(10, 12), torch.randint(0, 3, (10,))
+    with torch.no_grad():
+        before = model(x)
+    runs = [(m, {}) for m in names() if m not in ("npb",)] + [("synflow", {"level": "pixel", "iterations": 5})]
+    for method, opts in runs:
+        again = netgraph.sparsify(model, method, 0.25, input_shape=(12,), seed=0, data=(x, y), **opts)
+        assert set(again) == set(first), method
+        if method not in ("random", "expander", "phew-layerwise"):  # (these ignore the weights' values)
+            assert all(bool((again[k] <= first[k]).all()) for k in first), method  # pruned weights are zero
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+    assert type(model[1]).__name__ == ("ParametrizedLinear" if how == "parametrize" else "Linear")
