@@ -117,11 +117,22 @@ def _iterate(ctx: Context, power: int, form: str, iterations: int, fractions, po
                 raise InvalidInputError(
                     f"iteration {t - 1} of {iterations} left no input-output path (it kept {frac_prev:.3g} of the weights "
                     f"in one step: layer collapse); prune more gradually: more iterations, or a schedule of smaller steps")
-            raise InvalidInputError("no input-output path carries flow (all weights on some layer are zero, or weights "
-                                    "near 1e30 or more, whose relative factors fall under the engine's floor 1e-35)")
+            raise InvalidInputError(_no_flow(graph))
         cs = map_sized(pool, lambda s: s.factor(flows), states, [0] * len(states))
         prune_step(states, cs, keep_count, form, pool)
     return map_sized(pool, lambda s: s.final_mask(), states, sizes)
+
+
+def _no_flow(graph) -> str:
+    """Why no path carries flow at the start: the layers whose weights are all zero, named."""
+    zero = [layer.param for layer in graph.layers if not layer.weight.any()]
+    if zero:
+        return (f"no input-output path carries flow: every weight of {', '.join(map(repr, zero[:3]))}"
+                f"{f' and {len(zero) - 3} more' if len(zero) > 3 else ''} is zero (torchvision initialises some "
+                "classifier heads to zero, e.g. ViT's heads.head); draw them anew before pruning, e.g. "
+                "nn.init.kaiming_uniform_(layer.weight, a=5 ** 0.5)")
+    return ("no input-output path carries flow (weights near 1e30 or more, whose relative factors fall under the "
+            "engine's floor 1e-35)")
 
 
 @method(

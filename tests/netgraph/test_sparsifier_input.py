@@ -145,3 +145,14 @@ def test_half_model_with_half_inputs_runs():
     x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
     ms = netgraph.sparsify(_small().half(), "snip", 0.5, input_shape=(6,), data=(x.half(), y))
     assert ms.num_kept == round(0.5 * 45)
+
+
+@pytest.mark.parametrize("method", ["synflow", "synflow-l2"])
+def test_synflow_names_the_layer_whose_weights_are_all_zero(method):
+    """torchvision initialises ViT's head to zero: no path carries flow, and the error said
+    only that 'some layer' might be zero."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 2))
+    nn.init.zeros_(model[2].weight)
+    with pytest.raises(InvalidInputError, match=r"^no input-output path carries flow: every weight of '2.weight' "
+                                                r"is zero .*draw them anew before pruning"):
+        netgraph.sparsify(model, method, 0.5, input_shape=(4,), seed=0)
