@@ -39,7 +39,10 @@ from .masks import Mask, MaskSet, copy_model, parameter_of, prunable_parameter_n
 from .masks import remove_parametrize as _remove_parametrize
 
 META_KEY = "netgraph_meta"
-ORDER_KEY = "netgraph_order"  # safetensors sorts tensors by name; the mask set's order is kept here
+#: safetensors sorts tensors by name: the mask set's order is kept in the metadata under this key (one
+#: header entry: safetensors writes the entries of its header's metadata in no fixed order).
+ORDER_META = "parameter_order"
+ORDER_KEY = "netgraph_order"  # where files of netgraph 0.1 kept it, a header entry of its own
 SAFETENSORS_SUFFIX = ".safetensors"
 
 
@@ -61,16 +64,17 @@ def save_safetensors(masks: MaskSet, path) -> None:
     """Write ``masks`` to a ``.safetensors`` file (bool tensors, metadata as JSON in the header).
 
     Any safetensors reader gets the masks by parameter name; the header holds
-    ``netgraph_meta`` (the metadata, JSON) and ``netgraph_order`` (the parameter order).
+    ``netgraph_meta`` (the metadata as JSON; the parameter order under ``parameter_order``),
+    its only entry, so that the same masks give the same bytes.
     """
     st = _safetensors()
     _check_masks(masks)
     path = check_file_path(path)
-    meta = dict(masks.meta)
-    meta.update(kept=masks.num_kept, total=masks.num_total, achieved_density=masks.achieved_density)
+    meta = masks.file_meta()
+    meta[ORDER_META] = list(masks)
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     tensors = {k: v.contiguous() for k, v in masks.items()}
-    header = {META_KEY: json.dumps(meta, default=str), ORDER_KEY: json.dumps(list(tensors))}
+    header = {META_KEY: json.dumps(meta, default=str)}
     st.save_file(tensors, os.fspath(path), metadata=header)
 
 
@@ -93,7 +97,8 @@ def load_safetensors(path) -> MaskSet:
         raise NotAMaskFileError(f"{path} is not a mask file: tensors {bad[:5]} are not bool")
     try:
         meta = json.loads(header.get(META_KEY, "{}"))
-        order = json.loads(header.get(ORDER_KEY, "[]"))
+        order = meta.pop(ORDER_META, None) if isinstance(meta, dict) else None
+        order = json.loads(header.get(ORDER_KEY, "[]")) if order is None else order
     except json.JSONDecodeError:
         raise NotAMaskFileError(f"{path}: header entries {META_KEY!r}/{ORDER_KEY!r} are not JSON") from None
     names = [n for n in order if n in tensors] + sorted(n for n in tensors if n not in order)

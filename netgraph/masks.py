@@ -7,13 +7,13 @@ A mask file is a plain dict ``{"masks": {name: bool tensor}, "meta": {...}}`` wr
     for name, mask in blob["masks"].items(): ...
 
 ``meta`` holds the method, requested and achieved density, seed, model spec, library
-version and ``"format": "netgraph-masks/1"``.
+version and ``"format": "netgraph-masks/1"``; nothing time-dependent (the method's
+``seconds`` stay in memory), so the same masks give the same bytes.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 import os
 import warnings
 from collections.abc import Mapping, MutableMapping
@@ -165,6 +165,17 @@ class MaskSet(MutableMapping):
         ]
 
     # -- files ------------------------------------------------------------------------
+    #: Metadata that changes from run to run, never written to files (same masks, same bytes).
+    TIME_DEPENDENT = ("seconds", "created")
+
+    def file_meta(self) -> dict:
+        """The metadata as mask files hold it: ``meta`` without :data:`TIME_DEPENDENT` keys,
+        with the library version, the format and the kept, total and achieved counts."""
+        meta = {k: v for k, v in self.meta.items() if k not in self.TIME_DEPENDENT}
+        meta.setdefault("library_version", __version__)
+        meta.update(format=FORMAT, kept=self.num_kept, total=self.num_total, achieved_density=self.achieved_density)
+        return meta
+
     def save(self, path) -> None:
         """Write ``{"masks": ..., "meta": ...}`` with ``torch.save``.
 
@@ -174,14 +185,7 @@ class MaskSet(MutableMapping):
             If ``path`` is not a str or path-like, or names a directory.
         """
         path = check_file_path(path)
-        meta = dict(self.meta)
-        meta.setdefault("library_version", __version__)
-        meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        meta["format"] = FORMAT
-        meta["kept"] = self.num_kept
-        meta["total"] = self.num_total
-        meta["achieved_density"] = self.achieved_density
-        blob = {"masks": dict(self._masks), "meta": plain(meta, nonfinite="keep")}
+        blob = {"masks": dict(self._masks), "meta": plain(self.file_meta(), nonfinite="keep")}
         os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
         torch.save(blob, path)
 

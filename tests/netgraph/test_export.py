@@ -196,3 +196,30 @@ def test_every_method_prunes_a_model_already_masked_and_leaves_it_as_it_was(how)
     with torch.no_grad():
         assert torch.equal(model(x), before)
     assert type(model[1]).__name__ == ("ParametrizedLinear" if how == "parametrize" else "Linear")
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_the_same_masks_give_the_same_bytes(tmp_path, suffix):
+    """Mask files held the time they were written and the method's seconds: two runs of the
+    same command gave files of the same masks but different bytes."""
+    model = zoo.build("resnet20", seed=0)
+    runs = [netgraph.sparsify(model, "synflow", 0.05, seed=0, input_shape=(3, 32, 32), iterations=5) for _ in "ab"]
+    assert all("seconds" in ms.meta for ms in runs)  # (kept in memory)
+    for i, ms in enumerate(runs):
+        (tmp_path / str(i)).mkdir()
+        export.save(ms, tmp_path / str(i) / f"m{suffix}")
+    a, b = ((tmp_path / str(i) / f"m{suffix}").read_bytes() for i in range(2))
+    assert a == b
+    back = export.load(tmp_path / "0" / f"m{suffix}")
+    assert not set(MaskSet.TIME_DEPENDENT) & set(back.meta) and back.meta["format"] == "netgraph-masks/1"
+
+
+def test_safetensors_files_of_the_first_layout_still_read_in_their_order(tmp_path):
+    from safetensors.torch import save_file
+
+    masks = {"b.weight": torch.ones(2, 3, dtype=torch.bool), "a.weight": torch.zeros(3, 2, dtype=torch.bool)}
+    save_file(masks, str(tmp_path / "old.safetensors"),
+              metadata={export.META_KEY: json.dumps({"method": "random"}),
+                        export.ORDER_KEY: json.dumps(["b.weight", "a.weight"])})
+    back = export.load(tmp_path / "old.safetensors")
+    assert list(back) == ["b.weight", "a.weight"] and back.meta["method"] == "random"
