@@ -278,6 +278,28 @@ def graph_checked(spec, input_shape=None, seed: int = 0, num_classes=None, layer
     return model, from_torch(model, shape, model_spec=mspec, layer_scale=layer_scale)
 
 
+def mask_and_graph(mask_file, model=None, input_shape=None, seed=None, num_classes=None):
+    """``(masks, graph, masked graph)`` of a mask file and the model it was made for (``analyze``,
+    ``report``): the model is the file's unless given (:func:`analysis.experiments.maskfile.rebuild_args`),
+    built through :func:`graph_checked`; a mask that does not fit it is one line naming both models."""
+    from netgraph.errors import MaskMismatchError
+    from netgraph.masked import as_masked
+
+    from ..experiments.maskfile import read_masks, rebuild_args
+
+    ms = read_masks(mask_file)
+    args = rebuild_args(ms, mask_file, model, input_shape, seed, num_classes)
+    _, g = graph_checked(**args)
+    try:
+        return ms, g, as_masked(g, ms)
+    except MaskMismatchError as exc:
+        made = (ms.meta.get("model") or {}).get("name")
+        hint = "" if num_classes is not None or input_shape is not None else (
+            " (made with another number of outputs or input shape? pass --num-classes, --input-shape)")
+        raise MaskMismatchError(f"{mask_file} (made for {made!r}) does not fit model {args['spec']!r}: "
+                                f"{one_line(exc)}{hint}") from None
+
+
 def _bad(param, exc) -> click.BadParameter:
     return click.BadParameter(one_line(exc), param=param)
 

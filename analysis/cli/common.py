@@ -16,17 +16,44 @@ from netgraph.offpath import OFFPATH_POLICIES
 from .boundary import SEED, SEED_MAX, input_shape_value
 
 
+def num_classes_option(default: str = "the model's own"):
+    """``--num-classes``: the number of outputs of the model to build (every command that builds one)."""
+    return click.option("--num-classes", type=click.IntRange(min=1), default=None,
+                        help=f"Number of outputs (default: {default}).")
+
+
+def input_shape_option(default: str = "the model's own; required for user models"):
+    """``--input-shape C,H,W``: one sample's shape (every command that builds a model)."""
+    return click.option("--input-shape", default=None, metavar="C,H,W", callback=input_shape_value,
+                        help=f"Input shape of one sample (default: {default}).")
+
+
 def model_options(fn):
     """``--model``, ``--input-shape``, ``--num-classes`` and ``--seed`` shared by every model command."""
     fn = click.option("--seed", type=SEED, default=0, show_default=True,
                       help=f"Seed for the model's initialisation (and the method's randomness), 0..{SEED_MAX}.")(fn)
-    fn = click.option("--num-classes", type=click.IntRange(min=1), default=None,
-                      help="Number of outputs (default: the model's own).")(fn)
-    fn = click.option("--input-shape", default=None, metavar="C,H,W", callback=input_shape_value,
-                      help="Input shape of one sample (default: the model's own; required for user models).")(fn)
+    fn = num_classes_option()(fn)
+    fn = input_shape_option()(fn)
     fn = click.option("--model", "model_name", default="resnet20", show_default=True,
-                      help="A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
-                           "user factory 'pkg.module:factory'.")(fn)
+                      help=MODEL_HELP)(fn)
+    return fn
+
+
+#: What ``--model`` accepts.
+MODEL_HELP = ("A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
+              "user factory 'pkg.module:factory'.")
+
+
+def mask_model_options(fn):
+    """``--model``, ``--input-shape``, ``--num-classes``, ``--seed`` of the commands that read a mask file
+    (``analyze``, ``report``): each defaults to the file's recorded model."""
+    fn = click.option("--seed", type=SEED, default=None,
+                      help="Model initialisation seed (default: the file's).")(fn)
+    fn = num_classes_option("the file's with its model, else the model's own")(fn)
+    fn = input_shape_option("the file's with its model, or with a model built in Python; "
+                            "else the model's own")(fn)
+    fn = click.option("--model", "model_name", default=None,
+                      help="Model to analyse against (default: the one recorded in the file). " + MODEL_HELP)(fn)
     return fn
 
 

@@ -11,10 +11,10 @@ from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
 from ..experiments.maskfile import write_masks
-from .boundary import (SEED, check_out_file, density_value, graph_checked, input_shape_value, mask_format,
-                       method_name, one_line)
-from .common import (echo_json, format_table, layer_scale_option, model_options, offpath_option, parse_options,
-                     prune_data)
+from .boundary import (SEED, check_out_file, density_value, graph_checked, mask_and_graph, mask_format, method_name,
+                       one_line)
+from .common import (echo_json, format_table, layer_scale_option, mask_model_options, model_options, offpath_option,
+                     parse_options, prune_data)
 
 
 def describe_graph(graph) -> dict:
@@ -71,13 +71,14 @@ def models_cmd(source, as_json):
         m = e.factory()
         params = dict(m.named_parameters())
         prunable = sum(params[n].numel() for n in prunable_parameter_names(m))
-        rows.append({"name": name, "input_shape": "x".join(map(str, e.input_shape)), "classes": e.num_classes,
+        rows.append({"name": name, "input_shape": list(e.input_shape), "classes": e.num_classes,
                      "prunable_weights": prunable, "parameters": sum(p.numel() for p in m.parameters()),
                      "description": e.description})
     if as_json:
         echo_json(rows)
     else:
-        click.echo(format_table(rows, ["name", "input_shape", "classes", "prunable_weights", "parameters",
+        click.echo(format_table([dict(r, input_shape="x".join(map(str, r["input_shape"]))) for r in rows],
+                                ["name", "input_shape", "classes", "prunable_weights", "parameters",
                                        "description"]))
 
 
@@ -207,34 +208,21 @@ def metrics_cmd(as_json, markdown):
 
 @click.command("analyze")
 @click.argument("mask_file", type=click.Path(dir_okay=False))
-@click.option("--model", "model_name", default=None, help="Model to analyse against (default: the one in the file).")
-@click.option("--input-shape", default=None, metavar="C,H,W", callback=input_shape_value,
-              help="Input shape (user models).")
-@click.option("--seed", type=SEED, default=None, help="Model initialisation seed (default: the file's).")
+@mask_model_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def analyze_cmd(mask_file, model_name, input_shape, seed, as_json):
-    """Measure a saved mask: widths, bottleneck, connectivity, path diversity."""
-    from netgraph.errors import MaskMismatchError
-    from netgraph.masked import as_masked
+def analyze_cmd(mask_file, model_name, input_shape, num_classes, seed, as_json):
+    """Measure a saved mask: widths, bottleneck, connectivity, path diversity.
 
-    from ..experiments.maskfile import model_spec, read_masks
+    The model is rebuilt from the file's metadata. A mask made in Python for a model built
+    there, such as torchvision.models.resnet18(num_classes=10), names only its class: pass
+    --model torchvision:resnet18 --num-classes 10 (and --input-shape if the mask was not
+    made at the file's recorded shape).
+    """
     from ..summary import measure
     from ..widths import layer_table
 
-    ms = read_masks(mask_file)
-    spec = model_spec(ms, mask_file)
-    name = model_name or spec.get("name")
-    if not name:
-        raise click.UsageError(f"{mask_file} does not say which model it was made for; pass --model")
-    shape = input_shape or (None if model_name else spec.get("input_shape"))
-    init = seed if seed is not None else spec.get("seed", 0)  # the model spec's seed is its init seed
-    classes = None if model_name else spec.get("num_classes")
-    _, g = graph_checked(name, shape, int(init), classes, spec.get("layer_scale", "as_is"))
-    try:
-        mg = as_masked(g, ms)
-    except MaskMismatchError as exc:
-        made = spec.get("name")
-        raise MaskMismatchError(f"{mask_file} (made for {made!r}) does not fit model {name!r}: {exc}") from None
+    ms, g, mg = mask_and_graph(mask_file, model_name, input_shape, seed, num_classes)
+    name = g.model_spec.get("name")
     rec = measure(g, mg)
     layers = layer_table(g, mg)
     if as_json:

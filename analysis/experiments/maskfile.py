@@ -9,6 +9,8 @@
   apart by the file's first bytes), then checks the metadata's model spec
   (:func:`model_spec`), so a hand-edited file fails with one line naming the entry, not deep
   inside the model builder.
+* :func:`rebuild_args`: the arguments that rebuild the model a mask file was made for, with
+  overrides; one line when the file's model was built in Python and cannot be rebuilt by name.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from netgraph._validate import check_input_shape, check_seed
 from netgraph.errors import NetgraphError, NotAMaskFileError
 from netgraph.masks import MaskSet
 
-__all__ = ["FORMATS", "check_mask_path", "write_masks", "read_masks", "model_spec"]
+__all__ = ["FORMATS", "check_mask_path", "write_masks", "read_masks", "model_spec", "rebuildable", "rebuild_args"]
 
 #: Suffix -> format of the mask files the library writes and reads.
 FORMATS = {".pt": "torch", ".pth": "torch", ".safetensors": "safetensors"}
@@ -101,3 +103,55 @@ def model_spec(ms: MaskSet, path="the mask file") -> dict:
     if scale is not None and scale not in LAYER_SCALE_MODES:
         raise _bad(path, "layer_scale", f"must be one of {', '.join(map(repr, LAYER_SCALE_MODES))}, got {scale!r}")
     return spec
+
+
+def rebuildable(name) -> bool:
+    """True when ``name`` is a model name :func:`netgraph.zoo.load_model` rebuilds: a zoo model,
+    ``torchvision:NAME``, ``timm:NAME`` or ``pkg.module:factory``. A model built in Python and
+    given to the library records its class name (``"ResNet"``), which is not one.
+
+    >>> rebuildable("resnet20"), rebuildable("torchvision:resnet18"), rebuildable("ResNet")
+    (True, True, False)
+    """
+    from netgraph import zoo
+
+    return isinstance(name, str) and (":" in name or name in zoo.names())
+
+
+def rebuild_args(ms: MaskSet, path="the mask file", model=None, input_shape=None, seed=None,
+                 num_classes=None) -> dict:
+    """The arguments of :func:`netgraph.zoo.graph_of` (``spec``, ``input_shape``, ``seed``,
+    ``num_classes``, ``layer_scale``) that rebuild the model ``ms`` was made for.
+
+    Each argument given (not None) overrides the file's. The file's input shape, number of
+    classes and seed apply to its own model (``model`` None or the recorded name); with
+    another ``model``, the file's input shape still applies when the recorded model was built
+    in Python (its shape is the one the mask was made at), the number of classes is the
+    model's own, the seed the file's.
+
+    Raises
+    ------
+    InvalidInputError
+        No ``model`` and the file names none, or names a model built in Python (a class
+        name, :func:`rebuildable` False): the line says what to pass.
+    """
+    from netgraph.errors import InvalidInputError
+
+    spec = model_spec(ms, path)
+    recorded, shape = spec.get("name"), spec.get("input_shape")
+    if model is None and not recorded:
+        raise InvalidInputError(f"{path} does not say which model it was made for; pass --model (and --num-classes, "
+                                "--input-shape as the mask was made)")
+    if model is None and not rebuildable(recorded):
+        at = f" (default: the file's {','.join(map(str, shape))})" if shape else ""
+        raise InvalidInputError(
+            f"{path} was made for {recorded!r}, a model built in Python: that class name cannot be rebuilt; pass the "
+            f"model as --model torchvision:NAME, timm:NAME or pkg.module:factory with --num-classes N (its number of "
+            f"outputs) and --input-shape C,H,W{at}")
+    own = model is None or model == recorded
+    keep_shape = own or not rebuildable(recorded)
+    return {"spec": model or recorded,
+            "input_shape": input_shape if input_shape is not None else (shape if keep_shape else None),
+            "seed": int(seed if seed is not None else spec.get("seed", 0)),
+            "num_classes": num_classes if num_classes is not None else (spec.get("num_classes") if own else None),
+            "layer_scale": spec.get("layer_scale", "as_is")}

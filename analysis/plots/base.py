@@ -78,7 +78,19 @@ def _band(ax, data, x, y, hue, pal, bounds=(-np.inf, np.inf), legend=True, marke
 def _title(df, what):
     models = ", ".join(dict.fromkeys(df["model"]))
     seeds = df.groupby(["model", "method", "target_density"]).size().max()
-    return f"{what} - {models} ({seeds} seed{'s' if seeds > 1 else ''}; mean ± sd)"
+    return f"{what} - {models} ({seeds} seeds; mean ± sd)" if seeds > 1 else f"{what} - {models} (1 seed)"
+
+
+def fit_suptitle(fig: Figure, text: str):
+    """``fig.suptitle(text)``, wrapped onto more lines when one line would be wider than the figure."""
+    import textwrap
+
+    from matplotlib import rcParams
+    from matplotlib.font_manager import FontProperties
+
+    size = FontProperties(size=rcParams["figure.titlesize"]).get_size_in_points()
+    per_line = max(20, int(fig.get_figwidth() * 72 / (0.55 * size)))  # an average glyph is about 0.55 em wide
+    return fig.suptitle("\n".join(textwrap.wrap(text, per_line)))
 
 
 def _new_figure(width=6.4, height=4.2, ncols=1, nrows=1, **kw):

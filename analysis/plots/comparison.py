@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from ..table import label_of
 from .base import (_STYLE, _band, _density_axis, _labels, _new_figure, _palette, _per_model, _shared_legend, _title,
-                   layer_axis, metric_range)
+                   fit_suptitle, layer_axis, metric_range)
 
 
 def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: bool = False) -> Figure:
@@ -42,16 +42,16 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: boo
                   legend=ax is axes.flat[0])
             ax.set_title(f"density {d:g} ({d * 100:g}% of weights)")
             layer_axis(ax, part.groupby("layer")["name"].first())
-            ax.set_ylabel("active units / dense width" if fraction else "active units (on an input-output path)")
+            ax.set_ylabel("active units /\ndense width" if fraction else "active units\n(on an input-output path)")
             ax.set_ylim(bottom=0)
         for ax in list(axes.flat)[len(dens):]:
             ax.set_visible(False)
         first = axes.flat[0]
-        if first.get_legend() is not None:
+        if first.get_legend() is not None:  # below the panels: beside them it met the title of a narrow figure
             handles, labels = first.get_legend_handles_labels()
             first.get_legend().remove()
-            fig.legend(handles, labels, loc="outside right upper", title="method")
-        fig.suptitle(_title(df, "Layer widths"))
+            fig.legend(handles, labels, loc="outside lower center", title="method", ncols=min(len(labels), 4))
+        fit_suptitle(fig, _title(df, "Layer widths"))
     return fig
 
 

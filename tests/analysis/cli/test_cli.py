@@ -30,6 +30,15 @@ def test_models_lists_the_zoo_with_counts(run):
     assert "resnet18" in run("models").output
 
 
+def test_models_and_graph_json_give_the_input_shape_as_a_list(run):
+    rows = {r["name"]: r for r in json.loads(run("models", "--json").output)}
+    assert rows["resnet20"]["input_shape"] == [3, 32, 32] and rows["digits_mlp"]["input_shape"] == [1, 8, 8]
+    graph = json.loads(run("graph", "--model", "digits_mlp", "--json").output)
+    assert graph["input_shape"] == rows["digits_mlp"]["input_shape"]
+    assert all(isinstance(s, int) for r in rows.values() for s in r["input_shape"])
+    assert "3x32x32" in run("models").output  # the table keeps C x H x W
+
+
 @pytest.mark.parametrize("name,conv,linear,weights", [
     ("vgg19", 16, 1, 20_024_000), ("resnet20", 21, 1, 270_896), ("resnet18", 20, 1, 11_261_632),
 ])
