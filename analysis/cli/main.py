@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-import warnings
 
 import click
 
 from netgraph import __version__
 
+from . import warning_lines
 from .boundary import DEBUG_ENV, NetgraphGroup, make_cwd_importable
 from .coverage_command import coverage_cmd
 from .experiment_commands import compare_cmd, demo_cmd, reproduce_cmd
@@ -29,8 +29,8 @@ def main(debug):
     `netgraph analyze m.pt | head`), 130 after Ctrl-C.
     """
     make_cwd_importable()
-    if not debug:  # a library warning is one line on the command line (with --debug: Python's full form)
-        warnings.formatwarning = lambda message, category, *args, **kwargs: f"Warning: {message}\n"
+    if not debug:  # a library warning is one line, once (with --debug: Python's full form)
+        warning_lines.install()
 
 
 for _cmd in (models_cmd, graph_cmd, methods_cmd, metrics_cmd, prune_cmd, analyze_cmd, compare_cmd, reproduce_cmd,

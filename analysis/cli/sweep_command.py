@@ -144,6 +144,7 @@ def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, force, 
     """
     from ..experiments.sweep import local_cluster, run_sweep
     from ..experiments.sweep_config import load_config
+    from .worker_warnings import forward_from_workers
 
     if retry_failed and not resume:
         raise click.UsageError("--retry-failed continues a sweep: add --resume")
@@ -172,6 +173,8 @@ def sweep_cmd(config, out_dir, resume, retry_failed, workers, scheduler, force, 
     try:
         with contextlib.ExitStack() as stack:
             address = scheduler or stack.enter_context(local_cluster(workers))
+            if not scheduler and not debug_enabled(click.get_current_context(silent=True)):
+                forward_from_workers(address)  # the workers' warnings: one line each, once, here
             res = run_sweep(cfg, out_dir, resume=resume, retry_failed=retry_failed, workers=workers,
                             scheduler=address, progress=not quiet, force=force)
     except KeyboardInterrupt:
