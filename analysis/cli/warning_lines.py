@@ -13,6 +13,7 @@ does), which prints each distinct one once like the other commands.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import sys
 import warnings
@@ -30,8 +31,11 @@ def install() -> None:
 
     def show(message, category, filename, lineno, file=None, line=None):
         text = one_line(message)
-        if text not in shown:
-            shown.add(text)
+        if text in shown:
+            return
+        shown.add(text)
+        tqdm = sys.modules.get("tqdm")  # a progress bar on the terminal: cleared, the line printed, redrawn
+        with tqdm.tqdm.external_write_mode(file=sys.stderr) if tqdm is not None else contextlib.nullcontext():
             click.echo(f"Warning: {text}", err=True)
 
     warnings.showwarning = show

@@ -82,15 +82,23 @@ def _title(df, what):
 
 
 def fit_suptitle(fig: Figure, text: str):
-    """``fig.suptitle(text)``, wrapped onto more lines when one line would be wider than the figure."""
-    import textwrap
-
+    """``fig.suptitle(text)``, its words wrapped onto more lines where one line would be wider than
+    the figure (the width measured in the title's font)."""
     from matplotlib import rcParams
+    from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
-    size = FontProperties(size=rcParams["figure.titlesize"]).get_size_in_points()
-    per_line = max(20, int(fig.get_figwidth() * 72 / (0.55 * size)))  # an average glyph is about 0.55 em wide
-    return fig.suptitle("\n".join(textwrap.wrap(text, per_line)))
+    prop = FontProperties(size=rcParams["figure.titlesize"], weight=rcParams["figure.titleweight"])
+    renderer = RendererAgg(1, 1, 72)  # (widths in points)
+    limit = 0.95 * fig.get_figwidth() * 72
+    lines: list = []
+    for word in text.split(" "):
+        wider = f"{lines[-1]} {word}" if lines else word
+        if lines and renderer.get_text_width_height_descent(wider, prop, ismath=False)[0] <= limit:
+            lines[-1] = wider
+        else:
+            lines.append(word)
+    return fig.suptitle("\n".join(lines))
 
 
 def _new_figure(width=6.4, height=4.2, ncols=1, nrows=1, **kw):

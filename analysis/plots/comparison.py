@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..table import label_of
 from .base import (_STYLE, _band, _density_axis, _labels, _new_figure, _palette, _per_model, _shared_legend, _title,
@@ -44,6 +45,8 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: boo
             layer_axis(ax, part.groupby("layer")["name"].first())
             ax.set_ylabel("active units /\ndense width" if fraction else "active units\n(on an input-output path)")
             ax.set_ylim(bottom=0)
+            if not fraction:  # whole units
+                ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         for ax in list(axes.flat)[len(dens):]:
             ax.set_visible(False)
         first = axes.flat[0]

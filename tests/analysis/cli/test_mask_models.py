@@ -81,15 +81,18 @@ def test_rebuild_args_keeps_the_files_model_unless_told(tmp_path):
     assert rebuild_args(ms, model="digits_cnn", num_classes=4)["num_classes"] == 4
 
 
-def test_torchvision_resnet18_saved_from_python(tmp_path):
-    """The probe's case: torchvision.models.resnet18(num_classes=10) sparsified in Python, at 32x32."""
+def test_torchvision_resnet18_saved_from_python(tmp_path, monkeypatch):
+    """The probe's case, at 32x32: the error line is docs/cli.md's, and the suggested options work."""
     tv = pytest.importorskip("torchvision")
+    from .test_docs_examples import doc_examples
+
     ms = netgraph.sparsify(tv.models.resnet18(num_classes=10), "random", 0.1, input_shape=(3, 32, 32), seed=0)
-    path = tmp_path / "tv_resnet18.pt"
-    ms.save(path)
-    res = _run("analyze", str(path))
-    assert res.exit_code == 2 and "'ResNet', a model built in Python" in res.output and "3,32,32" in res.output
-    res = _run("analyze", str(path), "--model", "torchvision:resnet18", "--num-classes", "10", "--json")
+    monkeypatch.chdir(tmp_path)
+    ms.save("tv_resnet18.pt")
+    (command, line), = doc_examples("Masks of models built in Python")
+    res = _run(*command.split())
+    assert res.exit_code == 2 and res.stderr.strip() == line
+    res = _run("analyze", "tv_resnet18.pt", "--model", "torchvision:resnet18", "--num-classes", "10", "--json")
     assert res.exit_code == 0, res.output
     rep = json.loads(res.output)
     assert rep["summary"]["kept"] == ms.num_kept and rep["summary"]["outputs_connected"] == 10

@@ -2,9 +2,11 @@
 
 import os
 
+import pytest
 from click.testing import CliRunner
 
 import netgraph
+from analysis.cli import main
 from analysis.cli.report_command import report_cmd
 from netgraph import export, zoo
 
@@ -28,3 +30,41 @@ def test_report_errors(tmp_path):
 
     res = CliRunner().invoke(main, ["report", str(tmp_path / "x.pt"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 2 and "not a mask file" in res.output
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("model,shape", [("tests.analysis.cli.user_models:ok", "1,8,8"), ("resnet20", None)])
+def test_report_widths_figure_layout(tmp_path, monkeypatch, model, shape):
+    """widths.png: the legend clear of the title and the panel, the title and y label inside the figure."""
+    from analysis import plots
+
+    figures, save = {}, plots.save
+    monkeypatch.setattr(plots, "save", lambda fig, stem, **kw: figures.setdefault(os.path.basename(stem), fig)
+                        and save(fig, stem, **kw))
+    mask = tmp_path / "m.pt"
+    args = ["--model", model] + (["--input-shape", shape] if shape else [])
+    assert CliRunner().invoke(main, ["prune", *args, "--method", "random", "--density", "0.3", "--out", str(mask),
+                                     "--quiet"]).exit_code == 0
+    res = CliRunner().invoke(main, ["report", str(mask), "--out", str(tmp_path / "r"), "--format", "png"])
+    assert res.exit_code == 0, res.output
+    fig = figures["widths"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig.set_dpi(150)  # as saved
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # the constrained layout is made when the figure is drawn
+    renderer = canvas.get_renderer()
+    box = fig.bbox
+    title = fig._suptitle.get_window_extent(renderer)
+    (legend,) = fig.legends
+    legend = legend.get_window_extent(renderer)
+    ax = fig.axes[0]
+    ylabel = ax.yaxis.label.get_window_extent(renderer)
+    for part in (title, legend, ylabel):
+        assert box.x0 <= part.x0 and part.x1 <= box.x1 and box.y0 <= part.y0 and part.y1 <= box.y1, (part, box)
+    assert not _overlap(legend, title) and not _overlap(legend, ax.get_tightbbox(renderer))
+    assert not _overlap(title, ax.title.get_window_extent(renderer))
+    assert model in fig._suptitle.get_text().replace("\n", " ")
