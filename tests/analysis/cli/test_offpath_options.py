@@ -33,7 +33,7 @@ def test_prune_offpath_policies_and_analyze(tmp_path):
 
 def test_layer_scale_option():
     model = ("--model", "tests.netgraph.test_layer_scale:ConvNeXtish", "--input-shape", "3,6,6")
-    one = json.loads(_run("graph", *model, "--layer-scale", "one", "--json").output)
-    as_is = json.loads(_run("graph", *model, "--json").output)
+    one = json.loads(_run("graph", *model, "--layer-scale", "one", "--json").stdout)
+    as_is = json.loads(_run("graph", *model, "--json").stdout)  # (the layer-scale warning: on stderr)
     assert one["log10_synflow_R"] > as_is["log10_synflow_R"] + 1
     assert one["prunable_weights"] == as_is["prunable_weights"]
