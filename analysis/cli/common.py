@@ -16,6 +16,11 @@ from netgraph.offpath import OFFPATH_POLICIES
 from .boundary import SEED, SEED_MAX, input_shape_value
 
 
+#: What ``--model`` accepts.
+MODEL_HELP = ("A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
+              "user factory 'pkg.module:factory'.")
+
+
 def num_classes_option(default: str = "the model's own"):
     """``--num-classes``: the number of outputs of the model to build (every command that builds one)."""
     return click.option("--num-classes", type=click.IntRange(min=1), default=None,
@@ -37,11 +42,6 @@ def model_options(fn):
     fn = click.option("--model", "model_name", default="resnet20", show_default=True,
                       help=MODEL_HELP)(fn)
     return fn
-
-
-#: What ``--model`` accepts.
-MODEL_HELP = ("A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
-              "user factory 'pkg.module:factory'.")
 
 
 def mask_model_options(fn):
