@@ -160,11 +160,16 @@ def _density_axis(ax, densities):
 
 
 def save(fig: Figure, stem, formats=("png", "svg"), dpi: int = 150) -> list:
-    """Write ``fig`` as ``stem.png`` / ``stem.svg``; returns the paths."""
+    """Write ``fig`` as ``stem.png`` / ``stem.svg``; returns the paths. The same figure gives
+    the same bytes: an SVG has no date, and its clip-path ids are hashed with a fixed salt
+    (matplotlib salts them with a random uuid otherwise)."""
+    import matplotlib
+
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     paths = []
     for fmt in formats:
         path = f"{stem}.{fmt}"
-        fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+        with matplotlib.rc_context({"svg.hashsalt": "netgraph"}):
+            fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths

@@ -24,6 +24,19 @@ def test_report_writes_figures_and_markdown(tmp_path):
         assert "ramanujan_gap_mean" in text and "| conv1 |" in text
 
 
+def test_the_same_report_gives_the_same_bytes(tmp_path):
+    """SVG clip-path ids were salted with a random uuid: every report's SVGs differed."""
+    _, g = zoo.graph_of("digits_cnn")
+    export.save(netgraph.sparsify(g, "phew", 0.2, seed=0), tmp_path / "m.pt")
+    for out in ("a", "b"):
+        res = CliRunner().invoke(report_cmd, [str(tmp_path / "m.pt"), "--out", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+    files = sorted(os.listdir(tmp_path / "a"))
+    assert any(f.endswith(".svg") for f in files) and files == sorted(os.listdir(tmp_path / "b"))
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
 def test_report_errors(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"nope")
     from analysis.cli import main
