@@ -72,6 +72,12 @@ class Metric:
     def sql_type(self) -> str:
         return "TEXT" if self.unit == "name" else "REAL"
 
+    @property
+    def full_description(self) -> str:
+        """The description, with `` (max flow)`` for a max-flow metric (the flag is
+        :attr:`max_flow`; descriptions do not repeat it)."""
+        return self.description + (" (max flow)" if self.max_flow else "")
+
 
 def _connectivity(mg) -> dict:
     return mg.cached("analysis.connectivity", lambda: connectivity(mg.graph, mg))
@@ -87,6 +93,14 @@ def _paths(mg) -> dict:
 
 def _kept(mg) -> int:
     return _connectivity(mg)["kept"]
+
+
+def _kept_all(mg) -> int:
+    return _kept(mg) + mg.offpath_counts()[0]
+
+
+def _total_all(mg) -> int:
+    return mg.graph.num_weights + mg.offpath_counts()[1]
 
 
 def _mean_width_fraction(mg) -> float:
@@ -122,22 +136,34 @@ def _b(key):
 
 #: The metrics of a mask, in the order of records and tables.
 METRICS: list = [
-    Metric("kept", _kept, "weights", None, "kept weights (mask entries that are true)", "kept weights"),
-    Metric("total", lambda mg: mg.graph.num_weights, "weights", None,
-           "prunable weights of the network (conv and linear weights)", "prunable weights"),
-    Metric("achieved_density", lambda mg: _kept(mg) / mg.graph.num_weights, "fraction", None,
-           "kept / total: the density the mask achieves (the asked one is `target_density`)",
-           "achieved density", headline=True),
-    Metric("density", lambda mg: _kept(mg) / mg.graph.num_weights, "fraction", None,
+    Metric("kept", _kept_all, "weights", None,
+           "kept weights of the graph's layers and off-path parameters (those the mask does not hold count "
+           "as kept, the dense policy): `MaskSet.num_kept` of a method's masks", "kept weights"),
+    Metric("total", _total_all, "weights", None,
+           "prunable weights: the graph's layers (conv and linear weights) and its off-path parameters "
+           "(`MaskSet.num_total` of a method's masks)", "prunable weights"),
+    Metric("achieved_density", lambda mg: _kept_all(mg) / _total_all(mg), "fraction", None,
+           "kept / total: the density the mask achieves, `MaskSet.achieved_density` (the asked one is "
+           "`target_density`)", "achieved density", headline=True),
+    Metric("density", lambda mg: _kept_all(mg) / _total_all(mg), "fraction", None,
            "deprecated alias of `achieved_density` (removed in the next release)", "achieved density"),
+    Metric("graph_kept", _kept, "weights", None,
+           "kept weights of the graph's layers only (off-path parameters left out): effective + dead",
+           "kept layer weights"),
+    Metric("graph_total", lambda mg: mg.graph.num_weights, "weights", None,
+           "weights of the graph's layers only (conv and linear weights; off-path parameters left out)",
+           "layer weights"),
+    Metric("graph_density", lambda mg: _kept(mg) / mg.graph.num_weights, "fraction", None,
+           "graph_kept / graph_total: the layers' density (equals `achieved_density` for a graph "
+           "without off-path parameters)", "layer density"),
     Metric("effective", _c("effective"), "weights", True,
-           "kept weights on an input-output path of kept weights", "effective weights"),
-    Metric("dead", _c("dead"), "weights", False, "kept weights on no input-output path (wasted)", "dead weights"),
+           "kept layer weights on an input-output path of kept weights", "effective weights"),
+    Metric("dead", _c("dead"), "weights", False, "kept layer weights on no input-output path (wasted)", "dead weights"),
     Metric("effective_fraction", _c("effective_fraction"), "fraction", True,
-           "effective / kept weights: 1 when no kept weight is wasted", "effective / kept weights",
+           "effective / graph_kept: 1 when no kept layer weight is wasted", "effective / kept weights",
            headline=True),
     Metric("effective_density", _c("effective_density"), "fraction", True,
-           "effective / all prunable weights (Vysogorets & Kempe, 2021)",
+           "effective / graph_total: on-path share of the layers' weights (Vysogorets & Kempe, 2021)",
            "effective density: on-path weights / all"),
     Metric("collapsed_layers", lambda mg: len(_connectivity(mg)["collapsed_layers"]), "layers", False,
            "layers with no effective weight", "collapsed layers"),
@@ -147,8 +173,9 @@ METRICS: list = [
            "output units reached from an input", "outputs connected"),
     Metric("connected", _c("connected"), "bool", True, "at least one input-output path survives", "connected"),
     Metric("bottleneck_width", _b("width"), "units", True,
-           "fewest active units in a hidden unit group (0: disconnected)",
-           "bottleneck: fewest active units in a layer", headline=True),
+           "fewest active units in a hidden unit group that every input-output path crosses (0 exactly when "
+           "disconnected; a residual block's inner groups, which its shortcut goes round, are not candidates)",
+           "bottleneck: fewest active units every path crosses", headline=True),
     Metric("bottleneck_layer", _b("layer"), "name", None, "the layer whose output is the bottleneck",
            "bottleneck layer"),
     Metric("bottleneck_fraction", _b("fraction"), "fraction", True,
@@ -158,7 +185,7 @@ METRICS: list = [
            "active units / dense width, averaged over layers", "active units / dense width (layer mean)",
            headline=True),
     Metric("min_vertex_cut", lambda mg: min_vertex_cut(mg.graph, mg), "units", True,
-           "fewest hidden units whose removal disconnects inputs from outputs (max flow)",
+           "fewest hidden units whose removal disconnects inputs from outputs",
            "minimum vertex cut (units)", max_flow=True, headline=True),
     Metric("log10_paths", _p("log10_paths"), "log10", True,
            "number of input-output paths through kept weights", "log10 paths", headline=True),
@@ -174,7 +201,7 @@ METRICS: list = [
     Metric("log10_effective_paths", _p("log10_effective_paths"), "log10", True,
            "effective number of paths, exp(path entropy)", "log10 effective paths", headline=True),
     Metric("edge_disjoint_paths", _edge_disjoint, "paths", True,
-           "most input-output paths sharing no unit-level edge (max flow)", "edge-disjoint paths", max_flow=True),
+           "most input-output paths sharing no unit-level edge", "edge-disjoint paths", max_flow=True),
     Metric("log10_path_norm_1", _pathnorm(1), "log10", None,
            "l1 path norm: sum over paths of the product of |w| (equals SynFlow's R; Gonon et al. 2024)",
            "log10 path norm ||Φ||₁"),
@@ -263,6 +290,15 @@ def markdown() -> str:
         "|---|---|---|---|",
     ]
     for m in METRICS:
-        flag = " (max flow)" if m.max_flow else ""
-        lines.append(f"| `{m.key}` | {m.unit} | {arrow[m.higher_is_better]} | {m.description}{flag} |")
+        lines.append(f"| `{m.key}` | {m.unit} | {arrow[m.higher_is_better]} | {md_cell(m.full_description)} |")
     return "\n".join(lines) + "\n"
+
+
+def md_cell(value) -> str:
+    """``value`` as the text of a Markdown table cell: ``|`` escaped (``\\|``, also inside code
+    spans, where a bare one would end the cell), line breaks as spaces.
+
+    >>> md_cell("sum of |w|")
+    'sum of \\\\|w\\\\|'
+    """
+    return str(value).replace("|", "\\|").replace("\n", " ")

@@ -22,11 +22,11 @@ True
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
-from ._validate import check_choice
+from ._validate import as_bool_mask, check_choice
 from .errors import InvalidInputError
 
 WEIGHTS = ("abs", "square", "count")
@@ -158,6 +158,10 @@ class MaskedGraph:
     def __init__(self, graph, masks=None):
         self.graph = graph
         self.layer_masks = None if masks is None else graph.layer_masks(masks)
+        # the masks of off-path parameters that a mapping gives (read by offpath_counts only)
+        offpath = getattr(graph, "offpath", ())
+        self._offpath_masks = {p["param"]: masks[p["param"]] for p in offpath if p["param"] in masks} \
+            if isinstance(masks, Mapping) and offpath else {}
         self._cache: dict = {}
 
     @property
@@ -187,6 +191,44 @@ class MaskedGraph:
         if self.layer_masks is None:
             return [layer.numel for layer in self.graph.layers]
         return self.cached("kept_counts", lambda: [int(np.count_nonzero(m)) for m in self.layer_masks])
+
+    def offpath_counts(self) -> tuple:
+        """``(kept, total)`` over the graph's off-path parameters (``graph.offpath``); cached.
+
+        An off-path parameter the masks hold (a :class:`~netgraph.MaskSet` or mapping) counts
+        its true entries; one they do not hold (per-layer arrays, dense, a mapping without
+        it) counts as kept, the library's default ``"dense"`` policy. Rows of a parameter that
+        a layer holds are the layer's (:meth:`kept_counts`), the other rows are counted here.
+        With :meth:`kept_counts` this gives :attr:`netgraph.MaskSet.achieved_density` of a
+        method's masks, the count its target density refers to.
+
+        Raises
+        ------
+        InvalidInputError, MaskMismatchError
+            If an off-path mask is not a 0/1 tensor or array of its parameter's shape.
+        """
+        def compute():
+            entries = {p["param"]: p for p in getattr(self.graph, "offpath", ()) if p.get("shape")}
+            held: dict = {}  # parameter -> row ranges that layers hold
+            for layer in self.graph.layers:
+                if layer.param in entries:
+                    held.setdefault(layer.param, []).append(layer.rows or (0, layer.param_shape[0]))
+            kept = total = 0
+            for name, p in entries.items():
+                shape = tuple(p["shape"])
+                free = np.ones(shape[0], dtype=bool)
+                for a, b in held.get(name, ()):
+                    free[a:b] = False
+                n = int(free.sum()) * (int(np.prod(shape)) // shape[0])
+                total += n
+                if name not in self._offpath_masks:
+                    kept += n
+                    continue
+                m = np.asarray(as_bool_mask(name, self._offpath_masks[name], shape)).reshape(shape[0], -1)
+                kept += int(np.count_nonzero(m[free]))
+            return kept, total
+
+        return self.cached("offpath_counts", compute)
 
     def _kept_of(self, layer):
         kept = self.kept()

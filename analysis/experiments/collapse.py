@@ -41,7 +41,7 @@ def sparsify_density(graph, density: float) -> float:
     :func:`netgraph.sparsify` counts the off-path parameters (gate and attention query/key
     weights, kept dense) in the density it aims at; this inverts that policy so that the
     graph's layers keep ``target_count(density, graph.num_weights)`` weights, the density
-    :data:`achieved_density` reports. Without off-path parameters it is ``density``.
+    ``graph_density`` reports. Without off-path parameters it is ``density``.
 
     >>> import netgraph
     >>> g = netgraph.from_torch(netgraph.zoo.build("digits_mlp"), (1, 8, 8))

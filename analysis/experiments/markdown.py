@@ -10,15 +10,22 @@ Examples
 | m | d |
 |---|---|
 | phew | 0.5 |
+>>> print(table(["metric"], [["sum of |w|"]]))
+| metric |
+|---|
+| sum of \\|w\\| |
 """
 
 from __future__ import annotations
 
+from ..table import md_cell
+
 
 def table(header, rows) -> str:
-    """A Markdown table: ``header`` names, ``rows`` lists of cells (written with ``str``)."""
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+    """A Markdown table: ``header`` names, ``rows`` lists of cells (written with ``str``, ``|``
+    escaped as ``\\|`` so that a cell such as ``sum of |w|`` stays one cell)."""
+    lines = ["| " + " | ".join(map(md_cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(md_cell, row)) + " |" for row in rows]
     return "\n".join(lines)
 
 

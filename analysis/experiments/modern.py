@@ -19,7 +19,7 @@ classifier), and the per-layer active widths of each run are summed by block typ
 bisection in log density, starting from the bracket the grid's masks give
 (:func:`~analysis.experiments.collapse.collapse_margin`).
 
-Densities are fractions of the graph's layer weights (``achieved_density``): off-path
+Densities are fractions of the graph's layer weights (``graph_density``): off-path
 parameters (SE gate convs, attention query/key rows), kept dense by the library's policy,
 are not counted (:func:`~analysis.experiments.collapse.sparsify_density`); ViT-B/16's
 query/key rows alone are 16% of its conv/linear weights.
@@ -49,10 +49,11 @@ from .run import model_graph, parse_method, run_one
 MODELS = tuple(f"torchvision:{n}" for n in ("mobilenet_v2", "efficientnet_b0", "resnext50_32x4d", "densenet121",
                                             "convnext_tiny", "vit_b_16"))
 #: The metrics each run computes (the topology ones; the others stay empty).
-METRIC_KEYS = ("kept", "total", "achieved_density", "effective", "dead", "effective_fraction", "effective_density",
-               "collapsed_layers", "inputs_connected", "outputs_connected", "connected", "bottleneck_width",
-               "bottleneck_layer", "bottleneck_fraction", "mean_width_fraction", "log10_paths", "log10_synflow_R",
-               "log10_R2", "log10_path_kernel_trace", "path_entropy", "log10_effective_paths")
+METRIC_KEYS = ("kept", "total", "achieved_density", "graph_kept", "graph_total", "graph_density", "effective", "dead",
+               "effective_fraction", "effective_density", "collapsed_layers", "inputs_connected", "outputs_connected",
+               "connected", "bottleneck_width", "bottleneck_layer", "bottleneck_fraction", "mean_width_fraction",
+               "log10_paths", "log10_synflow_R", "log10_R2", "log10_path_kernel_trace", "path_entropy",
+               "log10_effective_paths")
 KEYS = ("model", "method", "target_density", "seed")
 #: Layer weights (millions) of the study's models: the order in which workers take them.
 _SIZES = {"torchvision:vit_b_16": 72.1, "torchvision:convnext_tiny": 28.5, "torchvision:resnext50_32x4d": 25.0,

@@ -25,7 +25,7 @@ from netgraph.masks import MaskSet
 
 from .. import plots
 from ..spectral import layer_spectra
-from ..table import METRICS, measure_masked
+from ..table import METRICS, md_cell, measure_masked
 from ..widths import layer_table
 from .maskfile import model_spec, read_masks
 
@@ -99,13 +99,13 @@ def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=
              f"{rec['kept']} of {rec['total']} weights kept (achieved density {rec['achieved_density']:.6g}; "
              f"asked {_fmt(row['target_density'])}; seed {row['seed']}).", "",
              "## Metrics", "", "| metric | value | description |", "|---|---|---|"]
-    lines += [f"| `{m.key}` | {_fmt(rec[m.key])} | {m.description} |" for m in METRICS]
+    lines += [f"| `{m.key}` | {_fmt(rec[m.key])} | {md_cell(m.full_description)} |" for m in METRICS]
     lines += ["", "## Layers", "",
               "| layer | kept | density | active units / dense width | mu1 | mu2 | 2 sqrt(d-1) | weighted gap |",
               "|---|---|---|---|---|---|---|---|"]
     for r, s in zip(layers, spectra):
         frac = r["active_units"] / r["units"]
-        lines.append(f"| {r['layer']} | {r['kept']} | {r['density']:.4g} | {r['active_units']} / {r['units']} "
+        lines.append(f"| {md_cell(r['layer'])} | {r['kept']} | {r['density']:.4g} | {r['active_units']} / {r['units']} "
                      f"({frac:.0%}) | {s['mu1']:.4g} | {s['mu2']:.4g} | {s['ramanujan_bound']:.4g} | "
                      f"{s['weighted_gap']:.3f} |")
     lines += ["", "## Figures", ""] + [f"![{stem}]({stem}.{formats[0]})" for stem in figs]

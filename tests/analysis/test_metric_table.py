@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -56,6 +57,19 @@ def test_a_new_metric_appears_everywhere(dummy_metric, tmp_path):
 def test_docs_metric_table_is_generated_from_the_table():
     with open(os.path.join(ROOT, "docs", "metrics.md"), encoding="utf-8") as f:
         assert f.read() == table.markdown(), "docs/metrics.md is stale: run `netgraph metrics --markdown > docs/metrics.md`"
+
+
+def test_markdown_rows_have_four_cells_and_one_max_flow_flag():
+    rows = [l for l in table.markdown().splitlines() if l.startswith("| `")]
+    assert len(rows) == len(table.METRICS)
+    for line, m in zip(rows, table.METRICS):
+        cells = re.split(r"(?<!\\)\|", line)[1:-1]  # split on pipes not escaped
+        assert len(cells) == 4, line
+        text = cells[3].strip().replace("\\|", "|")
+        assert text == m.description + (" (max flow)" if m.max_flow else "")
+        assert "(max flow)" not in m.description
+    assert sum(r.endswith("(max flow) |") for r in rows) == sum(m.max_flow for m in table.METRICS) == 2
+    assert any("\\|w\\|" in r for r in rows)
 
 
 def test_every_metric_is_declared_once_and_complete():
