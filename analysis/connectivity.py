@@ -74,9 +74,11 @@ def effective_per_layer(graph, masks=None, active=None) -> list:
 def connectivity(graph, masks=None) -> dict:
     """Connectivity summary of a mask.
 
-    Keys: ``kept``, ``effective`` (kept weights on an input-output path), ``dead``,
-    ``effective_fraction`` (effective / kept: 1 when no kept weight is wasted),
-    ``effective_density`` (effective / all prunable weights, Vysogorets & Kempe 2021),
+    Keys: ``kept`` (kept weights of the graph's layers; off-path parameters are not counted
+    here, see ``graph_kept`` in ``docs/metrics.md``), ``effective`` (kept weights on an
+    input-output path), ``dead``, ``effective_fraction`` (effective / kept: 1 when no kept
+    weight is wasted), ``effective_density`` (effective / the layers' weights
+    ``graph.num_weights``, Vysogorets & Kempe 2021),
     ``collapsed_layers`` (names of layers with no effective weight), ``inputs_connected`` and
     ``outputs_connected`` (input units that reach an output, output units reached from an
     input), ``connected`` (at least one input-output path).
