@@ -122,7 +122,8 @@ def test_exact_counts_and_masks_apply(net, method, opts, policy):
         assert all(torch.equal(ms[n], again[n]) for n in ms)
     if method == "magnitude":  # once per net and policy: measure, apply, run
         rec = analysis.measure(g, ms, max_flow=False)
-        assert rec["kept"] == ms.num_kept - ms.meta["offpath"]["kept"]  # the graph's layers
+        assert (rec["kept"], rec["total"]) == (ms.num_kept, ms.num_total)  # every masked parameter
+        assert rec["graph_kept"] == ms.num_kept - ms.meta["offpath"]["kept"]  # the graph's layers
         copy = NETS[net]()
         ms.apply(copy)
         assert torch.isfinite(copy(torch.randn(2, *SHAPE))).all()
@@ -197,7 +198,7 @@ def test_newer_methods_on_attention(net, method, opts, policy):
             live = (fl.backward[layer.dst] > 0)[:, None] & layer.gather(fl.forward[layer.src] > 0)
             assert not (m & ~live[:, :, None]).any()
     rec = analysis.measure(g, ms, max_flow=False)
-    assert rec["kept"] == ms.num_kept - ms.meta["offpath"]["kept"]
+    assert rec["kept"] == ms.num_kept and rec["graph_kept"] == ms.num_kept - ms.meta["offpath"]["kept"]
     copy = NETS[net]()
     ms.apply(copy, how="parametrize")
     assert torch.isfinite(copy(torch.randn(2, *SHAPE))).all()

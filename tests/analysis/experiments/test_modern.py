@@ -93,7 +93,8 @@ def test_quick_study_tables_are_byte_identical(tmp_path):
     exact = ~a["method"].str.startswith("phew").to_numpy()  # PHEW's last walk may overshoot a little
     assert np.array_equal(a["graph_density"].to_numpy()[exact], want[exact])
     assert np.allclose(a["graph_density"], want, rtol=0.01)
-    assert (a["total"] > a["graph_total"]).all() and (a["kept"] - a["graph_kept"] == a["total"] - a["graph_total"]).all()
+    assert (a["total"] > a["graph_total"]).all()  # off-path rows kept dense: counted in kept and total
+    assert (a["kept"] - a["graph_kept"] == a["total"] - a["graph_total"]).all()
     assert (a["narrow_layers"] >= a["empty_layers"]).all()
     # a second run (without the collapse bisections, which the first run's table fixes) gives the same bytes
     again = dataclasses.replace(s, collapse=False)
