@@ -33,7 +33,7 @@ from .paths import edge_disjoint_paths, path_diversity
 from .spectral import layer_spectra, spectral_summary
 from .summary import measure
 from .table import METRICS, Metric, get_metric, metric_keys, register_metric
-from .widths import bottleneck, cut_groups, layer_table
+from .widths import bottleneck, layer_table
 
 # Names of the upper layers offered here for convenience; imported on first use, so that
 # importing the metrics never imports the experiments.
@@ -53,7 +53,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "METRICS", "Metric", "active_units", "bottleneck", "connectivity", "cut_groups", "edge_disjoint_paths",
+    "METRICS", "Metric", "active_units", "bottleneck", "connectivity", "edge_disjoint_paths",
     "effective_counts", "effective_weights", "get_metric", "layer_spectra", "layer_table", "log10_path_norm",
     "measure", "metric_keys", "min_vertex_cut", "path_diversity", "path_norms", "register_metric",
     "spectral_summary", *_LAZY,

@@ -173,9 +173,9 @@ METRICS: list = [
            "output units reached from an input", "outputs connected"),
     Metric("connected", _c("connected"), "bool", True, "at least one input-output path survives", "connected"),
     Metric("bottleneck_width", _b("width"), "units", True,
-           "fewest active units in a hidden unit group that every input-output path crosses (0 exactly when "
-           "disconnected; a residual block's inner groups, which its shortcut goes round, are not candidates)",
-           "bottleneck: fewest active units every path crosses", headline=True),
+           "fewest active units in a hidden unit group (0: a group emptied; that disconnects a chain, while in "
+           "a residual net the shortcuts may go round it: see `connected`)",
+           "bottleneck: fewest active units in a layer", headline=True),
     Metric("bottleneck_layer", _b("layer"), "name", None, "the layer whose output is the bottleneck",
            "bottleneck layer"),
     Metric("bottleneck_fraction", _b("fraction"), "fraction", True,

@@ -36,44 +36,15 @@ def layer_table(graph, masks=None) -> list:
     return rows
 
 
-def cut_groups(graph) -> list:
-    """The hidden unit groups that every input-output path crosses, in topological order.
-
-    A group qualifies when the dense graph's group-level paths from the input to the output
-    all pass through it: every hidden group of a chain (MLP, VGG), but in a residual
-    network only the groups where branches meet (a block's sum, the stem), not the units
-    inside a block, which a shortcut goes round. Exact: ``paths(in, g) * paths(g, out) ==
-    paths(in, out)`` with the counts as Python integers (no overflow), O(edges).
-
-    Examples
-    --------
-    >>> import torch, netgraph
-    >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
-    >>> [grp.index for grp in cut_groups(netgraph.from_torch(model, (2,)))]
-    [1]
-    """
-    n = len(graph.groups)
-    fwd, bwd = [0] * n, [0] * n
-    fwd[0], bwd[n - 1] = 1, 1
-    for g in range(1, n):
-        fwd[g] = sum(fwd[e.src] for e in graph.edges_into(g))
-    for g in range(n - 2, -1, -1):
-        bwd[g] = sum(bwd[e.dst] for e in graph.edges_out_of(g))
-    total = fwd[n - 1]
-    return [grp for grp in graph.groups[1:-1] if total and fwd[grp.index] * bwd[grp.index] == total]
-
-
 def bottleneck(graph, masks=None) -> dict:
-    """The narrowest unit group that every input-output path must cross.
+    """The narrowest hidden layer: fewest active units over the groups between input and output.
 
-    Returns ``{"width": int, "layer": name, "fraction": width / dense width}``: the fewest
-    active units over :func:`cut_groups` (the hidden groups every path crosses; the
-    output layer, e.g. 10 classes, is not a candidate). ``width`` is 0 exactly when the mask
-    disconnects the network, and never less than the minimum vertex cut. A group that
-    paths can go round (the first conv of a residual block, which a mask may empty while
-    the shortcut carries every path) is not a candidate: its width is in
-    :func:`layer_table`. ``width`` is None for a network without such a group (no hidden
-    units, or a shortcut from the input to the output).
+    Returns ``{"width": int, "layer": name, "fraction": width / dense width}``; ``width``
+    is 0 when some hidden group has no active unit. In a chain (MLP, VGG) that means the
+    mask disconnects the network; in a residual network the paths may go round an emptied
+    group through a shortcut (a block's inner conv), so the network can stay connected
+    (see ``connected`` and ``min_vertex_cut``). The output layer (e.g. 10 classes) is not a
+    candidate. For a network without hidden units, width is None.
 
     Examples
     --------
@@ -86,7 +57,7 @@ def bottleneck(graph, masks=None) -> dict:
     """
     active = active_units(graph, masks)
     best = None
-    for g in cut_groups(graph):
+    for g in graph.groups[1:-1]:
         w = int(active[g.index].sum())
         if best is None or w < best[0]:
             best = (w, g)
@@ -95,3 +66,5 @@ def bottleneck(graph, masks=None) -> dict:
     w, g = best
     layer = next((l.name for l in graph.layers if l.dst == g.index), g.name)
     return {"width": w, "layer": layer, "fraction": w / g.size}
+
+

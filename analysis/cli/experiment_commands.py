@@ -136,6 +136,15 @@ def zoo_model_list(ctx, param, value):
         raise click.BadParameter(str(exc), param=param) from None
 
 
+def _narrowest(r) -> str:
+    """The bottleneck of a result row in words: an emptied layer of a connected network is one
+    the shortcuts go round, not a disconnection."""
+    text = f"{r.bottleneck_width} units ({r.bottleneck_fraction:.0%} of dense)"
+    if r.bottleneck_width == 0:
+        text += ", paths go round it through the shortcuts" if r.connected else ", disconnected"
+    return text
+
+
 @click.command("demo")
 @click.option("--out", "out_dir", default="demo-output", show_default=True, type=click.Path(file_okay=False),
               help="Where to write the tables and figures (the files of an earlier demo are replaced).")
@@ -170,8 +179,7 @@ def demo_cmd(out_dir, models, densities, quiet):
             p, s2 = cell.loc["phew"], cell.loc["synflow-l2"]
             click.echo(f"  at {d:g}: PK trace PHEW/SynFlow-L2 = 10^{p.log10_path_kernel_trace - s2.log10_path_kernel_trace:+.2f}; "
                        f"mean layer width PHEW {p.mean_width_fraction:.0%} vs SynFlow-L2 {s2.mean_width_fraction:.0%}; "
-                       f"bottleneck {p.bottleneck_width} ({p.bottleneck_fraction:.0%} of dense) vs "
-                       f"{s2.bottleneck_width} ({s2.bottleneck_fraction:.0%}) units")
+                       f"narrowest layer {_narrowest(p)} vs {_narrowest(s2)}")
         folder = os.path.join(out_dir, name)
         for path in comparison_files(folder) if os.path.isdir(folder) else []:
             os.remove(path)

@@ -199,7 +199,7 @@ def metrics_cmd(as_json, markdown):
         return
     rows = [{"key": m.key, "unit": m.unit,
              "better": {True: "higher", False: "lower", None: "-"}[m.higher_is_better],
-             "description": m.description} for m in METRICS]
+             "description": m.full_description} for m in METRICS]
     if as_json:
         echo_json(rows)
     else:

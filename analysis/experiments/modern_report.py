@@ -148,7 +148,7 @@ def report(runs, blocks, coll, layers, study, seconds, command=None, figures=())
     if errors:
         out += ["## Failures", "", records(errors, ["model", "seed", "stage", "error"]), ""]
     out += ["## Claims", "", records(claims(runs), ["claim", "measured", "holds"]), "",
-            "## Bottleneck: narrowest unit group every path crosses (active / dense) and its layer's block type", "",
+            "## Bottleneck: narrowest hidden unit group (active / dense) and its layer's block type", "",
             _bottleneck_table(runs), "",
             "## Mean active width (fraction of dense, averaged over layers)", "",
             _pivot(runs, "mean_width_fraction", "{:.3f}".format), "",

@@ -129,9 +129,9 @@ def topology_claims(df: pd.DataFrame) -> list:
     claims.append({
         "claim": "1b. SynFlow-L2 leaves bottleneck (narrow) layers",
         "measured": (f"mean active width SynFlow-L2 {width['synflow-l2'].min():.0%}-{width['synflow-l2'].max():.0%} of "
-                     f"dense vs PHEW {width['phew'].min():.0%}-{width['phew'].max():.0%}; narrowest group every "
-                     f"path crosses (bottleneck) SynFlow-L2 "
-                     f"{bott['synflow-l2'].min():.0%}-{bott['synflow-l2'].max():.0%} of its dense width vs PHEW {bott['phew'].min():.0%}-{bott['phew'].max():.0%}"),
+                     f"dense vs PHEW {width['phew'].min():.0%}-{width['phew'].max():.0%}; narrowest layer "
+                     f"(bottleneck) SynFlow-L2 {bott['synflow-l2'].min():.0%}-{bott['synflow-l2'].max():.0%} of its "
+                     f"dense width vs PHEW {bott['phew'].min():.0%}-{bott['phew'].max():.0%}"),
         "holds": "yes" if (gap_w > 0.05).mean() >= 0.75 else ("mostly" if (gap_w > 0).mean() >= 0.75 else "no"),
     })
     gap = trace["synflow-l2"] - trace["phew"]
