@@ -140,12 +140,23 @@ def _shared_legend(fig, ax):
         fig.legend(handles, labels, loc="outside right upper", title="method")
 
 
+def _short(name: str, most: int = 24) -> str:
+    """A layer name of at most ``most`` characters for a tick label: the parts that tell the
+    layers of a deep model apart (those with a number, and the last two) and, if that is
+    still long, its end (``encoder.layers.encoder_layer_11.mlp.3`` -> ``encoder_layer_11.mlp.3``)."""
+    if len(name) <= most:
+        return name
+    parts = name.split(".")
+    name = ".".join(p for i, p in enumerate(parts) if i >= len(parts) - 2 or any(c.isdigit() for c in p))
+    return name if len(name) <= most else "…" + name[-(most - 1):]
+
+
 def layer_axis(ax, names):
     """Layer names on the x axis (every n-th when there are many), depth otherwise."""
     idx = list(names.index)
     step = max(1, int(np.ceil(len(idx) / 24)))
     ax.set_xticks(idx[::step])
-    ax.set_xticklabels([str(n) for n in list(names.values)[::step]], rotation=60, ha="right", fontsize=7)
+    ax.set_xticklabels([_short(str(n)) for n in list(names.values)[::step]], rotation=60, ha="right", fontsize=7)
     ax.set_xlabel("layer (topological order)")
 
 
