@@ -373,9 +373,11 @@ def test_ctrl_c_during_a_sweep_says_how_to_resume(sweep_config, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "from analysis.cli import main; main()", "sweep", str(cfg),
                              "--out", str(out), "--workers", "2", "--quiet"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 180
-    while _recorded(out / "results.sqlite") < 2 and time.time() < deadline:  # the sweep is running
-        time.sleep(0.5)
+    deadline = time.time() + 300
+    while _recorded(out / "results.sqlite") < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)  # the sweep is starting (its workers ignore Ctrl-C while they start)
+    assert proc.poll() is None and _recorded(out / "results.sqlite") >= 2, \
+        f"the sweep was not running with 2 runs recorded after {300} s (exit {proc.poll()}; a loaded machine?)"
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
