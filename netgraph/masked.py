@@ -197,8 +197,8 @@ class MaskedGraph:
 
         An off-path parameter the masks hold (a :class:`~netgraph.MaskSet` or mapping) counts
         its true entries; one they do not hold (per-layer arrays, dense, a mapping without
-        it) counts as kept, the library's default ``"dense"`` policy. Rows of a parameter that
-        a layer holds are the layer's (:meth:`kept_counts`), the other rows are counted here.
+        it) counts as kept, the library's default ``"dense"`` policy. Each entry counts its own
+        rows (``rows``; a fused ``qkv``'s value rows are a layer's, :meth:`kept_counts`).
         With :meth:`kept_counts` this gives :attr:`netgraph.MaskSet.achieved_density` of a
         method's masks, the count its target density refers to.
 
@@ -208,24 +208,19 @@ class MaskedGraph:
             If an off-path mask is not a 0/1 tensor or array of its parameter's shape.
         """
         def compute():
-            entries = {p["param"]: p for p in getattr(self.graph, "offpath", ()) if p.get("shape")}
-            held: dict = {}  # parameter -> row ranges that layers hold
-            for layer in self.graph.layers:
-                if layer.param in entries:
-                    held.setdefault(layer.param, []).append(layer.rows or (0, layer.param_shape[0]))
             kept = total = 0
-            for name, p in entries.items():
-                shape = tuple(p["shape"])
-                free = np.ones(shape[0], dtype=bool)
-                for a, b in held.get(name, ()):
-                    free[a:b] = False
-                n = int(free.sum()) * (int(np.prod(shape)) // shape[0])
+            full: dict = {}  # parameter -> its mask, validated once (a parameter may have several entries)
+            for p in getattr(self.graph, "offpath", ()):
+                n, name = int(p["numel"]), p["param"]
                 total += n
                 if name not in self._offpath_masks:
                     kept += n
                     continue
-                m = np.asarray(as_bool_mask(name, self._offpath_masks[name], shape)).reshape(shape[0], -1)
-                kept += int(np.count_nonzero(m[free]))
+                shape = tuple(p["shape"])
+                if name not in full:
+                    full[name] = np.asarray(as_bool_mask(name, self._offpath_masks[name], shape)).reshape(shape[0], -1)
+                a, b = p.get("rows") or (0, shape[0])
+                kept += int(np.count_nonzero(full[name][a:b]))
             return kept, total
 
         return self.cached("offpath_counts", compute)
