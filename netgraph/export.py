@@ -172,25 +172,15 @@ def remove_parametrize(model: nn.Module) -> nn.Module:
     return _remove_parametrize(check_module(model, "remove_parametrize"))
 
 
-_MHA_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
-
-
 def _maskable_names(model: nn.Module) -> list:
-    """The conv and linear weights, ``nn.MultiheadAttention``'s input projections and every
-    other parameter that carries a mask (a pruning buffer or a Mask parametrization), in
-    module order."""
-    names = set(prunable_parameter_names(model))
-    out = []
+    """:func:`~netgraph.masks.prunable_parameter_names` and every other parameter that carries a
+    mask (a pruning buffer or a Mask parametrization), in module order."""
+    out = prunable_parameter_names(model)
     for mname, module in model.named_modules():
-        attrs = [a for a in _MHA_WEIGHTS if getattr(module, a, None) is not None] \
-            if isinstance(module, nn.MultiheadAttention) else []
-        attrs += [b[:-len("_mask")] for b, _ in module.named_buffers(recurse=False) if b.endswith("_mask")]
         plist = getattr(module, "parametrizations", None)
+        attrs = [b[:-len("_mask")] for b, _ in module.named_buffers(recurse=False) if b.endswith("_mask")]
         attrs += [a for a in (plist or {}) if any(isinstance(p, Mask) for p in plist[a])]
-        for attr in ["weight"] + attrs:
-            name = f"{mname}.{attr}" if mname else attr
-            if (attr != "weight" or name in names) and name not in out:
-                out.append(name)
+        out += [n for n in (f"{mname}.{a}" if mname else a for a in attrs) if n not in out]
     return out
 
 

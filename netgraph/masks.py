@@ -305,10 +305,20 @@ class MaskSet(MutableMapping):
         return cls(masks, meta)
 
 
+#: ``nn.MultiheadAttention``'s input projections: linear weights held by the module itself.
+MHA_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
 def prunable_parameter_names(model: nn.Module) -> list:
-    """Names of the conv and linear weights of ``model`` (``.weight``, even when pruned)."""
+    """Names of the conv and linear weights of ``model`` (``.weight``, even when pruned) and of
+    ``nn.MultiheadAttention``'s input projections, in module order."""
     layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    return [f"{n}.weight" if n else "weight" for n, m in model.named_modules() if isinstance(m, layers)]
+    out = []
+    for n, m in model.named_modules():
+        attrs = ["weight"] if isinstance(m, layers) else \
+            [a for a in MHA_WEIGHTS if getattr(m, a, None) is not None] if isinstance(m, nn.MultiheadAttention) else []
+        out += [f"{n}.{a}" if n else a for a in attrs]
+    return out
 
 
 def remove_pruning(model: nn.Module) -> nn.Module:
