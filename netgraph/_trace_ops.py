@@ -222,9 +222,8 @@ def instancenorm(c, node, x, sig):
         var = None if a["use_input_stats"] else a["running_var"]
     if x.flat_k != 1 or x.channels_last or not x.spatial:
         c.fail(node, "InstanceNorm of a tensor that is not (batch, channels, *spatial)")
-    if var is None:  # frozen statistics: mean 0, var 1, no eps (as LayerNorm, GroupNorm)
-        return _scaled(x, _norm_scale(c, node, x.n, weight, None, 0.0) if weight is not None else None)
-    return _scaled(x, _norm_scale(c, node, x.n, weight, var, eps))
+    # the instance's statistics: frozen at mean 0, var 1, no eps (as LayerNorm, GroupNorm)
+    return _scaled(x, _norm_scale(c, node, x.n, weight, var, eps if var is not None else 0.0))
 
 
 def layernorm(c, node, x, sig):
