@@ -103,6 +103,10 @@ def _total_all(mg) -> int:
     return mg.graph.num_weights + mg.offpath_counts()[1]
 
 
+def _achieved(mg) -> float:
+    return _kept_all(mg) / _total_all(mg)
+
+
 def _mean_width_fraction(mg) -> float:
     rows = mg.cached("analysis.layer_table", lambda: layer_table(mg.graph, mg))
     return sum(r["active_units"] / r["units"] for r in rows) / len(rows)
@@ -142,10 +146,10 @@ METRICS: list = [
     Metric("total", _total_all, "weights", None,
            "prunable weights: the graph's layers (conv and linear weights) and its off-path parameters "
            "(`MaskSet.num_total` of a method's masks)", "prunable weights"),
-    Metric("achieved_density", lambda mg: _kept_all(mg) / _total_all(mg), "fraction", None,
+    Metric("achieved_density", _achieved, "fraction", None,
            "kept / total: the density the mask achieves, `MaskSet.achieved_density` (the asked one is "
            "`target_density`)", "achieved density", headline=True),
-    Metric("density", lambda mg: _kept_all(mg) / _total_all(mg), "fraction", None,
+    Metric("density", _achieved, "fraction", None,
            "deprecated alias of `achieved_density` (removed in the next release)", "achieved density"),
     Metric("graph_kept", _kept, "weights", None,
            "kept weights of the graph's layers only (off-path parameters left out): effective + dead",

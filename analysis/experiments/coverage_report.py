@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ..table import md_cell
+
 
 def split_blockers(message: str) -> list:
     """The blocker items of an ``UnsupportedModelError`` message.
@@ -94,7 +96,7 @@ def _cell(v, width=None) -> str:
         return ""
     if isinstance(v, list):
         v = "; ".join(v)
-    text = str(v).replace("|", "\\|").replace("\n", " ")
+    text = md_cell(v)
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 

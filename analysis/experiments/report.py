@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from netgraph import zoo
-from netgraph.errors import InvalidInputError, MaskMismatchError
+from netgraph.errors import MaskMismatchError
 from netgraph.masked import as_masked
 from netgraph.masks import MaskSet
 
@@ -27,19 +27,13 @@ from .. import plots
 from ..spectral import layer_spectra
 from ..table import METRICS, md_cell, measure_masked
 from ..widths import layer_table
-from .maskfile import model_spec, read_masks
+from .maskfile import read_masks, rebuild_args
 
 
-def graph_for(ms: MaskSet, model=None, input_shape=None, seed=None):
-    """The graph a mask file was made for (from its metadata), or of ``model``."""
-    spec = model_spec(ms)
-    name = model or spec.get("name")
-    if not name:
-        raise InvalidInputError("the mask file does not say which model it was made for; pass a model")
-    shape = input_shape or (None if model else spec.get("input_shape"))
-    init = seed if seed is not None else spec.get("seed", 0)
-    classes = None if model else spec.get("num_classes")
-    return zoo.graph_of(name, shape, int(init), classes, spec.get("layer_scale", "as_is"))[1]
+def graph_for(ms: MaskSet, model=None, input_shape=None, seed=None, num_classes=None):
+    """The graph a mask file was made for (from its metadata), or of ``model``: the CLI's rule
+    (:func:`~analysis.experiments.maskfile.rebuild_args`)."""
+    return zoo.graph_of(**rebuild_args(ms, "the mask file", model, input_shape, seed, num_classes))[1]
 
 
 def _layer_density_figure(layers) -> Figure:
