@@ -26,8 +26,8 @@ from netgraph.masks import MaskSet
 
 __all__ = ["FORMATS", "check_mask_path", "write_masks", "read_masks", "model_spec", "rebuildable", "rebuild_args"]
 
-#: Suffix -> format of the mask files the library writes and reads.
-FORMATS = {".pt": "torch", ".pth": "torch", ".safetensors": "safetensors"}
+#: The suffixes the CLI writes -> their format, by the library's one rule (:func:`netgraph.export.format_of_name`).
+FORMATS = {s: export.format_of_name(f"m{s}") for s in (".pt", ".pth", export.SAFETENSORS_SUFFIX)}
 _ACCEPTED = ", ".join(f"{s} ({f})" for s, f in FORMATS.items())
 
 
@@ -47,7 +47,7 @@ def check_mask_path(path) -> str:
     if suffix not in FORMATS:
         what = f"the suffix {suffix!r} is not a mask format" if suffix else "the name has no suffix"
         raise InvalidInputError(f"cannot write a mask file as {os.fspath(path)!r}: {what}; use {_ACCEPTED}")
-    return FORMATS[suffix]
+    return export.format_of_name(path)
 
 
 def write_masks(masks: MaskSet, path) -> None:
