@@ -183,7 +183,7 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
     except NetgraphError as exc:  # the one rule of repeated values (analysis.experiments.grid)
         raise SweepConfigError(f"sweep config {src}: {exc}") from None
     seeds = raw.get("seeds", 1)
-    if isinstance(seeds, bool) or not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds):
+    if not isinstance(seeds, (int, list)):  # (YAML/TOML: a count or a list; seed_axis checks the values)
         bad("seeds", f"must be a positive count or a non-empty list of seeds, got {seeds!r}")
     try:
         seeds = seed_axis(seeds)  # a count stays a range: the grid's size is known without listing it
