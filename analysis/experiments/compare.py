@@ -20,7 +20,7 @@ from netgraph.errors import InvalidInputError
 from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
-from ..table import METRICS, md_cell
+from ..table import METRICS
 from .collapse import collapse_margins
 from .grid import check_distinct, check_distinct_methods, seed_axis
 from .run import LIST_COLUMNS, DENSE, layer_columns, model_graph, parse_method, run_one
@@ -227,11 +227,10 @@ def write_comparison(df: pd.DataFrame, out_dir, formats=("png", "svg"), command:
         pd.DataFrame(margins).assign(options=lambda t: t["options"].map(json.dumps)).to_csv(path, index=False)
         written.append(path)
         lines = ["", "### Layer-collapse margin (largest density whose mask disconnects the net)", "",
-                 "| model | method | seed | margin | upper |", "|---|---|---|---|---|"]
-        lines += [f"| {md_cell(r['model'])} | {md_cell(r['method'])} | {r['seed']} | "
-                  f"{'never' if r['margin'] is None else format(r['margin'], '.3g')} | "
-                  f"{'-' if r['upper'] is None else format(r['upper'], '.3g')} |"
-                  for r in margins]
+                 table(["model", "method", "seed", "margin", "upper"],
+                       [[r["model"], r["method"], r["seed"],
+                         "never" if r["margin"] is None else format(r["margin"], ".3g"),
+                         "-" if r["upper"] is None else format(r["upper"], ".3g")] for r in margins])]
         with open(os.path.join(out_dir, "summary.md"), "a") as f:
             f.write("\n".join(lines) + "\n")
         written += plots.save(plots.plot_collapse_margin(margins), os.path.join(out_dir, "collapse_margin"), formats)

@@ -25,8 +25,9 @@ from netgraph.masks import MaskSet
 
 from .. import plots
 from ..spectral import layer_spectra
-from ..table import METRICS, md_cell, measure_masked
+from ..table import METRICS, measure_masked
 from ..widths import layer_table
+from .markdown import table
 from .maskfile import read_masks, rebuild_args
 
 
@@ -92,16 +93,16 @@ def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=
     lines = [f"# Mask report: {method} on {row['model']}", "",
              f"{rec['kept']} of {rec['total']} weights kept (achieved density {rec['achieved_density']:.6g}; "
              f"asked {_fmt(row['target_density'])}; seed {row['seed']}).", "",
-             "## Metrics", "", "| metric | value | description |", "|---|---|---|"]
-    lines += [f"| `{m.key}` | {_fmt(rec[m.key])} | {md_cell(m.full_description)} |" for m in METRICS]
+             "## Metrics", "",
+             table(["metric", "value", "description"],
+                   [[f"`{m.key}`", _fmt(rec[m.key]), m.full_description] for m in METRICS])]
     lines += ["", "## Layers", "",
-              "| layer | kept | density | active units / dense width | mu1 | mu2 | 2 sqrt(d-1) | weighted gap |",
-              "|---|---|---|---|---|---|---|---|"]
-    for r, s in zip(layers, spectra):
-        frac = r["active_units"] / r["units"]
-        lines.append(f"| {md_cell(r['layer'])} | {r['kept']} | {r['density']:.4g} | {r['active_units']} / {r['units']} "
-                     f"({frac:.0%}) | {s['mu1']:.4g} | {s['mu2']:.4g} | {s['ramanujan_bound']:.4g} | "
-                     f"{s['weighted_gap']:.3f} |")
+              table(["layer", "kept", "density", "active units / dense width", "mu1", "mu2", "2 sqrt(d-1)",
+                     "weighted gap"],
+                    [[r["layer"], r["kept"], f"{r['density']:.4g}",
+                      f"{r['active_units']} / {r['units']} ({r['active_units'] / r['units']:.0%})", f"{s['mu1']:.4g}",
+                      f"{s['mu2']:.4g}", f"{s['ramanujan_bound']:.4g}", f"{s['weighted_gap']:.3f}"]
+                     for r, s in zip(layers, spectra)])]
     lines += ["", "## Figures", ""] + [f"![{stem}]({stem}.{formats[0]})" for stem in figs]
     md = os.path.join(out_dir, "report.md")
     with open(md, "w", encoding="utf-8") as f:
