@@ -57,6 +57,11 @@ class Metric:
         ``max_flow=False``.
     headline : bool
         Shown in summary tables (``summary.md`` of a comparison).
+    family : str
+        ``"topology"`` (counts, connectivity, widths, bottleneck, paths: what the studies
+        measure), ``"path norm"`` or ``"spectral"`` (skipped by studies for cost).
+    alias_of : str or None
+        The key this one is a deprecated alias of (the same value under an old name).
     """
 
     key: str
@@ -67,6 +72,8 @@ class Metric:
     label: str
     max_flow: bool = False
     headline: bool = False
+    family: str = "topology"
+    alias_of: str | None = None
 
     @property
     def sql_type(self) -> str:
@@ -150,7 +157,8 @@ METRICS: list = [
            "kept / total: the density the mask achieves, `MaskSet.achieved_density` (the asked one is "
            "`target_density`)", "achieved density", headline=True),
     Metric("density", _achieved, "fraction", None,
-           "deprecated alias of `achieved_density` (removed in the next release)", "achieved density"),
+           "deprecated alias of `achieved_density` (removed in the next release)", "achieved density",
+           alias_of="achieved_density"),
     Metric("graph_kept", _kept, "weights", None,
            "kept weights of the graph's layers only (off-path parameters left out): effective + dead",
            "kept layer weights"),
@@ -208,32 +216,40 @@ METRICS: list = [
            "most input-output paths sharing no unit-level edge", "edge-disjoint paths", max_flow=True),
     Metric("log10_path_norm_1", _pathnorm(1), "log10", None,
            "l1 path norm: sum over paths of the product of |w| (equals SynFlow's R; Gonon et al. 2024)",
-           "log10 path norm ||Φ||₁"),
+           "log10 path norm ||Φ||₁", family="path norm"),
     Metric("log10_path_norm_2", _pathnorm(2), "log10", None,
            "l2 path norm: sqrt of the sum over paths of the product of w^2 (sqrt R2; Gonon et al. 2024)",
-           "log10 path norm ||Φ||₂"),
+           "log10 path norm ||Φ||₂", family="path norm"),
     Metric("log10_path_norm_inf", _pathnorm("inf"), "log10", None,
            "l-infinity path norm: the largest product of |w| along one input-output path",
-           "log10 path norm ||Φ||∞"),
+           "log10 path norm ||Φ||∞", family="path norm"),
     Metric("ramanujan_gap_mean", _spectral("ramanujan_gap_mean"), "spectral", True,
            "mean over layers of 2 sqrt(d - 1) - mu2 of the bi-adjacency (kept kernel fractions; Hoang et al. 2023)",
-           "Ramanujan gap 2√(d−1) − μ₂ (layer mean)", headline=True),
+           "Ramanujan gap 2√(d−1) − μ₂ (layer mean)", headline=True, family="spectral"),
     Metric("ramanujan_gap_min", _spectral("ramanujan_gap_min"), "spectral", True,
-           "smallest Ramanujan gap 2 sqrt(d - 1) - mu2 of any layer", "Ramanujan gap (worst layer)"),
+           "smallest Ramanujan gap 2 sqrt(d - 1) - mu2 of any layer", "Ramanujan gap (worst layer)", family="spectral"),
     Metric("biregular_gap_mean", _spectral("biregular_gap_mean"), "spectral", True,
            "mean over layers of sqrt(dL - 1) + sqrt(dR - 1) - mu2 (bi-regular Ramanujan bound)",
-           "bi-regular Ramanujan gap (layer mean)"),
+           "bi-regular Ramanujan gap (layer mean)", family="spectral"),
     Metric("weighted_spectral_gap", _spectral("weighted_gap_mean"), "fraction", True,
            "mean over layers of 1 - mu2/mu1 of the bi-adjacency weighted by sum |w| per bundle",
-           "weighted spectral gap 1 − μ₂/μ₁ (layer mean)"),
+           "weighted spectral gap 1 − μ₂/μ₁ (layer mean)", family="spectral"),
     Metric("ramanujan_layers", _spectral("ramanujan_layers"), "fraction", True,
-           "fraction of layers meeting the Ramanujan bound mu2 <= 2 sqrt(d - 1)", "layers meeting the Ramanujan bound"),
+           "fraction of layers meeting the Ramanujan bound mu2 <= 2 sqrt(d - 1)", "layers meeting the Ramanujan bound",
+           family="spectral"),
 ]
 
 
-def metric_keys() -> list:
-    """Keys of :data:`METRICS`, in order."""
-    return [m.key for m in METRICS]
+def metric_keys(family: str | None = None, max_flow: bool = True, aliases: bool = True) -> list:
+    """Keys of :data:`METRICS`, in order: all, or those of one ``family`` (``"topology"``,
+    ``"path norm"``, ``"spectral"``), without the max-flow ones (``max_flow=False``) or
+    the deprecated aliases (``aliases=False``).
+
+    >>> metric_keys("spectral")[:2]
+    ['ramanujan_gap_mean', 'ramanujan_gap_min']
+    """
+    return [m.key for m in METRICS if (family is None or m.family == family) and (max_flow or not m.max_flow)
+            and (aliases or m.alias_of is None)]
 
 
 def get_metric(key: str) -> Metric:

@@ -41,6 +41,7 @@ import pandas as pd
 from netgraph.data import random_batch
 from netgraph.sparsifiers import get
 
+from ..table import metric_keys
 from .collapse import collapse_margin, sparsify_density
 from .compare import to_csv
 from .run import model_graph, parse_method, run_one
@@ -48,12 +49,8 @@ from .run import model_graph, parse_method, run_one
 #: The six architectures of the study.
 MODELS = tuple(f"torchvision:{n}" for n in ("mobilenet_v2", "efficientnet_b0", "resnext50_32x4d", "densenet121",
                                             "convnext_tiny", "vit_b_16"))
-#: The metrics each run computes (the topology ones; the others stay empty).
-METRIC_KEYS = ("kept", "total", "achieved_density", "graph_kept", "graph_total", "graph_density", "effective", "dead",
-               "effective_fraction", "effective_density", "collapsed_layers", "inputs_connected", "outputs_connected",
-               "connected", "bottleneck_width", "bottleneck_layer", "bottleneck_fraction", "mean_width_fraction",
-               "log10_paths", "log10_synflow_R", "log10_R2", "log10_path_kernel_trace", "path_entropy",
-               "log10_effective_paths")
+#: The metrics each run computes: the table's topology family, no max flow (the others stay empty).
+METRIC_KEYS = tuple(metric_keys("topology", max_flow=False, aliases=False))
 KEYS = ("model", "method", "target_density", "seed")
 #: Layer weights (millions) of the study's models: the order in which workers take them.
 _SIZES = {"torchvision:vit_b_16": 72.1, "torchvision:convnext_tiny": 28.5, "torchvision:resnext50_32x4d": 25.0,

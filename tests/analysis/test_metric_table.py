@@ -100,3 +100,17 @@ def test_measure_masked_computes_only_the_asked_keys():
     assert part["kept"] == full["kept"] and part["log10_path_kernel_trace"] == full["log10_path_kernel_trace"]
     with pytest.raises(InvalidInputError, match="unknown metric"):
         measure_masked(mg, keys=("kept", "nope"))
+
+
+def test_metric_families_select_the_studies_columns():
+    families = {m.family for m in table.METRICS}
+    assert families == {"topology", "path norm", "spectral"}
+    topo = table.metric_keys("topology", max_flow=False, aliases=False)
+    assert "density" not in topo and "min_vertex_cut" not in topo and "edge_disjoint_paths" not in topo
+    assert not set(topo) & set(table.metric_keys("spectral") + table.metric_keys("path norm"))
+    assert {"achieved_density", "bottleneck_width", "log10_path_kernel_trace"} <= set(topo)
+    for m in table.METRICS:  # an alias names a metric of the same value
+        if m.alias_of is not None:
+            assert m.compute is table.get_metric(m.alias_of).compute
+    from analysis.experiments import modern
+    assert list(modern.METRIC_KEYS) == topo
