@@ -119,7 +119,7 @@ def rebuildable(name) -> bool:
 
 
 def rebuild_args(ms: MaskSet, path="the mask file", model=None, input_shape=None, seed=None,
-                 num_classes=None) -> dict:
+                 num_classes=None, cli: bool = True) -> dict:
     """The arguments of :func:`netgraph.zoo.graph_of` (``spec``, ``input_shape``, ``seed``,
     ``num_classes``, ``layer_scale``) that rebuild the model ``ms`` was made for.
 
@@ -133,21 +133,27 @@ def rebuild_args(ms: MaskSet, path="the mask file", model=None, input_shape=None
     ------
     InvalidInputError
         No ``model`` and the file names none, or names a model built in Python (a class
-        name, :func:`rebuildable` False): the line says what to pass.
+        name, :func:`rebuildable` False): the line says what to pass, as the CLI's options
+        (``cli=True``) or as Python arguments.
     """
     from netgraph.errors import InvalidInputError
 
+    model_, classes_, shape_ = (("--model ", "--num-classes ", "--input-shape ") if cli
+                                else ("model=", "num_classes=", "input_shape="))
     spec = model_spec(ms, path)
     recorded, shape = spec.get("name"), spec.get("input_shape")
     if model is None and not recorded:
-        raise InvalidInputError(f"{path} does not say which model it was made for; pass --model (and --num-classes, "
-                                "--input-shape as the mask was made)")
+        raise InvalidInputError(f"{path} does not say which model it was made for; pass {model_.strip()} (and "
+                                f"{classes_.strip()}, {shape_.strip()} as the mask was made)")
     if model is None and not rebuildable(recorded):
         at = f" (default: the file's {','.join(map(str, shape))})" if shape else ""
+        shape_eg = "C,H,W" if cli else "(C, H, W)"
+        names = ("torchvision:NAME, timm:NAME or pkg.module:factory" if cli
+                 else "'torchvision:NAME', 'timm:NAME' or 'pkg.module:factory'")
+        graph = "" if cli else "graph=netgraph.from_torch(your_model, input_shape), or "
         raise InvalidInputError(
-            f"{path} was made for {recorded!r}, a model built in Python: that class name cannot be rebuilt; pass the "
-            f"model as --model torchvision:NAME, timm:NAME or pkg.module:factory with --num-classes N (its number of "
-            f"outputs) and --input-shape C,H,W{at}")
+            f"{path} was made for {recorded!r}, a model built in Python: that class name cannot be rebuilt; pass "
+            f"{graph}the model as {model_}{names} with {classes_}N (its number of outputs) and {shape_}{shape_eg}{at}")
     own = model is None or model == recorded
     keep_shape = own or not rebuildable(recorded)
     return {"spec": model or recorded,

@@ -33,8 +33,8 @@ from .maskfile import read_masks, rebuild_args
 
 def graph_for(ms: MaskSet, model=None, input_shape=None, seed=None, num_classes=None):
     """The graph a mask file was made for (from its metadata), or of ``model``: the CLI's rule
-    (:func:`~analysis.experiments.maskfile.rebuild_args`)."""
-    return zoo.graph_of(**rebuild_args(ms, "the mask file", model, input_shape, seed, num_classes))[1]
+    (:func:`~analysis.experiments.maskfile.rebuild_args`), its errors naming Python arguments."""
+    return zoo.graph_of(**rebuild_args(ms, "the mask file", model, input_shape, seed, num_classes, cli=False))[1]
 
 
 def _layer_density_figure(layers) -> Figure:
@@ -59,7 +59,7 @@ def _fmt(v):
 
 
 def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=None,
-                 formats=("png", "svg")) -> list:
+                 formats=("png", "svg"), num_classes=None) -> list:
     """Write the figures and ``report.md`` of one mask to ``out_dir``; returns the paths.
 
     ``masks`` is a :class:`~netgraph.MaskSet` or a mask file (torch or ``.safetensors``).
@@ -68,9 +68,13 @@ def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=
     (``spectral_by_layer``). The Markdown summary has every metric of the table and a
     per-layer table (kept, density, active units beside the dense width, ``mu2`` against the
     Ramanujan bound).
+
+    The graph is ``graph``, or the model the mask was made for (its metadata), or ``model``
+    (a zoo name, ``"torchvision:NAME"``, ``"timm:NAME"``, ``"pkg.module:factory"``) built with
+    ``input_shape``, ``seed`` and ``num_classes`` where given (:func:`graph_for`).
     """
     ms = read_masks(masks) if isinstance(masks, (str, os.PathLike)) else masks
-    g = graph if graph is not None else graph_for(ms, model, input_shape, seed)
+    g = graph if graph is not None else graph_for(ms, model, input_shape, seed, num_classes)
     try:
         mg = as_masked(g, ms)
     except MaskMismatchError as exc:

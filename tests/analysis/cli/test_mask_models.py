@@ -41,6 +41,22 @@ def test_python_model_is_named_by_class_and_the_error_says_what_to_pass(python_m
             assert opt in line
 
 
+def test_the_python_api_names_python_arguments(python_mask, tmp_path):
+    """write_report's error names its own arguments, not the CLI's options; num_classes rebuilds."""
+    from analysis.experiments.report import write_report
+    from netgraph.errors import InvalidInputError
+
+    path, ms, model = python_mask
+    with pytest.raises(InvalidInputError) as err:
+        write_report(path, tmp_path / "rep")
+    line = str(err.value)
+    assert "--" not in line and "graph=netgraph.from_torch(your_model, input_shape)" in line
+    for arg in ("model='torchvision:NAME'", "num_classes=N", "input_shape=(C, H, W)"):
+        assert arg in line
+    paths = write_report(path, tmp_path / "rep", model="digits_cnn", num_classes=5, formats=("png",))
+    assert "# Mask report: random on digits_cnn" in (tmp_path / "rep" / "report.md").read_text() and paths
+
+
 def test_num_classes_rebuilds_the_model_and_measures_the_mask(python_mask):
     path, ms, _ = python_mask
     res = _run("analyze", str(path), "--model", "digits_cnn")  # 10 outputs: the fc mask does not fit
