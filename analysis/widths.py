@@ -44,7 +44,9 @@ def bottleneck(graph, masks=None) -> dict:
     mask disconnects the network; in a residual network the paths may go round an emptied
     group through a shortcut (a block's inner conv), so the network can stay connected
     (see ``connected`` and ``min_vertex_cut``). The output layer (e.g. 10 classes) is not a
-    candidate. For a network without hidden units, width is None.
+    candidate. Of equally narrow groups the first is named, except when several are empty
+    (a disconnected net): then the first that a layer keeping no weight writes (named by
+    that layer), else the first such a layer reads (the emptied layer is the last one). For a network without hidden units, width is None.
 
     Examples
     --------
@@ -56,14 +58,17 @@ def bottleneck(graph, masks=None) -> dict:
     {'width': 3, 'layer': '2', 'fraction': 1.0}
     """
     active = active_units(graph, masks)
-    best = None
-    for g in graph.groups[1:-1]:
-        w = int(active[g.index].sum())
-        if best is None or w < best[0]:
-            best = (w, g)
-    if best is None:
+    hidden = graph.groups[1:-1]
+    if not hidden:
         return {"width": None, "layer": None, "fraction": None}
-    w, g = best
+    width = {g.index: int(active[g.index].sum()) for g in hidden}
+    w = min(width.values())
+    ties = [g for g in hidden if width[g.index] == w]
+    if w == 0 and len(ties) > 1:  # a disconnected net: name the emptied layer, not the first group
+        empty = [layer for layer, kept in zip(graph.layers, as_masked(graph, masks).kept_counts()) if kept == 0]
+        written, read = {layer.dst for layer in empty}, {layer.src for layer in empty}
+        ties = [g for g in ties if g.index in written] or [g for g in ties if g.index in read] or ties
+    g = ties[0]
     layer = next((l.name for l in graph.layers if l.dst == g.index), g.name)
     return {"width": w, "layer": layer, "fraction": w / g.size}
 

@@ -148,3 +148,15 @@ def test_in_a_chain_the_bottleneck_is_zero_exactly_when_disconnected_and_bounds_
         assert rec["min_vertex_cut"] <= rec["bottleneck_width"]
         seen.add(rec["connected"])
     assert seen == {True, False}
+
+
+@pytest.mark.parametrize("emptied, named", [(0, "0"), (1, "2"), (2, "4"), (3, "4")])
+def test_a_disconnected_chain_names_the_emptied_layer(emptied, named):
+    """Every hidden group is empty once one layer keeps nothing: the name points at that layer
+    (the group it writes; the last layer writes the output, so the group it reads)."""
+    g = netgraph.from_torch(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 6),
+                                          nn.ReLU(), nn.Linear(6, 2)), (3,))
+    masks = [np.ones(l.weight.shape, bool) for l in g.layers]
+    masks[emptied][:] = False
+    assert bottleneck(g, masks)["width"] == 0
+    assert bottleneck(g, masks)["layer"] == named
