@@ -280,14 +280,22 @@ def spectral_summary(graph, masks=None) -> dict:
 
     ``ramanujan_gap_mean`` / ``ramanujan_gap_min`` (over layers), ``biregular_gap_mean``,
     ``weighted_gap_mean``, ``ramanujan_layers`` (fraction of layers with
-    ``ramanujan_gap >= 0``).
+    ``ramanujan_gap >= 0``). An empty layer (no kept weight) is no expander: it does not
+    meet the bound (``mu2 = 0`` equals its bound 0 only vacuously) and its gaps, undefined,
+    are left out of the means and the minimum (NaN when every layer is empty).
     """
     rows = layer_spectra(graph, masks)
+    kept = np.array([r["edges"] > 0 for r in rows])
     ram = np.array([r["ramanujan_gap"] for r in rows])
+
+    def over_kept(key, reduce=np.mean):
+        vals = np.array([r[key] for r in rows])[kept]
+        return float(reduce(vals)) if vals.size else math.nan
+
     return {
-        "ramanujan_gap_mean": float(ram.mean()),
-        "ramanujan_gap_min": float(ram.min()),
-        "biregular_gap_mean": float(np.mean([r["biregular_gap"] for r in rows])),
-        "weighted_gap_mean": float(np.mean([r["weighted_gap"] for r in rows])),
-        "ramanujan_layers": float(np.mean(ram >= 0)),
+        "ramanujan_gap_mean": over_kept("ramanujan_gap"),
+        "ramanujan_gap_min": over_kept("ramanujan_gap", np.min),
+        "biregular_gap_mean": over_kept("biregular_gap"),
+        "weighted_gap_mean": over_kept("weighted_gap"),
+        "ramanujan_layers": float(np.mean(kept & (ram >= 0))),
     }

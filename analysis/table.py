@@ -213,7 +213,8 @@ METRICS: list = [
     Metric("log10_effective_paths", _p("log10_effective_paths"), "log10", True,
            "effective number of paths, exp(path entropy)", "log10 effective paths", headline=True),
     Metric("edge_disjoint_paths", _edge_disjoint, "paths", True,
-           "most input-output paths sharing no unit-level edge", "edge-disjoint paths", max_flow=True),
+           "most input-output paths sharing no unit-level edge (a unit pair joined by a layer and by a "
+           "shortcut is two edges)", "edge-disjoint paths", max_flow=True),
     Metric("log10_path_norm_1", _pathnorm(1), "log10", None,
            "l1 path norm: sum over paths of the product of |w| (equals SynFlow's R; Gonon et al. 2024)",
            "log10 path norm ||Φ||₁", family="path norm"),
@@ -224,19 +225,21 @@ METRICS: list = [
            "l-infinity path norm: the largest product of |w| along one input-output path",
            "log10 path norm ||Φ||∞", family="path norm"),
     Metric("ramanujan_gap_mean", _spectral("ramanujan_gap_mean"), "spectral", True,
-           "mean over layers of 2 sqrt(d - 1) - mu2 of the bi-adjacency (kept kernel fractions; Hoang et al. 2023)",
+           "mean over non-empty layers of 2 sqrt(d - 1) - mu2 of the bi-adjacency (kept kernel fractions; Hoang et "
+           "al. 2023)",
            "Ramanujan gap 2√(d−1) − μ₂ (layer mean)", headline=True, family="spectral"),
     Metric("ramanujan_gap_min", _spectral("ramanujan_gap_min"), "spectral", True,
-           "smallest Ramanujan gap 2 sqrt(d - 1) - mu2 of any layer", "Ramanujan gap (worst layer)", family="spectral"),
+           "smallest Ramanujan gap 2 sqrt(d - 1) - mu2 of a non-empty layer", "Ramanujan gap (worst layer)",
+           family="spectral"),
     Metric("biregular_gap_mean", _spectral("biregular_gap_mean"), "spectral", True,
-           "mean over layers of sqrt(dL - 1) + sqrt(dR - 1) - mu2 (bi-regular Ramanujan bound)",
+           "mean over non-empty layers of sqrt(dL - 1) + sqrt(dR - 1) - mu2 (bi-regular Ramanujan bound)",
            "bi-regular Ramanujan gap (layer mean)", family="spectral"),
     Metric("weighted_spectral_gap", _spectral("weighted_gap_mean"), "fraction", True,
-           "mean over layers of 1 - mu2/mu1 of the bi-adjacency weighted by sum |w| per bundle",
+           "mean over non-empty layers of 1 - mu2/mu1 of the bi-adjacency weighted by sum |w| per bundle",
            "weighted spectral gap 1 − μ₂/μ₁ (layer mean)", family="spectral"),
     Metric("ramanujan_layers", _spectral("ramanujan_layers"), "fraction", True,
-           "fraction of layers meeting the Ramanujan bound mu2 <= 2 sqrt(d - 1)", "layers meeting the Ramanujan bound",
-           family="spectral"),
+           "fraction of layers meeting the Ramanujan bound mu2 <= 2 sqrt(d - 1) (an empty layer does not)",
+           "layers meeting the Ramanujan bound", family="spectral"),
 ]
 
 

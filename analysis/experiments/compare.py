@@ -173,7 +173,10 @@ def summary_markdown(df: pd.DataFrame) -> str:
             vals = []
             for c, _ in cols:
                 x = pd.to_numeric(cell[c], errors="coerce")
-                m, s = x.mean(), x.std()
+                with np.errstate(invalid="ignore"):  # -inf (no path) in a cell: its mean is -inf, no sd
+                    m, s = x.mean(), x.std()
+                if np.isfinite(s) and s <= 1e-12 * max(1.0, abs(m)):  # equal values, rounding noise
+                    s = 0.0
                 fmt = "{:.4g}"
                 vals.append(fmt.format(m) + ("" if not np.isfinite(s) or len(cell) < 2 else " ± " + fmt.format(s)))
             rows.append([method, f"{d:g}", *vals])

@@ -96,7 +96,8 @@ def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=
         paths += plots.save(fig, os.path.join(out_dir, stem), formats=formats)
     lines = [f"# Mask report: {method} on {row['model']}", "",
              f"{rec['kept']} of {rec['total']} weights kept (achieved density {rec['achieved_density']:.6g}; "
-             f"asked {_fmt(row['target_density'])}; seed {row['seed']}).", "",
+             + "; ".join(f"{what} {_fmt(ms.meta[key])}" if key in ms.meta else f"{what} not recorded"
+                         for what, key in (("asked", "density"), ("seed", "seed"))) + ").", "",
              "## Metrics", "",
              table(["metric", "value", "description"],
                    [[f"`{m.key}`", _fmt(rec[m.key]), m.full_description] for m in METRICS])]

@@ -7,10 +7,13 @@ import os
 from contextlib import contextmanager
 
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from ..table import label_of
+from netgraph.errors import InvalidInputError
+
+from ..table import METRICS, label_of, metric_keys
 
 
 #: Figure formats :func:`save` writes (matplotlib's raster and vector formats).
@@ -56,10 +59,45 @@ UNIT_RANGE = {"fraction": (0.0, 1.0), "bool": (0.0, 1.0), "units": (0.0, np.inf)
 
 def metric_range(metric: str) -> tuple:
     """``(low, high)`` a metric can take (from its unit in the metric table); unbounded otherwise."""
-    from ..table import METRICS
-
     unit = next((m.unit for m in METRICS if m.key == metric), None)
     return UNIT_RANGE.get(unit, (-np.inf, np.inf))
+
+
+#: The columns every results table has (:func:`analysis.compare`, :func:`analysis.read_results`).
+TABLE_COLUMNS = ("model", "method", "target_density", "seed")
+
+
+def check_table(df, what: str, metrics=(), model=None, one_model: bool = True, columns=()) -> pd.DataFrame:
+    """The rows of results table ``df`` that figure ``what`` draws, checked at the plots' boundary:
+    a DataFrame with the table's columns (and ``columns``) and rows, numeric ``metrics`` columns,
+    and one model (``model``, if given, selects it; ``one_model=False`` allows several). One
+    clear line otherwise."""
+    if not isinstance(df, pd.DataFrame):
+        raise InvalidInputError(f"{what} takes a results table (a DataFrame of analysis.compare or "
+                                f"analysis.read_results), got {type(df).__name__}")
+    missing = [c for c in (*TABLE_COLUMNS, *columns) if c not in df]
+    if missing:
+        raise InvalidInputError(f"{what}: the table has no {', '.join(missing)} column(s); it takes a table of "
+                                "analysis.compare or analysis.read_results")
+    models = list(dict.fromkeys(df["model"]))
+    if model is not None:
+        if model not in models:
+            raise InvalidInputError(f"{what}: model {model!r} is not in the table; its models: "
+                                    f"{', '.join(map(repr, models)) or 'none (no rows)'}")
+        df = df[df["model"] == model]
+    elif one_model and len(models) > 1:
+        raise InvalidInputError(f"{what} draws one model and the table holds {len(models)} "
+                                f"({', '.join(map(repr, models))}): pass model=, or plot_metric_grid for a panel each")
+    if df.empty:
+        raise InvalidInputError(f"{what}: the table has no rows")
+    for key in metrics:
+        if key not in df:
+            known = [k for k in metric_keys() if k in df]
+            raise InvalidInputError(f"{what}: no column {key!r} in the table; its metrics: {', '.join(known)}")
+        named = any(m.key == key and m.unit == "name" for m in METRICS)
+        if named or (df[key].notna().any() and pd.to_numeric(df[key], errors="coerce").isna().all()):
+            raise InvalidInputError(f"{what}: {key!r} holds names, not numbers; plot a numeric metric")
+    return df
 
 
 def _band(ax, data, x, y, hue, pal, bounds=(-np.inf, np.inf), legend=True, marker="o"):
@@ -171,11 +209,17 @@ def _density_axis(ax, densities):
 
 
 def save(fig: Figure, stem, formats=("png", "svg"), dpi: int = 150) -> list:
-    """Write ``fig`` as ``stem.png`` / ``stem.svg``; returns the paths. The same figure gives
+    """Write ``fig`` as ``stem.png`` / ``stem.svg`` (``formats``: one name or several of
+    :data:`FORMATS`); returns the paths. The same figure gives
     the same bytes: an SVG has no date, and its clip-path ids are hashed with a fixed salt
     (matplotlib salts them with a random uuid otherwise)."""
     import matplotlib
 
+    formats = (formats,) if isinstance(formats, str) else tuple(formats)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not isinstance(fig, Figure):
+        raise InvalidInputError(f"save takes a matplotlib Figure and formats among {', '.join(FORMATS)}; got "
+                                + (f"format(s) {', '.join(map(repr, unknown))}" if unknown else type(fig).__name__))
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     paths = []
     for fmt in formats:

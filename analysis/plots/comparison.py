@@ -9,9 +9,11 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from netgraph.errors import InvalidInputError
+
 from ..table import label_of
 from .base import (_STYLE, _band, _density_axis, _labels, _new_figure, _palette, _per_model, _shared_legend, _title,
-                   fit_suptitle, layer_axis, metric_range)
+                   check_table, fit_suptitle, layer_axis, metric_range)
 
 
 def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: bool = False) -> Figure:
@@ -20,8 +22,11 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: boo
     With ``fraction=True`` the y axis is active units / dense width of each layer (the
     dense width is then the line y = 1).
     """
-    if model is not None:
-        df = df[df["model"] == model]
+    df = check_table(df, "plot_width_profile", model=model,
+                     columns=("layer_names", "layer_units", "layer_widths"))
+    if len({tuple(u) for u in df["layer_units"]}) > 1:
+        raise InvalidInputError(f"plot_width_profile: the rows of model {df['model'].iloc[0]!r} come from networks "
+                                "of different layer widths; give each network its own model label")
     rows = []
     for _, r in df.iterrows():
         for i, (name, units, w) in enumerate(zip(r["layer_names"], r["layer_units"], r["layer_widths"])):
@@ -58,11 +63,36 @@ def plot_width_profile(df: pd.DataFrame, model: str | None = None, fraction: boo
     return fig
 
 
+def _infinite_seeds(ax, data, values, metric, pal) -> bool:
+    """Mark each (method, density) whose seeds include an infinite value (log10 of no path:
+    -inf), left out of the mean: an x at the others' mean (at the axis' foot when all are),
+    labelled ``k/n −∞``; whether any was."""
+    from matplotlib.transforms import blended_transform_factory
+
+    foot = blended_transform_factory(ax.transData, ax.transAxes)
+    marked = False
+    for (method, d), part in data.assign(_v=values).groupby(["method", "target_density"], sort=False):
+        k = int(np.isinf(part["_v"]).sum())
+        if not k:
+            continue
+        sign = "−∞" if (part["_v"] < 0).any() else "+∞"
+        finite = part[metric].dropna()
+        y, trans = (finite.mean(), ax.transData) if len(finite) else (0.03, foot)
+        ax.plot([d], [y], marker="x", ms=7, mew=1.5, color=pal[method], transform=trans, ls="none")
+        ax.annotate(f"{k}/{len(part)} {sign}", (d, y), xycoords=trans, xytext=(4, 3), textcoords="offset points",
+                    fontsize=7, color=pal[method])
+        marked = True
+    return marked
+
+
 def _metric_on(ax, data, metric, ylabel, pal, logy=False, diagonal=False, legend=True):
-    data = data.copy()
-    data[metric] = pd.to_numeric(data[metric], errors="coerce").replace([np.inf, -np.inf], np.nan)
-    data = data[data["method"].isin(pal)]
+    data = data[data["method"].isin(pal)].copy()
+    values = pd.to_numeric(data[metric], errors="coerce")
+    data[metric] = values.replace([np.inf, -np.inf], np.nan)
     _band(ax, data.dropna(subset=[metric]), "target_density", metric, "method", pal, metric_range(metric), legend)
+    marked = _infinite_seeds(ax, data, values, metric, pal)
+    if data[metric].isna().all():
+        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center", color="0.4")
     _density_axis(ax, data["target_density"])
     if logy:
         ax.set_yscale("log")
@@ -71,16 +101,21 @@ def _metric_on(ax, data, metric, ylabel, pal, logy=False, diagonal=False, legend
         ax.plot(lim, lim, ls="--", color="grey", lw=1, label="no dead weights (y = x)")
         if legend:
             ax.legend(title="method")
-    ax.set_xlabel("density: kept weights (log scale)")
+    ax.set_xlabel("density: kept weights (log scale)"
+                  + ("\nx: k/n seeds infinite (no path), the line their others' mean" if marked else ""))
     ax.set_ylabel(ylabel)
 
 
 def plot_metric(df: pd.DataFrame, metric: str, ylabel: str | None = None, title: str | None = None,
-                logy: bool = False, diagonal: bool = False) -> Figure:
-    """``metric`` against target density (log x axis), one line per method.
+                logy: bool = False, diagonal: bool = False, model: str | None = None) -> Figure:
+    """``metric`` against target density (log x axis), one line per method, for one model
+    (``model`` picks one of a table of several; :func:`plot_metric_grid` draws them all).
 
-    The axis label and title default to the metric table's label of ``metric``.
+    The axis label and title default to the metric table's label of ``metric``. Lines are
+    the mean of the seeds' finite values; a density where some seeds have none (``-inf``:
+    no input-output path) is marked with how many.
     """
+    df = check_table(df, "plot_metric", (metric,), model)
     ylabel, title = _labels(metric, ylabel, title)
     with sns.axes_style("whitegrid", _STYLE):
         fig, axes = _new_figure()
@@ -93,6 +128,7 @@ def plot_metric(df: pd.DataFrame, metric: str, ylabel: str | None = None, title:
 def plot_metric_grid(df: pd.DataFrame, metric: str, ylabel: str | None = None, title: str | None = None,
                      logy: bool = False, diagonal: bool = False) -> Figure:
     """Like :func:`plot_metric` with one panel per model and one legend."""
+    df = check_table(df, "plot_metric_grid", (metric,), one_model=False)
     ylabel, title = _labels(metric, ylabel, title)
     pal = _palette(df["method"])
     with _per_model(df, _title(df, title)) as (fig, panels):
@@ -104,8 +140,10 @@ def plot_metric_grid(df: pd.DataFrame, metric: str, ylabel: str | None = None, t
 PATH_NORMS = ("log10_path_norm_1", "log10_path_norm_2", "log10_path_norm_inf")
 
 
-def plot_path_norms(df: pd.DataFrame) -> Figure:
-    """``log10`` path norms (q = 1, 2, inf) against density, one panel per q, one line per method."""
+def plot_path_norms(df: pd.DataFrame, model: str | None = None) -> Figure:
+    """``log10`` path norms (q = 1, 2, inf) against density, one panel per q, one line per
+    method, for one model (``model`` picks one of several)."""
+    df = check_table(df, "plot_path_norms", PATH_NORMS, model)
     pal = _palette(df["method"])
     with sns.axes_style("whitegrid", _STYLE):
         fig, axes = _new_figure(4.6, 3.8, len(PATH_NORMS), 1)
@@ -154,6 +192,9 @@ def plot_collapse_margin(rows) -> Figure:
     (log x axis); methods that never collapse are marked "never" at the left edge.
     """
     df = pd.DataFrame(list(rows))
+    if df.empty or not {"method", "margin", "upper"} <= set(df):
+        raise InvalidInputError("plot_collapse_margin takes the rows of collapse_margins (method, margin, upper, "
+                                f"...), got {'no rows' if df.empty else 'columns ' + ', '.join(map(str, df))}")
     labels = [m if not o else f"{m}:" + ",".join(f"{k}={v}" for k, v in o.items())
               for m, o in zip(df["method"], df.get("options", [{}] * len(df)))]
     df = df.assign(label=labels)

@@ -100,3 +100,24 @@ def test_summary_and_empty_layer():
     s = spectral.spectral_summary(g, None)
     assert set(s) == {"ramanujan_gap_mean", "ramanujan_gap_min", "biregular_gap_mean", "weighted_gap_mean",
                       "ramanujan_layers"}
+
+
+def test_an_empty_layer_does_not_meet_the_bound_and_stays_out_of_the_means():
+    import math
+
+    import netgraph
+    from analysis.spectral import layer_spectra, spectral_summary
+
+    g = netgraph.from_torch(nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)),
+                            (6,))
+    masks = [np.ones(l.weight.shape, bool) for l in g.layers]
+    masks[1][:] = False
+    rows = layer_spectra(g, masks)
+    assert rows[1]["edges"] == 0 and rows[1]["ramanujan_gap"] == 0  # vacuous: mu2 = 0 = its bound
+    s = spectral_summary(g, masks)
+    assert s["ramanujan_layers"] == pytest.approx(2 / 3)
+    assert s["ramanujan_gap_mean"] == pytest.approx((rows[0]["ramanujan_gap"] + rows[2]["ramanujan_gap"]) / 2)
+    assert s["ramanujan_gap_min"] == min(rows[0]["ramanujan_gap"], rows[2]["ramanujan_gap"])
+    assert s["weighted_gap_mean"] == pytest.approx((rows[0]["weighted_gap"] + rows[2]["weighted_gap"]) / 2)
+    empty = spectral_summary(g, [np.zeros(l.weight.shape, bool) for l in g.layers])
+    assert empty["ramanujan_layers"] == 0 and math.isnan(empty["ramanujan_gap_mean"])
