@@ -236,6 +236,17 @@ def as_path(path, what: str = "path") -> str:
     return os.fsdecode(os.fspath(path))
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to file ``path``, its folder made if missing; one clear line if the
+    system refuses (no permission, a file where a folder should be, no space)."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def check_file_path(path, what: str = "path") -> str:
     """Return ``path`` as a str (see :func:`as_path`) if it can name a file to write: not a directory."""
     path = as_path(path, what)

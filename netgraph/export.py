@@ -33,7 +33,7 @@ from numbers import Real
 import torch
 import torch.nn as nn
 
-from ._validate import as_path, check_file_path, check_module
+from ._validate import as_path, check_file_path, check_module, write_bytes
 from .errors import InvalidInputError, NotAMaskFileError
 from .masks import Mask, MaskSet, copy_model, parameter_of, prunable_parameter_names
 from .masks import remove_parametrize as _remove_parametrize
@@ -72,10 +72,9 @@ def save_safetensors(masks: MaskSet, path) -> None:
     path = check_file_path(path)
     meta = masks.file_meta()
     meta[ORDER_META] = list(masks)
-    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     tensors = {k: v.contiguous() for k, v in masks.items()}
     header = {META_KEY: json.dumps(meta, default=str)}
-    st.save_file(tensors, os.fspath(path), metadata=header)
+    write_bytes(path, st.save(tensors, metadata=header))
 
 
 def load_safetensors(path) -> MaskSet:
@@ -188,10 +187,11 @@ def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
     """The masks ``model`` carries for its conv and linear weights, ``nn.MultiheadAttention``'s
     input projections and any other parameter masked by :meth:`MaskSet.apply`.
 
-    A ``torch.nn.utils.prune`` buffer (``weight_mask``) or a :class:`~netgraph.masks.Mask`
-    parametrization gives its mask exactly; otherwise the mask is ``weight != 0`` (after
-    ``how="multiply"`` or :func:`remove_parametrize`, a weight that is zero by chance reads
-    as pruned).
+    A ``torch.nn.utils.prune`` buffer (``weight_mask``) or :class:`~netgraph.masks.Mask`
+    parametrizations (several stacked: all of them, and-ed) give the mask exactly; otherwise
+    the mask is ``weight != 0`` (after ``how="multiply"`` or :func:`remove_parametrize`, a
+    weight that is zero by chance reads as pruned; after ``how="multiply"`` and then another
+    mode, the later mask is read: the zeros the multiply left are in the weights, not a mask).
     """
     out = {}
     for pname in _maskable_names(check_module(model, "masks_from_model")):
@@ -199,7 +199,9 @@ def masks_from_model(model: nn.Module, meta: dict | None = None) -> MaskSet:
         plist = getattr(module, "parametrizations", None)
         found = None
         if plist is not None and attr in plist:
-            found = next((p.mask for p in plist[attr] if isinstance(p, Mask)), None)
+            for p in plist[attr]:
+                if isinstance(p, Mask):
+                    found = p.mask if found is None else found & p.mask
         if found is None and hasattr(module, f"{attr}_mask"):
             found = getattr(module, f"{attr}_mask") != 0
         if found is None:

@@ -14,6 +14,7 @@ version and ``"format": "netgraph-masks/1"``; nothing time-dependent (the method
 from __future__ import annotations
 
 import copy
+import io
 import os
 import warnings
 from collections.abc import Mapping, MutableMapping
@@ -24,7 +25,8 @@ import torch.nn as nn
 from torch.nn.utils import parametrize, prune
 
 from ._json import plain
-from ._validate import as_bool_mask, as_path, check_choice, check_file_path, check_mask_shape, check_module
+from ._validate import (as_bool_mask, as_path, check_choice, check_file_path, check_mask_shape, check_module,
+                        write_bytes)
 from ._version import __version__
 from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
 
@@ -182,12 +184,13 @@ class MaskSet(MutableMapping):
         Raises
         ------
         InvalidInputError
-            If ``path`` is not a str or path-like, or names a directory.
+            If ``path`` is not a str or path-like, names a directory, or cannot be written.
         """
         path = check_file_path(path)
         blob = {"masks": dict(self._masks), "meta": plain(self.file_meta(), nonfinite="keep")}
-        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-        torch.save(blob, path)
+        buf = io.BytesIO()  # (torch.save names the zip's records after a file's name: the same bytes for any name)
+        torch.save(blob, buf)
+        write_bytes(path, buf.getvalue())
 
     @classmethod
     def load(cls, path) -> "MaskSet":
@@ -266,12 +269,18 @@ class MaskSet(MutableMapping):
         ``how="multiply"`` zeroes the pruned weights once (they may grow back under
         training). Masks move to each
         parameter's device; the model is modified in place. ``strict`` as in :meth:`check`.
+        On a model masked before, ``"prune"`` combines with torch's pruning and ``"parametrize"``
+        stacks on a parametrization; other mixes (and ``"multiply"`` of a weight computed by
+        a parametrization or by torch's pruning, which would change nothing) raise one clear
+        line, before any parameter is changed.
         """
         check_choice("how", how, APPLY_MODES)
         self.check(model, strict)
-        for name, m in self._masks.items():
-            module, attr, t = self._resolve(model, name)
-            mask = m.to(t.device)
+        resolved = [(name, *self._resolve(model, name)) for name in self._masks]
+        for name, module, attr, _ in resolved:  # every parameter checked before any is changed
+            _check_mode(name, module, attr, how)
+        for name, module, attr, t in resolved:
+            mask = self._masks[name].to(t.device)
             if how == "prune":
                 prune.custom_from_mask(module, name=attr, mask=mask)
             elif how == "parametrize":
@@ -303,6 +312,29 @@ class MaskSet(MutableMapping):
         meta.setdefault("model", graph.model_spec)
         meta.setdefault("library_version", __version__)
         return cls(masks, meta)
+
+
+def _check_mode(name: str, module: nn.Module, attr: str, how: str) -> None:
+    """One clear line unless ``how`` can mask parameter ``name`` over the way it is masked or
+    computed already: torch's pruning takes another ``how="prune"``, :class:`Mask`
+    parametrizations stack, and ``how="multiply"`` needs a plain tensor (it would change the
+    stored values, not the weight computed from them)."""
+    pruned = isinstance(getattr(module, f"{attr}_orig", None), torch.Tensor) and hasattr(module, f"{attr}_mask")
+    plist = getattr(module, "parametrizations", None)
+    chain = list(plist[attr]) if plist is not None and attr in plist else []
+    others = ", ".join(sorted({type(p).__name__ for p in chain if not isinstance(p, Mask)}))
+    if others and how != "parametrize":
+        raise InvalidInputError(
+            f"{name} is computed by a parametrization ({others}) that is not a netgraph Mask: how={how!r} "
+            "cannot mask it; apply with how='parametrize' (it stacks a Mask on top)")
+    if pruned and how != "prune":
+        raise InvalidInputError(
+            f"{name} is pruned already by torch.nn.utils.prune (an earlier how='prune'): apply with how='prune' "
+            "(torch combines the masks), or make it permanent first (torch.nn.utils.prune.remove)")
+    if chain and how != "parametrize":
+        raise InvalidInputError(
+            f"{name} is parametrized already (an earlier how='parametrize'): apply with how='parametrize' (the "
+            "masks stack), or make it permanent first (netgraph.export.remove_parametrize)")
 
 
 #: ``nn.MultiheadAttention``'s input projections: linear weights held by the module itself.

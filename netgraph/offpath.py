@@ -37,11 +37,14 @@ OFFPATH_POLICIES = ("dense", "magnitude")
 
 def offpath_arrays(model, entries) -> dict:
     """Read-only numpy views (CPU float32/64; others copied to float32) of the off-path
-    parameters of ``model``, by name; entries the model does not hold as a parameter are left out."""
-    params = dict(model.named_parameters())
+    parameters of ``model``, by name; entries the model does not hold as a tensor are left out.
+    A masked parameter (torch's pruning, a parametrization) reads as the weight the model
+    computes from it: its pruned entries are zeros."""
+    from .masks import parameter_of
+
     out = {}
     for e in entries:
-        p = params.get(e["param"])
+        p = parameter_of(model, e["param"])[2]
         if p is None or e["param"] in out:
             continue
         t = p.detach()

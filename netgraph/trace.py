@@ -353,8 +353,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None, layer_scale="as_i
         grp.kind = "hidden"
     groups[0].kind = "input"
     groups[-1].kind = "output"
-    if out_value.group != len(groups) - 1:  # pragma: no cover - guarded above
-        raise UnsupportedModelError("internal error: output is not the last unit group")
+    assert out_value.group == len(groups) - 1, "output is not the last unit group"  # guarded above
     layers = [layer for _, layer in sorted(b.layers, key=lambda t: t[0])]
     for i, layer in enumerate(layers):
         layer.index = i
@@ -363,6 +362,7 @@ def _build(model, gm, recorder, shape, model_spec, gates=None, layer_scale="as_i
     spec.setdefault("name", type(model).__name__)
     spec.update(input_shape=list(shape), **({} if layer_scale == "as_is" else {"layer_scale": layer_scale}))
     offpath = offpath + vit_variants.constant_layers(c, gm, {x.param for x in layers})
+    fx.check_untied(model, [x.param for x in layers] + [p["param"] for p in offpath])
     try:
         return NetGraph(groups=groups, layers=layers, shortcuts=b.shortcuts, input_shape=shape,
                         model_spec=spec, offpath=offpath, offpath_weights=offpath_arrays(model, offpath))

@@ -156,8 +156,9 @@ def _walk_phase(ctx, g, budgets, offsets, bias, rng):
         kept[take] = True
         used += np.bincount(np.searchsorted(offsets, take, side="right") - 1, minlength=len(g.layers))
         done += B
-        # walks are worth it while they fill budgets; once most are skipped, the fill is faster
-        stalled = stalled + 1 if int(accept.sum()) < 0.05 * B else 0
+        # walks are worth it while they fill budgets; once most are skipped (or add nothing: dropped
+        # at a zero weight, or only weights already kept), the fill is faster
+        stalled = stalled + 1 if int((accept & per.any(axis=1)).sum()) < 0.05 * B else 0
         B = int(min(1 << 15, max(512, 2 * B if stalled == 0 else B)))
     return kept, done
 

@@ -152,13 +152,17 @@ class WalkGraph:
         """Run one batch of walks; return ``(walk_id, global element id)`` records.
 
         Global element ids index the concatenation of all layers' weights in layer order
-        (``offsets[layer.index] + flat index in the parameter``).
+        (``offsets[layer.index] + flat index in the parameter``). A walk that steps onto an
+        exact-zero weight (a kernel of zeros with ``kernel_conserved``) is dropped with all
+        its records: walks cross only nonzero weights, so on a model pruned before (its
+        pruned weights are zeros) a new mask stays inside the old one, and a unit whose
+        outgoing weights are all zero is a dead end, not a uniform draw.
         """
         G = len(self.graph.groups)
         forward = direction == "forward"
         grp = np.full(starts.size, 0 if forward else G - 1)
         unit = starts.astype(np.int64).copy()
-        rec_w, rec_e = [], []
+        rec_w, rec_e, dead = [], [], []
         order = range(G - 1) if forward else range(G - 1, 0, -1)
         tables = self.fwd if forward else self.bwd
         for g in order:
@@ -180,13 +184,22 @@ class WalkGraph:
                     v, u = (nu, unit[who]) if forward else (unit[who], nu)
                     j = u % edge.n_in  # input index of u inside v's group
                     base = (v * edge.n_in + j) * edge.k
+                    flat = edge.weight.reshape(-1)
                     if kernel_conserved and edge.k > 1:
                         el = (base[:, None] + np.arange(edge.k)).ravel()
-                        rec_w.append(np.repeat(walk_ids[who], edge.k))
+                        live = flat[el] != 0  # the kernel's zeros stay pruned
+                        stuck = ~live.reshape(-1, edge.k).any(axis=1)
+                        el, ids = el[live], np.repeat(walk_ids[who], edge.k)[live]
                     else:
                         el = base + self._tap(edge, v, j, rng)
-                        rec_w.append(walk_ids[who])
+                        stuck = flat[el] == 0
+                        ids = walk_ids[who]
+                    rec_w.append(ids)
                     rec_e.append(self.offsets[edge.index] + el)
+                    if stuck.any():
+                        dead.append(walk_ids[who[stuck]])
+                        grp[who[stuck]] = -1
+                        who, nu = who[~stuck], nu[~stuck]
                     unit[who] = nu
                 else:  # shortcut: no weight; an index map moves to the mapped unit
                     unit[who] = _shortcut_step(edge, unit[who], forward)
@@ -194,7 +207,11 @@ class WalkGraph:
                 grp[who[unit[who] < 0]] = -1  # a unit off the index map: the walk ends
         if not rec_w:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(rec_w), np.concatenate(rec_e)
+        w, e = np.concatenate(rec_w), np.concatenate(rec_e)
+        if dead:
+            keep = ~np.isin(w, np.concatenate(dead))
+            w, e = w[keep], e[keep]
+        return w, e
 
 
 class _Bundles:

@@ -24,6 +24,7 @@ import contextlib
 import math
 from numbers import Real
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +39,7 @@ def _setup(ctx: Context, bn_mode: str):
     model = copy_model(ctx.model, plain=True)  # (a pruned model's weights as plain parameters)
     model.train(bn_mode == "train")
     params = dict(model.named_parameters())
-    weights = [params[l.param] for l in ctx.graph.layers]
+    weights = [params[l.param].requires_grad_(True) for l in ctx.graph.layers]  # (frozen ones too: a copy)
     device, dtype = weights[0].device, weights[0].dtype
     batches = [_checked(x, y, dtype) for x, y in as_batches(ctx.data, ctx.graph.input_shape)]
     return model, weights, [(x.to(device), y.to(device)) for x, y in batches]
@@ -77,6 +78,19 @@ def _logits(model, x, y):
     return out
 
 
+def _zeros_last(weights, scores) -> list:
+    """``scores`` (tensors, one per weight) as float64 arrays, those of exact-zero weights
+    ``-inf``: they rank below every other (a GraSP score can be negative; a SNIP score ties at
+    0 where a gradient is 0), so that on a model pruned before (its pruned weights are zeros)
+    the new mask keeps none of them while the density allows."""
+    out = []
+    for w, sc in zip(weights, scores):
+        a = sc.double().cpu().numpy()
+        a[(w.detach() == 0).cpu().numpy()] = -np.inf
+        out.append(a)
+    return out
+
+
 def _layer_shaped(ctx, arrays):
     return [l.take(a).reshape(l.weight.shape) for a, l in zip(arrays, ctx.graph.layers)]
 
@@ -104,7 +118,7 @@ def snip_masks(ctx: Context, bn_mode: str = "train") -> list:
     model.zero_grad()
     for x, y in batches:
         F.cross_entropy(_logits(model, x, y), y).backward()
-    scores = [(w.detach() * w.grad).abs().double().cpu().numpy() for w in weights]
+    scores = _zeros_last(weights, [(w.detach() * w.grad).abs() for w in weights])
     check_scores("snip", scores)
     return top_k_masks(_layer_shaped(ctx, scores), ctx.target)
 
@@ -159,7 +173,7 @@ def _grasp(ctx, model, weights, batches, T):
         grads = torch.autograd.grad(F.cross_entropy(_logits(model, x, y) / T, y), weights, create_graph=True)
         z = sum((gr * gs).sum() for gr, gs in zip(grads, g))
         z.backward()
-    hg = [(w.detach() * w.grad).double().cpu().numpy() for w in weights]  # w * Hg = -score
+    hg = _zeros_last(weights, [w.detach() * w.grad for w in weights])  # w * Hg = -score
     check_scores("grasp", hg)
     ctx.info["score"] = "-w*Hg (kept: lowest)"
     return top_k_masks(_layer_shaped(ctx, hg), ctx.target)
