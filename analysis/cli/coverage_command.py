@@ -11,13 +11,19 @@ from netgraph.errors import NetgraphError
 from .boundary import check_out_dir, one_line
 
 
+def _finite(ctx, param, value):
+    if value != value:  # NaN passes click's range check
+        raise click.BadParameter("nan is not a number of seconds in 1<=x<=1000000.0", param=param)
+    return value
+
+
 @click.command("coverage")
 @click.option("--out", "out_dir", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Folder for coverage.md, coverage.csv and coverage.json.")
 @click.option("--sources", default="torchvision,timm", show_default=True,
               help="Comma-separated: torchvision, timm, zoo, or single model names (e.g. timm:convnext_atto).")
-@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True,
-              help="Seconds allowed per model.")
+@click.option("--timeout", type=click.FloatRange(min=1, max=1e6), default=600, show_default=True,
+              callback=_finite, help="Seconds allowed per model.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch threads per model.")
 @click.option("--in-process", is_flag=True, help="Trace in this process (default: one fresh process per model).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

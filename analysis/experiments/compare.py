@@ -147,11 +147,23 @@ def to_csv(df: pd.DataFrame, path, list_columns=LIST_COLUMNS, timings: bool = Tr
 
 
 def read_results(path, list_columns=LIST_COLUMNS) -> pd.DataFrame:
-    """Read a results CSV written by :func:`to_csv` (its ``list_columns`` parsed back)."""
-    df = pd.read_csv(path)
-    for c in list_columns:
-        if c in df:
-            df[c] = df[c].map(json.loads)
+    """Read a results CSV written by :func:`to_csv` (its ``list_columns`` parsed back); one
+    clear line (:class:`~netgraph.errors.InvalidInputError`) for a file that is not one."""
+    from netgraph.errors import InvalidInputError
+
+    try:
+        df = pd.read_csv(path)
+        for c in list_columns:
+            if c in df:
+                df[c] = df[c].map(json.loads)
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path}: no such file") from None
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:  # (pandas' parser errors are ValueErrors)
+        raise InvalidInputError(f"{path} is not a results table of netgraph: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    missing = [c for c in ("model", "method", "target_density", "seed") if c not in df]
+    if missing:
+        raise InvalidInputError(f"{path} is not a results table of netgraph: no {', '.join(missing)} column(s)")
     return df
 
 

@@ -122,6 +122,11 @@ def check_sources(sources) -> tuple:
             raise InvalidInputError(f"{s!r} is neither a source ({', '.join((*SOURCES, 'zoo'))}) nor a model (a zoo "
                                     "name such as resnet20, torchvision:NAME, timm:NAME)")
         zoo.input_shape(s)  # an unknown torchvision/timm name: one line with close matches
+    specs = model_specs(sources)
+    twice = list(dict.fromkeys(x for i, x in enumerate(specs) if x in specs[:i]))
+    if twice:
+        raise InvalidInputError(f"{', '.join(twice[:5])}{' ...' if len(twice) > 5 else ''} listed twice (directly or "
+                                "through a source); list each source and model once")
     return sources
 
 

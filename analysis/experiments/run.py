@@ -65,6 +65,8 @@ def parse_method(spec) -> tuple:
         if not sep:
             raise InvalidInputError(f"method options look like key=value, got {pair!r} in {spec!r}")
         k = k.strip().replace("-", "_")
+        if k in opts:
+            raise InvalidInputError(f"method option {k!r} is given twice in {spec!r}; give each option once")
         opts[k] = parse_option_value(m, k, v.strip())
     check_options(m, opts)
     return spec.strip(), name, opts

@@ -159,6 +159,10 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
             if isinstance(m, dict):
                 if "name" not in m or set(m) - {"name", "options", "label"}:
                     bad(f"methods[{i}]", f"expected {{name, options, label}}, got {m!r}")
+                if not isinstance(m["name"], str) or not isinstance(m.get("options") or {}, dict) \
+                        or not isinstance(m.get("label") or "", str):
+                    bad(f"methods[{i}]", "name and label are strings and options a mapping of option: value, "
+                                         f"got {m!r}")
                 opts = m.get("options") or {}
                 label = m.get("label") or (m["name"] + (":" + ",".join(f"{k}={v}" for k, v in opts.items())
                                                         if opts else ""))
@@ -215,7 +219,10 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
                 check_like(key, value, defaults[key])
             except NetgraphError as exc:
                 bad("train", str(exc))
-        train = TrainConfig(**train).as_dict()
+        try:
+            train = TrainConfig(**train).as_dict()
+        except NetgraphError as exc:
+            bad("train", str(exc))
     for key in ("max_flow", "save_masks"):
         if not isinstance(raw.get(key, True), bool):
             bad(key, f"must be true or false, got {raw[key]!r}")

@@ -17,6 +17,10 @@ from netgraph.errors import InvalidInputError
 from netgraph.masks import copy_model
 
 
+#: The optimisers :class:`TrainConfig` takes.
+OPTIMIZERS = ("sgd", "adam")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """An optimiser with a cosine learning-rate schedule; SGD with Nesterov momentum by default.
@@ -32,6 +36,30 @@ class TrainConfig:
     weight_decay: float = 1e-4
     nesterov: bool = True
     optimizer: str = "sgd"
+
+    def __post_init__(self):
+        """Every setting checked when the config is made (a sweep's before its first run)."""
+        import math
+        from numbers import Integral, Real
+
+        def bad(key, want):
+            raise InvalidInputError(f"training setting {key} must be {want}, got {getattr(self, key)!r}")
+
+        for key in ("epochs", "batch_size"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, Integral) or v < 1:
+                bad(key, "a whole number >= 1")
+        for key, low, high, shown in (("lr", 0.0, math.inf, "a finite number > 0"),
+                                      ("momentum", 0.0, 1.0, "a number in [0, 1)"),
+                                      ("weight_decay", 0.0, math.inf, "a finite number >= 0")):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, Real) or not math.isfinite(v) or not low <= v < high \
+                    or (key == "lr" and v == 0):
+                bad(key, shown)
+        if not isinstance(self.nesterov, bool):
+            bad("nesterov", "true or false")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
 
     def as_dict(self) -> dict:
         """The settings; ``optimizer`` only when not ``"sgd"``, so that the hashes of sweep
@@ -91,7 +119,6 @@ def train(model, masks, data, config: TrainConfig = TrainConfig(), seed: int = 0
             torch.set_num_threads(threads)
 
 
-OPTIMIZERS = ("sgd", "adam")
 
 
 def _optimizer(net, config: TrainConfig):

@@ -208,10 +208,32 @@ def _density_axis(ax, densities):
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x * 100:g}%"))
 
 
+#: The metadata that leaves the creation date out of a format's file (PostScript's is fixed
+#: by SOURCE_DATE_EPOCH, the reproducible-builds convention matplotlib follows; the others hold none).
+_NO_DATE = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
+
+
+@contextmanager
+def _epoch_date(fmt: str):
+    """For PostScript: ``SOURCE_DATE_EPOCH=0`` while the file is written (restored after)."""
+    if fmt not in ("ps", "eps"):
+        yield
+        return
+    saved = os.environ.get("SOURCE_DATE_EPOCH")
+    os.environ["SOURCE_DATE_EPOCH"] = "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["SOURCE_DATE_EPOCH"]
+        else:
+            os.environ["SOURCE_DATE_EPOCH"] = saved
+
+
 def save(fig: Figure, stem, formats=("png", "svg"), dpi: int = 150) -> list:
     """Write ``fig`` as ``stem.png`` / ``stem.svg`` (``formats``: one name or several of
     :data:`FORMATS`); returns the paths. The same figure gives
-    the same bytes: an SVG has no date, and its clip-path ids are hashed with a fixed salt
+    the same bytes: an SVG, PDF or PostScript file has no date, and an SVG's clip-path ids are hashed with a fixed salt
     (matplotlib salts them with a random uuid otherwise)."""
     import matplotlib
 
@@ -224,7 +246,7 @@ def save(fig: Figure, stem, formats=("png", "svg"), dpi: int = 150) -> list:
     paths = []
     for fmt in formats:
         path = f"{stem}.{fmt}"
-        with matplotlib.rc_context({"svg.hashsalt": "netgraph"}):
-            fig.savefig(path, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+        with matplotlib.rc_context({"svg.hashsalt": "netgraph"}), _epoch_date(fmt):
+            fig.savefig(path, dpi=dpi, metadata=_NO_DATE.get(fmt))
         paths.append(path)
     return paths

@@ -26,6 +26,15 @@ BASE = {"name": "v", "models": ["digits_mlp"], "methods": ["random"], "densities
     ({"methods": [{"name": "synflow", "options": {"iterations": 2.5}}]}, "must be an integer"),
     ({"max_flow": "false"}, "max_flow: must be true or false"),
     ({"colour": "red"}, "unknown key"),
+    ({"train": {"epochs": 1, "batch_size": -5}}, "batch_size must be a whole number >= 1, got -5"),
+    ({"train": {"epochs": 0}}, "epochs must be a whole number >= 1, got 0"),
+    ({"train": {"momentum": 2.0}}, "momentum must be a number in [0, 1), got 2.0"),
+    ({"train": {"lr": float("nan")}}, "lr must be a finite number > 0, got nan"),
+    ({"train": {"weight_decay": -1.0}}, "weight_decay must be a finite number >= 0"),
+    ({"train": {"optimizer": "foo"}}, "optimizer must be one of sgd, adam, got 'foo'"),
+    ({"methods": [{"name": "phew", "options": [1, 2]}]}, "methods[0]: name and label are strings and options a mapping"),
+    ({"methods": [{"name": 5}]}, "methods[0]: name and label are strings"),
+    ({"methods": ["phew:bias=uniform,bias=inverse"]}, "method option 'bias' is given twice"),
 ])
 def test_every_grid_point_is_validated(change, words):
     with pytest.raises(SweepConfigError) as info:
