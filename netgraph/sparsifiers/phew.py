@@ -152,11 +152,9 @@ class WalkGraph:
         """Run one batch of walks; return ``(walk_id, global element id)`` records.
 
         Global element ids index the concatenation of all layers' weights in layer order
-        (``offsets[layer.index] + flat index in the parameter``). A walk that steps onto an
-        exact-zero weight (a kernel of zeros with ``kernel_conserved``) is dropped with all
-        its records: walks cross only nonzero weights, so on a model pruned before (its
-        pruned weights are zeros) a new mask stays inside the old one, and a unit whose
-        outgoing weights are all zero is a dead end, not a uniform draw.
+        (``offsets[layer.index] + flat index in the parameter``). A walk stepping onto a zero
+        weight (an all-zero kernel with ``kernel_conserved``) is dropped with its records: on
+        a model pruned before (pruned weights are zeros) the new mask stays inside the old.
         """
         G = len(self.graph.groups)
         forward = direction == "forward"
@@ -192,14 +190,12 @@ class WalkGraph:
                         el, ids = el[live], np.repeat(walk_ids[who], edge.k)[live]
                     else:
                         el = base + self._tap(edge, v, j, rng)
-                        stuck = flat[el] == 0
-                        ids = walk_ids[who]
+                        stuck, ids = flat[el] == 0, walk_ids[who]
                     rec_w.append(ids)
                     rec_e.append(self.offsets[edge.index] + el)
-                    if stuck.any():
-                        dead.append(walk_ids[who[stuck]])
-                        grp[who[stuck]] = -1
-                        who, nu = who[~stuck], nu[~stuck]
+                    dead.append(walk_ids[who[stuck]])
+                    grp[who[stuck]] = -1
+                    who, nu = who[~stuck], nu[~stuck]
                     unit[who] = nu
                 else:  # shortcut: no weight; an index map moves to the mapped unit
                     unit[who] = _shortcut_step(edge, unit[who], forward)
@@ -208,10 +204,8 @@ class WalkGraph:
         if not rec_w:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         w, e = np.concatenate(rec_w), np.concatenate(rec_e)
-        if dead:
-            keep = ~np.isin(w, np.concatenate(dead))
-            w, e = w[keep], e[keep]
-        return w, e
+        keep = ~np.isin(w, np.concatenate(dead)) if dead else slice(None)
+        return w[keep], e[keep]
 
 
 class _Bundles:
