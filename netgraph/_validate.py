@@ -25,10 +25,11 @@ def check_density(density) -> float:
     d = float(density)
     if not (math.isfinite(d) and 0.0 < d <= 1.0):
         hint = ""
-        if 1.0 < d <= 100.0:
+        if 1.5 <= d <= 100.0:
             hint = f" (a percentage? use {d / 100:g})"
+        shown = f"{d:g}" if float(f"{d:g}") == d or not math.isfinite(d) else repr(d)  # (1.0000000001 is not 1)
         raise InvalidInputError(
-            f"density must be in (0, 1] (the kept fraction of weights; 0.05 keeps 5%), got {d:g}{hint}"
+            f"density must be in (0, 1] (the kept fraction of weights; 0.05 keeps 5%), got {shown}{hint}"
         )
     return d
 

@@ -54,3 +54,13 @@ def test_a_file_that_is_not_a_results_table_is_one_line(tmp_path, content, words
         read_results(path)
     res = _run("reproduce", "--study", "mnist1d", "--report-only", "--out", str(tmp_path), "--quiet")
     assert res.exit_code == 2 and "is not a results table of netgraph" in res.output
+
+
+def test_a_density_just_above_one_is_shown_as_given_without_a_percentage_hint():
+    from netgraph._validate import check_density
+
+    with pytest.raises(InvalidInputError) as err:
+        check_density(1.0000000001)
+    assert "got 1.0000000001" in str(err.value) and "percentage" not in str(err.value)
+    with pytest.raises(InvalidInputError, match=r"got 5 \(a percentage\? use 0.05\)"):
+        check_density(5)
