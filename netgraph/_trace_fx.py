@@ -368,17 +368,13 @@ def check_untied(model, names) -> None:
     """Raise :class:`UnsupportedModelError` if two of the graph's parameter ``names`` are one
     tensor (tied weights: ``b.weight = a.weight``): each layer needs weights of its own (a
     mask per name would untie them, and the density would count the tensor twice)."""
-    stored: dict = {}  # id of the stored tensor -> the names (a masked weight's own name) sharing it
-    for n, p in model.named_parameters(remove_duplicate=False):
-        own = n.removesuffix("_orig")
-        if ".parametrizations." in f".{own}":
-            head, _, tail = f".{own}".partition(".parametrizations.")
-            own = (head[1:] + "." if head else "") + tail.split(".")[0]
-        stored.setdefault(id(p), []).append(own)
-    wanted = set(names)
-    for shared in stored.values():
-        tied = sorted(set(shared) & wanted)
+    from .masks import stored_tensor
+
+    owner: dict = {}  # id of the stored tensor (a masked weight's own) -> the names that read it
+    for n in dict.fromkeys(names):
+        owner.setdefault(id(stored_tensor(model, n)), []).append(n)
+    for tied in owner.values():
         if len(tied) > 1:
             raise UnsupportedModelError(
-                f"cannot build the unit graph of {type(model).__name__}: {', '.join(tied)} are one parameter (tied "
-                "weights); each layer needs weights of its own (untie them, e.g. copy the tensor)")
+                f"cannot build the unit graph of {type(model).__name__}: {', '.join(sorted(tied))} are one parameter "
+                "(tied weights); each layer needs weights of its own (untie them, e.g. copy the tensor)")

@@ -69,6 +69,17 @@ def parameter_of(model: nn.Module, name: str) -> tuple:
     return module, attr, t if isinstance(t, torch.Tensor) else None
 
 
+def stored_tensor(model: nn.Module, name: str):
+    """The tensor holding parameter ``name``'s values: ``weight_orig`` under torch's pruning, a
+    parametrization's ``original``, else the parameter itself (None if there is none)."""
+    module, attr, t = parameter_of(model, name)
+    orig = getattr(module, f"{attr}_orig", None)
+    if isinstance(orig, torch.Tensor):
+        return orig
+    plist = getattr(module, "parametrizations", None)
+    return getattr(plist[attr], "original", t) if plist is not None and attr in plist else t
+
+
 class MaskSet(MutableMapping):
     """Boolean masks keyed by parameter name, plus metadata.
 
