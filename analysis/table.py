@@ -32,6 +32,10 @@ from .spectral import spectral_summary
 from .widths import bottleneck, layer_table
 
 
+#: The columns that name a run in every results table (comparisons, studies, plots' input).
+RUN_KEYS = ("model", "method", "target_density", "seed")
+
+
 @dataclass(frozen=True)
 class Metric:
     """One metric of a (graph, mask) pair.

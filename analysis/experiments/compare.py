@@ -20,7 +20,7 @@ from netgraph.errors import InvalidInputError
 from netgraph.provenance import provenance
 from netgraph.sparsifiers import get
 
-from ..table import METRICS
+from ..table import METRICS, RUN_KEYS
 from .collapse import collapse_margins
 from .grid import check_distinct, check_distinct_methods, seed_axis
 from .run import LIST_COLUMNS, DENSE, layer_columns, model_graph, parse_method, run_one
@@ -161,7 +161,7 @@ def read_results(path, list_columns=LIST_COLUMNS) -> pd.DataFrame:
     except (ValueError, UnicodeDecodeError, TypeError) as exc:  # (pandas' parser errors are ValueErrors)
         raise InvalidInputError(f"{path} is not a results table of netgraph: {type(exc).__name__}: "
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    missing = [c for c in ("model", "method", "target_density", "seed") if c not in df]
+    missing = [c for c in RUN_KEYS if c not in df]
     if missing:
         raise InvalidInputError(f"{path} is not a results table of netgraph: no {', '.join(missing)} column(s)")
     return df

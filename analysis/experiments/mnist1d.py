@@ -26,6 +26,7 @@ from netgraph.sparsifiers import get
 from netgraph.zoo import init_weights
 
 from .. import plots
+from ..table import RUN_KEYS
 from .compare import TIMING_COLUMNS, read_results, to_csv
 from .mnist1d_report import cell_summary, claims, paired_comparisons, report, study_figures
 from .run import DENSE, layer_columns, model_graph, parse_method, run_one
@@ -35,7 +36,7 @@ from .training import TrainConfig, train
 MNIST1D_TRAIN = TrainConfig(epochs=12, batch_size=128, lr=0.01, weight_decay=0.0, optimizer="adam")
 #: The list columns of the results table (JSON in the CSV).
 CURVE_COLUMNS = ("layer_widths", "loss_curve", "acc_curve")
-KEYS = ("model", "method", "target_density", "seed")
+KEYS = RUN_KEYS
 #: Wall-clock columns (in ``mnist1d_timings.csv``, never in the results table); ``cpu_seconds`` is
 #: the run's processor time (mask, metrics and training), what an idle machine would take.
 TIMINGS = TIMING_COLUMNS + ("cpu_seconds",)

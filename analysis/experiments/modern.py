@@ -41,7 +41,7 @@ import pandas as pd
 from netgraph.data import random_batch
 from netgraph.sparsifiers import get
 
-from ..table import metric_keys
+from ..table import RUN_KEYS, metric_keys
 from .collapse import collapse_margin, sparsify_density
 from .compare import to_csv
 from .run import model_graph, parse_method, run_one
@@ -51,7 +51,7 @@ MODELS = tuple(f"torchvision:{n}" for n in ("mobilenet_v2", "efficientnet_b0", "
                                             "convnext_tiny", "vit_b_16"))
 #: The metrics each run computes: the table's topology family, no max flow (the others stay empty).
 METRIC_KEYS = tuple(metric_keys("topology", max_flow=False, aliases=False))
-KEYS = ("model", "method", "target_density", "seed")
+KEYS = RUN_KEYS
 #: Layer weights (millions) of the study's models: the order in which workers take them.
 _SIZES = {"torchvision:vit_b_16": 72.1, "torchvision:convnext_tiny": 28.5, "torchvision:resnext50_32x4d": 25.0,
           "torchvision:densenet121": 8.0, "torchvision:efficientnet_b0": 4.6, "torchvision:mobilenet_v2": 3.5}

@@ -27,6 +27,7 @@ from netgraph.errors import InvalidInputError
 from netgraph.sparsifiers import get
 
 from .. import plots
+from ..table import RUN_KEYS
 from .compare import TIMING_COLUMNS, compare, to_csv
 from .markdown import by_cell, table
 from .run import DENSE, model_graph, parse_method, run_one
@@ -87,7 +88,7 @@ def run_topology(study: TopologyStudy = TopologyStudy(), out_dir="docs/reproduct
 def _write_tables(df, out_dir, study, **kw):
     """``<study>_results.csv`` (byte-identical across runs) and ``<study>_timings.csv``."""
     to_csv(df, os.path.join(out_dir, f"{study}_results.csv"), timings=False, **kw)
-    keys = ["model", "method", "target_density", "seed"]
+    keys = list(RUN_KEYS)
     cols = keys + [c for c in TIMING_COLUMNS if c in df]
     df[cols].to_csv(os.path.join(out_dir, f"{study}_timings.csv"), index=False)
 

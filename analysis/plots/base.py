@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from netgraph.errors import InvalidInputError
 
-from ..table import METRICS, label_of, metric_keys
+from ..table import METRICS, RUN_KEYS, label_of, metric_keys
 
 
 #: Figure formats :func:`save` writes (matplotlib's raster and vector formats).
@@ -63,10 +63,6 @@ def metric_range(metric: str) -> tuple:
     return UNIT_RANGE.get(unit, (-np.inf, np.inf))
 
 
-#: The columns every results table has (:func:`analysis.compare`, :func:`analysis.read_results`).
-TABLE_COLUMNS = ("model", "method", "target_density", "seed")
-
-
 def check_table(df, what: str, metrics=(), model=None, one_model: bool = True, columns=()) -> pd.DataFrame:
     """The rows of results table ``df`` that figure ``what`` draws, checked at the plots' boundary:
     a DataFrame with the table's columns (and ``columns``) and rows, numeric ``metrics`` columns,
@@ -75,7 +71,7 @@ def check_table(df, what: str, metrics=(), model=None, one_model: bool = True, c
     if not isinstance(df, pd.DataFrame):
         raise InvalidInputError(f"{what} takes a results table (a DataFrame of analysis.compare or "
                                 f"analysis.read_results), got {type(df).__name__}")
-    missing = [c for c in (*TABLE_COLUMNS, *columns) if c not in df]
+    missing = [c for c in (*RUN_KEYS, *columns) if c not in df]
     if missing:
         raise InvalidInputError(f"{what}: the table has no {', '.join(missing)} column(s); it takes a table of "
                                 "analysis.compare or analysis.read_results")
