@@ -103,18 +103,18 @@ def _fmt(v) -> str:
 #: Why a target is not met yet, by (case name prefix, figure prefix): printed beside it in the
 #: report for as long as it is not.
 WHY = {
-    ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (about 30 ns "
-    "a candidate, its sorted values read from rows of 8 MB at scattered positions; some 57M candidates in 100 "
-    "iterations) and the flows' float64 products over every surviving bundle each iteration; 4.2-4.8 s in the "
-    "runs of 2026-12-01, the first run in a process 4.6-5.9 s",
+    ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (some 57M "
+    "candidates in 100 iterations, each past its first value a branch-free pass over its 49 weights, read in "
+    "place: no sorted copy, for the memory target; about 1.2x the time of the sorted copy's walks, 3.9 s on "
+    "2026-12-01's faster machine) and the flows' float64 products over every surviving bundle each iteration",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
-    "SynFlow starts (torch's CUDA build 470 MiB resident after its import, 375 MiB of it allocated; torchvision "
-    "160 MiB; numba's compiled kernels 90 MiB; the model 1x); SynFlow adds about 1.6x: the sorted float32 |w| of "
-    "the multi-element layers 0.85x (fc1 alone 0.78x), the walks' buffers about 0.2x, the bundles' states 0.12x. "
-    "3x needs SynFlow to add at most 0.4x, less than the sorted copy alone",
+    "SynFlow starts (torch's CUDA build 470 MiB resident after its import; torchvision 160 MiB; numba's compiled "
+    "kernels 90 MiB; the model 1x); SynFlow adds about 0.35x: the walks' buffers at the first iterations (most "
+    "of fc1's bundles are candidates), the bundles' states (kept counts, smallest kept values, float64 sums), "
+    "then the masks",
     ("synflow vgg19 cifar", "seconds"): "about 10 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
     "(about 5 ms on two threads; a sixth of the live bundles are candidates each iteration, about 40 ns each), "
-    "the bracket's sample and partition (1 ms), the flows (1.4 ms); plus 0.15 s of set-up (the sorted |w|); "
+    "the bracket's sample and partition (1 ms), the flows (1.4 ms); plus the set-up; "
     "1.03-1.1 s between runs",
     ("phew vgg16 224px 1%", "seconds"): "0.58-1.1 s between runs of the same work: about 0.55 s of user CPU "
     "(the walks about 0.3 s, the sums over fc1's 100M weights), the rest the machine's noise",

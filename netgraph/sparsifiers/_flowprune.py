@@ -9,9 +9,10 @@ iterative pruning compounds the swaps (93.6% agreement with the pixel level on a
 vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a
 bundle always keeps its ``m`` largest ``|w|``. The state of a layer:
 
-* ``k > 1``: the bundle's ``|w|`` sorted once (``S``, float32, 4 bytes a weight), the kept
-  count ``m`` (1 byte while ``k < 256``), the float64 aggregate and the smallest kept
-  value ``low`` per bundle;
+* ``k > 1``: the bundle's ``|w|`` sorted once (``S``, float32, 4 bytes a weight: here, the
+  reference; the compiled engine keeps none and reads the weights, :mod:`._synflow_kernels`),
+  the kept count ``m`` (1 byte while ``k < 256``), the float64 aggregate and the smallest
+  kept value ``low`` per bundle;
 * ``k = 1`` (linear layers, attention projections): the kept flag ``m`` (1 byte); the
   aggregate *is* ``|w|`` (``w^2`` for SynFlow-L2, whose square root is exact) while kept.
   An ungrouped layer reads it off the model's weights (``raw``: 1 byte a weight, the flows'
@@ -37,7 +38,7 @@ One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sam
 * aggregates drop by the pruned values, added in ascending order from 0 (float64, the same
   sums as an element-by-element walk); ``low`` moves to the new smallest kept value.
 
-Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead (70% of a raw
+Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead (85% of a raw
 layer's, :data:`RAW_COMPACT_BELOW`) its vectors shrink to the survivors, with their ids (int32)
 and rows' offsets only (units are read off the ids), and an ungrouped layer's aggregate
 becomes a CSR matrix over them. The engine is exact
@@ -61,8 +62,9 @@ _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pru
 COMPACT_BELOW = 0.5
 #: The same for a layer still read off its weights (raw): later, as a raw layer's tests and
 #: products cost per tracked bundle about what a compacted one's cost per survivor at 20-40%
-#: alive (contiguous weights against gathered sources).
-RAW_COMPACT_BELOW = 0.3
+#: alive (contiguous weights against gathered sources), and its compaction allocates 8 bytes a
+#: survivor (vgg16's second linear layer at 15%: 20 MB, within SynFlow's 3x peak; 40 MB at 30%).
+RAW_COMPACT_BELOW = 0.15
 #: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory
 #: where a compaction copies (the numpy engine; the compiled one moves the survivors in place).
 _COMPACTING = threading.Lock()
@@ -93,8 +95,7 @@ class LayerState:
         self.k, self.n_b = k, n_b
         W = layer.weight.reshape(n_b, k)
         if k > 1:
-            self.S = self._sorted(W)
-            self.low = self.S[:, 0].copy()
+            self.S, self.low = self._multi_state(W)
         else:  # the aggregate is |w| (or w^2) itself while kept: no copy of |w|
             self.S = self.low = None
         # an ungrouped layer of one-element bundles reads its aggregate off the weights until it compacts (raw)
@@ -111,6 +112,11 @@ class LayerState:
     def raw(self) -> bool:
         """Whether the aggregate is read off the weights ``w`` (until the first compaction)."""
         return self.w is not None
+
+    def _multi_state(self, W: np.ndarray) -> tuple:
+        """``k > 1``: ``(S, low)``, the sorted ``|w|`` and the smallest of each bundle."""
+        S = self._sorted(W)
+        return S, S[:, 0].copy()
 
     @staticmethod
     def _sorted(W: np.ndarray, out=None, block: int = 1 << 20) -> np.ndarray:
@@ -373,9 +379,29 @@ class LayerState:
         np.cumsum(np.bincount(ids // layer.n_in, minlength=layer.n_dst), out=self._indptr[1:])
 
     # -- the result ------------------------------------------------------------------
+    def held_bytes(self) -> int:
+        """Bytes of the state's own arrays (what :meth:`release` frees)."""
+        arrays = (getattr(self, key, None) for key in ("S", "low", "agg", "m", "ids", "_indptr"))
+        return sum((a if a.base is None else a.base).nbytes for a in arrays if isinstance(a, np.ndarray)
+                   and (a.base is None or isinstance(a.base, np.ndarray)))
+
+    def mask_bytes(self) -> int:
+        """Bytes :meth:`final_mask` allocates (none when the flags are the mask)."""
+        if self.k == 1 and self.ids is None and self.m.dtype == np.uint8:
+            return 0
+        return self.layer.weight.size
+
+    def release(self) -> None:
+        """Drop the state's arrays (after :meth:`final_mask`: the layers' states go one by one
+        while the masks are made, so the peak holds the masks and what is left of the states)."""
+        for key in ("S", "low", "agg", "m", "ids", "w", "_indptr", "keys", "_bufs"):
+            self.__dict__.pop(key, None)
+
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """Keep the ``m`` largest ``|w|`` of each bundle; ties in parameter order."""
         layer, k = self.layer, self.k
+        if not self.mask_bytes():  # the flags (0 or 1) themselves: no copy
+            return self.m.view(np.bool_).reshape(layer.weight.shape)
         if k == 1:  # a bool a bundle (no int32 copy of the flags: 4 GB on a 1B-weight MLP)
             out = np.zeros(self.n_b, dtype=bool)
             out[slice(None) if self.ids is None else self.ids] = self.m > 0

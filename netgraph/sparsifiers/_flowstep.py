@@ -59,7 +59,8 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
         need = keep_count - sum(above for above, _ in walks)
         cand = np.concatenate([p["rs"] for _, parts in walks for p in parts])
         if 1 <= need <= cand.size:
-            tau = np.partition(cand, cand.size - need)[cand.size - need]
+            cand.partition(cand.size - need)  # (in place: a copy of every record's score less at the peak)
+            tau = cand[cand.size - need]
             break
         if need == 0:
             tau = np.inf
@@ -74,6 +75,7 @@ def prune_step(states, cs, keep_count: int, form: str, pool) -> None:
             lo, hi = (wlo if wlo < lo else -np.inf), lo
     else:  # pragma: no cover - the unbounded bracket always holds the threshold
         raise RuntimeError("threshold selection failed")
+    del cand  # (before the updates: not held at their peak)
     keeps = [[p["rs"] > tau for p in parts] for _, parts in walks]
     need -= sum(int(kp.sum()) for kps in keeps for kp in kps)
     for s, (_, parts), kps in zip(states, walks, keeps):  # ties at tau, in position order

@@ -6,9 +6,9 @@ The numpy methods of :class:`~._flowprune.LayerState` stay as the reference: the
 the same records, the same masks bit for bit (``tests/netgraph/test_synflow_kernels.py``).
 What changes is the cost: one compiled pass over a layer's tracked bundles per iteration (the
 margin test, the walk of the candidates from their smallest kept element, the records of the
-bracket) instead of a dozen whole-array numpy operations per window; the sorted ``|w|`` are
-stored position-major (``S.T`` is C-contiguous, the kernels' layout); a layer of more than
-:data:`PART` bundles is walked in ranges by the pool's threads, each range's records left
+bracket) instead of a dozen whole-array numpy operations per window; no sorted copy of the
+weights (the reference's ``S``): the walks read the weights' bits in place (``keys``); a
+layer of more than :data:`PART` bundles is walked in ranges by the pool's threads, each range's records left
 where its kernel wrote them (the pruning step takes a layer's walk in parts: no joined copy);
 and the kernels write into per-range buffers kept between iterations (fresh ones each time
 cost half the walk in page faults), dropped when they are more than four times what a walk
@@ -26,12 +26,18 @@ from ._flowwalk import rhs as _rhs
 from ._workers import map_sized
 
 _NONE = np.zeros(0, np.int32)
-_NO_ROWS = np.zeros((1, 0), np.float32)
+_NO_KEYS = np.zeros((0, 1), np.uint32)
+_NO_KEY = np.zeros(0, np.uint32)
 _NO_LOW = np.zeros(0, np.float32)
 _NO_PTR = np.zeros(1, np.int64)
 _NO_VALS = np.zeros(0)  # (a raw layer's aggregate is its weights, read only)
 #: Bundles per task of a layer's walk: the largest layers use every worker of the pool.
 PART = 1 << 19
+
+
+def _capacity(a: np.ndarray) -> int:
+    """Elements of the memory ``a`` views (its base's)."""
+    return (a if a.base is None else a.base).size
 
 
 def _worth_keeping(size: int, need: int) -> bool:
@@ -43,10 +49,19 @@ def _worth_keeping(size: int, need: int) -> bool:
 class FastLayerState(LayerState):
     """A :class:`~._flowprune.LayerState` whose per-iteration work runs in compiled kernels."""
 
-    @staticmethod
-    def _sorted(W: np.ndarray, out=None) -> np.ndarray:
-        """The sorted ``|w|`` stored position-major (the kernels' ``S``), seen as ``(bundles, k)``."""
-        return LayerState._sorted(W, np.empty(W.shape[::-1], np.float32).T, 1 << 14)  # blocks transpose in cache
+    def _multi_state(self, W: np.ndarray, block: int = 1 << 20) -> tuple:
+        """``k > 1``: no sorted copy (``S`` is None); the walks read the weights' bits (``keys``, a
+        view of float32 weights, else of their float32 ``|w|``: the reference's sorted values),
+        and ``low`` starts as each bundle's smallest ``|w|``."""
+        if W.dtype != np.float32:
+            W = np.abs(W).astype(np.float32)
+        W = np.ascontiguousarray(W)
+        self.keys = W.view(np.uint32)
+        low = np.empty(W.shape[0], np.float32)
+        rows = max(1, block // W.shape[1])
+        for s in range(0, W.shape[0], rows):
+            np.abs(W[s:s + rows]).min(axis=1, out=low[s:s + rows])
+        return None, low
 
     @property
     def _values_array(self) -> np.ndarray:
@@ -68,26 +83,34 @@ class FastLayerState(LayerState):
         compact, ids, n_in, gout, grouped = self._layout()
         rows = self._indptr if compact else _NO_PTR  # the walks read the survivors' rows as runs
         lo, hi = float(lo), float(hi)
-        if self.S is None:
+        if self.k == 1:
             mode = (K.LOW_2X if p == 2 else K.LOW_2XX) if wgrad else (K.LOW_X if p == 1 else K.LOW_SQRT)
             return (self._values_array, self.raw, self.m, rows, ids, compact, n_in, gout, grouped, bs, fs,
                     rhs, all_alive, mode, lo, hi, wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
-        return (self.S.T, self.m, self.low, ids, rows, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
+        return (self.keys, self.m, self.low, self.low.view(np.uint32), ids, rows, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
                 lo, hi, wgrad, p)
+
+    def _index_dtype(self):
+        """The walks' candidate and record indices: int32 while the layer's bundles fit (4 bytes
+        an entry less than int64: the walk buffers of vgg16's first linear layer, 0.2x the
+        weights at their largest, are a tenth of SynFlow's memory)."""
+        return np.int32 if self.n_b < 2**31 else np.int64
 
     def _walk_range(self, args: tuple, a: int, b: int, exact: bool = False) -> tuple:
         """The kernel's outputs for bundles ``a`` to ``b``, as views of the range's buffers (kept
         from one iteration to the next, so their pages are not faulted in again)."""
         bufs = self.__dict__.setdefault("_bufs", {})
         key = a // PART
-        if self.S is None:
-            buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+        if self.k == 1:
+            ix = self._index_dtype()
+            buf = bufs.get(key) or (np.empty(0, ix), np.empty(0, ix), np.empty(0))
             act, ri, rs, na, nr = K.walk_single(*args, a, b, *buf)
             bufs[key] = (act, ri, rs) if _worth_keeping(act.size, na) else None
             return act[:na], ri[:nr], rs[:nr]
-        buf = bufs.get(key) or (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, np.float32),
-                                np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0))
+        ix = self._index_dtype()
+        buf = bufs.get(key) or (np.empty(0, ix), np.empty(0, np.int32), np.empty(0), np.empty(0, np.float32),
+                                np.empty(0, ix), np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0))
         out = K.walk_multi(*args, exact, a, b, *buf)
         na, nr = out[8], out[9]
         bufs[key] = out[:8] if _worth_keeping(out[0].size, na) else None
@@ -96,9 +119,9 @@ class FastLayerState(LayerState):
     def _part(self, out: tuple) -> dict:
         """The records of one bundle range's walk (:meth:`_walk_range`), as :meth:`LayerState.walk`'s
         but indexed from the range's own candidates; ``at_most_hi``: its kept elements scoring ``<= hi``."""
-        if self.S is None:
+        if self.k == 1:
             act, ri, rs = out
-            return {"act": act, "ri": ri, "rp": np.zeros(ri.size, np.int64), "rs": rs, "at_most_hi": act.size}
+            return {"act": act, "ri": ri, "rp": np.broadcast_to(np.int32(0), ri.shape), "rs": rs, "at_most_hi": act.size}
         return {"act": out[0], "n_hi": out[1], "sum_lo": out[2], "stop_val": out[3], "ri": out[4], "rp": out[5],
                 "rv": out[6], "rs": out[7], "at_most_hi": int(out[8])}
 
@@ -106,7 +129,7 @@ class FastLayerState(LayerState):
         """``(above, parts)`` of :func:`._flowstep.prune_step` from the walks of consecutive ranges
         (a factor not finite in one: the layer walked again in one exact range, whose NaN scores
         compare as the plain walk's)."""
-        if self.S is not None and any(o[-1] for o in outs):
+        if self.k > 1 and any(o[-1] for o in outs):
             outs = [self._walk_range(args, 0, self.m.size, True)]
         parts = [self._part(o) for o in outs]
         return self.kept - sum(p["at_most_hi"] for p in parts), parts
@@ -139,7 +162,7 @@ class FastLayerState(LayerState):
         if act.size == 0:
             return
         keep = np.ascontiguousarray(keep, np.bool_)
-        if self.S is None:
+        if self.k == 1:
             dead = U.apply_single(self.m, _NO_VALS if self.raw else self.agg, self.raw, act, w["ri"], keep)
             pruned = dead
         else:
@@ -151,8 +174,8 @@ class FastLayerState(LayerState):
     def _compact(self) -> None:
         """The compaction of :meth:`LayerState._compact` in one kernel pass, in place (the survivors
         move to the front of the vectors, which are then seen at their new size: no fresh pages
-        to fault in, no copy; the memory is the first size's, as at the start), with the CSR row
-        offsets; the first compaction makes the ids (one spare element), and a raw layer's
+        to fault in, no copy), with the CSR row offsets; once they fill half their memory or less,
+        they are copied at their size (the first memory freed: SynFlow's peak); the first compaction makes the ids (one spare element), and a raw layer's
         aggregate from its weights (at the survivors' size; float32 ``|w|`` for SynFlow, exact)."""
         n = int(np.count_nonzero(self.m))
         compact, ids, n_in, gout, grouped = self._layout()
@@ -166,22 +189,27 @@ class FastLayerState(LayerState):
         self.low = self.low[:n] if self.low is not None else None
         self._indptr = indptr
         self.w = None
+        if 2 * n <= _capacity(self.m):  # at half the memory or less: right-sized copies, the first freed
+            for key in ("m", "agg", "ids", "low"):
+                if getattr(self, key) is not None:
+                    setattr(self, key, getattr(self, key).copy())
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""
         self.__dict__.pop("_bufs", None)  # the walks are over
         if self.k == 1:
             return super().final_mask(chunk)
-        m = np.zeros(self.n_b, dtype=self.m.dtype)
-        m[slice(None) if self.ids is None else self.ids] = self.m
-        out = np.empty((self.n_b, self.k), dtype=bool)
-        U.final_multi(self.S.T, self.layer.weight.reshape(self.n_b, self.k), m, out)
+        out = np.zeros((self.n_b, self.k), dtype=bool)
+        compact, ids, *_ = self._layout()
+        U.final_multi(self.layer.weight.reshape(self.n_b, self.k), self.m, self.low, ids, compact, out)
         return out.reshape(self.layer.weight.shape)
 
     def sample(self, c: tuple, stride: int, form: str) -> np.ndarray:
         """The sample of :meth:`LayerState.sample`, in one kernel call."""
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)
         compact, ids, n_in, gout, grouped = self._layout()
-        return K.sample(_NO_ROWS if self.S is None else self.S.T, self._values_array, self.raw, self.m,
+        multi = self.k > 1
+        return K.sample(self.keys if multi else _NO_KEYS, self.low if multi else _NO_LOW,
+                        self.low.view(np.uint32) if multi else _NO_KEY, self._values_array, self.raw, self.m,
                         ids, compact, n_in, gout, grouped, bs, fs, int(stride), form == "w_grad", self.power)
 

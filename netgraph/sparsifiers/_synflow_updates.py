@@ -129,17 +129,17 @@ def rows_rmatvec(indptr, ids, agg, n_in, y, out):
 
 
 @njit(cache=True, nogil=True)
-def final_multi(S, W, m, out):
-    """``k > 1``: ``out[b]`` flags bundle ``b``'s ``m[b]`` largest ``|w|`` (``W`` its weights,
-    ``S`` the sorted ``|w|`` position-major), ties at the cut in parameter order, as
-    :meth:`._flowprune.LayerState.final_mask`."""
-    k = S.shape[0]
-    for b in range(W.shape[0]):
-        mb = np.int64(m[b])
+def final_multi(W, m, low, ids, compact, out):
+    """``k > 1``: ``out[b]`` flags bundle ``b``'s ``m`` largest ``|w|`` (``W`` its weights, ``low``
+    the smallest kept, over the tracked bundles, ids ``ids`` when ``compact``), ties at the cut
+    in parameter order, as :meth:`._flowprune.LayerState.final_mask`; ``out`` starts all False."""
+    k = W.shape[1]
+    for t in range(m.size):
+        mb = np.int64(m[t])
         if mb == 0:
-            out[b, :] = False
             continue
-        cut = S[k - mb, b]
+        b = np.int64(ids[t]) if compact else t
+        cut = low[t]
         quota = mb
         for j in range(k):
             quota -= abs(W[b, j]) > cut

@@ -26,7 +26,7 @@ from ..errors import InvalidInputError
 from ..flows import flows_from_aggregates
 from ..reach import shortest_path_weights
 from ._flowstep import prune_step
-from ._workers import map_sized, pool as _pool
+from ._workers import map_sized, pool as _pool, return_freed_memory
 from .base import Context, method
 
 LEVELS = ("unit", "pixel")
@@ -120,7 +120,22 @@ def _iterate(ctx: Context, power: int, form: str, iterations: int, fractions, po
             raise InvalidInputError(_no_flow(graph))
         cs = map_sized(pool, lambda s: s.factor(flows), states, [0] * len(states))
         prune_step(states, cs, keep_count, form, pool)
-    return map_sized(pool, lambda s: s.final_mask(), states, sizes)
+        return_freed_memory()  # (buffers dropped, layers compacted: their old pages)
+    return _final_masks(states)
+
+
+def _final_masks(states) -> list:
+    """Every layer's mask, one layer at a time, each state released at once (:meth:`._flowprune.
+    LayerState.release`), the walks' buffers first: the layers whose states hold more than their
+    masks need go first (vgg16's linear layers: the peak is the masks and a state, not all states)."""
+    for s in states:
+        s.__dict__.pop("_bufs", None)
+    return_freed_memory()
+    out = [None] * len(states)
+    for i in sorted(range(len(states)), key=lambda i: states[i].held_bytes() - states[i].mask_bytes()):
+        out[i] = states[i].final_mask()
+        states[i].release()
+    return out
 
 
 def _no_flow(graph) -> str:
