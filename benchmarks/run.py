@@ -188,8 +188,8 @@ def report(results: dict, args) -> str:
              f"Measured {dt.date.today().isoformat()} on {os.cpu_count()} cores ({platform.machine()}), Python "
              f"{platform.python_version()}, torch {torch.__version__}, numpy {numpy.__version__}, with "
              f"`python benchmarks/run.py{' --docs' if args.docs else ''}` (`make bench-docs`): each case in a "
-             "fresh process; peak memory is that process's maximum resident set (torch, about 0.5 GiB, "
-             "and the model included). The machine is shared: times are noisy (the same work varies up to 2x "
+             "fresh process, after one that compiles numba's kernels (once per install: numba's cache); peak memory "
+             "is that process's maximum resident set (torch, about 0.5 GiB, and the model included). The machine is shared: times are noisy (the same work varies up to 2x "
              "between runs), so a job's seconds are the fastest of its runs in the case (three; SynFlow two; trace "
              "best of two or three), each on a freshly traced graph, every run listed in the details. The first "
              "run in a process also pays one-time costs (page faults of fresh memory, first calls): the targets "
@@ -249,6 +249,7 @@ def report(results: dict, args) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", help=argparse.SUPPRESS)
+    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ladder-cell", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--only", default="", help="run only cases whose name contains this ('ladder' for the ladder); "
                     "earlier results in the results folder are kept")
@@ -260,6 +261,10 @@ def main():
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     ap.add_argument("--report-only", action="store_true", help="write the report from the stored results only")
     args = ap.parse_args()
+    if args.warm:
+        cases.warm_synflow()
+        print(json.dumps({}))
+        return
     if args.case:
         fn, fargs = CASES[args.case][:2]
         r = fn(*fargs)
@@ -276,6 +281,8 @@ def main():
     if (args.only or args.report_only) and os.path.exists(store):  # a partial run updates the stored results
         with open(store) as f:
             results = json.load(f)
+    if not args.report_only:  # numba's kernels compiled once per install, not inside a measured process
+        _child(["--warm"], args.quiet)
     for name in CASES:
         if args.report_only or (args.only and args.only not in name):
             continue

@@ -9,10 +9,9 @@ iterative pruning compounds the swaps (93.6% agreement with the pixel level on a
 vgg19 in float32, against the 99% asked). Inside a bundle the ranking never changes, so a
 bundle always keeps its ``m`` largest ``|w|``. The state of a layer:
 
-* ``k > 1``: the bundle's ``|w|`` sorted once (``S``, float32, 4 bytes a weight: here, the
-  reference; the compiled engine keeps none and reads the weights, :mod:`._synflow_kernels`),
-  the kept count ``m`` (1 byte while ``k < 256``), the float64 aggregate and the smallest
-  kept value ``low`` per bundle;
+* ``k > 1``: the bundle's ``|w|`` sorted once (``S``, float32; the compiled engine reads the
+  weights instead), the kept count ``m`` (1 byte while ``k < 256``), the float64 aggregate
+  and the smallest kept value ``low`` per bundle;
 * ``k = 1`` (linear layers, attention projections): the kept flag ``m`` (1 byte); the
   aggregate *is* ``|w|`` (``w^2`` for SynFlow-L2, whose square root is exact) while kept.
   An ungrouped layer reads it off the model's weights (``raw``: 1 byte a weight, the flows'
@@ -41,9 +40,9 @@ One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sam
 Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead (85% of a raw
 layer's, :data:`RAW_COMPACT_BELOW`) its vectors shrink to the survivors, with their ids (int32)
 and rows' offsets only (units are read off the ids), and an ungrouped layer's aggregate
-becomes a CSR matrix over them. The engine is exact
-(:func:`tests.reference.autograd_synflow_prune` gives the same masks on small nets); SynFlow
-runs its compiled twin (:mod:`._synflow_fast`), which this class checks bit for bit.
+becomes a CSR matrix over them. The engine is exact (:func:`tests.reference.autograd_synflow_prune`
+gives the same masks on small nets); SynFlow runs its compiled twin (:mod:`._synflow_fast`),
+which this class checks bit for bit.
 """
 
 from __future__ import annotations
@@ -55,18 +54,17 @@ import numpy as np
 
 from ._flowmatrix import MaskedWeights, SurvivorMatrix
 from ._flowwalk import power_of, ranges, rhs as _rhs, scan_bundles, score as _score
-from ._workers import map_sized
+from ._workers import map_sized, memory_of
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
 COMPACT_BELOW = 0.5
-#: The same for a layer still read off its weights (raw): later, as a raw layer's tests and
-#: products cost per tracked bundle about what a compacted one's cost per survivor at 20-40%
-#: alive (contiguous weights against gathered sources), and its compaction allocates 8 bytes a
-#: survivor (vgg16's second linear layer at 15%: 20 MB, within SynFlow's 3x peak; 40 MB at 30%).
+#: The same for a layer still read off its weights (raw): later, as its tests and products cost
+#: per bundle about what a compacted one's cost per survivor at 20-40% alive; at 15%, its 8 bytes a
+#: survivor (vgg16's fc2: 20 MB, 40 at 30%) stay within SynFlow's 3x peak.
 RAW_COMPACT_BELOW = 0.15
-#: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak memory
-#: where a compaction copies (the numpy engine; the compiled one moves the survivors in place).
+#: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak
+#: memory where a compaction copies.
 _COMPACTING = threading.Lock()
 
 
@@ -380,20 +378,16 @@ class LayerState:
 
     # -- the result ------------------------------------------------------------------
     def held_bytes(self) -> int:
-        """Bytes of the state's own arrays (what :meth:`release` frees)."""
-        arrays = (getattr(self, key, None) for key in ("S", "low", "agg", "m", "ids", "_indptr"))
-        return sum((a if a.base is None else a.base).nbytes for a in arrays if isinstance(a, np.ndarray)
-                   and (a.base is None or isinstance(a.base, np.ndarray)))
+        """Bytes of the state's arrays (what :meth:`release` frees; a view counts its base's)."""
+        arrays = [getattr(self, key, None) for key in ("S", "low", "agg", "m", "ids", "_indptr")]
+        return sum(memory_of(a).nbytes for a in arrays if isinstance(a, np.ndarray))
 
     def mask_bytes(self) -> int:
-        """Bytes :meth:`final_mask` allocates (none when the flags are the mask)."""
-        if self.k == 1 and self.ids is None and self.m.dtype == np.uint8:
-            return 0
-        return self.layer.weight.size
+        """Bytes :meth:`final_mask` allocates (none when the kept flags are the mask)."""
+        return 0 if self.k == 1 and self.ids is None and self.m.dtype == np.uint8 else self.layer.weight.size
 
     def release(self) -> None:
-        """Drop the state's arrays (after :meth:`final_mask`: the layers' states go one by one
-        while the masks are made, so the peak holds the masks and what is left of the states)."""
+        """Drop the state's arrays (after :meth:`final_mask`: the masks replace the states one by one)."""
         for key in ("S", "low", "agg", "m", "ids", "w", "_indptr", "keys", "_bufs"):
             self.__dict__.pop(key, None)
 

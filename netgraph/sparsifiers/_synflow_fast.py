@@ -23,7 +23,7 @@ from . import _synflow_kernels as K
 from . import _synflow_updates as U
 from ._flowprune import LayerState
 from ._flowwalk import rhs as _rhs
-from ._workers import map_sized
+from ._workers import map_sized, memory_of
 
 _NONE = np.zeros(0, np.int32)
 _NO_KEYS = np.zeros((0, 1), np.uint32)
@@ -33,11 +33,6 @@ _NO_PTR = np.zeros(1, np.int64)
 _NO_VALS = np.zeros(0)  # (a raw layer's aggregate is its weights, read only)
 #: Bundles per task of a layer's walk: the largest layers use every worker of the pool.
 PART = 1 << 19
-
-
-def _capacity(a: np.ndarray) -> int:
-    """Elements of the memory ``a`` views (its base's)."""
-    return (a if a.base is None else a.base).size
 
 
 def _worth_keeping(size: int, need: int) -> bool:
@@ -189,7 +184,7 @@ class FastLayerState(LayerState):
         self.low = self.low[:n] if self.low is not None else None
         self._indptr = indptr
         self.w = None
-        if 2 * n <= _capacity(self.m):  # at half the memory or less: right-sized copies, the first freed
+        if 2 * n <= memory_of(self.m).size:  # at half the memory or less: right-sized copies, the first freed
             for key in ("m", "agg", "ids", "low"):
                 if getattr(self, key) is not None:
                     setattr(self, key, getattr(self, key).copy())

@@ -199,11 +199,12 @@ def _multi_part(t0, n, keys, m, low, lowk, ids, indptr, compact, n_in, group_out
     A candidate's walk goes from its smallest kept value up: its kept values ascending are its
     ``mt`` largest keys (``keys[row]``: the weights' bits), the smallest kept (``lowk[t]``) as
     often as ``mt`` exceeds the count of keys above it, then the larger keys in order. A walk
-    that goes past the first value reads the row once: the keys above it up to ``thr`` (the
-    key of the largest ``|w|`` the walk may reach, from ``max(lo, hi)``) sorted into ``buf``, and the smallest above ``thr`` (the
-    stop); past that (a bound too low), once more for every key left. The prefix scoring below
-    ``lo`` is pruned (its values summed in ascending order from 0), then the values up to ``hi``
-    are records, as the walk of the sorted values (:mod:`._flowwalk`). The walk is written out
+    that goes past the first value reads the row once: the count above it, the keys up to
+    ``thr`` (the key of the largest ``|w|`` the walk may reach, from ``max(lo, hi)``) sorted
+    into ``buf``, and the smallest above ``thr`` (the stop); past that (a bound too low), once
+    more for every key left. The prefix scoring below ``lo`` is pruned (its values summed in
+    ascending order from 0; ``nl >= 0`` once it ends), then the values up to ``hi`` are
+    records, as the walk of the sorted values (:mod:`._flowwalk`). The walk is written out
     here, not called: a call per candidate with arrays costs numba's atomic reference counts."""
     idx, hit = np.empty(BLOCK, np.int64), np.empty(BLOCK + 64, np.uint8)
     k = keys.shape[1]
@@ -296,8 +297,6 @@ def _multi_part(t0, n, keys, m, low, lowk, ids, indptr, compact, n_in, group_out
                 if j >= 0:
                     kb[0] = buf[j] if j < nb else nxt
                     x32 = kf[0]
-            if nl < 0:
-                nl = p - p0
             act[na], n_hi[na], sum_lo[na] = t, p - p0, acc
             stop_val[na] = x32 if p < k else np.float32(np.nan)
             na += 1

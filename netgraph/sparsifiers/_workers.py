@@ -45,6 +45,11 @@ def map_sized(executor, fn, items, sizes) -> list:
     return [r for t in tasks for r in t.result()]
 
 
+def memory_of(a: np.ndarray) -> np.ndarray:
+    """The array whose memory ``a`` views (``a`` when it owns it)."""
+    return a if a.base is None else a.base
+
+
 def return_freed_memory() -> None:
     """Give the memory freed so far back to the system where the C library keeps it (glibc's
     ``malloc_trim``: the walks' buffers, freed by the pool's threads, stay in their arenas
