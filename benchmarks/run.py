@@ -180,6 +180,21 @@ def _standing(results: dict) -> list:
     return out + [f"Not met ({len(unmet)}):", ""] + unmet
 
 
+def _bandwidth() -> float:
+    """GB/s of one thread summing 256 MiB of float32 (best of three): the machine's memory speed."""
+    import time
+
+    import numpy
+
+    a = numpy.ones(1 << 26, numpy.float32)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        a.sum()
+        best = min(best, time.perf_counter() - t)
+    return a.nbytes / best / 1e9
+
+
 def report(results: dict, args) -> str:
     import numpy
     import torch
@@ -196,7 +211,10 @@ def report(results: dict, args) -> str:
              "met only by a later run are listed as such. Ratios are measured in the same process. An *autograd "
              "pass* is one forward + backward pass of the model at batch 1.", "",
              "Second targets are also given in autograd passes (the issue's 0.77 s pass of vgg16): on a loaded "
-             "machine the *ratio* column is the comparable figure.", "",
+             "machine the *ratio* column is the comparable figure. Much of the work here is memory-bound (SynFlow's "
+             f"walks and flows, PHEW's sums), autograd less so: this machine read {_bandwidth():.1f} GB/s when the "
+             "report was written (one thread summing 256 MiB of float32; about 10-15 GB/s on a typical desktop), "
+             "so the seconds of memory-bound jobs are comparable only between runs on like machines.", "",
              "| case | figure | value | target | met | reference (same run) | ratio | target in passes | met in "
              "passes |", "|---|---|---|---|---|---|---|---|---|"]
     for name, (_, _, what, checks) in CASES.items():
