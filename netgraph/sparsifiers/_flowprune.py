@@ -378,8 +378,10 @@ class LayerState:
 
     # -- the result ------------------------------------------------------------------
     def held_bytes(self) -> int:
-        """Bytes of the state's arrays (what :meth:`release` frees; a view counts its base's)."""
-        arrays = [getattr(self, key, None) for key in ("S", "low", "agg", "m", "ids", "_indptr")]
+        """Bytes of the state's arrays (what :meth:`release` frees; a view counts its base's; not
+        the kept flags when they become the mask)."""
+        keys = ("S", "low", "agg", "ids", "_indptr") + (("m",) if self.mask_bytes() else ())
+        arrays = [getattr(self, key, None) for key in keys]
         return sum(memory_of(a).nbytes for a in arrays if isinstance(a, np.ndarray))
 
     def mask_bytes(self) -> int:
@@ -394,7 +396,7 @@ class LayerState:
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """Keep the ``m`` largest ``|w|`` of each bundle; ties in parameter order."""
         layer, k = self.layer, self.k
-        if not self.mask_bytes():  # the flags (0 or 1) themselves: no copy
+        if not self.mask_bytes():  # the flags (0 or 1) themselves, no copy: the last use of the state
             return self.m.view(np.bool_).reshape(layer.weight.shape)
         if k == 1:  # a bool a bundle (no int32 copy of the flags: 4 GB on a 1B-weight MLP)
             out = np.zeros(self.n_b, dtype=bool)

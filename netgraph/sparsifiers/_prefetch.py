@@ -26,8 +26,8 @@ def prefetch_row(typingctx, arr, row):
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         nbytes = cgutils.unpack_tuple(builder, ary.strides, 2)[0]
         start = builder.gep(builder.bitcast(ary.data, i8p), [builder.mul(args[1], nbytes)])
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-                                            "llvm.prefetch.p0i8")
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [i8p],  # (mangled for the pointer mode)
+                                              ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
         line = ir.Constant(nbytes.type, 64)
         with cgutils.for_range_slice(builder, ir.Constant(nbytes.type, 0), nbytes, line) as (off, _):
             builder.call(fn, [builder.gep(start, [off]), i32(0), i32(3), i32(1)])

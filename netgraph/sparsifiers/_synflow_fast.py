@@ -48,12 +48,15 @@ class FastLayerState(LayerState):
         """``k > 1``: no sorted copy (``S`` is None); the walks read the weights' bits (``keys``, a
         view of float32 weights, else of their float32 ``|w|``: the reference's sorted values),
         and ``low`` starts as each bundle's smallest ``|w|``."""
-        if W.dtype != np.float32:
-            W = np.abs(W).astype(np.float32)
+        rows = max(1, block // W.shape[1])
+        if W.dtype != np.float32:  # (by row blocks: no full-size float64 temporary)
+            out = np.empty(W.shape, np.float32)
+            for s in range(0, W.shape[0], rows):
+                out[s:s + rows] = np.abs(W[s:s + rows])
+            W = out
         W = np.ascontiguousarray(W)
         self.keys = W.view(np.uint32)
         low = np.empty(W.shape[0], np.float32)
-        rows = max(1, block // W.shape[1])
         for s in range(0, W.shape[0], rows):
             np.abs(W[s:s + rows]).min(axis=1, out=low[s:s + rows])
         return None, low

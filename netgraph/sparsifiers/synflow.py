@@ -132,7 +132,7 @@ def _final_masks(states) -> list:
         s.__dict__.pop("_bufs", None)
     return_freed_memory()
     out = [None] * len(states)
-    for i in sorted(range(len(states)), key=lambda i: states[i].held_bytes() - states[i].mask_bytes()):
+    for i in sorted(range(len(states)), key=lambda i: states[i].mask_bytes() - states[i].held_bytes()):
         out[i] = states[i].final_mask()
         states[i].release()
     return out
