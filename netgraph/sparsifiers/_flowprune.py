@@ -37,12 +37,10 @@ One iteration, for a threshold bracket ``[lo, hi]`` estimated from a strided sam
 * aggregates drop by the pruned values, added in ascending order from 0 (float64, the same
   sums as an element-by-element walk); ``low`` moves to the new smallest kept value.
 
-Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead (85% of a raw
-layer's, :data:`RAW_COMPACT_BELOW`) its vectors shrink to the survivors, with their ids (int32)
-and rows' offsets only (units are read off the ids), and an ungrouped layer's aggregate
-becomes a CSR matrix over them. The engine is exact (:func:`tests.reference.autograd_synflow_prune`
-gives the same masks on small nets); SynFlow runs its compiled twin (:mod:`._synflow_fast`),
-which this class checks bit for bit.
+Flows then cost O(bundles) per iteration: once half of a layer's bundles are dead (85% raw,
+:data:`RAW_COMPACT_BELOW`) its vectors shrink to the survivors, with their ids and rows' offsets
+(an ungrouped layer's aggregate: a CSR matrix over them). The engine is exact (the masks of
+:func:`tests.reference.autograd_synflow_prune`); SynFlow runs its compiled twin, checked bit for bit.
 """
 
 from __future__ import annotations
@@ -54,7 +52,7 @@ import numpy as np
 
 from ._flowmatrix import MaskedWeights, SurvivorMatrix
 from ._flowwalk import power_of, ranges, rhs as _rhs, scan_bundles, score as _score
-from ._workers import map_sized, memory_of
+from ._workers import index_dtype, map_sized, memory_of
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
 #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
@@ -63,8 +61,7 @@ COMPACT_BELOW = 0.5
 #: per bundle about what a compacted one's cost per survivor at 20-40% alive; at 15%, its 8 bytes a
 #: survivor (vgg16's fc2: 20 MB, 40 at 30%) stay within SynFlow's 3x peak.
 RAW_COMPACT_BELOW = 0.15
-#: One layer compacts at a time (layers pruned alike compact in the same iteration): less peak
-#: memory where a compaction copies.
+#: One layer compacts at a time (layers pruned alike compact together): less peak memory.
 _COMPACTING = threading.Lock()
 
 
@@ -117,9 +114,9 @@ class LayerState:
         return S, S[:, 0].copy()
 
     @staticmethod
-    def _sorted(W: np.ndarray, out=None, block: int = 1 << 20) -> np.ndarray:
+    def _sorted(W: np.ndarray, block: int = 1 << 20) -> np.ndarray:
         """``out[b]``: bundle ``b``'s ``|w|`` ascending, by row blocks (no full-size temporary)."""
-        out = np.empty(W.shape, np.float32) if out is None else out
+        out = np.empty(W.shape, np.float32)
         rows = max(1, block // W.shape[1])
         for s in range(0, W.shape[0], rows):
             out[s:s + rows] = np.sort(np.abs(W[s:s + rows]), axis=1)
@@ -368,7 +365,7 @@ class LayerState:
     def _compact(self) -> None:
         """Keep the surviving bundles' vectors only, with their ids and the rows' offsets."""
         alive, layer = np.flatnonzero(self.m > 0), self.layer
-        ids = self.bundle_ids(alive).astype(np.int32 if self.n_b < 2**31 else np.int64)  # small: no big copies
+        ids = self.bundle_ids(alive).astype(index_dtype(self.n_b))  # small: no big copies
         agg = self.values(alive).astype(self._survivor_dtype(), copy=False) if self.raw else self.agg[alive]
         self.m, self.agg, self.low = self.m[alive], agg, None if self.low is None else self.low[alive]
         self.w = None
@@ -377,9 +374,12 @@ class LayerState:
         np.cumsum(np.bincount(ids // layer.n_in, minlength=layer.n_dst), out=self._indptr[1:])
 
     # -- the result ------------------------------------------------------------------
+    def end_walks(self) -> None:
+        """Drop the walks' buffers (a subclass keeps them between iterations)."""
+        self.__dict__.pop("_bufs", None)
+
     def held_bytes(self) -> int:
-        """Bytes of the state's arrays (what :meth:`release` frees; a view counts its base's; not
-        the kept flags when they become the mask)."""
+        """Bytes :meth:`release` frees (a view counts its base's; kept flags that become the mask not)."""
         keys = ("S", "low", "agg", "ids", "_indptr") + (("m",) if self.mask_bytes() else ())
         arrays = [getattr(self, key, None) for key in keys]
         return sum(memory_of(a).nbytes for a in arrays if isinstance(a, np.ndarray))

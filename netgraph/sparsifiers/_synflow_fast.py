@@ -23,7 +23,7 @@ from . import _synflow_kernels as K
 from . import _synflow_updates as U
 from ._flowprune import LayerState
 from ._flowwalk import rhs as _rhs
-from ._workers import map_sized, memory_of
+from ._workers import index_dtype, map_sized, memory_of
 
 _NONE = np.zeros(0, np.int32)
 _NO_KEYS = np.zeros((0, 1), np.uint32)
@@ -86,27 +86,21 @@ class FastLayerState(LayerState):
             return (self._values_array, self.raw, self.m, rows, ids, compact, n_in, gout, grouped, bs, fs,
                     rhs, all_alive, mode, lo, hi, wgrad, p)
         mode = K.LOW_2XX if wgrad else K.LOW_X
-        return (self.keys, self.m, self.low, self.low.view(np.uint32), ids, rows, compact, n_in, gout, grouped, bs, fs, rhs, all_alive, mode,
-                lo, hi, wgrad, p)
-
-    def _index_dtype(self):
-        """The walks' candidate and record indices: int32 while the layer's bundles fit (4 bytes
-        an entry less than int64: the walk buffers of vgg16's first linear layer, 0.2x the
-        weights at their largest, are a tenth of SynFlow's memory)."""
-        return np.int32 if self.n_b < 2**31 else np.int64
+        return (self.keys, self.m, self.low, self.low.view(np.uint32), ids, rows, compact, n_in, gout, grouped, bs,
+                fs, rhs, all_alive, mode, lo, hi, wgrad, p)
 
     def _walk_range(self, args: tuple, a: int, b: int, exact: bool = False) -> tuple:
         """The kernel's outputs for bundles ``a`` to ``b``, as views of the range's buffers (kept
-        from one iteration to the next, so their pages are not faulted in again)."""
+        from one iteration to the next, so their pages are not faulted in again; int32 indices
+        while the layer fits: vgg16's fc1 buffers, 0.2x its weights at their largest, are a
+        tenth of SynFlow's memory)."""
         bufs = self.__dict__.setdefault("_bufs", {})
-        key = a // PART
+        key, ix = a // PART, index_dtype(self.n_b)
         if self.k == 1:
-            ix = self._index_dtype()
             buf = bufs.get(key) or (np.empty(0, ix), np.empty(0, ix), np.empty(0))
             act, ri, rs, na, nr = K.walk_single(*args, a, b, *buf)
             bufs[key] = (act, ri, rs) if _worth_keeping(act.size, na) else None
             return act[:na], ri[:nr], rs[:nr]
-        ix = self._index_dtype()
         buf = bufs.get(key) or (np.empty(0, ix), np.empty(0, np.int32), np.empty(0), np.empty(0, np.float32),
                                 np.empty(0, ix), np.empty(0, np.int32), np.empty(0, np.float32), np.empty(0))
         out = K.walk_multi(*args, exact, a, b, *buf)
@@ -119,7 +113,8 @@ class FastLayerState(LayerState):
         but indexed from the range's own candidates; ``at_most_hi``: its kept elements scoring ``<= hi``."""
         if self.k == 1:
             act, ri, rs = out
-            return {"act": act, "ri": ri, "rp": np.broadcast_to(np.int32(0), ri.shape), "rs": rs, "at_most_hi": act.size}
+            rp = np.broadcast_to(np.int32(0), ri.shape)  # (every rank 0: no memory)
+            return {"act": act, "ri": ri, "rp": rp, "rs": rs, "at_most_hi": act.size}
         return {"act": out[0], "n_hi": out[1], "sum_lo": out[2], "stop_val": out[3], "ri": out[4], "rp": out[5],
                 "rv": out[6], "rs": out[7], "at_most_hi": int(out[8])}
 
@@ -173,11 +168,11 @@ class FastLayerState(LayerState):
         """The compaction of :meth:`LayerState._compact` in one kernel pass, in place (the survivors
         move to the front of the vectors, which are then seen at their new size: no fresh pages
         to fault in, no copy), with the CSR row offsets; once they fill half their memory or less,
-        they are copied at their size (the first memory freed: SynFlow's peak); the first compaction makes the ids (one spare element), and a raw layer's
-        aggregate from its weights (at the survivors' size; float32 ``|w|`` for SynFlow, exact)."""
+        they are copied at their size (the first memory freed: SynFlow's peak); the first
+        compaction makes the ids (one spare element), and a raw layer's aggregate from its weights (at the survivors' size; float32 ``|w|`` for SynFlow, exact)."""
         n = int(np.count_nonzero(self.m))
         compact, ids, n_in, gout, grouped = self._layout()
-        new = ids if compact else np.empty(n + 1, np.int32 if self.n_b < 2**31 else np.int64)
+        new = ids if compact else np.empty(n + 1, index_dtype(self.n_b))
         agg = np.empty(n + 1, self._survivor_dtype()) if self.raw else self.agg
         low = self.low if self.low is not None else _NO_LOW
         indptr = np.zeros(self.layer.n_dst + 1, np.int64)
@@ -194,7 +189,7 @@ class FastLayerState(LayerState):
 
     def final_mask(self, chunk: int = 1 << 22) -> np.ndarray:
         """The mask of :meth:`LayerState.final_mask`; ``k > 1`` in one kernel pass (no chunks)."""
-        self.__dict__.pop("_bufs", None)  # the walks are over
+        self.end_walks()
         if self.k == 1:
             return super().final_mask(chunk)
         out = np.zeros((self.n_b, self.k), dtype=bool)

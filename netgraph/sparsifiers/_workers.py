@@ -4,6 +4,7 @@ over the layers in a few tasks of about equal work."""
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -45,18 +46,31 @@ def map_sized(executor, fn, items, sizes) -> list:
     return [r for t in tasks for r in t.result()]
 
 
+def index_dtype(n: int):
+    """Indices below ``n``: int32 while they fit (4 bytes an entry), else int64."""
+    return np.int32 if n < 2**31 else np.int64
+
+
 def memory_of(a: np.ndarray) -> np.ndarray:
     """The array whose memory ``a`` views (``a`` when it owns it)."""
     return a if a.base is None else a.base
+
+
+@functools.lru_cache(maxsize=None)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None (another C library)."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def return_freed_memory() -> None:
     """Give the memory freed so far back to the system where the C library keeps it (glibc's
     ``malloc_trim``: the walks' buffers, freed by the pool's threads, stay in their arenas
     otherwise and count in the process's peak); nothing elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)

@@ -129,7 +129,7 @@ def _final_masks(states) -> list:
     LayerState.release`), the walks' buffers first: the layers whose states hold more than their
     masks need go first (vgg16's linear layers: the peak is the masks and a state, not all states)."""
     for s in states:
-        s.__dict__.pop("_bufs", None)
+        s.end_walks()
     return_freed_memory()
     out = [None] * len(states)
     for i in sorted(range(len(states)), key=lambda i: states[i].mask_bytes() - states[i].held_bytes()):
