@@ -16,10 +16,9 @@ bytes) is what put SynFlow's peak above 3x. A bundle keeps its ``m`` largest ``|
 kept values in ascending order are its smallest kept one (``low``) as often as ``m`` exceeds
 the count of keys above it, then the larger keys in order; ``keys`` are the weights' bits
 without the sign (``|w|`` as float32 bits order as unsigned integers: a view of float32
-weights, no copy). A walk that goes past a candidate's first value reads its row once: one
-branch-free pass counts and finds what it needs (:func:`_multi_part`), the rows of the next
-candidates prefetched (:mod:`._prefetch`). On vgg16 its fc1's walks take about 2x the sorted
-copy's time, SynFlow about 1.2x, and SynFlow's peak falls from 4.1x to 2.9x the weight bytes.
+weights, no copy). A walk past a candidate's first value reads its row once, in a vectorised
+pass with no branch on a key (:func:`_multi_part`; the rows of the next candidates prefetched,
+:mod:`._prefetch`). SynFlow's peak on vgg16 falls from 4.1x to 2.9x the weight bytes.
 
 Layouts: a layer's tracked bundles are either all of them (``compact=False``: bundle ``t``
 is ``(v, j) = divmod(t, n_in)``, source ``u = j`` or ``(v // group_out) n_in + j`` when
@@ -199,13 +198,14 @@ def _multi_part(t0, n, keys, m, low, lowk, ids, indptr, compact, n_in, group_out
     A candidate's walk goes from its smallest kept value up: its kept values ascending are its
     ``mt`` largest keys (``keys[row]``: the weights' bits), the smallest kept (``lowk[t]``) as
     often as ``mt`` exceeds the count of keys above it, then the larger keys in order. A walk
-    that goes past the first value reads the row once: the count above it, the keys up to
-    ``thr`` (the key of the largest ``|w|`` the walk may reach, from ``max(lo, hi)``) sorted
-    into ``buf``, and the smallest above ``thr`` (the stop); past that (a bound too low), once
-    more for every key left. The prefix scoring below ``lo`` is pruned (its values summed in
-    ascending order from 0; ``nl >= 0`` once it ends), then the values up to ``hi`` are
-    records, as the walk of the sorted values (:mod:`._flowwalk`). The walk is written out
-    here, not called: a call per candidate with arrays costs numba's atomic reference counts."""
+    past the first value reads the row once: the count above it, the keys up to ``thr`` (the
+    key of the largest ``|w|`` the walk may reach, from ``max(lo, hi)``; as the bits of a word
+    in the same pass, then read at the set bits: a branch on each key mispredicts, 2x the
+    walk's time on vgg16's fc1) sorted into ``buf``, and the smallest above ``thr`` (the stop);
+    past that (a bound too low), once more for every key left. The prefix scoring below ``lo``
+    is pruned (its values summed in ascending order from 0; ``nl >= 0`` once it ends), then the
+    values up to ``hi`` are records, as the walk of the sorted values (:mod:`._flowwalk`).
+    Written out here, not called: a call per candidate (even inlined) is slower."""
     idx, hit = np.empty(BLOCK, np.int64), np.empty(BLOCK + 64, np.uint8)
     k = keys.shape[1]
     kb = np.empty(1, np.uint32)  # a key, and its float32 (kf)
@@ -266,23 +266,25 @@ def _multi_part(t0, n, keys, m, low, lowk, ids, indptr, compact, n_in, group_out
                     top = thr
                     if q0 >= 0:  # past the stop the bound gave: every key above those read
                         after, top, full = (buf[nb - 1] if nb else after), _TOP, True
-                    cnt, nin, big = 0, 0, _NONE_ABOVE
-                    af, tp = np.int64(after), np.int64(top)
-                    for q in range(k):  # vectorised: the counts above, and the smallest key above top
-                        a = np.int64(keys[row, q]) & 0x7FFFFFFF
+                    cnt, big, bits, nb = 0, _NONE_ABOVE, np.uint64(0), 0
+                    af, tp, word = np.int64(after), np.int64(top), np.int64(k <= 64)
+                    for q in range(k):  # vectorised: the counts, the smallest key above top, and (k <= 64)
+                        a = np.int64(keys[row, q]) & 0x7FFFFFFF  # the keys up to top as the bits of a word
                         g = np.int64(a > af)
                         h = g & np.int64(a > tp)
                         cnt += g
-                        nin += g - h
+                        bits |= np.uint64((g - h) * word) << np.uint64(q & 63)
                         big = min(big, a if h else _NONE_ABOVE)
+                    while bits != np.uint64(0):  # those keys: one step a set bit, lowest first
+                        lb = bits & (~bits + np.uint64(1))
+                        buf[nb] = keys[row, _BIT_AT[(lb * _DE_BRUIJN) >> np.uint64(58)]] & _SIGN
+                        nb += 1
+                        bits ^= lb
+                    for q in range(k if k > 64 else 0):  # else a second pass (branch-free: no mispredictions)
+                        a = keys[row, q] & _SIGN
+                        buf[nb] = a
+                        nb += (a > after) & (a <= top)
                     nxt = np.uint32(big) if big < _NONE_ABOVE else _TOP
-                    nb = 0
-                    if nin:  # the keys up to top (a few: a branch rarely taken)
-                        for q in range(k):
-                            a = keys[row, q] & _SIGN
-                            if (a > after) & (a <= top):
-                                buf[nb] = a
-                                nb += 1
                     if nb > 32:
                         buf[:nb].sort()
                     for q in range(1, nb if nb <= 32 else 0):  # insertion sort: a few keys (numba's: 1 us a call)

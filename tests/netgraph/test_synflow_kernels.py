@@ -1,6 +1,6 @@
 """The compiled SynFlow engine (``_synflow_fast``, numba kernels) against the numpy reference
 (``_flowprune.LayerState``): the same masks bit for bit on small nets (dense, grouped,
-depthwise, residual, ties; ``k = 1`` and ``k > 1`` layers; compacted or not; layers split in
+depthwise, residual, ties; ``k = 1``, ``k > 1`` and ``k > 64`` layers; compacted or not; layers split in
 ranges), and the same walk records, updates and samples state by state, NaN factors included."""
 
 import numpy as np
@@ -32,6 +32,14 @@ def _tied_conv():
     return model, M.CONV_NOPAD_INPUT
 
 
+def _wide_bundles():
+    """Bundles of 64 elements (8x8 kernels; a flattened 8x8 map), the most a row's keys held as
+    the bits of one word, and of 81 (9x9 kernels), read in a second pass."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 8), torch.nn.ReLU(), torch.nn.Conv2d(3, 4, 9), torch.nn.ReLU(),
+                                torch.nn.Flatten(), torch.nn.Linear(4 * 64, 5))
+    return model, (2, 23, 23)
+
+
 NETS = {
     "mlp": lambda: (M.mlp((12, 9, 7, 4)), (12,)),
     "conv": lambda: (M.randomize_bn(M.ConvNoPad()), M.CONV_NOPAD_INPUT),
@@ -40,6 +48,7 @@ NETS = {
     "mobile": lambda: (GM.MobileNetish(), GM.MOBILE_INPUT),
     "ties": _tied_mlp,
     "conv ties": _tied_conv,
+    "wide": _wide_bundles,
 }
 METHODS = [("synflow", {}), ("synflow-l2", {}), ("synflow-l2", {"form": "w_grad"})]
 
@@ -102,7 +111,7 @@ def _equal(a, b):
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
 
 
-@pytest.mark.parametrize("name", ["conv", "grouped", "mlp"])
+@pytest.mark.parametrize("name", ["conv", "grouped", "mlp", "wide"])
 @pytest.mark.parametrize("power,form", [(1, "abs_grad"), (2, "abs_grad"), (2, "w_grad")])
 @pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.filterwarnings("ignore:invalid value", "ignore:overflow")
