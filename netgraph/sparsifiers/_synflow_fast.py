@@ -54,12 +54,10 @@ class FastLayerState(LayerState):
             for s in range(0, W.shape[0], rows):
                 out[s:s + rows] = np.abs(W[s:s + rows])
             W = out
-        W = np.ascontiguousarray(W)
-        self.keys = W.view(np.uint32)
-        low = np.empty(W.shape[0], np.float32)
-        for s in range(0, W.shape[0], rows):
-            np.abs(W[s:s + rows]).min(axis=1, out=low[s:s + rows])
-        return None, low
+        self.keys = np.ascontiguousarray(W).view(np.uint32)
+        low = np.empty(W.shape[0], np.uint32)
+        U.smallest_keys(self.keys, low)  # (the smallest key's float: the smallest |w|)
+        return None, low.view(np.float32)
 
     @property
     def _values_array(self) -> np.ndarray:
