@@ -103,25 +103,30 @@ def _fmt(v) -> str:
 #: Why a target is not met yet, by (case name prefix, figure prefix): printed beside it in the
 #: report for as long as it is not.
 WHY = {
-    ("synflow vgg16 224px", "seconds"): "the compiled walk over fc1's 2.1M bundles of 49 elements (some 57M "
-    "candidates in 100 iterations, each past its first value a branch-free pass over its 49 weights, read in "
-    "place: no sorted copy, for the memory target; about 1.2x the time of the sorted copy's walks, 3.9 s on "
-    "2026-12-01's faster machine) and the flows' float64 products over every surviving bundle each iteration",
+    ("synflow vgg16 224px", "seconds"): "the walks about 6.6 s of it on two threads (fc1's 2.1M bundles of 49 "
+    "elements: some 57M candidates in 100 iterations, 125 ns each: one vectorised pass over the bundle's weights, "
+    "read in place, as no sorted copy fits the memory target, then the walk's steps), the flows 1.5 s, the updates "
+    "about 1 s (about 60 bytes of records a candidate, read at the memory's speed); in one sitting "
+    "11.5-13.4 s, 18-25 s before the walks found their keys as bits, 9.9-11.8 s with the sorted copy "
+    "(4.1x the weight bytes)",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
     "SynFlow starts (torch's CUDA build 470 MiB resident after its import; torchvision 160 MiB; numba's compiled "
     "kernels 90 MiB; the model 1x); SynFlow adds about 0.35x: the walks' buffers at the first iterations (most "
     "of fc1's bundles are candidates), the bundles' states (kept counts, smallest kept values, float64 sums), "
     "then the masks",
-    ("synflow vgg19 cifar", "seconds"): "about 10 ms an iteration: the compiled walk of the 2.2M 3x3 bundles "
-    "(about 5 ms on two threads; a sixth of the live bundles are candidates each iteration, about 40 ns each), "
-    "the bracket's sample and partition (1 ms), the flows (1.4 ms); plus the set-up; "
-    "1.03-1.1 s between runs",
-    ("phew vgg16 224px 1%", "seconds"): "0.58-1.1 s between runs of the same work: about 0.55 s of user CPU "
-    "(the walks about 0.3 s, the sums over fc1's 100M weights), the rest the machine's noise",
-    ("metrics vgg16 224px", "seconds"): "about 0.45 s of CPU (0.37 s without max flow): at the target, over it "
-    "only on a loaded machine",
-    ("modern vit_b_16", "synflow"): "72M one-element bundles, each kept one tested every iteration (about 21 "
-    "tests a weight over the run): the walks about 1.15 s on two threads (a vectorised test, about 0.3 ns a weight "
+    ("synflow vgg19 cifar", "seconds"): "2.4-3.5 s between runs of the same code on this machine (1.03-1.1 s "
+    "on the faster one of 2026-12-01): on one thread half of it the walks of the 2.2M 3x3 bundles (a third of "
+    "them candidates at the first iterations, about 80 ns each), then the updates (10%), the flows (8%), the "
+    "bracket's sample (5%) and the set-up",
+    ("phew vgg16 224px 1%", "seconds"): "1.2-1.9 s between runs here, all of it CPU on one thread (0.58 s on the "
+    "faster machine of 2026-12-01): the walks, their kernel-tap draws and table searches, and the sums over "
+    "fc1's 100M weights",
+    ("metrics vgg16 224px", "seconds"): "0.9-1.1 s here (about 0.45 s of CPU on the faster machine of "
+    "2026-12-01): the layers' top singular values 0.42 s on two threads, max flow 0.14-0.2 s, connectivity "
+    "and path diversity about 0.12 s each",
+    ("modern vit_b_16", "synflow"): "9.3-11.5 s between runs here (the flows 3.5 s, the walks 3.4 s, updates "
+    "and compactions 1.7 s), 2.9 s on the faster machine of 2026-12-01: 72M one-element bundles, each kept one "
+    "tested every iteration (about 21 tests a weight over the run): there the walks about 1.15 s on two threads (a vectorised test, about 0.3 ns a weight "
     "while a layer is read off its weights, 1 ns once compacted, where the source factor is gathered; the passing "
     "4-5% written from the bits of 64 flags, then scored and recorded, about 2.5 ns each); the flows 1.0 s (the two "
     "sweeps side by side: a raw layer's products read 5 bytes a weight, both near the memory's bandwidth; a "
@@ -129,8 +134,8 @@ WHY = {
     "weights an iteration (the walk fused into the backward sweep would need the bracket before the flows) or "
     "fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
-    "iteration, the flows read every surviving bundle twice an iteration; 1.5-1.8 s in the runs of "
-    "2026-12-01 (ConvNeXt-T), their first runs up to 1.8 s",
+    "iteration, the flows read every surviving bundle twice an iteration; the same work takes 2.4-4.3 s "
+    "between runs here (EfficientNet-B0, one sitting), 1.5-1.8 s on the faster machine of 2026-12-01",
     ("ladder mlp 1e9 synflow", ""): "needs about 9.5 GiB (2.55x): the kept flags (1 byte a weight; the aggregates "
     "are read off the weights) and, from a layer's first compaction (at 30% alive), its survivors' float32 |w| and "
     "ids (8 bytes each)",

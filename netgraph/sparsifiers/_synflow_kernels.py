@@ -17,8 +17,9 @@ kept values in ascending order are its smallest kept one (``low``) as often as `
 the count of keys above it, then the larger keys in order; ``keys`` are the weights' bits
 without the sign (``|w|`` as float32 bits order as unsigned integers: a view of float32
 weights, no copy). A walk past a candidate's first value reads its row once, in a vectorised
-pass with no branch on a key (:func:`_multi_part`; the rows of the next candidates prefetched,
-:mod:`._prefetch`). SynFlow's peak on vgg16 falls from 4.1x to 2.9x the weight bytes.
+pass with no branch on a key (bundles of more than 64: then a branch-free second pass;
+:func:`_multi_part`; the rows of the next candidates prefetched, :mod:`._prefetch`).
+SynFlow's peak on vgg16 falls from 4.1x to 2.9x the weight bytes.
 
 Layouts: a layer's tracked bundles are either all of them (``compact=False``: bundle ``t``
 is ``(v, j) = divmod(t, n_in)``, source ``u = j`` or ``(v // group_out) n_in + j`` when
@@ -200,8 +201,9 @@ def _multi_part(t0, n, keys, m, low, lowk, ids, indptr, compact, n_in, group_out
     often as ``mt`` exceeds the count of keys above it, then the larger keys in order. A walk
     past the first value reads the row once: the count above it, the keys up to ``thr`` (the
     key of the largest ``|w|`` the walk may reach, from ``max(lo, hi)``; as the bits of a word
-    in the same pass, then read at the set bits: a branch on each key mispredicts, 2x the
-    walk's time on vgg16's fc1) sorted into ``buf``, and the smallest above ``thr`` (the stop);
+    in the same pass, then read at the set bits, or for more than 64 keys in a branch-free
+    second pass: a branch on each key mispredicts, 2.7x the time of vgg16's fc1 walks at the
+    first iterations) sorted into ``buf``, and the smallest above ``thr`` (the stop);
     past that (a bound too low), once more for every key left. The prefix scoring below ``lo``
     is pruned (its values summed in ascending order from 0; ``nl >= 0`` once it ends), then the
     values up to ``hi`` are records, as the walk of the sorted values (:mod:`._flowwalk`).

@@ -1,7 +1,8 @@
 """Compiled per-layer updates of iterative SynFlow's state (:mod:`._synflow_fast`): numba, one
-pass each, after a walk (:mod:`._synflow_kernels`) has found the candidates.
+pass each, most after a walk (:mod:`._synflow_kernels`) has found the candidates.
 
-:func:`apply_multi` and :func:`apply_single` set the new kept counts, aggregates and smallest
+:func:`smallest_keys` gives a multi-element layer's smallest ``|w|`` per bundle when its state
+is built; :func:`apply_multi` and :func:`apply_single` set the new kept counts, aggregates and smallest
 kept values of the candidates from the threshold's choice; :func:`compact` keeps the surviving
 bundles' vectors (in place, with the rows' offsets); :func:`rows_matvec` and :func:`rows_rmatvec`
 are the flows' products over a compacted layer; :func:`final_multi` writes a layer's mask.
@@ -20,9 +21,10 @@ from ._synflow_kernels import _SIGN, _TOP, _value
 
 @njit(cache=True, nogil=True)
 def smallest_keys(keys, out):
-    """``out[b]``: the smallest key of row ``b`` (``keys``: the bits of float32 weights): as a
-    float32, the bundle's smallest ``|w|``, NaN only when all are (NaN last, as in a sort: the
-    reference's ``S[:, 0]``). One vectorised pass (numpy's row minimum: 12 ns a weight of vgg19)."""
+    """``out[b]``: the smallest ``keys[b] & _SIGN`` (``keys``: the bits of float32 weights; the
+    sign dropped: ``|w|``); as a float32, the bundle's smallest ``|w|``, NaN only when all are
+    (NaN last, as in a sort: the reference's ``S[:, 0]``). One vectorised pass (numpy's row
+    minimum took 12 ns a weight of vgg19)."""
     for b in range(keys.shape[0]):
         low = _TOP
         for q in range(keys.shape[1]):

@@ -40,6 +40,18 @@ def _wide_bundles():
     return model, (2, 23, 23)
 
 
+def _wide_ties():
+    """Bundles of 63, 65 and 128 elements (7x9, 5x13, 8x16 kernels), the weights in eighths: ties."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, (7, 9)), torch.nn.ReLU(), torch.nn.Conv2d(3, 4, (5, 13)),
+                                torch.nn.ReLU(), torch.nn.Conv2d(4, 2, (8, 16)), torch.nn.Flatten(),
+                                torch.nn.Linear(2, 3))
+    with torch.no_grad():
+        for p in model.parameters():
+            q = torch.round(p * 8) / 8
+            p.copy_(torch.where(q == 0, 1 / 8, q))
+    return model, (2, 18, 36)
+
+
 NETS = {
     "mlp": lambda: (M.mlp((12, 9, 7, 4)), (12,)),
     "conv": lambda: (M.randomize_bn(M.ConvNoPad()), M.CONV_NOPAD_INPUT),
@@ -49,6 +61,7 @@ NETS = {
     "ties": _tied_mlp,
     "conv ties": _tied_conv,
     "wide": _wide_bundles,
+    "wide ties": _wide_ties,
 }
 METHODS = [("synflow", {}), ("synflow-l2", {}), ("synflow-l2", {"form": "w_grad"})]
 
@@ -111,7 +124,7 @@ def _equal(a, b):
     return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
 
 
-@pytest.mark.parametrize("name", ["conv", "grouped", "mlp", "wide"])
+@pytest.mark.parametrize("name", ["conv", "grouped", "mlp", "wide", "wide ties"])
 @pytest.mark.parametrize("power,form", [(1, "abs_grad"), (2, "abs_grad"), (2, "w_grad")])
 @pytest.mark.parametrize("compact", [False, True])
 @pytest.mark.filterwarnings("ignore:invalid value", "ignore:overflow")
@@ -262,3 +275,18 @@ def test_margin_test_finds_every_passing_bundle_in_order(n_dst, n_in, keep, quan
                         hit)
         got.append(idx[:c].copy())
     assert np.array_equal(np.concatenate(got) if got else np.zeros(0, np.int64), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smallest_kept_value_at_the_start_is_the_references(dtype):
+    """A bundle's smallest ``|w|`` (one pass over the weights' bits) is the reference's first
+    sorted value: -0.0 as 0, inf, ties, NaN last (NaN only when every element is)."""
+    import types
+
+    nan, inf = np.nan, np.inf
+    W = np.array([[3.0, -0.0, 2.0], [nan, 5.0, -4.0], [nan, -nan, nan], [-inf, inf, 7.0], [-2.0, 2.0, 2.0],
+                  [1e-45, -1e-40, 3e38]], dtype=dtype)
+    _, low = _synflow_fast.FastLayerState._multi_state(types.SimpleNamespace(), W)
+    ref = _flowprune.LayerState._sorted(W)[:, 0]
+    assert low.dtype == ref.dtype == np.float32
+    assert np.array_equal(low, ref, equal_nan=True) and not np.signbit(low).any()
