@@ -103,7 +103,8 @@ def _fmt(v) -> str:
 #: Why a target is not met yet, by (case name prefix, figure prefix): printed beside it in the
 #: report for as long as it is not.
 WHY = {
-    ("synflow vgg16 224px", "seconds"): "the walks about 6.6 s of it on two threads (fc1's 2.1M bundles of 49 "
+    ("synflow vgg16 224px", "seconds"): "11.3 s and 15.7 s in two benchmark runs of this code; in a profile "
+    "the walks about 6.6 s of 11 s on two threads (fc1's 2.1M bundles of 49 "
     "elements: some 57M candidates in 100 iterations, 125 ns each: one vectorised pass over the bundle's weights, "
     "read in place, as no sorted copy fits the memory target, then the walk's steps), the flows 1.5 s, the updates "
     "about 1 s (about 60 bytes of records a candidate, read at the memory's speed); in one sitting "
@@ -111,17 +112,18 @@ WHY = {
     "(4.1x the weight bytes)",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
     "SynFlow starts (torch's CUDA build 470 MiB resident after its import; torchvision 160 MiB; numba's compiled "
-    "kernels 90 MiB; the model 1x); SynFlow adds about 0.35x: the walks' buffers at the first iterations (most "
-    "of fc1's bundles are candidates), the bundles' states (kept counts, smallest kept values, float64 sums), "
-    "then the masks",
-    ("synflow vgg19 cifar", "seconds"): "2.4-3.5 s between runs of the same code on this machine (1.03-1.1 s "
+    "kernels 90 MiB; the model 1x); SynFlow adds 0.33-0.39x between runs (2.94x, 2.96x and 3.00x in three "
+    "benchmark runs, 2.93x in a profile of one run): the walks' buffers at the first iterations (most of fc1's "
+    "bundles are candidates: 70 MiB of records), the bundles' states (kept counts, smallest kept values, "
+    "float64 sums: 58 MiB), then the masks",
+    ("synflow vgg19 cifar", "seconds"): "2.4-3.6 s between runs of the same code on this machine (1.03-1.1 s "
     "on the faster one of 2026-12-01): on one thread half of it the walks of the 2.2M 3x3 bundles (a third of "
     "them candidates at the first iterations, about 80 ns each), then the updates (10%), the flows (8%), the "
     "bracket's sample (5%) and the set-up",
     ("phew vgg16 224px 1%", "seconds"): "1.2-1.9 s between runs here, all of it CPU on one thread (0.58 s on the "
     "faster machine of 2026-12-01): the walks, their kernel-tap draws and table searches, and the sums over "
     "fc1's 100M weights",
-    ("metrics vgg16 224px", "seconds"): "0.9-1.1 s here (about 0.45 s of CPU on the faster machine of "
+    ("metrics vgg16 224px", "seconds"): "0.9-1.6 s between runs here (about 0.45 s of CPU on the faster machine of "
     "2026-12-01): the layers' top singular values 0.42 s on two threads, max flow 0.14-0.2 s, connectivity "
     "and path diversity about 0.12 s each",
     ("modern vit_b_16", "synflow"): "9.3-11.5 s between runs here (the flows 3.5 s, the walks 3.4 s, updates "
