@@ -136,8 +136,9 @@ WHY = {
     "weights an iteration (the walk fused into the backward sweep would need the bracket before the flows) or "
     "fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
-    "iteration, the flows read every surviving bundle twice an iteration; the same work takes 2.4-4.3 s "
-    "between runs here (EfficientNet-B0, one sitting), 1.5-1.8 s on the faster machine of 2026-12-01",
+    "iteration, the flows read every surviving bundle twice an iteration; this machine's speed drifts (in one "
+    "sitting EfficientNet-B0's SynFlow took 2.4-4.3 s, resnet50's 3.8 s and 5.7 s in two benchmark runs); "
+    "resnet50 and ConvNeXt-T 1.5-1.8 s on the faster machine of 2026-12-01",
     ("ladder mlp 1e9 synflow", ""): "needs about 9.5 GiB (2.55x): the kept flags (1 byte a weight; the aggregates "
     "are read off the weights) and, from a layer's first compaction (at 30% alive), its survivors' float32 |w| and "
     "ids (8 bytes each)",

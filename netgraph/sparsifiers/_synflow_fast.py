@@ -167,7 +167,8 @@ class FastLayerState(LayerState):
         move to the front of the vectors, which are then seen at their new size: no fresh pages
         to fault in, no copy), with the CSR row offsets; once they fill half their memory or less,
         they are copied at their size (the first memory freed: SynFlow's peak); the first
-        compaction makes the ids (one spare element), and a raw layer's aggregate from its weights (at the survivors' size; float32 ``|w|`` for SynFlow, exact)."""
+        compaction makes the ids (one spare element), and a raw layer's aggregate from its
+        weights (at the survivors' size; float32 ``|w|`` for SynFlow, exact)."""
         n = int(np.count_nonzero(self.m))
         compact, ids, n_in, gout, grouped = self._layout()
         new = ids if compact else np.empty(n + 1, index_dtype(self.n_b))
