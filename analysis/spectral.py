@@ -41,7 +41,6 @@ bundles), a dense Gram matrix for medium ones and the dense ``svdvals`` for smal
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -51,6 +50,7 @@ import scipy.sparse.linalg as spla
 
 from netgraph._blas import one_blas_thread
 from netgraph.masked import as_masked, csr_rows
+from netgraph.sparsifiers._workers import workers
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48
@@ -121,33 +121,50 @@ def top_singular_values(layer, agg, k: int = 2) -> np.ndarray:
     of the same values takes, so the same values bit for bit.
     """
     out = np.zeros(k)
-    if sp.issparse(agg):
-        if agg.nnz:
-            out[:] = _top_sv_arpack(agg, k)
+    route = _route(layer, agg, k)
+    if route == "zero":
+        return out
+    if route == "arpack-csr":
+        out[:] = _top_sv_arpack(agg, k)
         return out
     agg = np.asarray(agg, dtype=np.float64)
-    if not agg.any():
-        return out
-    first = agg.flat[0]
-    if layer.groups == 1 and (agg == first).all():  # constant (a dense layer): rank one, exactly
-        out[0] = abs(first) * np.sqrt(agg.shape[0] * agg.shape[1])
-        return out
-    if layer.groups > 1:  # block diagonal: the union of the blocks' spectra
+    if route == "constant":  # a dense layer: rank one, exactly
+        out[0] = abs(agg.flat[0]) * np.sqrt(agg.shape[0] * agg.shape[1])
+    elif route == "blocks":  # block diagonal: the union of the blocks' spectra
         blocks = agg.reshape(layer.groups, layer.group_out, layer.n_in)
         sv = np.sort(np.linalg.svd(blocks, compute_uv=False).ravel())[::-1][:k]
         out[: sv.size] = sv
-        return out
-    if min(agg.shape) <= max(DENSE_LIMIT, k + 1):
+    elif route == "svd":
         sv = scipy.linalg.svdvals(agg, check_finite=False)[:k]
         out[: sv.size] = sv
-        return out
-    nnz = np.count_nonzero(agg)
-    sparse = nnz < 0.25 * agg.size
-    if min(agg.shape) <= GRAM_LIMIT and not _large_sparse(agg.shape, nnz):
+    elif route == "gram":
         out[:] = _top_sv_gram(agg, k)
     else:
-        out[:] = _top_sv_arpack(sp.csr_matrix(agg) if sparse else agg, k)
+        out[:] = _top_sv_arpack(sp.csr_matrix(agg) if route == "arpack-sparse" else agg, k)
     return out
+
+
+def _route(layer, agg, k: int) -> str:
+    """How :func:`top_singular_values` computes ``agg``'s values: ``"zero"`` (no nonzero),
+    ``"constant"`` (a dense layer, rank one), ``"blocks"`` (grouped: batched SVD of the blocks),
+    ``"svd"`` (a small side), ``"gram"`` (the dense Gram matrix), or ARPACK on a CSR matrix
+    (``"arpack-csr"`` when given as one, ``"arpack-sparse"`` when a dense ``agg`` is under a
+    quarter nonzero) or on the dense matrix (``"arpack-dense"``)."""
+    if sp.issparse(agg):
+        return "arpack-csr" if agg.nnz else "zero"
+    agg = np.asarray(agg)
+    if not agg.any():
+        return "zero"
+    if layer.groups > 1:
+        return "blocks"
+    if (agg == agg.flat[0]).all():
+        return "constant"
+    if min(agg.shape) <= max(DENSE_LIMIT, k + 1):
+        return "svd"
+    nnz = np.count_nonzero(agg)
+    if min(agg.shape) <= GRAM_LIMIT and not _large_sparse(agg.shape, nnz):
+        return "gram"
+    return "arpack-sparse" if nnz < 0.25 * agg.size else "arpack-dense"
 
 
 def _top_sv_gram(a: np.ndarray, k: int) -> np.ndarray:
@@ -170,15 +187,18 @@ def _top_sv_arpack(mat, k: int) -> np.ndarray:
     m, n = mat.shape
     right = n <= m
     size = n if right else m
+    # a CSR matrix and its transpose made once as CSR: ``mat.T`` per product costs as much again
+    # (a CSC view each call); the sums run in the same order, so the same values bit for bit
+    a, at = (mat, mat.T.tocsr()) if sp.issparse(mat) else (mat, mat.T)
     if right:
-        gram = spla.LinearOperator((n, n), matvec=lambda x: mat.T @ (mat @ x), dtype=np.float64)
+        gram = spla.LinearOperator((n, n), matvec=lambda x: at @ (a @ x), dtype=np.float64)
     else:
-        gram = spla.LinearOperator((m, m), matvec=lambda x: mat @ (mat.T @ x), dtype=np.float64)
+        gram = spla.LinearOperator((m, m), matvec=lambda x: a @ (at @ x), dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(size)  # fixed start: same answer every run
     # tol 1e-10 on the Gram residual bounds the error of each singular value by 0.5e-10 of itself
     # (|theta - lambda| <= ||r|| <= tol theta); the Rayleigh-Ritz step then does far better
     _, vecs = spla.eigsh(gram, k=k, which="LA", v0=v0, ncv=min(size, 40), tol=1e-10)
-    proj = mat @ vecs if right else mat.T @ vecs
+    proj = a @ vecs if right else at @ vecs
     return scipy.linalg.svdvals(np.asarray(proj))[:k]
 
 
@@ -262,13 +282,21 @@ def layer_spectra(graph, masks=None) -> list:
     def compute():
         inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
         jobs = [(layer, m) for layer, (f, a, _) in zip(graph.layers, inputs) for m in (f, a)]
-        # largest first, over a small thread pool: LAPACK, ARPACK's products and BLAS release the GIL.
+        order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
+        # Largest first. ARPACK on CSR runs on this thread, the others over a small pool alongside: the CSR
+        # route's steps are short (ARPACK's, a sparse product's) and hold the GIL between them,
+        # so two of them on two threads wait on each other (ViT-B/16 at 1%: 2.6-3.1 s on two
+        # threads, 1.6 s on one), while LAPACK and BLAS release the GIL for the whole call.
         # One BLAS thread per worker: a threaded BLAS inside each worker oversubscribes the cores
         # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
-        order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
-        with one_blas_thread(), \
-                ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            done = dict(zip(order, pool.map(lambda i: top_singular_values(*jobs[i]), order)))
+        # With one thread (NETGRAPH_NUM_THREADS=1) all run here.
+        threads = workers()
+        here = [i for i in order if threads < 2 or sp.issparse(jobs[i][1])]
+        pooled = [i for i in order if threads > 1 and not sp.issparse(jobs[i][1])]
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads - 1)) as pool:
+            futures = {i: pool.submit(top_singular_values, *jobs[i]) for i in pooled}
+            done = {i: top_singular_values(*jobs[i]) for i in here}
+            done.update((i, f.result()) for i, f in futures.items())
         return [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
                 for i, (layer, (_, _, E)) in enumerate(zip(graph.layers, inputs))]
 

@@ -24,12 +24,17 @@ class Serial:
         pass
 
 
+def workers() -> int:
+    """Threads for the toolkit's pools: ``NETGRAPH_NUM_THREADS`` when set, else one per core, at most 4."""
+    return min(4, int(os.environ.get("NETGRAPH_NUM_THREADS", 0)) or os.cpu_count() or 1)
+
+
 def pool(num_weights: int):
     """The engine's executor for a graph of ``num_weights``: a thread pool, or :class:`Serial`."""
-    workers = min(4, int(os.environ.get("NETGRAPH_NUM_THREADS", 0)) or os.cpu_count() or 1)
-    if num_weights < 2_000_000 or workers < 2:
+    n = workers()
+    if num_weights < 2_000_000 or n < 2:
         return Serial()
-    return ThreadPoolExecutor(max_workers=workers)
+    return ThreadPoolExecutor(max_workers=n)
 
 
 def map_sized(executor, fn, items, sizes) -> list:
