@@ -40,3 +40,24 @@ def test_sparse_layers_from_kept_bundles_equal_the_dense_route():
             routes += sp.issparse(kept)
             assert np.array_equal(top_singular_values(layer, kept), top_singular_values(layer, dense))
     assert routes == 4  # both layers' two matrices came from their kept bundles
+
+
+def test_spectra_the_same_on_one_thread_and_with_the_pool(monkeypatch):
+    """ARPACK on CSR runs on the calling thread, the dense routes over the pool; with
+    NETGRAPH_NUM_THREADS=1 every layer runs on the calling thread: the same values, bit for bit."""
+    import torch
+
+    from analysis import spectral
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(60, 1100), torch.nn.ReLU(), torch.nn.Linear(1100, 300),
+                                torch.nn.ReLU(), torch.nn.Linear(300, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10))
+    g = netgraph.from_torch(model, (60,))
+    ms = netgraph.sparsify(g, "random", 0.05, seed=1)
+    mg = as_masked(g, ms)
+    routes = {spectral._route(layer, m, 2) for layer in g.layers for m in _layer_inputs(mg, layer)[:2]}
+    assert {"arpack-csr", "gram", "svd"} <= routes  # both kinds of job, so both places run
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "2")
+    pooled = layer_spectra(g, ms)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "1")
+    assert layer_spectra(g, ms) == pooled  # a fresh masked graph each call: computed again
