@@ -50,7 +50,7 @@ import scipy.sparse.linalg as spla
 
 from netgraph._blas import one_blas_thread
 from netgraph.masked import as_masked, csr_rows
-from netgraph.sparsifiers._workers import workers
+from netgraph._threads import workers
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48

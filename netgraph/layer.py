@@ -16,7 +16,12 @@ from functools import cached_property
 
 import numpy as np
 
+from ._threads import workers
 from .errors import InvalidInputError
+
+#: Layers of at least this many weights sum their bundles over the threads (vgg16's fc1:
+#: 0.22 s on one thread, 0.13-0.16 s on two).
+PARALLEL_SUMS_FROM = 1 << 22
 
 
 @dataclass(eq=False)
@@ -157,13 +162,26 @@ class Layer:
             return np.abs(w, out=w) if power == 1 else np.square(w, out=w)
         out = np.empty(self.weight.shape[:2])
         rows = max(1, chunk // max(1, self.n_in * self.k))
-        for s in range(0, self.n_dst, rows):
-            w = self.weight[s:s + rows]
-            if power == 1:
-                out[s:s + rows] = np.abs(w).sum(axis=2, dtype=np.float64)
-            else:
-                w = w.astype(np.float64)
-                out[s:s + rows] = np.einsum("ijk,ijk->ij", w, w)
+
+        def blocks(first, end):  # the blocks of rows from `first` (a multiple of `rows`) to `end`
+            for s in range(first, end, rows):
+                w = self.weight[s:min(s + rows, end)]
+                if power == 1:
+                    out[s:s + w.shape[0]] = np.abs(w).sum(axis=2, dtype=np.float64)
+                else:
+                    w = w.astype(np.float64)
+                    out[s:s + w.shape[0]] = np.einsum("ijk,ijk->ij", w, w)
+
+        n_blocks = -(-self.n_dst // rows)
+        parts = min(workers(), n_blocks) if self.numel >= PARALLEL_SUMS_FROM else 1
+        cuts = [min(self.n_dst, (n_blocks * i // parts) * rows) for i in range(parts + 1)]
+        if parts < 2:
+            blocks(0, self.n_dst)
+        else:  # numpy's reductions release the GIL: the parts' blocks, the same as one thread's
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=parts) as pool:
+                list(pool.map(blocks, cuts[:-1], cuts[1:]))
         return out
 
     def src_index(self) -> np.ndarray:

@@ -5,10 +5,11 @@ over the layers in a few tasks of about equal work."""
 from __future__ import annotations
 
 import functools
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from .._threads import workers
 
 
 class Serial:
@@ -22,11 +23,6 @@ class Serial:
 
     def shutdown(self):
         pass
-
-
-def workers() -> int:
-    """Threads for the toolkit's pools: ``NETGRAPH_NUM_THREADS`` when set, else one per core, at most 4."""
-    return min(4, int(os.environ.get("NETGRAPH_NUM_THREADS", 0)) or os.cpu_count() or 1)
 
 
 def pool(num_weights: int):

@@ -222,3 +222,22 @@ def test_reachability_equals_the_float_programme(name, density):
     got_f, got_b = F.reachability(g, as_masked(g, masks))
     assert all(np.array_equal(a, b) for a, b in zip(got_f, fwd))
     assert all(np.array_equal(a, b) for a, b in zip(got_b, bwd))
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_bundle_sums_over_threads_equal_the_plain_sums(threads, monkeypatch):
+    """A layer above ``PARALLEL_SUMS_FROM`` sums its blocks of rows over the threads: the same
+    values, bit for bit, as numpy's sums of the whole weight (row counts that do not split evenly)."""
+    from netgraph import layer as layer_module
+
+    monkeypatch.setattr(layer_module, "PARALLEL_SUMS_FROM", 0)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", threads)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 37, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(37 * 4 * 4, 23))
+    g = netgraph.from_torch(model, (3, 6, 6))
+    for layer in g.layers:
+        w = layer.weight.astype(np.float64)
+        for chunk in (1, 7 * layer.n_in * layer.k, 1 << 16):  # a row a block, seven rows, the default
+            assert np.array_equal(layer._bundle_sums(1, chunk), np.abs(w).sum(axis=2))
+            assert np.array_equal(layer._bundle_sums(2, chunk), np.einsum("ijk,ijk->ij", w, w))
