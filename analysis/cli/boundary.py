@@ -72,6 +72,10 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
+#: What click (8.2 and later) raises for a group run without a command; click 8.1 prints the help itself.
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class NetgraphGroup(click.Group):
     """A click group whose every error is one line with a meaningful exit status."""
 
@@ -108,6 +112,9 @@ class NetgraphGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # `netgraph` alone: the whole help, not flattened into one line
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.ClickException as exc:
             click.echo(f"Error: {one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
@@ -221,9 +228,11 @@ def confirm_runs(total: int, detail: str = "") -> None:
 
 
 def comma_choices(choices):
-    """A click callback: a comma-separated list of values from ``choices`` (at least one)."""
+    """A click callback: a comma-separated list of values from ``choices`` (at least one; no value: None)."""
 
     def callback(ctx, param, value):
+        if value is None:
+            return None
         items = [t.strip().lower() for t in str(value).split(",") if t.strip()]
         bad = [t for t in items if t not in choices]
         if bad or not items:

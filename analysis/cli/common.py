@@ -1,4 +1,4 @@
-"""What every command shares: the model options, JSON and table output, parsing.
+"""What every command shares: the model options, --formats and the --out rule, JSON and table output, parsing.
 
 Errors are handled once, by the group (:mod:`analysis.cli.boundary`).
 """
@@ -6,6 +6,7 @@ Errors are handled once, by the group (:mod:`analysis.cli.boundary`).
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -13,12 +14,24 @@ from netgraph._json import plain
 from netgraph._trace_ops import LAYER_SCALE_MODES
 from netgraph.offpath import OFFPATH_POLICIES
 
-from .boundary import SEED, SEED_MAX, input_shape_value
+from .boundary import FIGURE_FORMATS, SEED, SEED_MAX, check_out_dir, comma_choices, input_shape_value
 
 
 #: What ``--model`` accepts.
-MODEL_HELP = ("A zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
-              "user factory 'pkg.module:factory'.")
+MODEL_ACCEPTS = ("zoo model, torchvision:NAME, timm:NAME (see `netgraph models --source ...`) or a "
+                 "user factory 'pkg.module:factory'")
+MODEL_HELP = f"A {MODEL_ACCEPTS}."
+
+
+def model_name_value(ctx, param, value):
+    """A click callback: the model name without surrounding whitespace (``' vgg16 '`` is ``vgg16``);
+    a name that is empty once stripped is refused."""
+    if value is None:
+        return None
+    name = value.strip()
+    if not name:
+        raise click.BadParameter(f"{value!r} names no model; give a {MODEL_ACCEPTS}", param=param)
+    return name
 
 
 def num_classes_option(default: str = "the model's own"):
@@ -39,7 +52,7 @@ def model_options(fn):
                       help=f"Seed for the model's initialisation (and the method's randomness), 0..{SEED_MAX}.")(fn)
     fn = num_classes_option()(fn)
     fn = input_shape_option()(fn)
-    fn = click.option("--model", "model_name", default="resnet20", show_default=True,
+    fn = click.option("--model", "model_name", default="resnet20", show_default=True, callback=model_name_value,
                       help=MODEL_HELP)(fn)
     return fn
 
@@ -52,7 +65,7 @@ def mask_model_options(fn):
     fn = num_classes_option("the file's with its model, else the model's own")(fn)
     fn = input_shape_option("the file's with its model, or with a model built in Python; "
                             "else the model's own")(fn)
-    fn = click.option("--model", "model_name", default=None,
+    fn = click.option("--model", "model_name", default=None, callback=model_name_value,
                       help="Model to analyse against (default: the one recorded in the file). " + MODEL_HELP)(fn)
     return fn
 
@@ -71,6 +84,33 @@ def layer_scale_option(fn):
                         show_default=True,
                         help="Layer-scale factors (ConvNeXt, CaiT; about 1e-6 at init): keep them in the graph, "
                              "or score as if they were 1.")(fn)
+
+
+def formats_option(fn):
+    """``--formats``: the figure formats a command writes, comma-separated (``compare``, ``report``)."""
+    return click.option("--formats", default="png,svg", show_default=True, callback=comma_choices(FIGURE_FORMATS),
+                        help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}.")(fn)
+
+
+def check_empty_out(out_dir: str, force: bool, what: str) -> None:
+    """Refuse a non-empty ``--out`` folder unless ``--force`` (files of an earlier run would mix in).
+
+    Parameters
+    ----------
+    out_dir : str
+        The ``--out`` folder (new, empty, or not empty with ``force``).
+    force : bool
+        The command's ``--force``.
+    what : str
+        What writes there, for the message: ``"a comparison"``, ``"a report"``.
+    """
+    check_out_dir(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not force:
+        entries = sorted(os.listdir(out_dir))
+        raise click.BadParameter(
+            f"{out_dir!r} is not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}, e.g. "
+            f"{entries[0]}); choose a new folder, or pass --force to replace the files {what} writes there",
+            param_hint="'--out'")
 
 
 def echo_json(obj):

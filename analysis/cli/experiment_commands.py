@@ -14,18 +14,8 @@ from netgraph.errors import NetgraphError
 
 from ..experiments.grid import check_distinct, grid_size
 from ..experiments.reproduce import STUDIES
-from .boundary import (CONFIRM_ABOVE, FIGURE_FORMATS, SEED_MAX, check_out_dir, comma_choices, confirm_runs,
-                       density_list, load_model_checked, method_list)
-from .common import format_table, layer_scale_option, model_options, offpath_option
-
-def check_empty_out(out_dir: str, force: bool) -> None:
-    """Refuse a non-empty ``--out`` folder unless ``--force`` (files of an earlier run would mix in)."""
-    check_out_dir(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not force:
-        entries = sorted(os.listdir(out_dir))
-        raise click.BadParameter(
-            f"{out_dir!r} is not empty ({len(entries)} entries, e.g. {entries[0]}); choose a new folder, or pass "
-            "--force to replace the files a comparison writes there", param_hint="'--out'")
+from .boundary import CONFIRM_ABOVE, SEED_MAX, check_out_dir, confirm_runs, density_list, load_model_checked, method_list
+from .common import check_empty_out, format_table, formats_option, layer_scale_option, model_options, offpath_option
 
 
 def _command_line() -> str | None:
@@ -53,8 +43,7 @@ def _command_line() -> str | None:
 @click.option("--collapse", is_flag=True,
               help="Also bisect each data-free method's layer-collapse margin per seed (collapse.csv, a section "
                    "of summary.md, the collapse_margin figure).")
-@click.option("--formats", default="png,svg", show_default=True, callback=comma_choices(FIGURE_FORMATS),
-              help=f"Figure formats, comma-separated: {', '.join(FIGURE_FORMATS)}.")
+@formats_option
 @offpath_option
 @layer_scale_option
 @click.option("--yes", "-y", is_flag=True, help=f"Start a grid of more than {CONFIRM_ABOVE:,} runs without asking.")
@@ -77,7 +66,7 @@ def compare_cmd(model_name, input_shape, num_classes, seed, methods, densities, 
     needs = [s for s in methods if parse_method(s)[1] != DENSE and get(parse_method(s)[1]).needs_data]
     if needs and data_kind is None:
         raise click.UsageError(f"method {needs[0]!r} is data-dependent: add --data random or --data digits")
-    check_empty_out(out_dir, force)
+    check_empty_out(out_dir, force, "a comparison")
     total = grid_size(methods, densities, range(seeds))  # counted before anything is built
     if total > CONFIRM_ABOVE and not yes:
         confirm_runs(total, " x ".join(f"{n:,} {word if n == 1 else plural}" for n, word, plural in (

@@ -68,6 +68,9 @@ COMPARE = ["compare", "--model", "digits_mlp", "--methods", "random", "--densiti
 CASES = [
     # models and --input-shape
     ("unknown-model", ["graph", "--model", "nope"], 2, ["unknown model 'nope'"]),
+    ("model-blank", ["graph", "--model", "  "], 2, ["'--model'", "'  ' names no model", "zoo model, torchvision:NAME"]),
+    ("model-empty", PRUNE + ["--model", "", "--density", "0.1"], 2, ["'--model'", "'' names no model"]),
+    ("analyze-model-blank", ["analyze", "{tmp}/file.txt", "--model", " "], 2, ["'--model'", "' ' names no model"]),
     ("input-shape-malformed", ["graph", "--model", "digits_mlp", "--input-shape", "3,x"], 2, ["'--input-shape'", "C,H,W", "'3,x'"]),
     ("input-shape-empty-part", ["graph", "--model", "digits_mlp", "--input-shape", "1,,8"], 2, ["'--input-shape'"]),
     ("input-shape-zero", ["graph", "--model", "digits_mlp", "--input-shape", "0,8,8"], 2, ["positive integers"]),
@@ -132,6 +135,15 @@ CASES = [
     ("analyze-missing-file", ["analyze", "{tmp}/missing.pt"], 2, ["missing.pt: no such file"]),
     ("analyze-not-a-mask", ["analyze", "{tmp}/file.txt"], 2, ["is not a mask file"]),
     ("analyze-seed-negative", ["analyze", "{tmp}/file.txt", "--seed", "-2"], 2, ["'--seed'", "-2"]),
+    # report
+    ("report-out-not-empty", ["report", "{tmp}/file.txt", "--out", "{tmp}"], 2,
+     ["'--out'", "is not empty (1 entry, e.g. file.txt)", "--force to replace the files a report writes there"]),
+    ("report-formats", ["report", "{tmp}/file.txt", "--out", "{tmp}/r", "--formats", "png,bmp"], 2,
+     ["'--formats'", "'bmp' is not accepted", "png, svg, pdf"]),
+    ("report-format-old-name", ["report", "{tmp}/file.txt", "--out", "{tmp}/r", "--format", "bmp"], 2,
+     ["'--format'", "'bmp' is not accepted", "png, svg, pdf"]),
+    ("report-format-and-formats", ["report", "{tmp}/file.txt", "--out", "{tmp}/r", "--format", "png", "--formats",
+                                   "svg"], 2, ["--format is the old name of --formats; give --formats only"]),
     # compare
     ("compare-methods-empty", COMPARE + ["--methods", "", "--out", "{tmp}/c"], 2, ["'--methods'", "no method"]),
     ("compare-methods-commas", COMPARE + ["--methods", ",,", "--out", "{tmp}/c"], 2, ["'--methods'", "no method"]),
@@ -150,7 +162,8 @@ CASES = [
     ("compare-formats", COMPARE + ["--formats", "png,bmp", "--out", "{tmp}/c"], 2,
      ["'--formats'", "'bmp' is not accepted", "png, svg, pdf"]),
     ("compare-formats-empty", COMPARE + ["--formats", "", "--out", "{tmp}/c"], 2, ["'--formats'", "choose from"]),
-    ("compare-out-not-empty", COMPARE + ["--out", "{tmp}"], 2, ["'--out'", "is not empty", "--force"]),
+    ("compare-out-not-empty", COMPARE + ["--out", "{tmp}"], 2,
+     ["'--out'", "is not empty", "--force to replace the files a comparison writes there"]),
     ("compare-out-is-file", COMPARE + ["--out", "{tmp}/file.txt"], 2, ["'--out'", "is a file"]),
     ("compare-needs-data", COMPARE + ["--methods", "snip", "--out", "{tmp}/c"], 2, ["'snip' is data-dependent"]),
     ("compare-factory-raises", ["compare", "--model", f"{USER}:raises", "--input-shape", "1,8,8", "--out",
@@ -184,6 +197,16 @@ def test_bad_input_is_one_line(tmp_path, args, status, words):
     (tmp_path / "file.txt").write_text("not a mask")
     res = invoke(*[a.format(tmp=tmp_path) if isinstance(a, str) else a for a in args])
     assert_one_line(res, status, *words)
+
+
+def test_model_names_are_stripped(mask_file):
+    """' digits_mlp ' on the command line is digits_mlp, for the model commands and the mask commands."""
+    res = invoke("graph", "--model", " digits_mlp ")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("digits_mlp: input 1x8x8")
+    res = invoke("analyze", mask_file, "--model", "\tdigits_mlp\n", "--json")
+    assert res.exit_code == 0, res.output
+    assert '"model": "digits_mlp"' in res.stdout
 
 
 def test_mask_for_another_model(mask_file):

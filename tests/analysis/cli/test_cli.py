@@ -21,6 +21,15 @@ def run():
     return _run
 
 
+def test_netgraph_alone_prints_the_whole_help(run):
+    """`netgraph` without a command prints the help `netgraph --help` prints (not flattened into one
+    `Error:` line), with click's status for a missing command."""
+    res = run(ok=False)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.stderr == run("--help").stdout
+    assert res.stderr.startswith("Usage: ") and "\nCommands:\n" in res.stderr and "  report " in res.stderr
+
+
 def test_models_lists_the_zoo_with_counts(run):
     rows = json.loads(run("models", "--json").output)
     by = {r["name"]: r for r in rows}

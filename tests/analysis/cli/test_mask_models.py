@@ -72,7 +72,7 @@ def test_num_classes_rebuilds_the_model_and_measures_the_mask(python_mask):
         assert rep["summary"][key] == pytest.approx(own[key]), key
     assert [r["kept"] for r in rep["layers"]] == [int(np.asarray(ms[l.param]).sum()) for l in g.layers]
     out = path.parent / "rep_ok"
-    res = _run("report", str(path), "--model", "digits_cnn", "--num-classes", "5", "--out", str(out), "--format", "png")
+    res = _run("report", str(path), "--model", "digits_cnn", "--num-classes", "5", "--out", str(out), "--formats", "png")
     assert res.exit_code == 0, res.output
     assert "# Mask report: random on digits_cnn" in (out / "report.md").read_text()
 

@@ -17,7 +17,7 @@ def test_report_writes_figures_and_markdown(tmp_path):
     for name in ("m.pt", "m.safetensors"):
         export.save(ms, tmp_path / name)
         out = tmp_path / f"rep_{name}"
-        res = CliRunner().invoke(report_cmd, [str(tmp_path / name), "--out", str(out), "--format", "png"])
+        res = CliRunner().invoke(report_cmd, [str(tmp_path / name), "--out", str(out), "--formats", "png"])
         assert res.exit_code == 0, res.output
         assert sorted(os.listdir(out)) == ["layer_density.png", "report.md", "spectral_by_layer.png", "widths.png"]
         text = (out / "report.md").read_text()
@@ -45,6 +45,44 @@ def test_report_errors(tmp_path):
     assert res.exit_code == 2 and "not a mask file" in res.output
 
 
+def test_report_refuses_a_non_empty_out_unless_force(tmp_path):
+    """As `compare`: a non-empty --out is refused (status 2, one line, nothing written) unless --force,
+    which replaces the report's files and leaves the others."""
+    _, g = zoo.graph_of("digits_mlp")
+    mask = tmp_path / "m.pt"
+    export.save(netgraph.sparsify(g, "random", 0.3, seed=0), mask)
+    res = CliRunner().invoke(main, ["report", str(mask), "--out", str(tmp_path), "--formats", "png"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.stderr.strip() == (f"Error: Invalid value for '--out': {str(tmp_path)!r} is not empty (1 entry, "
+                                  "e.g. m.pt); choose a new folder, or pass --force to replace the files a report "
+                                  "writes there")
+    assert os.listdir(tmp_path) == ["m.pt"]
+    for _ in range(2):  # a second --force run replaces the first one's files
+        res = CliRunner().invoke(main, ["report", str(mask), "--out", str(tmp_path), "--formats", "png", "--force"])
+        assert res.exit_code == 0, res.output
+        assert sorted(os.listdir(tmp_path)) == ["layer_density.png", "m.pt", "report.md", "spectral_by_layer.png",
+                                                "widths.png"]
+
+
+def test_report_formats_is_compares_and_format_still_works(tmp_path):
+    """report takes compare's --formats (one definition, its choices); the old --format is a hidden alias."""
+    report, compare = main.commands["report"], main.commands["compare"]
+    new, = (p for p in report.params if p.opts == ["--formats"])
+    old, = (p for p in report.params if p.opts == ["--format"])
+    same, = (p for p in compare.params if p.opts == ["--formats"])
+    assert (new.help, new.default) == (same.help, same.default) and old.hidden and not new.hidden
+    help_text = CliRunner().invoke(main, ["report", "--help"]).output
+    assert "--formats" in help_text and "--format " not in help_text and "--force" in help_text
+    _, g = zoo.graph_of("digits_mlp")
+    export.save(netgraph.sparsify(g, "random", 0.3, seed=0), tmp_path / "m.pt")
+    for option, fmt in (("--format", "pdf"), ("--formats", "SVG,png")):
+        out = tmp_path / option.strip("-")
+        res = CliRunner().invoke(main, ["report", str(tmp_path / "m.pt"), "--out", str(out), option, fmt])
+        assert res.exit_code == 0, res.output
+        figures = sorted(f for f in os.listdir(out) if f.startswith("widths."))
+        assert figures == sorted(f"widths.{f}" for f in fmt.lower().split(","))
+
+
 def _overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
@@ -61,7 +99,7 @@ def test_report_widths_figure_layout(tmp_path, monkeypatch, model, shape):
     args = ["--model", model] + (["--input-shape", shape] if shape else [])
     assert CliRunner().invoke(main, ["prune", *args, "--method", "random", "--density", "0.3", "--out", str(mask),
                                      "--quiet"]).exit_code == 0
-    res = CliRunner().invoke(main, ["report", str(mask), "--out", str(tmp_path / "r"), "--format", "png"])
+    res = CliRunner().invoke(main, ["report", str(mask), "--out", str(tmp_path / "r"), "--formats", "png"])
     assert res.exit_code == 0, res.output
     fig = figures["widths"]
     from matplotlib.backends.backend_agg import FigureCanvasAgg

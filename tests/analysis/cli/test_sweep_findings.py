@@ -40,7 +40,7 @@ def test_prune_out_safetensors_is_a_safetensors_file_that_analyze_and_report_rea
     a, b = (invoke("analyze", p, "--json") for p in (out, torch_file))
     assert a.exit_code == b.exit_code == 0, a.output
     assert '"kept": %d' % ms.num_kept in a.output and a.output.split('"summary"')[1] == b.output.split('"summary"')[1]
-    res = invoke("report", out, "--out", tmp_path / "rep", "--format", "png")
+    res = invoke("report", out, "--out", tmp_path / "rep", "--formats", "png")
     assert res.exit_code == 0, res.output
 
 
