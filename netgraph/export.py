@@ -35,7 +35,7 @@ import torch.nn as nn
 
 from ._validate import as_path, check_file_path, check_module, write_bytes
 from .errors import InvalidInputError, NotAMaskFileError
-from .masks import Mask, MaskSet, copy_model, parameter_of, prunable_parameter_names
+from .masks import Mask, MaskSet, check_format, copy_model, parameter_of, prunable_parameter_names
 from .masks import remove_parametrize as _remove_parametrize
 
 META_KEY = "netgraph_meta"
@@ -73,12 +73,19 @@ def save_safetensors(masks: MaskSet, path) -> None:
     meta = masks.file_meta()
     meta[ORDER_META] = list(masks)
     tensors = {k: v.contiguous() for k, v in masks.items()}
-    header = {META_KEY: json.dumps(meta, default=str)}
+    header = {META_KEY: json.dumps(meta)}  # (file_meta's values are plain: as a torch file holds them)
     write_bytes(path, st.save(tensors, metadata=header))
 
 
 def load_safetensors(path) -> MaskSet:
-    """Read a mask file written by :func:`save_safetensors` (a clear error otherwise)."""
+    """Read a mask file written by :func:`save_safetensors` (a clear error otherwise).
+
+    Raises
+    ------
+    NotAMaskFileError
+        If the file is missing, not a safetensors file of bool tensors, its header's entries
+        are not JSON, or its format is newer than this code reads (:func:`~netgraph.masks.check_format`).
+    """
     st = _safetensors()
     path = as_path(path)
     if not os.path.isfile(path):
@@ -91,15 +98,16 @@ def load_safetensors(path) -> MaskSet:
         tensors = st.load_file(path)
     except Exception as exc:
         raise NotAMaskFileError(f"{path} is not a safetensors file ({type(exc).__name__}: {exc})") from None
-    bad = [k for k, v in tensors.items() if v.dtype != torch.bool]
-    if bad:
-        raise NotAMaskFileError(f"{path} is not a mask file: tensors {bad[:5]} are not bool")
     try:
         meta = json.loads(header.get(META_KEY, "{}"))
         order = meta.pop(ORDER_META, None) if isinstance(meta, dict) else None
         order = json.loads(header.get(ORDER_KEY, "[]")) if order is None else order
     except json.JSONDecodeError:
         raise NotAMaskFileError(f"{path}: header entries {META_KEY!r}/{ORDER_KEY!r} are not JSON") from None
+    check_format(meta if isinstance(meta, dict) else {}, path)  # (before the tensors: a newer format may differ)
+    bad = [k for k, v in tensors.items() if v.dtype != torch.bool]
+    if bad:
+        raise NotAMaskFileError(f"{path} is not a mask file: tensors {bad[:5]} are not bool")
     names = [n for n in order if n in tensors] + sorted(n for n in tensors if n not in order)
     return MaskSet({n: tensors[n] for n in names}, meta)
 
@@ -142,7 +150,8 @@ def load(path) -> MaskSet:
     Raises
     ------
     NotAMaskFileError
-        If the file is missing or not a mask file of either format.
+        If the file is missing, not a mask file of either format, or of a newer format than
+        this code reads.
     """
     path = as_path(path)
     kind = _format(path)

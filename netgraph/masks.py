@@ -30,7 +30,16 @@ from ._validate import (as_bool_mask, as_path, check_choice, check_file_path, ch
 from ._version import __version__
 from .errors import InvalidInputError, MaskMismatchError, NotAMaskFileError
 
-FORMAT = "netgraph-masks/1"
+FORMAT_VERSION = 1  # the version of the format files are written in; the newest this code reads
+FORMAT = f"netgraph-masks/{FORMAT_VERSION}"
+
+
+def check_format(meta: dict, path) -> None:
+    """Refuse a mask file whose ``meta["format"]`` is ``netgraph-masks/N``, ``N`` above :data:`FORMAT_VERSION`."""
+    name, _, n = str(meta.get("format", "")).rpartition("/")
+    if name == FORMAT.rpartition("/")[0] and n.isdecimal() and int(n) > FORMAT_VERSION:
+        raise NotAMaskFileError(f"{path}: mask file format {int(n)} is newer than this netgraph reads "
+                                f"(format {FORMAT_VERSION} and older); upgrade netgraph")
 
 
 def _to_bool_tensor(name, value) -> torch.Tensor:
@@ -182,12 +191,12 @@ class MaskSet(MutableMapping):
     TIME_DEPENDENT = ("seconds", "created")
 
     def file_meta(self) -> dict:
-        """The metadata as mask files hold it: ``meta`` without :data:`TIME_DEPENDENT` keys,
-        with the library version, the format and the kept, total and achieved counts."""
+        """The metadata as mask files hold it: ``meta`` without :data:`TIME_DEPENDENT` keys, with the library
+        version, format and kept, total and achieved counts; numpy scalars and arrays as Python numbers and lists."""
         meta = {k: v for k, v in self.meta.items() if k not in self.TIME_DEPENDENT}
         meta.setdefault("library_version", __version__)
         meta.update(format=FORMAT, kept=self.num_kept, total=self.num_total, achieved_density=self.achieved_density)
-        return meta
+        return plain(meta, nonfinite="keep")
 
     def save(self, path) -> None:
         """Write ``{"masks": ..., "meta": ...}`` with ``torch.save``.
@@ -198,7 +207,7 @@ class MaskSet(MutableMapping):
             If ``path`` is not a str or path-like, names a directory, or cannot be written.
         """
         path = check_file_path(path)
-        blob = {"masks": dict(self._masks), "meta": plain(self.file_meta(), nonfinite="keep")}
+        blob = {"masks": dict(self._masks), "meta": self.file_meta()}
         buf = io.BytesIO()  # (torch.save names the zip's records after a file's name: the same bytes for any name)
         torch.save(blob, buf)
         write_bytes(path, buf.getvalue())
@@ -213,7 +222,7 @@ class MaskSet(MutableMapping):
             If ``path`` is not a str or path-like.
         NotAMaskFileError
             If the file does not exist, cannot be read safely by
-            ``torch.load(weights_only=True)``, or is not a mask file.
+            ``torch.load(weights_only=True)``, is not a mask file, or is of a newer format (:func:`check_format`).
         """
         path = as_path(path)
         if not os.path.isfile(path):
@@ -234,6 +243,7 @@ class MaskSet(MutableMapping):
         meta = blob.get("meta") or {}
         if not isinstance(meta, dict):
             raise NotAMaskFileError(f"{path} is not a mask file: 'meta' is a {type(meta).__name__}, not a dict")
+        check_format(meta, path)
         bad = [k for k, v in blob["masks"].items() if not isinstance(v, torch.Tensor) or v.dtype != torch.bool]
         if bad:
             raise NotAMaskFileError(f"{path} is not a mask file: entries {bad[:5]} are not bool tensors")

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -9,6 +10,7 @@ import torch.nn as nn
 import netgraph
 from netgraph import MaskSet, export, zoo
 from netgraph.errors import MaskMismatchError, NotAMaskFileError
+from netgraph.masks import FORMAT_VERSION
 from tests import models as M
 
 
@@ -223,3 +225,66 @@ def test_safetensors_files_of_the_first_layout_still_read_in_their_order(tmp_pat
                         export.ORDER_KEY: json.dumps(["b.weight", "a.weight"])})
     back = export.load(tmp_path / "old.safetensors")
     assert list(back) == ["b.weight", "a.weight"] and back.meta["method"] == "random"
+
+
+def _write_with_format(path, fmt, masks):
+    """A mask file of either format (by ``path``'s suffix) whose metadata says ``format: fmt`` (None: no entry)."""
+    from safetensors.torch import save_file
+
+    meta = {"method": "hand"} if fmt is None else {"method": "hand", "format": fmt}
+    if str(path).endswith(".safetensors"):
+        save_file(masks, str(path), metadata={export.META_KEY: json.dumps(meta)})
+    else:
+        torch.save({"masks": masks, "meta": meta}, path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_a_mask_file_of_a_newer_format_is_refused_in_one_line(tmp_path, suffix):
+    """A file of format ``netgraph-masks/N``, ``N`` newer than this code writes, was read silently;
+    every reader refuses it, naming both versions, before looking at its tensors (a newer format
+    may store them otherwise). An equal or older format, or none, reads as before."""
+    masks = {"a.weight": torch.ones(2, 3, dtype=torch.bool), "b.weight": torch.zeros(3, dtype=torch.bool)}
+    newer = FORMAT_VERSION + 1
+    readers = [netgraph.load_masks, export.load, MaskSet.load if suffix == ".pt" else export.load_safetensors]
+    for tensors in (masks, {n: t.to(torch.uint8) for n, t in masks.items()}):
+        path = tmp_path / f"newer{suffix}"
+        _write_with_format(path, f"netgraph-masks/{newer}", tensors)
+        for read in readers:
+            with pytest.raises(NotAMaskFileError) as err:
+                read(path)
+            assert str(err.value) == (f"{path}: mask file format {newer} is newer than this netgraph reads "
+                                      f"(format {FORMAT_VERSION} and older); upgrade netgraph")
+    for i, fmt in enumerate((f"netgraph-masks/{FORMAT_VERSION}", "netgraph-masks/0", None)):
+        path = tmp_path / f"read{i}{suffix}"
+        _write_with_format(path, fmt, masks)
+        for read in readers:
+            back = read(path)
+            assert _same(back, masks) and back.meta.get("format") == fmt and back.meta["method"] == "hand"
+
+
+def _typed(value):
+    """``value`` with the type of every part: equal only if equal with equal types (True == 1, not so here)."""
+    if isinstance(value, dict):
+        return dict, {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return list, [_typed(v) for v in value]
+    return type(value), value
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_numpy_metadata_reads_back_as_plain_python_in_both_formats(tmp_path, suffix):
+    """numpy scalars and arrays in the metadata came back as numbers and lists from a torch file
+    but as strings (``"3"``, ``"True"``, ``"[1 0]"``) from a safetensors file; both formats now
+    read them back as Python ints, floats, bools and lists, and write the same bytes as for
+    the plain values."""
+    masks = {"w": torch.eye(2, dtype=torch.bool)}
+    numpy_meta = {"f": np.float64(0.25), "i": np.int64(7), "b": np.bool_(True), "a": np.array([[1, 0], [0, 1]]),
+                  "nested": {"x": np.float64(1.5), "y": [np.int64(2), np.bool_(False)]},
+                  "l": [np.float64(0.5), 3, "s", np.array([0.5, 2.0])]}
+    plain_meta = {"f": 0.25, "i": 7, "b": True, "a": [[1, 0], [0, 1]], "nested": {"x": 1.5, "y": [2, False]},
+                  "l": [0.5, 3, "s", [0.5, 2.0]]}
+    export.save(MaskSet(masks, numpy_meta), tmp_path / f"numpy{suffix}")
+    export.save(MaskSet(masks, plain_meta), tmp_path / f"plain{suffix}")
+    back = export.load(tmp_path / f"numpy{suffix}").meta
+    assert _typed({k: back[k] for k in numpy_meta}) == _typed(plain_meta)
+    assert (tmp_path / f"numpy{suffix}").read_bytes() == (tmp_path / f"plain{suffix}").read_bytes()
