@@ -158,3 +158,17 @@ def _shortcut_column(e, forward: bool):
     col = np.zeros(e.n_src if forward else e.n_dst)
     col[e.src_units if forward else e.dst_units] = 1.0
     return col
+
+
+def live_groups(graph):
+    """Groups on some input-output route: (reach the output, reached from the input)."""
+    G = len(graph.groups)
+    to_out = np.zeros(G, bool)
+    to_out[G - 1] = True
+    for g in range(G - 2, -1, -1):
+        to_out[g] = any(to_out[e.dst] for e in graph.edges_out_of(g))
+    from_in = np.zeros(G, bool)
+    from_in[0] = True
+    for g in range(1, G):
+        from_in[g] = any(from_in[e.src] for e in graph.edges_into(g))
+    return to_out, from_in

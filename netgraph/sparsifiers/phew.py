@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from numbers import Integral
 
 import numpy as np
@@ -42,7 +43,8 @@ from .._validate import check_choice
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
 from ._blocktable import CHUNK
-from ._tables import table
+from ._tables import live_groups, table
+from ._workers import pool
 from .base import Context, method
 
 #: Walk biases. ``inverse`` is the paper's inverse variant, in two stages: the next unit with
@@ -93,10 +95,11 @@ class WalkGraph:
         self.graph = graph
         self.bias = bias
         bundle = _Bundles(graph.layers, bias)
-        to_out, from_in = _live_groups(graph)
+        to_out, from_in = live_groups(graph)
         authors = branch == "authors"
         G = len(graph.groups)
         self.fwd, self.bwd = [None] * G, [None] * G
+        jobs = []  # (tables, group, its size, usable edges, forward)
         for g in range(G):
             n = graph.groups[g].size
             outs = [e for e in graph.edges_out_of(g) if to_out[e.dst]]
@@ -105,9 +108,17 @@ class WalkGraph:
                 outs = [e for e in outs if isinstance(e, Layer)] or outs
                 ins = [e for e in ins if isinstance(e, Layer)] or ins
             if outs and g != G - 1:
-                self.fwd[g] = table(n, outs, bundle, True, authors, bias, block_above)
+                jobs.append((self.fwd, g, n, outs, True))
             if ins and g != 0:
-                self.bwd[g] = table(n, ins, bundle, False, authors, bias, block_above)
+                jobs.append((self.bwd, g, n, ins, False))
+
+        def build(job):
+            tables, g, n, edges, forward = job
+            tables[g] = table(n, edges, bundle, forward, authors, bias, block_above)
+
+        ex = pool(graph.num_weights)  # the groups' tables are independent: over the threads on a large graph
+        list(ex.map(build, jobs))  # (numpy's sums and copies release the GIL; the same tables)
+        ex.shutdown()
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
@@ -209,14 +220,17 @@ class WalkGraph:
 
 
 class _Bundles:
-    """Layers' bundle totals, each computed when a table first asks for it (block tables never do)."""
+    """Layers' bundle totals, each computed when a table first asks for it (block tables never do),
+    once (a layer's two tables may be built on two threads)."""
 
     def __init__(self, layers, bias: str):
         self.layers, self.bias, self._done = layers, bias, {}
+        self._locks = {i: threading.Lock() for i in range(len(layers))}
 
     def __getitem__(self, i: int) -> np.ndarray:
-        if i not in self._done:
-            self._done[i] = _bundle_totals(self.layers[i], self.bias)
+        with self._locks[i]:
+            if i not in self._done:
+                self._done[i] = _bundle_totals(self.layers[i], self.bias)
         return self._done[i]
 
 
@@ -248,20 +262,6 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
     for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
         out[s:s + rows] = element_weights(layer, bias, layer.weight[s:s + rows]).sum(axis=2, dtype=np.float64)
     return out
-
-
-def _live_groups(graph: NetGraph):
-    """Groups on some input-output route: (reach the output, reached from the input)."""
-    G = len(graph.groups)
-    to_out = np.zeros(G, bool)
-    to_out[G - 1] = True
-    for g in range(G - 2, -1, -1):
-        to_out[g] = any(to_out[e.dst] for e in graph.edges_out_of(g))
-    from_in = np.zeros(G, bool)
-    from_in[0] = True
-    for g in range(1, G):
-        from_in[g] = any(from_in[e.src] for e in graph.edges_into(g))
-    return to_out, from_in
 
 
 def phew_walks(graph: NetGraph, n_walks: int, direction: str = "forward", seed: int = 0,

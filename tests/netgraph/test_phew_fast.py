@@ -106,3 +106,24 @@ def test_phew_masks_with_block_tables(monkeypatch):
     monkeypatch.setattr(_tables, "BLOCK_ABOVE", 0)
     got = netgraph.sparsify(g, "phew", 0.2, seed=4)
     assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
+
+
+@pytest.mark.parametrize("branch", ["weighted", "authors"])
+def test_tables_built_over_threads_walk_like_serial_ones(branch, monkeypatch):
+    """A large graph builds its groups' tables over a thread pool (each layer's bundle totals
+    once, under a lock): the same masks, bit for bit, as the serial build of a small graph."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from netgraph.sparsifiers import phew
+
+    torch.manual_seed(0)
+    model = netgraph.zoo.build("resnet20", seed=0)  # shortcuts, projections, convs and a linear head
+    g = netgraph.from_torch(model, (3, 32, 32))
+    want = netgraph.sparsify(g, "phew", 0.05, seed=3, branch=branch)
+    built = []
+    monkeypatch.setattr(phew, "pool", lambda n: built.append(n) or ThreadPoolExecutor(max_workers=3))
+    monkeypatch.setattr(phew, "_bundle_totals", lambda *a, _f=phew._bundle_totals: calls.append(a[0].index) or _f(*a))
+    calls = []
+    got = netgraph.sparsify(netgraph.from_torch(model, (3, 32, 32)), "phew", 0.05, seed=3, branch=branch)
+    assert built and calls and sorted(calls) == sorted(set(calls))  # pooled, and no layer's totals twice
+    assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
