@@ -49,8 +49,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from netgraph._blas import one_blas_thread
-from netgraph.masked import as_masked, csr_rows
 from netgraph._threads import workers
+from netgraph.masked import as_masked, csr_rows
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48
