@@ -286,14 +286,14 @@ def layer_spectra(graph, masks=None) -> list:
         # Largest first. ARPACK on CSR runs on this thread, the others over a small pool alongside: the CSR
         # route's steps are short (ARPACK's, a sparse product's) and hold the GIL between them,
         # so two of them on two threads wait on each other (ViT-B/16 at 1%: 2.6-3.1 s on two
-        # threads, 1.6 s on one), while LAPACK and BLAS release the GIL for the whole call.
+        # threads, 1.2 s on one), while LAPACK and BLAS release the GIL for the whole call.
         # One BLAS thread per worker: a threaded BLAS inside each worker oversubscribes the cores
         # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
-        # With one thread (NETGRAPH_NUM_THREADS=1) all run here.
+        # With one thread (NETGRAPH_NUM_THREADS=1) all run here; with no CSR job the pool has every thread.
         threads = workers()
         here = [i for i in order if threads < 2 or sp.issparse(jobs[i][1])]
         pooled = [i for i in order if threads > 1 and not sp.issparse(jobs[i][1])]
-        with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads - 1)) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads - 1 if here else threads)) as pool:
             futures = {i: pool.submit(top_singular_values, *jobs[i]) for i in pooled}
             done = {i: top_singular_values(*jobs[i]) for i in here}
             done.update((i, f.result()) for i, f in futures.items())

@@ -120,8 +120,9 @@ WHY = {
     "on the faster one of 2026-12-01): on one thread half of it the walks of the 2.2M 3x3 bundles (a third of "
     "them candidates at the first iterations, about 80 ns each), then the updates (10%), the flows (8%), the "
     "bracket's sample (5%) and the set-up",
-    ("phew vgg16 224px 1%", "seconds"): "1.2-1.9 s between runs here (0.58 s on the faster machine of 2026-12-01): "
-    "the groups' tables (bundle sums over fc1's 100M weights, cumulative sums) built over two threads, about 0.3 s; "
+    ("phew vgg16 224px 1%", "seconds"): "1.2-2.0 s between runs here (0.58 s on the faster machine of 2026-12-01): "
+    "the groups' tables (bundle sums over fc1's 100M weights, cumulative sums) built over the pool's two threads, "
+    "about 0.3 s (they overlap little on this VM: 1.69 s of CPU for 1.72 s in one run); "
     "the walks on one thread, about 0.8 s (their kernel-tap draws and table searches: splitting each step's walkers "
     "over two threads gave no gain); in one sitting of 2026-12-01 1.27-1.64 s against 1.68-1.90 s before the "
     "tables were built over the threads",

@@ -11,6 +11,7 @@ that is a reshape of the parameter, so a mask of that shape reshapes straight to
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -19,8 +20,8 @@ import numpy as np
 from ._threads import workers
 from .errors import InvalidInputError
 
-#: Layers of at least this many weights sum their bundles over the threads (vgg16's fc1:
-#: 0.22 s on one thread, 0.13-0.16 s on two).
+#: Layers of at least this many weights sum their bundles over the threads when asked from the
+#: main thread (vgg16's fc1: 0.22 s on one thread, 0.13-0.16 s on two).
 PARALLEL_SUMS_FROM = 1 << 22
 
 
@@ -173,7 +174,10 @@ class Layer:
                     out[s:s + w.shape[0]] = np.einsum("ijk,ijk->ij", w, w)
 
         n_blocks = -(-self.n_dst // rows)
-        parts = min(workers(), n_blocks) if self.numel >= PARALLEL_SUMS_FROM else 1
+        # over the threads from the main thread only: on a pool's thread (SynFlow's states, PHEW's tables) the pool
+        # is the parallelism, and a pool in each of its threads would oversubscribe the cores
+        main = threading.current_thread() is threading.main_thread()
+        parts = min(workers(), n_blocks) if main and self.numel >= PARALLEL_SUMS_FROM else 1
         cuts = [min(self.n_dst, (n_blocks * i // parts) * rows) for i in range(parts + 1)]
         if parts < 2:
             blocks(0, self.n_dst)

@@ -235,6 +235,8 @@ class MaskSet(MutableMapping):
             raise NotAMaskFileError(
                 f"{path} is not a mask file: torch.load(weights_only=True) failed ({type(exc).__name__}: {first})"
             ) from None
+        if isinstance(blob, dict) and isinstance(blob.get("meta"), dict):
+            check_format(blob["meta"], path)  # first: a newer format may hold its masks otherwise
         if not isinstance(blob, dict) or not isinstance(blob.get("masks"), dict):
             keys = list(blob)[:5] if isinstance(blob, dict) else type(blob).__name__
             raise NotAMaskFileError(
@@ -243,7 +245,6 @@ class MaskSet(MutableMapping):
         meta = blob.get("meta") or {}
         if not isinstance(meta, dict):
             raise NotAMaskFileError(f"{path} is not a mask file: 'meta' is a {type(meta).__name__}, not a dict")
-        check_format(meta, path)
         bad = [k for k, v in blob["masks"].items() if not isinstance(v, torch.Tensor) or v.dtype != torch.bool]
         if bad:
             raise NotAMaskFileError(f"{path} is not a mask file: entries {bad[:5]} are not bool tensors")

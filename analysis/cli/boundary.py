@@ -72,10 +72,6 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-#: What click (8.2 and later) raises for a group run without a command; click 8.1 prints the help itself.
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
 class NetgraphGroup(click.Group):
     """A click group whose every error is one line with a meaningful exit status."""
 
@@ -112,7 +108,7 @@ class NetgraphGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except _NO_ARGS_IS_HELP as exc:  # `netgraph` alone: the whole help, not flattened into one line
+        except click.exceptions.NoArgsIsHelpError as exc:  # `netgraph` alone: the whole help, not flattened into one line
             exc.show()
             sys.exit(exc.exit_code)
         except click.ClickException as exc:

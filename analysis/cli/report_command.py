@@ -5,10 +5,12 @@ Register in ``analysis/cli/main.py`` with ``cli.add_command(report_cmd)``.
 
 from __future__ import annotations
 
+import os
+
 import click
 from click.core import ParameterSource
 
-from ..experiments.report import write_report
+from ..experiments.report import report_files, write_report
 from .boundary import FIGURE_FORMATS, comma_choices, mask_and_graph
 from .common import check_empty_out, formats_option, mask_model_options
 
@@ -18,8 +20,8 @@ from .common import check_empty_out, formats_option, mask_model_options
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for the report; new or empty unless --force.")
 @click.option("--force", is_flag=True,
-              help="Write into a non-empty --out: the files a report writes there (report.md and its figures) "
-                   "are replaced; other files stay.")
+              help="Write into a non-empty --out: an earlier report's files there (report.md and its figures, in "
+                   "any format) are replaced; other files stay.")
 @mask_model_options
 @formats_option
 @click.option("--format", "old_formats", default=None, hidden=True, callback=comma_choices(FIGURE_FORMATS),
@@ -37,5 +39,7 @@ def report_cmd(ctx, mask_file, out_dir, force, model_name, input_shape, num_clas
         formats = old_formats
     check_empty_out(out_dir, force, "a report")  # before the work: a folder that cannot be written is refused now
     ms, g, _ = mask_and_graph(mask_file, model_name, input_shape, seed, num_classes)
+    for path in report_files(out_dir):  # (with --force) an earlier report's files, in any format, go first
+        os.remove(path)
     paths = write_report(ms, out_dir, graph=g, formats=formats)
     click.echo(f"wrote {len(paths)} files to {out_dir} (summary: {paths[-1]})")

@@ -58,6 +58,17 @@ def _fmt(v):
     return str(v)
 
 
+#: The figures :func:`write_report` writes (file stems), beside ``report.md``.
+REPORT_STEMS = ("widths", "layer_density", "spectral_by_layer")
+
+
+def report_files(out_dir) -> list:
+    """The files of ``out_dir`` that :func:`write_report` writes (``report.md`` and its figures in
+    any format), if present: what a rewrite replaces."""
+    names = ["report.md"] + [f"{s}.{fmt}" for s in REPORT_STEMS for fmt in plots.FORMATS]
+    return [os.path.join(out_dir, n) for n in names if os.path.isfile(os.path.join(out_dir, n))]
+
+
 def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=None,
                  formats=("png", "svg"), num_classes=None) -> list:
     """Write the figures and ``report.md`` of one mask to ``out_dir``; returns the paths.
@@ -88,9 +99,8 @@ def write_report(masks, out_dir, graph=None, model=None, input_shape=None, seed=
            "target_density": ms.meta.get("density", rec["achieved_density"]), "seed": ms.meta.get("seed", 0),
            "layer_names": [r["layer"] for r in layers], "layer_units": [r["units"] for r in layers],
            "layer_widths": [r["active_units"] for r in layers]}
-    figs = {"widths": plots.plot_width_profile(pd.DataFrame([row])),
-            "layer_density": _layer_density_figure(layers),
-            "spectral_by_layer": plots.plot_spectral_by_layer({method: spectra}, f"Spectral gap by layer - {method}")}
+    figs = dict(zip(REPORT_STEMS, (plots.plot_width_profile(pd.DataFrame([row])), _layer_density_figure(layers),
+                                   plots.plot_spectral_by_layer({method: spectra}, f"Spectral gap by layer - {method}"))))
     paths = []
     for stem, fig in figs.items():
         paths += plots.save(fig, os.path.join(out_dir, stem), formats=formats)

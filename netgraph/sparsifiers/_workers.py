@@ -24,6 +24,12 @@ class Serial:
     def shutdown(self):
         pass
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
 
 def pool(num_weights: int):
     """The engine's executor for a graph of ``num_weights``: a thread pool, or :class:`Serial`."""

@@ -116,9 +116,8 @@ class WalkGraph:
             tables, g, n, edges, forward = job
             tables[g] = table(n, edges, bundle, forward, authors, bias, block_above)
 
-        ex = pool(graph.num_weights)  # the groups' tables are independent: over the threads on a large graph
-        list(ex.map(build, jobs))  # (numpy's sums and copies release the GIL; the same tables)
-        ex.shutdown()
+        with pool(graph.num_weights) as ex:  # the groups' tables are independent: over the threads on a large graph
+            list(ex.map(build, jobs))  # (numpy's sums and copies release the GIL; the same tables)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:

@@ -230,6 +230,11 @@ def test_bundle_sums_over_threads_equal_the_plain_sums(threads, monkeypatch):
     values, bit for bit, as numpy's sums of the whole weight (row counts that do not split evenly)."""
     from netgraph import layer as layer_module
 
+    import concurrent.futures
+
+    pools = []
+    real = concurrent.futures.ThreadPoolExecutor
+    monkeypatch.setattr(concurrent.futures, "ThreadPoolExecutor", lambda **kw: pools.append(kw) or real(**kw))
     monkeypatch.setattr(layer_module, "PARALLEL_SUMS_FROM", 0)
     monkeypatch.setenv("NETGRAPH_NUM_THREADS", threads)
     torch.manual_seed(0)
@@ -241,3 +246,4 @@ def test_bundle_sums_over_threads_equal_the_plain_sums(threads, monkeypatch):
         for chunk in (1, 7 * layer.n_in * layer.k, 1 << 16):  # a row a block, seven rows, the default
             assert np.array_equal(layer._bundle_sums(1, chunk), np.abs(w).sum(axis=2))
             assert np.array_equal(layer._bundle_sums(2, chunk), np.einsum("ijk,ijk->ij", w, w))
+    assert bool(pools) == (threads != "1")  # the parts ran over a pool (one thread: no pool)

@@ -209,6 +209,14 @@ def test_model_names_are_stripped(mask_file):
     assert '"model": "digits_mlp"' in res.stdout
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-2", "1.5"])
+def test_a_bad_thread_count_is_one_line(mask_file, value):
+    """NETGRAPH_NUM_THREADS is read where the metrics' pool starts: anything but a positive whole number is
+    one line, status 2 (it was a ValueError, status 1, 'rerun with --debug')."""
+    res = invoke("analyze", mask_file, env={"NETGRAPH_NUM_THREADS": value})
+    assert_one_line(res, 2, f"NETGRAPH_NUM_THREADS must be a positive whole number of threads, got {value!r}")
+
+
 def test_mask_for_another_model(mask_file):
     assert_one_line(invoke("analyze", mask_file, "--model", "digits_cnn"), 2, "made for 'digits_mlp'", "does not fit")
     assert_one_line(invoke("analyze", mask_file, "--model", "nope"), 2, "unknown model 'nope'")

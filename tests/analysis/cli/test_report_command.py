@@ -57,11 +57,12 @@ def test_report_refuses_a_non_empty_out_unless_force(tmp_path):
                                   "e.g. m.pt); choose a new folder, or pass --force to replace the files a report "
                                   "writes there")
     assert os.listdir(tmp_path) == ["m.pt"]
-    for _ in range(2):  # a second --force run replaces the first one's files
-        res = CliRunner().invoke(main, ["report", str(mask), "--out", str(tmp_path), "--formats", "png", "--force"])
+    (tmp_path / "notes.txt").write_text("mine")
+    for fmt in ("svg", "png"):  # a second --force run replaces the first one's files, also those of another format
+        res = CliRunner().invoke(main, ["report", str(mask), "--out", str(tmp_path), "--formats", fmt, "--force"])
         assert res.exit_code == 0, res.output
-        assert sorted(os.listdir(tmp_path)) == ["layer_density.png", "m.pt", "report.md", "spectral_by_layer.png",
-                                                "widths.png"]
+        assert sorted(os.listdir(tmp_path)) == [f"layer_density.{fmt}", "m.pt", "notes.txt", "report.md",
+                                                f"spectral_by_layer.{fmt}", f"widths.{fmt}"]
 
 
 def test_report_formats_is_compares_and_format_still_works(tmp_path):
