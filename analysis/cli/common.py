@@ -105,8 +105,8 @@ def check_empty_out(out_dir: str, force: bool, what: str) -> None:
         What writes there, for the message: ``"a comparison"``, ``"a report"``.
     """
     check_out_dir(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not force:
-        entries = sorted(os.listdir(out_dir))
+    entries = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) and not force else []
+    if entries:
         raise click.BadParameter(
             f"{out_dir!r} is not empty ({len(entries)} {'entry' if len(entries) == 1 else 'entries'}, e.g. "
             f"{entries[0]}); choose a new folder, or pass --force to replace the files {what} writes there",
