@@ -10,6 +10,8 @@ for bit, so the draws (and PHEW's masks) are those of the full table. Beside an 
 shortcut it reproduces :class:`~netgraph.sparsifiers._tables._Table`'s normalised sums the
 same way (each row's total is summed by numpy as that table sums it; dividing by it and
 adding the unit are exact elementwise operations, done on the recomputed sums alike).
+The kept sums and totals are built by compiled passes (:mod:`._blocktable_kernels`), the
+same bits as the numpy build kept for where numba cannot be imported.
 """
 
 from __future__ import annotations
@@ -26,6 +28,16 @@ BLOCK = 16
 BLOCK_ABOVE = 1 << 16
 #: Elements of the float64 temporaries of one building step (small enough to stay in cache and be reused).
 CHUNK = 1 << 16
+_NO_TOTALS = np.zeros(0)
+
+
+def _kernels():
+    """:mod:`._blocktable_kernels` (numba), or ``None`` where numba cannot be imported."""
+    try:
+        from . import _blocktable_kernels
+    except ImportError:
+        return None
+    return _blocktable_kernels
 
 
 def element_values(bias: str, w: np.ndarray) -> np.ndarray:
@@ -106,8 +118,9 @@ class BlockTable:
     :class:`~netgraph.sparsifiers._tables._Table` over the columns ``[layer..., shortcut]``:
     the running sums divided by the row's total (the shortcut's weight 1 included, summed as
     ``numpy.sum`` sums that row), plus ``u``, against the key ``u + r``; ``keys`` holds those
-    values at the block ends. Built in chunks of rows that stay in cache (no array of the
-    layer's size is ever allocated).
+    values at the block ends. Built by compiled passes over the weights (:mod:`._blocktable_kernels`;
+    numpy in chunks of rows that stay in cache where numba cannot be imported): no array of the
+    layer's size is ever allocated.
     """
 
     def __init__(self, edge: Layer, forward: bool, bias: str, shortcut=None):
@@ -119,24 +132,46 @@ class BlockTable:
         nb = -(-n // BLOCK)
         self.n, self.nb = n, nb
         self.tot = None if shortcut is None else np.empty(rows)
+        K = _kernels()
+        if K is not None:  # one compiled pass a direction, without the GIL (the same sums)
+            self._compiled(K, forward)
+        else:
+            self._numpy(forward, rows, nb)
+        self.step = rows if forward else 1  # flat distance between a unit's consecutive block ends
+        if shortcut is not None:
+            along = (None, slice(None)) if forward else (slice(None), None)  # broadcast over the unit axis
+            self.keys = self.ends / self.tot[along]
+            self.keys += np.arange(rows)[along]
+
+    def _compiled(self, K, forward: bool) -> None:
+        """The build by :mod:`._blocktable_kernels`: one pass over the weights a direction (and one
+        for the totals of a forward table beside a shortcut), no float64 temporary of their size."""
+        W, code, one = self.W, K.BIAS_CODES[self.bias], self.W.dtype.type(1)
+        if forward:
+            self.ends = np.empty((self.nb, W.shape[1]))
+            K.running_down(W, code, one, BLOCK, self.ends)
+            if self.tot is not None:
+                K.column_totals(W, code, one, self.tot)
+        else:
+            self.ends = np.empty((W.shape[0], self.nb))
+            K.running_along(W, code, one, BLOCK, self.ends, self.tot if self.tot is not None else _NO_TOTALS)
+
+    def _numpy(self, forward: bool, rows: int, nb: int) -> None:
+        """The build where numba cannot be imported, in chunks of rows that stay in cache."""
+        W, bias, n = self.W, self.bias, self.n
         step = max(1, CHUNK // (n + 1))
         if forward:  # row-vector adds down the weight matrix; the totals from transposed chunks
             self.ends = _running_down(W, bias)
-            for s in range(0, rows if shortcut is not None else 0, step):
+            for s in range(0, rows if self.tot is not None else 0, step):
                 self.tot[s:s + step] = _row_totals(element_values(bias, W[:, s:s + step]).T)
         else:  # running sums along the rows (sequential, as a cumsum), in chunks of rows
             last = np.minimum(np.arange(nb) * BLOCK + BLOCK - 1, n - 1)
             self.ends = np.empty((rows, nb))
             for s in range(0, rows, step):
                 vals = element_values(bias, W[s:s + step])
-                if shortcut is not None:
+                if self.tot is not None:
                     self.tot[s:s + step] = _row_totals(vals)
                 self.ends[s:s + step] = np.cumsum(vals, axis=1)[:, last]
-        self.step = rows if forward else 1  # flat distance between a unit's consecutive block ends
-        if shortcut is not None:
-            along = (None, slice(None)) if forward else (slice(None), None)  # broadcast over the unit axis
-            self.keys = self.ends / self.tot[along]
-            self.keys += np.arange(rows)[along]
 
     def draw(self, units: np.ndarray, r: np.ndarray):
         units = units.astype(np.int64)

@@ -3,6 +3,8 @@ unit whose out-edges (in-edges) are a linear layer and an identity shortcut (res
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn as nn
 
@@ -93,9 +95,11 @@ def test_block_draws_at_exact_ties(bias, forward):
 
 
 def test_block_table_rows_longer_than_a_chunk(monkeypatch):
-    """Building in chunks of rows (here one row a chunk) changes no running sum."""
+    """The numpy build (where numba cannot be imported) in chunks of rows (here one row a chunk)
+    changes no running sum."""
     from netgraph.sparsifiers import _blocktable
 
+    monkeypatch.setattr(_blocktable, "_kernels", lambda: None)
     g = _res_graph(1)
     want = [(t.ends.copy(), None if t.tot is None else t.tot.copy()) for _, _, t in _tables_of(g, "magnitude", True)]
     monkeypatch.setattr(_blocktable, "CHUNK", 1)
@@ -114,3 +118,50 @@ def test_phew_masks_with_block_tables_beside_shortcuts(monkeypatch):
     monkeypatch.setattr(_tables, "BLOCK_ABOVE", 0)
     got = netgraph.sparsify(g, "phew", 0.3, seed=4)
     assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
+
+
+class _Wide:
+    """A layer-like stand-in: ``n_dst x n_in`` weights (what :class:`BlockTable` reads)."""
+
+    def __init__(self, W):
+        self.weight, (self.n_dst, self.n_in) = W, W.shape
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias", BIASES)
+def test_compiled_block_build_is_the_numpy_build(bias, dtype, monkeypatch):
+    """The compiled build (:mod:`._blocktable_kernels`) gives the numpy build's running sums, totals
+    and keys bit for bit, both directions, with and without a shortcut: rows and columns shorter
+    than a block, not a multiple of it, and longer than numpy's 128-element pairwise leaves (its
+    halvings); zeros (the inverse biases' 0) and a NaN included."""
+    from netgraph.sparsifiers import _blocktable
+
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(5)
+    shortcut = type("Identity", (), {"is_identity": True})()
+    for shape in [(1, 1), (3, 17), (40, 16), (129, 7), (300, 257), (9, 1100)]:
+        W = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape)).astype(dtype)
+        W[0, : shape[1] // 2] = 0.0
+        if shape[0] > 3:
+            W[2, -1] = np.nan
+        for forward in (True, False):
+            for sc in (None, shortcut):
+                got = BlockTable(_Wide(W), forward, bias, sc)
+                with monkeypatch.context() as m:
+                    m.setattr(_blocktable, "_kernels", lambda: None)
+                    want = BlockTable(_Wide(W), forward, bias, sc)
+                for key in ("ends", "tot", "keys"):
+                    a, b = getattr(want, key, None), getattr(got, key, None)
+                    assert (a is None) == (b is None), key
+                    assert a is None or (a.shape == b.shape and np.array_equal(a, b, equal_nan=True)), (shape, key)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 5000), st.integers(0, 2**32 - 1), st.floats(-8, 8))
+def test_pairwise_plan_sums_as_numpy(n, seed, spread):
+    """:func:`._blocktable_kernels._pairwise` (numpy's pairwise summation as a program of leaves)
+    gives ``numpy.sum`` of a contiguous float64 row, the same bits."""
+    K = pytest.importorskip("netgraph.sparsifiers._blocktable_kernels")
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(n) * 10.0 ** (spread * rng.random(n))
+    assert K._pairwise(a, K._plan(n)) == a.sum()
