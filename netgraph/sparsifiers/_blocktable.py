@@ -10,7 +10,7 @@ for bit, so the draws (and PHEW's masks) are those of the full table. Beside an 
 shortcut it reproduces :class:`~netgraph.sparsifiers._tables._Table`'s normalised sums the
 same way (each row's total is summed by numpy as that table sums it; dividing by it and
 adding the unit are exact elementwise operations, done on the recomputed sums alike).
-The kept sums and totals are built by compiled passes (:mod:`._blocktable_kernels`), the
+The kept sums and totals are built by compiled passes (:mod:`._phew_kernels`), the
 same bits as the numpy build kept for where numba cannot be imported.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Layer
+from ._bias import element_values, kernels
 
 #: Cumulative sums kept per walk direction: one in ``BLOCK`` (0.5 byte a weight in float64).
 BLOCK = 16
@@ -31,41 +32,17 @@ CHUNK = 1 << 16
 _NO_TOTALS = np.zeros(0)
 
 
-def _kernels():
-    """:mod:`._blocktable_kernels` (numba), or ``None`` where numba cannot be imported."""
-    try:
-        from . import _blocktable_kernels
-    except ImportError:
-        return None
-    return _blocktable_kernels
-
-
-def element_values(bias: str, w: np.ndarray) -> np.ndarray:
-    """The float64 bundle totals of one-element bundles ``w`` (any shape), exactly as
-    :func:`netgraph.sparsifiers.phew._bundle_totals` gives them for ``k == 1``."""
-    if bias == "uniform":
-        return np.ones(w.shape)
-    if bias == "inverse_element":  # element weights in the weights' dtype, then float64
-        a = np.abs(w)
-        with np.errstate(divide="ignore"):
-            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0).astype(w.dtype).astype(np.float64)
-    x = w.astype(np.float64)
-    if bias == "square":
-        return np.square(x, out=x)
-    a = np.abs(x, out=x)
-    if bias == "magnitude":
-        return a
-    if bias == "inverse":  # 1 / (L1 norm of the one-element kernel)
-        with np.errstate(divide="ignore"):
-            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0)
-    raise ValueError(f"unknown bias {bias!r}")
-
-
 def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int, target: np.ndarray) -> np.ndarray:
     """How many of the ``n`` nondecreasing values ``flat[pos + i * unit_step]`` are <= target.
 
     A branchless binary search, one per entry of ``pos``/``target``, on flat positions (a
-    column of a cumulative table with ``unit_step`` its row length, or a row with step 1)."""
+    column of a cumulative table with ``unit_step`` its row length, or a row with step 1);
+    compiled for many entries (:func:`._bias.kernels`), the same reads."""
+    K = kernels(pos.size)
+    if K is not None:
+        out = np.empty(pos.size, np.int64)
+        K.search_runs(flat, np.ascontiguousarray(pos, np.int64), int(unit_step), int(n), target, out)
+        return out
     pos = pos.copy()
     start = pos.copy()
     size = n
@@ -118,7 +95,7 @@ class BlockTable:
     :class:`~netgraph.sparsifiers._tables._Table` over the columns ``[layer..., shortcut]``:
     the running sums divided by the row's total (the shortcut's weight 1 included, summed as
     ``numpy.sum`` sums that row), plus ``u``, against the key ``u + r``; ``keys`` holds those
-    values at the block ends. Built by compiled passes over the weights (:mod:`._blocktable_kernels`;
+    values at the block ends. Built by compiled passes over the weights (:mod:`._phew_kernels`;
     numpy in chunks of rows that stay in cache where numba cannot be imported): no array of the
     layer's size is ever allocated.
     """
@@ -132,7 +109,7 @@ class BlockTable:
         nb = -(-n // BLOCK)
         self.n, self.nb = n, nb
         self.tot = None if shortcut is None else np.empty(rows)
-        K = _kernels()
+        K = kernels()
         if K is not None:  # one compiled pass a direction, without the GIL (the same sums)
             self._compiled(K, forward)
         else:
@@ -144,7 +121,7 @@ class BlockTable:
             self.keys += np.arange(rows)[along]
 
     def _compiled(self, K, forward: bool) -> None:
-        """The build by :mod:`._blocktable_kernels`: one pass over the weights a direction (and one
+        """The build by :mod:`._phew_kernels`: one pass over the weights a direction (and one
         for the totals of a forward table beside a shortcut), no float64 temporary of their size."""
         W, code, one = self.W, K.BIAS_CODES[self.bias], self.W.dtype.type(1)
         if forward:

@@ -42,42 +42,13 @@ import numpy as np
 from .._validate import check_choice
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
+from ._bias import BIASES, element_weights, tap_draws
 from ._blocktable import CHUNK
 from ._tables import live_groups, table
 from ._workers import pool
 from .base import Context, method
 
-#: Walk biases. ``inverse`` is the paper's inverse variant, in two stages: the next unit with
-#: probability proportional to 1 / (L1 norm of the kernel joining it), then a kernel tap
-#: proportional to 1 / |w|. ``inverse_element`` weights every element by 1 / |w| in both
-#: stages (the kernel stage then uses the sum of 1 / |w| over the kernel; this was ``inverse``
-#: before 0.2). The two differ on conv layers only.
-BIASES = ("magnitude", "uniform", "inverse", "inverse_element", "square")
 BRANCHES = ("weighted", "authors")
-#: Kernels of up to this many taps draw a tap from all their running sums kept at once (same sums).
-TAPS_KEPT = 16
-
-
-def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.ndarray:
-    """Unnormalised probability of each element, shape ``(n_dst, n_in, k)``.
-
-    ``w`` (default: the layer's weights) may be any slice of them, e.g. the kernels of the
-    bundles a batch of walkers chose: walks never need the whole layer's array.
-    """
-    w = layer.weight if w is None else w
-    if bias == "magnitude":
-        return np.abs(w)
-    if bias == "square":
-        return np.square(w)
-    if bias == "uniform":
-        return np.ones_like(w)
-    if bias in ("inverse", "inverse_element"):  # the tap stage of both inverse variants: 1 / |w|
-        a = np.abs(w)
-        with np.errstate(divide="ignore"):
-            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0).astype(w.dtype)
-    raise InvalidInputError(f"unknown bias {bias!r}; accepted: {', '.join(BIASES)}")
-
-
 class WalkGraph:
     """Transition tables of a graph for one bias and branch rule (build once, walk often).
 
@@ -122,40 +93,10 @@ class WalkGraph:
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
         """Kernel tap inside bundles ``(v, j)`` (``j``: input index inside ``v``'s group),
-        proportional to ``bias(w)``."""
-        k = layer.k
-        if k == 1:
+        proportional to ``bias(w)`` (:func:`._bias.tap_draws`)."""
+        if layer.k == 1:
             return np.zeros(v.size, dtype=np.int64)
-        r = rng.random(v.size)
-        if self.bias == "uniform":
-            return np.minimum((r * k).astype(np.int64), k - 1)
-        # tap-major (k, n): the running sums are k contiguous adds, the same sequential sums as a cumsum
-        W = element_weights(layer, self.bias, np.ascontiguousarray(layer.weight[v, j].T))
-        if k <= TAPS_KEPT:  # every running sum kept (k x n float64): one pass of adds, one of compares
-            acc = np.empty((k, v.size))
-            acc[0] = W[0]
-            for c in range(1, k):
-                np.add(acc[c - 1], W[c], out=acc[c])
-            tot = acc[k - 1]
-            below = acc <= r * tot
-            t = below[0].astype(np.int64)
-            for c in range(1, k):
-                t += below[c]
-        else:  # the total first, then the running sums again (no k x n temporary)
-            tot = W[0].astype(np.float64)
-            for c in range(1, k):
-                tot += W[c]
-            target = r * tot
-            acc = W[0].astype(np.float64)
-            t = (acc <= target).astype(np.int64)
-            for c in range(1, k - 1):  # the last running sum is tot itself
-                acc += W[c]
-                t += acc <= target
-            t += tot <= target
-        empty = tot <= 0
-        if empty.any():
-            t[empty] = (r[empty] * k).astype(np.int64)
-        return np.minimum(t, k - 1)
+        return tap_draws(layer, self.bias, v, j, rng.random(v.size))
 
     def walk(self, direction: str, starts: np.ndarray, walk_ids: np.ndarray, rng,
              kernel_conserved: bool = False):

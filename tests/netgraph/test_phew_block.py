@@ -99,7 +99,7 @@ def test_block_table_rows_longer_than_a_chunk(monkeypatch):
     changes no running sum."""
     from netgraph.sparsifiers import _blocktable
 
-    monkeypatch.setattr(_blocktable, "_kernels", lambda: None)
+    monkeypatch.setattr(_blocktable, "kernels", lambda *a: None)
     g = _res_graph(1)
     want = [(t.ends.copy(), None if t.tot is None else t.tot.copy()) for _, _, t in _tables_of(g, "magnitude", True)]
     monkeypatch.setattr(_blocktable, "CHUNK", 1)
@@ -130,7 +130,7 @@ class _Wide:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", BIASES)
 def test_compiled_block_build_is_the_numpy_build(bias, dtype, monkeypatch):
-    """The compiled build (:mod:`._blocktable_kernels`) gives the numpy build's running sums, totals
+    """The compiled build (:mod:`._phew_kernels`) gives the numpy build's running sums, totals
     and keys bit for bit, both directions, with and without a shortcut: rows and columns shorter
     than a block, not a multiple of it, and longer than numpy's 128-element pairwise leaves (its
     halvings); zeros (the inverse biases' 0) and a NaN included."""
@@ -148,7 +148,7 @@ def test_compiled_block_build_is_the_numpy_build(bias, dtype, monkeypatch):
             for sc in (None, shortcut):
                 got = BlockTable(_Wide(W), forward, bias, sc)
                 with monkeypatch.context() as m:
-                    m.setattr(_blocktable, "_kernels", lambda: None)
+                    m.setattr(_blocktable, "kernels", lambda *a: None)
                     want = BlockTable(_Wide(W), forward, bias, sc)
                 for key in ("ends", "tot", "keys"):
                     a, b = getattr(want, key, None), getattr(got, key, None)
@@ -159,9 +159,9 @@ def test_compiled_block_build_is_the_numpy_build(bias, dtype, monkeypatch):
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 5000), st.integers(0, 2**32 - 1), st.floats(-8, 8))
 def test_pairwise_plan_sums_as_numpy(n, seed, spread):
-    """:func:`._blocktable_kernels._pairwise` (numpy's pairwise summation as a program of leaves)
+    """:func:`._phew_kernels._pairwise` (numpy's pairwise summation as a program of leaves)
     gives ``numpy.sum`` of a contiguous float64 row, the same bits."""
-    K = pytest.importorskip("netgraph.sparsifiers._blocktable_kernels")
+    K = pytest.importorskip("netgraph.sparsifiers._phew_kernels")
     rng = np.random.default_rng(seed)
     a = rng.standard_normal(n) * 10.0 ** (spread * rng.random(n))
     assert K._pairwise(a, K._plan(n)) == a.sum()

@@ -18,14 +18,19 @@ def _conv_graph(seed=0):
     return netgraph.from_torch(model, (3, 5, 5))
 
 
-@pytest.mark.parametrize("taps_kept", [0, 16])
+@pytest.mark.parametrize("taps_kept", [0, 16, "compiled"])
 @pytest.mark.parametrize("bias", [b for b in BIASES if b != "uniform"])
 def test_tap_equals_cumsum_draw(bias, taps_kept, monkeypatch):
-    """The tap-major running sums (all kept at once, or the total first) draw the same tap as a
-    float64 cumsum over each kernel."""
-    from netgraph.sparsifiers import phew
+    """The tap-major running sums (all kept at once, or the total first, or the compiled draw)
+    draw the same tap as a float64 cumsum over each kernel."""
+    from netgraph.sparsifiers import _bias
 
-    monkeypatch.setattr(phew, "TAPS_KEPT", taps_kept)
+    if taps_kept == "compiled":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(_bias, "COMPILED_FROM", 0)
+    else:
+        monkeypatch.setattr(_bias, "COMPILED_FROM", 10**9)
+        monkeypatch.setattr(_bias, "TAPS_KEPT", taps_kept)
     g = _conv_graph()
     wg = WalkGraph(g, bias)
     for layer in g.layers:
@@ -127,3 +132,66 @@ def test_tables_built_over_threads_walk_like_serial_ones(branch, monkeypatch):
     got = netgraph.sparsify(netgraph.from_torch(model, (3, 32, 32)), "phew", 0.05, seed=3, branch=branch)
     assert built and calls and sorted(calls) == sorted(set(calls))  # pooled, and no layer's totals twice
     assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
+
+
+def _draw_graph(dtype, seed=0):
+    """Kernels of 4, 9 and 25 taps (more than ``TAPS_KEPT``), an all-zero kernel and exact zeros
+    (the inverse biases' 0), in float32 or float64 weights."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 6, 5), nn.ReLU(), nn.Conv2d(6, 7, 3), nn.ReLU(), nn.Conv2d(7, 4, 2),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(4 * 3 * 3, 5))
+    with torch.no_grad():
+        model[2].weight[1, 2] = 0.0
+        model[2].weight[0, 0, 1, 1] = 0.0
+        for p in model.parameters():
+            p.copy_(torch.round(p * 64) / 64)  # ties between running sums and targets
+    return netgraph.from_torch(model.to(dtype), (3, 10, 10))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", BIASES)
+def test_compiled_draws_are_the_numpy_draws(bias, dtype, monkeypatch):
+    """The compiled draws (:mod:`._phew_kernels`: the tap inside a kernel, the tables' binary
+    searches) take the numpy draws' taps and columns, bit for bit: every layer, every walker."""
+    from netgraph.sparsifiers import _bias
+
+    pytest.importorskip("numba")
+    g = _draw_graph(dtype)
+    wg = WalkGraph(g, bias)
+    got, want = [], []
+    for compiled_from, out in ((0, got), (10**9, want)):
+        monkeypatch.setattr(_bias, "COMPILED_FROM", compiled_from)
+        for direction, n0 in (("forward", g.groups[0].size), ("backward", g.groups[-1].size)):
+            ids = np.arange(6000)
+            out.append(wg.walk(direction, ids % n0, ids, np.random.default_rng(2)))
+        for layer in g.layers:
+            if layer.k > 1:
+                rng = np.random.default_rng(3)
+                v, j = rng.integers(0, layer.n_dst, 3000), rng.integers(0, layer.n_in, 3000)
+                out.append((wg._tap(layer, v, j, np.random.default_rng(4)),))
+                r = np.tile(np.arange(64) / 64, 50)[:3000]  # targets on the running sums' grid: exact ties
+                out.append((_bias.tap_draws(layer, bias, v, j, r),))
+    assert len(got) == len(want) > 4
+    assert all(np.array_equal(a, b) for x, y in zip(got, want) for a, b in zip(x, y))
+
+
+def test_compiled_search_is_the_numpy_search(monkeypatch):
+    """:func:`._blocktable.search_sorted_runs` compiled: the same counts as numpy's (runs along a
+    row and down a column, targets on the values, below and above them, NaN targets)."""
+    from netgraph.sparsifiers import _bias
+    from netgraph.sparsifiers._blocktable import search_sorted_runs
+
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(9)
+    table = np.cumsum(np.round(rng.random((37, 53)) * 4) / 4, axis=1)
+    flat = table.reshape(-1)
+    for unit_step, n, units in ((1, 53, 37), (53, 37, 53)):
+        pos = rng.integers(0, units, 5000) * (53 if unit_step == 1 else 1)
+        target = np.where(rng.random(5000) < 0.5, flat[pos + unit_step * rng.integers(0, n, 5000)],
+                          rng.uniform(-1, 30, 5000))
+        target[:7] = np.nan
+        out = []
+        for compiled_from in (0, 10**9):
+            monkeypatch.setattr(_bias, "COMPILED_FROM", compiled_from)
+            out.append(search_sorted_runs(flat, pos, unit_step, n, target))
+        assert np.array_equal(out[0], out[1])

@@ -1,8 +1,10 @@
-"""Compiled builders of PHEW's block tables (:class:`._blocktable.BlockTable`): numba, one pass
-over a layer's weights each, without the GIL.
+"""PHEW's compiled kernels (numba, without the GIL): the builders of its block tables
+(:class:`._blocktable.BlockTable`), one pass over a layer's weights each, and its walkers'
+draws (:func:`search_runs`, :func:`taps`), one loop over a batch of walkers each.
 
-They compute what the numpy build of :class:`~._blocktable.BlockTable` computes, in the same
-order, so the tables are the same bits (``tests/netgraph/test_phew_block.py``): each element's
+The numpy code they replace stays where numba cannot be imported; both give the same bits
+(``tests/netgraph/test_phew_block.py``, ``test_phew_fast.py``). The builders compute what the
+numpy build of :class:`~._blocktable.BlockTable` computes, in the same order: each element's
 float64 value as :func:`~._blocktable.element_values` gives it, running sums added one element
 at a time (a cumsum's order), and the totals beside a shortcut as ``numpy.sum`` adds a
 contiguous row (:func:`_pairwise`, numpy's pairwise summation). The numpy build made several
@@ -15,6 +17,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._prefetch import prefetch_row
+
+#: Walkers whose binary searches :func:`search_runs` runs side by side (their reads overlap).
+LANES = 16
+#: Walkers ahead of :func:`taps`' draw whose kernels are prefetched.
+AHEAD = 8
 #: The walk biases' codes in the kernels (``phew.BIASES``).
 BIAS_CODES = {"magnitude": 0, "uniform": 1, "inverse": 2, "inverse_element": 3, "square": 4}
 
@@ -220,3 +228,56 @@ def running_along(W, bias, one, block, ends, tot):
             at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7] = s0, s1, s2, s3, s4, s5, s6, s7
             for r in range(h):
                 ends[u0 + r, b] = at[r]
+
+
+@njit(cache=True, nogil=True)
+def search_runs(flat, pos, step, n, target, out):
+    """:func:`~._blocktable.search_sorted_runs`: ``out[e]``, how many of the ``n`` nondecreasing
+    ``flat[pos[e] + i * step]`` are ``<= target[e]``, by the same branchless binary search (the
+    same reads: the same count, NaN included), :data:`LANES` walkers a level at a time."""
+    p = np.empty(LANES, np.int64)
+    for e0 in range(0, pos.size, LANES):
+        h = min(LANES, pos.size - e0)
+        for q in range(h):
+            p[q] = pos[e0 + q]
+        size = n
+        while size > 1:
+            half = size >> 1
+            jump = half * step
+            for q in range(h):
+                p[q] += jump * (flat[p[q] + jump] <= target[e0 + q])
+            size -= half
+        for q in range(h):
+            out[e0 + q] = (p[q] - pos[e0 + q]) // step + (flat[p[q]] <= target[e0 + q])
+
+
+@njit(cache=True, nogil=True)
+def taps(weight, rows, bias, one, r, out):
+    """PHEW's tap stage (``phew._tap``): ``out[i]``, the first tap of kernel ``weight[rows[i]]``
+    whose float64 running sum of ``bias(w)`` (in the weights' dtype, as ``phew.element_weights``)
+    exceeds ``r[i]`` times the kernel's total, at most the last; an all-zero kernel draws
+    ``int(r[i] * k)``. The running sums are added in tap order, as the numpy draw adds them."""
+    k = weight.shape[1]
+    acc = np.empty(k)
+    for i in range(rows.size):
+        if i + AHEAD < rows.size:
+            prefetch_row(weight, rows[i + AHEAD])
+        w = weight[rows[i]]
+        run = 0.0
+        for c in range(k):
+            a = abs(w[c])
+            if bias == 4:
+                x = w[c] * w[c]
+            elif bias == 0:
+                x = a
+            else:  # the inverse biases' tap stage: 1 / |w| in the weights' dtype, 0 at 0
+                x = one / a if a > 0 else one - one
+            run = np.float64(x) if c == 0 else run + np.float64(x)
+            acc[c] = run
+        target = r[i] * run
+        t = 0
+        for c in range(k):
+            t += acc[c] <= target
+        if run <= 0:
+            t = np.int64(r[i] * k)
+        out[i] = min(t, k - 1)
