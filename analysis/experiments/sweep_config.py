@@ -227,5 +227,8 @@ def load_config(path_or_dict, source: str = "config") -> SweepConfig:
         if not isinstance(raw.get(key, True), bool):
             bad(key, f"must be true or false, got {raw[key]!r}")
     name = str(raw.get("name") or os.path.splitext(os.path.basename(src))[0])
+    if name.strip() in ("", ".", "..") or any(c in name for c in "/\\\0"):  # it names a folder: <name>-sweep
+        bad("name", f"must be a file name (it names the sweep's folder, <name>-sweep): no '/', '\\' or NUL, "
+                    f"not '.' or '..', got {name!r}")
     return SweepConfig(name, models, methods, densities, seeds, data, raw.get("max_flow", True),
                        raw.get("save_masks", True), train, src)

@@ -110,6 +110,9 @@ def test_sigkill_mid_grid_then_resume(tmp_path):
     ({"methods": ["snip"]}, "need data"),
     ({"train": {"epochs": 2}}, "training uses the digits data"),
     ({"train": {"epoch": 2}}, "unknown setting"),
+    ({"name": "a/b"}, "name: must be a file name (it names the sweep's folder"),
+    ({"name": ".."}, "name: must be a file name"),
+    ({"name": "  "}, "name: must be a file name"),
 ])
 def test_bad_configs_fail_before_any_run(tmp_path, patch, words):
     cfg = {"models": ["resnet20"], "methods": ["phew"], "densities": [0.1], "seeds": 1, **patch}
