@@ -2,9 +2,8 @@
 
 :func:`element_weights` gives every element's weight in the weights' dtype (the tap stage),
 :func:`element_values` the float64 bundle totals of one-element bundles (the tables of linear
-layers), :func:`tap_draws` the tap a walker takes inside its kernel. Draws of
-:data:`COMPILED_FROM` walkers or more run in :mod:`._phew_kernels` where numba imports (the
-same draws bit for bit; small graphs never load numba).
+layers), :func:`tap_draws` the tap a walker takes inside its kernel (compiled on large graphs:
+:mod:`._compiled`).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from ..graph import Layer
+from ._compiled import for_walkers, reads_in_place
 
 #: Walk biases. ``inverse`` is the paper's inverse variant, in two stages: the next unit with
 #: probability proportional to 1 / (L1 norm of the kernel joining it), then a kernel tap
@@ -22,20 +22,6 @@ from ..graph import Layer
 BIASES = ("magnitude", "uniform", "inverse", "inverse_element", "square")
 #: Kernels of up to this many taps draw a tap from all their running sums kept at once (same sums).
 TAPS_KEPT = 16
-#: Walkers from which a draw runs in the compiled kernels (:func:`kernels`).
-COMPILED_FROM = 1 << 12
-
-
-def kernels(walkers: int | None = None):
-    """:mod:`._phew_kernels`, or ``None`` where numba cannot be imported or for a draw of fewer
-    than :data:`COMPILED_FROM` ``walkers`` (``None``: a table's build, always compiled)."""
-    if walkers is not None and walkers < COMPILED_FROM:
-        return None
-    try:
-        from . import _phew_kernels
-    except ImportError:
-        return None
-    return _phew_kernels
 
 
 def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.ndarray:
@@ -79,15 +65,16 @@ def element_values(bias: str, w: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown bias {bias!r}")
 
 
-def tap_draws(layer: Layer, bias: str, v: np.ndarray, j: np.ndarray, r: np.ndarray) -> np.ndarray:
+def tap_draws(layer: Layer, bias: str, v: np.ndarray, j: np.ndarray, r: np.ndarray, kernels=None) -> np.ndarray:
     """The kernel tap each walker takes inside bundle ``(v, j)`` (``j``: input index inside
     ``v``'s group) of a layer of ``k > 1`` taps, proportional to ``bias(w)``, with uniform
     numbers ``r``: the first tap whose float64 running sum exceeds ``r`` times the kernel's
-    total (at most the last); an all-zero kernel draws ``int(r * k)``."""
+    total (at most the last); an all-zero kernel draws ``int(r * k)``. ``kernels``
+    (:func:`._compiled.load_kernels`): the compiled draw, the same taps."""
     k = layer.k
     if bias == "uniform":
         return np.minimum((r * k).astype(np.int64), k - 1)
-    K = kernels(v.size) if layer.weight.flags.c_contiguous else None
+    K = for_walkers(kernels, v.size) if reads_in_place(layer.weight) else None
     if K is not None:  # (the kernels read each walker's kernel in place: a row of the weights)
         out = np.empty(v.size, np.int64)
         W = layer.weight.reshape(-1, k)

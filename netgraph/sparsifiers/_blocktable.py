@@ -10,8 +10,8 @@ for bit, so the draws (and PHEW's masks) are those of the full table. Beside an 
 shortcut it reproduces :class:`~netgraph.sparsifiers._tables._Table`'s normalised sums the
 same way (each row's total is summed by numpy as that table sums it; dividing by it and
 adding the unit are exact elementwise operations, done on the recomputed sums alike).
-The kept sums and totals are built by compiled passes (:mod:`._phew_kernels`), the
-same bits as the numpy build kept for where numba cannot be imported.
+On a large graph the kept sums and totals are built by compiled passes (:mod:`._phew_kernels`),
+the same bits as the numpy build.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Layer
-from ._bias import element_values, kernels
+from ._bias import element_values
+from ._compiled import for_walkers, reads_in_place
 
 #: Cumulative sums kept per walk direction: one in ``BLOCK`` (0.5 byte a weight in float64).
 BLOCK = 16
@@ -29,16 +30,20 @@ BLOCK = 16
 BLOCK_ABOVE = 1 << 16
 #: Elements of the float64 temporaries of one building step (small enough to stay in cache and be reused).
 CHUNK = 1 << 16
-_NO_TOTALS = np.zeros(0)
+#: The longest row numpy's ``sum`` adds in one pairwise summation in this numpy (before 2.3 it cut a
+#: reduction into chunks of its buffer size, 8192; ``None``: any row): the compiled totals follow
+#: that order, so beside a shortcut a longer row's totals are numpy's own.
+ONE_PAIRWISE = 8192 if np.lib.NumpyVersion(np.__version__) < "2.3.0" else None
 
 
-def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int, target: np.ndarray) -> np.ndarray:
+def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int, target: np.ndarray,
+                       kernels=None) -> np.ndarray:
     """How many of the ``n`` nondecreasing values ``flat[pos + i * unit_step]`` are <= target.
 
     A branchless binary search, one per entry of ``pos``/``target``, on flat positions (a
     column of a cumulative table with ``unit_step`` its row length, or a row with step 1);
-    compiled for many entries (:func:`._bias.kernels`), the same reads."""
-    K = kernels(pos.size)
+    compiled for many entries with ``kernels`` (:func:`._compiled.load_kernels`), the same reads."""
+    K = for_walkers(kernels, pos.size)
     if K is not None:
         out = np.empty(pos.size, np.int64)
         K.search_runs(flat, np.ascontiguousarray(pos, np.int64), int(unit_step), int(n), target, out)
@@ -95,13 +100,13 @@ class BlockTable:
     :class:`~netgraph.sparsifiers._tables._Table` over the columns ``[layer..., shortcut]``:
     the running sums divided by the row's total (the shortcut's weight 1 included, summed as
     ``numpy.sum`` sums that row), plus ``u``, against the key ``u + r``; ``keys`` holds those
-    values at the block ends. Built by compiled passes over the weights (:mod:`._phew_kernels`;
-    numpy in chunks of rows that stay in cache where numba cannot be imported): no array of the
-    layer's size is ever allocated.
+    values at the block ends. Built by compiled passes over the weights with ``kernels``
+    (:func:`._compiled.load_kernels`; else numpy, in chunks of rows that stay in cache): no
+    array of the layer's size is ever allocated.
     """
 
-    def __init__(self, edge: Layer, forward: bool, bias: str, shortcut=None):
-        self.forward, self.bias = forward, bias
+    def __init__(self, edge: Layer, forward: bool, bias: str, shortcut=None, kernels=None):
+        self.forward, self.bias, self.kernels = forward, bias, kernels
         self.edges = [edge] if shortcut is None else [edge, shortcut]
         W = edge.weight.reshape(edge.n_dst, edge.n_in)
         self.W = W
@@ -109,7 +114,8 @@ class BlockTable:
         nb = -(-n // BLOCK)
         self.n, self.nb = n, nb
         self.tot = None if shortcut is None else np.empty(rows)
-        K = kernels()
+        exact = shortcut is None or ONE_PAIRWISE is None or n + 1 <= ONE_PAIRWISE  # (the totals' order)
+        K = kernels if reads_in_place(W) and exact else None
         if K is not None:  # one compiled pass a direction, without the GIL (the same sums)
             self._compiled(K, forward)
         else:
@@ -131,10 +137,10 @@ class BlockTable:
                 K.column_totals(W, code, one, self.tot)
         else:
             self.ends = np.empty((W.shape[0], self.nb))
-            K.running_along(W, code, one, BLOCK, self.ends, self.tot if self.tot is not None else _NO_TOTALS)
+            K.running_along(W, code, one, BLOCK, self.ends, self.tot if self.tot is not None else np.empty(0))
 
     def _numpy(self, forward: bool, rows: int, nb: int) -> None:
-        """The build where numba cannot be imported, in chunks of rows that stay in cache."""
+        """The numpy build (no kernels), in chunks of rows that stay in cache."""
         W, bias, n = self.W, self.bias, self.n
         step = max(1, CHUNK // (n + 1))
         if forward:  # row-vector adds down the weight matrix; the totals from transposed chunks
@@ -159,11 +165,11 @@ class BlockTable:
         if self.tot is None:
             tot = np.take(flat, base + (nb - 1) * step)
             target = r * tot
-            b = search_sorted_runs(flat, base, step, nb, target)  # the first block ending above the target
+            b = search_sorted_runs(flat, base, step, nb, target, self.kernels)  # the first block ending above the target
         else:
             tot = self.tot[units]
             target = units + r
-            b = search_sorted_runs(self.keys.reshape(-1), base, step, nb, target)
+            b = search_sorted_runs(self.keys.reshape(-1), base, step, nb, target, self.kernels)
             full = b >= nb  # every layer column at or below the key: the shortcut
         np.minimum(b, nb - 1, out=b)
         run = np.where(b > 0, np.take(flat, base + np.maximum(b - 1, 0) * step), 0.0)

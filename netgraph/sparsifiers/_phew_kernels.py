@@ -5,7 +5,7 @@ draws (:func:`search_runs`, :func:`taps`), one loop over a batch of walkers each
 The numpy code they replace stays where numba cannot be imported; both give the same bits
 (``tests/netgraph/test_phew_block.py``, ``test_phew_fast.py``). The builders compute what the
 numpy build of :class:`~._blocktable.BlockTable` computes, in the same order: each element's
-float64 value as :func:`~._blocktable.element_values` gives it, running sums added one element
+float64 value as :func:`~._bias.element_values` gives it, running sums added one element
 at a time (a cumsum's order), and the totals beside a shortcut as ``numpy.sum`` adds a
 contiguous row (:func:`_pairwise`, numpy's pairwise summation). The numpy build made several
 float64 temporaries a chunk and held the GIL between them: two threads building two layers'
@@ -23,14 +23,14 @@ from ._prefetch import prefetch_row
 LANES = 16
 #: Walkers ahead of :func:`taps`' draw whose kernels are prefetched.
 AHEAD = 8
-#: The walk biases' codes in the kernels (``phew.BIASES``).
+#: The walk biases' codes in the kernels (:data:`~._bias.BIASES`).
 BIAS_CODES = {"magnitude": 0, "uniform": 1, "inverse": 2, "inverse_element": 3, "square": 4}
 
 
 @njit(cache=True, nogil=True)
 def _values(w, bias, one, out):
     """``out[i]``: the float64 total of the one-element bundle ``w[i]``, as
-    :func:`~._blocktable.element_values` gives it (``one``: 1 in the weights' dtype, whose
+    :func:`~._bias.element_values` gives it (``one``: 1 in the weights' dtype, whose
     ``1 / |w|`` ``inverse_element`` takes); one loop per bias, so that each vectorises."""
     n = w.size
     if bias == 0:
@@ -61,7 +61,7 @@ def _plan(n):
     recursion: a recursive numba function loaded from numba's cache crashed here.)"""
     cap = n // 8 + 2
     starts, lengths, program = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(2 * cap, np.int64)
-    stack = np.empty((130, 3), np.int64)  # (start, length, halves pushed; 2 a level of halving)
+    stack = np.empty((130, 3), np.int64)  # (start, length, halves pushed): at most 2 frames a level, 64 levels
     stack[0, 0], stack[0, 1], stack[0, 2] = 0, n, 0
     top, leaves, steps = 1, 0, 0
     while top > 0:
@@ -253,10 +253,13 @@ def search_runs(flat, pos, step, n, target, out):
 
 @njit(cache=True, nogil=True)
 def taps(weight, rows, bias, one, r, out):
-    """PHEW's tap stage (``phew._tap``): ``out[i]``, the first tap of kernel ``weight[rows[i]]``
-    whose float64 running sum of ``bias(w)`` (in the weights' dtype, as ``phew.element_weights``)
-    exceeds ``r[i]`` times the kernel's total, at most the last; an all-zero kernel draws
-    ``int(r[i] * k)``. The running sums are added in tap order, as the numpy draw adds them."""
+    """PHEW's tap stage (:func:`~._bias.tap_draws`; never ``uniform``, drawn without the
+    weights): ``out[i]``, the first tap of kernel ``weight[rows[i]]`` whose float64 running sum
+    of ``bias(w)`` (in the weights' dtype, as :func:`~._bias.element_weights`) exceeds ``r[i]``
+    times the kernel's total, at most the last; an all-zero kernel draws ``int(r[i] * k)``. The
+    running sums are added in tap order, as the numpy draw adds them."""
+    if bias == 1:
+        raise ValueError("uniform taps are drawn without the weights")
     k = weight.shape[1]
     acc = np.empty(k)
     for i in range(rows.size):

@@ -99,8 +99,8 @@ class _DenseTable:
     column whose cumulative weight exceeds ``r * total``), the same distribution as :class:`_Table`.
     """
 
-    def __init__(self, edge: Layer, bundle: np.ndarray, forward: bool):
-        self.forward = forward
+    def __init__(self, edge: Layer, bundle: np.ndarray, forward: bool, kernels=None):
+        self.forward, self.kernels = forward, kernels
         if forward:  # row by row: contiguous adds (numpy's cumsum over axis 0 is strided)
             self.cum = np.empty_like(bundle, dtype=np.float64)
             self.cum[0] = bundle[0]
@@ -121,7 +121,7 @@ class _DenseTable:
         flat, stride = self.cum.reshape(-1), self.cum.shape[1]
         unit_step = stride if self.forward else 1
         pos = units.astype(np.int64) if self.forward else units * np.int64(stride)
-        lo = search_sorted_runs(flat, pos, unit_step, self.n, target)
+        lo = search_sorted_runs(flat, pos, unit_step, self.n, target, self.kernels)
         np.minimum(lo, self.n - 1, out=lo)
         empty = tot <= 0  # no usable weight: uniform (the reference's fallback)
         if empty.any():
@@ -130,23 +130,24 @@ class _DenseTable:
 
 
 def table(n: int, edges: list, bundle, forward: bool, authors: bool, bias: str = "magnitude",
-          block_above: int | None = None):
+          block_above: int | None = None, kernels=None):
     """The transition table of a group over its usable ``edges`` in one direction.
 
     ``bundle[i]`` is layer ``i``'s bundle totals (asked for only where a table needs them);
     a linear layer of more than ``block_above`` bundles (default
     :data:`~netgraph.sparsifiers._blocktable.BLOCK_ABOVE`), alone or followed by an identity
-    shortcut, gets a :class:`BlockTable`.
+    shortcut, gets a :class:`BlockTable`; ``kernels`` (:func:`._compiled.load_kernels`): the
+    tables' compiled builds and draws.
     """
     e = edges[0]
     plain = isinstance(e, Layer) and e.groups == 1
     if plain and e.k == 1 and e.num_bundles > (BLOCK_ABOVE if block_above is None else block_above):
         if len(edges) == 1:
-            return BlockTable(e, forward, bias)
+            return BlockTable(e, forward, bias, kernels=kernels)
         if len(edges) == 2 and not isinstance(edges[1], Layer) and edges[1].is_identity:
-            return BlockTable(e, forward, bias, edges[1])  # the block of a residual network
+            return BlockTable(e, forward, bias, edges[1], kernels)  # the block of a residual network
     if len(edges) == 1 and plain:
-        return _DenseTable(e, bundle[e.index], forward)
+        return _DenseTable(e, bundle[e.index], forward, kernels)
     return _Table(n, [(e, *_fan(e, bundle[e.index], forward)) if isinstance(e, Layer)
                       else (e, _shortcut_column(e, forward), None) for e in edges], authors)
 

@@ -44,6 +44,7 @@ from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
 from ._bias import BIASES, element_weights, tap_draws
 from ._blocktable import CHUNK
+from ._compiled import load_kernels
 from ._tables import live_groups, table
 from ._workers import pool
 from .base import Context, method
@@ -65,6 +66,7 @@ class WalkGraph:
             raise InvalidInputError(f"unknown branch rule {branch!r}; accepted: {', '.join(BRANCHES)}")
         self.graph = graph
         self.bias = bias
+        self.kernels = load_kernels(graph.num_weights)  # (a large graph's tables and draws compiled; else None)
         bundle = _Bundles(graph.layers, bias)
         to_out, from_in = live_groups(graph)
         authors = branch == "authors"
@@ -85,7 +87,7 @@ class WalkGraph:
 
         def build(job):
             tables, g, n, edges, forward = job
-            tables[g] = table(n, edges, bundle, forward, authors, bias, block_above)
+            tables[g] = table(n, edges, bundle, forward, authors, bias, block_above, self.kernels)
 
         with pool(graph.num_weights) as ex:  # the groups' tables are independent: over the threads on a large graph
             list(ex.map(build, jobs))  # (numpy's sums and copies release the GIL; the same tables)
@@ -96,7 +98,7 @@ class WalkGraph:
         proportional to ``bias(w)`` (:func:`._bias.tap_draws`)."""
         if layer.k == 1:
             return np.zeros(v.size, dtype=np.int64)
-        return tap_draws(layer, self.bias, v, j, rng.random(v.size))
+        return tap_draws(layer, self.bias, v, j, rng.random(v.size), self.kernels)
 
     def walk(self, direction: str, starts: np.ndarray, walk_ids: np.ndarray, rng,
              kernel_conserved: bool = False):

@@ -49,9 +49,22 @@ def _kinds(wg):
     return {(type(t).__name__, len(t.edges)) for t in wg.fwd + wg.bwd if t is not None}
 
 
+@pytest.fixture(params=["numpy", "compiled"])
+def kernels_loaded(request, monkeypatch):
+    """PHEW on these small graphs with its numpy code, or with the compiled kernels (loaded for
+    every graph, every draw)."""
+    from netgraph.sparsifiers import _compiled
+
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(_compiled, "LOAD_FROM", 0)
+        monkeypatch.setattr(_compiled, "COMPILED_FROM", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("quantised", [False, True])
 @pytest.mark.parametrize("bias", BIASES)
-def test_block_tables_beside_shortcuts_walk_like_full_tables(bias, quantised):
+def test_block_tables_beside_shortcuts_walk_like_full_tables(bias, quantised, kernels_loaded):
     g = _res_graph(quantised=quantised)
     full, block = WalkGraph(g, bias, block_above=10**9), WalkGraph(g, bias, block_above=0)
     assert ("_Table", 2) in _kinds(full) and ("BlockTable", 2) in _kinds(block)
@@ -99,7 +112,6 @@ def test_block_table_rows_longer_than_a_chunk(monkeypatch):
     changes no running sum."""
     from netgraph.sparsifiers import _blocktable
 
-    monkeypatch.setattr(_blocktable, "kernels", lambda *a: None)
     g = _res_graph(1)
     want = [(t.ends.copy(), None if t.tot is None else t.tot.copy()) for _, _, t in _tables_of(g, "magnitude", True)]
     monkeypatch.setattr(_blocktable, "CHUNK", 1)
@@ -109,7 +121,7 @@ def test_block_table_rows_longer_than_a_chunk(monkeypatch):
     assert BLOCK == 16
 
 
-def test_phew_masks_with_block_tables_beside_shortcuts(monkeypatch):
+def test_phew_masks_with_block_tables_beside_shortcuts(monkeypatch, kernels_loaded):
     from netgraph.sparsifiers import _tables
 
     g = _res_graph(2)
@@ -129,27 +141,24 @@ class _Wide:
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("bias", BIASES)
-def test_compiled_block_build_is_the_numpy_build(bias, dtype, monkeypatch):
+def test_compiled_block_build_is_the_numpy_build(bias, dtype):
     """The compiled build (:mod:`._phew_kernels`) gives the numpy build's running sums, totals
     and keys bit for bit, both directions, with and without a shortcut: rows and columns shorter
     than a block, not a multiple of it, and longer than numpy's 128-element pairwise leaves (its
-    halvings); zeros (the inverse biases' 0) and a NaN included."""
-    from netgraph.sparsifiers import _blocktable
-
-    pytest.importorskip("numba")
+    halvings; rows of 8192 elements and more, which numpy before 2.3 summed in chunks: numpy's own
+    totals there); zeros (the inverse biases' 0) and a NaN included."""
+    K = pytest.importorskip("netgraph.sparsifiers._phew_kernels")
     rng = np.random.default_rng(5)
     shortcut = type("Identity", (), {"is_identity": True})()
-    for shape in [(1, 1), (3, 17), (40, 16), (129, 7), (300, 257), (9, 1100)]:
+    for shape in [(1, 1), (3, 17), (40, 16), (129, 7), (300, 257), (9, 1100), (2, 8192), (9000, 2), (2, 20000)]:
         W = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 3, shape)).astype(dtype)
         W[0, : shape[1] // 2] = 0.0
         if shape[0] > 3:
             W[2, -1] = np.nan
         for forward in (True, False):
             for sc in (None, shortcut):
-                got = BlockTable(_Wide(W), forward, bias, sc)
-                with monkeypatch.context() as m:
-                    m.setattr(_blocktable, "kernels", lambda *a: None)
-                    want = BlockTable(_Wide(W), forward, bias, sc)
+                got = BlockTable(_Wide(W), forward, bias, sc, K)
+                want = BlockTable(_Wide(W), forward, bias, sc)
                 for key in ("ends", "tot", "keys"):
                     a, b = getattr(want, key, None), getattr(got, key, None)
                     assert (a is None) == (b is None), key

@@ -1,5 +1,7 @@
 """PHEW's fast paths give exactly what the straightforward computations give."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -23,13 +25,13 @@ def _conv_graph(seed=0):
 def test_tap_equals_cumsum_draw(bias, taps_kept, monkeypatch):
     """The tap-major running sums (all kept at once, or the total first, or the compiled draw)
     draw the same tap as a float64 cumsum over each kernel."""
-    from netgraph.sparsifiers import _bias
+    from netgraph.sparsifiers import _bias, _compiled
 
     if taps_kept == "compiled":
         pytest.importorskip("numba")
-        monkeypatch.setattr(_bias, "COMPILED_FROM", 0)
+        monkeypatch.setattr(_compiled, "LOAD_FROM", 0)
+        monkeypatch.setattr(_compiled, "COMPILED_FROM", 0)
     else:
-        monkeypatch.setattr(_bias, "COMPILED_FROM", 10**9)
         monkeypatch.setattr(_bias, "TAPS_KEPT", taps_kept)
     g = _conv_graph()
     wg = WalkGraph(g, bias)
@@ -153,14 +155,16 @@ def _draw_graph(dtype, seed=0):
 def test_compiled_draws_are_the_numpy_draws(bias, dtype, monkeypatch):
     """The compiled draws (:mod:`._phew_kernels`: the tap inside a kernel, the tables' binary
     searches) take the numpy draws' taps and columns, bit for bit: every layer, every walker."""
-    from netgraph.sparsifiers import _bias
+    from netgraph.sparsifiers import _bias, _compiled
 
     pytest.importorskip("numba")
     g = _draw_graph(dtype)
-    wg = WalkGraph(g, bias)
+    monkeypatch.setattr(_compiled, "COMPILED_FROM", 0)
     got, want = [], []
-    for compiled_from, out in ((0, got), (10**9, want)):
-        monkeypatch.setattr(_bias, "COMPILED_FROM", compiled_from)
+    for load_from, out in ((0, got), (10**12, want)):
+        monkeypatch.setattr(_compiled, "LOAD_FROM", load_from)
+        wg = WalkGraph(g, bias)
+        assert (wg.kernels is None) == (load_from > 0)
         for direction, n0 in (("forward", g.groups[0].size), ("backward", g.groups[-1].size)):
             ids = np.arange(6000)
             out.append(wg.walk(direction, ids % n0, ids, np.random.default_rng(2)))
@@ -170,18 +174,22 @@ def test_compiled_draws_are_the_numpy_draws(bias, dtype, monkeypatch):
                 v, j = rng.integers(0, layer.n_dst, 3000), rng.integers(0, layer.n_in, 3000)
                 out.append((wg._tap(layer, v, j, np.random.default_rng(4)),))
                 r = np.tile(np.arange(64) / 64, 50)[:3000]  # targets on the running sums' grid: exact ties
-                out.append((_bias.tap_draws(layer, bias, v, j, r),))
+                out.append((_bias.tap_draws(layer, bias, v, j, r, wg.kernels),))
+                if bias != "uniform":  # targets at each running sum over the total: ties in every bias
+                    cum = np.cumsum(_bias.element_weights(layer, bias, layer.weight[v, j]).astype(np.float64), axis=1)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        r = cum[np.arange(v.size), np.arange(v.size) % layer.k] / cum[:, -1]
+                    out.append((_bias.tap_draws(layer, bias, v, j, np.nan_to_num(r), wg.kernels),))
     assert len(got) == len(want) > 4
     assert all(np.array_equal(a, b) for x, y in zip(got, want) for a, b in zip(x, y))
 
 
-def test_compiled_search_is_the_numpy_search(monkeypatch):
+def test_compiled_search_is_the_numpy_search():
     """:func:`._blocktable.search_sorted_runs` compiled: the same counts as numpy's (runs along a
     row and down a column, targets on the values, below and above them, NaN targets)."""
-    from netgraph.sparsifiers import _bias
     from netgraph.sparsifiers._blocktable import search_sorted_runs
 
-    pytest.importorskip("numba")
+    K = pytest.importorskip("netgraph.sparsifiers._phew_kernels")
     rng = np.random.default_rng(9)
     table = np.cumsum(np.round(rng.random((37, 53)) * 4) / 4, axis=1)
     flat = table.reshape(-1)
@@ -190,8 +198,31 @@ def test_compiled_search_is_the_numpy_search(monkeypatch):
         target = np.where(rng.random(5000) < 0.5, flat[pos + unit_step * rng.integers(0, n, 5000)],
                           rng.uniform(-1, 30, 5000))
         target[:7] = np.nan
-        out = []
-        for compiled_from in (0, 10**9):
-            monkeypatch.setattr(_bias, "COMPILED_FROM", compiled_from)
-            out.append(search_sorted_runs(flat, pos, unit_step, n, target))
-        assert np.array_equal(out[0], out[1])
+        got, want = (search_sorted_runs(flat, pos, unit_step, n, target, kern) for kern in (K, None))
+        assert np.array_equal(got, want)
+
+
+def test_small_graphs_do_not_load_numba():
+    """PHEW on a graph of fewer than ``LOAD_FROM`` weights runs its numpy code and never imports
+    numba (whose first load costs more than a small graph's walks); a larger graph loads it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, netgraph\n"
+            "from netgraph.sparsifiers import _compiled\n"
+            "m = torch.nn.Sequential(torch.nn.Linear(300, 400), torch.nn.ReLU(), torch.nn.Linear(400, 10))\n"
+            "g = netgraph.from_torch(m, (300,))\n"
+            "netgraph.sparsify(g, 'phew', 0.1, seed=0)\n"
+            "assert 'numba' not in sys.modules\n"
+            "_compiled.LOAD_FROM = 1\n"
+            "netgraph.sparsify(g, 'phew', 0.1, seed=0)\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(importlib.util.find_spec("numba") is not None)
+
+
+def test_bias_codes_name_every_bias():
+    """The kernels' bias codes cover :data:`BIASES` (the kernels branch on the codes)."""
+    K = pytest.importorskip("netgraph.sparsifiers._phew_kernels")
+    assert sorted(K.BIAS_CODES) == sorted(BIASES) and sorted(K.BIAS_CODES.values()) == list(range(len(BIASES)))

@@ -1,0 +1,40 @@
+"""When PHEW runs its compiled kernels (:mod:`._phew_kernels`) instead of its numpy code.
+
+Both give the same results bit for bit; the choice is speed only, and it rests on the graph
+alone: :func:`load_kernels` imports the kernels (numba with them) for a graph of
+:data:`LOAD_FROM` weights or more, and the walk passes the module it got (or ``None``) to its
+tables and draws, which use it for :data:`COMPILED_FROM` walkers or more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Graphs from which PHEW loads its compiled kernels: numba's import and the kernels' first load
+#: from its cache (about 0.7 s once a process) cost a smaller graph more than they save.
+LOAD_FROM = 50_000_000
+#: Walkers from which a draw runs compiled (fewer: numpy's whole-array passes cost about as much).
+COMPILED_FROM = 1 << 12
+
+
+def load_kernels(num_weights: int):
+    """:mod:`._phew_kernels` for a graph of ``num_weights`` (:data:`LOAD_FROM` or more), else
+    ``None``; ``None`` too where numba cannot be imported."""
+    if num_weights < LOAD_FROM:
+        return None
+    try:
+        from . import _phew_kernels
+    except ImportError:
+        return None
+    return _phew_kernels
+
+
+def for_walkers(kernels, walkers: int):
+    """``kernels`` for a draw of ``walkers`` (:data:`COMPILED_FROM` or more), else ``None``."""
+    return kernels if kernels is not None and walkers >= COMPILED_FROM else None
+
+
+def reads_in_place(w: np.ndarray) -> bool:
+    """Whether the kernels read weights ``w`` in place: C-contiguous float32 or float64 (what the
+    tracer gives; other arrays take the numpy code)."""
+    return w.dtype in (np.float32, np.float64) and w.flags.c_contiguous
