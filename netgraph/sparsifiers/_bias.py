@@ -24,6 +24,13 @@ BIASES = ("magnitude", "uniform", "inverse", "inverse_element", "square")
 TAPS_KEPT = 16
 
 
+def reciprocal(a: np.ndarray) -> np.ndarray:
+    """``1 / a`` where ``a > 0``, 0 elsewhere, in ``a``'s dtype: the inverse biases' weight of a
+    magnitude ``a`` (an exact zero is never drawn)."""
+    with np.errstate(divide="ignore"):
+        return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0)
+
+
 def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.ndarray:
     """Unnormalised probability of each element, shape ``(n_dst, n_in, k)``.
 
@@ -38,9 +45,7 @@ def element_weights(layer: Layer, bias: str, w: np.ndarray | None = None) -> np.
     if bias == "uniform":
         return np.ones_like(w)
     if bias in ("inverse", "inverse_element"):  # the tap stage of both inverse variants: 1 / |w|
-        a = np.abs(w)
-        with np.errstate(divide="ignore"):
-            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0).astype(w.dtype)
+        return reciprocal(np.abs(w)).astype(w.dtype)
     raise InvalidInputError(f"unknown bias {bias!r}; accepted: {', '.join(BIASES)}")
 
 
@@ -50,9 +55,7 @@ def element_values(bias: str, w: np.ndarray) -> np.ndarray:
     if bias == "uniform":
         return np.ones(w.shape)
     if bias == "inverse_element":  # element weights in the weights' dtype, then float64
-        a = np.abs(w)
-        with np.errstate(divide="ignore"):
-            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0).astype(w.dtype).astype(np.float64)
+        return reciprocal(np.abs(w)).astype(w.dtype).astype(np.float64)
     x = w.astype(np.float64)
     if bias == "square":
         return np.square(x, out=x)
@@ -60,8 +63,7 @@ def element_values(bias: str, w: np.ndarray) -> np.ndarray:
     if bias == "magnitude":
         return a
     if bias == "inverse":  # 1 / (L1 norm of the one-element kernel)
-        with np.errstate(divide="ignore"):
-            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0)
+        return reciprocal(a)
     raise ValueError(f"unknown bias {bias!r}")
 
 

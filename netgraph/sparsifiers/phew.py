@@ -42,7 +42,7 @@ import numpy as np
 from .._validate import check_choice
 from ..errors import InvalidInputError, MaskMismatchError
 from ..graph import Layer, NetGraph
-from ._bias import BIASES, element_weights, tap_draws
+from ._bias import BIASES, element_weights, reciprocal, tap_draws
 from ._blocktable import CHUNK
 from ._compiled import load_kernels
 from ._tables import live_groups, table
@@ -194,9 +194,7 @@ def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
     if bias == "uniform":
         return np.full(layer.weight.shape[:2], float(layer.k))
     if bias == "inverse":  # the paper's kernel stage: 1 / (L1 norm of the kernel)
-        a = _bundle_totals(layer, "magnitude")
-        with np.errstate(divide="ignore"):
-            return np.where(a > 0, 1.0 / np.where(a > 0, a, 1.0), 0.0)
+        return reciprocal(_bundle_totals(layer, "magnitude"))
     if bias in ("magnitude", "square"):  # the cached sums if there, else computed without caching them
         return layer.sums(1 if bias == "magnitude" else 2)
     out = np.empty(layer.weight.shape[:2])
