@@ -29,7 +29,9 @@ of the two sides and ``d = 2E / (n_src + n_dst)`` the mean degree:
 ``sqrt(x - 1)`` is taken as 0 for ``x < 1``. The two largest singular values come from
 ARPACK (``scipy.sparse.linalg.eigsh`` on the smaller Gram operator, then a Rayleigh-Ritz
 step) for large or sparse layers (a sparse mask's layer as a CSR matrix of its kept
-bundles), a dense Gram matrix for medium ones and the dense ``svdvals`` for small ones; both agree with a dense ``numpy.linalg.svd`` to 1e-9 of ``mu1`` (tested).
+bundles; on graphs of :data:`COMPILED_FROM` weights or more a compiled Lanczos solver,
+:mod:`analysis._lanczos`, on the CSR matrices), a dense Gram matrix for medium ones and the
+dense ``svdvals`` for small ones; all agree with a dense ``numpy.linalg.svd`` to 1e-9 of ``mu1`` (tested).
 
 >>> import torch, netgraph
 >>> model = torch.nn.Sequential(torch.nn.Linear(4, 9), torch.nn.ReLU(), torch.nn.Linear(9, 2))
@@ -51,6 +53,7 @@ import scipy.sparse.linalg as spla
 from netgraph._blas import one_blas_thread
 from netgraph._threads import workers
 from netgraph.masked import as_masked, csr_rows
+from netgraph.sparsifiers._compiled import LOAD_FROM
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48
@@ -60,6 +63,15 @@ GRAM_LIMIT = 1024
 #: Sparse layers of at least this many bundles take ARPACK on CSR even with both sides
 #: within :data:`GRAM_LIMIT` (ViT-B/16's 768 x 768 layers at 1%: 9 ms, the Gram route 36 ms).
 SPARSE_ARPACK_FROM = 1 << 19
+#: Graphs from which :func:`layer_spectra` takes the compiled Lanczos solver on CSR matrices:
+#: PHEW's threshold for its compiled kernels (numba's import and first load, about 0.7 s once
+#: a process, cost a smaller graph more than they save).
+COMPILED_FROM = LOAD_FROM
+#: The compiled solver's basis size (ARPACK's ``ncv`` is 40: here 20 took as many products or
+#: fewer on vgg16's classifier at 1%, each cheaper to orthogonalise).
+LANCZOS_NCV = 20
+#: Products after which the compiled solver gives up and ARPACK runs instead.
+LANCZOS_PRODUCTS = 5000
 
 
 def bi_adjacency(layer, agg: np.ndarray, fmt: str = "csr"):
@@ -105,7 +117,7 @@ def _csr(shape, nonzero: np.ndarray, vals: np.ndarray):
     return csr_rows(rows, cols, vals[live].astype(np.float64), shape)
 
 
-def top_singular_values(layer, agg, k: int = 2) -> np.ndarray:
+def top_singular_values(layer, agg, k: int = 2, compiled: bool = False) -> np.ndarray:
     """The ``k`` largest singular values (descending) of the layer's bi-adjacency.
 
     Layers with a small side (at most :data:`DENSE_LIMIT` units) use the dense
@@ -118,14 +130,17 @@ def top_singular_values(layer, agg, k: int = 2) -> np.ndarray:
     blocks at once (batched ``numpy.linalg.svd``). Missing values (fewer than ``k`` units) are 0.
     ``agg`` may also be given as a ``scipy.sparse`` matrix (a large sparse ungrouped layer built
     from a mask's kept bundles, :func:`_layer_inputs`): ARPACK on it, the run the dense matrix
-    of the same values takes, so the same values bit for bit.
+    of the same values takes, so the same values bit for bit. ``compiled=True`` takes the compiled
+    Lanczos solver (:mod:`analysis._lanczos`) instead of ARPACK on CSR matrices: the same
+    stopping rule and final step, so the same values to about ``1e-15 * mu1``, in a fraction of
+    the time and without the GIL (what :func:`layer_spectra` does on large graphs).
     """
     out = np.zeros(k)
     route = _route(layer, agg, k)
     if route == "zero":
         return out
     if route == "arpack-csr":
-        out[:] = _top_sv_arpack(agg, k)
+        out[:] = _top_sv_arpack(agg, k, compiled)
         return out
     agg = np.asarray(agg, dtype=np.float64)
     if route == "constant":  # a dense layer: rank one, exactly
@@ -140,7 +155,7 @@ def top_singular_values(layer, agg, k: int = 2) -> np.ndarray:
     elif route == "gram":
         out[:] = _top_sv_gram(agg, k)
     else:
-        out[:] = _top_sv_arpack(sp.csr_matrix(agg) if route == "arpack-sparse" else agg, k)
+        out[:] = _top_sv_arpack(sp.csr_matrix(agg) if route == "arpack-sparse" else agg, k, compiled)
     return out
 
 
@@ -177,12 +192,14 @@ def _top_sv_gram(a: np.ndarray, k: int) -> np.ndarray:
     return scipy.linalg.svdvals(a @ vecs if right else a.T @ vecs)[:k]
 
 
-def _top_sv_arpack(mat, k: int) -> np.ndarray:
+def _top_sv_arpack(mat, k: int, compiled: bool = False) -> np.ndarray:
     """Top ``k`` singular values: ARPACK on the smaller Gram operator, then Rayleigh-Ritz.
 
     ``eigsh`` finds the top right (or left) singular subspace ``V``; the singular values
     of ``mat @ V`` are then accurate to about ``1e-15 * mu1`` even when ``mu2`` is 0 (a
-    square root of Gram eigenvalues would only give ``1e-8 * mu1`` there).
+    square root of Gram eigenvalues would only give ``1e-8 * mu1`` there). With ``compiled``,
+    a CSR ``mat`` takes :func:`analysis._lanczos.gram_top` instead of ``eigsh`` (ARPACK when it
+    has not met the rule within :data:`LANCZOS_PRODUCTS` products).
     """
     m, n = mat.shape
     right = n <= m
@@ -190,14 +207,23 @@ def _top_sv_arpack(mat, k: int) -> np.ndarray:
     # a CSR matrix and its transpose made once as CSR: ``mat.T`` per product costs as much again
     # (a CSC view each call); the sums run in the same order, so the same values bit for bit
     a, at = (mat, mat.T.tocsr()) if sp.issparse(mat) else (mat, mat.T)
-    if right:
-        gram = spla.LinearOperator((n, n), matvec=lambda x: at @ (a @ x), dtype=np.float64)
-    else:
-        gram = spla.LinearOperator((m, m), matvec=lambda x: a @ (at @ x), dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(size)  # fixed start: same answer every run
     # tol 1e-10 on the Gram residual bounds the error of each singular value by 0.5e-10 of itself
     # (|theta - lambda| <= ||r|| <= tol theta); the Rayleigh-Ritz step then does far better
-    _, vecs = spla.eigsh(gram, k=k, which="LA", v0=v0, ncv=min(size, 40), tol=1e-10)
+    vecs = None
+    if compiled and sp.issparse(mat):
+        from . import _lanczos
+
+        rows = a if right else at  # G = rows^T rows
+        found, ok, _ = _lanczos.gram_top(rows.indptr, rows.indices, rows.data, v0, k, min(size, LANCZOS_NCV),
+                                         1e-10, LANCZOS_PRODUCTS)
+        vecs = found.T if ok else None
+    if vecs is None:
+        if right:
+            gram = spla.LinearOperator((n, n), matvec=lambda x: at @ (a @ x), dtype=np.float64)
+        else:
+            gram = spla.LinearOperator((m, m), matvec=lambda x: a @ (at @ x), dtype=np.float64)
+        _, vecs = spla.eigsh(gram, k=k, which="LA", v0=v0, ncv=min(size, 40), tol=1e-10)
     proj = a @ vecs if right else at @ vecs
     return scipy.linalg.svdvals(np.asarray(proj))[:k]
 
@@ -283,19 +309,21 @@ def layer_spectra(graph, masks=None) -> list:
         inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
         jobs = [(layer, m) for layer, (f, a, _) in zip(graph.layers, inputs) for m in (f, a)]
         order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
+        compiled = graph.num_weights >= COMPILED_FROM
         # Largest first. ARPACK on CSR runs on this thread, the others over a small pool alongside: the CSR
         # route's steps are short (ARPACK's, a sparse product's) and hold the GIL between them,
         # so two of them on two threads wait on each other (ViT-B/16 at 1%: 2.6-3.1 s on two
-        # threads, 1.2 s on one), while LAPACK and BLAS release the GIL for the whole call.
+        # threads, 1.2 s on one), while LAPACK and BLAS release the GIL for the whole call,
+        # and so does the compiled solver (large graphs): then every job goes to the pool.
         # One BLAS thread per worker: a threaded BLAS inside each worker oversubscribes the cores
         # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
         # With one thread (NETGRAPH_NUM_THREADS=1) all run here; with no CSR job the pool has every thread.
         threads = workers()
-        here = [i for i in order if threads < 2 or sp.issparse(jobs[i][1])]
-        pooled = [i for i in order if threads > 1 and not sp.issparse(jobs[i][1])]
+        here = [i for i in order if threads < 2 or (sp.issparse(jobs[i][1]) and not compiled)]
+        pooled = [i for i in order if i not in set(here)]
         with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads - 1 if here else threads)) as pool:
-            futures = {i: pool.submit(top_singular_values, *jobs[i]) for i in pooled}
-            done = {i: top_singular_values(*jobs[i]) for i in here}
+            futures = {i: pool.submit(top_singular_values, *jobs[i], 2, compiled) for i in pooled}
+            done = {i: top_singular_values(*jobs[i], 2, compiled) for i in here}
             done.update((i, f.result()) for i, f in futures.items())
         return [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
                 for i, (layer, (_, _, E)) in enumerate(zip(graph.layers, inputs))]

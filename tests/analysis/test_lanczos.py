@@ -1,0 +1,104 @@
+"""The compiled Lanczos solver (analysis._lanczos) against dense SVDs and ARPACK."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+import scipy.sparse as sp
+import torch
+
+import netgraph
+from analysis import _lanczos, spectral
+from netgraph.masked import as_masked
+
+
+def _matrices():
+    rng = np.random.default_rng(0)
+    block = sp.random(100, 80, 0.1, random_state=3).toarray()
+    return {
+        "random tall": sp.random(400, 150, 0.05, random_state=1, format="csr"),
+        "random wide": sp.random(70, 900, 0.05, random_state=2, format="csr"),
+        "fewer columns than a basis": sp.random(60, 15, 0.3, random_state=5, format="csr"),
+        "identity (every product breaks down)": sp.identity(300, format="csr"),
+        "permutation, mu1 = mu2": sp.csr_matrix(np.eye(200)[rng.permutation(200)] * 2.0),
+        "rank one, mu2 = 0": sp.csr_matrix(np.outer(rng.random(300), rng.random(120))),
+        "two equal blocks, mu1 = mu2": sp.csr_matrix(scipy.linalg.block_diag(block, block)),
+        "empty rows": sp.csr_matrix(np.vstack([sp.random(200, 150, 0.05, random_state=4).toarray(),
+                                               np.zeros((100, 150))])),
+        "weights across orders of magnitude": sp.csr_matrix(
+            sp.random(300, 200, 0.05, random_state=6).toarray() * 10.0 ** rng.integers(-6, 3, (300, 200))),
+    }
+
+
+@pytest.mark.parametrize("name", list(_matrices()))
+def test_compiled_solver_matches_dense_svd_and_arpack(name):
+    a = _matrices()[name]
+    want = scipy.linalg.svdvals(a.toarray())[:2]
+    got = spectral._top_sv_arpack(a, 2, compiled=True)
+    arpack = spectral._top_sv_arpack(a, 2, compiled=False)
+    assert np.abs(got - want).max() <= 1e-13 * want[0], (got, want)
+    assert np.abs(got - arpack).max() <= 1e-13 * want[0]
+
+
+def test_solver_meets_arpacks_rule_and_is_deterministic():
+    """Each returned vector is a Ritz vector whose residual meets ``tol * theta``; two runs give
+    the same bytes."""
+    a = sp.random(500, 300, 0.03, random_state=7, format="csr")
+    v0 = np.random.default_rng(0).standard_normal(300)
+    vecs, ok, products = _lanczos.gram_top(a.indptr, a.indices, a.data, v0, 2, 20, 1e-10, 5000)
+    assert ok and 2 < products < 300
+    g = (a.T @ a).toarray()
+    for v in vecs:
+        theta = v @ g @ v
+        assert abs(np.linalg.norm(v) - 1) < 1e-12
+        assert np.linalg.norm(g @ v - theta * v) <= 1e-10 * theta * 1.01
+    again = _lanczos.gram_top(a.indptr, a.indices, a.data, v0, 2, 20, 1e-10, 5000)[0]
+    assert vecs.tobytes() == again.tobytes()
+    assert abs(vecs[0] @ vecs[1]) < 1e-12
+
+
+def test_gram_product_is_a_transpose_a():
+    a = sp.random(90, 40, 0.2, random_state=8, format="csr")
+    x = np.random.default_rng(1).standard_normal(40)
+    y = np.empty(40)
+    _lanczos._gram(a.indptr, a.indices, a.data, x, y)
+    np.testing.assert_allclose(y, a.T @ (a @ x), rtol=1e-13, atol=1e-13)
+
+
+def test_solver_out_of_products_hands_over_to_arpack(monkeypatch):
+    a = sp.random(400, 150, 0.05, random_state=1, format="csr")
+    v0 = np.random.default_rng(0).standard_normal(150)
+    assert not _lanczos.gram_top(a.indptr, a.indices, a.data, v0, 2, 20, 1e-10, 5)[1]
+    monkeypatch.setattr(spectral, "LANCZOS_PRODUCTS", 5)
+    want = scipy.linalg.svdvals(a.toarray())[:2]
+    assert np.abs(spectral._top_sv_arpack(a, 2, compiled=True) - want).max() <= 1e-13 * want[0]
+
+
+def _graph_and_masks():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(60, 1100), torch.nn.ReLU(), torch.nn.Linear(1100, 1030),
+                                torch.nn.ReLU(), torch.nn.Linear(1030, 300), torch.nn.ReLU(), torch.nn.Linear(300, 10))
+    g = netgraph.from_torch(model, (60,))
+    return g, netgraph.sparsify(g, "random", 0.05, seed=1)
+
+
+def test_large_graphs_take_the_compiled_solver_with_the_same_values(monkeypatch):
+    """With the threshold lowered, layer_spectra's CSR layers take the compiled solver: the
+    same measures as ARPACK's to 1e-13, on one thread and on the pool bit for bit."""
+    g, ms = _graph_and_masks()
+    calls = []
+    real = _lanczos.gram_top
+    monkeypatch.setattr(_lanczos, "gram_top", lambda *a: calls.append(1) or real(*a))
+    arpack = spectral.layer_spectra(g, ms)
+    assert not calls
+    monkeypatch.setattr(spectral, "COMPILED_FROM", 0)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "2")
+    pooled = spectral.layer_spectra(g, ms)
+    mg = as_masked(g, ms)
+    sparse_jobs = sum(sp.issparse(m) for layer in g.layers for m in spectral._layer_inputs(mg, layer)[:2])
+    assert len(calls) == sparse_jobs >= 4
+    for r, s in zip(pooled, arpack):
+        for key in ("mu1", "mu2", "mu1_w", "mu2_w"):
+            scale = r["mu1" if key in ("mu1", "mu2") else "mu1_w"]
+            assert abs(r[key] - s[key]) <= 1e-13 * scale
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "1")
+    assert spectral.layer_spectra(g, ms) == pooled
