@@ -11,9 +11,11 @@ whole solve is one call without the GIL, and each product reads ``A`` once:
 ``G x = sum_i a_i (a_i . x)`` over its rows ``a_i``.
 
 The stopping rule is ARPACK's: every wanted Ritz value ``theta`` has a residual
-``||G y - theta y|| <= tol * theta``. The caller finishes with the same Rayleigh-Ritz step on
-``A`` as for ARPACK, so both give the singular values to about ``1e-15`` of the largest
-(``tests/analysis/test_spectral_fast.py`` compares them). The random vectors that replace
+``||G y - theta y|| <= tol * max(theta, eps ** (2/3))``; the caller scales ``A`` by a power of
+two so that its largest entry lies in [0.5, 1), where that floor is far below the values that
+matter and no norm's square under- or overflows. The caller finishes with the same
+Rayleigh-Ritz step on the unscaled ``A`` as for ARPACK, so both give the singular values to
+about ``1e-15`` of the largest (``tests/analysis/test_lanczos.py`` compares them). The random vectors that replace
 an exhausted Krylov space (a breakdown: the space is invariant) come from a counter-based
 generator (splitmix64), so a solve is deterministic.
 """
@@ -85,12 +87,16 @@ def gram_top(indptr, indices, data, v0, k, ncv, tol, max_products):
     """The top ``k`` eigenvectors of ``G = A^T A`` (rows of the result), ``A`` given by its CSR
     ``(indptr, indices, data)`` with ``v0.size`` columns, from the start vector ``v0``.
 
-    Cycles of ``ncv`` basis vectors (at most ``v0.size``); each restart keeps the top
-    ``k + EXTRA`` Ritz vectors. Returns ``(vectors, converged, products)``: ``converged`` is
-    ``False`` when ``max_products`` products did not meet the rule (the caller then takes ARPACK).
+    Cycles of ``ncv`` basis vectors (at most ``v0.size``, more than ``k``); each restart keeps
+    the top ``min(k + EXTRA, ncv - 1)`` Ritz vectors. Returns ``(vectors, converged, products)``:
+    ``converged`` is ``False`` when ``max_products`` products did not meet the rule (the caller
+    then takes ARPACK). The same bytes for the same inputs with a fixed number of BLAS threads
+    (its products run through BLAS).
     """
     n = v0.size
     ncv = min(ncv, n)
+    if k >= ncv:
+        raise ValueError("k must be below the basis size (ncv and the matrix's columns)")
     keep = min(k + EXTRA, ncv - 1)
     V = np.zeros((ncv, n))
     H = np.zeros((ncv, ncv))

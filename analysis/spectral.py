@@ -131,7 +131,7 @@ def top_singular_values(layer, agg, k: int = 2, compiled: bool = False) -> np.nd
     ``agg`` may also be given as a ``scipy.sparse`` matrix (a large sparse ungrouped layer built
     from a mask's kept bundles, :func:`_layer_inputs`): ARPACK on it, the run the dense matrix
     of the same values takes, so the same values bit for bit. ``compiled=True`` takes the compiled
-    Lanczos solver (:mod:`analysis._lanczos`) instead of ARPACK on CSR matrices: the same
+    Lanczos solver (:mod:`analysis._lanczos`) instead of ARPACK on sparse matrices: the same
     stopping rule and final step, so the same values to about ``1e-15 * mu1``, in a fraction of
     the time and without the GIL (what :func:`layer_spectra` does on large graphs).
     """
@@ -198,8 +198,9 @@ def _top_sv_arpack(mat, k: int, compiled: bool = False) -> np.ndarray:
     ``eigsh`` finds the top right (or left) singular subspace ``V``; the singular values
     of ``mat @ V`` are then accurate to about ``1e-15 * mu1`` even when ``mu2`` is 0 (a
     square root of Gram eigenvalues would only give ``1e-8 * mu1`` there). With ``compiled``,
-    a CSR ``mat`` takes :func:`analysis._lanczos.gram_top` instead of ``eigsh`` (ARPACK when it
-    has not met the rule within :data:`LANCZOS_PRODUCTS` products).
+    a sparse ``mat`` (as CSR) takes :func:`analysis._lanczos.gram_top` instead of ``eigsh``
+    (ARPACK when it has not met the rule within :data:`LANCZOS_PRODUCTS` products, or when ``k``
+    is not below its basis size).
     """
     m, n = mat.shape
     right = n <= m
@@ -211,11 +212,15 @@ def _top_sv_arpack(mat, k: int, compiled: bool = False) -> np.ndarray:
     # tol 1e-10 on the Gram residual bounds the error of each singular value by 0.5e-10 of itself
     # (|theta - lambda| <= ||r|| <= tol theta); the Rayleigh-Ritz step then does far better
     vecs = None
-    if compiled and sp.issparse(mat):
+    if compiled and sp.issparse(mat) and k < min(size, LANCZOS_NCV):
         from . import _lanczos
 
-        rows = a if right else at  # G = rows^T rows
-        found, ok, _ = _lanczos.gram_top(rows.indptr, rows.indices, rows.data, v0, k, min(size, LANCZOS_NCV),
+        rows = (a if right else at).tocsr()  # G = rows^T rows
+        # scaled by a power of two (exact) so that the largest entry lies in [0.5, 1): the stopping
+        # rule's floor and the norms' squares then neither under- nor overflow at any scale
+        peak = np.abs(rows.data).max() if rows.nnz else 0.0
+        data = np.ldexp(rows.data.astype(np.float64), -np.frexp(peak)[1]) if peak > 0 else rows.data
+        found, ok, _ = _lanczos.gram_top(rows.indptr, rows.indices, data, v0, k, min(size, LANCZOS_NCV),
                                          1e-10, LANCZOS_PRODUCTS)
         vecs = found.T if ok else None
     if vecs is None:

@@ -39,6 +39,34 @@ def test_compiled_solver_matches_dense_svd_and_arpack(name):
     assert np.abs(got - arpack).max() <= 1e-13 * want[0]
 
 
+@pytest.mark.parametrize("scale", [1e-150, 1e-9, 1.0, 1e78, 1e100])
+def test_compiled_solver_at_any_scale(scale):
+    """The matrix is scaled by a power of two before the solve: ARPACK's absolute floor on the
+    Ritz values (eps ** (2/3)) and the norms' squares do not depend on the weights' scale."""
+    a = sp.random(300, 200, 0.05, random_state=9, format="csr") * scale
+    want = scipy.linalg.svdvals(a.toarray())[:2]
+    got = spectral._top_sv_arpack(a, 2, compiled=True)
+    assert np.abs(got - want).max() <= 1e-13 * want[0], (got, want)
+
+
+@pytest.mark.parametrize("fmt", ["csc", "coo", "bsr"])
+def test_compiled_solver_takes_any_sparse_format(fmt):
+    a = sp.random(400, 150, 0.05, random_state=1, format="csr")
+    want = scipy.linalg.svdvals(a.toarray())[:2]
+    for m in (a, a.T):
+        got = spectral._top_sv_arpack(m.asformat(fmt), 2, compiled=True)
+        assert np.abs(got - want).max() <= 1e-13 * want[0]
+
+
+def test_k_not_below_the_basis_is_refused_by_the_solver():
+    a = sp.random(30, 8, 0.5, random_state=2, format="csr")
+    with pytest.raises(ValueError, match="basis size"):
+        _lanczos.gram_top(a.indptr, a.indices, a.data, np.ones(8), 8, 20, 1e-10, 100)
+    # a matrix narrower than a basis: the basis spans its columns, the values are exact
+    want = scipy.linalg.svdvals(a.toarray())[:2]
+    assert np.abs(spectral._top_sv_arpack(a, 2, compiled=True) - want).max() <= 1e-13 * want[0]
+
+
 def test_solver_meets_arpacks_rule_and_is_deterministic():
     """Each returned vector is a Ritz vector whose residual meets ``tol * theta``; two runs give
     the same bytes."""
