@@ -324,8 +324,9 @@ def layer_spectra(graph, masks=None) -> list:
         # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
         # With one thread (NETGRAPH_NUM_THREADS=1) all run here; with no CSR job the pool has every thread.
         threads = workers()
-        here = [i for i in order if threads < 2 or (sp.issparse(jobs[i][1]) and not compiled)]
-        pooled = [i for i in order if i not in set(here)]
+        on_pool = [threads > 1 and (compiled or not sp.issparse(m)) for _, m in jobs]
+        here = [i for i in order if not on_pool[i]]
+        pooled = [i for i in order if on_pool[i]]
         with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads - 1 if here else threads)) as pool:
             futures = {i: pool.submit(top_singular_values, *jobs[i], 2, compiled) for i in pooled}
             done = {i: top_singular_values(*jobs[i], 2, compiled) for i in here}
