@@ -104,8 +104,8 @@ def _fmt(v) -> str:
 #: report for as long as it is not.
 WHY = {
     ("synflow vgg16 224px", "seconds"): "11.3 s, 15.7 s, 14 s and 27.7 s in four benchmark runs of this engine (the last on a slow spell: right "
-    "after it, alternated in one sitting, the engine of e91aa03 took 17-23.5 s and this one 19-21 s), 14.6 s and "
-    "13 s in two runs of 2026-12-02; in a profile "
+    "after it, alternated in one sitting, the engine of e91aa03 took 17-23.5 s and this one 19-21 s), 14.6 s, "
+    "13 s and 13.1 s in three runs of 2026-12-02; in a profile "
     "the walks about 6.6 s of 11 s on two threads (fc1's 2.1M bundles of 49 "
     "elements: some 57M candidates in 100 iterations, 125 ns each: one vectorised pass over the bundle's weights, "
     "read in place, as no sorted copy fits the memory target, then the walk's steps), the flows 1.5 s, the updates "
@@ -122,20 +122,22 @@ WHY = {
     "on the faster one of 2026-12-01): on one thread half of it the walks of the 2.2M 3x3 bundles (a third of "
     "them candidates at the first iterations, about 80 ns each), then the updates (10%), the flows (8%), the "
     "bracket's sample (5%) and the set-up",
-    ("phew vgg16 224px 1%", "seconds"): "1.01 s and 1.09 s in the two benchmark runs of 2026-12-02 (0.92-1.23 s "
+    ("phew vgg16 224px 1%", "seconds"): "1.01 s, 1.09 s and 1.12 s in the three benchmark runs of 2026-12-02 (0.92-1.23 s "
     "alternated in one sitting; 1.3-2.6 s before its draws and tables were compiled; 0.58 s on the faster machine "
     "of 2026-12-01): the groups' tables about 0.35-0.45 s (fc1's bundle sums over its 100M weights 0.19-0.26 s on "
     "the two threads, then the conv layers' sums and cumulative sums, numpy, over the pool), the walks about 0.5 s "
     "(the compiled tap draws and table searches 0.16 s; numpy's gathers and records, the first takes' sort 0.07 s)",
-    ("metrics vgg16 224px", "seconds"): "1.0-2.4 s between runs here (about 0.45 s of CPU on the faster machine of "
-    "2026-12-01): the layers' top singular values about 0.65 s (ARPACK on the three classifier layers' CSR "
-    "matrices, 80-150 steps each, beside the conv layers' dense Gram solves on the second thread), the two max "
-    "flows 0.3-0.37 s (half of it scipy's CSR conversions inside maximum_flow), the kept-index lists of the "
-    "138M-weight mask 0.15 s, path counts 0.13 s, the l-inf path norm 0.1 s",
+    ("metrics vgg16 224px", "seconds"): "1.0-2.4 s between runs here, 1.31 s and 1.44 s in two of 2026-12-02 "
+    "(about 0.45 s of CPU on the faster machine of 2026-12-01); in a profile of this code, 1.1-1.2 s: the layers' "
+    "top singular values 0.4 s (the count and |w| aggregates they read 0.2 s; then the 512-wide conv layers' dense "
+    "Gram solves, a third nonzero, 0.3 s of CPU, beside the classifier's compiled Lanczos solves on the pool), the "
+    "two max flows 0.29 s (half of it scipy's CSR conversions inside maximum_flow), the kept-index lists of the "
+    "138M-weight mask 0.16 s, path counts 0.14 s, the l-inf path norm 0.1 s: 0.5 s needs each of these about "
+    "2.5 times faster here",
     ("modern vit_b_16", "phew"): "0.87 s and 1.27 s in the two benchmark runs of 2026-12-02 (1.8-2.9 s before "
     "its tables and draws were compiled): the walks through 12 blocks of 768-wide attention and MLP layers, on one "
     "thread, about 0.6 s; the block tables 0.2 s",
-    ("modern vit_b_16", "synflow"): "9.3-13.8 s between runs here, 12.1 s and 23.2 s in two of 2026-12-02 (the "
+    ("modern vit_b_16", "synflow"): "9.3-13.8 s between runs here, 12.1 s, 23.2 s and 14.8 s in three of 2026-12-02 (the "
     "second on a slow spell: its ViT-B/16 PHEW 1.27 s there, 0.87 s in the first) (the flows 3.5 s, the walks 3.4 s, updates "
     "and compactions 1.7 s), 2.9 s on the faster machine of 2026-12-01: 72M one-element bundles, each kept one "
     "tested every iteration (about 21 tests a weight over the run): there the walks about 1.15 s on two threads (a vectorised test, about 0.3 ns a weight "
@@ -147,7 +149,7 @@ WHY = {
     "fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
     "iteration, the flows read every surviving bundle twice an iteration; this machine's speed drifts (in one "
-    "sitting EfficientNet-B0's SynFlow took 2.4-4.3 s; resnet50's 3.8 s, 5.7 s, 11.1 s and 4.9 s in four benchmark runs, 4.3 s and 8.5 s in two of 2026-12-02, "
+    "sitting EfficientNet-B0's SynFlow took 2.4-4.3 s; resnet50's 3.8 s, 5.7 s, 11.1 s and 4.9 s in four benchmark runs, 4.3 s, 8.5 s and 5.4 s in three of 2026-12-02, "
     "7.7-11.1 s in a sitting after the third, this engine and the one before it alike); "
     "resnet50 and ConvNeXt-T 1.5-1.8 s on the faster machine of 2026-12-01",
     ("ladder mlp 1e9 synflow", ""): "needs about 9.5 GiB (2.55x): the kept flags (1 byte a weight; the aggregates "
