@@ -103,7 +103,6 @@ def gram_top(indptr, indices, data, v0, k, ncv, tol, max_products):
     coef = np.zeros(ncv)
     w = v0 / np.sqrt(np.dot(v0, v0))
     m = 0  # basis vectors so far; w is the next one (orthonormal to V[:m])
-    beta = 0.0  # ||residual|| coupling the next vector to the last one
     products = 0
     counter = 1
     vecs = np.zeros((k, n))
@@ -125,7 +124,7 @@ def gram_top(indptr, indices, data, v0, k, ncv, tol, max_products):
         if full:  # a cycle's end: the Ritz pairs, then stop or restart
             theta, S = np.linalg.eigh(H[:m, :m])
             done = m == n  # the basis spans the whole space: the values are exact
-            if not done and m >= k:
+            if not done:  # m = ncv > k
                 done = True
                 for i in range(m - k, m):  # ARPACK's rule, with its floor eps ** (2/3)
                     res = 0.0 if broke else beta * abs(S[m - 1, i])

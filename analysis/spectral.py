@@ -219,7 +219,7 @@ def _top_sv_arpack(mat, k: int, compiled: bool = False) -> np.ndarray:
         # scaled by a power of two (exact) so that the largest entry lies in [0.5, 1): the stopping
         # rule's floor and the norms' squares then neither under- nor overflow at any scale
         peak = np.abs(rows.data).max() if rows.nnz else 0.0
-        data = np.ldexp(rows.data.astype(np.float64), -np.frexp(peak)[1]) if peak > 0 else rows.data
+        data = np.ldexp(rows.data.astype(np.float64, copy=False), -np.frexp(peak)[1]) if peak > 0 else rows.data
         found, ok, _ = _lanczos.gram_top(rows.indptr, rows.indices, data, v0, k, min(size, LANCZOS_NCV),
                                          1e-10, LANCZOS_PRODUCTS)
         vecs = found.T if ok else None
