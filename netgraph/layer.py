@@ -23,6 +23,23 @@ from .errors import InvalidInputError
 #: Layers of at least this many weights sum their bundles over the threads when asked from the
 #: main thread (vgg16's fc1: 0.22 s on one thread, 0.13-0.16 s on two).
 PARALLEL_SUMS_FROM = 1 << 22
+#: Whether this numpy adds a reduction in one pairwise summation, whatever its length (2.3 and later;
+#: before, a buffered reduction was cut into chunks of its 8192-element buffer): where compiled sums
+#: that follow numpy's order (:mod:`netgraph._sum_kernels`) give numpy's bits.
+NUMPY_ONE_PAIRWISE = np.lib.NumpyVersion(np.__version__) >= "2.3.0"
+
+
+def _abs_sums_kernel(w: np.ndarray):
+    """:func:`netgraph._sum_kernels.abs_sums` for weights it reads in place (C-contiguous float32 or
+    float64), else None (numpy's sums); None too where numba cannot be imported, or numpy's order is
+    another (:data:`NUMPY_ONE_PAIRWISE`)."""
+    if not NUMPY_ONE_PAIRWISE or w.dtype not in (np.float32, np.float64) or not w.flags.c_contiguous:
+        return None
+    try:
+        from ._sum_kernels import abs_sums
+    except ImportError:
+        return None
+    return abs_sums
 
 
 @dataclass(eq=False)
@@ -141,30 +158,38 @@ class Layer:
         """``sum w^2`` of each bundle, shape ``(n_dst, n_in)``, float64."""
         return self._bundle_sums(2)
 
-    def sums(self, power: int, copy: bool = False) -> np.ndarray:
+    def sums(self, power: int, copy: bool = False, compiled: bool = False) -> np.ndarray:
         """:attr:`abs_sum` (``power=1``) or :attr:`sq_sum` (``power=2``) if cached, else the same
         values computed without filling the cache (for one-off readers: a 1B-weight graph keeps
-        no 0.8 GB it won't reuse). Read only unless ``copy`` (then never the cache itself)."""
+        no 0.8 GB it won't reuse). Read only unless ``copy`` (then never the cache itself).
+        ``compiled``: ``sum |w|`` of float32 or float64 weights by the compiled kernel
+        (:mod:`netgraph._sum_kernels`, numba): the same sums bit for bit, several times faster;
+        for callers that load numba anyway (PHEW and the metrics on large graphs, SynFlow)."""
         cached = self.__dict__.get("abs_sum" if power == 1 else "sq_sum")
         if cached is None:
-            return self._bundle_sums(power)
+            return self._bundle_sums(power, compiled=compiled)
         return cached.copy() if copy else cached
 
-    def fresh_sums(self, power: int) -> np.ndarray:
+    def fresh_sums(self, power: int, compiled: bool = False) -> np.ndarray:
         """:meth:`sums` as a new array (for callers that modify it, such as SynFlow's state)."""
-        return self.sums(power, copy=True)
+        return self.sums(power, copy=True, compiled=compiled)
 
-    def _bundle_sums(self, power: int, chunk: int = 1 << 16) -> np.ndarray:
-        """``sum |w|`` or ``sum w^2`` per bundle, by blocks of destination rows that stay in cache.
-        A one-element bundle's sum is the element itself (a float64 of a float32 is exact, so
-        is its square): no reduction."""
+    def _bundle_sums(self, power: int, chunk: int = 1 << 16, compiled: bool = False) -> np.ndarray:
+        """``sum |w|`` or ``sum w^2`` per bundle, by blocks of destination rows that stay in cache
+        (``compiled``, ``power=1``: by the compiled kernel, numpy's sums in numpy's order, see
+        :meth:`sums`). A one-element bundle's sum is the element itself (a float64 of a float32 is
+        exact, so is its square): no reduction."""
         if self.k == 1:
             w = self.weight.reshape(self.weight.shape[:2]).astype(np.float64)
             return np.abs(w, out=w) if power == 1 else np.square(w, out=w)
         out = np.empty(self.weight.shape[:2])
         rows = max(1, chunk // max(1, self.n_in * self.k))
+        kernel = _abs_sums_kernel(self.weight) if compiled and power == 1 else None
 
         def blocks(first, end):  # the blocks of rows from `first` (a multiple of `rows`) to `end`
+            if kernel is not None:  # (one call: no GIL held)
+                kernel(self.weight.reshape(-1), self.k, first * self.n_in, end * self.n_in, out.reshape(-1))
+                return
             for s in range(first, end, rows):
                 w = self.weight[s:min(s + rows, end)]
                 if power == 1:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import Layer
+from ..layer import NUMPY_ONE_PAIRWISE
 from ._bias import element_values
 from ._compiled import for_walkers, reads_in_place
 
@@ -33,7 +34,7 @@ CHUNK = 1 << 16
 #: The longest row numpy's ``sum`` adds in one pairwise summation in this numpy (before 2.3 it cut a
 #: reduction into chunks of its buffer size, 8192; ``None``: any row): the compiled totals follow
 #: that order, so beside a shortcut a longer row's totals are numpy's own.
-ONE_PAIRWISE = 8192 if np.lib.NumpyVersion(np.__version__) < "2.3.0" else None
+ONE_PAIRWISE = None if NUMPY_ONE_PAIRWISE else 8192
 
 
 def search_sorted_runs(flat: np.ndarray, pos: np.ndarray, unit_step: int, n: int, target: np.ndarray,

@@ -55,11 +55,9 @@ from ._flowwalk import power_of, ranges, rhs as _rhs, scan_bundles, score as _sc
 from ._workers import index_dtype, map_sized, memory_of
 
 _FLOOR = 1e-35  # bundles with (almost) no flow keep a tiny positive factor: pruned first, by |w|
-#: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
-COMPACT_BELOW = 0.5
-#: The same for a layer still read off its weights (raw): later, as its tests and products cost
-#: per bundle about what a compacted one's cost per survivor at 20-40% alive; at 15%, its 8 bytes a
-#: survivor (vgg16's fc2: 20 MB, 40 at 30%) stay within SynFlow's 3x peak.
+COMPACT_BELOW = 0.5  #: Compact a layer's bundle vectors when fewer than this fraction of the tracked bundles survive.
+#: The same for a layer still read off its weights (raw): later, as its tests and products cost per bundle about
+#: what a compacted one's cost per survivor at 20-40% alive; at 15% its 8 bytes a survivor (vgg16's fc2: 20 MB) fit.
 RAW_COMPACT_BELOW = 0.15
 #: One layer compacts at a time (layers pruned alike compact together): less peak memory.
 _COMPACTING = threading.Lock()
@@ -84,6 +82,8 @@ class LayerState:
         Elements per bundle the next walk reads at first (adapts to the last walk).
     """
 
+    COMPILED_SUMS = False  #: ``agg``'s first sums by the compiled kernel (:meth:`netgraph.Layer.sums`)
+
     def __init__(self, layer, power: int):
         self.layer, self.power = layer, power
         k, n_b = layer.k, layer.num_bundles
@@ -95,7 +95,7 @@ class LayerState:
             self.S = self.low = None
         # an ungrouped layer of one-element bundles reads its aggregate off the weights until it compacts (raw)
         self.w = np.ascontiguousarray(W.reshape(n_b)) if k == 1 and layer.groups == 1 else None
-        self.agg = None if self.raw else layer.fresh_sums(power).ravel()  # not cached on the layer: one copy only
+        self.agg = None if self.raw else layer.fresh_sums(power, self.COMPILED_SUMS).ravel()  # not cached: one copy
         self.m = np.full(n_b, k, dtype=np.min_scalar_type(k))
         self.kept = n_b * k  # sum of m
         self.alive = n_b  # bundles with m > 0

@@ -17,6 +17,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .._sum_kernels import leaf as _leaf
+from .._sum_kernels import pairwise as _pairwise
+from .._sum_kernels import plan as _plan
 from ._prefetch import prefetch_row
 
 #: Walkers whose binary searches :func:`search_runs` runs side by side (their reads overlap).
@@ -50,81 +53,6 @@ def _values(w, bias, one, out):
         for i in range(n):
             x = np.float64(w[i])
             out[i] = x * x
-
-
-@njit(cache=True, nogil=True)
-def _plan(n):
-    """numpy's pairwise summation of ``n`` contiguous elements as a program: ``(starts, lengths,
-    program)``, its leaves (at most 128 elements, summed by :func:`_leaf`) and, in order, ``k >= 0``:
-    push leaf ``k``'s sum, ``-1``: replace the last two sums by theirs (the first plus the second).
-    numpy halves a range of more than 128 elements at a multiple of eight below its middle. (No
-    recursion: a recursive numba function loaded from numba's cache crashed here.)"""
-    cap = n // 8 + 2
-    starts, lengths, program = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(2 * cap, np.int64)
-    stack = np.empty((130, 3), np.int64)  # (start, length, halves pushed): at most 2 frames a level, 64 levels
-    stack[0, 0], stack[0, 1], stack[0, 2] = 0, n, 0
-    top, leaves, steps = 1, 0, 0
-    while top > 0:
-        top -= 1
-        s, m, split = stack[top, 0], stack[top, 1], stack[top, 2]
-        if m <= 128:
-            starts[leaves], lengths[leaves] = s, m
-            program[steps] = leaves
-            leaves, steps = leaves + 1, steps + 1
-        elif split:
-            program[steps] = -1
-            steps += 1
-        else:
-            m2 = m // 2
-            m2 -= m2 % 8
-            stack[top, 2] = 1
-            stack[top + 1, 0], stack[top + 1, 1], stack[top + 1, 2] = s + m2, m - m2, 0
-            stack[top + 2, 0], stack[top + 2, 1], stack[top + 2, 2] = s, m2, 0
-            top += 3
-    return starts[:leaves], lengths[:leaves], program[:steps]
-
-
-@njit(cache=True, nogil=True)
-def _leaf(a, n):
-    """numpy's sum of ``a[:n]``, ``n <= 128``: in order under 8 elements, else eight accumulators."""
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
-    i, m = 8, n - n % 8
-    while i < m:
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[i]
-        i += 1
-    return res
-
-
-@njit(cache=True, nogil=True)
-def _pairwise(a, plan):
-    """``numpy.sum`` of the contiguous float64 ``a`` (its :func:`_plan`): the same bits."""
-    starts, lengths, program = plan
-    sums = np.empty(64)
-    top = 0
-    for k in program:
-        if k >= 0:
-            sums[top] = _leaf(a[starts[k]:], lengths[k])
-            top += 1
-        else:
-            sums[top - 2] += sums[top - 1]
-            top -= 1
-    return sums[0]
 
 
 @njit(cache=True, nogil=True)
@@ -228,6 +156,16 @@ def running_along(W, bias, one, block, ends, tot):
             at[0], at[1], at[2], at[3], at[4], at[5], at[6], at[7] = s0, s1, s2, s3, s4, s5, s6, s7
             for r in range(h):
                 ends[u0 + r, b] = at[r]
+
+
+@njit(cache=True, nogil=True)
+def cumsum_down(a, out):
+    """``out``: the running sums of ``a``'s columns down its rows, as the numpy build's row adds
+    (:class:`~._tables._DenseTable`, forward)."""
+    out[0] = a[0]
+    for i in range(1, a.shape[0]):
+        for c in range(a.shape[1]):
+            out[i, c] = out[i - 1, c] + a[i, c]
 
 
 @njit(cache=True, nogil=True)

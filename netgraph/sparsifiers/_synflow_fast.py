@@ -44,6 +44,8 @@ def _worth_keeping(size: int, need: int) -> bool:
 class FastLayerState(LayerState):
     """A :class:`~._flowprune.LayerState` whose per-iteration work runs in compiled kernels."""
 
+    COMPILED_SUMS = True
+
     def _multi_state(self, W: np.ndarray, block: int = 1 << 20) -> tuple:
         """``k > 1``: no sorted copy (``S`` is None); the walks read the weights' bits (``keys``, a
         view of float32 weights, else of their float32 ``|w|``: the reference's sorted values),

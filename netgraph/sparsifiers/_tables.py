@@ -101,11 +101,14 @@ class _DenseTable:
 
     def __init__(self, edge: Layer, bundle: np.ndarray, forward: bool, kernels=None):
         self.forward, self.kernels = forward, kernels
-        if forward:  # row by row: contiguous adds (numpy's cumsum over axis 0 is strided)
+        if forward:  # row by row: contiguous adds (numpy's cumsum over axis 0 is strided); compiled: one call
             self.cum = np.empty_like(bundle, dtype=np.float64)
-            self.cum[0] = bundle[0]
-            for i in range(1, bundle.shape[0]):
-                np.add(self.cum[i - 1], bundle[i], out=self.cum[i])
+            if kernels is not None:
+                kernels.cumsum_down(np.ascontiguousarray(bundle, dtype=np.float64), self.cum)
+            else:
+                self.cum[0] = bundle[0]
+                for i in range(1, bundle.shape[0]):
+                    np.add(self.cum[i - 1], bundle[i], out=self.cum[i])
         else:
             self.cum = np.cumsum(bundle, axis=1)
         self.tot = self.cum[-1] if forward else self.cum[:, -1]

@@ -130,14 +130,10 @@ def _walk_phase(ctx, g, budgets, offsets, bias, rng):
     wg = WalkGraph(g, bias, "weighted")
     kept = np.zeros(g.num_weights, dtype=bool)
     used = np.zeros(len(g.layers), dtype=np.int64)
-    n_in, n_out = g.groups[0].size, g.groups[-1].size
     done, stalled, B = 0, 0, 512
     while stalled < 3 and (used < budgets).any():
-        ids = done + np.arange(B)
-        fwd, bwd = ids[ids % 2 == 0], ids[ids % 2 == 1]
-        w1, e1 = wg.walk("forward", (fwd // 2) % n_in, fwd, rng, False)
-        w2, e2 = wg.walk("backward", (bwd // 2) % n_out, bwd, rng, False)
-        w, e = np.concatenate([w1, w2]) - done, np.concatenate([e1, e2])
+        w, e = wg.walk_batch(done + np.arange(B), rng)
+        w = w - done
         fresh = ~kept[e]
         w, e = w[fresh], e[fresh]
         pair = np.unique(w * g.num_weights + e)  # each walk's fresh elements, once per walk

@@ -67,7 +67,7 @@ class WalkGraph:
         self.graph = graph
         self.bias = bias
         self.kernels = load_kernels(graph.num_weights)  # (a large graph's tables and draws compiled; else None)
-        bundle = _Bundles(graph.layers, bias)
+        bundle = _Bundles(graph.layers, bias, self.kernels is not None)
         to_out, from_in = live_groups(graph)
         authors = branch == "authors"
         G = len(graph.groups)
@@ -92,6 +92,48 @@ class WalkGraph:
         with pool(graph.num_weights) as ex:  # the groups' tables are independent: over the threads on a large graph
             list(ex.map(build, jobs))  # (numpy's sums and copies release the GIL; the same tables)
         self.offsets = np.concatenate([[0], np.cumsum([l.numel for l in graph.layers])]).astype(np.int64)
+        # a chain (each group's one usable forward edge a layer into the next group): its layers, else None
+        steps = [t.edges[0] if t is not None and len(t.edges) == 1 else None for t in self.fwd[:-1]]
+        chain = all(isinstance(e, Layer) and e.dst == g + 1 for g, e in enumerate(steps))
+        self._chain = steps if chain and G > 1 else None
+
+    def walk_batch(self, ids: np.ndarray, rng, kernel_conserved: bool = False, executor=None) -> tuple:
+        """Walks ``ids``: the even ones forward from input unit ``(id // 2) % n_in``, then the odd ones
+        backward from output unit ``(id // 2) % n_out``, drawing from ``rng`` in that order; their
+        records ``(walk_id, element)`` as :meth:`walk`'s, the forward ones first.
+
+        With an ``executor`` (a thread pool: a large graph) and a chain of layers (one layer from
+        each group to the next), where the forward walks draw a count of numbers known before
+        they run (one a group, one a kernel tap a layer of ``k > 1``), the backward walks run on
+        the pool beside them, from a copy of the PCG64 generator advanced past that count. If the
+        forward walks then leave ``rng`` elsewhere (a walker stopped on a zero weight), the
+        backward walks are walked again after them: the records and ``rng`` are those of the
+        two walks in turn either way.
+        """
+        n_in, n_out = self.graph.groups[0].size, self.graph.groups[-1].size
+        fwd, bwd = ids[ids % 2 == 0], ids[ids % 2 == 1]
+        ahead = self._ahead(fwd.size, rng, kernel_conserved) if hasattr(executor, "submit") else None
+        back = None if ahead is None else executor.submit(self.walk, "backward", (bwd // 2) % n_out, bwd, ahead[0],
+                                                          kernel_conserved)
+        w1, e1 = self.walk("forward", (fwd // 2) % n_in, fwd, rng, kernel_conserved)
+        if back is not None:
+            w2, e2 = back.result()
+            if rng.bit_generator.state == ahead[1]:  # the forward walks drew the count foreseen
+                rng.bit_generator.state = ahead[0].bit_generator.state
+                return np.concatenate([w1, w2]), np.concatenate([e1, e2])
+        w2, e2 = self.walk("backward", (bwd // 2) % n_out, bwd, rng, kernel_conserved)
+        return np.concatenate([w1, w2]), np.concatenate([e1, e2])
+
+    def _ahead(self, n: int, rng, kernel_conserved: bool):
+        """``(generator, its state)``: a copy of ``rng`` advanced past the draws of ``n`` forward walks
+        of a chain (:meth:`walk_batch`), or None (no chain, or not PCG64)."""
+        if self._chain is None or type(rng.bit_generator) is not np.random.PCG64:
+            return None
+        per = len(self._chain) + (0 if kernel_conserved else sum(e.k > 1 for e in self._chain))
+        bg = np.random.PCG64()
+        bg.state = rng.bit_generator.state
+        bg.advance(n * per)
+        return np.random.Generator(bg), bg.state
 
     def _tap(self, layer: Layer, v, j, rng) -> np.ndarray:
         """Kernel tap inside bundles ``(v, j)`` (``j``: input index inside ``v``'s group),
@@ -163,16 +205,17 @@ class WalkGraph:
 
 class _Bundles:
     """Layers' bundle totals, each computed when a table first asks for it (block tables never do),
-    once (a layer's two tables may be built on two threads)."""
+    once (a layer's two tables may be built on two threads); ``compiled``: ``|w|`` sums by the
+    compiled kernel (large graphs, where PHEW's kernels load numba: the same sums)."""
 
-    def __init__(self, layers, bias: str):
-        self.layers, self.bias, self._done = layers, bias, {}
+    def __init__(self, layers, bias: str, compiled: bool = False):
+        self.layers, self.bias, self.compiled, self._done = layers, bias, compiled, {}
         self._locks = {i: threading.Lock() for i in range(len(layers))}
 
     def __getitem__(self, i: int) -> np.ndarray:
         with self._locks[i]:
             if i not in self._done:
-                self._done[i] = _bundle_totals(self.layers[i], self.bias)
+                self._done[i] = _bundle_totals(self.layers[i], self.bias, self.compiled)
         return self._done[i]
 
 
@@ -188,15 +231,16 @@ def _shortcut_step(e, units: np.ndarray, forward: bool) -> np.ndarray:
     return lookup[units]
 
 
-def _bundle_totals(layer: Layer, bias: str) -> np.ndarray:
+def _bundle_totals(layer: Layer, bias: str, compiled: bool = False) -> np.ndarray:
     """Sum of ``bias(w)`` over each bundle, float64 ``(n_dst, n_in)``, without an array of
-    ``bias(w)`` for the whole layer (the cached ``abs_sum``/``sq_sum`` where they apply)."""
+    ``bias(w)`` for the whole layer (the cached ``abs_sum``/``sq_sum`` where they apply;
+    ``compiled``: see :meth:`netgraph.Layer.sums`)."""
     if bias == "uniform":
         return np.full(layer.weight.shape[:2], float(layer.k))
     if bias == "inverse":  # the paper's kernel stage: 1 / (L1 norm of the kernel)
-        return reciprocal(_bundle_totals(layer, "magnitude"))
+        return reciprocal(_bundle_totals(layer, "magnitude", compiled))
     if bias in ("magnitude", "square"):  # the cached sums if there, else computed without caching them
-        return layer.sums(1 if bias == "magnitude" else 2)
+        return layer.sums(1 if bias == "magnitude" else 2, compiled=compiled)
     out = np.empty(layer.weight.shape[:2])
     rows = max(1, CHUNK // max(1, layer.n_in * layer.k))
     for s in range(0, layer.n_dst, rows):  # chunks bound the temporaries
@@ -299,7 +343,6 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
                          "overshoot": 0, "note": "density 1 keeps every weight (the dense mask, no walks)"})
         return g.split_flat(np.ones(g.num_weights, dtype=bool))
     wg = WalkGraph(g, bias, branch)
-    n_in, n_out = g.groups[0].size, g.groups[-1].size
     rng = ctx.rng()
     walks_done = 0
     per_walk = float(len(g.layers))  # running estimate of new weights per walk
@@ -307,38 +350,34 @@ def phew_masks(ctx: Context, bias: str = "magnitude", kernel_conserved: bool = F
     stalled, idle = 0, 0  # batches in a row without a new weight, and their walks
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=ctx.target, initial=count, desc="phew", unit="w", disable=not ctx.progress, leave=False)
-    while count < ctx.target:
-        need = ctx.target - count
-        B = int(min(1 << 17, max(256, math.ceil(1.2 * need / max(per_walk, 0.05)) + 64), cap - walks_done))
-        ids = walks_done + np.arange(B)
-        fwd, bwd = ids[ids % 2 == 0], ids[ids % 2 == 1]
-        w1, e1 = wg.walk("forward", (fwd // 2) % n_in, fwd, rng, kernel_conserved)
-        w2, e2 = wg.walk("backward", (bwd // 2) % n_out, bwd, rng, kernel_conserved)
-        w, e = np.concatenate([w1, w2]), np.concatenate([e1, e2])
-        uniq, first_walk = _first_takes(w - walks_done, e, kept, B)
-        cum = np.cumsum(np.bincount(first_walk, minlength=B))
-        if cum[-1] >= need:
-            last = int(np.searchsorted(cum, need))  # first walk reaching the target
-            take = uniq[first_walk <= last]
-            kept[take] = True
-            count += take.size
-            walks_done += last + 1
-            bar.update(take.size)
-            break
-        kept[uniq] = True
-        count += uniq.size
-        walks_done += B
-        bar.update(uniq.size)
-        per_walk = max(uniq.size / B, 0.01)
-        stalled, idle = (stalled + 1, idle + B) if uniq.size == 0 else (0, 0)
-        # automatic: stop once the walks without a new weight (three batches at least) are as
-        # many as all the walks before them; max_walks: a hard cap
-        stuck = not max_walks and stalled >= 3 and 2 * idle >= walks_done
-        if stuck or walks_done >= cap:
-            bar.close()
-            raise InvalidInputError(_unreached(ctx, kept, count, walks_done, idle if stuck else 0, max_walks, cap))
-    bar.close()
+    # the pool: a chain's backward walks beside its forward ones (WalkGraph.walk_batch)
+    with pool(g.num_weights) as ex, tqdm(total=ctx.target, initial=count, desc="phew", unit="w",
+                                         disable=not ctx.progress, leave=False) as bar:
+        while count < ctx.target:
+            need = ctx.target - count
+            B = int(min(1 << 17, max(256, math.ceil(1.2 * need / max(per_walk, 0.05)) + 64), cap - walks_done))
+            w, e = wg.walk_batch(walks_done + np.arange(B), rng, kernel_conserved, ex)
+            uniq, first_walk = _first_takes(w - walks_done, e, kept, B)
+            cum = np.cumsum(np.bincount(first_walk, minlength=B))
+            if cum[-1] >= need:
+                last = int(np.searchsorted(cum, need))  # first walk reaching the target
+                take = uniq[first_walk <= last]
+                kept[take] = True
+                count += take.size
+                walks_done += last + 1
+                bar.update(take.size)
+                break
+            kept[uniq] = True
+            count += uniq.size
+            walks_done += B
+            bar.update(uniq.size)
+            per_walk = max(uniq.size / B, 0.01)
+            stalled, idle = (stalled + 1, idle + B) if uniq.size == 0 else (0, 0)
+            # automatic: stop once the walks without a new weight (three batches at least) are as
+            # many as all the walks before them; max_walks: a hard cap
+            stuck = not max_walks and stalled >= 3 and 2 * idle >= walks_done
+            if stuck or walks_done >= cap:
+                raise InvalidInputError(_unreached(ctx, kept, count, walks_done, idle if stuck else 0, max_walks, cap))
     ctx.info.update({"walks": walks_done, "forward_walks": (walks_done + 1) // 2,
                      "backward_walks": walks_done // 2, "kept": count, "overshoot": count - ctx.target})
     return g.split_flat(kept)

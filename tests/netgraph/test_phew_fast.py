@@ -226,3 +226,73 @@ def test_bias_codes_name_every_bias():
     """The kernels' bias codes cover :data:`BIASES` (the kernels branch on the codes)."""
     K = pytest.importorskip("netgraph.sparsifiers._phew_kernels")
     assert sorted(K.BIAS_CODES) == sorted(BIASES) and sorted(K.BIAS_CODES.values()) == list(range(len(BIASES)))
+
+
+def _batches(g, bias, kernel_conserved, rng_of, executor, monkeypatch):
+    """Three batches of :meth:`WalkGraph.walk_batch` (with ``executor`` or without), their records,
+    the generator's state after, and the threads the backward walks ran on (True: this one)."""
+    import threading
+
+    from netgraph.sparsifiers import phew
+
+    here = []
+    real = phew.WalkGraph.walk
+
+    def walk(self, direction, *a, **kw):
+        if direction == "backward":
+            here.append(threading.current_thread() is threading.main_thread())
+        return real(self, direction, *a, **kw)
+
+    monkeypatch.setattr(phew.WalkGraph, "walk", walk)
+    wg, rng, out = WalkGraph(g, bias), rng_of(), []
+    for b in range(3):
+        out.append(wg.walk_batch(b * 900 + np.arange(900), rng, kernel_conserved, executor))
+    return out, rng.bit_generator.state, here
+
+
+def _same_state(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    return np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kernel_conserved", [False, True])
+@pytest.mark.parametrize("net", ["conv", "rounded", "mlp_zeros", "resnet", "mt19937"])
+def test_walk_batch_beside_a_pool_is_the_serial_batch(net, kernel_conserved, monkeypatch):
+    """A chain's backward walks run on the pool from the generator advanced past the forward walks'
+    draws: the records and the generator after are the serial batch's, bit for bit; where a walker
+    stops on a zero weight (the MLP's zero column; the rounded net's many zeros) they are walked
+    again after the forward walks; a residual net or another bit generator walks in turn."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = {"conv": _conv_graph, "rounded": lambda: _draw_graph(torch.float32), "mlp_zeros": _mlp_graph,
+         "mt19937": _mlp_graph,
+         "resnet": lambda: netgraph.from_torch(netgraph.zoo.build("resnet20", seed=0), (3, 32, 32))}[net]()
+    rng_of = (lambda: np.random.Generator(np.random.MT19937(5))) if net == "mt19937" else (
+        lambda: np.random.default_rng(5))
+    assert (WalkGraph(g)._chain is None) == (net == "resnet")
+    for bias in ("magnitude", "uniform", "inverse"):
+        want, state, _ = _batches(g, bias, kernel_conserved, rng_of, None, monkeypatch)
+        with ThreadPoolExecutor(max_workers=1) as ex:
+            got, state2, here = _batches(g, bias, kernel_conserved, rng_of, ex, monkeypatch)
+        assert _same_state(state, state2)
+        assert all(np.array_equal(a, b) for x, y in zip(want, got) for a, b in zip(x, y))
+        if net in ("resnet", "mt19937"):
+            assert len(here) == 3 and all(here)  # in turn, on this thread
+        elif net == "mlp_zeros":
+            assert any(here)  # the zero column's walkers stop: walked again
+        elif net == "conv" and bias == "magnitude":  # (no zero weight drawn: every batch beside)
+            assert len(here) == 3 and not any(here)
+
+
+def test_phew_masks_with_walks_beside_each_other(monkeypatch):
+    """A chain of 2M weights or more walks its batches' backward walks on the pool: the masks of
+    one thread, bit for bit."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(1500, 1000), nn.ReLU(), nn.Linear(1000, 600), nn.ReLU(), nn.Linear(600, 10))
+    g = netgraph.from_torch(model, (1500,))
+    assert g.num_weights >= 2_000_000
+    got = netgraph.sparsify(g, "phew", 0.01, seed=2)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "1")
+    want = netgraph.sparsify(netgraph.from_torch(model, (1500,)), "phew", 0.01, seed=2)
+    assert all(np.array_equal(np.asarray(want[p]), np.asarray(got[p])) for p in g.param_names)
