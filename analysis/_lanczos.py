@@ -25,6 +25,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from netgraph._numba import watch_compiles
+
+watch_compiles()  # (the notice of a first compile: netgraph._numba)
+
 #: Basis vectors kept between cycles beyond the wanted ones (thick restart).
 EXTRA = 10
 #: A new basis vector whose norm after orthogonalisation falls below this fraction of its

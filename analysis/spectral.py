@@ -311,30 +311,72 @@ def layer_spectra(graph, masks=None) -> list:
     mg = as_masked(graph, masks)
 
     def compute():
-        inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
-        jobs = [(layer, m) for layer, (f, a, _) in zip(graph.layers, inputs) for m in (f, a)]
-        order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][1]))
-        compiled = graph.num_weights >= COMPILED_FROM
-        # Largest first. ARPACK on CSR runs on this thread, the others over a small pool alongside: the CSR
-        # route's steps are short (ARPACK's, a sparse product's) and hold the GIL between them,
-        # so two of them on two threads wait on each other (ViT-B/16 at 1%: 2.6-3.1 s on two
-        # threads, 1.2 s on one), while LAPACK and BLAS release the GIL for the whole call,
-        # and so does the compiled solver (large graphs): then every job goes to the pool.
-        # One BLAS thread per worker: a threaded BLAS inside each worker oversubscribes the cores
-        # (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s).
-        # With one thread (NETGRAPH_NUM_THREADS=1) all run here; with no CSR job the pool has every thread.
-        threads = workers()
-        on_pool = [threads > 1 and (compiled or not sp.issparse(m)) for _, m in jobs]
-        here = [i for i in order if not on_pool[i]]
-        pooled = [i for i in order if on_pool[i]]
-        with one_blas_thread(), ThreadPoolExecutor(max_workers=max(1, threads - 1 if here else threads)) as pool:
-            futures = {i: pool.submit(top_singular_values, *jobs[i], 2, compiled) for i in pooled}
-            done = {i: top_singular_values(*jobs[i], 2, compiled) for i in here}
-            done.update((i, f.result()) for i, f in futures.items())
-        return [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
-                for i, (layer, (_, _, E)) in enumerate(zip(graph.layers, inputs))]
+        with one_blas_thread():
+            return mg.cached(_STARTED, lambda: _Solves(graph, mg)).rows()
 
     return mg.cached("analysis.spectral", compute)
+
+
+_STARTED = "analysis.spectral.started"
+
+
+class _Solves:
+    """The top singular values of every layer's two matrices (:func:`layer_spectra`), being found.
+
+    Largest first. ARPACK on CSR runs on the calling thread (in :meth:`rows`), the others over a
+    small pool alongside, from the start: the CSR route's steps are short (ARPACK's, a sparse
+    product's) and hold the GIL between them, so two of them on two threads wait on each other
+    (ViT-B/16 at 1%: 2.6-3.1 s on two threads, 1.2 s on one), while LAPACK and BLAS release the
+    GIL for the whole call, and so does the compiled solver (large graphs): then every job goes
+    to the pool, and :meth:`rows` only collects. One BLAS thread per worker (the caller's
+    ``one_blas_thread``): a threaded BLAS inside each worker oversubscribes the cores (on 2 busy
+    cores, vgg16 took 3 to 37 s instead of 0.3 s). With one thread (``NETGRAPH_NUM_THREADS=1``)
+    all run in :meth:`rows`; with no CSR job the pool has every thread.
+    """
+
+    def __init__(self, graph, mg):
+        self.graph = graph
+        self.inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
+        self.jobs = [(layer, m) for layer, (f, a, _) in zip(graph.layers, self.inputs) for m in (f, a)]
+        order = sorted(range(len(self.jobs)), key=lambda i: -_cost(self.jobs[i][1]))
+        self.compiled = graph.num_weights >= COMPILED_FROM
+        threads = workers()
+        on_pool = [threads > 1 and (self.compiled or not sp.issparse(m)) for _, m in self.jobs]
+        self.here = [i for i in order if not on_pool[i]]
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1 if self.here else threads))
+        self.futures = {i: self.pool.submit(top_singular_values, *self.jobs[i], 2, self.compiled)
+                        for i in order if on_pool[i]}
+        self.result = None
+
+    def rows(self) -> list:
+        """:func:`layer_spectra`'s rows (the pool's solves collected, the inputs then let go)."""
+        if self.result is None:
+            try:
+                done = {i: top_singular_values(*self.jobs[i], 2, self.compiled) for i in self.here}
+                done.update((i, top_singular_values(*self.jobs[i], 2, self.compiled) if f.cancelled() else f.result())
+                            for i, f in self.futures.items())  # (cancelled: solved here)
+            finally:
+                self.cancel()
+            self.result = [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
+                           for i, (layer, (_, _, E)) in enumerate(zip(self.graph.layers, self.inputs))]
+            self.inputs = self.jobs = self.futures = None
+        return self.result
+
+    def cancel(self) -> None:
+        """Stop the solves not begun and let the pool's threads go."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def start_layer_spectra(graph, masks=None):
+    """Start :func:`layer_spectra`'s solves on a graph whose solves all run on the pool (large
+    graphs: :data:`COMPILED_FROM` weights, two threads or more) and return them (the object's
+    ``cancel()`` stops them), else None: the metric table computes its other metrics meanwhile,
+    and :func:`layer_spectra` collects them (the same values). Its caller holds one BLAS thread
+    (``netgraph._blas.one_blas_thread``) until they are collected or cancelled."""
+    mg = as_masked(graph, masks)
+    if graph.num_weights < COMPILED_FROM or workers() < 2 or mg.has("analysis.spectral"):
+        return None
+    return mg.cached(_STARTED, lambda: _Solves(graph, mg))
 
 
 def spectral_summary(graph, masks=None) -> dict:

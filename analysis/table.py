@@ -28,7 +28,7 @@ from netgraph.errors import InvalidInputError
 from .connectivity import connectivity, min_vertex_cut
 from .pathnorm import log10_path_norm
 from .paths import path_diversity
-from .spectral import spectral_summary
+from .spectral import spectral_summary, start_layer_spectra
 from .widths import bottleneck, layer_table
 
 
@@ -296,11 +296,18 @@ def measure_masked(mg, max_flow: bool = True, keys=None) -> dict:
         if unknown:
             raise InvalidInputError(f"unknown metric(s) {', '.join(map(repr, unknown))}; "
                                     f"known: {', '.join(metric_keys())}")
+    skip = [(m.max_flow and not max_flow) or (keys is not None and m.key not in keys) for m in METRICS]
     # one BLAS thread: the metrics' products are small or memory-bound, and on busy cores every
     # threaded call waits for its threads (vgg16's 16 kept-bundle dot products took 16 ms each)
     with one_blas_thread():
-        return {m.key: (None if (m.max_flow and not max_flow) or (keys is not None and m.key not in keys)
-                        else m.compute(mg)) for m in METRICS}
+        # a large graph's spectral solves run on the pool while the other metrics are computed
+        solves = start_layer_spectra(mg.graph, mg) if any(
+            m.family == "spectral" and not s for m, s in zip(METRICS, skip)) else None
+        try:
+            return {m.key: None if s else m.compute(mg) for m, s in zip(METRICS, skip)}
+        finally:
+            if solves is not None:
+                solves.cancel()  # (collected already, unless a metric failed)
 
 
 def markdown() -> str:

@@ -19,6 +19,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._numba import watch_compiles
+
+watch_compiles()  # (the notice of a first compile: netgraph._numba)
+
 
 @njit(cache=True, nogil=True)
 def plan(n):

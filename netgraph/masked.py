@@ -178,6 +178,10 @@ class MaskedGraph:
             self._cache[key] = compute()
         return self._cache[key]
 
+    def has(self, key) -> bool:
+        """Whether ``key`` is computed and stored (:meth:`cached`)."""
+        return key in self._cache
+
     def kept(self) -> list | None:
         """Per layer, the flat kept indices where the mask is sparse (else None); cached."""
         if self.layer_masks is None:

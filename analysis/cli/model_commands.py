@@ -7,6 +7,7 @@ import time
 import click
 
 from netgraph import flows, zoo
+from netgraph._numba import compile_notice
 from netgraph.data import PRUNE_DATA
 from netgraph.masks import prunable_parameter_names
 
@@ -223,7 +224,8 @@ def analyze_cmd(mask_file, model_name, input_shape, num_classes, seed, as_json):
 
     ms, g, mg = mask_and_graph(mask_file, model_name, input_shape, seed, num_classes)
     name = g.model_spec.get("name")
-    rec = measure(g, mg)
+    with compile_notice():  # (a first compile of numba kernels says so: once per install)
+        rec = measure(g, mg)
     layers = layer_table(g, mg)
     if as_json:
         echo_json({"file": mask_file, "model": name, "method": ms.meta.get("method"), "summary": rec,

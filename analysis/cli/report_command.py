@@ -10,6 +10,8 @@ import os
 import click
 from click.core import ParameterSource
 
+from netgraph._numba import compile_notice
+
 from ..experiments.report import report_files, write_report
 from .boundary import FIGURE_FORMATS, comma_choices, mask_and_graph
 from .common import check_empty_out, formats_option, mask_model_options
@@ -41,5 +43,6 @@ def report_cmd(ctx, mask_file, out_dir, force, model_name, input_shape, num_clas
     ms, g, _ = mask_and_graph(mask_file, model_name, input_shape, seed, num_classes)
     for path in report_files(out_dir):  # (with --force) an earlier report's files, in any format, go first
         os.remove(path)
-    paths = write_report(ms, out_dir, graph=g, formats=formats)
+    with compile_notice():  # (a first compile of numba kernels says so: once per install)
+        paths = write_report(ms, out_dir, graph=g, formats=formats)
     click.echo(f"wrote {len(paths)} files to {out_dir} (summary: {paths[-1]})")

@@ -15,6 +15,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from netgraph._numba import compile_notice
 from netgraph._validate import check_density
 from netgraph.errors import InvalidInputError
 from netgraph.provenance import provenance
@@ -99,28 +100,29 @@ def compare(model="vgg19", methods=("phew", "synflow", "synflow-l2", "random"), 
     seed_list = seed_axis(seeds)
     from tqdm.auto import tqdm
 
-    rows, margins = [], []
-    bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
-               disable=not progress)
-    for seed in seed_list:
-        built = model_graph(model, input_shape, seed, num_classes, layer_scale)
-        batch = None
-        for label, name, opts in specs:
-            if name != DENSE and get(name).needs_data:
-                if data is None:
-                    raise InvalidInputError(f"method {name!r} needs data: pass data='random' or 'digits'")
-                batch = batch if batch is not None else _data_for(data, built, seed)
-            for d in dens:
-                bar.set_postfix_str(f"{label} @ {d:g}, seed {seed}")
-                row = run_one(model, (label, name, opts), d, seed, data=batch, max_flow=max_flow, built=built,
-                             offpath=offpath).row
-                rows.append(row)
-                if callback is not None:
-                    callback(row)
-                bar.update(1)
-        if collapse:
-            free = [(name, opts) for _, name, opts in specs if name != DENSE and not get(name).needs_data]
-            margins += collapse_margins(built[1], free, seeds=(seed,), rtol=0.05)
+    with compile_notice(progress):  # (a first compile of numba kernels says so: once per install)
+        rows, margins = [], []
+        bar = tqdm(total=len(specs) * len(dens) * len(seed_list), desc=f"compare {getattr(model, '__name__', model)}",
+                   disable=not progress)
+        for seed in seed_list:
+            built = model_graph(model, input_shape, seed, num_classes, layer_scale)
+            batch = None
+            for label, name, opts in specs:
+                if name != DENSE and get(name).needs_data:
+                    if data is None:
+                        raise InvalidInputError(f"method {name!r} needs data: pass data='random' or 'digits'")
+                    batch = batch if batch is not None else _data_for(data, built, seed)
+                for d in dens:
+                    bar.set_postfix_str(f"{label} @ {d:g}, seed {seed}")
+                    row = run_one(model, (label, name, opts), d, seed, data=batch, max_flow=max_flow, built=built,
+                                 offpath=offpath).row
+                    rows.append(row)
+                    if callback is not None:
+                        callback(row)
+                    bar.update(1)
+            if collapse:
+                free = [(name, opts) for _, name, opts in specs if name != DENSE and not get(name).needs_data]
+                margins += collapse_margins(built[1], free, seeds=(seed,), rtol=0.05)
     bar.close()
     df = pd.DataFrame(rows)
     if collapse:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from netgraph._numba import compile_notice
 from netgraph.data import digits, digits_prune_batch
 from netgraph.errors import InvalidInputError
 from netgraph.sparsifiers import get
@@ -328,28 +329,29 @@ def run_study(name: str, quick: bool = False, out_dir="docs/reproduction", progr
     Returns ``(results table, claims)``, each claim a dict with ``claim``, ``measured`` and
     ``holds``.
     """
-    if report_only and name != "mnist1d":
-        raise InvalidInputError(f"report_only is available for the mnist1d study, not {name!r}")
-    if name == "topology":
-        df = run_topology(QUICK_TOPOLOGY if quick else TopologyStudy(), out_dir, progress, command)
-        return df, topology_claims(df)
-    if name == "training":
-        cfg = QUICK_TRAINING if quick else TrainingStudy()
-        df = run_training(cfg, out_dir, progress, command)
-        return df, training_claims(df, cfg)
-    if name == "mnist1d":
-        from .mnist1d import QUICK_MNIST1D, Mnist1dStudy, mnist1d_claims, run_mnist1d
+    with compile_notice(progress):  # (a first compile of numba kernels says so: once per install)
+        if report_only and name != "mnist1d":
+            raise InvalidInputError(f"report_only is available for the mnist1d study, not {name!r}")
+        if name == "topology":
+            df = run_topology(QUICK_TOPOLOGY if quick else TopologyStudy(), out_dir, progress, command)
+            return df, topology_claims(df)
+        if name == "training":
+            cfg = QUICK_TRAINING if quick else TrainingStudy()
+            df = run_training(cfg, out_dir, progress, command)
+            return df, training_claims(df, cfg)
+        if name == "mnist1d":
+            from .mnist1d import QUICK_MNIST1D, Mnist1dStudy, mnist1d_claims, run_mnist1d
 
-        cfg = QUICK_MNIST1D if quick else Mnist1dStudy()
-        df = run_mnist1d(cfg, out_dir, progress, command, report_only=report_only)
-        return df, mnist1d_claims(df, cfg)
-    if name == "modern":
-        from .modern import QUICK_MODERN, ModernStudy, run_modern
-        from .modern_report import claims as modern_claims
+            cfg = QUICK_MNIST1D if quick else Mnist1dStudy()
+            df = run_mnist1d(cfg, out_dir, progress, command, report_only=report_only)
+            return df, mnist1d_claims(df, cfg)
+        if name == "modern":
+            from .modern import QUICK_MODERN, ModernStudy, run_modern
+            from .modern_report import claims as modern_claims
 
-        cfg = QUICK_MODERN if quick else ModernStudy()
-        df = run_modern(cfg, out_dir, progress, command)
-        return df, modern_claims(df)
+            cfg = QUICK_MODERN if quick else ModernStudy()
+            df = run_modern(cfg, out_dir, progress, command)
+            return df, modern_claims(df)
     from netgraph._validate import check_choice
 
     check_choice("study", name, STUDIES)

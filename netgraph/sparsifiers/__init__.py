@@ -13,6 +13,7 @@ import time
 
 import torch.nn as nn
 
+from .._numba import compile_notice
 from .._validate import check_choice, check_density, check_seed, target_count
 from ..errors import InvalidInputError
 from ..graph import NetGraph
@@ -134,7 +135,8 @@ def sparsify(model_or_graph, method: str, density: float, seed: int = 0, *, inpu
     ctx = Context(graph=graph, density=layer_density, target=target, seed=seed,
                   model=model, data=data, progress=progress)
     t0 = time.perf_counter()
-    layer_masks = m.fn(ctx, **opts)
+    with compile_notice(progress):  # (a first compile of numba kernels says so: once per install)
+        layer_masks = m.fn(ctx, **opts)
     seconds = time.perf_counter() - t0
     meta = {
         "method": method,

@@ -130,3 +130,45 @@ def test_large_graphs_take_the_compiled_solver_with_the_same_values(monkeypatch)
             assert abs(r[key] - s[key]) <= 1e-13 * scale
     monkeypatch.setenv("NETGRAPH_NUM_THREADS", "1")
     assert spectral.layer_spectra(g, ms) == pooled
+
+
+def test_solves_started_before_the_other_metrics_give_the_same_table(monkeypatch):
+    """On a large graph the metric table starts the spectral solves on the pool, computes the other
+    metrics meanwhile and collects them: the same record as solving when asked; a metric that
+    fails stops the solves (the pool let go) and raises as before."""
+    from analysis import table
+
+    g, ms = _graph_and_masks()
+    want = table.measure_masked(as_masked(g, ms))
+    monkeypatch.setattr(spectral, "COMPILED_FROM", 0)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "2")
+    started = []
+    real = spectral._Solves
+    monkeypatch.setattr(spectral, "_Solves", lambda *a: started.append(real(*a)) or started[-1])
+    mg = as_masked(g, ms)
+    got = table.measure_masked(mg)
+    assert len(started) == 1 and started[0].result is not None and started[0].inputs is None
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        if key in ("ramanujan_gap_mean", "ramanujan_gap_min", "biregular_gap_mean", "weighted_spectral_gap"):
+            assert abs(got[key] - value) <= 1e-12 * max(1.0, abs(value))  # (compiled solver against ARPACK)
+        else:
+            assert got[key] == value or (value != value and got[key] != got[key])
+    assert spectral.start_layer_spectra(g, mg) is None  # collected: nothing to start
+    assert table.measure_masked(mg, keys=["kept"])["ramanujan_gap_mean"] is None
+    assert len(started) == 1  # (no spectral metric asked: nothing started)
+
+    def fail(mg):
+        raise RuntimeError("a metric failed")
+
+    import dataclasses
+
+    failing = dataclasses.replace(table.METRICS[0], compute=fail)
+    monkeypatch.setattr(table, "METRICS", [failing] + list(table.METRICS[1:]))
+    failed = as_masked(g, ms)
+    with pytest.raises(RuntimeError, match="a metric failed"):
+        table.measure_masked(failed)
+    assert len(started) == 2 and started[1].result is None and started[1].pool._shutdown
+    assert spectral.layer_spectra(g, failed) == spectral.layer_spectra(g, mg)  # (the solves cancelled: done here)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "1")  # one thread: solved when asked, nothing started
+    assert spectral.start_layer_spectra(g, as_masked(g, ms)) is None

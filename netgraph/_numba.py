@@ -1,0 +1,76 @@
+"""The one line a user sees while the toolkit's numba kernels compile.
+
+numba compiles a kernel the first time it is called and keeps it in its cache (``cache=True``):
+once per install, or after an upgrade. For the toolkit's kernels (SynFlow's walks and updates,
+PHEW's tables and draws, the bundle sums, the spectral metrics' Lanczos solver) that is 10 to
+60 s of silent work, which a user would take for a hang. Each kernel module calls
+:func:`watch_compiles` when imported (numba is imported by then); while a
+:func:`compile_notice` asks for it (the progress flag of :func:`netgraph.sparsify`, the
+experiments and the CLI commands, off with ``--quiet``), the first compile of one of the
+toolkit's kernels in the process prints one line to stderr. Loading a kernel from numba's
+cache prints nothing (numba signals only compiles).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from contextlib import contextmanager
+
+#: What the line says.
+NOTICE = ("netgraph: compiling its numba kernels for this install (once: 10-60 s; numba's cache keeps "
+          "them) ...")
+_PACKAGES = ("netgraph", "analysis")
+_state = {"asking": 0, "shown": False, "watching": False}
+_lock = threading.Lock()
+
+
+def _ours(event) -> bool:
+    """Whether a compile event is one of the toolkit's kernels."""
+    fn = getattr((event.data or {}).get("dispatcher"), "py_func", None)
+    return fn is not None and str(getattr(fn, "__module__", "")).split(".")[0] in _PACKAGES
+
+
+def _notify(event) -> None:
+    with _lock:
+        show = _state["asking"] > 0 and not _state["shown"] and _ours(event)
+        _state["shown"] = _state["shown"] or show
+    if show:
+        from tqdm.auto import tqdm
+
+        tqdm.write(NOTICE, file=sys.stderr)  # (beside any progress bar)
+
+
+def watch_compiles() -> None:
+    """Listen for numba's compiles (once a process; called by each kernel module at import)."""
+    with _lock:
+        if _state["watching"]:
+            return
+        _state["watching"] = True
+    from numba.core import event
+
+    class _Listener(event.Listener):
+        def on_start(self, ev):
+            _notify(ev)
+
+        def on_end(self, ev):
+            pass
+
+    event.register("numba:compile", _Listener())
+
+
+@contextmanager
+def compile_notice(show: bool = True):
+    """Inside, with ``show``, the first compile of one of the toolkit's numba kernels in this
+    process (on any thread) prints :data:`NOTICE` to stderr; without ``show`` it asks nothing
+    (an enclosing context that shows still does)."""
+    if not show:
+        yield
+        return
+    with _lock:
+        _state["asking"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _state["asking"] -= 1
