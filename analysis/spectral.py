@@ -51,9 +51,9 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from netgraph._blas import one_blas_thread
+from netgraph._numba import LOAD_FROM
 from netgraph._threads import workers
 from netgraph.masked import as_masked, csr_rows
-from netgraph.sparsifiers._compiled import LOAD_FROM
 
 #: Layers whose smaller side has at most this many units use a dense Gram eigensolver.
 DENSE_LIMIT = 48

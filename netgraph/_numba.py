@@ -1,4 +1,5 @@
-"""The one line a user sees while the toolkit's numba kernels compile.
+"""When the toolkit loads its numba kernels (:data:`LOAD_FROM`), and the one line a user sees while
+they compile.
 
 numba compiles a kernel the first time it is called and keeps it in its cache (``cache=True``):
 once per install, or after an upgrade. For the toolkit's kernels (SynFlow's walks and updates,
@@ -17,6 +18,11 @@ import sys
 import threading
 from contextlib import contextmanager
 
+#: Graphs from which the toolkit loads its numba kernels where its numpy code would do as well (PHEW's
+#: tables and draws, the spectral metrics' Lanczos solver): numba's import and the kernels' first load
+#: from its cache, about 0.7 s once a process, cost a smaller graph more than they save. (SynFlow's
+#: engine and the bundle sums it asks for take their kernels on any graph.)
+LOAD_FROM = 50_000_000
 #: What the line says.
 NOTICE = ("netgraph: compiling its numba kernels for this install (once: 10-60 s; numba's cache keeps "
           "them) ...")

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Graphs from which PHEW loads its compiled kernels: numba's import and the kernels' first load
-#: from its cache (about 0.7 s once a process) cost a smaller graph more than they save.
-LOAD_FROM = 50_000_000
+from .._numba import LOAD_FROM  # (graphs from which PHEW loads its compiled kernels)
+
 #: Walkers from which a draw runs compiled (fewer: numpy's whole-array passes cost about as much).
 COMPILED_FROM = 1 << 12
 
