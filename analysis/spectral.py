@@ -329,13 +329,15 @@ class _Solves:
     (ViT-B/16 at 1%: 2.6-3.1 s on two threads, 1.2 s on one), while LAPACK and BLAS release the
     GIL for the whole call, and so does the compiled solver (large graphs): then every job goes
     to the pool, and :meth:`rows` only collects. One BLAS thread per worker (the caller's
-    ``one_blas_thread``): a threaded BLAS inside each worker oversubscribes the cores (on 2 busy
-    cores, vgg16 took 3 to 37 s instead of 0.3 s). With one thread (``NETGRAPH_NUM_THREADS=1``)
-    all run in :meth:`rows`; with no CSR job the pool has every thread.
+    ``one_blas_thread``, held until :meth:`close` returns): a threaded BLAS inside each worker
+    oversubscribes the cores (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s). With one
+    thread (``NETGRAPH_NUM_THREADS=1``) all run in :meth:`rows`; with no CSR job the pool has
+    every thread. Kept in the masked graph's cache until collected or closed (a failed solve is
+    not kept: the next call solves again).
     """
 
     def __init__(self, graph, mg):
-        self.graph = graph
+        self.graph, self.mg = graph, mg
         self.inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
         self.jobs = [(layer, m) for layer, (f, a, _) in zip(graph.layers, self.inputs) for m in (f, a)]
         order = sorted(range(len(self.jobs)), key=lambda i: -_cost(self.jobs[i][1]))
@@ -346,33 +348,31 @@ class _Solves:
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1 if self.here else threads))
         self.futures = {i: self.pool.submit(top_singular_values, *self.jobs[i], 2, self.compiled)
                         for i in order if on_pool[i]}
-        self.result = None
 
     def rows(self) -> list:
-        """:func:`layer_spectra`'s rows (the pool's solves collected, the inputs then let go)."""
-        if self.result is None:
-            try:
-                done = {i: top_singular_values(*self.jobs[i], 2, self.compiled) for i in self.here}
-                done.update((i, top_singular_values(*self.jobs[i], 2, self.compiled) if f.cancelled() else f.result())
-                            for i, f in self.futures.items())  # (cancelled: solved here)
-            finally:
-                self.cancel()
-            self.result = [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
-                           for i, (layer, (_, _, E)) in enumerate(zip(self.graph.layers, self.inputs))]
-            self.inputs = self.jobs = self.futures = None
-        return self.result
+        """:func:`layer_spectra`'s rows: the pool's solves collected (then closed, the inputs let go)."""
+        try:
+            done = {i: top_singular_values(*self.jobs[i], 2, self.compiled) for i in self.here}
+            done.update((i, f.result()) for i, f in self.futures.items())
+        finally:
+            self.close()
+        return [layer_spectrum(layer, None, None, (done[2 * i], done[2 * i + 1]), edges=E)
+                for i, (layer, (_, _, E)) in enumerate(zip(self.graph.layers, self.inputs))]
 
-    def cancel(self) -> None:
-        """Stop the solves not begun and let the pool's threads go."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
+    def close(self) -> None:
+        """Drop the solves not begun, wait for the running ones (under the caller's BLAS limit) and
+        leave the masked graph's cache: a later :func:`layer_spectra` solves afresh."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.mg.drop(_STARTED)
 
 
 def start_layer_spectra(graph, masks=None):
     """Start :func:`layer_spectra`'s solves on a graph whose solves all run on the pool (large
-    graphs: :data:`COMPILED_FROM` weights, two threads or more) and return them (the object's
-    ``cancel()`` stops them), else None: the metric table computes its other metrics meanwhile,
-    and :func:`layer_spectra` collects them (the same values). Its caller holds one BLAS thread
-    (``netgraph._blas.one_blas_thread``) until they are collected or cancelled."""
+    graphs: :data:`COMPILED_FROM` weights, two threads or more) and return them, else None: the
+    metric table computes its other metrics meanwhile, and :func:`layer_spectra` collects them
+    (the same values). Its caller holds one BLAS thread (``netgraph._blas.one_blas_thread``)
+    until they are collected or it calls their ``close()`` (which drops those not begun and
+    waits for the running ones)."""
     mg = as_masked(graph, masks)
     if graph.num_weights < COMPILED_FROM or workers() < 2 or mg.has("analysis.spectral"):
         return None

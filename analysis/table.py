@@ -307,7 +307,7 @@ def measure_masked(mg, max_flow: bool = True, keys=None) -> dict:
             return {m.key: None if s else m.compute(mg) for m, s in zip(METRICS, skip)}
         finally:
             if solves is not None:
-                solves.cancel()  # (collected already, unless a metric failed)
+                solves.close()  # (collected already, unless a metric failed)
 
 
 def markdown() -> str:

@@ -14,6 +14,7 @@ cache prints nothing (numba signals only compiles).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from contextlib import contextmanager
@@ -26,15 +27,19 @@ LOAD_FROM = 50_000_000
 #: What the line says.
 NOTICE = ("netgraph: compiling its numba kernels for this install (once: 10-60 s; numba's cache keeps "
           "them) ...")
-_PACKAGES = ("netgraph", "analysis")
+#: The toolkit's two packages' folders (installed side by side): a kernel's source file lies in one.
+_FOLDERS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), name) + os.sep
+                 for name in ("netgraph", "analysis"))
 _state = {"asking": 0, "shown": False, "watching": False}
 _lock = threading.Lock()
 
 
 def _ours(event) -> bool:
-    """Whether a compile event is one of the toolkit's kernels."""
+    """Whether a compile event is one of the toolkit's kernels (its source in the toolkit's folders:
+    not another package that happens to be named ``analysis``)."""
     fn = getattr((event.data or {}).get("dispatcher"), "py_func", None)
-    return fn is not None and str(getattr(fn, "__module__", "")).split(".")[0] in _PACKAGES
+    path = getattr(getattr(fn, "__code__", None), "co_filename", "")
+    return os.path.abspath(path).startswith(_FOLDERS) if path else False
 
 
 def _notify(event) -> None:

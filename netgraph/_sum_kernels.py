@@ -8,7 +8,9 @@ numpy adds ``n`` contiguous elements (``numpy/_core/src/umath/loops_utils.h.src`
 ``r[j] += x[i + j]``, combined as ``((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))``, the
 remainder then added in order; more, as two halves (the first rounded down to a multiple of 8)
 summed alike and added. Its reduction of a ``(rows, n_in, k)`` array over the last axis,
-``dtype=float64``, adds each bundle so (``tests/netgraph/test_sum_kernels.py``), at some 20 ns
+``dtype=float64``, adds each bundle so (``tests/netgraph/test_sum_kernels.py``; numpy 2.3 and
+later; but a float32 bundle of more than 8,192 elements, which numpy casts and adds in pieces of
+its buffer: :meth:`netgraph.Layer.sums` keeps numpy's sums there), at some 20 ns
 a bundle in calls: :func:`abs_sums` takes a quarter of the time on vgg16's 3x3 convs and 40% on
 its first linear layer (49-element bundles), and holds no GIL, where numpy's blocks on a
 pool's thread contend for it with the pool's other work.

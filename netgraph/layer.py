@@ -23,17 +23,23 @@ from .errors import InvalidInputError
 #: Layers of at least this many weights sum their bundles over the threads when asked from the
 #: main thread (vgg16's fc1: 0.22 s on one thread, 0.13-0.16 s on two).
 PARALLEL_SUMS_FROM = 1 << 22
-#: Whether this numpy adds a reduction in one pairwise summation, whatever its length (2.3 and later;
-#: before, a buffered reduction was cut into chunks of its 8192-element buffer): where compiled sums
-#: that follow numpy's order (:mod:`netgraph._sum_kernels`) give numpy's bits.
+#: Whether this numpy adds a reduction without a cast in one pairwise summation, whatever its length (2.3
+#: and later; before, a buffered reduction was cut into chunks of its buffer): where compiled sums that
+#: follow numpy's order (:mod:`netgraph._sum_kernels`) give numpy's bits.
 NUMPY_ONE_PAIRWISE = np.lib.NumpyVersion(np.__version__) >= "2.3.0"
+#: numpy's buffer, in elements: a sum that casts (float32 weights summed in float64) is still added in
+#: pieces of this many elements, the pieces' sums in order (numpy 2.4), so a longer float32 bundle keeps
+#: numpy's own sums.
+NUMPY_BUFFER = 8192
 
 
 def _abs_sums_kernel(w: np.ndarray):
     """:func:`netgraph._sum_kernels.abs_sums` for weights it reads in place (C-contiguous float32 or
     float64), else None (numpy's sums); None too where numba cannot be imported, or numpy's order is
-    another (:data:`NUMPY_ONE_PAIRWISE`)."""
+    another (:data:`NUMPY_ONE_PAIRWISE`; float32 bundles of more than :data:`NUMPY_BUFFER` elements)."""
     if not NUMPY_ONE_PAIRWISE or w.dtype not in (np.float32, np.float64) or not w.flags.c_contiguous:
+        return None
+    if w.dtype == np.float32 and w.shape[-1] > NUMPY_BUFFER:
         return None
     try:
         from ._sum_kernels import abs_sums

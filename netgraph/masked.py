@@ -182,6 +182,10 @@ class MaskedGraph:
         """Whether ``key`` is computed and stored (:meth:`cached`)."""
         return key in self._cache
 
+    def drop(self, key) -> None:
+        """Forget ``key``'s stored value (if any): the next :meth:`cached` computes it again."""
+        self._cache.pop(key, None)
+
     def kept(self) -> list | None:
         """Per layer, the flat kept indices where the mask is sparse (else None); cached."""
         if self.layer_masks is None:

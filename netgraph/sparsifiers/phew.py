@@ -96,6 +96,7 @@ class WalkGraph:
         steps = [t.edges[0] if t is not None and len(t.edges) == 1 else None for t in self.fwd[:-1]]
         chain = all(isinstance(e, Layer) and e.dst == g + 1 for g, e in enumerate(steps))
         self._chain = steps if chain and G > 1 else None
+        self._missed = False  # a batch's forward walks drew another count (a walker stopped early)
 
     def walk_batch(self, ids: np.ndarray, rng, kernel_conserved: bool = False, executor=None) -> tuple:
         """Walks ``ids``: the even ones forward from input unit ``(id // 2) % n_in``, then the odd ones
@@ -107,8 +108,8 @@ class WalkGraph:
         they run (one a group, one a kernel tap a layer of ``k > 1``), the backward walks run on
         the pool beside them, from a copy of the PCG64 generator advanced past that count. If the
         forward walks then leave ``rng`` elsewhere (a walker stopped on a zero weight), the
-        backward walks are walked again after them: the records and ``rng`` are those of the
-        two walks in turn either way.
+        backward walks are walked again after them, and the later batches walk in turn: the
+        records and ``rng`` are those of the two walks in turn either way.
         """
         n_in, n_out = self.graph.groups[0].size, self.graph.groups[-1].size
         fwd, bwd = ids[ids % 2 == 0], ids[ids % 2 == 1]
@@ -121,13 +122,16 @@ class WalkGraph:
             if rng.bit_generator.state == ahead[1]:  # the forward walks drew the count foreseen
                 rng.bit_generator.state = ahead[0].bit_generator.state
                 return np.concatenate([w1, w2]), np.concatenate([e1, e2])
+            self._missed = True  # (walkers stop early here: the next batches walk in turn)
         w2, e2 = self.walk("backward", (bwd // 2) % n_out, bwd, rng, kernel_conserved)
         return np.concatenate([w1, w2]), np.concatenate([e1, e2])
 
     def _ahead(self, n: int, rng, kernel_conserved: bool):
         """``(generator, its state)``: a copy of ``rng`` advanced past the draws of ``n`` forward walks
-        of a chain (:meth:`walk_batch`), or None (no chain, or not PCG64)."""
-        if self._chain is None or type(rng.bit_generator) is not np.random.PCG64:
+        of a chain (:meth:`walk_batch`), or None: no chain, a batch that missed before, not PCG64, or
+        a PCG64 holding half a draw (``advance`` drops it: the states would never match)."""
+        if self._chain is None or self._missed or type(rng.bit_generator) is not np.random.PCG64 \
+                or rng.bit_generator.state["has_uint32"]:
             return None
         per = len(self._chain) + (0 if kernel_conserved else sum(e.k > 1 for e in self._chain))
         bg = np.random.PCG64()

@@ -147,7 +147,7 @@ def test_solves_started_before_the_other_metrics_give_the_same_table(monkeypatch
     monkeypatch.setattr(spectral, "_Solves", lambda *a: started.append(real(*a)) or started[-1])
     mg = as_masked(g, ms)
     got = table.measure_masked(mg)
-    assert len(started) == 1 and started[0].result is not None and started[0].inputs is None
+    assert len(started) == 1 and started[0].pool._shutdown and not mg.has(spectral._STARTED)
     assert got.keys() == want.keys()
     for key, value in want.items():
         if key in ("ramanujan_gap_mean", "ramanujan_gap_min", "biregular_gap_mean", "weighted_spectral_gap"):
@@ -168,7 +168,31 @@ def test_solves_started_before_the_other_metrics_give_the_same_table(monkeypatch
     failed = as_masked(g, ms)
     with pytest.raises(RuntimeError, match="a metric failed"):
         table.measure_masked(failed)
-    assert len(started) == 2 and started[1].result is None and started[1].pool._shutdown
-    assert spectral.layer_spectra(g, failed) == spectral.layer_spectra(g, mg)  # (the solves cancelled: done here)
+    assert len(started) == 2 and started[1].pool._shutdown and not failed.has(spectral._STARTED)
+    assert all(f.done() for f in started[1].futures.values())  # (none left running past the BLAS limit)
+    assert spectral.layer_spectra(g, failed) == spectral.layer_spectra(g, mg)  # solved afresh
+    assert len(started) == 3
+
+
+def test_a_failed_solve_is_not_kept(monkeypatch):
+    """A solve that raises fails that call only: the next one solves again (nothing stored)."""
+    g, ms = _graph_and_masks()
+    monkeypatch.setattr(spectral, "COMPILED_FROM", 0)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "2")
+    want = spectral.layer_spectra(g, as_masked(g, ms))
+    real, calls = spectral.top_singular_values, []
+
+    def flaky(*a):
+        calls.append(1)
+        if len(calls) == 1:
+            raise MemoryError("once")
+        return real(*a)
+
+    monkeypatch.setattr(spectral, "top_singular_values", flaky)
+    mg = as_masked(g, ms)
+    with pytest.raises(MemoryError):
+        spectral.layer_spectra(g, mg)
+    assert not mg.has(spectral._STARTED) and not mg.has("analysis.spectral")
+    assert spectral.layer_spectra(g, mg) == want
     monkeypatch.setenv("NETGRAPH_NUM_THREADS", "1")  # one thread: solved when asked, nothing started
     assert spectral.start_layer_spectra(g, as_masked(g, ms)) is None

@@ -271,6 +271,9 @@ def test_walk_batch_beside_a_pool_is_the_serial_batch(net, kernel_conserved, mon
     rng_of = (lambda: np.random.Generator(np.random.MT19937(5))) if net == "mt19937" else (
         lambda: np.random.default_rng(5))
     assert (WalkGraph(g)._chain is None) == (net == "resnet")
+    half = np.random.default_rng(5)
+    half.integers(0, 2**32, dtype=np.uint32, size=1)  # half a 64-bit draw held: no copy can match it
+    assert WalkGraph(g)._ahead(10, half, False) is None
     for bias in ("magnitude", "uniform", "inverse"):
         want, state, _ = _batches(g, bias, kernel_conserved, rng_of, None, monkeypatch)
         with ThreadPoolExecutor(max_workers=1) as ex:
@@ -279,8 +282,8 @@ def test_walk_batch_beside_a_pool_is_the_serial_batch(net, kernel_conserved, mon
         assert all(np.array_equal(a, b) for x, y in zip(want, got) for a, b in zip(x, y))
         if net in ("resnet", "mt19937"):
             assert len(here) == 3 and all(here)  # in turn, on this thread
-        elif net == "mlp_zeros":
-            assert any(here)  # the zero column's walkers stop: walked again
+        elif net == "mlp_zeros":  # the zero column's walkers stop: walked again, then in turn
+            assert here == [False, True, True, True]
         elif net == "conv" and bias == "magnitude":  # (no zero weight drawn: every batch beside)
             assert len(here) == 3 and not any(here)
 

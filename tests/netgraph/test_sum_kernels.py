@@ -22,11 +22,15 @@ def _numpy_sums(w):
     return np.abs(w).sum(axis=2, dtype=np.float64)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k", list(range(1, 42)) + [49, 64, 120, 127, 128, 129, 136, 200, 256, 257, 1000, 3136])
+_KS = list(range(1, 42)) + [49, 64, 120, 127, 128, 129, 136, 200, 256, 257, 1000, 3136, 8191, 8192, 9216, 20000]
+
+
+@pytest.mark.parametrize("k,dtype", [(k, d) for k in _KS for d in (np.float32, np.float64)
+                                     if d == np.float64 or k <= 8192])
 def test_abs_sums_are_numpys_sums(k, dtype):
     """Under 8 elements in order, up to 128 in eight running sums, more in halves split at a
-    multiple of 8 (the recursion's program): numpy's floats exactly."""
+    multiple of 8 (the recursion's program): numpy's floats exactly; float32 up to numpy's buffer
+    (longer, numpy casts and adds in pieces: the layers keep numpy's sums there, tested below)."""
     rng = np.random.default_rng(k)
     w = _weights(rng, (7, max(1, 600 // k), k), dtype)
     out = np.full(w.shape[:2], np.nan)
@@ -77,6 +81,21 @@ def test_layer_sums_compiled_equal_numpys(dtype, threads, monkeypatch):
     assert np.array_equal(layer.sums(1, compiled=True), _numpy_sums(layer.weight))
     monkeypatch.setattr(layer_module, "NUMPY_ONE_PAIRWISE", False)  # a numpy that adds in another order
     assert layer_module._abs_sums_kernel(g.layers[0].weight) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bundles_longer_than_numpys_buffer(dtype):
+    """A linear layer after a flatten of 9,216 positions: float32 bundles keep numpy's own sums
+    (numpy adds a cast sum in pieces of its buffer), float64 ones take the kernel; numpy's bits."""
+    from netgraph import layer as layer_module
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(16 * 96 * 96, 4)).to(dtype)
+    layer = netgraph.from_torch(model, (1, 96, 96)).layers[1]
+    assert layer.k == 9216
+    assert (layer_module._abs_sums_kernel(layer.weight) is None) == (dtype == torch.float32)
+    assert np.array_equal(layer.sums(1, compiled=True), _numpy_sums(layer.weight))
 
 
 def test_cumsum_down_is_the_row_by_row_sums():
