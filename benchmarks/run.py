@@ -105,7 +105,7 @@ def _fmt(v) -> str:
 WHY = {
     ("synflow vgg16 224px", "seconds"): "11.3 s, 15.7 s, 14 s and 27.7 s in four benchmark runs of this engine (the last on a slow spell: right "
     "after it, alternated in one sitting, the engine of e91aa03 took 17-23.5 s and this one 19-21 s), 14.6 s, "
-    "13 s and 13.1 s in three runs of 2026-12-02; in a profile "
+    "13 s, 13.1 s and 13.2 s in four runs of 2026-12-02; in a profile "
     "the walks about 6.6 s of 11 s on two threads (fc1's 2.1M bundles of 49 "
     "elements: some 57M candidates in 100 iterations, 125 ns each: one vectorised pass over the bundle's weights, "
     "read in place, as no sorted copy fits the memory target, then the walk's steps), the flows 1.5 s, the updates "
@@ -118,26 +118,28 @@ WHY = {
     "benchmark runs, 2.93x in a profile of one run): the walks' buffers at the first iterations (most of fc1's "
     "bundles are candidates: 70 MiB of records), the bundles' states (kept counts, smallest kept values, "
     "float64 sums: 58 MiB), then the masks",
-    ("synflow vgg19 cifar", "seconds"): "2.4-6.8 s between runs of the same code on this machine (1.03-1.1 s "
+    ("synflow vgg19 cifar", "seconds"): "2.4-6.8 s between runs of the same code on this machine, 2.88 s in the "
+    "last benchmark run (1.03-1.1 s "
     "on the faster one of 2026-12-01): on one thread half of it the walks of the 2.2M 3x3 bundles (a third of "
     "them candidates at the first iterations, about 80 ns each), then the updates (10%), the flows (8%), the "
     "bracket's sample (5%) and the set-up",
-    ("phew vgg16 224px 1%", "seconds"): "1.01 s, 1.09 s and 1.12 s in the three benchmark runs of 2026-12-02 (0.92-1.23 s "
-    "alternated in one sitting; 1.3-2.6 s before its draws and tables were compiled; 0.58 s on the faster machine "
-    "of 2026-12-01): the groups' tables about 0.35-0.45 s (fc1's bundle sums over its 100M weights 0.19-0.26 s on "
-    "the two threads, then the conv layers' sums and cumulative sums, numpy, over the pool), the walks about 0.5 s "
-    "(the compiled tap draws and table searches 0.16 s; numpy's gathers and records, the first takes' sort 0.07 s)",
-    ("metrics vgg16 224px", "seconds"): "1.0-2.4 s between runs here, 1.31 s and 1.44 s in two of 2026-12-02 "
-    "(about 0.45 s of CPU on the faster machine of 2026-12-01); in a profile of this code, 1.1-1.2 s: the layers' "
-    "top singular values 0.4 s (the count and |w| aggregates they read 0.2 s; then the 512-wide conv layers' dense "
-    "Gram solves, a third nonzero, 0.3 s of CPU, beside the classifier's compiled Lanczos solves on the pool), the "
-    "two max flows 0.29 s (half of it scipy's CSR conversions inside maximum_flow), the kept-index lists of the "
-    "138M-weight mask 0.16 s, path counts 0.14 s, the l-inf path norm 0.1 s: 0.5 s needs each of these about "
-    "2.5 times faster here",
+    ("phew vgg16 224px 1%", "seconds"): "1.14 s in the whole run of this code on a slow spell (its autograd pass "
+    "1.37 s), 0.73 s and 0.83 s re-run (0.73-0.94 s alternated in one sitting; 1.01-1.12 s in three runs of the code "
+    "before it): the groups' tables about 0.2 s (compiled bundle sums), the forward and backward walks side by side "
+    "about 0.35 s, the first takes' sort 0.08 s",
+    ("metrics vgg16 224px", "seconds"): "1.04 s re-run, 1.66 s in the whole run of this code (a slow spell: its "
+    "PHEW case's autograd pass 1.37 s), 0.9 s in an earlier re-run (1.0-2.4 s between runs of the code before; 1.31 s "
+    "and 1.44 s in two benchmark runs of it); the spectral solves now run on the pool while the other metrics are "
+    "computed (1.0-1.08 s alternated in one sitting, 1.12-1.25 s before). In a profile the calling thread's metrics "
+    "take about 0.8 s of CPU (the kept-index lists of the 138M-weight mask 0.17 s; the two max flows 0.3 s, scipy's "
+    "maximum_flow 0.09 s each on 1M unit edges, half of it its CSR conversions; path counts 0.14 s; the l-inf path "
+    "norm 0.1 s) while the pool's threads find the layers' top singular values (0.67 s of CPU: the 512-wide conv "
+    "layers' dense Gram solves 0.3 s, the classifier's compiled Lanczos solves 0.25 s): 0.5 s on two cores needs "
+    "the CPU time about halved",
     ("modern vit_b_16", "phew"): "0.87 s and 1.27 s in the two benchmark runs of 2026-12-02 (1.8-2.9 s before "
     "its tables and draws were compiled): the walks through 12 blocks of 768-wide attention and MLP layers, on one "
     "thread, about 0.6 s; the block tables 0.2 s",
-    ("modern vit_b_16", "synflow"): "9.3-13.8 s between runs here, 12.1 s, 23.2 s and 14.8 s in three of 2026-12-02 (the "
+    ("modern vit_b_16", "synflow"): "9.3-13.8 s between runs here, 12.1 s, 23.2 s, 14.8 s and 10.9 s in four of 2026-12-02 (the "
     "second on a slow spell: its ViT-B/16 PHEW 1.27 s there, 0.87 s in the first) (the flows 3.5 s, the walks 3.4 s, updates "
     "and compactions 1.7 s), 2.9 s on the faster machine of 2026-12-01: 72M one-element bundles, each kept one "
     "tested every iteration (about 21 tests a weight over the run): there the walks about 1.15 s on two threads (a vectorised test, about 0.3 ns a weight "
@@ -149,7 +151,7 @@ WHY = {
     "fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
     "iteration, the flows read every surviving bundle twice an iteration; this machine's speed drifts (in one "
-    "sitting EfficientNet-B0's SynFlow took 2.4-4.3 s; resnet50's 3.8 s, 5.7 s, 11.1 s and 4.9 s in four benchmark runs, 4.3 s, 8.5 s and 5.4 s in three of 2026-12-02, "
+    "sitting EfficientNet-B0's SynFlow took 2.4-4.3 s; resnet50's 3.8 s, 5.7 s, 11.1 s and 4.9 s in four benchmark runs, 4.3 s, 8.5 s, 5.4 s and 5.5 s in four of 2026-12-02, "
     "7.7-11.1 s in a sitting after the third, this engine and the one before it alike); "
     "resnet50 and ConvNeXt-T 1.5-1.8 s on the faster machine of 2026-12-01",
     ("ladder mlp 1e9 synflow", ""): "needs about 9.5 GiB (2.55x): the kept flags (1 byte a weight; the aggregates "
@@ -259,6 +261,11 @@ def report(results: dict, args) -> str:
                 refs, ratio = f"level='pixel' {r['pixel_seconds']:.3g} s", f"{v:.1f}x"
             lines.append(f"| {name} | {fig} | {_fmt(v)} | {op} {limit:g} | {'yes' if met else '**no**'} | {refs} | "
                          f"{ratio} | {tp} | {mp} |")
+    again = [f"{n} {_fmt(r['seconds'])} s (replaced: {', '.join(_fmt(x) + ' s' for x in r['replaced_seconds'])})"
+             for n, r in results.items() if n in CASES and r.get("replaced_seconds")]
+    if again:  # cases re-run with --only after the whole run: the same code, the replaced figures shown
+        lines += ["", f"Re-run with `--only` after the whole run, the same code, each with the figures it "
+                  f"replaces: {'; '.join(again)}."]
     lines += ["", "Details: " + "; ".join(f"{n}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in r.items())
                                           for n, r in results.items() if n in CASES), ""]
     lines += ["## Where the targets stand", ""] + _standing(results) + [""]
@@ -327,7 +334,10 @@ def main():
     for name in CASES:
         if args.report_only or (args.only and args.only not in name):
             continue
+        old = results.get(name) or {}
         results[name] = _child(["--case", name], args.quiet)
+        if args.only and "seconds" in old and "seconds" in results[name]:  # a re-run shows the figure it replaces
+            results[name]["replaced_seconds"] = [*old.get("replaced_seconds", []), old["seconds"]]
         print(name, results[name], flush=True)
     if not args.report_only and args.ladder_max >= 1e6 and (not args.only or args.only in "ladder"):
         run_ladder(args, results)
