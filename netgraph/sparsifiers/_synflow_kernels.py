@@ -39,7 +39,6 @@ from .._numba import watch_compiles
 from ._prefetch import prefetch_row
 
 watch_compiles()  # (the notice of a first compile: netgraph._numba)
-
 if sys.byteorder != "little":  # (_hits reads eight byte flags as one word, byte j as its bit j)
     raise ImportError("the compiled SynFlow kernels need a little-endian machine")
 
