@@ -70,6 +70,12 @@ def watch_compiles() -> None:
     event.register("numba:compile", _Listener())
 
 
+def reads_in_place(w) -> bool:
+    """Whether the toolkit's kernels read weights ``w`` (an ndarray) in place: C-contiguous float32 or
+    float64 (what the tracer gives; other arrays take the numpy code)."""
+    return w.dtype.name in ("float32", "float64") and w.flags.c_contiguous
+
+
 @contextmanager
 def compile_notice(show: bool = True):
     """Inside, with ``show``, the first compile of one of the toolkit's numba kernels in this

@@ -17,6 +17,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ._numba import reads_in_place
 from ._threads import workers
 from .errors import InvalidInputError
 
@@ -37,7 +38,7 @@ def _abs_sums_kernel(w: np.ndarray):
     """:func:`netgraph._sum_kernels.abs_sums` for weights it reads in place (C-contiguous float32 or
     float64), else None (numpy's sums); None too where numba cannot be imported, or numpy's order is
     another (:data:`NUMPY_ONE_PAIRWISE`; float32 bundles of more than :data:`NUMPY_BUFFER` elements)."""
-    if not NUMPY_ONE_PAIRWISE or w.dtype not in (np.float32, np.float64) or not w.flags.c_contiguous:
+    if not NUMPY_ONE_PAIRWISE or not reads_in_place(w):
         return None
     if w.dtype == np.float32 and w.shape[-1] > NUMPY_BUFFER:
         return None
@@ -170,7 +171,7 @@ class Layer:
         no 0.8 GB it won't reuse). Read only unless ``copy`` (then never the cache itself).
         ``compiled``: ``sum |w|`` of float32 or float64 weights by the compiled kernel
         (:mod:`netgraph._sum_kernels`, numba): the same sums bit for bit, several times faster;
-        for callers that load numba anyway (PHEW and the metrics on large graphs, SynFlow)."""
+        for callers that load numba anyway (PHEW on large graphs, SynFlow)."""
         cached = self.__dict__.get("abs_sum" if power == 1 else "sq_sum")
         if cached is None:
             return self._bundle_sums(power, compiled=compiled)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._numba import reads_in_place
 from ..errors import InvalidInputError
 from ..graph import Layer
-from ._compiled import for_walkers, reads_in_place
+from ._compiled import for_walkers
 
 #: Walk biases. ``inverse`` is the paper's inverse variant, in two stages: the next unit with
 #: probability proportional to 1 / (L1 norm of the kernel joining it), then a kernel tap

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._numba import reads_in_place
 from ..graph import Layer
 from ..layer import NUMPY_ONE_PAIRWISE
 from ._bias import element_values
-from ._compiled import for_walkers, reads_in_place
+from ._compiled import for_walkers
 
 #: Cumulative sums kept per walk direction: one in ``BLOCK`` (0.5 byte a weight in float64).
 BLOCK = 16

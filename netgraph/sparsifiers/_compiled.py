@@ -8,8 +8,6 @@ tables and draws, which use it for :data:`COMPILED_FROM` walkers or more.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .._numba import LOAD_FROM  # (graphs from which PHEW loads its compiled kernels)
 
 #: Walkers from which a draw runs compiled (fewer: numpy's whole-array passes cost about as much).
@@ -32,8 +30,3 @@ def for_walkers(kernels, walkers: int):
     """``kernels`` for a draw of ``walkers`` (:data:`COMPILED_FROM` or more), else ``None``."""
     return kernels if kernels is not None and walkers >= COMPILED_FROM else None
 
-
-def reads_in_place(w: np.ndarray) -> bool:
-    """Whether the kernels read weights ``w`` in place: C-contiguous float32 or float64 (what the
-    tracer gives; other arrays take the numpy code)."""
-    return w.dtype in (np.float32, np.float64) and w.flags.c_contiguous

@@ -117,13 +117,12 @@ class WalkGraph:
         back = None if ahead is None else executor.submit(self.walk, "backward", (bwd // 2) % n_out, bwd, ahead[0],
                                                           kernel_conserved)
         w1, e1 = self.walk("forward", (fwd // 2) % n_in, fwd, rng, kernel_conserved)
-        if back is not None:
-            w2, e2 = back.result()
-            if rng.bit_generator.state == ahead[1]:  # the forward walks drew the count foreseen
-                rng.bit_generator.state = ahead[0].bit_generator.state
-                return np.concatenate([w1, w2]), np.concatenate([e1, e2])
-            self._missed = True  # (walkers stop early here: the next batches walk in turn)
-        w2, e2 = self.walk("backward", (bwd // 2) % n_out, bwd, rng, kernel_conserved)
+        w2, e2 = back.result() if back is not None else (None, None)
+        if back is not None and rng.bit_generator.state == ahead[1]:  # the forward walks drew the count foreseen
+            rng.bit_generator.state = ahead[0].bit_generator.state
+        else:
+            self._missed = self._missed or back is not None  # (walkers stop early here: later batches in turn)
+            w2, e2 = self.walk("backward", (bwd // 2) % n_out, bwd, rng, kernel_conserved)
         return np.concatenate([w1, w2]), np.concatenate([e1, e2])
 
     def _ahead(self, n: int, rng, kernel_conserved: bool):
