@@ -110,7 +110,7 @@ def connectivity(graph, masks=None) -> dict:
     }
 
 
-def min_vertex_cut(graph, masks=None, backend: str = "scipy"):
+def min_vertex_cut(graph, masks=None, backend: str = "compiled"):
     """Fewest hidden units whose removal disconnects every input from every output.
 
     Input and output units are not removable (with 3 input channels the answer would
@@ -119,9 +119,10 @@ def min_vertex_cut(graph, masks=None, backend: str = "scipy"):
 
     Parameters
     ----------
-    backend : {"scipy", "igraph"}
-        ``scipy.sparse.csgraph.maximum_flow`` (Dinic, integer capacities; fastest) or
-        ``igraph.Graph.maxflow_value``.
+    backend : {"compiled", "scipy", "igraph"}
+        Dinic's algorithm compiled (:mod:`analysis._maxflow`; fastest: no sparse-matrix
+        set-up), ``scipy.sparse.csgraph.maximum_flow`` (Dinic on a CSR matrix) or
+        ``igraph.Graph.maxflow_value``: the same value.
 
     Returns
     -------
@@ -155,10 +156,10 @@ def _unit_edges(graph, masks, active):
     return mg.cached("analysis.unit_edges", compute)
 
 
-MAX_FLOW_BACKENDS = ("scipy", "igraph")
+MAX_FLOW_BACKENDS = ("compiled", "scipy", "igraph")
 
 
-def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
+def _max_flow(graph, masks, split_units: bool, backend: str = "compiled"):
     check_choice("backend", backend, MAX_FLOW_BACKENDS)
     active = active_units(graph, masks)
     n_units = graph.num_units
@@ -189,7 +190,11 @@ def _max_flow(graph, masks, split_units: bool, backend: str = "scipy"):
         n_vertices = n_units + 2
     e_cap += [np.full(len(inputs), big), np.full(len(outputs), big)]
     es, ed, ec = (np.concatenate(x).astype(np.int64, copy=False) for x in (e_src, e_dst, e_cap))
-    if backend == "igraph":
+    if backend == "compiled":
+        from ._maxflow import max_flow_value
+
+        value = max_flow_value(n_vertices, es, ed, ec, S, T)
+    elif backend == "igraph":
         import igraph as ig
 
         G = ig.Graph(n=n_vertices, edges=np.column_stack([es, ed]), directed=True)

@@ -10,7 +10,7 @@ from netgraph.masked import as_masked
 from .connectivity import _max_flow
 
 
-def edge_disjoint_paths(graph, masks=None, backend: str = "scipy") -> int:
+def edge_disjoint_paths(graph, masks=None, backend: str = "compiled") -> int:
     """Maximum number of edge-disjoint input-output paths in the unit graph (max flow).
 
     Each kept unit-level edge ``(u, v)`` (any number of kept elements) has capacity 1;

@@ -60,6 +60,7 @@ def test_vertex_cut_ignores_inputs_and_outputs():
     _, g = _chain((3, 5, 4, 2))
     assert analysis.min_vertex_cut(g) == 4
     assert analysis.min_vertex_cut(g, backend="igraph") == 4
+    assert analysis.min_vertex_cut(g, backend="scipy") == 4
     # a network without hidden units: nothing to cut
     _, g1 = _chain((3, 2))
     assert analysis.min_vertex_cut(g1) is None
@@ -132,9 +133,11 @@ def test_random_small_dags_against_networkx(sizes, density, seed, residual):
     assert ours == active
     assert analysis.edge_disjoint_paths(g, lm) == disjoint
     assert analysis.edge_disjoint_paths(g, lm, backend="igraph") == disjoint
+    assert analysis.edge_disjoint_paths(g, lm, backend="scipy") == disjoint
     if cut is not None:
         assert analysis.min_vertex_cut(g, lm) == cut
         assert analysis.min_vertex_cut(g, lm, backend="igraph") == cut
+        assert analysis.min_vertex_cut(g, lm, backend="scipy") == cut
 
 
 def test_effective_fraction_phew_is_one_random_below_one_on_vgg19():
