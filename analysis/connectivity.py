@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from netgraph._numba import LOAD_FROM
 from netgraph._validate import check_choice
 from netgraph.flows import aggregates, reachability
 from netgraph.masked import as_masked
@@ -110,7 +111,7 @@ def connectivity(graph, masks=None) -> dict:
     }
 
 
-def min_vertex_cut(graph, masks=None, backend: str = "compiled"):
+def min_vertex_cut(graph, masks=None, backend: str = "auto"):
     """Fewest hidden units whose removal disconnects every input from every output.
 
     Input and output units are not removable (with 3 input channels the answer would
@@ -119,10 +120,12 @@ def min_vertex_cut(graph, masks=None, backend: str = "compiled"):
 
     Parameters
     ----------
-    backend : {"compiled", "scipy", "igraph"}
-        Dinic's algorithm compiled (:mod:`analysis._maxflow`; fastest: no sparse-matrix
-        set-up), ``scipy.sparse.csgraph.maximum_flow`` (Dinic on a CSR matrix) or
-        ``igraph.Graph.maxflow_value``: the same value.
+    backend : {"auto", "compiled", "scipy", "igraph"}
+        Dinic's algorithm compiled (:mod:`netgraph._maxflow`: no sparse-matrix set-up, half
+        scipy's time on vgg16), ``scipy.sparse.csgraph.maximum_flow`` (Dinic on a CSR matrix)
+        or ``igraph.Graph.maxflow_value``: the same value. ``"auto"``: compiled on graphs of
+        :data:`netgraph._numba.LOAD_FROM` weights or more, else scipy (numba's load, about
+        0.7 s once a process, costs a smaller graph more than it saves).
 
     Returns
     -------
@@ -156,11 +159,13 @@ def _unit_edges(graph, masks, active):
     return mg.cached("analysis.unit_edges", compute)
 
 
-MAX_FLOW_BACKENDS = ("compiled", "scipy", "igraph")
+MAX_FLOW_BACKENDS = ("auto", "compiled", "scipy", "igraph")
 
 
-def _max_flow(graph, masks, split_units: bool, backend: str = "compiled"):
+def _max_flow(graph, masks, split_units: bool, backend: str = "auto"):
     check_choice("backend", backend, MAX_FLOW_BACKENDS)
+    if backend == "auto":
+        backend = "compiled" if graph.num_weights >= LOAD_FROM else "scipy"
     active = active_units(graph, masks)
     n_units = graph.num_units
     if not active[0].any():
@@ -191,7 +196,7 @@ def _max_flow(graph, masks, split_units: bool, backend: str = "compiled"):
     e_cap += [np.full(len(inputs), big), np.full(len(outputs), big)]
     es, ed, ec = (np.concatenate(x).astype(np.int64, copy=False) for x in (e_src, e_dst, e_cap))
     if backend == "compiled":
-        from ._maxflow import max_flow_value
+        from netgraph._maxflow import max_flow_value
 
         value = max_flow_value(n_vertices, es, ed, ec, S, T)
     elif backend == "igraph":

@@ -10,11 +10,12 @@ from netgraph.masked import as_masked
 from .connectivity import _max_flow
 
 
-def edge_disjoint_paths(graph, masks=None, backend: str = "compiled") -> int:
+def edge_disjoint_paths(graph, masks=None, backend: str = "auto") -> int:
     """Maximum number of edge-disjoint input-output paths in the unit graph (max flow).
 
     Each kept unit-level edge ``(u, v)`` (any number of kept elements) has capacity 1;
-    inputs and outputs are joined to a super-source and super-sink.
+    inputs and outputs are joined to a super-source and super-sink. ``backend`` as
+    :func:`analysis.connectivity.min_vertex_cut`'s.
 
     Examples
     --------

@@ -30,7 +30,7 @@ of the two sides and ``d = 2E / (n_src + n_dst)`` the mean degree:
 ARPACK (``scipy.sparse.linalg.eigsh`` on the smaller Gram operator, then a Rayleigh-Ritz
 step) for large or sparse layers (a sparse mask's layer as a CSR matrix of its kept
 bundles; on graphs of :data:`COMPILED_FROM` weights or more a compiled Lanczos solver,
-:mod:`analysis._lanczos`, on the CSR matrices), a dense Gram matrix for medium ones and the
+:mod:`netgraph._lanczos`, on the CSR matrices), a dense Gram matrix for medium ones and the
 dense ``svdvals`` for small ones; all agree with a dense ``numpy.linalg.svd`` to 1e-9 of ``mu1`` (tested).
 
 >>> import torch, netgraph
@@ -131,7 +131,7 @@ def top_singular_values(layer, agg, k: int = 2, compiled: bool = False) -> np.nd
     ``agg`` may also be given as a ``scipy.sparse`` matrix (a large sparse ungrouped layer built
     from a mask's kept bundles, :func:`_layer_inputs`): ARPACK on it, the run the dense matrix
     of the same values takes, so the same values bit for bit. ``compiled=True`` takes the compiled
-    Lanczos solver (:mod:`analysis._lanczos`) instead of ARPACK on sparse matrices: the same
+    Lanczos solver (:mod:`netgraph._lanczos`) instead of ARPACK on sparse matrices: the same
     stopping rule and final step, so the same values to about ``1e-15 * mu1``, in a fraction of
     the time and without the GIL (what :func:`layer_spectra` does on large graphs).
     """
@@ -198,7 +198,7 @@ def _top_sv_arpack(mat, k: int, compiled: bool = False) -> np.ndarray:
     ``eigsh`` finds the top right (or left) singular subspace ``V``; the singular values
     of ``mat @ V`` are then accurate to about ``1e-15 * mu1`` even when ``mu2`` is 0 (a
     square root of Gram eigenvalues would only give ``1e-8 * mu1`` there). With ``compiled``,
-    a sparse ``mat`` (as CSR) takes :func:`analysis._lanczos.gram_top` instead of ``eigsh``
+    a sparse ``mat`` (as CSR) takes :func:`netgraph._lanczos.gram_top` instead of ``eigsh``
     (ARPACK when it has not met the rule within :data:`LANCZOS_PRODUCTS` products, or when ``k``
     is not below its basis size).
     """
@@ -213,7 +213,7 @@ def _top_sv_arpack(mat, k: int, compiled: bool = False) -> np.ndarray:
     # (|theta - lambda| <= ||r|| <= tol theta); the Rayleigh-Ritz step then does far better
     vecs = None
     if compiled and sp.issparse(mat) and k < min(size, LANCZOS_NCV):
-        from . import _lanczos
+        from netgraph import _lanczos
 
         rows = (a if right else at).tocsr()  # G = rows^T rows
         # scaled by a power of two (exact) so that the largest entry lies in [0.5, 1): the stopping
@@ -288,10 +288,6 @@ def _layer_inputs(mg, layer) -> tuple:
     return f, mg.aggregate("abs", layer), float(f.sum())
 
 
-def _cost(m) -> int:
-    return m.nnz if sp.issparse(m) else m.size
-
-
 def layer_spectra(graph, masks=None) -> list:
     """Per-layer spectral measures of a mask (one dict per layer, in layer order).
 
@@ -320,39 +316,59 @@ def layer_spectra(graph, masks=None) -> list:
 _STARTED = "analysis.spectral.started"
 
 
+def _all_on_pool(graph) -> bool:
+    """Whether every solve of :func:`layer_spectra` runs on the pool: the compiled solver (a graph
+    of :data:`COMPILED_FROM` weights or more) and two threads or more."""
+    return graph.num_weights >= COMPILED_FROM and workers() > 1
+
+
 class _Solves:
     """The top singular values of every layer's two matrices (:func:`layer_spectra`), being found.
 
-    Largest first. ARPACK on CSR runs on the calling thread (in :meth:`rows`), the others over a
-    small pool alongside, from the start: the CSR route's steps are short (ARPACK's, a sparse
-    product's) and hold the GIL between them, so two of them on two threads wait on each other
-    (ViT-B/16 at 1%: 2.6-3.1 s on two threads, 1.2 s on one), while LAPACK and BLAS release the
-    GIL for the whole call, and so does the compiled solver (large graphs): then every job goes
-    to the pool, and :meth:`rows` only collects. One BLAS thread per worker (the caller's
-    ``one_blas_thread``, held until :meth:`close` returns): a threaded BLAS inside each worker
-    oversubscribes the cores (on 2 busy cores, vgg16 took 3 to 37 s instead of 0.3 s). With one
-    thread (``NETGRAPH_NUM_THREADS=1``) all run in :meth:`rows`; with no CSR job the pool has
-    every thread. Kept in the masked graph's cache until collected or closed (a failed solve is
-    not kept: the next call solves again).
+    Largest first. On a large graph (the compiled solver, which holds no GIL, as LAPACK and BLAS
+    do not) every solve runs on a pool of every thread but ``spare`` (the metric table's one for
+    its other metrics), each layer's two as soon as its matrices are made, the layers with the
+    most bundles first; :meth:`rows` only collects. Otherwise ARPACK
+    on CSR runs in :meth:`rows`, the rest on a pool alongside: ARPACK's short steps hold the GIL,
+    so two on two threads wait on each other (ViT-B/16 at 1%: 2.6-3.1 s, 1.2 s on one). One BLAS
+    thread per worker (the caller's ``one_blas_thread``, held until :meth:`close` returns: vgg16
+    took 3 to 37 s instead of 0.3 s on 2 busy cores with threaded BLAS). With one thread
+    (``NETGRAPH_NUM_THREADS=1``) all run in :meth:`rows`. Kept in the masked graph's cache until
+    collected or closed (a failed solve is not kept: the next call solves again).
     """
 
-    def __init__(self, graph, mg):
+    def __init__(self, graph, mg, spare: int = 0):
         self.graph, self.mg = graph, mg
+        self.compiled, threads = graph.num_weights >= COMPILED_FROM, workers()
+        self.inputs, self.futures, self.here = [None] * len(graph.layers), {}, []
+        if _all_on_pool(graph):  # each layer's solves start once its matrices are made, the largest layers first
+            self.pool = ThreadPoolExecutor(max_workers=threads - spare)
+            try:
+                for layer in sorted(graph.layers, key=lambda l: -l.n_src * l.n_dst):
+                    self.inputs[layer.index] = _layer_inputs(mg, layer)
+                    self.futures.update((i, self.pool.submit(top_singular_values, *self._job(i), 2, True))
+                                        for i in (2 * layer.index, 2 * layer.index + 1))
+            except BaseException:  # (no solve outlives a failed start: the caller's BLAS limit ends with it)
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            return
         self.inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
-        self.jobs = [(layer, m) for layer, (f, a, _) in zip(graph.layers, self.inputs) for m in (f, a)]
-        order = sorted(range(len(self.jobs)), key=lambda i: -_cost(self.jobs[i][1]))
-        self.compiled = graph.num_weights >= COMPILED_FROM
-        threads = workers()
-        on_pool = [threads > 1 and (self.compiled or not sp.issparse(m)) for _, m in self.jobs]
-        self.here = [i for i in order if not on_pool[i]]
+        cost = [m.nnz if sp.issparse(m) else m.size for _, m in map(self._job, range(2 * len(graph.layers)))]
+        order = sorted(range(len(cost)), key=lambda i: -cost[i])
+        here = [threads < 2 or sp.issparse(self._job(i)[1]) for i in range(len(order))]
+        self.here = [i for i in order if here[i]]
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1 if self.here else threads))
-        self.futures = {i: self.pool.submit(top_singular_values, *self.jobs[i], 2, self.compiled)
-                        for i in order if on_pool[i]}
+        self.futures = {i: self.pool.submit(top_singular_values, *self._job(i), 2, self.compiled)
+                        for i in order if not here[i]}
+
+    def _job(self, i: int) -> tuple:
+        """``(layer, matrix)`` of solve ``i``: layer ``i // 2``'s fractions (even) or ``sum |w|``."""
+        return self.graph.layers[i // 2], self.inputs[i // 2][i % 2]
 
     def rows(self) -> list:
         """:func:`layer_spectra`'s rows: the pool's solves collected (then closed, the inputs let go)."""
         try:
-            done = {i: top_singular_values(*self.jobs[i], 2, self.compiled) for i in self.here}
+            done = {i: top_singular_values(*self._job(i), 2, self.compiled) for i in self.here}
             done.update((i, f.result()) for i, f in self.futures.items())
         finally:
             self.close()
@@ -367,16 +383,14 @@ class _Solves:
 
 
 def start_layer_spectra(graph, masks=None):
-    """Start :func:`layer_spectra`'s solves on a graph whose solves all run on the pool (large
-    graphs: :data:`COMPILED_FROM` weights, two threads or more) and return them, else None: the
-    metric table computes its other metrics meanwhile, and :func:`layer_spectra` collects them
-    (the same values). Its caller holds one BLAS thread (``netgraph._blas.one_blas_thread``)
-    until they are collected or it calls their ``close()`` (which drops those not begun and
-    waits for the running ones)."""
+    """Start :func:`layer_spectra`'s solves where all run on the pool (:func:`_all_on_pool`) and
+    return them, else None: the metric table computes its other metrics meanwhile, and
+    :func:`layer_spectra` collects them (the same values). Its caller holds one BLAS thread
+    (``netgraph._blas.one_blas_thread``) until they are collected or it calls their ``close()``."""
     mg = as_masked(graph, masks)
-    if graph.num_weights < COMPILED_FROM or workers() < 2 or mg.has("analysis.spectral"):
+    if not _all_on_pool(graph) or mg.has("analysis.spectral"):
         return None
-    return mg.cached(_STARTED, lambda: _Solves(graph, mg))
+    return mg.cached(_STARTED, lambda: _Solves(graph, mg, spare=1))
 
 
 def spectral_summary(graph, masks=None) -> dict:

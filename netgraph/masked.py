@@ -26,6 +26,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ._numba import LOAD_FROM
 from ._validate import as_bool_mask, check_choice
 from .errors import InvalidInputError
 
@@ -52,8 +53,14 @@ def csr_rows(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple)
     return sp.csr_matrix((vals, cols.astype(itype, copy=False), indptr), shape=shape, copy=False)
 
 
-def kept_indices(mask: np.ndarray) -> np.ndarray:
-    """Flat indices of the kept elements of one layer mask."""
+def kept_indices(mask: np.ndarray, count: int | None = None, compiled: bool = False) -> np.ndarray:
+    """Flat indices of the kept elements of one layer mask; ``compiled`` (with its ``count`` of
+    kept elements, a C-contiguous boolean mask): by :func:`netgraph._mask_kernels.kept_indices`,
+    the same indices in one pass."""
+    if compiled and count is not None and mask.dtype == np.bool_ and mask.flags.c_contiguous:
+        from ._mask_kernels import kept_indices as compiled_kept
+
+        return compiled_kept(mask, count)
     return np.flatnonzero(mask.reshape(-1))
 
 
@@ -190,8 +197,9 @@ class MaskedGraph:
         """Per layer, the flat kept indices where the mask is sparse (else None); cached."""
         if self.layer_masks is None:
             return None
+        compiled = self.graph.num_weights >= LOAD_FROM  # (numba's load pays on large graphs only)
         return self.cached("kept_indices", lambda: [
-            kept_indices(m) if n < SPARSE_BELOW * m.size else None
+            kept_indices(m, n, compiled) if n < SPARSE_BELOW * m.size else None
             for m, n in zip(self.layer_masks, self.kept_counts())])
 
     def kept_counts(self) -> list:

@@ -1,4 +1,4 @@
-"""The compiled Lanczos solver (analysis._lanczos) against dense SVDs and ARPACK."""
+"""The compiled Lanczos solver (netgraph._lanczos) against dense SVDs and ARPACK."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,8 @@ import scipy.sparse as sp
 import torch
 
 import netgraph
-from analysis import _lanczos, spectral
+from analysis import spectral
+from netgraph import _lanczos
 from netgraph.masked import as_masked
 
 
@@ -144,10 +145,11 @@ def test_solves_started_before_the_other_metrics_give_the_same_table(monkeypatch
     monkeypatch.setenv("NETGRAPH_NUM_THREADS", "2")
     started = []
     real = spectral._Solves
-    monkeypatch.setattr(spectral, "_Solves", lambda *a: started.append(real(*a)) or started[-1])
+    monkeypatch.setattr(spectral, "_Solves", lambda *a, **kw: started.append(real(*a, **kw)) or started[-1])
     mg = as_masked(g, ms)
     got = table.measure_masked(mg)
     assert len(started) == 1 and started[0].pool._shutdown and not mg.has(spectral._STARTED)
+    assert started[0].pool._max_workers == 1  # (one thread left to the other metrics)
     assert got.keys() == want.keys()
     for key, value in want.items():
         if key in ("ramanujan_gap_mean", "ramanujan_gap_min", "biregular_gap_mean", "weighted_spectral_gap"):
@@ -196,3 +198,33 @@ def test_a_failed_solve_is_not_kept(monkeypatch):
     assert spectral.layer_spectra(g, mg) == want
     monkeypatch.setenv("NETGRAPH_NUM_THREADS", "1")  # one thread: solved when asked, nothing started
     assert spectral.start_layer_spectra(g, as_masked(g, ms)) is None
+
+
+def test_solves_start_largest_layer_first_and_a_failed_start_lets_go(monkeypatch):
+    """On the pool each layer's solves start once its matrices are made, the layers with the most
+    bundles first; a failure while making them stops the solves begun (the pool shut down, none
+    running) and raises."""
+    g, ms = _graph_and_masks()
+    monkeypatch.setattr(spectral, "COMPILED_FROM", 0)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "2")
+    made, real = [], spectral._layer_inputs
+    monkeypatch.setattr(spectral, "_layer_inputs", lambda mg, layer: made.append(layer.index) or real(mg, layer))
+    want = spectral.layer_spectra(g, as_masked(g, ms))
+    sizes = [g.layers[i].n_src * g.layers[i].n_dst for i in made]
+    assert sorted(made) == list(range(len(g.layers))) and sizes == sorted(sizes, reverse=True)
+    pools = []
+    real_pool = spectral.ThreadPoolExecutor
+    monkeypatch.setattr(spectral, "ThreadPoolExecutor", lambda **kw: pools.append(real_pool(**kw)) or pools[-1])
+
+    def fail_third(mg, layer):
+        if len(made) == len(g.layers) + 2:
+            raise MemoryError("making a layer's matrices")
+        return made.append(layer.index) or real(mg, layer)
+
+    monkeypatch.setattr(spectral, "_layer_inputs", fail_third)
+    mg = as_masked(g, ms)
+    with pytest.raises(MemoryError):
+        spectral.start_layer_spectra(g, mg)
+    assert len(pools) == 1 and pools[0]._shutdown and not mg.has(spectral._STARTED)
+    monkeypatch.setattr(spectral, "_layer_inputs", real)
+    assert spectral.layer_spectra(g, mg) == want

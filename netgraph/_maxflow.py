@@ -3,7 +3,7 @@
 :func:`max_flow_value` stands in for ``scipy.sparse.csgraph.maximum_flow`` in the max-flow
 metrics (:func:`analysis.connectivity.min_vertex_cut`, :func:`analysis.paths.edge_disjoint_paths`).
 Both run Dinic's algorithm, and a flow's value is an integer, so both give the same answer
-(``tests/analysis/test_maxflow.py``); what changes is the set-up. scipy takes a CSR matrix,
+(``tests/netgraph/test_maxflow.py``); what changes is the set-up. scipy takes a CSR matrix,
 which costs a sort of the edge list, a conversion to CSC to find each edge's reverse and
 copies of both: two thirds of its time on vgg16 at 1% (about a million unit edges), where
 Dinic's phases take a few milliseconds. Here the residual graph is implicit: the edges stay
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from netgraph._numba import watch_compiles
+from ._numba import watch_compiles
 
 watch_compiles()  # (the notice of a first compile: netgraph._numba)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from netgraph._numba import watch_compiles
+from ._numba import watch_compiles
 
 watch_compiles()  # (the notice of a first compile: netgraph._numba)
 

@@ -1,4 +1,4 @@
-"""The compiled maximum flow (analysis._maxflow) against networkx and scipy, and the
+"""The compiled maximum flow (netgraph._maxflow) against networkx and scipy, and the
 max-flow metrics' backends against each other on a real mask."""
 
 import networkx as nx
@@ -10,7 +10,7 @@ from scipy.sparse.csgraph import maximum_flow
 
 import netgraph
 from analysis import edge_disjoint_paths, min_vertex_cut
-from analysis._maxflow import max_flow_value
+from netgraph._maxflow import max_flow_value
 from netgraph import zoo
 
 
@@ -56,7 +56,24 @@ def test_edge_cases():
 def test_backends_agree_on_vgg(method):
     g = netgraph.from_torch(zoo.build("vgg11"), (3, 32, 32))
     masks = netgraph.sparsify(g, method, 0.02, seed=1)
-    cuts = {b: min_vertex_cut(g, masks, backend=b) for b in ("compiled", "scipy", "igraph")}
-    paths = {b: edge_disjoint_paths(g, masks, backend=b) for b in ("compiled", "scipy", "igraph")}
+    cuts = {b: min_vertex_cut(g, masks, backend=b) for b in ("auto", "compiled", "scipy", "igraph")}
+    paths = {b: edge_disjoint_paths(g, masks, backend=b) for b in ("auto", "compiled", "scipy", "igraph")}
     assert len(set(cuts.values())) == 1 and len(set(paths.values())) == 1
     assert cuts["compiled"] > 0 and paths["compiled"] > 0
+
+
+def test_auto_takes_the_compiled_kernel_on_large_graphs(monkeypatch):
+    import importlib
+
+    import netgraph._maxflow as kernel
+
+    connectivity = importlib.import_module("analysis.connectivity")  # (the module: analysis.connectivity is a function)
+
+    g = netgraph.from_torch(zoo.build("vgg11"), (3, 32, 32))
+    masks = netgraph.sparsify(g, "random", 0.05, seed=0)
+    calls, real = [], kernel.max_flow_value
+    monkeypatch.setattr(kernel, "max_flow_value", lambda *a: calls.append(1) or real(*a))
+    want = min_vertex_cut(g, masks, backend="scipy")
+    assert min_vertex_cut(g, masks) == want and not calls  # (below LOAD_FROM: scipy)
+    monkeypatch.setattr(connectivity, "LOAD_FROM", 0)
+    assert min_vertex_cut(g, masks) == want and edge_disjoint_paths(g, masks) > 0 and len(calls) == 2
