@@ -127,15 +127,16 @@ WHY = {
     "1.37 s), 0.73 s and 0.83 s re-run (0.73-0.94 s alternated in one sitting; 1.01-1.12 s in three runs of the code "
     "before it): the groups' tables about 0.2 s (compiled bundle sums), the forward and backward walks side by side "
     "about 0.35 s, the first takes' sort 0.08 s",
-    ("metrics vgg16 224px", "seconds"): "1.04 s re-run, 1.66 s in the whole run of this code (a slow spell: its "
-    "PHEW case's autograd pass 1.37 s), 0.9 s in an earlier re-run (1.0-2.4 s between runs of the code before; 1.31 s "
-    "and 1.44 s in two benchmark runs of it); the spectral solves now run on the pool while the other metrics are "
-    "computed (1.0-1.08 s alternated in one sitting, 1.12-1.25 s before). In a profile the calling thread's metrics "
-    "take about 0.8 s of CPU (the kept-index lists of the 138M-weight mask 0.17 s; the two max flows 0.3 s, scipy's "
-    "maximum_flow 0.09 s each on 1M unit edges, half of it its CSR conversions; path counts 0.14 s; the l-inf path "
-    "norm 0.1 s) while the pool's threads find the layers' top singular values (0.67 s of CPU: the 512-wide conv "
-    "layers' dense Gram solves 0.3 s, the classifier's compiled Lanczos solves 0.25 s): 0.5 s on two cores needs "
-    "the CPU time about halved",
+    ("metrics vgg16 224px", "seconds"): "0.569 s in the whole run before the last change (the caller solving "
+    "the solves the pool has not begun: no change measured), 0.53-0.68 s between runs in one sitting (1.04 s "
+    "re-run and 1.66 s in the whole run of the code before the compiled max flow, 0.96-1.04 s alternated with it). "
+    "Now the calling thread is the longer one: it makes every layer's matrices (kept-index lists, bundle values, "
+    "CSR: about 0.15 s, each layer's solves started as soon as its matrices are made), then its other metrics "
+    "(the two max flows 0.1 s, compiled; path counts, norms and entropy 0.09-0.12 s alone, 0.2 s while the "
+    "pool solves; the l-inf path norm 0.09 s) while one pool thread finds the layers' top singular values (about "
+    "0.45 s of CPU: the 512-wide conv layers' dense Gram solves, 20-25 ms each, 19 of them LAPACK's "
+    "tridiagonalisation; the classifier's compiled Lanczos solves, 20-60 ms each), done by 0.45-0.55 s. 0.5 s "
+    "needs both threads about 20% shorter: their gathers of kept weights slow each other down",
     ("modern vit_b_16", "phew"): "0.87 s and 1.27 s in the two benchmark runs of 2026-12-02 (1.8-2.9 s before "
     "its tables and draws were compiled): the walks through 12 blocks of 768-wide attention and MLP layers, on one "
     "thread, about 0.6 s; the block tables 0.2 s",
