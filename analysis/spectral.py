@@ -325,24 +325,24 @@ def _all_on_pool(graph) -> bool:
 class _Solves:
     """The top singular values of every layer's two matrices (:func:`layer_spectra`), being found.
 
-    Largest first. On a large graph (the compiled solver, which holds no GIL, as LAPACK and BLAS
-    do not) every solve runs on a pool of every thread but ``spare`` (the metric table's one for
-    its other metrics), each layer's two as soon as its matrices are made, the layers with the
-    most bundles first; :meth:`rows` collects them, and solves those not begun itself (the smallest). Otherwise ARPACK
-    on CSR runs in :meth:`rows`, the rest on a pool alongside: ARPACK's short steps hold the GIL,
-    so two on two threads wait on each other (ViT-B/16 at 1%: 2.6-3.1 s, 1.2 s on one). One BLAS
-    thread per worker (the caller's ``one_blas_thread``, held until :meth:`close` returns: vgg16
-    took 3 to 37 s instead of 0.3 s on 2 busy cores with threaded BLAS). With one thread
-    (``NETGRAPH_NUM_THREADS=1``) all run in :meth:`rows`. Kept in the masked graph's cache until
-    collected or closed (a failed solve is not kept: the next call solves again).
+    Largest first, on a pool of every thread but the caller's; :meth:`rows` collects them and solves
+    itself those not begun (the smallest): never more solves at once than threads. On a large graph
+    (the compiled solver, which holds no GIL, as LAPACK and BLAS do not) every solve goes to the
+    pool, each layer's two as soon as its matrices are made, the layers with the most bundles
+    first, while the caller makes the others (then the metric table's other metrics). Otherwise
+    ARPACK on CSR runs in :meth:`rows`: its short steps hold the GIL, so two on two threads wait on
+    each other (ViT-B/16 at 1%: 2.6-3.1 s, 1.2 s on one). One BLAS thread per worker (the caller's
+    ``one_blas_thread``, held until :meth:`close` returns: vgg16 took 3 to 37 s instead of 0.3 s on
+    2 busy cores with threaded BLAS). Kept in the masked graph's cache until collected or closed (a
+    failed solve is not kept: the next call solves again).
     """
 
-    def __init__(self, graph, mg, spare: int = 0):
+    def __init__(self, graph, mg):
         self.graph, self.mg = graph, mg
         self.compiled, threads = graph.num_weights >= COMPILED_FROM, workers()
         self.inputs, self.futures, self.here = [None] * len(graph.layers), {}, []
         if _all_on_pool(graph):  # each layer's solves start once its matrices are made, the largest layers first
-            self.pool = ThreadPoolExecutor(max_workers=threads - spare)
+            self.pool = ThreadPoolExecutor(max_workers=threads - 1)  # (the caller solves too: rows())
             try:
                 for layer in sorted(graph.layers, key=lambda l: -l.n_src * l.n_dst):
                     self.inputs[layer.index] = _layer_inputs(mg, layer)
@@ -357,7 +357,7 @@ class _Solves:
         order = sorted(range(len(cost)), key=lambda i: -cost[i])
         here = [threads < 2 or sp.issparse(self._job(i)[1]) for i in range(len(order))]
         self.here = [i for i in order if here[i]]
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1 if self.here else threads))
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1))
         self.futures = {i: self.pool.submit(top_singular_values, *self._job(i), 2, self.compiled)
                         for i in order if not here[i]}
 
@@ -391,7 +391,7 @@ def start_layer_spectra(graph, masks=None):
     mg = as_masked(graph, masks)
     if not _all_on_pool(graph) or mg.has("analysis.spectral"):
         return None
-    return mg.cached(_STARTED, lambda: _Solves(graph, mg, spare=1))
+    return mg.cached(_STARTED, lambda: _Solves(graph, mg))
 
 
 def spectral_summary(graph, masks=None) -> dict:

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit
 
 from ._numba import watch_compiles
+from .errors import InvalidInputError
 
 watch_compiles()  # (the notice of a first compile: netgraph._numba)
 
@@ -23,17 +24,21 @@ watch_compiles()  # (the notice of a first compile: netgraph._numba)
 def _fill(words, tail, out):
     """Writes the indices of the nonzero bytes of ``words`` (eight a word) then ``tail`` into ``out``
     (room for seven more than their count: a word's eight bytes are written without a branch);
-    returns the count."""
+    returns the count, or ``out.size`` when there are more than ``out`` holds (never written past)."""
     n = 0
     for i in range(words.size):
         w = words[i]
         if w != 0:
+            if n + 8 > out.size:
+                return out.size
             base = i * 8
             for j in range(8):
                 out[n] = base + j
                 n += (w >> np.uint64(8 * j)) & np.uint64(0xFF) != 0
     base = words.size * 8
     for j in range(tail.size):
+        if n >= out.size:
+            return out.size
         out[n] = base + j
         n += tail[j] != 0
     return n
@@ -50,6 +55,8 @@ def kept_indices(mask: np.ndarray, count: int) -> np.ndarray:
     n_words = flat.size // 8
     out = np.empty(count + 8, np.int64)
     n = _fill(flat[:n_words * 8].view(np.uint64), flat[n_words * 8:].view(np.uint8), out)
-    if n != count:  # (the caller's count is of this mask: a mismatch is a bug)
-        raise AssertionError(f"kept_indices: {n} kept elements, {count} expected")
+    if n != count:  # (a mask changed in place after the masked graph counted it)
+        raise InvalidInputError(f"a layer mask holds {'more' if n > count else 'fewer'} kept elements than when its "
+                                f"masked graph counted them ({count}): it was changed in place; make a new masked "
+                                "graph (netgraph.masked.as_masked) after changing masks")
     return out[:n]

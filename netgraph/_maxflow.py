@@ -69,6 +69,16 @@ def max_flow_value(n: int, src: np.ndarray, dst: np.ndarray, cap: np.ndarray, s:
     >>> max_flow_value(4, *e, 0, 3)
     2
     """
+    arrays = [np.asarray(x) for x in (src, dst, cap)]
+    if any(x.ndim != 1 or x.size != arrays[0].size or (x.size and x.dtype.kind not in "iu") for x in arrays):
+        raise ValueError("max_flow_value takes three 1-d integer arrays of one length (tails, heads, capacities)")
+    if not (0 <= s < n and 0 <= t < n):
+        raise ValueError(f"source {s} and sink {t} must be vertices of the {n}")
+    src, dst, cap = arrays
+    if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
+        raise ValueError(f"edge ends must be vertices 0 to {n - 1}")
+    if cap.size and (cap.min() < 0 or cap.max() > (2**62 - 1) // cap.size):  # (no flow can overflow int64)
+        raise ValueError("capacities must be >= 0, and their sum below 2**62")
     ix = np.int32 if src.size < 2**31 else np.int64
     src, dst, cap = (np.ascontiguousarray(x, np.int64) for x in (src, dst, cap))
     return int(_dinic(n, src, dst, cap, s, t, np.empty(src.size, ix), np.empty(src.size, ix)))

@@ -228,3 +228,38 @@ def test_solves_start_largest_layer_first_and_a_failed_start_lets_go(monkeypatch
     assert len(pools) == 1 and pools[0]._shutdown and not mg.has(spectral._STARTED)
     monkeypatch.setattr(spectral, "_layer_inputs", real)
     assert spectral.layer_spectra(g, mg) == want
+
+
+def test_never_more_solves_at_once_than_threads(monkeypatch):
+    """The pool's workers and the caller (which solves those not begun) stay within
+    NETGRAPH_NUM_THREADS, called directly or by the metric table."""
+    import threading
+    import time
+
+    from analysis import table
+
+    monkeypatch.setattr(spectral, "COMPILED_FROM", 0)
+    monkeypatch.setenv("NETGRAPH_NUM_THREADS", "2")
+    torch.manual_seed(0)
+    layers = [m for _ in range(6) for m in (torch.nn.Linear(400, 400), torch.nn.ReLU())]
+    g = netgraph.from_torch(torch.nn.Sequential(*layers, torch.nn.Linear(400, 10)), (400,))
+    ms = netgraph.sparsify(g, "random", 0.05, seed=1)
+    real, lock, state = spectral.top_singular_values, threading.Lock(), {"now": 0, "max": 0}
+
+    def counted(*a):
+        with lock:
+            state["now"] += 1
+            state["max"] = max(state["max"], state["now"])
+        try:
+            time.sleep(0.05)  # (long enough for the caller to reach rows() while the pool is busy)
+            return real(*a)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    monkeypatch.setattr(spectral, "top_singular_values", counted)
+    spectral.layer_spectra(g, as_masked(g, ms))
+    assert state["max"] == 2
+    state["max"] = 0
+    table.measure_masked(as_masked(g, ms), keys=["ramanujan_gap_mean"])
+    assert state["max"] == 2

@@ -77,3 +77,18 @@ def test_auto_takes_the_compiled_kernel_on_large_graphs(monkeypatch):
     assert min_vertex_cut(g, masks) == want and not calls  # (below LOAD_FROM: scipy)
     monkeypatch.setattr(connectivity, "LOAD_FROM", 0)
     assert min_vertex_cut(g, masks) == want and edge_disjoint_paths(g, masks) > 0 and len(calls) == 2
+
+
+@pytest.mark.parametrize("args, match", [
+    ((3, [0, 5], [1, 2], [1, 1], 0, 2), "edge ends"),
+    ((3, [0, -1], [1, 2], [1, 1], 0, 2), "edge ends"),
+    ((3, [0, 1], [1, 2], [1, 1], 0, 3), "source 0 and sink 3"),
+    ((3, [0, 1], [1, 2], [1, -1], 0, 2), "capacities"),
+    ((3, [0, 1], [1, 2], [2**62, 1], 0, 2), "capacities"),
+    ((3, [0, 1], [1, 2], [1.5, 1.0], 0, 2), "integer arrays"),
+    ((3, [0, 1], [1, 2], [1], 0, 2), "one length"),
+])
+def test_bad_input_is_one_clear_error(args, match):
+    n, src, dst, cap, s, t = args
+    with pytest.raises(ValueError, match=match):
+        max_flow_value(n, np.array(src), np.array(dst), np.array(cap), s, t)
