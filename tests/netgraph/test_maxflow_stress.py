@@ -3,7 +3,6 @@ random digraphs, layered DAGs shaped like analysis.connectivity._max_flow's (uni
 split hidden units, super source/sink with a big capacity), large capacities, and degenerate
 inputs (isolated vertices, self-loops only, s == t, flow that must be cancelled)."""
 
-import networkx as nx
 import numpy as np
 from hypothesis import given, settings, strategies as st
 from scipy.sparse import csr_matrix
@@ -11,18 +10,7 @@ from scipy.sparse.csgraph import maximum_flow
 
 from netgraph._maxflow import max_flow_value
 
-
-def _nx(n, src, dst, cap, s, t):
-    G = nx.DiGraph()
-    G.add_nodes_from(range(n))
-    for u, v, c in zip(src.tolist(), dst.tolist(), cap.tolist()):
-        if u == v:
-            continue
-        if G.has_edge(u, v):
-            G[u][v]["capacity"] += c
-        else:
-            G.add_edge(u, v, capacity=c)
-    return nx.maximum_flow_value(G, s, t)
+from .test_maxflow import _networkx_value as _nx
 
 
 def _scipy(n, src, dst, cap, s, t):
