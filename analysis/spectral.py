@@ -325,41 +325,34 @@ def _all_on_pool(graph) -> bool:
 class _Solves:
     """The top singular values of every layer's two matrices (:func:`layer_spectra`), being found.
 
-    Largest first, on a pool of every thread but the caller's; :meth:`rows` collects them and solves
-    itself those not begun (the smallest): never more solves at once than threads. On a large graph
-    (the compiled solver, which holds no GIL, as LAPACK and BLAS do not) every solve goes to the
-    pool, each layer's two as soon as its matrices are made, the layers with the most bundles
-    first, while the caller makes the others (then the metric table's other metrics). Otherwise
-    ARPACK on CSR runs in :meth:`rows`: its short steps hold the GIL, so two on two threads wait on
-    each other (ViT-B/16 at 1%: 2.6-3.1 s, 1.2 s on one). One BLAS thread per worker (the caller's
-    ``one_blas_thread``, held until :meth:`close` returns: vgg16 took 3 to 37 s instead of 0.3 s on
-    2 busy cores with threaded BLAS). Kept in the masked graph's cache until collected or closed (a
-    failed solve is not kept: the next call solves again).
+    On a pool of every thread but the caller's, each layer's two as soon as its matrices are made,
+    the layers with the most bundles first, while the caller makes the others (then the metric
+    table's other metrics); :meth:`rows` collects them and solves itself those not begun (the
+    smallest): never more solves at once than threads. LAPACK, BLAS and the compiled solver (large
+    graphs) hold no GIL; ARPACK's short steps on CSR do, so two on two threads wait on each other
+    (ViT-B/16 at 1%: 2.6-3.1 s, 1.2 s on one): without the compiled solver those run in
+    :meth:`rows`. One BLAS thread per worker (the caller's ``one_blas_thread``, held until
+    :meth:`close` returns: vgg16 took 3 to 37 s instead of 0.3 s on 2 busy cores with threaded
+    BLAS). Kept in the masked graph's cache until collected or closed (a failed solve is not kept:
+    the next call solves again).
     """
 
     def __init__(self, graph, mg):
         self.graph, self.mg = graph, mg
         self.compiled, threads = graph.num_weights >= COMPILED_FROM, workers()
         self.inputs, self.futures, self.here = [None] * len(graph.layers), {}, []
-        if _all_on_pool(graph):  # each layer's solves start once its matrices are made, the largest layers first
-            self.pool = ThreadPoolExecutor(max_workers=threads - 1)  # (the caller solves too: rows())
-            try:
-                for layer in sorted(graph.layers, key=lambda l: -l.n_src * l.n_dst):
-                    self.inputs[layer.index] = _layer_inputs(mg, layer)
-                    self.futures.update((i, self.pool.submit(top_singular_values, *self._job(i), 2, True))
-                                        for i in (2 * layer.index, 2 * layer.index + 1))
-            except BaseException:  # (no solve outlives a failed start: the caller's BLAS limit ends with it)
-                self.pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            return
-        self.inputs = [_layer_inputs(mg, layer) for layer in graph.layers]
-        cost = [m.nnz if sp.issparse(m) else m.size for _, m in map(self._job, range(2 * len(graph.layers)))]
-        order = sorted(range(len(cost)), key=lambda i: -cost[i])
-        here = [threads < 2 or sp.issparse(self._job(i)[1]) for i in range(len(order))]
-        self.here = [i for i in order if here[i]]
-        self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1))
-        self.futures = {i: self.pool.submit(top_singular_values, *self._job(i), 2, self.compiled)
-                        for i in order if not here[i]}
+        self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1))  # (the caller solves too: rows())
+        try:  # each layer's solves start once its matrices are made, the layers with the most bundles first
+            for layer in sorted(graph.layers, key=lambda l: -l.n_src * l.n_dst):
+                self.inputs[layer.index] = _layer_inputs(mg, layer)
+                for i in (2 * layer.index, 2 * layer.index + 1):
+                    if threads < 2 or (sp.issparse(self._job(i)[1]) and not self.compiled):  # (ARPACK: rows())
+                        self.here.append(i)
+                    else:
+                        self.futures[i] = self.pool.submit(top_singular_values, *self._job(i), 2, self.compiled)
+        except BaseException:  # (no solve outlives a failed start: the caller's BLAS limit ends with it)
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
     def _job(self, i: int) -> tuple:
         """``(layer, matrix)`` of solve ``i``: layer ``i // 2``'s fractions (even) or ``sum |w|``."""
