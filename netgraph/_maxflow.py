@@ -63,7 +63,8 @@ def _degree(v, out_start, in_start, busy):
 
 def max_flow_value(n: int, src: np.ndarray, dst: np.ndarray, cap: np.ndarray, s: int, t: int) -> int:
     """The value of a maximum flow from ``s`` to ``t`` in the graph of ``n`` vertices with edges
-    ``src[i] -> dst[i]`` of integer capacities ``cap[i] >= 0`` (parallel edges add).
+    ``src[i] -> dst[i]`` of integer capacities ``cap[i] >= 0`` (parallel edges add; each at most
+    ``(2**62 - 1) / len(cap)``, so that no flow overflows int64). Other input raises ValueError.
 
     >>> e = np.array([0, 0, 1, 2]), np.array([1, 2, 3, 3]), np.array([2, 1, 1, 5])
     >>> max_flow_value(4, *e, 0, 3)
@@ -73,7 +74,7 @@ def max_flow_value(n: int, src: np.ndarray, dst: np.ndarray, cap: np.ndarray, s:
     if any(x.ndim != 1 or x.size != arrays[0].size or (x.size and x.dtype.kind not in "iu") for x in arrays):
         raise ValueError("max_flow_value takes three 1-d integer arrays of one length (tails, heads, capacities)")
     if not (0 <= s < n and 0 <= t < n):
-        raise ValueError(f"source {s} and sink {t} must be vertices of the {n}")
+        raise ValueError(f"source {s} and sink {t} must be vertices 0 to {n - 1}")
     src, dst, cap = arrays
     if src.size and (min(src.min(), dst.min()) < 0 or max(src.max(), dst.max()) >= n):
         raise ValueError(f"edge ends must be vertices 0 to {n - 1}")

@@ -82,7 +82,7 @@ def test_auto_takes_the_compiled_kernel_on_large_graphs(monkeypatch):
 @pytest.mark.parametrize("args, match", [
     ((3, [0, 5], [1, 2], [1, 1], 0, 2), "edge ends"),
     ((3, [0, -1], [1, 2], [1, 1], 0, 2), "edge ends"),
-    ((3, [0, 1], [1, 2], [1, 1], 0, 3), "source 0 and sink 3"),
+    ((3, [0, 1], [1, 2], [1, 1], 0, 3), "source 0 and sink 3 must be vertices 0 to 2"),
     ((3, [0, 1], [1, 2], [1, -1], 0, 2), "capacities"),
     ((3, [0, 1], [1, 2], [2**62, 1], 0, 2), "capacities"),
     ((3, [0, 1], [1, 2], [1.5, 1.0], 0, 2), "integer arrays"),
