@@ -63,6 +63,9 @@ GRAM_LIMIT = 1024
 #: Sparse layers of at least this many bundles take ARPACK on CSR even with both sides
 #: within :data:`GRAM_LIMIT` (ViT-B/16's 768 x 768 layers at 1%: 9 ms, the Gram route 36 ms).
 SPARSE_ARPACK_FROM = 1 << 19
+#: With the compiled solver, layers of at least this many bundles and under half of them nonzero take
+#: it on CSR (vgg16's 512 x 512 convs at 1%, a third nonzero: 15-20 ms, the Gram route 28-35 ms).
+COMPILED_SPARSE_FROM = 1 << 18
 #: Graphs from which :func:`layer_spectra` takes the compiled Lanczos solver on CSR matrices:
 #: PHEW's threshold for its compiled kernels (numba's import and first load, about 0.7 s once
 #: a process, cost a smaller graph more than they save).
@@ -96,17 +99,19 @@ def bi_adjacency(layer, agg: np.ndarray, fmt: str = "csr"):
     return m.toarray() if fmt == "dense" else m.asformat(fmt)
 
 
-def _large_sparse(shape, nnz: int) -> bool:
+def _large_sparse(shape, nnz: int, compiled: bool = False) -> bool:
     size = shape[0] * shape[1]
+    if compiled and size >= COMPILED_SPARSE_FROM and nnz < 0.5 * size:
+        return True
     return nnz < 0.25 * size and (max(shape) > GRAM_LIMIT or size >= SPARSE_ARPACK_FROM)
 
 
-def _sparse_route(shape, groups: int, nnz: int, k: int) -> bool:
+def _sparse_route(shape, groups: int, nnz: int, k: int, compiled: bool = False) -> bool:
     """Whether :func:`top_singular_values` takes ARPACK on a CSR matrix: a layer with
     ``groups == 1``, both sides above :data:`DENSE_LIMIT`, under a quarter of its bundles
     nonzero and large (a side above :data:`GRAM_LIMIT` or :data:`SPARSE_ARPACK_FROM`
-    bundles): O(kept bundles) per product."""
-    return groups == 1 and min(shape) > max(DENSE_LIMIT, k + 1) and nnz > 0 and _large_sparse(shape, nnz)
+    bundles; with the compiled solver, :data:`COMPILED_SPARSE_FROM` under half): O(kept bundles) a product."""
+    return groups == 1 and min(shape) > max(DENSE_LIMIT, k + 1) and nnz > 0 and _large_sparse(shape, nnz, compiled)
 
 
 def _csr(shape, nonzero: np.ndarray, vals: np.ndarray):
@@ -136,7 +141,7 @@ def top_singular_values(layer, agg, k: int = 2, compiled: bool = False) -> np.nd
     the time and without the GIL (what :func:`layer_spectra` does on large graphs).
     """
     out = np.zeros(k)
-    route = _route(layer, agg, k)
+    route = _route(layer, agg, k, compiled)
     if route == "zero":
         return out
     if route == "arpack-csr":
@@ -159,7 +164,7 @@ def top_singular_values(layer, agg, k: int = 2, compiled: bool = False) -> np.nd
     return out
 
 
-def _route(layer, agg, k: int) -> str:
+def _route(layer, agg, k: int, compiled: bool = False) -> str:
     """How :func:`top_singular_values` computes ``agg``'s values: ``"zero"`` (no nonzero),
     ``"constant"`` (a dense layer, rank one), ``"blocks"`` (grouped: batched SVD of the blocks),
     ``"svd"`` (a small side), ``"gram"`` (the dense Gram matrix), or ARPACK on a CSR matrix
@@ -177,9 +182,9 @@ def _route(layer, agg, k: int) -> str:
     if min(agg.shape) <= max(DENSE_LIMIT, k + 1):
         return "svd"
     nnz = np.count_nonzero(agg)
-    if min(agg.shape) <= GRAM_LIMIT and not _large_sparse(agg.shape, nnz):
+    if min(agg.shape) <= GRAM_LIMIT and not _large_sparse(agg.shape, nnz, compiled):
         return "gram"
-    return "arpack-sparse" if nnz < 0.25 * agg.size else "arpack-dense"
+    return "arpack-sparse" if _large_sparse(agg.shape, nnz, compiled) else "arpack-dense"
 
 
 def _top_sv_gram(a: np.ndarray, k: int) -> np.ndarray:
@@ -275,14 +280,14 @@ def _layer_inputs(mg, layer) -> tuple:
     """``(fractions, abs_sum, edges)`` of one layer for :func:`layer_spectra`: the two
     matrices as CSR when the layer is sparse (kept indices) and takes the CSR route (built
     from the kept bundles, no dense aggregate), else the dense aggregates."""
-    idx = None if mg.dense else mg.kept()[layer.index]
+    idx, compiled = None if mg.dense else mg.kept()[layer.index], mg.graph.num_weights >= COMPILED_FROM
     if idx is not None and layer.groups == 1:
         nz = mg.kept_bundles(layer)[2]
         f, a = mg.bundle_values("count", layer), mg.bundle_values("abs", layer)
         f = _fractions(layer, f)
         shape = layer.weight.shape[:2]
-        if _sparse_route(shape, 1, nz.size, 2):
-            return (_csr(shape, nz, f), _csr(shape, nz, a) if _sparse_route(shape, 1, np.count_nonzero(a), 2)
+        if _sparse_route(shape, 1, nz.size, 2, compiled):
+            return (_csr(shape, nz, f), _csr(shape, nz, a) if _sparse_route(shape, 1, np.count_nonzero(a), 2, compiled)
                     else mg.aggregate("abs", layer), float(f.sum()))
     f = _fractions(layer, mg.aggregate("count", layer))
     return f, mg.aggregate("abs", layer), float(f.sum())

@@ -398,7 +398,8 @@ def path_entropy(graph: NetGraph, masks=None) -> tuple:
             if e.in_scale is not None:
                 a = a * e.in_scale[u]
             live = a > 0
-            v, u, a = v[live], u[live], a[live]
+            if not live.all():  # (a kept bundle of zero weights adds nothing: 0 log 0 = 0)
+                v, u, a = v[live], u[live], a[live]
             t = float(np.dot(flows.backward[e.dst][v] * flows.forward[e.src][u], a * np.log(a)))
         else:
             if e.scale is None:

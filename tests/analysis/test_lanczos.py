@@ -263,3 +263,30 @@ def test_never_more_solves_at_once_than_threads(monkeypatch):
     state["max"] = 0
     table.measure_masked(as_masked(g, ms), keys=["ramanujan_gap_mean"])
     assert state["max"] == 2
+
+
+def test_compiled_graphs_take_the_solver_on_half_sparse_layers_of_2_18_bundles(monkeypatch):
+    """With the compiled solver, a layer of COMPILED_SPARSE_FROM bundles or more, under half of them
+    nonzero, takes it on CSR (from its kept bundles, or from a dense matrix); the Gram route gave the
+    same values to 1e-13 of mu1. Without the solver, and at half nonzero or more, the Gram route stays."""
+    torch.manual_seed(0)
+    g = netgraph.from_torch(torch.nn.Sequential(torch.nn.Conv2d(512, 512, 3)), (512, 3, 3))
+    layer = g.layers[0]
+    ms = netgraph.sparsify(g, "random", 0.045, seed=0)  # (vgg16's 512 x 512 convs at 1%: a third of the bundles)
+    mg = as_masked(g, ms)
+    f, a, _ = spectral._layer_inputs(mg, layer)  # (a small graph: no compiled solver)
+    assert spectral._route(layer, f, 2) == spectral._route(layer, a, 2) == "gram"
+    monkeypatch.setattr(spectral, "COMPILED_FROM", 0)
+    fc, ac, _ = spectral._layer_inputs(as_masked(g, ms), layer)
+    assert sp.issparse(fc) and sp.issparse(ac)
+    for dense, kept in ((f, fc), (a, ac)):
+        want = spectral.top_singular_values(layer, dense, 2)
+        assert spectral._route(layer, dense, 2, compiled=True) == "arpack-sparse"
+        for got in (spectral.top_singular_values(layer, kept, 2, True),
+                    spectral.top_singular_values(layer, dense, 2, True)):
+            assert np.abs(got - want).max() <= 1e-13 * want[0], (got, want)
+    half = np.asarray(f, dtype=np.float64).copy()
+    half.reshape(-1)[: half.size // 2 + 1] = 1.0
+    assert spectral._route(layer, half, 2, compiled=True) == "gram"
+    small = np.asarray(f)[:256]  # 2**17 bundles: under the threshold
+    assert spectral._route(layer, small, 2, compiled=True) == "gram"

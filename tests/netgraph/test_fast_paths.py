@@ -197,6 +197,32 @@ def test_kept_bundle_values_and_operators_equal_the_dense_aggregates(name, densi
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
+def test_a_sparse_layers_kept_weights_are_gathered_once_and_give_the_same_floats(name):
+    """Every aggregate and maximum of a sparse layer reads its kept weights from one gather
+    (``MaskedGraph.kept_weights``): the floats of each function reading the weights itself."""
+    from netgraph import masked
+
+    g, masks = _graph_and_masks(name, 0.05)
+    mg = as_masked(g, masks)
+    gathers = []
+    for layer in g.layers:
+        idx, m = mg.kept()[layer.index], mg.layer_masks[layer.index]
+        if idx is None:
+            assert mg.kept_weights(layer) is None
+            continue
+        for w in ("abs", "square"):
+            assert np.array_equal(mg.aggregate(w, layer), masked.layer_aggregate(layer, w, m, idx))
+            assert np.array_equal(mg.bundle_values(w, layer), masked.kept_bundle_values(layer, w, idx))
+        assert np.array_equal(mg.kept_bundle_max(layer), masked.kept_bundle_max(layer, idx))
+        assert np.array_equal(mg.bundle_max(layer), masked.layer_bundle_max(layer, m, idx))
+        gathers.append(layer.index)
+        kw = mg.kept_weights(layer)
+        assert kw.dtype == layer.weight.dtype and np.array_equal(kw, layer.weight.reshape(-1)[idx])
+        assert mg.kept_weights(layer) is kw  # (cached: gathered once)
+    assert gathers  # (a sparse layer was checked)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
 @pytest.mark.parametrize("density", [None, 0.3, 0.05, 0.0])
 def test_reachability_equals_the_float_programme(name, density):
     """Reachability from kept bundles equals 0/1 vectors pushed through the dense 0/1
