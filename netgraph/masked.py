@@ -163,7 +163,9 @@ class MaskedGraph:
 
     Make one with :func:`as_masked` (or ``MaskedGraph(graph, masks)``, which validates
     ``masks`` the same way). ``layer_masks`` is ``None`` for the dense network, else one
-    boolean array of shape ``layer.weight.shape`` per layer.
+    boolean array of shape ``layer.weight.shape`` per layer. They may share the memory of
+    the masks given, and what is computed from them is kept: after changing a mask in place,
+    make a new masked graph (values cached before the change would be mixed with new ones).
     """
 
     def __init__(self, graph, masks=None):
@@ -259,6 +261,10 @@ class MaskedGraph:
             return None
         return self.cached(("kept_weights", layer.index), lambda: layer.weight.reshape(-1)[idx])
 
+    def _weights_for(self, weights: str, layer):
+        """:meth:`kept_weights` where ``weights`` reads them (not for counts)."""
+        return None if weights == "count" else self.kept_weights(layer)
+
     def aggregate(self, weights: str, layer) -> np.ndarray:
         """One layer's aggregate (see :meth:`aggregates`), computed alone; cached."""
         check_choice("weights", weights, WEIGHTS)
@@ -267,7 +273,7 @@ class MaskedGraph:
             return whole[layer.index]
         m = None if self.layer_masks is None else self.layer_masks[layer.index]
         return self.cached(("aggregate", weights, layer.index),
-                           lambda: layer_aggregate(layer, weights, m, self._kept_of(layer), self.kept_weights(layer)))
+                           lambda: layer_aggregate(layer, weights, m, self._kept_of(layer), self._weights_for(weights, layer)))
 
     def aggregates(self, weights: str) -> list:
         """Per-layer dense bundle aggregates (:func:`layer_aggregate`); cached."""
@@ -298,7 +304,7 @@ class MaskedGraph:
         def compute():
             idx = self._kept_of(layer)
             if idx is not None:
-                return kept_bundle_values(layer, weights, idx, self.kept_weights(layer))
+                return kept_bundle_values(layer, weights, idx, self._weights_for(weights, layer))
             return self.aggregate(weights, layer).reshape(-1)[self.kept_bundles(layer)[2]]
 
         return self.cached(("bundle_values", weights, layer.index), compute)

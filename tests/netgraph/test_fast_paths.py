@@ -220,6 +220,10 @@ def test_a_sparse_layers_kept_weights_are_gathered_once_and_give_the_same_floats
         assert kw.dtype == layer.weight.dtype and np.array_equal(kw, layer.weight.reshape(-1)[idx])
         assert mg.kept_weights(layer) is kw  # (cached: gathered once)
     assert gathers  # (a sparse layer was checked)
+    counts = as_masked(g, masks)  # counts read no weight: nothing gathered
+    for layer in g.layers:
+        counts.aggregate("count", layer), counts.bundle_values("count", layer)
+    assert not any(key[0] == "kept_weights" for key in counts._cache if isinstance(key, tuple))
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
