@@ -63,13 +63,12 @@ GRAM_LIMIT = 1024
 #: Sparse layers of at least this many bundles take ARPACK on CSR even with both sides
 #: within :data:`GRAM_LIMIT` (ViT-B/16's 768 x 768 layers at 1%: 9 ms, the Gram route 36 ms).
 SPARSE_ARPACK_FROM = 1 << 19
-#: With the compiled solver, layers of at least this many bundles and under half of them nonzero take
-#: it on CSR (vgg16's 512 x 512 convs at 1%, a third nonzero: 15-20 ms, the Gram route 28-35 ms).
-COMPILED_SPARSE_FROM = 1 << 18
-#: Graphs from which :func:`layer_spectra` takes the compiled Lanczos solver on CSR matrices:
-#: PHEW's threshold for its compiled kernels (numba's import and first load, about 0.7 s once
-#: a process, cost a smaller graph more than they save).
+#: Graphs from which :func:`layer_spectra` takes the compiled Lanczos solver on CSR matrices: PHEW's threshold
+#: for its compiled kernels (numba's import and first load, about 0.7 s a process, cost a smaller graph more).
 COMPILED_FROM = LOAD_FROM
+#: With it, layers of this many bundles or more, under half nonzero, take it on CSR (vgg16's 512 x 512 convs
+#: at 1%, a third nonzero: 15-20 ms, the Gram route 28-35 ms).
+COMPILED_SPARSE_FROM = 1 << 18
 #: The compiled solver's basis size (ARPACK's ``ncv`` is 40: here 20 took as many products or
 #: fewer on vgg16's classifier at 1%, each cheaper to orthogonalise).
 LANCZOS_NCV = 20
@@ -101,9 +100,8 @@ def bi_adjacency(layer, agg: np.ndarray, fmt: str = "csr"):
 
 def _large_sparse(shape, nnz: int, compiled: bool = False) -> bool:
     size = shape[0] * shape[1]
-    if compiled and size >= COMPILED_SPARSE_FROM and nnz < 0.5 * size:
-        return True
-    return nnz < 0.25 * size and (max(shape) > GRAM_LIMIT or size >= SPARSE_ARPACK_FROM)
+    return (compiled and size >= COMPILED_SPARSE_FROM and nnz < 0.5 * size) or (
+        nnz < 0.25 * size and (max(shape) > GRAM_LIMIT or size >= SPARSE_ARPACK_FROM))
 
 
 def _sparse_route(shape, groups: int, nnz: int, k: int, compiled: bool = False) -> bool:
@@ -181,10 +179,10 @@ def _route(layer, agg, k: int, compiled: bool = False) -> str:
         return "constant"
     if min(agg.shape) <= max(DENSE_LIMIT, k + 1):
         return "svd"
-    nnz = np.count_nonzero(agg)
-    if min(agg.shape) <= GRAM_LIMIT and not _large_sparse(agg.shape, nnz, compiled):
+    sparse = _large_sparse(agg.shape, np.count_nonzero(agg), compiled)
+    if min(agg.shape) <= GRAM_LIMIT and not sparse:
         return "gram"
-    return "arpack-sparse" if _large_sparse(agg.shape, nnz, compiled) else "arpack-dense"
+    return "arpack-sparse" if sparse else "arpack-dense"
 
 
 def _top_sv_gram(a: np.ndarray, k: int) -> np.ndarray:
@@ -280,7 +278,7 @@ def _layer_inputs(mg, layer) -> tuple:
     """``(fractions, abs_sum, edges)`` of one layer for :func:`layer_spectra`: the two
     matrices as CSR when the layer is sparse (kept indices) and takes the CSR route (built
     from the kept bundles, no dense aggregate), else the dense aggregates."""
-    idx, compiled = None if mg.dense else mg.kept()[layer.index], mg.graph.num_weights >= COMPILED_FROM
+    idx, compiled = None if mg.dense else mg.kept()[layer.index], _compiled(mg.graph)
     if idx is not None and layer.groups == 1:
         nz = mg.kept_bundles(layer)[2]
         f, a = mg.bundle_values("count", layer), mg.bundle_values("abs", layer)
@@ -321,10 +319,14 @@ def layer_spectra(graph, masks=None) -> list:
 _STARTED = "analysis.spectral.started"
 
 
+def _compiled(graph) -> bool:
+    """Whether :func:`layer_spectra` takes the compiled solver: a graph of :data:`COMPILED_FROM` weights or more."""
+    return graph.num_weights >= COMPILED_FROM
+
+
 def _all_on_pool(graph) -> bool:
-    """Whether every solve of :func:`layer_spectra` runs on the pool: the compiled solver (a graph
-    of :data:`COMPILED_FROM` weights or more) and two threads or more."""
-    return graph.num_weights >= COMPILED_FROM and workers() > 1
+    """Whether every solve of :func:`layer_spectra` runs on the pool: the compiled solver, two threads or more."""
+    return _compiled(graph) and workers() > 1
 
 
 class _Solves:
@@ -344,7 +346,7 @@ class _Solves:
 
     def __init__(self, graph, mg):
         self.graph, self.mg = graph, mg
-        self.compiled, threads = graph.num_weights >= COMPILED_FROM, workers()
+        self.compiled, threads = _compiled(graph), workers()
         self.inputs, self.futures, self.here = [None] * len(graph.layers), {}, []
         self.pool = ThreadPoolExecutor(max_workers=max(1, threads - 1))  # (the caller solves too: rows())
         try:  # each layer's solves start once its matrices are made, the layers with the most bundles first

@@ -103,7 +103,7 @@ def _fmt(v) -> str:
 #: Why a target is not met yet, by (case name prefix, figure prefix): printed beside it in the
 #: report for as long as it is not.
 WHY = {
-    ("synflow vgg16 224px", "seconds"): "9.47 s in the last run, on a faster spell (its vgg19 1.51 s, 2.88 s in the run before; the first today 11.6 s); 11.3 s, 15.7 s, 14 s and 27.7 s in four benchmark runs of this engine (the last on a slow spell: right "
+    ("synflow vgg16 224px", "seconds"): "9.47 s in the run of 85085fa, on a faster spell (its vgg19 1.51 s, 2.88 s in the run before; the first today 11.6 s); 11.3 s, 15.7 s, 14 s and 27.7 s in four benchmark runs of this engine (the last on a slow spell: right "
     "after it, alternated in one sitting, the engine of e91aa03 took 17-23.5 s and this one 19-21 s), 14.6 s, "
     "13 s, 13.1 s and 13.2 s in four runs of 2026-12-02; in a profile "
     "the walks about 6.6 s of 11 s on two threads (fc1's 2.1M bundles of 49 "
@@ -118,7 +118,7 @@ WHY = {
     "benchmark runs, 2.93x in a profile of one run): the walks' buffers at the first iterations (most of fc1's "
     "bundles are candidates: 70 MiB of records), the bundles' states (kept counts, smallest kept values, "
     "float64 sums: 58 MiB), then the masks",
-    ("synflow vgg19 cifar", "seconds"): "1.51 s in the last run (a faster spell), 1.99 s in the one before it; "
+    ("synflow vgg19 cifar", "seconds"): "1.51 s in the run of 85085fa (a faster spell), 1.99 s in the one before it; "
     "2.4-6.8 s between runs of the same code on this machine, 2.88 s in an earlier "
     "benchmark run (1.03-1.1 s "
     "on the faster one of 2026-12-01): on one thread half of it the walks of the 2.2M 3x3 bundles (a third of "
@@ -128,7 +128,7 @@ WHY = {
     "1.37 s), 0.73 s and 0.83 s re-run (0.73-0.94 s alternated in one sitting; 1.01-1.12 s in three runs of the code "
     "before it): the groups' tables about 0.2 s (compiled bundle sums), the forward and backward walks side by side "
     "about 0.35 s, the first takes' sort 0.08 s",
-    ("metrics vgg16 224px", "seconds"): "0.589 s in the last run, 0.462 s there without the two max flows; "
+    ("metrics vgg16 224px", "seconds"): "0.557 s in a run of a5fd13b on a slow spell (its autograd pass 1.78 s), 0.589 s in the run of 85085fa; "
     "0.569 s in the whole run before the last change (the caller solving "
     "the solves the pool has not begun: no change measured), 0.53-0.68 s between runs in one sitting (1.04 s "
     "re-run and 1.66 s in the whole run of the code before the compiled max flow, 0.96-1.04 s alternated with it). "
@@ -142,7 +142,7 @@ WHY = {
     ("modern vit_b_16", "phew"): "0.87 s and 1.27 s in the two benchmark runs of 2026-12-02 (1.8-2.9 s before "
     "its tables and draws were compiled): the walks through 12 blocks of 768-wide attention and MLP layers, on one "
     "thread, about 0.6 s; the block tables 0.2 s",
-    ("modern vit_b_16", "synflow"): "7.42 s and 9.65 s in the last two runs; 9.3-13.8 s between runs here, 12.1 s, 23.2 s, 14.8 s and 10.9 s in four of 2026-12-02 (the "
+    ("modern vit_b_16", "synflow"): "7.42 s and 9.65 s in the runs of 85085fa and the one before; 9.3-13.8 s between runs here, 12.1 s, 23.2 s, 14.8 s and 10.9 s in four of 2026-12-02 (the "
     "second on a slow spell: its ViT-B/16 PHEW 1.27 s there, 0.87 s in the first) (the flows 3.5 s, the walks 3.4 s, updates "
     "and compactions 1.7 s), 2.9 s on the faster machine of 2026-12-01: 72M one-element bundles, each kept one "
     "tested every iteration (about 21 tests a weight over the run): there the walks about 1.15 s on two threads (a vectorised test, about 0.3 ns a weight "
@@ -154,7 +154,7 @@ WHY = {
     "fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
     ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
     "iteration, the flows read every surviving bundle twice an iteration, and a sweep's Python steps (about 50 a "
-    "sweep on resnet50, both sweeps on the GIL) take roughly a fifth of the time in a profile; in the last two runs resnet50 "
+    "sweep on resnet50, both sweeps on the GIL) take roughly a fifth of the time in a profile; in the runs of 85085fa and the one before resnet50 "
     "3.93 s and 4.12 s, ConvNeXt-T 4.12 s and 6.03 s, EfficientNet-B0 1.72 s and 2.75 s; this machine's speed drifts (in one "
     "sitting EfficientNet-B0's SynFlow took 2.4-4.3 s; resnet50's 3.8 s, 5.7 s, 11.1 s and 4.9 s in four benchmark runs, 4.3 s, 8.5 s, 5.4 s and 5.5 s in four of 2026-12-02, "
     "7.7-11.1 s in a sitting after the third, this engine and the one before it alike); "

@@ -64,12 +64,17 @@ def kept_indices(mask: np.ndarray, count: int | None = None, compiled: bool = Fa
     return np.flatnonzero(mask.reshape(-1))
 
 
+def _weights_at(layer, idx: np.ndarray, w=None) -> np.ndarray:
+    """The weights of one layer's kept elements ``idx``: ``w`` if gathered already, else read."""
+    return layer.weight.reshape(-1)[idx] if w is None else w
+
+
 def _element_values(layer, weights: str, idx: np.ndarray, w=None) -> np.ndarray:
     """``1``, ``|w|`` or ``w^2`` (float64) of the kept elements ``idx`` of one layer (``w``:
     their weights, gathered already, else read here)."""
     if weights == "count":
         return np.ones(idx.size)
-    w = (layer.weight.reshape(-1)[idx] if w is None else w).astype(np.float64)
+    w = _weights_at(layer, idx, w).astype(np.float64)
     return np.abs(w) if weights == "abs" else w * w
 
 
@@ -152,7 +157,7 @@ def kept_bundle_max(layer, idx: np.ndarray, w=None) -> np.ndarray:
     """The largest kept ``|w|`` of each kept bundle of a sparse layer (flat kept indices
     ``idx``, ascending; ``w``: the weights there, if gathered already), in bundle order and
     the weights' dtype; O(kept weights)."""
-    w = np.abs(layer.weight.reshape(-1)[idx] if w is None else w)
+    w = np.abs(_weights_at(layer, idx, w))
     if layer.k == 1 or not idx.size:  # one-element bundles: the maximum is the element
         return w
     return np.maximum.reduceat(w, _runs(layer, idx)[1])  # bundles are runs
@@ -259,7 +264,7 @@ class MaskedGraph:
         idx = self._kept_of(layer)
         if idx is None:
             return None
-        return self.cached(("kept_weights", layer.index), lambda: layer.weight.reshape(-1)[idx])
+        return self.cached(("kept_weights", layer.index), lambda: _weights_at(layer, idx))
 
     def _weights_for(self, weights: str, layer):
         """:meth:`kept_weights` where ``weights`` reads them (not for counts)."""
@@ -272,8 +277,8 @@ class MaskedGraph:
         if whole is not None:
             return whole[layer.index]
         m = None if self.layer_masks is None else self.layer_masks[layer.index]
-        return self.cached(("aggregate", weights, layer.index),
-                           lambda: layer_aggregate(layer, weights, m, self._kept_of(layer), self._weights_for(weights, layer)))
+        return self.cached(("aggregate", weights, layer.index), lambda: layer_aggregate(
+            layer, weights, m, self._kept_of(layer), self._weights_for(weights, layer)))
 
     def aggregates(self, weights: str) -> list:
         """Per-layer dense bundle aggregates (:func:`layer_aggregate`); cached."""
