@@ -1,6 +1,6 @@
 """The compiled engine of iterative SynFlow: :class:`._flowprune.LayerState` with its walk,
-update and sample done by the numba kernels of :mod:`._synflow_kernels` and
-:mod:`._synflow_updates`.
+update and sample done by the numba kernels of :mod:`._synflow_kernels`,
+:mod:`._synflow_updates` and :mod:`._synflow_sample`.
 
 The numpy methods of :class:`~._flowprune.LayerState` stay as the reference: the same state,
 the same records, the same masks bit for bit (``tests/netgraph/test_synflow_kernels.py``).
@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _synflow_kernels as K
+from ._synflow_sample import sample as _sample_kernel
 from . import _synflow_updates as U
 from ._flowprune import LayerState
 from ._flowwalk import rhs as _rhs
@@ -203,7 +204,7 @@ class FastLayerState(LayerState):
         bs, fs = np.ascontiguousarray(c[0], np.float64), np.ascontiguousarray(c[1], np.float64)
         compact, ids, n_in, gout, grouped = self._layout()
         multi = self.k > 1
-        return K.sample(self.keys if multi else _NO_KEYS, self.low if multi else _NO_LOW,
-                        self.low.view(np.uint32) if multi else _NO_KEY, self._values_array, self.raw, self.m,
-                        ids, compact, n_in, gout, grouped, bs, fs, int(stride), form == "w_grad", self.power)
+        return _sample_kernel(self.keys if multi else _NO_KEYS, self.low if multi else _NO_LOW,
+                              self.low.view(np.uint32) if multi else _NO_KEY, self._values_array, self.raw, self.m,
+                              ids, compact, n_in, gout, grouped, bs, fs, int(stride), form == "w_grad", self.power)
 

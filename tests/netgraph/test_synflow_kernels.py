@@ -10,7 +10,7 @@ import torch
 
 import netgraph
 from netgraph import flows as F
-from netgraph.sparsifiers import _flowprune, _synflow_fast, synflow
+from netgraph.sparsifiers import _flowprune, _synflow_fast, _workers, synflow
 from tests import grouped_models as GM
 from tests import models as M
 
@@ -165,14 +165,15 @@ def test_walk_update_and_sample_equal_the_reference(name, power, form, compact, 
 
 @pytest.mark.parametrize("name", ["grouped", "residual"])
 def test_thread_pool_gives_the_same_masks(name, monkeypatch):
-    """Layers and ranges walked in a two-thread pool, the flows' sweeps side by side, one BLAS
-    thread: the masks of the serial run."""
+    """Layers and ranges walked by the caller and a helper of a two-thread pool, the flows' sweeps
+    side by side, one BLAS thread: the masks of the serial run."""
     from concurrent.futures import ThreadPoolExecutor
 
     g = _graph(name)
     want = netgraph.sparsify(g, "synflow-l2", 0.05, iterations=8)
     monkeypatch.setattr(synflow, "_pool", lambda n: ThreadPoolExecutor(max_workers=2))
     monkeypatch.setattr(_synflow_fast, "PART", 5)
+    monkeypatch.setattr(_workers, "SHARED_FROM", 0)  # (every map shared with the helper, however small)
     got = netgraph.sparsify(g, "synflow-l2", 0.05, iterations=8)
     assert _hashable(got, g) == _hashable(want, g)
 
@@ -184,7 +185,7 @@ def test_without_numba_the_numpy_engine_runs_with_a_warning(monkeypatch):
     g = _graph("conv")
     want = netgraph.sparsify(g, "synflow", 0.05, iterations=8)
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
-    for mod in ("_synflow_fast", "_synflow_kernels", "_synflow_updates"):  # as if never imported
+    for mod in ("_synflow_fast", "_synflow_kernels", "_synflow_updates", "_synflow_sample"):  # as if never imported
         monkeypatch.delitem(sys.modules, f"netgraph.sparsifiers.{mod}", raising=False)
         monkeypatch.delattr(netgraph.sparsifiers, mod, raising=False)
     with pytest.warns(RuntimeWarning, match="numpy engine"):
