@@ -103,27 +103,25 @@ def _fmt(v) -> str:
 #: Why a target is not met yet, by (case name prefix, figure prefix): printed beside it in the
 #: report for as long as it is not.
 WHY = {
-    ("synflow vgg16 224px", "seconds"): "9.47 s in the run of 85085fa, on a faster spell (its vgg19 1.51 s, 2.88 s in the run before; the first today 11.6 s); 11.3 s, 15.7 s, 14 s and 27.7 s in four benchmark runs of this engine (the last on a slow spell: right "
-    "after it, alternated in one sitting, the engine of e91aa03 took 17-23.5 s and this one 19-21 s), 14.6 s, "
-    "13 s, 13.1 s and 13.2 s in four runs of 2026-12-02; in a profile "
-    "the walks about 6.6 s of 11 s on two threads (fc1's 2.1M bundles of 49 "
-    "elements: some 57M candidates in 100 iterations, 125 ns each: one vectorised pass over the bundle's weights, "
-    "read in place, as no sorted copy fits the memory target, then the walk's steps), the flows 1.5 s, the updates "
-    "about 1 s (about 60 bytes of records a candidate, read at the memory's speed); in one sitting "
-    "11.5-13.4 s, 18-25 s before the walks found their keys as bits, 9.9-11.8 s with the sorted copy "
-    "(4.1x the weight bytes)",
+    ("synflow vgg16 224px", "seconds"): "6.95 s in the run of 6107831, whose spell was fast for the CPU (an autograd pass "
+    "0.54 s, 1.73 s in the run before) but not for the memory, which SynFlow's walks and flows wait on; alternated in one "
+    "sitting, 6.29 s against 6.61 s for the code before it (each map's chunks taken by the caller too); 10.8 s and 9.47 s "
+    "in the runs of 717573d and 85085fa (slower spells). In a profile (6.8 s): the walks 3.6 s on two threads, most of it "
+    "fc1's 2.1M bundles of 49 elements (57M walks in 100 iterations, 60-75 ns each on one thread: at the first iterations "
+    "nearly every bundle is walked, each reading its 196-byte row, as no sorted copy fits the memory target; the sorted "
+    "copy was about 15% faster at 4.1x the weight bytes), the flows 1.1 s, the updates about 0.5 s",
     ("synflow vgg16 224px", "peak memory / weight bytes"): "the process holds 2.6x the weight bytes before "
     "SynFlow starts (torch's CUDA build 470 MiB resident after its import; torchvision 160 MiB; numba's compiled "
     "kernels 90 MiB; the model 1x); SynFlow adds 0.33-0.39x between runs (2.94x, 2.96x and 3.00x in three "
     "benchmark runs, 2.93x in a profile of one run): the walks' buffers at the first iterations (most of fc1's "
     "bundles are candidates: 70 MiB of records), the bundles' states (kept counts, smallest kept values, "
     "float64 sums: 58 MiB), then the masks",
-    ("synflow vgg19 cifar", "seconds"): "1.51 s in the run of 85085fa (a faster spell), 1.99 s in the one before it; "
-    "2.4-6.8 s between runs of the same code on this machine, 2.88 s in an earlier "
-    "benchmark run (1.03-1.1 s "
-    "on the faster one of 2026-12-01): on one thread half of it the walks of the 2.2M 3x3 bundles (a third of "
-    "them candidates at the first iterations, about 80 ns each), then the updates (10%), the flows (8%), the "
-    "bracket's sample (5%) and the set-up",
+    ("synflow vgg19 cifar", "seconds"): "1.22 s in the run of 6107831 (1.22-1.30 s between its three runs; 1.03-1.22 s "
+    "between runs of this code that day); alternated in one sitting, 1.03-1.11 s against 1.15-1.26 s for the code before it; "
+    "2.39 s and 1.51 s in the runs of 717573d and 85085fa. An iteration takes about 23 ms at the first iterations (the walks "
+    "of the 2.2M 3x3 bundles, 0.3-0.4M walked an iteration at 30-40 ns each on one thread) and 5 ms at the last (the "
+    "sample, the flows and the margin tests over the tracked bundles); in all the walks 45%, the flows 15%, the updates "
+    "13%, the bracket's sample 10%, the threshold 10%",
     ("phew vgg16 224px 1%", "seconds"): "1.14 s in the whole run of this code on a slow spell (its autograd pass "
     "1.37 s), 0.73 s and 0.83 s re-run (0.73-0.94 s alternated in one sitting; 1.01-1.12 s in three runs of the code "
     "before it): the groups' tables about 0.2 s (compiled bundle sums), the forward and backward walks side by side "
@@ -142,23 +140,21 @@ WHY = {
     ("modern vit_b_16", "phew"): "0.87 s and 1.27 s in the two benchmark runs of 2026-12-02 (1.8-2.9 s before "
     "its tables and draws were compiled): the walks through 12 blocks of 768-wide attention and MLP layers, on one "
     "thread, about 0.6 s; the block tables 0.2 s",
-    ("modern vit_b_16", "synflow"): "7.42 s and 9.65 s in the runs of 85085fa and the one before; 9.3-13.8 s between runs here, 12.1 s, 23.2 s, 14.8 s and 10.9 s in four of 2026-12-02 (the "
-    "second on a slow spell: its ViT-B/16 PHEW 1.27 s there, 0.87 s in the first) (the flows 3.5 s, the walks 3.4 s, updates "
-    "and compactions 1.7 s), 2.9 s on the faster machine of 2026-12-01: 72M one-element bundles, each kept one "
-    "tested every iteration (about 21 tests a weight over the run): there the walks about 1.15 s on two threads (a vectorised test, about 0.3 ns a weight "
-    "while a layer is read off its weights, 1 ns once compacted, where the source factor is gathered; the passing "
-    "4-5% written from the bits of 64 flags, then scored and recorded, about 2.5 ns each); the flows 1.0 s (the two "
-    "sweeps side by side: a raw layer's products read 5 bytes a weight, both near the memory's bandwidth; a "
-    "compacted layer's 0.6-0.7 ns a survivor); updates and compactions 0.45 s. 2 s needs fewer passes over the "
-    "weights an iteration (the walk fused into the backward sweep would need the bracket before the flows) or "
-    "fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
-    ("modern", "synflow"): "the one-element bundles of the 1x1 convs and linear layers are each tested every "
-    "iteration, the flows read every surviving bundle twice an iteration, and a sweep's Python steps (about 50 a "
-    "sweep on resnet50, both sweeps on the GIL) take roughly a fifth of the time in a profile; in the runs of 85085fa and the one before resnet50 "
-    "3.93 s and 4.12 s, ConvNeXt-T 4.12 s and 6.03 s, EfficientNet-B0 1.72 s and 2.75 s; this machine's speed drifts (in one "
-    "sitting EfficientNet-B0's SynFlow took 2.4-4.3 s; resnet50's 3.8 s, 5.7 s, 11.1 s and 4.9 s in four benchmark runs, 4.3 s, 8.5 s, 5.4 s and 5.5 s in four of 2026-12-02, "
-    "7.7-11.1 s in a sitting after the third, this engine and the one before it alike); "
-    "resnet50 and ConvNeXt-T 1.5-1.8 s on the faster machine of 2026-12-01",
+    ("modern vit_b_16", "synflow"): "6.76 s in the run of 6107831, 10.1 s and 7.42 s in those of 717573d and 85085fa; in a "
+    "profile (7.1 s) the flows 2.9 s, the walks 2.5 s, updates and compactions 1.1 s: 72M one-element bundles, each kept one "
+    "tested every iteration (about 21 tests a weight over the run: a vectorised test, about 0.3 ns a weight while a layer "
+    "is read off its weights, 1 ns once compacted, where the source factor is gathered) and multiplied twice (the two "
+    "sweeps side by side read 5 bytes a weight each, together at the memory's bandwidth, 14 GB/s here). 2 s needs fewer "
+    "passes over the weights an iteration (the walk fused into the backward sweep would need the bracket before the "
+    "flows) or fewer tests: a bound from the layer's drift since a weight's last test still tests 23-35% (simulated)",
+    ("modern", "synflow"): "resnet50 2.33 s and ConvNeXt-T 2.86 s in the run of 6107831 (4.21 s and 4.93 s in that of "
+    "717573d, a slower spell); alternated in one sitting, 2.13-2.41 s and 2.84-2.87 s against 2.47-2.64 s and 3.13-3.15 s "
+    "for the code before it. An iteration of resnet50 takes about 42 ms at the first iterations and 11 ms at the last: "
+    "every tracked bundle is tested, sampled and multiplied twice an iteration, and a layer compacts only once half of "
+    "its bundles are dead (a one-element layer read off its weights: 85%), so at 1-3% kept an iteration still costs a "
+    "quarter of the first; the one-element layers' flows read 5 bytes a weight at the memory's bandwidth, the two sweeps "
+    "side by side. Compacting those layers at 30% or 50% alive instead of 15%, or the sweeps on one thread once the "
+    "layers are small, changed nothing measurable",
     ("ladder mlp 1e9 synflow", ""): "needs about 9.5 GiB (2.55x): the kept flags (1 byte a weight; the aggregates "
     "are read off the weights) and, from a layer's first compaction (at 30% alive), its survivors' float32 |w| and "
     "ids (8 bytes each)",
